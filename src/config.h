@@ -1,0 +1,103 @@
+/* Experiment files: libconfig text → a validated Experiment.
+ *
+ * One table of keys (config.c) serves validation, defaults, --set, the
+ * resolved experiment.cfg a run writes, and the man page's list. */
+#ifndef MNEME_CONFIG_H
+#define MNEME_CONFIG_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "error.h"
+
+#define EXP_STR 64
+#define EXP_PATH 1024
+
+typedef struct {
+    char builtin[EXP_STR];   /* "" when train/eval files are given */
+    char train[EXP_PATH];    /* resolved against the experiment's folder */
+    char eval[EXP_PATH];
+    int train_size;          /* built-in tasks: examples generated */
+    int eval_size;
+} TaskSource;
+
+typedef struct {
+    int epochs;
+    double lr;
+    int batch;
+    int warmup_steps;
+    char schedule[EXP_STR];  /* constant | linear | cosine */
+    double weight_decay;
+    double clip_norm;        /* 0 = no clipping */
+} TrainRecipe;
+
+typedef struct {
+    char path[EXP_PATH];     /* the file it was read from ("" for defaults) */
+    char dir[EXP_PATH];      /* its folder: relative paths resolve here */
+
+    char name[EXP_STR];
+    uint64_t seed;
+    int threads;             /* 0 = OpenBLAS default */
+
+    struct {
+        int hidden, layers, heads, intermediate, max_len;
+        char tokenizer[EXP_STR];     /* "bytes" */
+        double init_std;             /* 0.02 as BERT */
+    } model;
+
+    TaskSource original;
+    TaskSource new_task;     /* key "new" */
+
+    struct {
+        char checkpoint[EXP_PATH];   /* "" = pretrain */
+        TrainRecipe pretrain;
+    } base;
+
+    struct {
+        TrainRecipe recipe;          /* epochs, lr, batch, … at finetune.* */
+        char method[EXP_STR];        /* full (others arrive with strategies) */
+    } finetune;
+
+    struct {
+        int every;                   /* evaluate every N steps */
+        int original_samples;        /* 0 = the whole eval set */
+        int new_samples;
+        int batch;
+    } eval;
+
+    struct {
+        int every;                   /* 0 = only at phase ends */
+        int keep;
+    } checkpoint;
+} Experiment;
+
+/* Defaults for every key (what an empty file gives). */
+void experiment_defaults(Experiment *x);
+
+/* Reads path, applies `--set KEY=VALUE` overrides (in order) and validates
+ * the result. Errors read "FILE:LINE: KEY: expected …" (or "--set KEY: …"
+ * for an override); syntax errors come from libconfig with file and line.
+ * Unknown keys, wrong types, out-of-range and inconsistent values (hidden
+ * not divisible by heads, …) are all errors. */
+int experiment_load(Experiment *x, const char *path, const char *const *sets,
+                    int n_sets, MnError *e);
+
+/* Applies one more KEY=VALUE (same rules) to an already loaded experiment. */
+int experiment_set(Experiment *x, const char *assignment, MnError *e);
+
+/* Writes the resolved experiment (every key, defaults filled in, paths
+ * absolute) as a libconfig file that experiment_load reads back to an
+ * identical Experiment. Written atomically. */
+int experiment_write(const Experiment *x, const char *path, MnError *e);
+
+/* For documentation and completion: each key's dotted name, type name,
+ * default as text and one-line help, in table order; NULL name ends. */
+typedef struct {
+    const char *key;
+    const char *type;
+    const char *def;
+    const char *help;
+} ExperimentKeyInfo;
+const ExperimentKeyInfo *experiment_keys(void);
+
+#endif

@@ -1,0 +1,77 @@
+/* Forward/backward pairs for every layer kind of the encoder.
+ *
+ * Conventions (as in PyTorch, so weights interchange):
+ *  - activations are row-major [N, C] with N = batch * seq rows;
+ *  - linear weights are [out, in]; y = x W^T + b;
+ *  - every backward ACCUMULATES (+=) into its gradient outputs; the caller
+ *    zeroes gradient buffers once per step. A NULL gradient output means
+ *    "not needed": its work is skipped (frozen weights, or no input grad
+ *    below the first trainable layer).
+ *  - nothing here allocates; scratch space is passed in. */
+#ifndef MNEME_LAYERS_H
+#define MNEME_LAYERS_H
+
+/* out[N, OC] = in[N, IC] @ W[OC, IC]^T + b[OC]  (b may be NULL) */
+void linear_forward(float *out, const float *in, const float *W,
+                    const float *b, int N, int IC, int OC);
+/* din[N, IC] += dout @ W;  dW[OC, IC] += dout^T @ in;  db[OC] += sum_rows dout */
+void linear_backward(float *din, float *dW, float *db, const float *dout,
+                     const float *in, const float *W, int N, int IC, int OC);
+
+/* out = (in - mean) * rstd * gamma + beta over the last dim C; stores mean
+ * and rstd [N] for the backward. eps as BERT: 1e-12. */
+#define LAYERNORM_EPS 1e-12f
+void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
+                       const float *gamma, const float *beta, int N, int C);
+void layernorm_backward(float *din, float *dgamma, float *dbeta,
+                        const float *dout, const float *in, const float *gamma,
+                        const float *mean, const float *rstd, int N, int C);
+
+/* GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)). In-place allowed for forward. */
+void gelu_forward(float *out, const float *in, int n);
+/* din += dout * gelu'(in) */
+void gelu_backward(float *din, const float *dout, const float *in, int n);
+
+/* tanh; backward uses the forward output: din += dout * (1 - out^2) */
+void tanh_forward(float *out, const float *in, int n);
+void tanh_backward(float *din, const float *dout, const float *out, int n);
+
+/* Embeddings: out[b*T+t] = word[ids[b*T+t]] + pos[t] + type[0].
+ * Token types are all zero (single-segment inputs). */
+void embedding_forward(float *out, const int *ids, const float *word,
+                       const float *pos, const float *type, int B, int T,
+                       int C);
+/* Scatter-add of dout into the tables (each may be NULL when frozen). */
+void embedding_backward(float *dword, float *dpos, float *dtype,
+                        const float *dout, const int *ids, int B, int T,
+                        int C);
+
+/* Multi-head self-attention core (after the Q/K/V projections, before the
+ * output dense):
+ *   qkv  [B*T, 3C]  each row is q (C) | k (C) | v (C); head h uses columns
+ *                   h*D .. h*D+D-1 of each part, D = C / H.
+ *   len  [B]        valid length of each sequence; keys at t >= len[b] are
+ *                   masked out (probability exactly 0). Query rows past len
+ *                   are computed too but only ever attend to valid keys.
+ *   att  [B, H, T, T] softmax probabilities, kept for the backward.
+ *   out  [B*T, C]   context, heads concatenated.
+ * Scores are scaled by 1/sqrt(D). Matrix products through cblas_sgemm. */
+void attention_forward(float *out, float *att, const float *qkv,
+                       const int *len, int B, int T, int C, int H);
+/* dqkv [B*T, 3C] += gradient w.r.t. qkv.
+ * scratch: ATTENTION_SCRATCH(B, T, H) floats of workspace. */
+#define ATTENTION_SCRATCH(B, T, H) ((long)(B) * (H) * (T) * (T))
+void attention_backward(float *dqkv, const float *dout, const float *qkv,
+                        const float *att, const int *len, float *scratch,
+                        int B, int T, int C, int H);
+
+/* Softmax cross-entropy over rows of logits [N, K]: writes probs [N, K]
+ * (numerically stable) and returns the SUM of -log p[label] over rows with
+ * label >= 0; rows with label < 0 are ignored (probs still written). */
+double softmax_xent_forward(float *probs, const float *logits,
+                            const int *labels, int N, int K);
+/* dlogits += scale * (probs - onehot(label)), for rows with label >= 0 */
+void softmax_xent_backward(float *dlogits, const float *probs,
+                           const int *labels, int N, int K, float scale);
+
+#endif

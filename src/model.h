@@ -1,0 +1,143 @@
+/* A BERT-style encoder for sequence classification with one head per task.
+ *
+ * All parameters live in one float buffer described by a table of named
+ * tensors (Hugging Face BERT names, [out, in] linear weights); gradients
+ * and optimizer moments use the same layout. Parameter groups (embeddings,
+ * each block, the pooler, each head) carry the learning-rate multiplier and
+ * the trainable flag that freezing and discriminative rates act on.
+ * Activations are allocated once for the largest batch: a training step
+ * does not allocate. */
+#ifndef MNEME_MODEL_H
+#define MNEME_MODEL_H
+
+#include <stddef.h>
+
+#include "data.h"
+#include "error.h"
+#include "rng.h"
+
+#define MODEL_MAX_TASKS 4
+#define MODEL_MAX_LAYERS 64
+#define TASK_NAME_MAX 32
+#define PARAM_NAME_MAX 96
+
+typedef struct {
+    int vocab;
+    int hidden, layers, heads, intermediate, max_len;
+    int type_vocab;            /* 2, as BERT */
+    int n_tasks;
+    char task_name[MODEL_MAX_TASKS][TASK_NAME_MAX];
+    int n_labels[MODEL_MAX_TASKS];
+} ModelConfig;
+
+typedef struct {
+    char name[PARAM_NAME_MAX];
+    int ndim;
+    int shape[2];
+    size_t offset, numel;
+    int group;
+    int decay;                 /* weight decay applies (not biases, LayerNorm) */
+} ParamTensor;
+
+typedef struct {
+    char name[48];             /* embeddings, layer.<i>, pooler, classifier.<task> */
+    float lr_scale;
+    int trainable;
+    int first, count;          /* tensors [first, first+count) */
+    size_t offset, numel;      /* its span of the flat buffer */
+} ParamGroup;
+
+/* Offsets of one block's tensors in the flat buffer. Query, key and value
+ * weights are stored back to back ([3C, C]) and so are their biases, so
+ * one matrix product projects all three. */
+typedef struct {
+    size_t qkv_w, qkv_b;                   /* query | key | value */
+    size_t attn_out_w, attn_out_b;
+    size_t ln1_g, ln1_b;                   /* attention.output.LayerNorm */
+    size_t inter_w, inter_b;
+    size_t out_w, out_b;
+    size_t ln2_g, ln2_b;                   /* output.LayerNorm */
+} BlockOffsets;
+
+typedef struct {
+    size_t word, pos, type, ln_g, ln_b;
+    BlockOffsets block[MODEL_MAX_LAYERS];
+    size_t pool_w, pool_b;
+    size_t head_w[MODEL_MAX_TASKS], head_b[MODEL_MAX_TASKS];
+} ModelOffsets;
+
+/* Per-block activations kept for the backward. */
+typedef struct {
+    float *qkv;        /* [BT, 3C] */
+    float *att;        /* [B, H, T, T] */
+    float *ctx;        /* [BT, C] */
+    float *res1;       /* [BT, C] input + attention output (pre-LN) */
+    float *ln1;        /* [BT, C] */
+    float *ln1_mean, *ln1_rstd;
+    float *inter;      /* [BT, I] pre-GELU */
+    float *gelu;       /* [BT, I] */
+    float *res2;       /* [BT, C] ln1 + output dense (pre-LN) */
+    float *ln2;        /* [BT, C] the block's output */
+    float *ln2_mean, *ln2_rstd;
+} BlockActs;
+
+typedef struct {
+    int cap_B;                 /* batch rows the buffers hold */
+    int B, T;                  /* shape of the last forward */
+    float *emb;                /* [BT, C] pre-LN sum */
+    float *emb_ln;             /* [BT, C] */
+    float *emb_mean, *emb_rstd;
+    BlockActs block[MODEL_MAX_LAYERS];
+    float *cls;                /* [B, C] first token of the last block */
+    float *pool_pre, *pooled;  /* [B, C] */
+    float *logits, *probs;     /* [B, max labels] */
+    int max_labels;
+    /* backward scratch */
+    float *d_a, *d_b, *d_c;    /* [BT, C] each */
+    float *d_qkv;              /* [BT, 3C] */
+    float *d_inter;            /* [BT, I] */
+    float *d_att;              /* ATTENTION_SCRATCH */
+    float *d_cls, *d_pool;     /* [B, C] */
+    float *d_logits;           /* [B, max labels] */
+} Activations;
+
+typedef struct {
+    ModelConfig cfg;
+    int n_tensors;
+    ParamTensor *tensors;
+    int n_groups;
+    ParamGroup *groups;
+    ModelOffsets off;
+    size_t n_params;
+    float *params;
+    float *grads;
+    Activations act;
+} Model;
+
+/* Builds the tensor table and allocates parameters, gradients and
+ * activations for batches of up to max_batch rows. Parameters are zero
+ * until model_init_weights. */
+int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e);
+void model_free(Model *m);
+/* BERT's initialisation: normal(0, std) weights, zero biases, LayerNorm
+ * gamma 1 beta 0. */
+void model_init_weights(Model *m, Rng *rng, float std);
+
+int model_find_tensor(const Model *m, const char *name);
+int model_find_group(const Model *m, const char *name);
+
+/* Forward over a batch; returns the mean cross-entropy over rows whose
+ * label >= 0 (0 when none). Each row uses the head b->task[row]. Logits
+ * and probabilities of row r start at act.logits + r * act.max_labels. */
+float model_forward(Model *m, const Batch *b);
+/* Accumulates into m->grads the gradient of the mean loss of the last
+ * forward (same batch). Frozen groups get no gradient, and no work is
+ * done below the lowest trainable group. */
+void model_backward(Model *m, const Batch *b);
+void model_zero_grads(Model *m);
+
+/* Floating-point operations of one forward + backward over B rows of
+ * length T (matrix products only), for throughput figures. */
+double model_step_flops(const ModelConfig *cfg, int B, int T);
+
+#endif
