@@ -95,7 +95,7 @@ typedef struct {
     /* backward scratch */
     float *d_a, *d_b, *d_c;    /* [BT, C] each */
     float *d_qkv;              /* [BT, 3C] */
-    float *d_inter;            /* [BT, I] */
+    float *d_gelu, *d_inter;   /* [BT, I] */
     float *d_att;              /* ATTENTION_SCRATCH */
     float *d_cls, *d_pool;     /* [B, C] */
     float *d_logits;           /* [B, max labels] */

@@ -1,0 +1,227 @@
+#include "bench.h"
+
+#include <cblas.h>
+#include <jansson.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "blas_core.h"
+#include "model.h"
+#include "optim.h"
+#include "tokenizer.h"
+
+#define BENCH_WARMUP 5
+#define BENCH_DEFAULT_STEPS 30
+#define MAX_SHAPES 64
+
+/* One matrix product of the training step, with how often it runs. */
+typedef struct {
+    int M, N, K;
+    CBLAS_TRANSPOSE ta, tb;
+    long count;
+} GemmShape;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void add_shape(GemmShape *s, int *n, int M, int N, int K, CBLAS_TRANSPOSE ta,
+                      CBLAS_TRANSPOSE tb, long count)
+{
+    s[*n] = (GemmShape){ M, N, K, ta, tb, count };
+    (*n)++;
+}
+
+/* The products of one forward and backward: for each linear layer
+ * y = x W^T (forward), dx = dy W, dW = dy^T x; for attention, per
+ * sequence and head, the score and context products and their four
+ * backward products. */
+static int step_shapes(const ModelConfig *c, int B, int T, GemmShape *s)
+{
+    int n = 0, BT = B * T, C = c->hidden, IM = c->intermediate, D = C / c->heads;
+    long L = c->layers, BH = (long)B * c->heads * L;
+    int lin[4][2] = { { C, 3 * C }, { C, C }, { C, IM }, { IM, C } };
+    for (int i = 0; i < 4; i++) {
+        int IC = lin[i][0], OC = lin[i][1];
+        add_shape(s, &n, BT, OC, IC, CblasNoTrans, CblasTrans, L);
+        add_shape(s, &n, BT, IC, OC, CblasNoTrans, CblasNoTrans, L);
+        add_shape(s, &n, OC, IC, BT, CblasTrans, CblasNoTrans, L);
+    }
+    add_shape(s, &n, T, T, D, CblasNoTrans, CblasTrans, BH);     /* Q K^T */
+    add_shape(s, &n, T, D, T, CblasNoTrans, CblasNoTrans, BH);   /* P V */
+    add_shape(s, &n, T, D, T, CblasTrans, CblasNoTrans, BH);     /* dV = P^T dO */
+    add_shape(s, &n, T, T, D, CblasNoTrans, CblasTrans, BH);     /* dP = dO V^T */
+    add_shape(s, &n, T, D, T, CblasNoTrans, CblasNoTrans, BH);   /* dQ = dS K */
+    add_shape(s, &n, T, D, T, CblasTrans, CblasNoTrans, BH);     /* dK = dS^T Q */
+    add_shape(s, &n, B, C, C, CblasNoTrans, CblasTrans, 1);      /* pooler */
+    add_shape(s, &n, B, C, C, CblasNoTrans, CblasNoTrans, 1);
+    add_shape(s, &n, C, C, B, CblasTrans, CblasNoTrans, 1);
+    return n;
+}
+
+/* Plain cblas_sgemm over the step's shapes, dense operands: the ceiling
+ * the training step is measured against. */
+static double time_gemms(const GemmShape *s, int n, double *flops_out, int reps)
+{
+    size_t maxa = 0, maxb = 0, maxc = 0;
+    double flops = 0.0;
+    for (int i = 0; i < n; i++) {
+        size_t a = (size_t)s[i].M * s[i].K, b = (size_t)s[i].K * s[i].N, c = (size_t)s[i].M * s[i].N;
+        maxa = a > maxa ? a : maxa;
+        maxb = b > maxb ? b : maxb;
+        maxc = c > maxc ? c : maxc;
+        flops += 2.0 * s[i].M * s[i].N * s[i].K * (double)s[i].count;
+    }
+    float *A = calloc(maxa, sizeof *A), *Bm = calloc(maxb, sizeof *Bm), *Cm = calloc(maxc, sizeof *Cm);
+    double *times = calloc((size_t)reps, sizeof *times), t = 0.0;
+    if (!A || !Bm || !Cm || !times)
+        goto out;
+    for (size_t i = 0; i < maxa; i++)
+        A[i] = (float)(i % 7) * 0.01f;
+    for (size_t i = 0; i < maxb; i++)
+        Bm[i] = (float)(i % 5) * 0.01f;
+    for (int r = 0; r < reps + 2; r++) {
+        double t0 = now_s();
+        for (int i = 0; i < n; i++) {
+            const GemmShape *g = &s[i];
+            int lda = g->ta == CblasNoTrans ? g->K : g->M;
+            int ldb = g->tb == CblasNoTrans ? g->N : g->K;
+            for (long k = 0; k < g->count; k++)
+                cblas_sgemm(CblasRowMajor, g->ta, g->tb, g->M, g->N, g->K, 1.0f, A, lda,
+                            Bm, ldb, 1.0f, Cm, g->N);
+        }
+        if (r >= 2)
+            times[r - 2] = now_s() - t0;
+    }
+    t = median(times, reps);
+out:
+    free(A);
+    free(Bm);
+    free(Cm);
+    free(times);
+    *flops_out = flops;
+    return t;
+}
+
+int bench_run(const Experiment *x, long steps)
+{
+    ModelConfig c;
+    Model m;
+    AdamW opt;
+    Batch b;
+    Rng rng;
+    MnError e;
+    GemmShape shapes[MAX_SHAPES];
+    int B = x->finetune.recipe.batch, T = x->model.max_len, status = 0;
+    if (steps <= 0)
+        steps = BENCH_DEFAULT_STEPS;
+    blas_set_threads(x->threads);
+    memset(&c, 0, sizeof c);
+    c.vocab = TOKENIZER_VOCAB;
+    c.hidden = x->model.hidden;
+    c.layers = x->model.layers;
+    c.heads = x->model.heads;
+    c.intermediate = x->model.intermediate;
+    c.max_len = T;
+    c.type_vocab = 2;
+    c.n_tasks = 2;
+    snprintf(c.task_name[0], TASK_NAME_MAX, "original");
+    snprintf(c.task_name[1], TASK_NAME_MAX, "new");
+    c.n_labels[0] = c.n_labels[1] = 4;
+    memset(&b, 0, sizeof b);
+    if (model_create(&m, &c, B, &e) < 0) {
+        fprintf(stderr, "mneme bench: %s\n", e.msg);
+        return 1;
+    }
+    AdamConfig ac = { 0.9f, 0.999f, 1e-8f, 0.01f };
+    if (adamw_create(&opt, &m, ac, &e) < 0 || batch_alloc(&b, B, T, &e) < 0) {
+        fprintf(stderr, "mneme bench: %s\n", e.msg);
+        model_free(&m);
+        adamw_free(&opt);
+        return 1;
+    }
+    rng_seed(&rng, x->seed);
+    model_init_weights(&m, &rng, 0.02f);
+    /* Full-length rows: the benchmark measures the shapes it reports. */
+    b.B = B;
+    b.T = T;
+    for (int r = 0; r < B; r++) {
+        b.len[r] = T;
+        b.task[r] = 1;
+        b.label[r] = (int)rng_below(&rng, 4);
+        for (int t = 0; t < T; t++)
+            b.ids[r * T + t] = t == 0 ? TOK_CLS : TOK_BYTE0 + (int)rng_below(&rng, 256);
+    }
+    m.groups[model_find_group(&m, "classifier.original")].trainable = 0;
+
+    double *times = calloc((size_t)steps, sizeof *times);
+    if (!times) {
+        status = 1;
+        goto out;
+    }
+    struct mallinfo2 before = mallinfo2(), after;
+    for (long s = 0; s < steps + BENCH_WARMUP; s++) {
+        if (s == BENCH_WARMUP)
+            before = mallinfo2();
+        double t0 = now_s();
+        model_zero_grads(&m);
+        model_forward(&m, &b);
+        model_backward(&m, &b);
+        grad_clip(&m, 1.0);
+        adamw_step(&opt, &m, 1e-4f);
+        if (s >= BENCH_WARMUP)
+            times[s - BENCH_WARMUP] = now_s() - t0;
+    }
+    after = mallinfo2();
+    double step_s = median(times, (int)steps);
+    double gemm_flops, gemm_s;
+    int n_shapes = step_shapes(&c, B, T, shapes);
+    gemm_s = time_gemms(shapes, n_shapes, &gemm_flops, (int)(steps < 10 ? 10 : steps));
+    double step_flops = model_step_flops(&c, B, T);
+    char core[256];
+    blas_core_describe(core, sizeof core);
+    json_t *o = json_pack("{s:s, s:s, s:i, s:{s:i, s:i, s:i, s:i, s:i}, s:i, s:I}",
+                          "experiment", x->name, "openblas_core", blas_core_current(),
+                          "threads", blas_get_threads(),
+                          "model", "hidden", c.hidden, "layers", c.layers, "heads", c.heads,
+                          "intermediate", c.intermediate, "seq", T,
+                          "batch", B, "steps", (json_int_t)steps);
+    json_object_set_new(o, "step_ms_median", json_real(step_s * 1e3));
+    json_object_set_new(o, "steps_per_s", json_real(1.0 / step_s));
+    json_object_set_new(o, "tokens_per_s", json_real((double)B * T / step_s));
+    json_object_set_new(o, "gflops", json_real(step_flops / step_s * 1e-9));
+    json_object_set_new(o, "sgemm_gflops", json_real(gemm_flops / gemm_s * 1e-9));
+    json_object_set_new(o, "gemm_fraction", json_real((step_flops / step_s) / (gemm_flops / gemm_s)));
+    json_object_set_new(o, "heap_bytes_delta",
+                        json_integer((json_int_t)after.uordblks - (json_int_t)before.uordblks));
+    json_object_set_new(o, "core_note", json_string(core));
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(5));
+    json_decref(o);
+    if (s)
+        puts(s);
+    free(s);
+out:
+    free(times);
+    batch_free(&b);
+    adamw_free(&opt);
+    model_free(&m);
+    return status;
+}

@@ -1,0 +1,242 @@
+#include "checkpoint.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NEW_HEAD_PREFIX "classifier.new."
+
+static void fmt_hex(char *buf, size_t n, double v)
+{
+    snprintf(buf, n, "%a", v);
+}
+
+static int parse_double(const char *s, double *v)
+{
+    char *end;
+    if (!s)
+        return -1;
+    errno = 0;
+    *v = strtod(s, &end);
+    return (errno || end == s || *end) ? -1 : 0;
+}
+
+static int parse_long(const char *s, long *v)
+{
+    char *end;
+    if (!s)
+        return -1;
+    errno = 0;
+    *v = strtol(s, &end, 10);
+    return (errno || end == s || *end) ? -1 : 0;
+}
+
+static char *model_json(const Model *m, const LabelSet *labels)
+{
+    const ModelConfig *c = &m->cfg;
+    json_t *o = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i}",
+                          "vocab", c->vocab, "hidden", c->hidden, "layers", c->layers,
+                          "heads", c->heads, "intermediate", c->intermediate,
+                          "max_len", c->max_len, "type_vocab", c->type_vocab);
+    json_t *tasks = json_array();
+    for (int k = 0; k < c->n_tasks; k++) {
+        json_t *names = json_array();
+        for (int i = 0; i < labels[k].n_labels; i++)
+            json_array_append_new(names, json_string(labels[k].names[i]));
+        json_array_append_new(tasks, json_pack("{s:s, s:o}", "name", c->task_name[k],
+                                               "labels", names));
+    }
+    json_object_set_new(o, "tasks", tasks);
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return s;
+}
+
+int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
+                    const RunStateRecord *st, const LabelSet *labels, MnError *e)
+{
+    int per = opt ? 3 : 1, n = 0, rc;
+    StTensorOut *t = calloc((size_t)m->n_tensors * per, sizeof *t);
+    char (*names)[PARAM_NAME_MAX + 32] = calloc((size_t)m->n_tensors * per, sizeof *names);
+    char *mjson = model_json(m, labels);
+    char step[32], epoch[32], cursor[32], rng[32], lsum[64], lcount[32], elapsed[64];
+    char *group_t = NULL;
+    if (!t || !names || !mjson) {
+        rc = mn_fail(e, "%s: out of memory", path);
+        goto out;
+    }
+    for (int pass = 0; pass < per; pass++)
+        for (int i = 0; i < m->n_tensors; i++) {
+            const ParamTensor *pt = &m->tensors[i];
+            const float *base = pass == 0 ? m->params : pass == 1 ? opt->m : opt->v;
+            const char *prefix = pass == 0 ? "" : pass == 1 ? "optimizer.exp_avg." : "optimizer.exp_avg_sq.";
+            snprintf(names[n], sizeof names[n], "%s%s", prefix, pt->name);
+            t[n].name = names[n];
+            t[n].ndim = pt->ndim;
+            t[n].shape[0] = pt->shape[0];
+            t[n].shape[1] = pt->shape[1];
+            t[n].data = base + pt->offset;
+            n++;
+        }
+    snprintf(step, sizeof step, "%ld", st->step);
+    snprintf(epoch, sizeof epoch, "%d", st->sampler_epoch);
+    snprintf(cursor, sizeof cursor, "%d", st->sampler_cursor);
+    snprintf(rng, sizeof rng, "%llu", st->rng_state);
+    fmt_hex(lsum, sizeof lsum, st->loss_sum);
+    snprintf(lcount, sizeof lcount, "%ld", st->loss_count);
+    fmt_hex(elapsed, sizeof elapsed, st->elapsed_s);
+    if (opt) {
+        size_t cap = (size_t)opt->n_groups * 24 + 1, len = 0;
+        group_t = malloc(cap);
+        if (!group_t) {
+            rc = mn_fail(e, "%s: out of memory", path);
+            goto out;
+        }
+        group_t[0] = 0;
+        for (int g = 0; g < opt->n_groups; g++)
+            len += (size_t)snprintf(group_t + len, cap - len, "%s%ld", g ? "," : "", opt->group_t[g]);
+    }
+    StMeta meta[] = {
+        { "format", "pt" },
+        { "mneme.format", CHECKPOINT_FORMAT },
+        { "mneme.model", mjson },
+        { "mneme.phase", st->phase },
+        { "mneme.step", step },
+        { "mneme.sampler_epoch", epoch },
+        { "mneme.sampler_cursor", cursor },
+        { "mneme.rng", rng },
+        { "mneme.loss_sum", lsum },
+        { "mneme.loss_count", lcount },
+        { "mneme.elapsed_s", elapsed },
+        { "mneme.adam_group_steps", group_t ? group_t : "" },
+    };
+    rc = safetensors_write(path, t, n, meta, (int)(sizeof meta / sizeof meta[0]), e);
+out:
+    free(t);
+    free(names);
+    free(mjson);
+    free(group_t);
+    return rc;
+}
+
+static int json_int(json_t *o, const char *key, int *v)
+{
+    json_t *x = json_object_get(o, key);
+    if (!json_is_integer(x))
+        return -1;
+    *v = (int)json_integer_value(x);
+    return 0;
+}
+
+int checkpoint_read_config(const StFile *f, ModelConfig *cfg, LabelSet *labels, MnError *e)
+{
+    const char *s = safetensors_meta(f, "mneme.model");
+    json_error_t je;
+    json_t *o, *tasks;
+    memset(cfg, 0, sizeof *cfg);
+    if (!s)
+        return mn_fail(e, "not a mneme checkpoint: no mneme.model in its metadata");
+    o = json_loads(s, 0, &je);
+    if (!o)
+        return mn_fail(e, "mneme.model metadata is not valid JSON: %s", je.text);
+    tasks = json_object_get(o, "tasks");
+    if (json_int(o, "vocab", &cfg->vocab) || json_int(o, "hidden", &cfg->hidden) ||
+        json_int(o, "layers", &cfg->layers) || json_int(o, "heads", &cfg->heads) ||
+        json_int(o, "intermediate", &cfg->intermediate) ||
+        json_int(o, "max_len", &cfg->max_len) || json_int(o, "type_vocab", &cfg->type_vocab) ||
+        !json_is_array(tasks) || json_array_size(tasks) < 1 ||
+        json_array_size(tasks) > MODEL_MAX_TASKS) {
+        json_decref(o);
+        return mn_fail(e, "mneme.model metadata lacks a field or has the wrong type");
+    }
+    cfg->n_tasks = (int)json_array_size(tasks);
+    for (int k = 0; k < cfg->n_tasks; k++) {
+        json_t *tk = json_array_get(tasks, (size_t)k);
+        json_t *name = json_object_get(tk, "name"), *names = json_object_get(tk, "labels");
+        if (!json_is_string(name) || !json_is_array(names) || json_array_size(names) < 1 ||
+            json_array_size(names) > MAX_LABELS) {
+            json_decref(o);
+            return mn_fail(e, "mneme.model metadata: task %d is malformed", k);
+        }
+        snprintf(cfg->task_name[k], TASK_NAME_MAX, "%s", json_string_value(name));
+        cfg->n_labels[k] = (int)json_array_size(names);
+        if (labels) {
+            labels[k].n_labels = cfg->n_labels[k];
+            for (int i = 0; i < cfg->n_labels[k]; i++) {
+                json_t *l = json_array_get(names, (size_t)i);
+                snprintf(labels[k].names[i], LABEL_NAME_MAX, "%s",
+                         json_is_string(l) ? json_string_value(l) : "?");
+            }
+        }
+    }
+    json_decref(o);
+    return 0;
+}
+
+static int load_tensor_set(const StFile *f, const Model *m, float *base,
+                           const char *prefix, int optional_new_head, MnError *e)
+{
+    char name[PARAM_NAME_MAX + 32];
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *pt = &m->tensors[i];
+        int64_t shape[2] = { pt->shape[0], pt->shape[1] };
+        snprintf(name, sizeof name, "%s%s", prefix, pt->name);
+        if (optional_new_head && strncmp(pt->name, NEW_HEAD_PREFIX, strlen(NEW_HEAD_PREFIX)) == 0) {
+            const StTensorInfo *ti = safetensors_find(f, name);
+            if (!ti || ti->ndim != pt->ndim || ti->shape[0] != shape[0] ||
+                (pt->ndim == 2 && ti->shape[1] != shape[1]))
+                continue;
+        }
+        if (!safetensors_find(f, name))
+            return mn_fail(e, "tensor %s is missing", name);
+        if (safetensors_get_f32(f, name, base + pt->offset, pt->ndim, shape, e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int checkpoint_load(const StFile *f, Model *m, AdamW *opt, RunStateRecord *st, MnError *e)
+{
+    if (load_tensor_set(f, m, m->params, "", opt == NULL, e) < 0)
+        return -1;
+    if (opt && (load_tensor_set(f, m, opt->m, "optimizer.exp_avg.", 0, e) < 0 ||
+                load_tensor_set(f, m, opt->v, "optimizer.exp_avg_sq.", 0, e) < 0))
+        return -1;
+    if (opt) {
+        const char *s = safetensors_meta(f, "mneme.adam_group_steps");
+        for (int g = 0; g < opt->n_groups; g++) {
+            char *end;
+            if (!s || !*s)
+                return mn_fail(e, "metadata mneme.adam_group_steps is missing");
+            opt->group_t[g] = strtol(s, &end, 10);
+            if (end == s || (*end != ',' && *end != 0) || (g + 1 < opt->n_groups && *end != ','))
+                return mn_fail(e, "metadata mneme.adam_group_steps is malformed");
+            s = *end ? end + 1 : end;
+        }
+    }
+    if (st) {
+        const char *phase = safetensors_meta(f, "mneme.phase");
+        long ep, cur, cnt;
+        double rng;
+        memset(st, 0, sizeof *st);
+        if (!phase || strlen(phase) >= sizeof st->phase)
+            return mn_fail(e, "metadata mneme.phase is missing");
+        snprintf(st->phase, sizeof st->phase, "%s", phase);
+        if (parse_long(safetensors_meta(f, "mneme.step"), &st->step) ||
+            parse_long(safetensors_meta(f, "mneme.sampler_epoch"), &ep) ||
+            parse_long(safetensors_meta(f, "mneme.sampler_cursor"), &cur) ||
+            parse_double(safetensors_meta(f, "mneme.loss_sum"), &st->loss_sum) ||
+            parse_long(safetensors_meta(f, "mneme.loss_count"), &cnt) ||
+            parse_double(safetensors_meta(f, "mneme.elapsed_s"), &st->elapsed_s) ||
+            parse_double(safetensors_meta(f, "mneme.rng"), &rng))
+            return mn_fail(e, "run state in the metadata is missing or malformed");
+        st->sampler_epoch = (int)ep;
+        st->sampler_cursor = (int)cur;
+        st->loss_count = cnt;
+        st->rng_state = strtoull(safetensors_meta(f, "mneme.rng"), NULL, 10);
+    }
+    return 0;
+}

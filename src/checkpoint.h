@@ -1,0 +1,46 @@
+/* Training state ↔ safetensors: parameters under their Hugging Face names,
+ * AdamW moments as "optimizer.exp_avg.<name>" / "optimizer.exp_avg_sq.<name>",
+ * and run state (phase, step, data position, RNG, group flags, model shape
+ * and label names) as `__metadata__` strings. Floats in metadata are
+ * written in hexadecimal so a resumed run continues bit for bit. */
+#ifndef MNEME_CHECKPOINT_H
+#define MNEME_CHECKPOINT_H
+
+#include "data.h"
+#include "error.h"
+#include "model.h"
+#include "optim.h"
+#include "safetensors.h"
+
+#define CHECKPOINT_FORMAT "mneme-1"
+
+/* What a checkpoint records beside the tensors. */
+typedef struct {
+    char phase[16];            /* base | finetune | done */
+    long step;                 /* optimizer steps done in this phase */
+    int sampler_epoch, sampler_cursor;
+    unsigned long long rng_state;
+    double loss_sum;           /* training loss since the last evaluation */
+    long loss_count;
+    double elapsed_s;
+} RunStateRecord;
+
+/* Writes model (and, when opt is not NULL, its moments) with the state and
+ * the label names of each head, atomically. */
+int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
+                    const RunStateRecord *st, const LabelSet *labels,
+                    MnError *e);
+
+/* Reads the model shape and label names a checkpoint was written with, so
+ * a model can be built for it (predict, or a run that starts from it). */
+int checkpoint_read_config(const StFile *f, ModelConfig *cfg,
+                           LabelSet *labels, MnError *e);
+
+/* Loads parameters and, when opt/st are not NULL, the moments and run
+ * state. Every tensor must exist with the model's shape, except the new
+ * task's head: a base checkpoint made for another new task still gives its
+ * encoder and original head, and the new head keeps its initialisation. */
+int checkpoint_load(const StFile *f, Model *m, AdamW *opt, RunStateRecord *st,
+                    MnError *e);
+
+#endif

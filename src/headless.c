@@ -1,0 +1,125 @@
+#include "headless.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "blas_core.h"
+#include "run.h"
+
+typedef struct {
+    int quiet;
+} Printer;
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static void print_eval(void *ctx, const Run *r, const EvalRecord *rec)
+{
+    const Printer *p = ctx;
+    if (p->quiet)
+        return;
+    printf("%-8s step %6ld  epoch %5.2f", rec->phase, rec->step, rec->epoch);
+    if (rec->has_new)
+        printf("  new acc %.3f loss %.3f", rec->new_task.acc, rec->new_task.loss);
+    if (rec->has_original)
+        printf("  original acc %.3f loss %.3f", rec->original.acc, rec->original.loss);
+    printf("  lr %.2e", rec->lr);
+    if (rec->has_train_loss)
+        printf("  train %.3f", rec->train_loss);
+    printf("\n");
+    fflush(stdout);
+}
+
+static void print_log(void *ctx, const char *line)
+{
+    const Printer *p = ctx;
+    if (!p->quiet)
+        fprintf(stdout, "# %s\n", line);
+    fflush(stdout);
+}
+
+static int drive(Run *r, Printer *p)
+{
+    MnError e;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    for (;;) {
+        int rc = run_step(r, &e);
+        if (rc < 0) {
+            fprintf(stderr, "mneme: %s\n", e.msg);
+            return 1;
+        }
+        if (rc == 1)
+            return 0;
+        if (stop_signal) {
+            /* Keep what was done: the run continues with --resume. */
+            if (run_checkpoint(r, NULL, &e) < 0)
+                fprintf(stderr, "mneme: %s\n", e.msg);
+            fprintf(stderr, "mneme: stopped by signal %d at %s step %ld; "
+                    "continue with: mneme run --resume %s\n",
+                    (int)stop_signal, phase_name(r->phase), r->step, r->dir);
+            return 1;
+        }
+    }
+}
+
+static void announce(Printer *p)
+{
+    char core[256];
+    blas_core_describe(core, sizeof core);
+    print_log(p, core);
+}
+
+int headless_run(const Experiment *x, const char *out_dir, int quiet)
+{
+    Run r;
+    MnError e;
+    Printer p = { quiet };
+    int status;
+    RunHooks hooks = { print_eval, print_log, &p };
+    blas_set_threads(x->threads);
+    announce(&p);
+    if (run_create(&r, x, out_dir, &hooks, &e) < 0) {
+        fprintf(stderr, "mneme: %s\n", e.msg);
+        run_free(&r);
+        return 1;
+    }
+
+    status = drive(&r, &p);
+    run_free(&r);
+    return status;
+}
+
+int headless_resume(const char *run_dir, int quiet)
+{
+    Run r;
+    MnError e;
+    Printer p = { quiet };
+    int status;
+    RunHooks hooks = { print_eval, print_log, &p };
+    announce(&p);
+    if (run_resume(&r, run_dir, &hooks, &e) < 0) {
+        fprintf(stderr, "mneme: %s\n", e.msg);
+        run_free(&r);
+        return 1;
+    }
+    blas_set_threads(r.x.threads);
+    if (r.phase == PHASE_DONE) {
+        print_log(&p, "this run has already finished");
+        run_free(&r);
+        return 0;
+    }
+    status = drive(&r, &p);
+    run_free(&r);
+    return status;
+}

@@ -1,0 +1,180 @@
+/* mneme: command line and dispatch to the subcommands. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "blas_core.h"
+#include "config.h"
+#include "headless.h"
+#include "paths.h"
+#include "predict.h"
+
+#define MAX_SETS 256
+
+static const char usage_text[] =
+    "usage: mneme [EXPERIMENT.cfg]\n"
+    "       mneme run --headless EXPERIMENT.cfg [--out DIR] [--set KEY=VALUE]...\n"
+    "       mneme run --resume RUN_DIR [--headless]\n"
+    "       mneme predict CHECKPOINT --task NAME [--ids]\n"
+    "       mneme bench EXPERIMENT.cfg [--set KEY=VALUE]... [--steps N]\n"
+    "       mneme --help | --version\n"
+    "See mneme(1) and mneme.cfg(5).\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "mneme: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", usage_text);
+    return 2;
+}
+
+typedef struct {
+    const char *experiment;
+    const char *out;
+    const char *resume;
+    const char *sets[MAX_SETS];
+    int n_sets;
+    int headless;
+    int quiet;
+    long steps;
+} RunArgs;
+
+/* Options shared by run and bench; returns 0, or an exit status. */
+static int parse_run_args(int argc, char **argv, RunArgs *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 0; i < argc; i++) {
+        const char *s = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(s, "--headless") == 0)
+            a->headless = 1;
+        else if (strcmp(s, "--quiet") == 0)
+            a->quiet = 1;
+        else if (strcmp(s, "--out") == 0 || strcmp(s, "--resume") == 0 ||
+                 strcmp(s, "--set") == 0 || strcmp(s, "--steps") == 0) {
+            if (!val)
+                return usage_error("%s needs a value", s);
+            i++;
+            if (strcmp(s, "--out") == 0)
+                a->out = val;
+            else if (strcmp(s, "--resume") == 0)
+                a->resume = val;
+            else if (strcmp(s, "--steps") == 0) {
+                char *end;
+                a->steps = strtol(val, &end, 10);
+                if (*end || a->steps < 1)
+                    return usage_error("--steps takes a positive number, not '%s'", val);
+            } else if (a->n_sets == MAX_SETS)
+                return usage_error("too many --set options%s", "");
+            else
+                a->sets[a->n_sets++] = val;
+        } else if (strncmp(s, "--set=", 6) == 0 && a->n_sets < MAX_SETS)
+            a->sets[a->n_sets++] = s + 6;
+        else if (s[0] == '-')
+            return usage_error("unknown option %s", s);
+        else if (!a->experiment)
+            a->experiment = s;
+        else
+            return usage_error("unexpected argument %s", s);
+    }
+    return 0;
+}
+
+static int load_experiment(const RunArgs *a, Experiment *x)
+{
+    MnError e;
+    if (!a->experiment)
+        return usage_error("which experiment?%s", "");
+    if (experiment_load(x, a->experiment, a->sets, a->n_sets, &e) < 0) {
+        fprintf(stderr, "mneme: %s\n", e.msg);
+        return 2;
+    }
+    return 0;
+}
+
+static void default_out_dir(const Experiment *x, char *out, size_t n)
+{
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    snprintf(out, n, "runs/%s-%s", x->name, stamp);
+}
+
+static int cmd_run(int argc, char **argv, int from_default)
+{
+    RunArgs a;
+    Experiment x;
+    char out[EXP_PATH];
+    int rc = parse_run_args(argc, argv, &a);
+    if (rc)
+        return rc;
+    if (a.resume) {
+        if (a.experiment || a.n_sets)
+            return usage_error("--resume takes a run folder only%s", "");
+        return headless_resume(a.resume, a.quiet);
+    }
+    if ((rc = load_experiment(&a, &x)))
+        return rc;
+    if (!a.headless && !from_default)
+        fprintf(stderr, "mneme: the terminal UI is not built yet; running headless\n");
+    if (a.out)
+        snprintf(out, sizeof out, "%s", a.out);
+    else
+        default_out_dir(&x, out, sizeof out);
+    return headless_run(&x, out, a.quiet);
+}
+
+/* Plain `mneme [EXP]`: the default experiment when none is named. */
+static int cmd_default(int argc, char **argv)
+{
+    char path[EXP_PATH];
+    char *args[2];
+    if (argc > 0)
+        return cmd_run(argc, argv, 0);
+    if (find_data_file("experiments/demo.cfg", path, sizeof path) < 0) {
+        fprintf(stderr, "mneme: experiments/demo.cfg not found (set MNEME_DATA to mneme's data folder)\n");
+        return 2;
+    }
+    fprintf(stderr, "mneme: the terminal UI is not built yet; running %s headless\n", path);
+    args[0] = path;
+    args[1] = NULL;
+    return cmd_run(1, args, 1);
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+    RunArgs a;
+    Experiment x;
+    int rc = parse_run_args(argc, argv, &a);
+    if (rc)
+        return rc;
+    if ((rc = load_experiment(&a, &x)))
+        return rc;
+    return bench_run(&x, a.steps);
+}
+
+int main(int argc, char **argv)
+{
+    blas_core_fix(argv);
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("mneme %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "run") == 0)
+        return cmd_run(argc - 2, argv + 2, 0);
+    if (argc > 1 && strcmp(argv[1], "predict") == 0)
+        return predict_main(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "bench") == 0)
+        return cmd_bench(argc - 2, argv + 2);
+    return cmd_default(argc - 1, argv + 1);
+}

@@ -1,0 +1,483 @@
+#include "model.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+
+/* Tensors start on 64-byte boundaries so vector loads over a tensor are
+ * aligned; the few padding floats stay zero in every buffer. */
+#define TENSOR_ALIGN 16
+
+typedef struct {
+    Model *m;
+    size_t cursor;
+    int tight;                 /* the next tensor follows without padding */
+} TableBuilder;
+
+static int begin_group(Model *m, const char *name)
+{
+    ParamGroup *g = &m->groups[m->n_groups];
+    snprintf(g->name, sizeof g->name, "%s", name);
+    g->lr_scale = 1.0f;
+    g->trainable = 1;
+    g->first = m->n_tensors;
+    g->count = 0;
+    return m->n_groups++;
+}
+
+static size_t add_tensor(TableBuilder *tb, int group, int decay, int rows,
+                         int cols, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static size_t add_tensor(TableBuilder *tb, int group, int decay, int rows,
+                         int cols, const char *fmt, ...)
+{
+    Model *m = tb->m;
+    ParamTensor *t = &m->tensors[m->n_tensors++];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->name, sizeof t->name, fmt, ap);
+    va_end(ap);
+    t->ndim = cols > 0 ? 2 : 1;
+    t->shape[0] = rows;
+    t->shape[1] = cols > 0 ? cols : 0;
+    t->numel = (size_t)rows * (size_t)(cols > 0 ? cols : 1);
+    t->offset = tb->cursor;
+    t->group = group;
+    t->decay = decay;
+    m->groups[group].count++;
+    tb->cursor += t->numel;
+    if (!tb->tight)
+        tb->cursor = (tb->cursor + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;
+    return t->offset;
+}
+
+static void end_group(Model *m, int group, size_t start, size_t end)
+{
+    m->groups[group].offset = start;
+    m->groups[group].numel = end - start;
+}
+
+/* Lays out every tensor under its Hugging Face name. Within a block the
+ * query, key and value weights (then biases) are adjacent so that together
+ * they form one [3C, C] matrix and one [3C] vector. */
+static void build_table(Model *m)
+{
+    const ModelConfig *c = &m->cfg;
+    int C = c->hidden, I = c->intermediate;
+    TableBuilder tb = { m, 0, 0 };
+    ModelOffsets *o = &m->off;
+    size_t start;
+    int g;
+
+    g = begin_group(m, "embeddings");
+    start = tb.cursor;
+    o->word = add_tensor(&tb, g, 1, c->vocab, C, "bert.embeddings.word_embeddings.weight");
+    o->pos = add_tensor(&tb, g, 1, c->max_len, C, "bert.embeddings.position_embeddings.weight");
+    o->type = add_tensor(&tb, g, 1, c->type_vocab, C, "bert.embeddings.token_type_embeddings.weight");
+    o->ln_g = add_tensor(&tb, g, 0, C, 0, "bert.embeddings.LayerNorm.weight");
+    o->ln_b = add_tensor(&tb, g, 0, C, 0, "bert.embeddings.LayerNorm.bias");
+    end_group(m, g, start, tb.cursor);
+
+    for (int l = 0; l < c->layers; l++) {
+        BlockOffsets *b = &o->block[l];
+        char gname[48];
+        const char *p = "bert.encoder.layer";
+        snprintf(gname, sizeof gname, "layer.%d", l);
+        g = begin_group(m, gname);
+        start = tb.cursor;
+        tb.tight = 1;
+        b->qkv_w = add_tensor(&tb, g, 1, C, C, "%s.%d.attention.self.query.weight", p, l);
+        add_tensor(&tb, g, 1, C, C, "%s.%d.attention.self.key.weight", p, l);
+        tb.tight = 0;
+        add_tensor(&tb, g, 1, C, C, "%s.%d.attention.self.value.weight", p, l);
+        tb.tight = 1;
+        b->qkv_b = add_tensor(&tb, g, 0, C, 0, "%s.%d.attention.self.query.bias", p, l);
+        add_tensor(&tb, g, 0, C, 0, "%s.%d.attention.self.key.bias", p, l);
+        tb.tight = 0;
+        add_tensor(&tb, g, 0, C, 0, "%s.%d.attention.self.value.bias", p, l);
+        b->attn_out_w = add_tensor(&tb, g, 1, C, C, "%s.%d.attention.output.dense.weight", p, l);
+        b->attn_out_b = add_tensor(&tb, g, 0, C, 0, "%s.%d.attention.output.dense.bias", p, l);
+        b->ln1_g = add_tensor(&tb, g, 0, C, 0, "%s.%d.attention.output.LayerNorm.weight", p, l);
+        b->ln1_b = add_tensor(&tb, g, 0, C, 0, "%s.%d.attention.output.LayerNorm.bias", p, l);
+        b->inter_w = add_tensor(&tb, g, 1, I, C, "%s.%d.intermediate.dense.weight", p, l);
+        b->inter_b = add_tensor(&tb, g, 0, I, 0, "%s.%d.intermediate.dense.bias", p, l);
+        b->out_w = add_tensor(&tb, g, 1, C, I, "%s.%d.output.dense.weight", p, l);
+        b->out_b = add_tensor(&tb, g, 0, C, 0, "%s.%d.output.dense.bias", p, l);
+        b->ln2_g = add_tensor(&tb, g, 0, C, 0, "%s.%d.output.LayerNorm.weight", p, l);
+        b->ln2_b = add_tensor(&tb, g, 0, C, 0, "%s.%d.output.LayerNorm.bias", p, l);
+        end_group(m, g, start, tb.cursor);
+    }
+
+    g = begin_group(m, "pooler");
+    start = tb.cursor;
+    o->pool_w = add_tensor(&tb, g, 1, C, C, "bert.pooler.dense.weight");
+    o->pool_b = add_tensor(&tb, g, 0, C, 0, "bert.pooler.dense.bias");
+    end_group(m, g, start, tb.cursor);
+
+    for (int k = 0; k < c->n_tasks; k++) {
+        char gname[48];
+        snprintf(gname, sizeof gname, "classifier.%s", c->task_name[k]);
+        g = begin_group(m, gname);
+        start = tb.cursor;
+        o->head_w[k] = add_tensor(&tb, g, 1, c->n_labels[k], C, "classifier.%s.weight", c->task_name[k]);
+        o->head_b[k] = add_tensor(&tb, g, 0, c->n_labels[k], 0, "classifier.%s.bias", c->task_name[k]);
+        end_group(m, g, start, tb.cursor);
+    }
+    m->n_params = tb.cursor;
+}
+
+static float *falloc(size_t n, int *failed)
+{
+    float *p = NULL;
+    if (n == 0)
+        n = 1;
+    if (posix_memalign((void **)&p, 64, n * sizeof(float)) != 0) {
+        *failed = 1;
+        return NULL;
+    }
+    memset(p, 0, n * sizeof(float));
+    return p;
+}
+
+static int alloc_activations(Model *m, int B, MnError *e)
+{
+    const ModelConfig *c = &m->cfg;
+    Activations *a = &m->act;
+    size_t T = (size_t)c->max_len, C = (size_t)c->hidden;
+    size_t I = (size_t)c->intermediate, H = (size_t)c->heads;
+    size_t BT = (size_t)B * T;
+    int failed = 0;
+
+    a->cap_B = B;
+    a->max_labels = 1;
+    for (int k = 0; k < c->n_tasks; k++)
+        if (c->n_labels[k] > a->max_labels)
+            a->max_labels = c->n_labels[k];
+    a->emb = falloc(BT * C, &failed);
+    a->emb_ln = falloc(BT * C, &failed);
+    a->emb_mean = falloc(BT, &failed);
+    a->emb_rstd = falloc(BT, &failed);
+    for (int l = 0; l < c->layers; l++) {
+        BlockActs *k = &a->block[l];
+        k->qkv = falloc(BT * 3 * C, &failed);
+        k->att = falloc((size_t)B * H * T * T, &failed);
+        k->ctx = falloc(BT * C, &failed);
+        k->res1 = falloc(BT * C, &failed);
+        k->ln1 = falloc(BT * C, &failed);
+        k->ln1_mean = falloc(BT, &failed);
+        k->ln1_rstd = falloc(BT, &failed);
+        k->inter = falloc(BT * I, &failed);
+        k->gelu = falloc(BT * I, &failed);
+        k->res2 = falloc(BT * C, &failed);
+        k->ln2 = falloc(BT * C, &failed);
+        k->ln2_mean = falloc(BT, &failed);
+        k->ln2_rstd = falloc(BT, &failed);
+    }
+    a->cls = falloc((size_t)B * C, &failed);
+    a->pool_pre = falloc((size_t)B * C, &failed);
+    a->pooled = falloc((size_t)B * C, &failed);
+    a->logits = falloc((size_t)B * a->max_labels, &failed);
+    a->probs = falloc((size_t)B * a->max_labels, &failed);
+    a->d_a = falloc(BT * C, &failed);
+    a->d_b = falloc(BT * C, &failed);
+    a->d_c = falloc(BT * C, &failed);
+    a->d_qkv = falloc(BT * 3 * C, &failed);
+    a->d_gelu = falloc(BT * I, &failed);
+    a->d_inter = falloc(BT * I, &failed);
+    a->d_att = falloc((size_t)ATTENTION_SCRATCH(B, T, H), &failed);
+    a->d_cls = falloc((size_t)B * C, &failed);
+    a->d_pool = falloc((size_t)B * C, &failed);
+    a->d_logits = falloc((size_t)B * a->max_labels, &failed);
+    if (failed)
+        return mn_fail(e, "out of memory for activations (batch %d, max_len %zu)", B, T);
+    return 0;
+}
+
+static void free_activations(Activations *a, int layers)
+{
+    free(a->emb); free(a->emb_ln); free(a->emb_mean); free(a->emb_rstd);
+    for (int l = 0; l < layers; l++) {
+        BlockActs *k = &a->block[l];
+        free(k->qkv); free(k->att); free(k->ctx); free(k->res1); free(k->ln1);
+        free(k->ln1_mean); free(k->ln1_rstd); free(k->inter); free(k->gelu);
+        free(k->res2); free(k->ln2); free(k->ln2_mean); free(k->ln2_rstd);
+    }
+    free(a->cls); free(a->pool_pre); free(a->pooled); free(a->logits);
+    free(a->probs); free(a->d_a); free(a->d_b); free(a->d_c); free(a->d_qkv);
+    free(a->d_gelu); free(a->d_inter); free(a->d_att); free(a->d_cls);
+    free(a->d_pool); free(a->d_logits);
+    memset(a, 0, sizeof *a);
+}
+
+int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e)
+{
+    int failed = 0;
+    memset(m, 0, sizeof *m);
+    if (cfg->layers < 1 || cfg->layers > MODEL_MAX_LAYERS)
+        return mn_fail(e, "model: layers must be 1..%d", MODEL_MAX_LAYERS);
+    if (cfg->n_tasks < 1 || cfg->n_tasks > MODEL_MAX_TASKS)
+        return mn_fail(e, "model: 1..%d task heads", MODEL_MAX_TASKS);
+    if (cfg->hidden < 1 || cfg->heads < 1 || cfg->hidden % cfg->heads)
+        return mn_fail(e, "model: hidden %d is not divisible by heads %d",
+                       cfg->hidden, cfg->heads);
+    m->cfg = *cfg;
+    int max_tensors = 5 + 16 * cfg->layers + 2 + 2 * cfg->n_tasks;
+    int max_groups = 1 + cfg->layers + 1 + cfg->n_tasks;
+    m->tensors = calloc((size_t)max_tensors, sizeof *m->tensors);
+    m->groups = calloc((size_t)max_groups, sizeof *m->groups);
+    if (!m->tensors || !m->groups) {
+        model_free(m);
+        return mn_fail(e, "out of memory for the parameter table");
+    }
+    build_table(m);
+    m->params = falloc(m->n_params, &failed);
+    m->grads = falloc(m->n_params, &failed);
+    if (failed) {
+        model_free(m);
+        return mn_fail(e, "out of memory for %zu parameters", m->n_params);
+    }
+    if (alloc_activations(m, max_batch, e) < 0) {
+        model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+void model_free(Model *m)
+{
+    if (m->act.cap_B)
+        free_activations(&m->act, m->cfg.layers);
+    free(m->tensors);
+    free(m->groups);
+    free(m->params);
+    free(m->grads);
+    memset(m, 0, sizeof *m);
+}
+
+void model_init_weights(Model *m, Rng *rng, float std)
+{
+    memset(m->params, 0, m->n_params * sizeof(float));
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *t = &m->tensors[i];
+        float *p = m->params + t->offset;
+        int is_ln = strstr(t->name, "LayerNorm") != NULL;
+        if (is_ln && strstr(t->name, ".weight"))
+            for (size_t j = 0; j < t->numel; j++)
+                p[j] = 1.0f;
+        else if (t->ndim == 2)
+            for (size_t j = 0; j < t->numel; j++)
+                p[j] = std * rng_normal(rng);
+    }
+}
+
+int model_find_tensor(const Model *m, const char *name)
+{
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int model_find_group(const Model *m, const char *name)
+{
+    for (int i = 0; i < m->n_groups; i++)
+        if (strcmp(m->groups[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+void model_zero_grads(Model *m)
+{
+    memset(m->grads, 0, m->n_params * sizeof(float));
+}
+
+static void add_inplace(float *restrict y, const float *restrict x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
+float model_forward(Model *m, const Batch *b)
+{
+    const ModelConfig *c = &m->cfg;
+    Activations *a = &m->act;
+    const float *P = m->params;
+    const ModelOffsets *o = &m->off;
+    int B = b->B, T = b->T, C = c->hidden, I = c->intermediate, H = c->heads;
+    int BT = B * T, ML = a->max_labels;
+    const float *x;
+    double loss = 0.0;
+    int counted = 0;
+
+    a->B = B;
+    a->T = T;
+    embedding_forward(a->emb, b->ids, P + o->word, P + o->pos, P + o->type, B, T, C);
+    layernorm_forward(a->emb_ln, a->emb_mean, a->emb_rstd, a->emb,
+                      P + o->ln_g, P + o->ln_b, BT, C);
+    x = a->emb_ln;
+    for (int l = 0; l < c->layers; l++) {
+        const BlockOffsets *bo = &o->block[l];
+        BlockActs *k = &a->block[l];
+        linear_forward(k->qkv, x, P + bo->qkv_w, P + bo->qkv_b, BT, C, 3 * C);
+        attention_forward(k->ctx, k->att, k->qkv, b->len, B, T, C, H);
+        linear_forward(k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b, BT, C, C);
+        add_inplace(k->res1, x, (size_t)BT * C);
+        layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, k->res1,
+                          P + bo->ln1_g, P + bo->ln1_b, BT, C);
+        linear_forward(k->inter, k->ln1, P + bo->inter_w, P + bo->inter_b, BT, C, I);
+        gelu_forward(k->gelu, k->inter, BT * I);
+        linear_forward(k->res2, k->gelu, P + bo->out_w, P + bo->out_b, BT, I, C);
+        add_inplace(k->res2, k->ln1, (size_t)BT * C);
+        layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->res2,
+                          P + bo->ln2_g, P + bo->ln2_b, BT, C);
+        x = k->ln2;
+    }
+    for (int r = 0; r < B; r++)
+        memcpy(a->cls + (size_t)r * C, x + (size_t)r * T * C, (size_t)C * sizeof(float));
+    linear_forward(a->pool_pre, a->cls, P + o->pool_w, P + o->pool_b, B, C, C);
+    tanh_forward(a->pooled, a->pool_pre, B * C);
+    for (int r = 0; r < B; r++) {
+        int task = b->task[r], K = c->n_labels[task];
+        float *logits = a->logits + (size_t)r * ML;
+        linear_forward(logits, a->pooled + (size_t)r * C, P + o->head_w[task],
+                       P + o->head_b[task], 1, C, K);
+        const int *lab = b->label ? &b->label[r] : NULL;
+        int none = -1;
+        loss += softmax_xent_forward(a->probs + (size_t)r * ML, logits,
+                                     lab ? lab : &none, 1, K);
+        if (lab && *lab >= 0)
+            counted++;
+    }
+    return counted ? (float)(loss / counted) : 0.0f;
+}
+
+/* Gradient pointer for a tensor offset, or NULL when its group is frozen:
+ * NULL tells the layer backward to skip that weight-gradient product. */
+static float *grad_or_null(Model *m, int group, size_t offset)
+{
+    return m->groups[group].trainable ? m->grads + offset : NULL;
+}
+
+static void zero(float *p, size_t n)
+{
+    memset(p, 0, n * sizeof(float));
+}
+
+void model_backward(Model *m, const Batch *b)
+{
+    const ModelConfig *c = &m->cfg;
+    Activations *a = &m->act;
+    const float *P = m->params;
+    const ModelOffsets *o = &m->off;
+    int B = b->B, T = b->T, C = c->hidden, I = c->intermediate, H = c->heads;
+    int BT = B * T, ML = a->max_labels, L = c->layers;
+    int pooler_group = 1 + L, counted = 0, lowest = pooler_group + 1;
+
+    /* Groups are ordered embeddings, layer.0 … layer.L-1, pooler: nothing
+     * below the lowest trainable one needs an input gradient. */
+    for (int g = 0; g <= pooler_group; g++)
+        if (m->groups[g].trainable) {
+            lowest = g;
+            break;
+        }
+    if (b->label)
+        for (int r = 0; r < B; r++)
+            counted += b->label[r] >= 0;
+    if (!counted)
+        return;
+
+    int need_pooled = lowest <= pooler_group;
+    zero(a->d_pool, (size_t)B * C);
+    for (int r = 0; r < B; r++) {
+        int task = b->task[r], K = c->n_labels[task];
+        int hg = pooler_group + 1 + task;
+        float *dl = a->d_logits + (size_t)r * ML;
+        zero(dl, (size_t)K);
+        softmax_xent_backward(dl, a->probs + (size_t)r * ML, &b->label[r], 1, K,
+                              1.0f / (float)counted);
+        linear_backward(need_pooled ? a->d_pool + (size_t)r * C : NULL,
+                        grad_or_null(m, hg, o->head_w[task]),
+                        grad_or_null(m, hg, o->head_b[task]), dl,
+                        a->pooled + (size_t)r * C, P + o->head_w[task], 1, C, K);
+    }
+    if (!need_pooled)
+        return;
+
+    /* d_pool holds d(pooled); turn it into d(pool_pre) in d_cls's place. */
+    zero(a->d_cls, (size_t)B * C);
+    tanh_backward(a->d_cls, a->d_pool, a->pooled, B * C);
+    float *d_pool_pre = a->d_cls;
+    int need_cls = lowest < pooler_group;
+    zero(a->d_pool, (size_t)B * C);
+    linear_backward(need_cls ? a->d_pool : NULL,
+                    grad_or_null(m, pooler_group, o->pool_w),
+                    grad_or_null(m, pooler_group, o->pool_b), d_pool_pre,
+                    a->cls, P + o->pool_w, B, C, C);
+    if (!need_cls)
+        return;
+
+    float *dx = a->d_a, *d_res = a->d_b, *d_ctx = a->d_c;
+    zero(dx, (size_t)BT * C);
+    for (int r = 0; r < B; r++)
+        memcpy(dx + (size_t)r * T * C, a->d_pool + (size_t)r * C, (size_t)C * sizeof(float));
+
+    for (int l = L - 1; l >= 0 && lowest <= l + 1; l--) {
+        const BlockOffsets *bo = &o->block[l];
+        BlockActs *k = &a->block[l];
+        int g = 1 + l;
+        const float *x_in = l > 0 ? a->block[l - 1].ln2 : a->emb_ln;
+        int need_din = lowest <= l;
+
+        /* output LayerNorm → d(res2), which is also d(ln1) by the residual */
+        zero(d_res, (size_t)BT * C);
+        layernorm_backward(d_res, grad_or_null(m, g, bo->ln2_g), grad_or_null(m, g, bo->ln2_b),
+                           dx, k->res2, P + bo->ln2_g, k->ln2_mean, k->ln2_rstd, BT, C);
+        zero(a->d_gelu, (size_t)BT * I);
+        linear_backward(a->d_gelu, grad_or_null(m, g, bo->out_w), grad_or_null(m, g, bo->out_b),
+                        d_res, k->gelu, P + bo->out_w, BT, I, C);
+        zero(a->d_inter, (size_t)BT * I);
+        gelu_backward(a->d_inter, a->d_gelu, k->inter, BT * I);
+        linear_backward(d_res, grad_or_null(m, g, bo->inter_w), grad_or_null(m, g, bo->inter_b),
+                        a->d_inter, k->ln1, P + bo->inter_w, BT, C, I);
+
+        /* attention LayerNorm → d(res1), which is also d(x_in) by the residual */
+        zero(dx, (size_t)BT * C);
+        layernorm_backward(dx, grad_or_null(m, g, bo->ln1_g), grad_or_null(m, g, bo->ln1_b),
+                           d_res, k->res1, P + bo->ln1_g, k->ln1_mean, k->ln1_rstd, BT, C);
+        zero(d_ctx, (size_t)BT * C);
+        linear_backward(d_ctx, grad_or_null(m, g, bo->attn_out_w),
+                        grad_or_null(m, g, bo->attn_out_b), dx, k->ctx,
+                        P + bo->attn_out_w, BT, C, C);
+        zero(a->d_qkv, (size_t)BT * 3 * C);
+        attention_backward(a->d_qkv, d_ctx, k->qkv, k->att, b->len, a->d_att, B, T, C, H);
+        linear_backward(need_din ? dx : NULL, grad_or_null(m, g, bo->qkv_w),
+                        grad_or_null(m, g, bo->qkv_b), a->d_qkv, x_in,
+                        P + bo->qkv_w, BT, C, 3 * C);
+        if (!need_din)
+            return;
+    }
+
+    /* lowest == 0: the embeddings train */
+    zero(d_res, (size_t)BT * C);
+    layernorm_backward(d_res, m->grads + o->ln_g, m->grads + o->ln_b, dx, a->emb,
+                       P + o->ln_g, a->emb_mean, a->emb_rstd, BT, C);
+    embedding_backward(m->grads + o->word, m->grads + o->pos, m->grads + o->type,
+                       d_res, b->ids, B, T, C);
+}
+
+double model_step_flops(const ModelConfig *c, int B, int T)
+{
+    double BT = (double)B * T, C = c->hidden, I = c->intermediate;
+    double per_block = 2.0 * BT * C * (3.0 * C)    /* q, k, v */
+                     + 2.0 * BT * C * C            /* attention output */
+                     + 2.0 * 2.0 * BT * C * I      /* intermediate, output */
+                     + 2.0 * 2.0 * B * (double)T * T * C;  /* QK^T, PV */
+    double forward = c->layers * per_block + 2.0 * B * C * C;
+    /* The backward does two products for each forward one. */
+    return 3.0 * forward;
+}

@@ -1,0 +1,63 @@
+#include "paths.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef MNEME_DATADIR
+#define MNEME_DATADIR "/usr/local/share/mneme"
+#endif
+#ifndef MNEME_SRCDIR
+#define MNEME_SRCDIR "."
+#endif
+
+int make_dirs(const char *path, MnError *e)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf)
+        return mn_fail(e, "%s: bad folder name", path);
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != 0)
+            continue;
+        char c = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return mn_fail(e, "%s: %s", buf, strerror(errno));
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+        return mn_fail(e, "%s: not a folder", path);
+    return 0;
+}
+
+static int try_dir(const char *dir, const char *relative, char *out, size_t n)
+{
+    if (!dir || !*dir)
+        return -1;
+    snprintf(out, n, "%s/%s", dir, relative);
+    return access(out, R_OK) == 0 ? 0 : -1;
+}
+
+int find_data_file(const char *relative, char *out, size_t n)
+{
+    if (try_dir(getenv("MNEME_DATA"), relative, out, n) == 0)
+        return 0;
+    if (try_dir(MNEME_SRCDIR, relative, out, n) == 0)
+        return 0;
+    return try_dir(MNEME_DATADIR, relative, out, n);
+}
+
+void absolute_path(const char *path, char *out, size_t n)
+{
+    char cwd[4096];
+    if (path[0] == '/' || !getcwd(cwd, sizeof cwd))
+        snprintf(out, n, "%s", path);
+    else
+        snprintf(out, n, "%s/%s", cwd, path);
+}

@@ -1,0 +1,20 @@
+/* Where things are: the run folder layout and mneme's data folders. */
+#ifndef MNEME_PATHS_H
+#define MNEME_PATHS_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+/* mkdir -p */
+int make_dirs(const char *path, MnError *e);
+
+/* Finds a shipped data file (e.g. "experiments/demo.cfg") in, in order:
+ * $MNEME_DATA, the source tree mneme was built from, the installed
+ * package data folder. Writes the path found and returns 0, or -1. */
+int find_data_file(const char *relative, char *out, size_t n);
+
+/* Absolute form of path (relative to the current folder); no checks. */
+void absolute_path(const char *path, char *out, size_t n);
+
+#endif

@@ -1,0 +1,609 @@
+#include "run.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "paths.h"
+#include "safetensors.h"
+#include "tasks.h"
+#include "tokenizer.h"
+
+static const char *const task_names[N_TASKS] = { "original", "new" };
+
+const char *phase_name(Phase p)
+{
+    return p == PHASE_BASE ? "base" : p == PHASE_FINETUNE ? "finetune" : "done";
+}
+
+static int phase_parse(const char *s, Phase *p)
+{
+    for (int i = PHASE_BASE; i <= PHASE_DONE; i++)
+        if (strcmp(s, phase_name((Phase)i)) == 0) {
+            *p = (Phase)i;
+            return 0;
+        }
+    return -1;
+}
+
+double run_elapsed(const Run *r)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return r->elapsed_before + (double)(now.tv_sec - r->started.tv_sec) +
+           1e-9 * (double)(now.tv_nsec - r->started.tv_nsec);
+}
+
+static void logf_(Run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(Run *r, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (r->hooks.on_log)
+        r->hooks.on_log(r->hooks.ctx, line);
+}
+
+static const TrainRecipe *recipe(const Run *r)
+{
+    return r->phase == PHASE_BASE ? &r->x.base.pretrain : &r->x.finetune.recipe;
+}
+
+static int phase_task(const Run *r)
+{
+    return r->phase == PHASE_BASE ? TASK_ORIGINAL : TASK_NEW;
+}
+
+static void path_in_run(const Run *r, char *out, size_t n, const char *rel)
+{
+    snprintf(out, n, "%s/%s", r->dir, rel);
+}
+
+/* Each task draws its examples from its own stream of the seed, so the
+ * original and new sets are independent samples. */
+static int load_task(Run *r, int k, MnError *e)
+{
+    const TaskSource *src = k == TASK_ORIGINAL ? &r->x.original : &r->x.new_task;
+    int max_len = r->x.model.max_len;
+    if (src->builtin[0]) {
+        unsigned long long seed = r->x.seed + 7919ULL * (unsigned long long)k;
+        LabelSet eval_labels;
+        if (builtin_generate(src->builtin, seed, 0, src->train_size, max_len,
+                             &r->train[k], &r->labels[k], e) < 0 ||
+            builtin_generate(src->builtin, seed, 1, src->eval_size, max_len,
+                             &r->eval[k], &eval_labels, e) < 0)
+            return mn_wrap(e, "%s task", task_names[k]);
+        return 0;
+    }
+    memset(&r->labels[k], 0, sizeof r->labels[k]);
+    if (dataset_load_tsv(&r->train[k], src->train, max_len, &r->labels[k], 1, e) < 0 ||
+        dataset_load_tsv(&r->eval[k], src->eval, max_len, &r->labels[k], 0, e) < 0)
+        return -1;
+    if (r->labels[k].n_labels < 2)
+        return mn_fail(e, "%s: the %s task needs at least two labels", src->train,
+                       task_names[k]);
+    return 0;
+}
+
+static int max3(int a, int b, int c)
+{
+    int m = a > b ? a : b;
+    return m > c ? m : c;
+}
+
+/* Everything a run needs in memory, whether it starts or resumes. */
+static int setup(Run *r, const Experiment *x, const char *dir,
+                 const RunHooks *hooks, MnError *e)
+{
+    ModelConfig mc;
+    memset(r, 0, sizeof *r);
+    if (hooks)
+        r->hooks = *hooks;
+    r->x = *x;
+    snprintf(r->dir, sizeof r->dir, "%s", dir);
+    clock_gettime(CLOCK_MONOTONIC, &r->started);
+    for (int k = 0; k < N_TASKS; k++)
+        if (load_task(r, k, e) < 0)
+            return -1;
+    memset(&mc, 0, sizeof mc);
+    mc.vocab = TOKENIZER_VOCAB;
+    mc.hidden = x->model.hidden;
+    mc.layers = x->model.layers;
+    mc.heads = x->model.heads;
+    mc.intermediate = x->model.intermediate;
+    mc.max_len = x->model.max_len;
+    mc.type_vocab = 2;
+    mc.n_tasks = N_TASKS;
+    for (int k = 0; k < N_TASKS; k++) {
+        snprintf(mc.task_name[k], TASK_NAME_MAX, "%s", task_names[k]);
+        mc.n_labels[k] = r->labels[k].n_labels;
+    }
+    int train_cap = x->base.pretrain.batch > x->finetune.recipe.batch ?
+                    x->base.pretrain.batch : x->finetune.recipe.batch;
+    if (model_create(&r->model, &mc, max3(train_cap, x->eval.batch, 1), e) < 0)
+        return -1;
+    AdamConfig ac = { 0.9f, 0.999f, 1e-8f, 0.0f };
+    if (adamw_create(&r->opt, &r->model, ac, e) < 0 ||
+        batch_alloc(&r->batch, train_cap, mc.max_len, e) < 0 ||
+        batch_alloc(&r->eval_batch, x->eval.batch, mc.max_len, e) < 0)
+        return -1;
+    r->idx = malloc((size_t)max3(train_cap, x->eval.batch, 1) * sizeof(int));
+    if (!r->idx)
+        return mn_fail(e, "out of memory");
+    rng_seed(&r->rng, x->seed);
+    model_init_weights(&r->model, &r->rng, (float)x->model.init_std);
+    return 0;
+}
+
+/* Configures the current phase: which groups train, the data stream, the
+ * schedule and the optimizer's decay. Moments are reset by the caller
+ * when a phase starts fresh (not on resume). */
+static int enter_phase(Run *r, MnError *e)
+{
+    Model *m = &r->model;
+    if (r->phase == PHASE_DONE)
+        return 0;
+    const TrainRecipe *rc = recipe(r);
+    int task = phase_task(r);
+    for (int g = 0; g < m->n_groups; g++)
+        m->groups[g].trainable = 1;
+    /* The head of the task not being trained stays as it is: in finetune
+     * the original head is frozen, so what changes is the shared encoder. */
+    int other = model_find_group(m, task == TASK_ORIGINAL ? "classifier.new" : "classifier.original");
+    m->groups[other].trainable = 0;
+    sampler_free(&r->sampler);
+    if (sampler_init(&r->sampler, &r->train[task],
+                     r->x.seed ^ (0x5A3D1E00ULL + (unsigned long long)r->phase), e) < 0)
+        return -1;
+    r->steps_per_epoch = (r->train[task].n + rc->batch - 1) / rc->batch;
+    r->total_steps = (long)rc->epochs * r->steps_per_epoch;
+    r->sched.peak = (float)rc->lr;
+    r->sched.warmup = rc->warmup_steps;
+    r->sched.total = r->total_steps;
+    if (schedule_parse(rc->schedule, &r->sched.kind) < 0)
+        return mn_fail(e, "unknown schedule '%s'", rc->schedule);
+    r->opt.cfg.weight_decay = (float)rc->weight_decay;
+    r->clip_norm = rc->clip_norm;
+    return 0;
+}
+
+TaskScore run_evaluate(Run *r, int task, int limit)
+{
+    const Dataset *d = &r->eval[task];
+    int n = limit > 0 && limit < d->n ? limit : d->n;
+    int cap = r->eval_batch.cap, correct = 0;
+    double loss = 0.0;
+    TaskScore s = { 0.0, 0.0 };
+    for (int start = 0; start < n; start += cap) {
+        int rows = n - start < cap ? n - start : cap;
+        for (int i = 0; i < rows; i++)
+            r->idx[i] = start + i;
+        batch_fill(&r->eval_batch, d, r->idx, rows, task);
+        loss += (double)model_forward(&r->model, &r->eval_batch) * rows;
+        int K = r->model.cfg.n_labels[task], ML = r->model.act.max_labels;
+        for (int i = 0; i < rows; i++) {
+            const float *p = r->model.act.probs + (size_t)i * ML;
+            int best = 0;
+            for (int j = 1; j < K; j++)
+                if (p[j] > p[best])
+                    best = j;
+            correct += best == r->eval_batch.label[i];
+        }
+    }
+    if (n > 0) {
+        s.loss = loss / n;
+        s.acc = (double)correct / n;
+    }
+    return s;
+}
+
+static int record_eval(Run *r, MnError *e)
+{
+    EvalRecord rec;
+    memset(&rec, 0, sizeof rec);
+    rec.step = r->step;
+    rec.epoch = (double)r->step / r->steps_per_epoch;
+    snprintf(rec.phase, sizeof rec.phase, "%s", phase_name(r->phase));
+    rec.lr = r->step > 0 ? r->last_lr : schedule_lr(&r->sched, 0);
+    rec.has_original = 1;
+    rec.original = run_evaluate(r, TASK_ORIGINAL, r->x.eval.original_samples);
+    if (r->phase == PHASE_FINETUNE) {
+        rec.has_new = 1;
+        rec.new_task = run_evaluate(r, TASK_NEW, r->x.eval.new_samples);
+    }
+    if (r->loss_count > 0) {
+        rec.has_train_loss = 1;
+        rec.train_loss = r->loss_sum / r->loss_count;
+    }
+    r->loss_sum = 0.0;
+    r->loss_count = 0;
+    rec.elapsed_s = run_elapsed(r);
+    if (history_push(&r->history, &rec, e) < 0)
+        return -1;
+    char *line = eval_record_json(&rec, "main");
+    if (!line)
+        return mn_fail(e, "out of memory");
+    int bad = fprintf(r->metrics, "%s\n", line) < 0 || fflush(r->metrics) != 0;
+    free(line);
+    if (bad)
+        return mn_fail(e, "%s/metrics.jsonl: %s", r->dir, strerror(errno));
+    if (r->phase == PHASE_FINETUNE) {
+        char path[EXP_PATH + 32];
+        path_in_run(r, path, sizeof path, "summary.json");
+        if (summary_write(path, &r->history, r->x.name, "running", e) < 0)
+            return -1;
+    }
+    if (r->hooks.on_eval)
+        r->hooks.on_eval(r->hooks.ctx, r, &rec);
+    return 0;
+}
+
+static int is_checkpoint_name(const char *name, const char *prefix, long *step)
+{
+    size_t pl = strlen(prefix);
+    char *end;
+    if (strncmp(name, prefix, pl) != 0)
+        return 0;
+    errno = 0;
+    *step = strtol(name + pl, &end, 10);
+    return !errno && end != name + pl && strcmp(end, ".safetensors") == 0;
+}
+
+/* Drops the oldest numbered checkpoints of the current phase beyond
+ * checkpoint.keep; base.safetensors is never dropped. */
+static void prune_checkpoints(Run *r, const char *prefix)
+{
+    char dir[EXP_PATH + 32], path[EXP_PATH + 320];
+    long steps[4096];
+    int n = 0;
+    path_in_run(r, dir, sizeof dir, "checkpoints");
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    for (struct dirent *de; (de = readdir(d)) && n < 4096;) {
+        long s;
+        if (is_checkpoint_name(de->d_name, prefix, &s))
+            steps[n++] = s;
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) {
+        int newer = 0;
+        for (int j = 0; j < n; j++)
+            newer += steps[j] > steps[i];
+        if (newer >= r->x.checkpoint.keep) {
+            snprintf(path, sizeof path, "%s/%s%ld.safetensors", dir, prefix, steps[i]);
+            unlink(path);
+        }
+    }
+}
+
+int run_checkpoint(Run *r, const char *name, MnError *e)
+{
+    char path[EXP_PATH + 320];
+    RunStateRecord st;
+    memset(&st, 0, sizeof st);
+    snprintf(st.phase, sizeof st.phase, "%s", phase_name(r->phase));
+    st.step = r->step;
+    st.sampler_epoch = r->sampler.epoch;
+    st.sampler_cursor = r->sampler.cursor;
+    st.rng_state = r->rng.state;
+    st.loss_sum = r->loss_sum;
+    st.loss_count = r->loss_count;
+    st.elapsed_s = run_elapsed(r);
+    if (name)
+        snprintf(path, sizeof path, "%s/checkpoints/%s.safetensors", r->dir, name);
+    else
+        snprintf(path, sizeof path, "%s/checkpoints/%s%ld.safetensors", r->dir,
+                 r->phase == PHASE_BASE ? "base-step-" : "step-", r->step);
+    if (checkpoint_save(path, &r->model, &r->opt, &st, r->labels, e) < 0)
+        return -1;
+    if (!name)
+        prune_checkpoints(r, r->phase == PHASE_BASE ? "base-step-" : "step-");
+    return 0;
+}
+
+static int begin_finetune(Run *r, MnError *e)
+{
+    r->phase = PHASE_FINETUNE;
+    r->step = 0;
+    r->loss_sum = 0.0;
+    r->loss_count = 0;
+    adamw_reset(&r->opt);
+    if (enter_phase(r, e) < 0)
+        return -1;
+    logf_(r, "finetune: %ld steps on the new task (%d examples), evaluating both tasks every %d steps",
+          r->total_steps, r->train[TASK_NEW].n, r->x.eval.every);
+    /* The evaluation before the first step is the baseline that forgetting
+     * is measured against. */
+    if (record_eval(r, e) < 0)
+        return -1;
+    return run_checkpoint(r, "base", e);
+}
+
+static int finish(Run *r, MnError *e)
+{
+    char path[EXP_PATH + 32];
+    r->phase = PHASE_DONE;
+    if (run_checkpoint(r, "final", e) < 0)
+        return -1;
+    path_in_run(r, path, sizeof path, "summary.json");
+    if (summary_write(path, &r->history, r->x.name, "finished", e) < 0)
+        return -1;
+    logf_(r, "finished in %.1f s; summary in %s", run_elapsed(r), path);
+    return 1;
+}
+
+int run_step(Run *r, MnError *e)
+{
+    if (r->phase == PHASE_DONE)
+        return 1;
+    if (r->step >= r->total_steps)
+        return r->phase == PHASE_BASE ? begin_finetune(r, e) : finish(r, e);
+
+    const TrainRecipe *rc = recipe(r);
+    int task = phase_task(r);
+    sampler_next(&r->sampler, r->idx, rc->batch);
+    batch_fill(&r->batch, &r->train[task], r->idx, rc->batch, task);
+    model_zero_grads(&r->model);
+    float loss = model_forward(&r->model, &r->batch);
+    model_backward(&r->model, &r->batch);
+    grad_clip(&r->model, r->clip_norm);
+    r->last_lr = schedule_lr(&r->sched, r->step);
+    adamw_step(&r->opt, &r->model, r->last_lr);
+    r->step++;
+    r->last_train_loss = loss;
+    r->loss_sum += loss;
+    r->loss_count++;
+    if (!isfinite(loss))
+        return mn_fail(e, "training loss became %f at %s step %ld; lower the learning rate",
+                       loss, phase_name(r->phase), r->step);
+
+    if (r->step % r->x.eval.every == 0 || r->step == r->total_steps)
+        if (record_eval(r, e) < 0)
+            return -1;
+    if (r->x.checkpoint.every > 0 && r->step % r->x.checkpoint.every == 0 &&
+        r->step < r->total_steps && run_checkpoint(r, NULL, e) < 0)
+        return -1;
+    return 0;
+}
+
+static int open_metrics(Run *r, const char *mode, MnError *e)
+{
+    char path[EXP_PATH + 32];
+    path_in_run(r, path, sizeof path, "metrics.jsonl");
+    r->metrics = fopen(path, mode);
+    if (!r->metrics)
+        return mn_fail(e, "%s: %s", path, strerror(errno));
+    return 0;
+}
+
+int run_create(Run *r, const Experiment *x, const char *dir,
+               const RunHooks *hooks, MnError *e)
+{
+    char path[EXP_PATH + 32];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    if (stat(path, &st) == 0) {
+        memset(r, 0, sizeof *r);
+        return mn_fail(e, "%s already holds a run; continue it with --resume or choose another --out", dir);
+    }
+    snprintf(path, sizeof path, "%s/checkpoints", dir);
+    if (make_dirs(path, e) < 0) {
+        memset(r, 0, sizeof *r);
+        return -1;
+    }
+    if (setup(r, x, dir, hooks, e) < 0)
+        return -1;
+    logf_(r, "run folder %s", dir);
+    path_in_run(r, path, sizeof path, "experiment.cfg");
+    if (experiment_write(x, path, e) < 0 || open_metrics(r, "w", e) < 0)
+        return -1;
+    if (x->base.checkpoint[0]) {
+        StFile f;
+        if (safetensors_read(&f, x->base.checkpoint, e) < 0)
+            return -1;
+        int rc = checkpoint_load(&f, &r->model, NULL, NULL, e);
+        safetensors_free(&f);
+        if (rc < 0)
+            return mn_wrap(e, "base.checkpoint %s", x->base.checkpoint);
+        logf_(r, "base: loaded %s", x->base.checkpoint);
+        return begin_finetune(r, e);
+    }
+    r->phase = PHASE_BASE;
+    if (enter_phase(r, e) < 0)
+        return -1;
+    logf_(r, "base: pretraining on the original task, %ld steps (%d examples)",
+          r->total_steps, r->train[TASK_ORIGINAL].n);
+    return 0;
+}
+
+typedef struct {
+    Phase phase;
+    long step;
+    char name[256];
+} CkName;
+
+/* Newest first: finished, then finetune steps, base, then base steps. */
+static int ck_rank(const CkName *c)
+{
+    return c->phase == PHASE_DONE ? 3 : c->phase == PHASE_FINETUNE ? 2 : 1;
+}
+
+static int ck_newer_first(const void *a, const void *b)
+{
+    const CkName *x = a, *y = b;
+    if (ck_rank(x) != ck_rank(y))
+        return ck_rank(y) - ck_rank(x);
+    return (y->step > x->step) - (y->step < x->step);
+}
+
+static int list_checkpoints(const char *dir, CkName **out, int *n_out)
+{
+    DIR *d = opendir(dir);
+    CkName *v = NULL;
+    int n = 0, cap = 0;
+    *out = NULL;
+    *n_out = 0;
+    if (!d)
+        return 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        CkName c;
+        memset(&c, 0, sizeof c);
+        if (is_checkpoint_name(de->d_name, "step-", &c.step))
+            c.phase = PHASE_FINETUNE;
+        else if (is_checkpoint_name(de->d_name, "base-step-", &c.step))
+            c.phase = PHASE_BASE;
+        else if (strcmp(de->d_name, "base.safetensors") == 0)
+            c.phase = PHASE_FINETUNE, c.step = 0;
+        else if (strcmp(de->d_name, "final.safetensors") == 0)
+            c.phase = PHASE_DONE;
+        else
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            CkName *nv = realloc(v, (size_t)cap * sizeof *nv);
+            if (!nv)
+                break;
+            v = nv;
+        }
+        snprintf(c.name, sizeof c.name, "%s", de->d_name);
+        v[n++] = c;
+    }
+    closedir(d);
+    qsort(v, (size_t)n, sizeof *v, ck_newer_first);
+    *out = v;
+    *n_out = n;
+    return 0;
+}
+
+/* Keeps the metrics lines that the checkpoint had already seen, so a
+ * resumed run appends without duplicates or gaps. */
+static int rewind_metrics(Run *r, Phase phase, long step, MnError *e)
+{
+    char path[EXP_PATH + 32];
+    path_in_run(r, path, sizeof path, "metrics.jsonl");
+    FILE *f = fopen(path, "r");
+    char *line = NULL, *kept = NULL;
+    size_t cap = 0, kept_len = 0;
+    ssize_t len;
+    int lineno = 0;
+    if (!f)
+        return errno == ENOENT ? 0 : mn_fail(e, "%s: %s", path, strerror(errno));
+    while ((len = getline(&line, &cap, f)) > 0) {
+        EvalRecord rec;
+        Phase p;
+        lineno++;
+        if (line[len - 1] != '\n')
+            break;          /* a line cut short by a crash */
+        if (eval_record_parse(line, &rec, NULL) < 0 || phase_parse(rec.phase, &p) < 0)
+            break;
+        if (p > phase || (p == phase && rec.step > step))
+            break;
+        if (history_push(&r->history, &rec, e) < 0)
+            break;
+        char *nk = realloc(kept, kept_len + (size_t)len + 1);
+        if (!nk)
+            break;
+        kept = nk;
+        memcpy(kept + kept_len, line, (size_t)len);
+        kept_len += (size_t)len;
+    }
+    free(line);
+    fclose(f);
+    int rc = write_file_atomic(path, kept ? kept : "", kept_len, e);
+    free(kept);
+    return rc;
+}
+
+int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e)
+{
+    char path[EXP_PATH + 320];
+    Experiment x;
+    CkName *cks;
+    int n_cks;
+    snprintf(path, sizeof path, "%s/experiment.cfg", dir);
+    if (access(path, R_OK) < 0) {
+        memset(r, 0, sizeof *r);
+        return mn_fail(e, "%s: not a run folder (no readable experiment.cfg)", dir);
+    }
+    if (experiment_load(&x, path, NULL, 0, e) < 0) {
+        memset(r, 0, sizeof *r);
+        return -1;
+    }
+    if (setup(r, &x, dir, hooks, e) < 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/checkpoints", dir);
+    list_checkpoints(path, &cks, &n_cks);
+    for (int i = 0; i < n_cks; i++) {
+        StFile f;
+        RunStateRecord st;
+        MnError why;
+        snprintf(path, sizeof path, "%s/checkpoints/%s", dir, cks[i].name);
+        if (safetensors_read(&f, path, &why) < 0) {
+            logf_(r, "skipping %s", why.msg);
+            continue;
+        }
+        int rc = checkpoint_load(&f, &r->model, &r->opt, &st, &why);
+        safetensors_free(&f);
+        Phase p;
+        if (rc < 0 || phase_parse(st.phase, &p) < 0) {
+            logf_(r, "skipping %s: %s", path, rc < 0 ? why.msg : "unknown phase");
+            continue;
+        }
+        free(cks);
+        r->phase = p;
+        if (enter_phase(r, e) < 0)
+            return -1;
+        r->step = st.step;
+        sampler_seek(&r->sampler, st.sampler_epoch, st.sampler_cursor);
+        r->rng.state = st.rng_state;
+        r->loss_sum = st.loss_sum;
+        r->loss_count = st.loss_count;
+        r->elapsed_before = st.elapsed_s;
+        if (rewind_metrics(r, p, st.step, e) < 0 || open_metrics(r, "a", e) < 0)
+            return -1;
+        logf_(r, "resumed from %s (%s step %ld)", path, st.phase, st.step);
+        return 0;
+    }
+    free(cks);
+    /* Nothing complete to continue from: start over, same seed. */
+    logf_(r, "no complete checkpoint in %s/checkpoints: starting the run over", dir);
+    if (rewind_metrics(r, PHASE_BASE, -1, e) < 0 || open_metrics(r, "w", e) < 0)
+        return -1;
+    r->phase = PHASE_BASE;
+    if (x.base.checkpoint[0]) {
+        StFile f;
+        if (safetensors_read(&f, x.base.checkpoint, e) < 0)
+            return -1;
+        int rc = checkpoint_load(&f, &r->model, NULL, NULL, e);
+        safetensors_free(&f);
+        return rc < 0 ? -1 : begin_finetune(r, e);
+    }
+    return enter_phase(r, e);
+}
+
+void run_free(Run *r)
+{
+    if (r->metrics)
+        fclose(r->metrics);
+    for (int k = 0; k < N_TASKS; k++) {
+        dataset_free(&r->train[k]);
+        dataset_free(&r->eval[k]);
+    }
+    sampler_free(&r->sampler);
+    batch_free(&r->batch);
+    batch_free(&r->eval_batch);
+    free(r->idx);
+    history_free(&r->history);
+    adamw_free(&r->opt);
+    model_free(&r->model);
+    memset(r, 0, sizeof *r);
+}

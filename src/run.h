@@ -1,0 +1,94 @@
+/* A run: the experiment carried through its phases — base (pretrain on the
+ * original task, or load a base checkpoint), then finetune (train on the
+ * new task, evaluating both) — one optimizer step per call, with metrics,
+ * checkpoints and the summary written into the run folder.
+ *
+ * A run knows nothing of threads or terminals: a frontend (headless lines,
+ * later the curses UI through the trainer thread) drives run_step and is
+ * told of each evaluation and log line through RunHooks. */
+#ifndef MNEME_RUN_H
+#define MNEME_RUN_H
+
+#include <stdio.h>
+#include <time.h>
+
+#include "config.h"
+#include "data.h"
+#include "error.h"
+#include "metrics.h"
+#include "model.h"
+#include "optim.h"
+#include "rng.h"
+
+enum { TASK_ORIGINAL = 0, TASK_NEW = 1, N_TASKS = 2 };
+
+typedef enum {
+    PHASE_BASE,
+    PHASE_FINETUNE,
+    PHASE_DONE
+} Phase;
+
+const char *phase_name(Phase p);
+
+typedef struct Run Run;
+
+/* What a frontend is told; any may be NULL. */
+typedef struct {
+    void (*on_eval)(void *ctx, const Run *run, const EvalRecord *r);
+    void (*on_log)(void *ctx, const char *line);
+    void *ctx;
+} RunHooks;
+
+struct Run {
+    Experiment x;
+    char dir[EXP_PATH];
+
+    Model model;
+    AdamW opt;
+    Rng rng;
+    LabelSet labels[N_TASKS];
+    Dataset train[N_TASKS], eval[N_TASKS];
+    Sampler sampler;           /* over the current phase's training set */
+    Batch batch, eval_batch;
+    int *idx;
+
+    Phase phase;
+    long step;                 /* optimizer steps done in this phase */
+    long total_steps;          /* of this phase */
+    int steps_per_epoch;
+    Schedule sched;
+    double clip_norm;
+    float last_lr;
+    double loss_sum;           /* training loss since the last evaluation */
+    long loss_count;
+    float last_train_loss;
+
+    History history;
+    FILE *metrics;             /* metrics.jsonl, appended */
+    double elapsed_before;     /* seconds spent before this process resumed */
+    struct timespec started;
+
+    RunHooks hooks;
+};
+
+/* Starts a new run of x in folder dir (created; must not hold a run). */
+int run_create(Run *r, const Experiment *x, const char *dir,
+               const RunHooks *hooks, MnError *e);
+/* Continues the run in dir from its last complete checkpoint. */
+int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e);
+void run_free(Run *r);
+
+/* One optimizer step, then whatever falls due after it (evaluation,
+ * checkpoint, end of phase). Returns 1 when the run has finished, 0 when
+ * there is more to do, -1 on error (the run stays consistent on disk). */
+int run_step(Run *r, MnError *e);
+
+/* Evaluates task k on up to `limit` examples of its eval set (0 = all). */
+TaskScore run_evaluate(Run *r, int task, int limit);
+
+/* Writes checkpoints/<name>.safetensors now (name NULL: by phase and step). */
+int run_checkpoint(Run *r, const char *name, MnError *e);
+
+double run_elapsed(const Run *r);
+
+#endif

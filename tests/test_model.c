@@ -1,0 +1,212 @@
+/* Whole-model checks: the gradient of the loss with respect to a sample of
+ * every parameter tensor against finite differences, padding invariance,
+ * and what freezing does to the backward. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas_core.h"
+#include "gradcheck.h"
+#include "model.h"
+#include "tap.h"
+#include "tokenizer.h"
+
+enum { B = 4, T = 8 };
+
+static int ids[B * T], lens[B] = { 8, 5, 3, 6 }, tasks[B] = { 0, 1, 0, 1 };
+static int labels[B] = { 2, 1, 0, 0 };
+
+static void make_model(Model *m)
+{
+    ModelConfig c;
+    MnError e;
+    Rng r;
+    memset(&c, 0, sizeof c);
+    c.vocab = TOKENIZER_VOCAB;
+    c.hidden = 16;
+    c.layers = 2;
+    c.heads = 2;
+    c.intermediate = 32;
+    c.max_len = T;
+    c.type_vocab = 2;
+    c.n_tasks = 2;
+    strcpy(c.task_name[0], "original");
+    strcpy(c.task_name[1], "new");
+    c.n_labels[0] = 3;
+    c.n_labels[1] = 2;
+    if (model_create(m, &c, B, &e) < 0) {
+        printf("Bail out! %s\n", e.msg);
+        exit(1);
+    }
+    rng_seed(&r, 7);
+    /* A larger init than BERT's 0.02 so that every path carries a
+     * gradient well above float rounding. */
+    model_init_weights(m, &r, 0.2f);
+    for (size_t i = 0; i < m->n_params; i++)
+        if (m->params[i] == 0.0f || m->params[i] == 1.0f)
+            m->params[i] += 0.1f * rng_normal(&r);
+}
+
+static Batch make_batch(void)
+{
+    Batch b;
+    memset(&b, 0, sizeof b);
+    b.B = B;
+    b.T = T;
+    b.ids = ids;
+    b.len = lens;
+    b.label = labels;
+    b.task = tasks;
+    for (int r = 0; r < B; r++)
+        for (int t = 0; t < T; t++)
+            ids[r * T + t] = t == 0 ? TOK_CLS : t < lens[r] ? TOK_BYTE0 + (r * 31 + t * 7) % 200 : TOK_PAD;
+    return b;
+}
+
+typedef struct {
+    Model *m;
+    Batch *b;
+} Ctx;
+
+static double loss_fn(void *ctx)
+{
+    Ctx *c = ctx;
+    return model_forward(c->m, c->b);
+}
+
+static void test_gradients(void)
+{
+    Model m;
+    Batch b = make_batch();
+    Ctx ctx = { &m, &b };
+    make_model(&m);
+    model_zero_grads(&m);
+    model_forward(&m, &b);
+    model_backward(&m, &b);
+    float *g = malloc(m.n_params * sizeof *g);
+    memcpy(g, m.grads, m.n_params * sizeof *g);
+    double worst = 0.0;
+    for (int i = 0; i < m.n_tensors; i++) {
+        const ParamTensor *t = &m.tensors[i];
+        GcOpts o = { 1e-2, 1e-3, 12, (uint64_t)i + 1 };
+        GcResult r = gc_check(loss_fn, &ctx, m.params + t->offset, g + t->offset,
+                              (long)t->numel, &o);
+        ok(r.max_rel < 2e-2, "gradient of %s (max rel err %.2e at %ld: %.6g vs %.6g)",
+           t->name, r.max_rel, r.worst, r.analytic, r.numeric);
+        if (r.max_rel > worst)
+            worst = r.max_rel;
+    }
+    diag("worst relative error over all tensors: %.2e", worst);
+    free(g);
+    model_free(&m);
+}
+
+/* Padding past a sequence's length must change nothing: the mask hides it. */
+static void test_padding_invariance(void)
+{
+    Model m;
+    Batch b = make_batch();
+    make_model(&m);
+    model_forward(&m, &b);
+    float logits_short[3];
+    memcpy(logits_short, m.act.logits + 2 * m.act.max_labels, sizeof logits_short);
+    for (int t = lens[2]; t < T; t++)
+        ids[2 * T + t] = TOK_BYTE0 + 99;     /* garbage where the mask hides it */
+    model_forward(&m, &b);
+    double diff = 0.0;
+    for (int k = 0; k < 3; k++)
+        diff = fmax(diff, fabs(logits_short[k] - m.act.logits[2 * m.act.max_labels + k]));
+    ok(diff == 0.0, "tokens past a sequence's length do not change its logits (diff %.3g)", diff);
+    model_free(&m);
+}
+
+/* Freezing: frozen tensors get no gradient, trainable ones get exactly
+ * what they get without freezing. */
+static void test_freezing(void)
+{
+    Model m;
+    Batch b = make_batch();
+    make_model(&m);
+    model_zero_grads(&m);
+    model_forward(&m, &b);
+    model_backward(&m, &b);
+    float *full = malloc(m.n_params * sizeof *full);
+    memcpy(full, m.grads, m.n_params * sizeof *full);
+
+    const char *frozen[] = { "embeddings", "layer.0", "classifier.original" };
+    for (int i = 0; i < 3; i++)
+        m.groups[model_find_group(&m, frozen[i])].trainable = 0;
+    model_zero_grads(&m);
+    model_forward(&m, &b);
+    model_backward(&m, &b);
+    int frozen_zero = 1, trainable_same = 1;
+    for (int gi = 0; gi < m.n_groups; gi++) {
+        const ParamGroup *g = &m.groups[gi];
+        for (size_t i = g->offset; i < g->offset + g->numel; i++) {
+            if (!g->trainable && m.grads[i] != 0.0f)
+                frozen_zero = 0;
+            if (g->trainable && m.grads[i] != full[i])
+                trainable_same = 0;
+        }
+    }
+    ok(frozen_zero, "frozen groups receive no gradient");
+    ok(trainable_same, "trainable groups' gradients are bit-identical to the unfrozen backward");
+
+    /* A frozen layer between trainable ones still passes the gradient down. */
+    for (int gi = 0; gi < m.n_groups; gi++)
+        m.groups[gi].trainable = 1;
+    m.groups[model_find_group(&m, "layer.1")].trainable = 0;
+    model_zero_grads(&m);
+    model_forward(&m, &b);
+    model_backward(&m, &b);
+    int gi0 = model_find_group(&m, "layer.0");
+    int below_same = 1;
+    for (size_t i = m.groups[gi0].offset; i < m.groups[gi0].offset + m.groups[gi0].numel; i++)
+        if (m.grads[i] != full[i])
+            below_same = 0;
+    ok(below_same, "a frozen block passes gradients through to the trainable block below");
+    free(full);
+    model_free(&m);
+}
+
+static void test_layout(void)
+{
+    Model m;
+    make_model(&m);
+    int q = model_find_tensor(&m, "bert.encoder.layer.1.attention.self.query.weight");
+    int k = model_find_tensor(&m, "bert.encoder.layer.1.attention.self.key.weight");
+    int v = model_find_tensor(&m, "bert.encoder.layer.1.attention.self.value.weight");
+    ok(q >= 0 && k >= 0 && v >= 0, "Hugging Face names for q/k/v");
+    ok(m.tensors[k].offset == m.tensors[q].offset + 16 * 16 &&
+       m.tensors[v].offset == m.tensors[k].offset + 16 * 16,
+       "query, key and value weights form one [3C, C] matrix");
+    ok(m.tensors[q].shape[0] == 16 && m.tensors[q].shape[1] == 16, "linear weights are [out, in]");
+    int inter = model_find_tensor(&m, "bert.encoder.layer.0.intermediate.dense.weight");
+    ok(inter >= 0 && m.tensors[inter].shape[0] == 32 && m.tensors[inter].shape[1] == 16,
+       "intermediate.dense.weight is [intermediate, hidden]");
+    ok(model_find_tensor(&m, "classifier.new.bias") >= 0 &&
+       model_find_tensor(&m, "bert.pooler.dense.weight") >= 0 &&
+       model_find_tensor(&m, "bert.embeddings.LayerNorm.weight") >= 0,
+       "pooler, heads and embedding LayerNorm present");
+    int decay_ok = 1;
+    for (int i = 0; i < m.n_tensors; i++) {
+        int want = m.tensors[i].ndim == 2;
+        if (m.tensors[i].decay != want)
+            decay_ok = 0;
+    }
+    ok(decay_ok, "weight decay on matrices only (not biases or LayerNorm)");
+    model_free(&m);
+}
+
+int main(int argc, char **argv)
+{
+    char core[256];
+    blas_core_fix(argv);
+    blas_core_describe(core, sizeof core);
+    diag("%s", core);
+    test_layout();
+    test_gradients();
+    test_padding_invariance();
+    test_freezing();
+    return tap_done();
+}
