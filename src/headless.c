@@ -9,6 +9,7 @@
 
 typedef struct {
     int quiet;
+    long stop_after;
 } Printer;
 
 static volatile sig_atomic_t stop_signal;
@@ -53,7 +54,17 @@ static int drive(Run *r, Printer *p)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
-    for (;;) {
+    for (long steps = 0;; steps++) {
+        if (p->stop_after > 0 && steps == p->stop_after) {
+            if (run_checkpoint(r, NULL, &e) < 0) {
+                fprintf(stderr, "mneme: %s\n", e.msg);
+                return 1;
+            }
+            fprintf(stderr, "mneme: stopped after %ld steps at %s step %ld; "
+                    "continue with: mneme run --resume %s\n",
+                    steps, phase_name(r->phase), r->step, r->dir);
+            return 0;
+        }
         int rc = run_step(r, &e);
         if (rc < 0) {
             fprintf(stderr, "mneme: %s\n", e.msg);
@@ -80,19 +91,21 @@ static void announce(Printer *p)
     print_log(p, core);
 }
 
-int headless_run(const Experiment *x, const char *out_dir, int quiet)
+int headless_run(const Experiment *x, const char *out_dir, const HeadlessOptions *o)
 {
     Run r;
     MnError e;
-    Printer p = { quiet };
+    Printer p = { o->quiet, o->stop_after };
     int status;
     RunHooks hooks = { print_eval, print_log, &p };
     blas_set_threads(x->threads);
     announce(&p);
     if (run_create(&r, x, out_dir, &hooks, &e) < 0) {
+        /* Nothing has trained yet: what failed is the input (data files, a
+         * base checkpoint, the run folder). */
         fprintf(stderr, "mneme: %s\n", e.msg);
         run_free(&r);
-        return 1;
+        return 2;
     }
 
     status = drive(&r, &p);
@@ -100,18 +113,18 @@ int headless_run(const Experiment *x, const char *out_dir, int quiet)
     return status;
 }
 
-int headless_resume(const char *run_dir, int quiet)
+int headless_resume(const char *run_dir, const HeadlessOptions *o)
 {
     Run r;
     MnError e;
-    Printer p = { quiet };
+    Printer p = { o->quiet, o->stop_after };
     int status;
     RunHooks hooks = { print_eval, print_log, &p };
     announce(&p);
     if (run_resume(&r, run_dir, &hooks, &e) < 0) {
         fprintf(stderr, "mneme: %s\n", e.msg);
         run_free(&r);
-        return 1;
+        return 2;
     }
     blas_set_threads(r.x.threads);
     if (r.phase == PHASE_DONE) {

@@ -18,7 +18,8 @@
 static const char usage_text[] =
     "usage: mneme [EXPERIMENT.cfg]\n"
     "       mneme run --headless EXPERIMENT.cfg [--out DIR] [--set KEY=VALUE]...\n"
-    "       mneme run --resume RUN_DIR [--headless]\n"
+    "                 [--quiet] [--stop-after STEPS]\n"
+    "       mneme run --resume RUN_DIR [--headless] [--quiet] [--stop-after STEPS]\n"
     "       mneme predict CHECKPOINT --task NAME [--ids]\n"
     "       mneme bench EXPERIMENT.cfg [--set KEY=VALUE]... [--steps N]\n"
     "       mneme --help | --version\n"
@@ -41,6 +42,7 @@ typedef struct {
     int headless;
     int quiet;
     long steps;
+    long stop_after;
 } RunArgs;
 
 /* Options shared by run and bench; returns 0, or an exit status. */
@@ -55,7 +57,8 @@ static int parse_run_args(int argc, char **argv, RunArgs *a)
         else if (strcmp(s, "--quiet") == 0)
             a->quiet = 1;
         else if (strcmp(s, "--out") == 0 || strcmp(s, "--resume") == 0 ||
-                 strcmp(s, "--set") == 0 || strcmp(s, "--steps") == 0) {
+                 strcmp(s, "--set") == 0 || strcmp(s, "--steps") == 0 ||
+                 strcmp(s, "--stop-after") == 0) {
             if (!val)
                 return usage_error("%s needs a value", s);
             i++;
@@ -63,11 +66,12 @@ static int parse_run_args(int argc, char **argv, RunArgs *a)
                 a->out = val;
             else if (strcmp(s, "--resume") == 0)
                 a->resume = val;
-            else if (strcmp(s, "--steps") == 0) {
+            else if (strcmp(s, "--steps") == 0 || strcmp(s, "--stop-after") == 0) {
                 char *end;
-                a->steps = strtol(val, &end, 10);
-                if (*end || a->steps < 1)
-                    return usage_error("--steps takes a positive number, not '%s'", val);
+                long v = strtol(val, &end, 10);
+                if (*end || v < 1 || end == val)
+                    return usage_error("expected a positive number of steps, not '%s'", val);
+                *(strcmp(s, "--steps") == 0 ? &a->steps : &a->stop_after) = v;
             } else if (a->n_sets == MAX_SETS)
                 return usage_error("too many --set options%s", "");
             else
@@ -111,13 +115,16 @@ static int cmd_run(int argc, char **argv, int from_default)
     RunArgs a;
     Experiment x;
     char out[EXP_PATH];
+    HeadlessOptions ho;
     int rc = parse_run_args(argc, argv, &a);
     if (rc)
         return rc;
+    ho.quiet = a.quiet;
+    ho.stop_after = a.stop_after;
     if (a.resume) {
         if (a.experiment || a.n_sets)
             return usage_error("--resume takes a run folder only%s", "");
-        return headless_resume(a.resume, a.quiet);
+        return headless_resume(a.resume, &ho);
     }
     if ((rc = load_experiment(&a, &x)))
         return rc;
@@ -127,7 +134,7 @@ static int cmd_run(int argc, char **argv, int from_default)
         snprintf(out, sizeof out, "%s", a.out);
     else
         default_out_dir(&x, out, sizeof out);
-    return headless_run(&x, out, a.quiet);
+    return headless_run(&x, out, &ho);
 }
 
 /* Plain `mneme [EXP]`: the default experiment when none is named. */

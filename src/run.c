@@ -457,6 +457,13 @@ static int list_checkpoints(const char *dir, CkName **out, int *n_out)
     for (struct dirent *de; (de = readdir(d));) {
         CkName c;
         memset(&c, 0, sizeof c);
+        if (strstr(de->d_name, ".tmp.")) {
+            /* a write cut short by a crash: never complete, never needed */
+            char stale[4096];
+            snprintf(stale, sizeof stale, "%s/%s", dir, de->d_name);
+            unlink(stale);
+            continue;
+        }
         if (is_checkpoint_name(de->d_name, "step-", &c.step))
             c.phase = PHASE_FINETUNE;
         else if (is_checkpoint_name(de->d_name, "base-step-", &c.step))

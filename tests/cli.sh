@@ -1,0 +1,71 @@
+#!/bin/sh
+# The command line as a user meets it: bad experiment files, bad data,
+# bad checkpoints and predict, each with its exit status and message.
+. "$MNEME_SRCDIR/tests/lib.sh"
+D="$MNEME_SRCDIR/tests/data"
+
+"$MNEME" --help >"$TMP/out" 2>&1
+ok $? "--help exits 0"
+contains "$TMP/out" "mneme run --headless"
+ok $? "--help shows the run command"
+
+"$MNEME" run --bogus >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "unknown option --bogus"; echo $?) "an unknown option is exit 2 with its name"
+
+# Experiment files: each error names the file, the line and the key.
+printf 'name = "x";\nmodel = { hidden = 64;\n  heads = 5; };\noriginal = { builtin = "sentiment"; };\nnew = { builtin = "topic"; };\n' >"$TMP/bad.cfg"
+"$MNEME" run --headless "$TMP/bad.cfg" --out "$TMP/r0" >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "model.heads" && grep -q "bad.cfg:[0-9]*:" "$TMP/err"; echo $?) \
+   "hidden not divisible by heads: exit 2, file:line and key ($(cat "$TMP/err"))"
+
+printf 'name = "x";\noriginal = { builtin = "sentiment"; };\nnew = { builtin = "topic"; };\nfinetune = {\n  lrr = 1e-4; };\n' >"$TMP/typo.cfg"
+"$MNEME" run --headless "$TMP/typo.cfg" --out "$TMP/r0" >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "typo.cfg:5:" && contains "$TMP/err" "finetune.lr"; echo $?) \
+   "unknown key: exit 2 at its line with a suggestion ($(cat "$TMP/err"))"
+
+printf 'name = "x";\nmodel = { hidden = ; };\n' >"$TMP/syntax.cfg"
+"$MNEME" run --headless "$TMP/syntax.cfg" --out "$TMP/r0" >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && grep -q "syntax.cfg:[0-9]*:" "$TMP/err"; echo $?) "syntax error: exit 2 with file:line ($(cat "$TMP/err"))"
+
+"$MNEME" run --headless "$D/tiny.cfg" --out "$TMP/r0" --set finetune.lr=fast >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "--set finetune.lr"; echo $?) "a bad --set value: exit 2 naming the override ($(cat "$TMP/err"))"
+[ ! -e "$TMP/r0" ]
+ok $? "a refused experiment leaves no run folder behind"
+
+# Data files: the broken line is named.
+sed "s/reviews.train.tsv/broken.train.tsv/" "$D/files.cfg" >"$TMP/files.cfg"
+sed -i "s#\"broken.train.tsv\"#\"$D/broken.train.tsv\"#; s#\"reviews.eval.tsv\"#\"$D/reviews.eval.tsv\"#; s#\"reviews.train.tsv\"#\"$D/reviews.train.tsv\"#" "$TMP/files.cfg"
+"$MNEME" run --headless "$TMP/files.cfg" --out "$TMP/r1" >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "broken.train.tsv:3:"; echo $?) "a malformed TSV line: exit 2 with file:3 ($(cat "$TMP/err"))"
+
+sed "s#\"reviews.eval.tsv\"#\"$D/unseen.eval.tsv\"#; s#\"reviews.train.tsv\"#\"$D/reviews.train.tsv\"#" "$D/files.cfg" >"$TMP/unseen.cfg"
+"$MNEME" run --headless "$TMP/unseen.cfg" --out "$TMP/r2" >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "unseen.eval.tsv:2:" && contains "$TMP/err" "neutral"; echo $?) \
+   "an eval label unseen in training: exit 2 with file:line and the label ($(cat "$TMP/err"))"
+
+# A run from TSV files, relative to the experiment file.
+"$MNEME" run --headless "$D/files.cfg" --out "$TMP/files" --quiet >/dev/null 2>"$TMP/err"
+ok $? "a run over TSV files finishes ($(tail -1 "$TMP/err"))"
+[ -f "$TMP/files/summary.json" ] && [ -f "$TMP/files/experiment.cfg" ] && [ -f "$TMP/files/checkpoints/final.safetensors" ]
+ok $? "the run folder has experiment.cfg, summary.json and checkpoints"
+"$MNEME" run --headless "$D/files.cfg" --out "$TMP/files" --quiet >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "already holds a run"; echo $?) "a folder that holds a run is not overwritten"
+
+# predict
+CK="$TMP/files/checkpoints/final.safetensors"
+printf 'great soup\nawful laptop\n' | "$MNEME" predict "$CK" --task original >"$TMP/pred" 2>"$TMP/err"
+ok $([ $? = 0 ] && [ "$(wc -l <"$TMP/pred")" = 2 ] && jq -e '.label and (.logits|length)==2 and .text' "$TMP/pred" >/dev/null; echo $?) \
+   "predict writes one JSON line per text with label and logits"
+printf 'abc\n' | "$MNEME" predict "$CK" --task new | jq -c .logits >"$TMP/a"
+printf '2 102 103 104 3\n' | "$MNEME" predict "$CK" --task new --ids | jq -c .logits >"$TMP/b"
+cmp -s "$TMP/a" "$TMP/b"
+ok $? "--ids [CLS] a b c [SEP] gives the same logits as the text abc"
+printf '2 999 3\n' | "$MNEME" predict "$CK" --task new --ids >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "stdin:1:" && contains "$TMP/err" "999"; echo $?) "an id outside the vocabulary is refused with its line"
+echo x | "$MNEME" predict "$CK" --task nosuch >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "no task 'nosuch'"; echo $?) "an unknown head is refused, naming the heads there are"
+head -c 3000 "$CK" >"$TMP/cut.safetensors"
+echo x | "$MNEME" predict "$TMP/cut.safetensors" --task new >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "cut.safetensors"; echo $?) "a truncated checkpoint is refused with a reason ($(cat "$TMP/err"))"
+
+done_testing

@@ -1,0 +1,43 @@
+# TAP helpers for the shell tests. Sourced; expects $MNEME (the binary) and
+# $MNEME_SRCDIR (the source tree), which `make check` sets.
+: "${MNEME:?run through make check}"
+: "${MNEME_SRCDIR:?run through make check}"
+tap_n=0
+tap_failed=0
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mneme-test.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+ok() {   # ok CONDITION-EXIT-STATUS DESCRIPTION
+    local status=$1; shift
+    tap_n=$((tap_n + 1))
+    if [ "$status" = 0 ]; then
+        echo "ok $tap_n - $*"
+    else
+        echo "not ok $tap_n - $*"
+        tap_failed=$((tap_failed + 1))
+    fi
+}
+
+diag() { printf '# %s\n' "$@"; }
+
+# check DESCRIPTION COMMAND...: one test point from a command's status
+check() {
+    local desc=$1; shift
+    "$@" >/dev/null 2>&1
+    ok $? "$desc"
+}
+
+# contains FILE TEXT: fixed-string search
+contains() { grep -qF -- "$2" "$1"; }
+
+done_testing() {
+    echo "1..$tap_n"
+    [ "$tap_failed" = 0 ]
+}
+
+# json FILE FILTER: a value from a JSON file (jq filter)
+json() { jq -r "$2" "$1"; }
+
+# ge A B / lt A B: floating-point comparisons for assertions
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
