@@ -570,7 +570,8 @@ int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e)
         if (enter_phase(r, e) < 0)
             return -1;
         r->step = st.step;
-        sampler_seek(&r->sampler, st.sampler_epoch, st.sampler_cursor);
+        if (p != PHASE_DONE)
+            sampler_seek(&r->sampler, st.sampler_epoch, st.sampler_cursor);
         r->rng.state = st.rng_state;
         r->loss_sum = st.loss_sum;
         r->loss_count = st.loss_count;
