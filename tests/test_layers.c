@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gradcheck.h"
+#include "blas_core.h"
 #include "layers.h"
 #include "rng.h"
 #include "tap.h"
@@ -678,9 +679,15 @@ static void test_xent(Rng *r)
     free(d), free(d2), free(dq), free(c.logits), free(c.probs);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     Rng r;
+    char core[256];
+    (void)argc;
+    /* Check the layers under the kernels mneme itself would run. */
+    blas_core_fix(argv);
+    blas_core_describe(core, sizeof core);
+    diag("%s", core);
     rng_seed(&r, 20240601);
     test_linear_forward(&r);
     test_linear_backward(&r);
