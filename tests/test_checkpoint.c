@@ -6,29 +6,12 @@
 
 #include "checkpoint.h"
 #include "tap.h"
+#include "testmodel.h"
 #include "tokenizer.h"
 
 static void make_model(Model *m, int hidden)
 {
-    ModelConfig c;
-    MnError e;
-    memset(&c, 0, sizeof c);
-    c.vocab = TOKENIZER_VOCAB;
-    c.hidden = hidden;
-    c.layers = 2;
-    c.heads = 2;
-    c.intermediate = 16;
-    c.max_len = 8;
-    c.type_vocab = 2;
-    c.n_tasks = 2;
-    strcpy(c.task_name[0], "original");
-    strcpy(c.task_name[1], "new");
-    c.n_labels[0] = 2;
-    c.n_labels[1] = 3;
-    if (model_create(m, &c, 2, &e) < 0) {
-        printf("Bail out! %s\n", e.msg);
-        exit(1);
-    }
+    test_model_create(m, (TestShape){ hidden, 2, 2, 16, 8, 2, 3, 2 });
 }
 
 static void fill(float *p, size_t n, Rng *r)

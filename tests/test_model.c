@@ -9,6 +9,7 @@
 #include "gradcheck.h"
 #include "model.h"
 #include "tap.h"
+#include "testmodel.h"
 #include "tokenizer.h"
 
 enum { B = 4, T = 8 };
@@ -18,26 +19,8 @@ static int labels[B] = { 2, 1, 0, 0 };
 
 static void make_model(Model *m)
 {
-    ModelConfig c;
-    MnError e;
     Rng r;
-    memset(&c, 0, sizeof c);
-    c.vocab = TOKENIZER_VOCAB;
-    c.hidden = 16;
-    c.layers = 2;
-    c.heads = 2;
-    c.intermediate = 32;
-    c.max_len = T;
-    c.type_vocab = 2;
-    c.n_tasks = 2;
-    strcpy(c.task_name[0], "original");
-    strcpy(c.task_name[1], "new");
-    c.n_labels[0] = 3;
-    c.n_labels[1] = 2;
-    if (model_create(m, &c, B, &e) < 0) {
-        printf("Bail out! %s\n", e.msg);
-        exit(1);
-    }
+    test_model_create(m, (TestShape){ 16, 2, 2, 32, T, 3, 2, B });
     rng_seed(&r, 7);
     /* A larger init than BERT's 0.02 so that every path carries a
      * gradient well above float rounding. */

@@ -6,28 +6,12 @@
 #include "model.h"
 #include "optim.h"
 #include "tap.h"
+#include "testmodel.h"
 #include "tokenizer.h"
 
 static void make_model(Model *m)
 {
-    ModelConfig c;
-    MnError e;
-    memset(&c, 0, sizeof c);
-    c.vocab = TOKENIZER_VOCAB;
-    c.hidden = 8;
-    c.layers = 1;
-    c.heads = 2;
-    c.intermediate = 16;
-    c.max_len = 4;
-    c.type_vocab = 2;
-    c.n_tasks = 2;
-    strcpy(c.task_name[0], "original");
-    strcpy(c.task_name[1], "new");
-    c.n_labels[0] = c.n_labels[1] = 2;
-    if (model_create(m, &c, 1, &e) < 0) {
-        printf("Bail out! %s\n", e.msg);
-        exit(1);
-    }
+    test_model_create(m, (TestShape){ 8, 1, 2, 16, 4, 2, 2, 1 });
 }
 
 /* Reference AdamW for one scalar, in double. */
