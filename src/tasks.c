@@ -1,17 +1,24 @@
-/* Built-in tasks: a pair of synthetic tasks over one kind of sentence.
+/* Built-in tasks: synthetic tasks over one kind of sentence.
  *
  * Every generated sentence is a short review that carries a sentiment cue
- * (an adjective of one polarity), a topic cue (one or two nouns of one topic)
- * and neutral filler, in one of several word orders. The original task reads
- * the sentiment, the new task reads the topic: same inputs, different
- * features, which is what makes fine-tuning on one able to erase the other.
+ * (an adjective of one polarity, written in lower case or in CAPITALS), a
+ * topic cue (one or two nouns of one topic) and neutral filler, in one of
+ * several word orders. `sentiment` (the original task) reads the polarity;
+ * `shouting` (the new task of the shipped experiments) reads whether the
+ * sentiment word is in capitals, a cue inside the very word the original
+ * task reads, so it is learned in a few dozen steps without moving the
+ * encoder far; `topic` reads the nouns (a cue the sentiment encoder does not
+ * look at, much slower to learn). Same inputs, different labels, which is
+ * what makes fine-tuning on one able to erase the other.
  *
  * The tables below are the knobs: word lists, templates, fillers. They are
  * meant to be tuned; keep every word in exactly one list so that a label is
- * always decided by whole words (tests/test_tasks.c checks this from the
+ * always decided by whole words, or for shouting by the case of the
+ * sentiment word (tests/test_tasks.c checks this from the
  * generated data alone, so edits here need no edits there). */
 #include "tasks.h"
 
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,12 +42,10 @@ typedef struct {
 /* No negations ("not", "never") anywhere: a single polarity word must decide
  * the label on its own. */
 static const char *const negative_words[] = {
-    "awful", "terrible", "horrible", "dreadful", "boring", "lousy",
-    "poor", "disappointing", "mediocre", "annoying",
+    "awful", "terrible", "boring", "poor",
 };
 static const char *const positive_words[] = {
-    "great", "wonderful", "excellent", "lovely", "superb", "brilliant",
-    "delightful", "fantastic", "amazing", "pleasant",
+    "great", "lovely", "superb", "pleasant",
 };
 
 static const char *const sports_nouns[] = {
@@ -72,13 +77,22 @@ static const Cue topics[] = {
     { "travel", WORDS(travel_nouns) },
 };
 
+/* How the sentiment word is written: as is, or in capitals ("the soup was
+ * GREAT"). The letters differ, the word does not: a model that reads the
+ * sentiment word sees both forms. No word list: the label is the case. */
+static const Cue cases[] = {
+    { "calm", { NULL, 0 } },
+    { "shouted", { NULL, 0 } },
+};
+
 #define N_POLARITIES ((int)(sizeof polarities / sizeof polarities[0]))
+#define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 #define N_TOPICS ((int)(sizeof topics / sizeof topics[0]))
 
 /* Neutral words: they vary length and position without hinting at either
  * label, so the cues must be found, not counted from a fixed offset. */
 static const char *const fillers[] = {
-    "really", "honestly", "overall", "today", "again", "so far", "i think",
+    "honestly", "overall", "today", "again", "so far", "i think",
     "this time", "last week", "to be fair", "as usual", "in the end",
 };
 static const WordList filler_list = WORDS(fillers);
@@ -135,22 +149,33 @@ static const char *pick(Rng *r, const WordList *w)
     return w->words[rng_below(r, (uint32_t)w->n)];
 }
 
-static void write_review(Rng *r, int polarity, int topic, Text *t)
+/* What a sentence says along each axis; a task's label is one of them and
+ * the others are drawn uniformly, so they carry no information about the
+ * label but are always present for the other tasks to read. */
+enum { AXIS_POLARITY, AXIS_TOPIC, AXIS_CASE, N_AXES };
+
+static const int axis_size[N_AXES] = { N_POLARITIES, N_TOPICS, N_CASES };
+
+static void write_review(Rng *r, const int *v, Text *t)
 {
     const char *p = pick(r, &template_list);
     while (*p) {
         const WordList *slot = NULL;
         if (p[0] == '{' && p[1] && p[2] == '}') {
             switch (p[1]) {
-            case 's': slot = &polarities[polarity].cue; break;
-            case 'n': slot = &topics[topic].cue; break;
+            case 's': slot = &polarities[v[AXIS_POLARITY]].cue; break;
+            case 'n': slot = &topics[v[AXIS_TOPIC]].cue; break;
             case 'f': slot = &filler_list; break;
             default: break;
             }
         }
         if (slot) {
             const char *w = pick(r, slot);
+            size_t at = t->n;
             text_put(t, w, strlen(w));
+            if (p[1] == 's' && v[AXIS_CASE] && !t->overflow)
+                for (size_t i = at; i < t->n; i++)
+                    t->buf[i] = (char)toupper((unsigned char)t->buf[i]);
             p += 3;
         } else {
             text_put(t, p++, 1);
@@ -160,16 +185,12 @@ static void write_review(Rng *r, int polarity, int topic, Text *t)
     text_put(t, end, strlen(end));
 }
 
-/* The other cue is drawn uniformly, so it carries no information about the
- * label but is always present for the other task to read. */
-static void gen_sentiment(Rng *r, int label, Text *t)
+static void generate(Rng *r, int axis, int label, Text *t)
 {
-    write_review(r, label, (int)rng_below(r, N_TOPICS), t);
-}
-
-static void gen_topic(Rng *r, int label, Text *t)
-{
-    write_review(r, (int)rng_below(r, N_POLARITIES), label, t);
+    int v[N_AXES];
+    for (int a = 0; a < N_AXES; a++)
+        v[a] = a == axis ? label : (int)rng_below(r, (uint32_t)axis_size[a]);
+    write_review(r, v, t);
 }
 
 /* ---- the table of built-ins: one row per task ---- */
@@ -178,7 +199,7 @@ typedef struct {
     const char *name;
     const Cue *labels;
     int n_labels;
-    void (*generate)(Rng *r, int label, Text *t);
+    int axis;
 } Builtin;
 
 /* ROW(name, summary, label cues, generator). Expanded twice below so that
@@ -187,15 +208,19 @@ typedef struct {
     ROW("sentiment",                                                         \
         "short reviews labelled negative/positive by their sentiment word "  \
         "(the original task)",                                               \
-        polarities, gen_sentiment)                                           \
+        polarities, AXIS_POLARITY)                                           \
     ROW("topic",                                                             \
         "the same kind of reviews labelled sports/food/tech/travel by their " \
         "nouns (the new task)",                                              \
-        topics, gen_topic)
+        topics, AXIS_TOPIC)                                                  \
+    ROW("shouting",                                                          \
+        "the same kind of reviews labelled calm/shouted by whether the "     \
+        "sentiment word is in capitals (a new task)",                        \
+        cases, AXIS_CASE)
 
-#define INFO_ROW(name, summary, cues, gen) { name, summary },
-#define TASK_ROW(name, summary, cues, gen)                                   \
-    { name, cues, (int)(sizeof cues / sizeof cues[0]), gen },
+#define INFO_ROW(name, summary, cues, axis) { name, summary },
+#define TASK_ROW(name, summary, cues, axis)                                  \
+    { name, cues, (int)(sizeof cues / sizeof cues[0]), axis },
 
 static const BuiltinInfo builtin_infos[] = { BUILTIN_ROWS(INFO_ROW) { NULL, NULL } };
 static const Builtin builtins[] = { BUILTIN_ROWS(TASK_ROW) };
@@ -247,7 +272,7 @@ static int draw_sentence(const Builtin *b, Rng *r, int label, Text *t,
 {
     for (int k = 0; k < SENTENCE_TRIES; k++) {
         memset(t, 0, sizeof *t);
-        b->generate(r, label, t);
+        generate(r, b->axis, label, t);
         if (!t->overflow && t->n <= SENTENCE_MAX_BYTES)
             return 0;
     }

@@ -31,16 +31,17 @@ static void decode(const Dataset *d, int i, char *out)
     out[k] = '\0';
 }
 
-/* Calls fn for each maximal run of letters in text. */
+/* Calls fn for each maximal run of letters in text, in lower case (the
+ * shouting task writes some words in capitals; they are the same words). */
 static void each_word(const char *text, void (*fn)(const char *w, void *ctx),
                       void *ctx)
 {
     char w[WORD_MAX];
     int k = 0;
     for (const char *p = text;; p++) {
-        if (*p >= 'a' && *p <= 'z') {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')) {
             if (k < WORD_MAX - 1)
-                w[k++] = *p;
+                w[k++] = (char)(*p | 0x20);
             continue;
         }
         if (k) {
@@ -169,15 +170,17 @@ static void task_free(Task *t)
 static void test_table(void)
 {
     const BuiltinInfo *b = builtin_tasks();
-    int n = 0, has_s = 0, has_t = 0, summaries = 1;
+    int n = 0, has_s = 0, has_t = 0, has_c = 0, summaries = 1;
     for (; b[n].name; n++) {
         has_s |= strcmp(b[n].name, "sentiment") == 0;
         has_t |= strcmp(b[n].name, "topic") == 0;
+        has_c |= strcmp(b[n].name, "shouting") == 0;
         summaries &= b[n].summary && strlen(b[n].summary) > 10 &&
                      !strchr(b[n].summary, '\n');
         ok(builtin_exists(b[n].name), "builtin_exists(\"%s\")", b[n].name);
     }
-    ok(n == 2 && has_s && has_t, "the built-ins are sentiment and topic");
+    ok(n == 3 && has_s && has_t && has_c,
+       "the built-ins are sentiment, topic and shouting");
     ok(summaries, "each has a one-line summary");
     ok(!builtin_exists("nope") && !builtin_exists(""), "unknown names do not exist");
 
@@ -297,7 +300,7 @@ static void test_rule(const Task *own, const char *name, const Task *other,
 {
     for (int l = 0; l < own->labels.n_labels; l++) {
         int n = cue_words(own->lex, l, own->labels.n_labels);
-        ok(n >= 6, "%s: label %s has %d cue words", name,
+        ok(n >= 4, "%s: label %s has %d cue words", name,
            own->labels.names[l], n);
     }
 
@@ -322,6 +325,93 @@ static void test_rule(const Task *own, const char *name, const Task *other,
        "cue (%d of %d)", name, other_name, other_single, own->eval.n);
 }
 
+/* A sentence is shouted when it holds capitals; the capitals spell the
+ * sentiment words and nothing else. */
+struct caps_ctx {
+    const Lexicon *sent;
+    int upper_words, upper_not_sentiment;
+};
+
+static int has_upper(const char *text)
+{
+    for (const char *p = text; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            return 1;
+    return 0;
+}
+
+static void check_caps(const char *text, struct caps_ctx *c)
+{
+    char w[WORD_MAX];
+    for (const char *p = text; *p;) {
+        int k = 0, up = 0, low = 0;
+        while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')) {
+            up |= *p >= 'A' && *p <= 'Z';
+            low |= *p >= 'a' && *p <= 'z';
+            if (k < WORD_MAX - 1)
+                w[k++] = (char)(*p | 0x20);
+            p++;
+        }
+        w[k] = '\0';
+        if (up) {
+            c->upper_words++;
+            c->upper_not_sentiment += low || cue_label(c->sent, w, 2) < 0;
+        }
+        if (!k)
+            p++;
+    }
+}
+
+static void test_shouting(const Task *sent, const Task *topic)
+{
+    Task c;
+    if (task_load(&c, "shouting", 3000, 1000) < 0) {
+        ok(0, "generate shouting");
+        return;
+    }
+    char text[256];
+    int right = 0, sent_one = 0, topic_one = 0;
+    int both[2][2] = { { 0 } };  /* [shouted][positive] */
+    struct caps_ctx cc = { sent->lex, 0, 0 };
+    for (int i = 0; i < c.eval.n; i++) {
+        decode(&c.eval, i, text);
+        right += has_upper(text) == c.eval.label[i];
+        check_caps(text, &cc);
+        int s = rule(sent->lex, sent->labels.n_labels, text);
+        sent_one += s >= 0;
+        topic_one += rule(topic->lex, topic->labels.n_labels, text) >= 0;
+        if (s >= 0)
+            both[c.eval.label[i]][s]++;
+    }
+    ok(right == c.eval.n, "shouting: capitals decide the label of all %d "
+       "held-out sentences (%d right)", c.eval.n, right);
+    ok(cc.upper_words > 0 && cc.upper_not_sentiment == 0,
+       "shouting: only sentiment words are in capitals (%d of %d words not)",
+       cc.upper_not_sentiment, cc.upper_words);
+    ok(sent_one == c.eval.n && topic_one == c.eval.n, "shouting: every "
+       "sentence carries one sentiment and one topic (%d, %d of %d)",
+       sent_one, topic_one, c.eval.n);
+    int lo = c.eval.n, hi = 0;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            lo = both[a][b] < lo ? both[a][b] : lo;
+            hi = both[a][b] > hi ? both[a][b] : hi;
+        }
+    ok(lo > c.eval.n / 5, "shouting: sentiment is independent of the label "
+       "(cells %d..%d)", lo, hi);
+
+    /* And the original task sees both forms of its words. */
+    int shouted = 0;
+    for (int i = 0; i < sent->eval.n; i++) {
+        decode(&sent->eval, i, text);
+        shouted += has_upper(text);
+    }
+    ok(shouted > sent->eval.n / 3 && shouted < sent->eval.n * 2 / 3,
+       "sentiment: %d of %d sentences shout their sentiment word", shouted,
+       sent->eval.n);
+    task_free(&c);
+}
+
 static void test_rules(void)
 {
     Task s, t;
@@ -332,6 +422,7 @@ static void test_rules(void)
     }
     test_rule(&s, "sentiment", &t, "topic");
     test_rule(&t, "topic", &s, "sentiment");
+    test_shouting(&s, &t);
 
     int overlap = 0;
     for (int i = 0; i < s.lex->n; i++)
@@ -346,11 +437,14 @@ int main(void)
 {
     static const char *const pol[] = { "negative", "positive" };
     static const char *const top[] = { "sports", "food", "tech", "travel" };
+    static const char *const cas[] = { "calm", "shouted" };
     test_table();
     test_determinism("sentiment");
     test_determinism("topic");
+    test_determinism("shouting");
     test_shape("sentiment", 2, pol);
     test_shape("topic", 4, top);
+    test_shape("shouting", 2, cas);
     test_rules();
     return tap_done();
 }
