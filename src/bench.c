@@ -14,6 +14,7 @@
 #include "tokenizer.h"
 
 #define BENCH_WARMUP 5
+#define BENCH_BLOCK 5
 #define BENCH_DEFAULT_STEPS 30
 #define MAX_SHAPES 64
 
@@ -78,47 +79,71 @@ static int step_shapes(const ModelConfig *c, int B, int T, GemmShape *s)
 }
 
 /* Plain cblas_sgemm over the step's shapes, dense operands: the ceiling
- * the training step is measured against. */
-static double time_gemms(const GemmShape *s, int n, double *flops_out, int reps)
+ * the training step is measured against. Buffers are allocated once, before
+ * the timed loop (which must not allocate). */
+typedef struct {
+    const GemmShape *s;
+    int n;
+    double flops;              /* of one pass over every shape */
+    float *A, *B, *C;
+} GemmRef;
+
+static int gemm_ref_init(GemmRef *g, const GemmShape *s, int n)
 {
     size_t maxa = 0, maxb = 0, maxc = 0;
-    double flops = 0.0;
+    memset(g, 0, sizeof *g);
+    g->s = s;
+    g->n = n;
     for (int i = 0; i < n; i++) {
         size_t a = (size_t)s[i].M * s[i].K, b = (size_t)s[i].K * s[i].N, c = (size_t)s[i].M * s[i].N;
         maxa = a > maxa ? a : maxa;
         maxb = b > maxb ? b : maxb;
         maxc = c > maxc ? c : maxc;
-        flops += 2.0 * s[i].M * s[i].N * s[i].K * (double)s[i].count;
+        g->flops += 2.0 * s[i].M * s[i].N * s[i].K * (double)s[i].count;
     }
-    float *A = calloc(maxa, sizeof *A), *Bm = calloc(maxb, sizeof *Bm), *Cm = calloc(maxc, sizeof *Cm);
-    double *times = calloc((size_t)reps, sizeof *times), t = 0.0;
-    if (!A || !Bm || !Cm || !times)
-        goto out;
+    g->A = calloc(maxa, sizeof *g->A);
+    g->B = calloc(maxb, sizeof *g->B);
+    g->C = calloc(maxc, sizeof *g->C);
+    if (!g->A || !g->B || !g->C)
+        return -1;
     for (size_t i = 0; i < maxa; i++)
-        A[i] = (float)(i % 7) * 0.01f;
+        g->A[i] = (float)(i % 7) * 0.01f;
     for (size_t i = 0; i < maxb; i++)
-        Bm[i] = (float)(i % 5) * 0.01f;
-    for (int r = 0; r < reps + 2; r++) {
-        double t0 = now_s();
-        for (int i = 0; i < n; i++) {
-            const GemmShape *g = &s[i];
-            int lda = g->ta == CblasNoTrans ? g->K : g->M;
-            int ldb = g->tb == CblasNoTrans ? g->N : g->K;
-            for (long k = 0; k < g->count; k++)
-                cblas_sgemm(CblasRowMajor, g->ta, g->tb, g->M, g->N, g->K, 1.0f, A, lda,
-                            Bm, ldb, 1.0f, Cm, g->N);
-        }
-        if (r >= 2)
-            times[r - 2] = now_s() - t0;
+        g->B[i] = (float)(i % 5) * 0.01f;
+    return 0;
+}
+
+static void gemm_ref_free(GemmRef *g)
+{
+    free(g->A);
+    free(g->B);
+    free(g->C);
+    memset(g, 0, sizeof *g);
+}
+
+/* One pass over every product of a step; returns its duration. */
+static double gemm_ref_pass(const GemmRef *g)
+{
+    double t0 = now_s();
+    for (int i = 0; i < g->n; i++) {
+        const GemmShape *s = &g->s[i];
+        int lda = s->ta == CblasNoTrans ? s->K : s->M;
+        int ldb = s->tb == CblasNoTrans ? s->N : s->K;
+        for (long k = 0; k < s->count; k++)
+            cblas_sgemm(CblasRowMajor, s->ta, s->tb, s->M, s->N, s->K, 1.0f, g->A, lda,
+                        g->B, ldb, 1.0f, g->C, s->N);
     }
-    t = median(times, reps);
-out:
-    free(A);
-    free(Bm);
-    free(Cm);
-    free(times);
-    *flops_out = flops;
-    return t;
+    return now_s() - t0;
+}
+
+/* One training step as `mneme run` takes it. */
+static void train_step(Model *m, AdamW *opt, const Batch *b)
+{
+    model_zero_grads(m);
+    model_forward(m, b);
+    model_backward(m, b);
+    grad_clip(m, 1.0);
+    adamw_step(opt, m, 1e-4f);
 }
 
 int bench_run(const Experiment *x, long steps)
@@ -172,29 +197,38 @@ int bench_run(const Experiment *x, long steps)
     }
     m.groups[model_find_group(&m, "classifier.original")].trainable = 0;
 
+    /* Steps and reference passes alternate in blocks, so that a change in
+     * the machine's load (other processes, frequency) hits both sides of
+     * gemm_fraction alike; blocks rather than single steps keep the step's
+     * weights as warm in cache as they are in training. */
+    GemmRef ref = { 0 };
+    int n_shapes = step_shapes(&c, B, T, shapes);
     double *times = calloc((size_t)steps, sizeof *times);
-    if (!times) {
+    double *ref_times = calloc((size_t)steps, sizeof *ref_times);
+    if (!times || !ref_times || gemm_ref_init(&ref, shapes, n_shapes) < 0) {
+        fprintf(stderr, "mneme bench: out of memory\n");
         status = 1;
         goto out;
     }
+    for (int w = 0; w < BENCH_WARMUP; w++) {
+        train_step(&m, &opt, &b);
+        gemm_ref_pass(&ref);
+    }
     struct mallinfo2 before = mallinfo2(), after;
-    for (long s = 0; s < steps + BENCH_WARMUP; s++) {
-        if (s == BENCH_WARMUP)
-            before = mallinfo2();
-        double t0 = now_s();
-        model_zero_grads(&m);
-        model_forward(&m, &b);
-        model_backward(&m, &b);
-        grad_clip(&m, 1.0);
-        adamw_step(&opt, &m, 1e-4f);
-        if (s >= BENCH_WARMUP)
-            times[s - BENCH_WARMUP] = now_s() - t0;
+    for (long done = 0; done < steps;) {
+        long n = steps - done < BENCH_BLOCK ? steps - done : BENCH_BLOCK;
+        for (long s = 0; s < n; s++) {
+            double t0 = now_s();
+            train_step(&m, &opt, &b);
+            times[done + s] = now_s() - t0;
+        }
+        for (long s = 0; s < n; s++)
+            ref_times[done + s] = gemm_ref_pass(&ref);
+        done += n;
     }
     after = mallinfo2();
     double step_s = median(times, (int)steps);
-    double gemm_flops, gemm_s;
-    int n_shapes = step_shapes(&c, B, T, shapes);
-    gemm_s = time_gemms(shapes, n_shapes, &gemm_flops, (int)(steps < 10 ? 10 : steps));
+    double gemm_flops = ref.flops, gemm_s = median(ref_times, (int)steps);
     double step_flops = model_step_flops(&c, B, T);
     char core[256];
     blas_core_describe(core, sizeof core);
@@ -220,6 +254,8 @@ int bench_run(const Experiment *x, long steps)
     free(s);
 out:
     free(times);
+    free(ref_times);
+    gemm_ref_free(&ref);
     batch_free(&b);
     adamw_free(&opt);
     model_free(&m);

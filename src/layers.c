@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* Gradient outputs are never aliased with the tensors they are computed
@@ -10,6 +11,176 @@
 
 #define INV_SQRT2 0.70710678118654752440f
 #define INV_SQRT_2PI 0.39894228040143267794f
+
+/* Vectorisation. At -O2 gcc 12 vectorises only loops whose trip count is a
+ * known multiple of the vector width (the "very cheap" cost model): none of
+ * ours. The pragma gives this file the full cost model; VEC_CLONES builds
+ * the heaviest loops three times (AVX-512, AVX2, baseline SSE2) and picks
+ * one at load time, so the binary still runs on any x86-64. fp-contract
+ * lets the AVX2 and AVX-512 clones fuse multiply-adds (-std=c11 turns
+ * contraction off), so their results may differ from the baseline clone's
+ * in the last bit. Left out of unoptimised (debug) builds. Every loop below is written to vectorise:
+ * no calls into libm, branches as selects, and reductions split over
+ * LANES independent partial sums (the vectoriser may not reorder a float
+ * sum by itself). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__OPTIMIZE__)
+#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic", "fp-contract=fast")
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define VEC_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+#endif
+#endif
+#ifndef VEC_CLONES
+#define VEC_CLONES
+#endif
+
+#define LANES 16
+
+/* ---- vectorisable elementary functions ---------------------------------- */
+
+/* e^x for x <= 0 (softmax after max subtraction, Gaussian densities).
+ * x = n ln2 + r with |r| <= ln2/2 (ln2 split in two so n ln2 is exact),
+ * e^r by its degree-7 Taylor polynomial (truncation below 1e-8), 2^n built
+ * in the exponent bits. Relative error under 1e-7 on [-87, 0]; below
+ * -87.3 the result would be subnormal and is flushed to 0. NaN stays NaN. */
+static inline float exp_nonpos(float x)
+{
+    const float lo = -87.3f;
+    const float xc = x > lo ? x : lo;
+    /* Adding and removing 1.5 * 2^23 rounds to an integer, as a plain
+     * add so that it vectorises without SSE4.1 (no rintf). */
+    const float magic = 12582912.0f;
+    const float n = (xc * 1.44269504088896341f + magic) - magic;
+    const float r = (xc - n * 0.693145751953125f) - n * 1.428606765330187e-6f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) * (1 << 23);
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    const float v = p * scale;
+    return x > lo ? v : x <= lo ? 0.0f : x;
+}
+
+/* The normal CDF Phi(x) = erfc(-x / sqrt 2) / 2 as one branch-free
+ * expression, with e^(-x^2/2) as a by-product for the GELU derivative.
+ * For a = |x| / sqrt 2:  erfc(a) = e^(-a^2) t Q(t),  t = 1 / (1 + a/2),
+ * Q a degree-8 polynomial fitted for relative error 4e-8 on a in
+ * [0, 9.5] (bench/fit_erfc.py, which also checks this code's float
+ * arithmetic: GELU within 4e-7 absolute of double erf). Phi(x) for
+ * x >= 0 is 1 - erfc(a)/2, for x < 0 erfc(a)/2: the small tail is never
+ * computed as a difference, so it keeps its relative accuracy. */
+static inline float normal_cdf(float x, float *gauss)
+{
+    const float a = fabsf(x) * INV_SQRT2;
+    const float t = 1.0f / (1.0f + 0.5f * a);
+    float q = -5.889915780e-02f;
+    q = q * t + 2.837377546e-01f;
+    q = q * t - 4.854473619e-01f;
+    q = q * t + 2.760392575e-01f;
+    q = q * t - 2.521193236e-02f;
+    q = q * t + 2.020811419e-01f;
+    q = q * t + 2.432589087e-01f;
+    q = q * t + 2.823536761e-01f;
+    q = q * t + 2.820876704e-01f;
+    const float g = exp_nonpos(-(a * a));
+    const float half_erfc = 0.5f * g * t * q;
+    *gauss = g;
+    return x < 0.0f ? half_erfc : 1.0f - half_erfc;
+}
+
+static inline float max_of(const float *restrict x, int n)
+{
+    float m = x[0];
+    int j = 0;
+    if (n >= LANES) {
+        float acc[LANES];
+        for (int l = 0; l < LANES; l++)
+            acc[l] = x[l];
+        for (j = LANES; j + LANES <= n; j += LANES)
+            for (int l = 0; l < LANES; l++)
+                acc[l] = x[j + l] > acc[l] ? x[j + l] : acc[l];
+        m = acc[0];
+        for (int l = 1; l < LANES; l++)
+            m = acc[l] > m ? acc[l] : m;
+    }
+    for (; j < n; j++)
+        m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+static inline float dot_f(const float *restrict x, const float *restrict y,
+                          int n)
+{
+    float acc[LANES] = { 0 };
+    int j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++)
+            acc[l] += x[j + l] * y[j + l];
+    float s = 0.0f;
+    for (; j < n; j++)
+        s += x[j] * y[j];
+    for (int l = 0; l < LANES; l++)
+        s += acc[l];
+    return s;
+}
+
+static inline float sum_f(const float *restrict x, int n)
+{
+    float acc[LANES] = { 0 };
+    int j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++)
+            acc[l] += x[j + l];
+    float s = 0.0f;
+    for (; j < n; j++)
+        s += x[j];
+    for (int l = 0; l < LANES; l++)
+        s += acc[l];
+    return s;
+}
+
+/* Row statistics in double (see layernorm), 8 partial sums wide. */
+static inline double sum_d(const float *restrict x, int n)
+{
+    double acc[8] = { 0 };
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += (double)x[j + l];
+    double s = 0.0;
+    for (; j < n; j++)
+        s += x[j];
+    for (int l = 0; l < 8; l++)
+        s += acc[l];
+    return s;
+}
+
+static inline double sum_sq_dev_d(const float *restrict x, float m, int n)
+{
+    double acc[8] = { 0 };
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) {
+            const double d = (double)(x[j + l] - m);
+            acc[l] += d * d;
+        }
+    double s = 0.0;
+    for (; j < n; j++) {
+        const double d = (double)(x[j] - m);
+        s += d * d;
+    }
+    for (int l = 0; l < 8; l++)
+        s += acc[l];
+    return s;
+}
 
 /* ---- linear ------------------------------------------------------------ */
 
@@ -30,6 +201,7 @@ void linear_forward(float *out, const float *in, const float *W,
                 in, IC, W, IC, beta, out, OC);
 }
 
+VEC_CLONES
 static void bias_grad(float *restrict db, const float *restrict dout, int N,
                       int OC)
 {
@@ -62,6 +234,7 @@ void linear_backward(float *din, float *dW, float *db, const float *dout,
  * spread would otherwise lose the spread to rounding in the mean, and a
  * scalar reduction costs the same in either precision. */
 
+VEC_CLONES
 void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
                        const float *gamma, const float *beta, int N, int C)
 {
@@ -71,16 +244,8 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
     for (int i = 0; i < N; i++) {
         const float *x = in + (long)i * C;
         float *y = out + (long)i * C;
-        double s = 0.0;
-        for (int j = 0; j < C; j++)
-            s += x[j];
-        const float m = (float)(s * invC);
-        double ss = 0.0;
-        for (int j = 0; j < C; j++) {
-            const float d = x[j] - m;
-            ss += (double)d * d;
-        }
-        const float r = (float)(1.0 / sqrt(ss * invC + LAYERNORM_EPS));
+        const float m = (float)(sum_d(x, C) * invC);
+        const float r = (float)(1.0 / sqrt(sum_sq_dev_d(x, m, C) * invC + LAYERNORM_EPS));
         for (int j = 0; j < C; j++)
             y[j] = (x[j] - m) * r * gamma[j] + beta[j];
         mean[i] = m;
@@ -88,6 +253,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
     }
 }
 
+VEC_CLONES
 void layernorm_backward(float *restrict din, float *restrict dgamma,
                         float *restrict dbeta, const float *restrict dout,
                         const float *restrict in,
@@ -111,41 +277,56 @@ void layernorm_backward(float *restrict din, float *restrict dgamma,
         if (!din)
             continue;
         /* din = r * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma */
+        double acc_g[8] = { 0 }, acc_gx[8] = { 0 };
+        int j = 0;
+        for (; j + 8 <= C; j += 8)
+            for (int l = 0; l < 8; l++) {
+                const float g = dy[j + l] * gamma[j + l];
+                acc_g[l] += g;
+                acc_gx[l] += (double)g * ((x[j + l] - m) * r);
+            }
         double sg = 0.0, sgx = 0.0;
-        for (int j = 0; j < C; j++) {
+        for (; j < C; j++) {
             const float g = dy[j] * gamma[j];
             sg += g;
             sgx += (double)g * ((x[j] - m) * r);
         }
+        for (int l = 0; l < 8; l++) {
+            sg += acc_g[l];
+            sgx += acc_gx[l];
+        }
         const float mg = (float)sg * invC, mgx = (float)sgx * invC;
         float *restrict dx = din + (long)i * C;
-        for (int j = 0; j < C; j++) {
-            const float xhat = (x[j] - m) * r;
-            dx[j] += r * (dy[j] * gamma[j] - mg - xhat * mgx);
+        for (int k = 0; k < C; k++) {
+            const float xhat = (x[k] - m) * r;
+            dx[k] += r * (dy[k] * gamma[k] - mg - xhat * mgx);
         }
     }
 }
 
 /* ---- elementwise --------------------------------------------------------- */
 
-/* 1 + erf(z) is computed as erfc(-z): the same value, without the
- * cancellation that leaves large negative inputs with no correct digits. */
+/* gelu(x) = x Phi(x), Phi the standard normal CDF (= the erf form). */
+VEC_CLONES
 void gelu_forward(float *out, const float *in, int n)
 {
     for (int i = 0; i < n; i++) {
+        float gauss;
         const float x = in[i];
-        out[i] = 0.5f * x * erfcf(-x * INV_SQRT2);
+        out[i] = x * normal_cdf(x, &gauss);
     }
 }
 
+/* gelu'(x) = Phi(x) + x phi(x); one exponential serves both terms. */
+VEC_CLONES
 void gelu_backward(float *restrict din, const float *restrict dout,
                    const float *restrict in, int n)
 {
     for (int i = 0; i < n; i++) {
+        float gauss;
         const float x = in[i];
-        const float cdf = 0.5f * erfcf(-x * INV_SQRT2);
-        const float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
-        din[i] += dout[i] * (cdf + x * pdf);
+        const float cdf = normal_cdf(x, &gauss);
+        din[i] += dout[i] * (cdf + x * (INV_SQRT_2PI * gauss));
     }
 }
 
@@ -210,23 +391,38 @@ static int valid_len(const int *len, int b, int T)
     return L < 0 ? 0 : L > T ? T : L;
 }
 
-/* Softmax over the first L entries of a row; the rest become exactly 0 so
- * that padding keys neither receive probability nor pass gradient. */
-static void softmax_prefix(float *restrict p, int L, int T)
+/* Softmax over the first L entries of each of n rows of length T; the
+ * rest become exactly 0 so that padding keys neither receive probability
+ * nor pass gradient. */
+VEC_CLONES
+static void softmax_rows_prefix(float *restrict P, int n, int L, int T)
 {
-    float mx = p[0];
-    for (int j = 1; j < L; j++)
-        mx = p[j] > mx ? p[j] : mx;
-    float s = 0.0f;
-    for (int j = 0; j < L; j++) {
-        p[j] = expf(p[j] - mx);
-        s += p[j];
+    for (int t = 0; t < n; t++) {
+        float *restrict p = P + (long)t * T;
+        const float mx = max_of(p, L);
+        for (int j = 0; j < L; j++)
+            p[j] = exp_nonpos(p[j] - mx);
+        const float inv = 1.0f / sum_f(p, L);
+        for (int j = 0; j < L; j++)
+            p[j] *= inv;
+        for (int j = L; j < T; j++)
+            p[j] = 0.0f;
     }
-    const float inv = 1.0f / s;
-    for (int j = 0; j < L; j++)
-        p[j] *= inv;
-    for (int j = L; j < T; j++)
-        p[j] = 0.0f;
+}
+
+/* dS = P * (dP - rowsum(dP * P)) over the first L columns of n rows: the
+ * softmax backward, in place on dP. */
+VEC_CLONES
+static void softmax_rows_backward(float *restrict dS, const float *restrict P,
+                                  int n, int L, int T)
+{
+    for (int t = 0; t < n; t++) {
+        const float *restrict p = P + (long)t * T;
+        float *restrict s = dS + (long)t * T;
+        const float dot = dot_f(s, p, L);
+        for (int j = 0; j < L; j++)
+            s[j] = p[j] * (s[j] - dot);
+    }
 }
 
 void attention_forward(float *out, float *att, const float *qkv,
@@ -252,8 +448,7 @@ void attention_forward(float *out, float *att, const float *qkv,
              * zero by the softmax. */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L, D,
                         scale, q, ld, k, ld, 0.0f, P, T);
-            for (int t = 0; t < T; t++)
-                softmax_prefix(P + (long)t * T, L, T);
+            softmax_rows_prefix(P, T, L, T);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, L,
                         1.0f, P, T, v, ld, 0.0f, o, C);
         }
@@ -285,15 +480,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv,
                         1.0f, P, T, dO, C, 1.0f, dv, ld);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L, D,
                         1.0f, dO, C, v, ld, 0.0f, dS, T);
-            for (int t = 0; t < T; t++) {
-                const float *restrict p = P + (long)t * T;
-                float *restrict s = dS + (long)t * T;
-                float dot = 0.0f;
-                for (int j = 0; j < L; j++)
-                    dot += s[j] * p[j];
-                for (int j = 0; j < L; j++)
-                    s[j] = p[j] * (s[j] - dot);
-            }
+            softmax_rows_backward(dS, P, T, L, T);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, L,
                         scale, dS, T, k, ld, 1.0f, dq, ld);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, T,
