@@ -63,6 +63,7 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
     char (*names)[PARAM_NAME_MAX + 32] = calloc((size_t)m->n_tensors * per, sizeof *names);
     char *mjson = model_json(m, labels);
     char step[32], epoch[32], cursor[32], rng[32], lsum[64], lcount[32], elapsed[64];
+    char repoch[32], rcursor[32];
     char *group_t = NULL;
     if (!t || !names || !mjson) {
         rc = mn_fail(e, "%s: out of memory", path);
@@ -85,6 +86,8 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
     snprintf(epoch, sizeof epoch, "%d", st->sampler_epoch);
     snprintf(cursor, sizeof cursor, "%d", st->sampler_cursor);
     snprintf(rng, sizeof rng, "%llu", st->rng_state);
+    snprintf(repoch, sizeof repoch, "%d", st->replay_epoch);
+    snprintf(rcursor, sizeof rcursor, "%d", st->replay_cursor);
     fmt_hex(lsum, sizeof lsum, st->loss_sum);
     snprintf(lcount, sizeof lcount, "%ld", st->loss_count);
     fmt_hex(elapsed, sizeof elapsed, st->elapsed_s);
@@ -108,6 +111,8 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
         { "mneme.sampler_epoch", epoch },
         { "mneme.sampler_cursor", cursor },
         { "mneme.rng", rng },
+        { "mneme.replay_epoch", repoch },
+        { "mneme.replay_cursor", rcursor },
         { "mneme.loss_sum", lsum },
         { "mneme.loss_count", lcount },
         { "mneme.elapsed_s", elapsed },
@@ -235,6 +240,12 @@ int checkpoint_load(const StFile *f, Model *m, AdamW *opt, RunStateRecord *st, M
             return mn_fail(e, "run state in the metadata is missing or malformed");
         st->sampler_epoch = (int)ep;
         st->sampler_cursor = (int)cur;
+        /* Absent in checkpoints of runs without replay. */
+        if (parse_long(safetensors_meta(f, "mneme.replay_epoch"), &ep) == 0 &&
+            parse_long(safetensors_meta(f, "mneme.replay_cursor"), &cur) == 0) {
+            st->replay_epoch = (int)ep;
+            st->replay_cursor = (int)cur;
+        }
         st->loss_count = cnt;
         st->rng_state = strtoull(safetensors_meta(f, "mneme.rng"), NULL, 10);
     }

@@ -19,6 +19,7 @@ typedef struct {
     char phase[16];            /* base | finetune | done */
     long step;                 /* optimizer steps done in this phase */
     int sampler_epoch, sampler_cursor;
+    int replay_epoch, replay_cursor;   /* the replay stream (0, 0 when unused) */
     unsigned long long rng_state;
     double loss_sum;           /* training loss since the last evaluation */
     long loss_count;

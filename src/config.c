@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model.h"
+#include "strategy.h"
 #include "tasks.h"
 
 /* ---- the table of keys ------------------------------------------------ */
@@ -36,6 +38,9 @@ typedef struct {
 
 static int check_name(const char *v, char *why, size_t n);
 static int check_builtin(const char *v, char *why, size_t n);
+static int check_parts(const char *v, char *why, size_t n);
+
+#define SCHEDULES "constant|linear|cosine|slanted_triangular"
 
 /* Every experiment key, one line each, in the order experiment_write
  * prints them (a group's keys must stay together). Expanded twice: into
@@ -67,25 +72,53 @@ static int check_builtin(const char *v, char *why, size_t n);
     FLT("base.pretrain.lr", base.pretrain.lr, 0, 10, 1e-3, "peak learning rate")                          \
     INT("base.pretrain.batch", base.pretrain.batch, 1, 65536, 32, "examples per step")                    \
     INT("base.pretrain.warmup_steps", base.pretrain.warmup_steps, 0, INT_MAX, 0, "linear warmup steps")   \
-    ENUM("base.pretrain.schedule", base.pretrain.schedule, "linear", "constant|linear|cosine",              \
+    ENUM("base.pretrain.schedule", base.pretrain.schedule, "linear", SCHEDULES,                             \
          "learning-rate decay after warmup")                                                              \
+    FLT("base.pretrain.cut_frac", base.pretrain.cut_frac, 0.01, 0.99, 0.1,                                 \
+        "slanted triangular: share of steps spent rising")                                                \
+    FLT("base.pretrain.stlr_ratio", base.pretrain.stlr_ratio, 1, 1e6, 32,                                   \
+        "slanted triangular: peak rate / lowest rate")                                                    \
     FLT("base.pretrain.weight_decay", base.pretrain.weight_decay, 0, 1, 0.01, "AdamW weight decay")       \
     FLT("base.pretrain.clip_norm", base.pretrain.clip_norm, 0, INFINITY, 1.0, "gradient norm clip; 0 = none") \
     INT("finetune.epochs", finetune.recipe.epochs, 1, 100000, 3, "passes over the new task")              \
     FLT("finetune.lr", finetune.recipe.lr, 0, 10, 1e-4, "peak learning rate")                             \
     INT("finetune.batch", finetune.recipe.batch, 1, 65536, 32, "examples per step")                       \
     INT("finetune.warmup_steps", finetune.recipe.warmup_steps, 0, INT_MAX, 0, "linear warmup steps")      \
-    ENUM("finetune.schedule", finetune.recipe.schedule, "linear", "constant|linear|cosine",                 \
+    ENUM("finetune.schedule", finetune.recipe.schedule, "linear", SCHEDULES,                                \
          "learning-rate decay after warmup")                                                              \
+    FLT("finetune.cut_frac", finetune.recipe.cut_frac, 0.01, 0.99, 0.1,                                    \
+        "slanted triangular: share of steps spent rising")                                                \
+    FLT("finetune.stlr_ratio", finetune.recipe.stlr_ratio, 1, 1e6, 32,                                      \
+        "slanted triangular: peak rate / lowest rate")                                                    \
     FLT("finetune.weight_decay", finetune.recipe.weight_decay, 0, 1, 0.01, "AdamW weight decay")          \
     FLT("finetune.clip_norm", finetune.recipe.clip_norm, 0, INFINITY, 1.0, "gradient norm clip; 0 = none") \
     ENUM("finetune.method", finetune.method, "full", "full", "what is trained: full = every weight")      \
+    INT("finetune.freeze.keep_last", finetune.freeze.keep_last, -1, 48, -1,                                 \
+        "train only the last k blocks, the pooler and the new head; -1 = off")                            \
+    STR("finetune.freeze.parts", finetune.freeze.parts, "", check_parts,                                    \
+        "parts kept frozen: embeddings, layer.N, layer.N-M, pooler")                                      \
+    FLT("finetune.layer_decay", finetune.layer_decay, 0.01, 1, 1,                                           \
+        "discriminative rates: block i at lr * d^(L-i), embeddings at lr * d^(L+1)")                      \
+    FLT("finetune.ewc.lambda", finetune.ewc.lambda, 0, 1e12, 0, "EWC penalty strength; 0 = off")          \
+    INT("finetune.ewc.fisher_samples", finetune.ewc.fisher_samples, 1, 1000000, 512,                        \
+        "original-task examples for the Fisher")                                                          \
+    ENUM("finetune.ewc.fisher", finetune.ewc.fisher, "empirical", "empirical|batch",                        \
+         "Fisher estimate: per-example squared gradients, or per batch (cheaper)")                        \
+    FLT("finetune.l2sp.alpha", finetune.l2sp.alpha, 0, 1e12, 0, "L2-SP pull toward the base; 0 = off")    \
+    FLT("finetune.replay.ratio", finetune.replay.ratio, 0, 0.9, 0,                                          \
+        "share of each fine-tuning batch drawn from the original task")                                   \
     INT("eval.every", eval.every, 1, INT_MAX, 50, "evaluate both tasks every N steps")                    \
     INT("eval.original_samples", eval.original_samples, 0, INT_MAX, 0, "original examples; 0 = all")      \
     INT("eval.new_samples", eval.new_samples, 0, INT_MAX, 0, "new-task examples; 0 = all")                \
     INT("eval.batch", eval.batch, 1, 65536, 64, "examples per evaluation batch")                          \
     INT("checkpoint.every", checkpoint.every, 0, INT_MAX, 0, "save every N steps; 0 = at phase ends")     \
-    INT("checkpoint.keep", checkpoint.keep, 1, INT_MAX, 3, "step checkpoints kept, oldest removed first")
+    INT("checkpoint.keep", checkpoint.keep, 1, INT_MAX, 3, "step checkpoints kept, oldest removed first") \
+    ENUM("stop.metric", stop.metric, "none", "none|combined",                                               \
+         "early stopping: none, or on new loss + original_weight * original loss")                        \
+    FLT("stop.original_weight", stop.original_weight, 0, 1e6, 1, "weight of the original loss")           \
+    FLT("stop.max_original_drop", stop.max_original_drop, 0, 1, 0,                                          \
+        "stop when original accuracy falls this far below baseline; 0 = off")                             \
+    INT("stop.patience", stop.patience, 0, INT_MAX, 0, "evaluations without improvement; 0 = off")
 
 #define FIELD(f) .off = offsetof(Experiment, f), .size = sizeof(((Experiment *)0)->f)
 #define SPEC_INT(k, f, lo, hi, d, h) { .key = k, .type = K_INT, FIELD(f), .ilo = lo, .ihi = hi, .idef = d },
@@ -505,6 +538,13 @@ static int check_builtin(const char *v, char *why, size_t n)
     return -1;
 }
 
+/* The syntax of a part list; whether its layers exist needs model.layers
+ * and is checked once the whole experiment is read. */
+static int check_parts(const char *v, char *why, size_t n)
+{
+    return parts_parse(v, MODEL_MAX_LAYERS, NULL, why, n);
+}
+
 /* Relative to dir unless already absolute; "" stays "" (not given). */
 static int resolve_path(const char *v, const char *dir, char *out, size_t n)
 {
@@ -855,6 +895,23 @@ static int validate(const Experiment *x, const Ctx *c, MnError *e)
         return -1;
     if (x->base.checkpoint[0] && check_readable(c, "base.checkpoint", x->base.checkpoint, e) < 0)
         return -1;
+    char why[256];
+    if (parts_parse(x->finetune.freeze.parts, x->model.layers, NULL, why, sizeof why) < 0) {
+        Origin o = key_origin(c, "finetune.freeze.parts");
+        return fail_at(e, c, &o, "finetune.freeze.parts", "%s", why);
+    }
+    if (x->finetune.freeze.keep_last > x->model.layers) {
+        Origin o = key_origin(c, "finetune.freeze.keep_last");
+        return fail_at(e, c, &o, "finetune.freeze.keep_last",
+                       "expected at most model.layers (%d), got %d", x->model.layers,
+                       x->finetune.freeze.keep_last);
+    }
+    if (x->finetune.replay.ratio > 0 &&
+        (int)(x->finetune.replay.ratio * x->finetune.recipe.batch + 0.5) >= x->finetune.recipe.batch) {
+        Origin o = key_origin(c, "finetune.replay.ratio");
+        return fail_at(e, c, &o, "finetune.replay.ratio",
+                       "leaves no room for new-task rows in a batch of %d", x->finetune.recipe.batch);
+    }
     return 0;
 }
 

@@ -26,7 +26,9 @@ typedef struct {
     double lr;
     int batch;
     int warmup_steps;
-    char schedule[EXP_STR];  /* constant | linear | cosine */
+    char schedule[EXP_STR];  /* constant | linear | cosine | slanted_triangular */
+    double cut_frac;         /* slanted triangular: the rising share of steps */
+    double stlr_ratio;       /* slanted triangular: peak / lowest rate */
     double weight_decay;
     double clip_norm;        /* 0 = no clipping */
 } TrainRecipe;
@@ -56,7 +58,30 @@ typedef struct {
     struct {
         TrainRecipe recipe;          /* epochs, lr, batch, … at finetune.* */
         char method[EXP_STR];        /* full (others arrive with strategies) */
+        struct {
+            int keep_last;           /* -1 = off; else train the last k blocks */
+            char parts[256];         /* "embeddings layer.0-2 pooler" */
+        } freeze;
+        double layer_decay;          /* 1 = every group at lr */
+        struct {
+            double lambda;           /* 0 = off */
+            int fisher_samples;
+            char fisher[EXP_STR];    /* empirical | batch */
+        } ewc;
+        struct {
+            double alpha;            /* 0 = off */
+        } l2sp;
+        struct {
+            double ratio;            /* share of each batch from the original task */
+        } replay;
     } finetune;
+
+    struct {
+        char metric[EXP_STR];        /* none | combined */
+        double original_weight;      /* combined = new loss + w * original loss */
+        double max_original_drop;    /* 0 = off; stop when exceeded */
+        int patience;                /* evaluations without improvement; 0 = off */
+    } stop;
 
     struct {
         int every;                   /* evaluate every N steps */

@@ -232,32 +232,41 @@ void batch_free(Batch *b)
     memset(b, 0, sizeof *b);
 }
 
-void batch_fill(Batch *b, const Dataset *d, const int *idx, int n, int task)
+void batch_fill_parts(Batch *b, const BatchPart *parts, int n_parts)
 {
-    int T = 0;
-    if (n > b->cap)
-        n = b->cap;
-    for (int r = 0; r < n; r++)
-        if (d->len[idx[r]] > T)
-            T = d->len[idx[r]];
+    int T = 0, rows = 0;
+    for (int p = 0; p < n_parts; p++)
+        for (int r = 0; r < parts[p].n && rows + r < b->cap; r++)
+            if (parts[p].d->len[parts[p].idx[r]] > T)
+                T = parts[p].d->len[parts[p].idx[r]];
     /* A data set with longer rows than the batch was sized for would
      * overrun ids; cutting T keeps memory safe (the caller sizes both from
      * the same model max_len, so this does not happen in practice). */
     if (T > b->max_len)
         T = b->max_len;
-    for (int r = 0; r < n; r++) {
-        const int *src = d->ids + (size_t)idx[r] * (size_t)d->max_len;
-        int *dst = b->ids + (size_t)r * (size_t)T;
-        int len = d->len[idx[r]] < T ? d->len[idx[r]] : T;
-        memcpy(dst, src, (size_t)len * sizeof *dst);
-        for (int t = len; t < T; t++)
-            dst[t] = TOK_PAD;
-        b->len[r] = len;
-        b->label[r] = d->label[idx[r]];
-        b->task[r] = task;
+    for (int p = 0; p < n_parts; p++) {
+        const Dataset *d = parts[p].d;
+        for (int r = 0; r < parts[p].n && rows < b->cap; r++, rows++) {
+            int i = parts[p].idx[r];
+            const int *src = d->ids + (size_t)i * (size_t)d->max_len;
+            int *dst = b->ids + (size_t)rows * (size_t)T;
+            int len = d->len[i] < T ? d->len[i] : T;
+            memcpy(dst, src, (size_t)len * sizeof *dst);
+            for (int t = len; t < T; t++)
+                dst[t] = TOK_PAD;
+            b->len[rows] = len;
+            b->label[rows] = d->label[i];
+            b->task[rows] = parts[p].task;
+        }
     }
-    b->B = n;
+    b->B = rows;
     b->T = T;
+}
+
+void batch_fill(Batch *b, const Dataset *d, const int *idx, int n, int task)
+{
+    BatchPart part = { d, idx, n, task };
+    batch_fill_parts(b, &part, 1);
 }
 
 /* ---- sampler ---- */

@@ -55,6 +55,16 @@ void batch_free(Batch *b);
  * are re-packed with stride T = max len among them. */
 void batch_fill(Batch *b, const Dataset *d, const int *idx, int n, int task);
 
+/* Rows from several data sets in one batch, each part for its own head
+ * (replay mixes original-task rows into new-task batches). */
+typedef struct {
+    const Dataset *d;
+    const int *idx;
+    int n;
+    int task;
+} BatchPart;
+void batch_fill_parts(Batch *b, const BatchPart *parts, int n_parts);
+
 /* Walks a data set in epochs, reshuffling each epoch from (seed, epoch) so
  * that the position (epoch, cursor) alone determines what comes next: that
  * pair is all a checkpoint needs to resume the data stream exactly. */

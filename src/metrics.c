@@ -51,6 +51,7 @@ char *eval_record_json(const EvalRecord *r, const char *branch)
     if (!o)
         return NULL;
     json_object_set_new(o, "train_loss", r->has_train_loss ? json_real(r->train_loss) : json_null());
+    json_object_set_new(o, "ewc_lambda", json_real(r->ewc_lambda));
     json_object_set_new(o, "elapsed_s", json_real(round(r->elapsed_s * 1000.0) / 1000.0));
     char *s = json_dumps(o, JSON_FLAGS);
     json_decref(o);
@@ -91,6 +92,7 @@ int eval_record_parse(const char *line, EvalRecord *r, MnError *e)
     r->epoch = json_number_value(json_object_get(o, "epoch"));
     r->lr = json_number_value(json_object_get(o, "lr"));
     r->elapsed_s = json_number_value(json_object_get(o, "elapsed_s"));
+    r->ewc_lambda = json_number_value(json_object_get(o, "ewc_lambda"));
     r->has_train_loss = json_is_number(tl);
     r->train_loss = r->has_train_loss ? json_number_value(tl) : 0.0;
     json_decref(o);
@@ -175,16 +177,21 @@ static json_t *record_scores(const EvalRecord *r)
 }
 
 int summary_write(const char *path, const History *h, const char *name,
-                  const char *status, MnError *e)
+                  const char *status, json_t *extra, MnError *e)
 {
-    const EvalRecord *base = NULL, *fin = NULL, *best = NULL;
-    double max_drop = 0.0;
+    const EvalRecord *base = NULL, *fin = NULL, *best = NULL, *prev = NULL;
+    double max_drop = 0.0, area = 0.0;
     for (int i = 0; i < h->n; i++) {
         const EvalRecord *r = &h->v[i];
         if (!is_finetune(r))
             continue;
         if (!base)
             base = r;
+        /* Trapezoids between evaluations: steps at low accuracy cost more
+         * the longer the model stayed there. */
+        if (prev)
+            area += 0.5 * (prev->original.acc + r->original.acc) * (double)(r->step - prev->step);
+        prev = r;
         fin = r;
         if (!best || r->new_task.acc > best->new_task.acc)
             best = r;
@@ -200,8 +207,13 @@ int summary_write(const char *path, const History *h, const char *name,
     json_object_set_new(o, "forgetting", base && fin ?
                         json_real(base->original.acc - fin->original.acc) : json_null());
     json_object_set_new(o, "max_original_drop", base ? json_real(max_drop) : json_null());
+    json_object_set_new(o, "original_acc_area",
+                        base && fin && fin->step > base->step ?
+                        json_real(area / (double)(fin->step - base->step)) : json_null());
     json_object_set_new(o, "crossover_step", cx >= 0 ? json_integer(h->v[cx].step) : json_null());
     json_object_set_new(o, "crossover", cx >= 0 ? record_scores(&h->v[cx]) : json_null());
+    if (extra)
+        json_object_update(o, extra);
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(o);
     if (!s)

@@ -3,6 +3,8 @@
 #ifndef MNEME_METRICS_H
 #define MNEME_METRICS_H
 
+#include <jansson.h>
+
 #include "error.h"
 
 typedef struct {
@@ -18,6 +20,7 @@ typedef struct {
     TaskScore new_task, original;
     int has_train_loss;
     double train_loss;         /* mean training loss since the previous evaluation */
+    double ewc_lambda;
     double elapsed_s;
 } EvalRecord;
 
@@ -45,9 +48,11 @@ int crossover_find(const History *h);
 
 /* summary.json: baseline (the finetune evaluation at step 0), final, best
  * new-task accuracy, forgetting (baseline − final original accuracy),
- * largest drop, crossover. Written atomically. */
+ * largest drop, the area under the original-accuracy curve, crossover;
+ * then the members of extra (may be NULL; not taken over). Written
+ * atomically. */
 int summary_write(const char *path, const History *h, const char *name,
-                  const char *status, MnError *e);
+                  const char *status, json_t *extra, MnError *e);
 
 /* Writes data to path through a temporary file, fsync and rename. */
 int write_file_atomic(const char *path, const char *data, size_t len, MnError *e);

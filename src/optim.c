@@ -106,11 +106,12 @@ double grad_clip(Model *model, double max_norm)
     return norm;
 }
 
-static const char *const schedule_names[] = { "constant", "linear", "cosine" };
+static const char *const schedule_names[] = { "constant", "linear", "cosine",
+                                              "slanted_triangular" };
 
 int schedule_parse(const char *name, ScheduleKind *kind)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < (int)(sizeof schedule_names / sizeof schedule_names[0]); i++)
         if (strcmp(name, schedule_names[i]) == 0) {
             *kind = (ScheduleKind)i;
             return 0;
@@ -123,8 +124,25 @@ const char *schedule_name(ScheduleKind kind)
     return schedule_names[kind];
 }
 
+static float slanted_triangular(const Schedule *s, long step)
+{
+    double cut = floor((double)s->total * s->cut_frac);
+    double p;
+    if (cut < 1)
+        cut = 1;
+    if (step < cut)
+        p = (double)step / cut;
+    else
+        p = 1.0 - ((double)step - cut) / (cut * (1.0 / s->cut_frac - 1.0));
+    if (p < 0)
+        p = 0;
+    return (float)(s->peak * (1.0 + p * (s->ratio - 1.0)) / s->ratio);
+}
+
 float schedule_lr(const Schedule *s, long step)
 {
+    if (s->kind == SCHED_SLANTED_TRIANGULAR)
+        return slanted_triangular(s, step);
     if (step < s->warmup)
         return s->peak * (float)(step + 1) / (float)s->warmup;
     long span = s->total - s->warmup;

@@ -38,7 +38,8 @@ double grad_clip(Model *model, double max_norm);
 typedef enum {
     SCHED_CONSTANT,
     SCHED_LINEAR,
-    SCHED_COSINE
+    SCHED_COSINE,
+    SCHED_SLANTED_TRIANGULAR   /* ULMFiT: a short rise, a long fall; no warmup */
 } ScheduleKind;
 
 typedef struct {
@@ -46,12 +47,17 @@ typedef struct {
     float peak;                /* base learning rate */
     long warmup;               /* linear 0 → peak over these steps */
     long total;                /* decay reaches 0 at total */
+    float cut_frac;            /* slanted triangular: share of steps rising */
+    float ratio;               /* slanted triangular: peak / lowest rate */
 } Schedule;
 
 int schedule_parse(const char *name, ScheduleKind *kind);
 const char *schedule_name(ScheduleKind kind);
 /* Rate for the update made at `step` (0-based): warmup (step+1)/warmup ·
- * peak, then constant, linear or cosine decay to 0 at `total`. */
+ * peak, then constant, linear or cosine decay to 0 at `total`. The
+ * slanted triangular schedule (Howard & Ruder 2018) ignores warmup: it
+ * rises linearly from peak/ratio to peak over cut = cut_frac · total steps,
+ * then falls linearly back to peak/ratio at total. */
 float schedule_lr(const Schedule *s, long step);
 
 #endif

@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "ewc.h"
 #include "paths.h"
 #include "safetensors.h"
+#include "strategy.h"
 #include "tasks.h"
 #include "tokenizer.h"
 
@@ -135,8 +137,10 @@ static int setup(Run *r, const Experiment *x, const char *dir,
         batch_alloc(&r->batch, train_cap, mc.max_len, e) < 0 ||
         batch_alloc(&r->eval_batch, x->eval.batch, mc.max_len, e) < 0)
         return -1;
-    r->idx = malloc((size_t)max3(train_cap, x->eval.batch, 1) * sizeof(int));
-    if (!r->idx)
+    /* Twice the batch: the replay rows are drawn into the second half. */
+    r->idx = malloc(2 * (size_t)max3(train_cap, x->eval.batch, 1) * sizeof(int));
+    r->anchor = malloc(r->model.n_params * sizeof(float));
+    if (!r->idx || !r->anchor)
         return mn_fail(e, "out of memory");
     rng_seed(&r->rng, x->seed);
     model_init_weights(&r->model, &r->rng, (float)x->model.init_std);
@@ -153,21 +157,36 @@ static int enter_phase(Run *r, MnError *e)
         return 0;
     const TrainRecipe *rc = recipe(r);
     int task = phase_task(r);
-    for (int g = 0; g < m->n_groups; g++)
-        m->groups[g].trainable = 1;
-    /* The head of the task not being trained stays as it is: in finetune
-     * the original head is frozen, so what changes is the shared encoder. */
-    int other = model_find_group(m, task == TASK_ORIGINAL ? "classifier.new" : "classifier.original");
-    m->groups[other].trainable = 0;
+    if (task == TASK_NEW)
+        strategy_apply(m, &r->x);
+    else {
+        for (int g = 0; g < m->n_groups; g++) {
+            m->groups[g].trainable = 1;
+            m->groups[g].lr_scale = 1.0f;
+        }
+        /* The new head has nothing to learn from the original task. */
+        m->groups[model_find_group(m, "classifier.new")].trainable = 0;
+    }
     sampler_free(&r->sampler);
     if (sampler_init(&r->sampler, &r->train[task],
                      r->x.seed ^ (0x5A3D1E00ULL + (unsigned long long)r->phase), e) < 0)
         return -1;
-    r->steps_per_epoch = (r->train[task].n + rc->batch - 1) / rc->batch;
+    r->replay_rows = 0;
+    if (task == TASK_NEW && r->x.finetune.replay.ratio > 0) {
+        r->replay_rows = (int)(r->x.finetune.replay.ratio * rc->batch + 0.5);
+        sampler_free(&r->replay);
+        if (sampler_init(&r->replay, &r->train[TASK_ORIGINAL], r->x.seed ^ 0x4E91A7C3ULL, e) < 0)
+            return -1;
+    }
+    /* An epoch is a pass over the new task: replayed rows do not count. */
+    int fresh = rc->batch - r->replay_rows;
+    r->steps_per_epoch = (r->train[task].n + fresh - 1) / fresh;
     r->total_steps = (long)rc->epochs * r->steps_per_epoch;
     r->sched.peak = (float)rc->lr;
     r->sched.warmup = rc->warmup_steps;
     r->sched.total = r->total_steps;
+    r->sched.cut_frac = (float)rc->cut_frac;
+    r->sched.ratio = (float)rc->stlr_ratio;
     if (schedule_parse(rc->schedule, &r->sched.kind) < 0)
         return mn_fail(e, "unknown schedule '%s'", rc->schedule);
     r->opt.cfg.weight_decay = (float)rc->weight_decay;
@@ -205,6 +224,81 @@ TaskScore run_evaluate(Run *r, int task, int limit)
     return s;
 }
 
+/* Early stopping. Returns 1 when this evaluation is the best so far by
+ * the combined metric (the caller keeps a checkpoint of it); sets
+ * stop_reason when a rule ends the run. Pure in the history, so a resumed
+ * run replays it to the same state. */
+static int stop_update(Run *r, const EvalRecord *rec)
+{
+    const Experiment *x = &r->x;
+    const EvalRecord *base = NULL;
+    for (int i = 0; i < r->history.n && !base; i++)
+        if (strcmp(r->history.v[i].phase, "finetune") == 0)
+            base = &r->history.v[i];
+    if (x->stop.max_original_drop > 0 && base &&
+        base->original.acc - rec->original.acc > x->stop.max_original_drop) {
+        snprintf(r->stop_reason, sizeof r->stop_reason,
+                 "original accuracy fell %.3f below its baseline %.3f at step %ld (stop.max_original_drop %.3f)",
+                 base->original.acc - rec->original.acc, base->original.acc, rec->step,
+                 x->stop.max_original_drop);
+        return 0;
+    }
+    if (strcmp(x->stop.metric, "combined") != 0 || rec->step == 0)
+        return 0;
+    double combined = rec->new_task.loss + x->stop.original_weight * rec->original.loss;
+    if (combined < r->stop_best) {
+        r->stop_best = combined;
+        r->stop_best_step = rec->step;
+        r->stop_bad = 0;
+        return 1;
+    }
+    if (x->stop.patience > 0 && ++r->stop_bad >= x->stop.patience)
+        snprintf(r->stop_reason, sizeof r->stop_reason,
+                 "the combined metric has not improved for %d evaluations (best %.4f at step %ld)",
+                 r->x.stop.patience, r->stop_best, r->stop_best_step);
+    return 0;
+}
+
+/* Relative change of each group since fine-tuning began: where the model
+ * moved. Zero for a group that never trained. */
+static json_t *drift_json(const Run *r)
+{
+    const Model *m = &r->model;
+    json_t *o = json_object();
+    for (int g = 0; g < m->n_groups; g++) {
+        double num = 0.0, den = 0.0;
+        const ParamGroup *pg = &m->groups[g];
+        for (int t = pg->first; t < pg->first + pg->count; t++) {
+            const ParamTensor *pt = &m->tensors[t];
+            for (size_t i = pt->offset; i < pt->offset + pt->numel; i++) {
+                double d = (double)m->params[i] - r->anchor[i];
+                num += d * d;
+                den += (double)r->anchor[i] * r->anchor[i];
+            }
+        }
+        json_object_set_new(o, pg->name, json_real(den > 0 ? sqrt(num / den) : sqrt(num)));
+    }
+    return o;
+}
+
+static int write_summary(Run *r, const char *path, const char *status, MnError *e)
+{
+    size_t trainable = strategy_trainable_params(&r->model), total = 0;
+    for (int t = 0; t < r->model.n_tensors; t++)
+        total += r->model.tensors[t].numel;
+    json_t *extra = json_pack("{s:I, s:I, s:f}", "trainable_params", (json_int_t)trainable,
+                              "total_params", (json_int_t)total,
+                              "trainable_fraction", (double)trainable / (double)total);
+    json_object_set_new(extra, "drift", drift_json(r));
+    json_object_set_new(extra, "stop_reason", r->stop_reason[0] ? json_string(r->stop_reason) : json_null());
+    json_object_set_new(extra, "best_combined", r->stop_best_step >= 0 ?
+                        json_pack("{s:I, s:f}", "step", (json_int_t)r->stop_best_step,
+                                  "value", r->stop_best) : json_null());
+    int rc = summary_write(path, &r->history, r->x.name, status, extra, e);
+    json_decref(extra);
+    return rc;
+}
+
 static int record_eval(Run *r, MnError *e)
 {
     EvalRecord rec;
@@ -225,6 +319,7 @@ static int record_eval(Run *r, MnError *e)
     }
     r->loss_sum = 0.0;
     r->loss_count = 0;
+    rec.ewc_lambda = r->phase == PHASE_FINETUNE ? r->ewc_lambda : 0.0;
     rec.elapsed_s = run_elapsed(r);
     if (history_push(&r->history, &rec, e) < 0)
         return -1;
@@ -237,8 +332,10 @@ static int record_eval(Run *r, MnError *e)
         return mn_fail(e, "%s/metrics.jsonl: %s", r->dir, strerror(errno));
     if (r->phase == PHASE_FINETUNE) {
         char path[EXP_PATH + 32];
+        if (stop_update(r, &rec) && run_checkpoint(r, "best", e) < 0)
+            return -1;
         path_in_run(r, path, sizeof path, "summary.json");
-        if (summary_write(path, &r->history, r->x.name, "running", e) < 0)
+        if (write_summary(r, path, "running", e) < 0)
             return -1;
     }
     if (r->hooks.on_eval)
@@ -294,6 +391,8 @@ int run_checkpoint(Run *r, const char *name, MnError *e)
     st.step = r->step;
     st.sampler_epoch = r->sampler.epoch;
     st.sampler_cursor = r->sampler.cursor;
+    st.replay_epoch = r->replay_rows ? r->replay.epoch : 0;
+    st.replay_cursor = r->replay_rows ? r->replay.cursor : 0;
     st.rng_state = r->rng.state;
     st.loss_sum = r->loss_sum;
     st.loss_count = r->loss_count;
@@ -310,6 +409,81 @@ int run_checkpoint(Run *r, const char *name, MnError *e)
     return 0;
 }
 
+/* The Fisher goes with the run, so a resumed run does not recompute it. */
+static int fisher_path(const Run *r, char *out, size_t n)
+{
+    return snprintf(out, n, "%s/checkpoints/fisher.safetensors", r->dir) >= (int)n ? -1 : 0;
+}
+
+static int fisher_save(const Run *r, MnError *e)
+{
+    char path[EXP_PATH + 64];
+    const Model *m = &r->model;
+    StTensorOut *t = calloc((size_t)m->n_tensors, sizeof *t);
+    if (!t || fisher_path(r, path, sizeof path) < 0) {
+        free(t);
+        return mn_fail(e, "out of memory");
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        t[i].name = m->tensors[i].name;
+        t[i].ndim = m->tensors[i].ndim;
+        t[i].shape[0] = m->tensors[i].shape[0];
+        t[i].shape[1] = m->tensors[i].shape[1];
+        t[i].data = r->fisher + m->tensors[i].offset;
+    }
+    StMeta meta[] = { { "mneme.content", "diagonal Fisher of the original task" },
+                      { "mneme.fisher", r->x.finetune.ewc.fisher } };
+    int rc = safetensors_write(path, t, m->n_tensors, meta, 2, e);
+    free(t);
+    return rc;
+}
+
+static int fisher_load(Run *r, MnError *e)
+{
+    char path[EXP_PATH + 64];
+    StFile f;
+    const Model *m = &r->model;
+    if (fisher_path(r, path, sizeof path) < 0 || safetensors_read(&f, path, e) < 0)
+        return -1;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *pt = &m->tensors[i];
+        int64_t shape[2] = { pt->shape[0], pt->shape[1] };
+        if (safetensors_get_f32(&f, pt->name, r->fisher + pt->offset, pt->ndim, shape, e) < 0) {
+            safetensors_free(&f);
+            return mn_wrap(e, "%s", path);
+        }
+    }
+    safetensors_free(&f);
+    return 0;
+}
+
+/* What the finetune phase needs besides the data stream: the weights it
+ * started from (θ*, for EWC, L2-SP and drift) and, for EWC, the Fisher. */
+static int start_regularizers(Run *r, int fresh, MnError *e)
+{
+    const Experiment *x = &r->x;
+    r->ewc_lambda = x->finetune.ewc.lambda;
+    r->stop_best = INFINITY;
+    r->stop_best_step = -1;
+    r->stop_bad = 0;
+    r->stop_reason[0] = 0;
+    if (x->finetune.ewc.lambda <= 0 || r->fisher)
+        return 0;
+    r->fisher = calloc(r->model.n_params, sizeof(float));
+    if (!r->fisher)
+        return mn_fail(e, "out of memory for the Fisher");
+    if (!fresh)
+        return fisher_load(r, e);
+    FisherMode mode = strcmp(x->finetune.ewc.fisher, "batch") == 0 ? FISHER_BATCH : FISHER_EMPIRICAL;
+    if (ewc_fisher(&r->model, &r->train[TASK_ORIGINAL], TASK_ORIGINAL,
+                   x->finetune.ewc.fisher_samples, mode, &r->eval_batch, r->fisher, e) < 0)
+        return -1;
+    logf_(r, "EWC: %s Fisher from %d original-task examples", x->finetune.ewc.fisher,
+          x->finetune.ewc.fisher_samples < r->train[TASK_ORIGINAL].n ?
+          x->finetune.ewc.fisher_samples : r->train[TASK_ORIGINAL].n);
+    return fisher_save(r, e);
+}
+
 static int begin_finetune(Run *r, MnError *e)
 {
     r->phase = PHASE_FINETUNE;
@@ -317,7 +491,8 @@ static int begin_finetune(Run *r, MnError *e)
     r->loss_sum = 0.0;
     r->loss_count = 0;
     adamw_reset(&r->opt);
-    if (enter_phase(r, e) < 0)
+    memcpy(r->anchor, r->model.params, r->model.n_params * sizeof(float));
+    if (enter_phase(r, e) < 0 || start_regularizers(r, 1, e) < 0)
         return -1;
     logf_(r, "finetune: %ld steps on the new task (%d examples), evaluating both tasks every %d steps",
           r->total_steps, r->train[TASK_NEW].n, r->x.eval.every);
@@ -335,8 +510,10 @@ static int finish(Run *r, MnError *e)
     if (run_checkpoint(r, "final", e) < 0)
         return -1;
     path_in_run(r, path, sizeof path, "summary.json");
-    if (summary_write(path, &r->history, r->x.name, "finished", e) < 0)
+    if (write_summary(r, path, r->stop_reason[0] ? "stopped" : "finished", e) < 0)
         return -1;
+    if (r->stop_reason[0])
+        logf_(r, "stopped early: %s", r->stop_reason);
     logf_(r, "finished in %.1f s; summary in %s", run_elapsed(r), path);
     return 1;
 }
@@ -349,12 +526,25 @@ int run_step(Run *r, MnError *e)
         return r->phase == PHASE_BASE ? begin_finetune(r, e) : finish(r, e);
 
     const TrainRecipe *rc = recipe(r);
-    int task = phase_task(r);
-    sampler_next(&r->sampler, r->idx, rc->batch);
-    batch_fill(&r->batch, &r->train[task], r->idx, rc->batch, task);
+    int task = phase_task(r), fresh = rc->batch - r->replay_rows;
+    int *replay_idx = r->idx + r->batch.cap;
+    sampler_next(&r->sampler, r->idx, fresh);
+    if (r->replay_rows)
+        sampler_next(&r->replay, replay_idx, r->replay_rows);
+    BatchPart parts[2] = {
+        { &r->train[task], r->idx, fresh, task },
+        { &r->train[TASK_ORIGINAL], replay_idx, r->replay_rows, TASK_ORIGINAL },
+    };
+    batch_fill_parts(&r->batch, parts, r->replay_rows ? 2 : 1);
     model_zero_grads(&r->model);
     float loss = model_forward(&r->model, &r->batch);
     model_backward(&r->model, &r->batch);
+    if (r->phase == PHASE_FINETUNE) {
+        if (r->fisher && r->ewc_lambda > 0)
+            ewc_add_grad(&r->model, r->anchor, r->fisher, r->ewc_lambda);
+        if (r->x.finetune.l2sp.alpha > 0)
+            ewc_add_grad(&r->model, r->anchor, NULL, r->x.finetune.l2sp.alpha);
+    }
     grad_clip(&r->model, r->clip_norm);
     r->last_lr = schedule_lr(&r->sched, r->step);
     adamw_step(&r->opt, &r->model, r->last_lr);
@@ -369,6 +559,8 @@ int run_step(Run *r, MnError *e)
     if (r->step % r->x.eval.every == 0 || r->step == r->total_steps)
         if (record_eval(r, e) < 0)
             return -1;
+    if (r->stop_reason[0])
+        return finish(r, e);
     if (r->x.checkpoint.every > 0 && r->step % r->x.checkpoint.every == 0 &&
         r->step < r->total_steps && run_checkpoint(r, NULL, e) < 0)
         return -1;
@@ -422,6 +614,34 @@ int run_create(Run *r, const Experiment *x, const char *dir,
         return -1;
     logf_(r, "base: pretraining on the original task, %ld steps (%d examples)",
           r->total_steps, r->train[TASK_ORIGINAL].n);
+    return 0;
+}
+
+/* The finetune phase's anchor comes from base.safetensors (the weights
+ * fine-tuning started from); the stop rules are replayed over the history
+ * so that they resume in the state they were in. */
+static int resume_finetune_state(Run *r, const char *dir, MnError *e)
+{
+    char path[EXP_PATH + 64];
+    StFile f;
+    Model tmp;
+    snprintf(path, sizeof path, "%s/checkpoints/base.safetensors", dir);
+    if (safetensors_read(&f, path, e) < 0)
+        return -1;
+    /* Load into a model of the same shape, then copy: the run's model
+     * already holds the resumed weights. */
+    int rc = model_create(&tmp, &r->model.cfg, 1, e);
+    if (rc == 0)
+        rc = checkpoint_load(&f, &tmp, NULL, NULL, e);
+    if (rc == 0)
+        memcpy(r->anchor, tmp.params, r->model.n_params * sizeof(float));
+    safetensors_free(&f);
+    model_free(&tmp);
+    if (rc < 0 || start_regularizers(r, 0, e) < 0)
+        return -1;
+    for (int i = 0; i < r->history.n; i++)
+        if (strcmp(r->history.v[i].phase, "finetune") == 0 && r->history.v[i].has_new)
+            stop_update(r, &r->history.v[i]);
     return 0;
 }
 
@@ -572,11 +792,15 @@ int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e)
         r->step = st.step;
         if (p != PHASE_DONE)
             sampler_seek(&r->sampler, st.sampler_epoch, st.sampler_cursor);
+        if (r->replay_rows)
+            sampler_seek(&r->replay, st.replay_epoch, st.replay_cursor);
         r->rng.state = st.rng_state;
         r->loss_sum = st.loss_sum;
         r->loss_count = st.loss_count;
         r->elapsed_before = st.elapsed_s;
         if (rewind_metrics(r, p, st.step, e) < 0 || open_metrics(r, "a", e) < 0)
+            return -1;
+        if (p != PHASE_BASE && resume_finetune_state(r, dir, e) < 0)
             return -1;
         logf_(r, "resumed from %s (%s step %ld)", path, st.phase, st.step);
         return 0;
@@ -607,6 +831,9 @@ void run_free(Run *r)
         dataset_free(&r->eval[k]);
     }
     sampler_free(&r->sampler);
+    sampler_free(&r->replay);
+    free(r->anchor);
+    free(r->fisher);
     batch_free(&r->batch);
     batch_free(&r->eval_batch);
     free(r->idx);

@@ -63,6 +63,19 @@ struct Run {
     long loss_count;
     float last_train_loss;
 
+    /* Strategies of the finetune phase */
+    Sampler replay;            /* original-task rows mixed into batches */
+    int replay_rows;           /* of each batch; 0 = no replay */
+    float *anchor;             /* parameters when fine-tuning began (θ*) */
+    float *fisher;             /* EWC's diagonal Fisher; NULL when off */
+    double ewc_lambda;         /* may change at any step */
+
+    /* Early stopping, recomputed from the history on resume */
+    double stop_best;          /* best combined metric so far (lower wins) */
+    long stop_best_step;
+    int stop_bad;              /* evaluations since it last improved */
+    char stop_reason[256];     /* set when a stop rule ends the run */
+
     History history;
     FILE *metrics;             /* metrics.jsonl, appended */
     double elapsed_before;     /* seconds spent before this process resumed */

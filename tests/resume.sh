@@ -32,6 +32,24 @@ ok $? "the final models give identical logits"
 "$MNEME" run --resume "$TMP/parts" --quiet >/dev/null 2>&1
 ok $? "resuming a finished run says so and exits 0"
 
+# The strategies' state survives a resume too: the replay stream, the EWC
+# Fisher and anchor, the early-stopping bookkeeping.
+STRAT="$SETS --set finetune.replay.ratio=0.25 --set finetune.ewc.lambda=50 --set finetune.ewc.fisher_samples=64 --set finetune.l2sp.alpha=0.01 --set stop.metric=combined"
+"$MNEME" run --headless "$CFG" $STRAT --out "$TMP/swhole" --quiet >/dev/null 2>&1
+ok $? "uninterrupted run with replay, EWC, L2-SP and early stopping"
+"$MNEME" run --headless "$CFG" $STRAT --out "$TMP/sparts" --quiet --stop-after 90 >/dev/null 2>&1 &&
+"$MNEME" run --resume "$TMP/sparts" --quiet --stop-after 7 >/dev/null 2>&1 &&
+"$MNEME" run --resume "$TMP/sparts" --quiet >/dev/null 2>&1
+ok $? "the same, stopped twice in the finetune phase and resumed"
+strip "$TMP/swhole" >"$TMP/s1"
+strip "$TMP/sparts" >"$TMP/s2"
+cmp -s "$TMP/s1" "$TMP/s2"
+ok $? "its metrics equal the uninterrupted run's ($(wc -l <"$TMP/s2") lines)"
+jq -S 'del(.status)' "$TMP/swhole/summary.json" >"$TMP/a"
+jq -S 'del(.status)' "$TMP/sparts/summary.json" >"$TMP/b"
+cmp -s "$TMP/a" "$TMP/b"
+ok $? "and so does its summary (drift, best combined, stop reason)"
+
 # kill -9 at random moments of a longer run (checkpoints every 7 steps, so
 # some kills land inside a checkpoint write), then resume: the same metrics.
 KSETS="--set checkpoint.every=7"

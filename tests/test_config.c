@@ -78,7 +78,7 @@ static void test_unknown(void)
         "did you mean model.layers?");
     ERR("a key in the wrong group", TASKS "lr = 1e-5;\n", "exp.cfg:3:", "lr",
         "did you mean finetune.lr?");
-    ERR("unknown group", TASKS "stop = { patience = 5; };\n", "exp.cfg:3:", "stop",
+    ERR("unknown group", TASKS "halt = { patience = 5; };\n", "exp.cfg:3:", "halt",
         "unknown group");
     ERR("unknown nested group", TASKS "finetune = {\n  lora = { r = 8; };\n};\n", "exp.cfg:4:",
         "finetune.lora", "unknown group");
@@ -105,7 +105,7 @@ static void test_types(void)
     ERR("key for a group", TASKS "model = 5;\n", "exp.cfg:3:", "model",
         "expected a group");
     ERR("value not among the choices", TASKS "finetune = { schedule = \"step\"; };\n",
-        "exp.cfg:3:", "finetune.schedule", "expected constant, linear or cosine, got \"step\"");
+        "exp.cfg:3:", "finetune.schedule", "expected constant, linear, cosine or slanted_triangular, got \"step\"");
     ERR("a method not yet available", TASKS "finetune = { method = \"lora\"; };\n", "exp.cfg:3:",
         "finetune.method", "expected full (the only accepted value for now)");
     ERR("bad name", TASKS "name = \"a/b\";\n", "exp.cfg:3:", "name", "no '/'");
@@ -200,7 +200,7 @@ static void test_set(void)
     expect_error("--set quoted method", TASKS, SET1("finetune.method=\"lora\""), 1,
                  "--set finetune.method:", "finetune.method", "expected full");
     expect_error("--set bad choice", TASKS, SET1("finetune.schedule=cosin"), 1,
-                 "--set finetune.schedule:", "finetune.schedule", "constant, linear or cosine");
+                 "--set finetune.schedule:", "finetune.schedule", "constant, linear, cosine or slanted_triangular");
     expect_error("--set breaking consistency", TASKS, SET1("model.heads=3"), 1,
                  "--set model.heads:", "model.heads", "multiple");
 
@@ -274,7 +274,7 @@ static void test_keys(void)
         lr |= strcmp(k[n].key, "finetune.lr") == 0 && strcmp(k[n].type, "float") == 0 &&
               strcmp(k[n].def, "1e-4") == 0;
         sched |= strcmp(k[n].key, "finetune.schedule") == 0 &&
-                 strcmp(k[n].type, "constant|linear|cosine") == 0;
+                 strcmp(k[n].type, "constant|linear|cosine|slanted_triangular") == 0;
     }
     ok(n >= 42 && unique && documented, "experiment_keys: %d documented keys, none twice", n);
     ok(lr && sched, "key info gives type, default and choices");

@@ -118,7 +118,7 @@ static void test_clip(void)
 
 static void test_schedules(void)
 {
-    Schedule s = { SCHED_LINEAR, 1.0f, 10, 110 };
+    Schedule s = { SCHED_LINEAR, 1.0f, 10, 110, 0.1f, 32.0f };
     ok(fabsf(schedule_lr(&s, 0) - 0.1f) < 1e-6, "warmup starts at peak/warmup");
     ok(fabsf(schedule_lr(&s, 9) - 1.0f) < 1e-6, "warmup reaches the peak at its last step");
     ok(fabsf(schedule_lr(&s, 60) - 0.5f) < 1e-6, "linear decay is halfway at the middle");
@@ -134,6 +134,12 @@ static void test_schedules(void)
         if (schedule_lr(&s, t + 1) > schedule_lr(&s, t))
             mono = 0;
     ok(mono, "linear decay never rises");
+    Schedule st = { SCHED_SLANTED_TRIANGULAR, 1.0f, 0, 1000, 0.1f, 32.0f };
+    ok(fabsf(schedule_lr(&st, 0) - 1.0f / 32) < 1e-6, "slanted triangular starts at peak/ratio");
+    ok(fabsf(schedule_lr(&st, 100) - 1.0f) < 1e-6, "slanted triangular peaks at cut = 0.1 total");
+    ok(fabsf(schedule_lr(&st, 50) - (1 + 0.5f * 31) / 32) < 1e-6, "it rises linearly");
+    ok(fabsf(schedule_lr(&st, 550) - (1 + 0.5f * 31) / 32) < 1e-5, "it falls linearly, halfway at 550");
+    ok(fabsf(schedule_lr(&st, 1000) - 1.0f / 32) < 1e-6, "and ends at peak/ratio");
     ScheduleKind k;
     ok(schedule_parse("cosine", &k) == 0 && k == SCHED_COSINE && schedule_parse("cosin", &k) < 0,
        "schedule names parse, unknown ones are refused");
