@@ -291,9 +291,19 @@ static int write_summary(Run *r, const char *path, const char *status, MnError *
                               "trainable_fraction", (double)trainable / (double)total);
     json_object_set_new(extra, "drift", drift_json(r));
     json_object_set_new(extra, "stop_reason", r->stop_reason[0] ? json_string(r->stop_reason) : json_null());
-    json_object_set_new(extra, "best_combined", r->stop_best_step >= 0 ?
-                        json_pack("{s:I, s:f}", "step", (json_int_t)r->stop_best_step,
-                                  "value", r->stop_best) : json_null());
+    json_t *best = json_null();
+    for (int i = 0; i < r->history.n && r->stop_best_step >= 0; i++) {
+        const EvalRecord *h = &r->history.v[i];
+        if (strcmp(h->phase, "finetune") == 0 && h->step == r->stop_best_step) {
+            json_decref(best);
+            best = json_pack("{s:I, s:f, s:{s:f, s:f}, s:{s:f, s:f}, s:s}",
+                             "step", (json_int_t)h->step, "value", r->stop_best,
+                             "original", "loss", h->original.loss, "acc", h->original.acc,
+                             "new", "loss", h->new_task.loss, "acc", h->new_task.acc,
+                             "checkpoint", "checkpoints/best.safetensors");
+        }
+    }
+    json_object_set_new(extra, "best_combined", best);
     int rc = summary_write(path, &r->history, r->x.name, status, extra, e);
     json_decref(extra);
     return rc;
