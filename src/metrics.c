@@ -52,6 +52,9 @@ char *eval_record_json(const EvalRecord *r, const char *branch)
         return NULL;
     json_object_set_new(o, "train_loss", r->has_train_loss ? json_real(r->train_loss) : json_null());
     json_object_set_new(o, "ewc_lambda", json_real(r->ewc_lambda));
+    if (strcmp(r->phase, "finetune") == 0)
+        json_object_set_new(o, "crossover_step",
+                            r->crossover_step >= 0 ? json_integer(r->crossover_step) : json_null());
     json_object_set_new(o, "elapsed_s", json_real(round(r->elapsed_s * 1000.0) / 1000.0));
     char *s = json_dumps(o, JSON_FLAGS);
     json_decref(o);
@@ -93,6 +96,8 @@ int eval_record_parse(const char *line, EvalRecord *r, MnError *e)
     r->lr = json_number_value(json_object_get(o, "lr"));
     r->elapsed_s = json_number_value(json_object_get(o, "elapsed_s"));
     r->ewc_lambda = json_number_value(json_object_get(o, "ewc_lambda"));
+    json_t *cx = json_object_get(o, "crossover_step");
+    r->crossover_step = json_is_integer(cx) ? (long)json_integer_value(cx) : -1;
     r->has_train_loss = json_is_number(tl);
     r->train_loss = r->has_train_loss ? json_number_value(tl) : 0.0;
     json_decref(o);

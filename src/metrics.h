@@ -21,6 +21,7 @@ typedef struct {
     int has_train_loss;
     double train_loss;         /* mean training loss since the previous evaluation */
     double ewc_lambda;
+    long crossover_step;       /* the crossover once found (finetune), else -1 */
     double elapsed_s;
 } EvalRecord;
 

@@ -331,8 +331,16 @@ static int record_eval(Run *r, MnError *e)
     r->loss_count = 0;
     rec.ewc_lambda = r->phase == PHASE_FINETUNE ? r->ewc_lambda : 0.0;
     rec.elapsed_s = run_elapsed(r);
+    rec.crossover_step = -1;
     if (history_push(&r->history, &rec, e) < 0)
         return -1;
+    if (r->phase == PHASE_FINETUNE) {
+        /* Causal: the moving averages use only evaluations up to this one,
+         * so the crossover is known the moment it happens. */
+        int cx = crossover_find(&r->history);
+        rec.crossover_step = cx >= 0 ? r->history.v[cx].step : -1;
+        r->history.v[r->history.n - 1].crossover_step = rec.crossover_step;
+    }
     char *line = eval_record_json(&rec, "main");
     if (!line)
         return mn_fail(e, "out of memory");

@@ -34,6 +34,9 @@ first=$(jq -c 'select(.phase=="finetune")' "$R/metrics.jsonl" | head -1 | jq .st
 ok $([ "$first" = 0 ]; echo $?) "the first finetune evaluation is at step 0 (the baseline)"
 jq -e '.crossover_step == null or (.crossover_step|type=="number")' "$R/summary.json" >/dev/null
 ok $? "summary.json has crossover_step (a step or null)"
+cx=$(json "$R/summary.json" .crossover_step)
+last=$(tail -n 1 "$R/metrics.jsonl" | jq .crossover_step)
+ok $([ "$cx" = "$last" ]; echo $?) "metrics.jsonl carries the crossover step as summary.json does ($cx)"
 json "$R/summary.json" .best.new.acc >/dev/null
 ok $? "summary.json has best.new.acc"
 
