@@ -235,8 +235,8 @@ void batch_free(Batch *b)
 void batch_fill_parts(Batch *b, const BatchPart *parts, int n_parts)
 {
     int T = 0, rows = 0;
-    for (int p = 0; p < n_parts; p++)
-        for (int r = 0; r < parts[p].n && rows + r < b->cap; r++)
+    for (int p = 0, seen = 0; p < n_parts; p++)
+        for (int r = 0; r < parts[p].n && seen < b->cap; r++, seen++)
             if (parts[p].d->len[parts[p].idx[r]] > T)
                 T = parts[p].d->len[parts[p].idx[r]];
     /* A data set with longer rows than the batch was sized for would
