@@ -63,7 +63,8 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
     char (*names)[PARAM_NAME_MAX + 32] = calloc((size_t)m->n_tensors * per, sizeof *names);
     char *mjson = model_json(m, labels);
     char step[32], epoch[32], cursor[32], rng[32], lsum[64], lcount[32], elapsed[64];
-    char repoch[32], rcursor[32];
+    char repoch[32], rcursor[32], evlines[32], lambda[64], lr_over[64];
+    char groups[(MODEL_MAX_LAYERS + 2 + MODEL_MAX_TASKS) * 40] = "";
     char *group_t = NULL;
     if (!t || !names || !mjson) {
         rc = mn_fail(e, "%s: out of memory", path);
@@ -88,6 +89,16 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
     snprintf(rng, sizeof rng, "%llu", st->rng_state);
     snprintf(repoch, sizeof repoch, "%d", st->replay_epoch);
     snprintf(rcursor, sizeof rcursor, "%d", st->replay_cursor);
+    snprintf(evlines, sizeof evlines, "%ld", st->events_lines);
+    fmt_hex(lambda, sizeof lambda, st->ewc_lambda);
+    if (st->lr_override)
+        fmt_hex(lr_over, sizeof lr_over, st->lr);
+    else
+        lr_over[0] = 0;
+    /* "trainable:scale" per group, scale in hex so it comes back exact */
+    for (int g = 0, used = 0; g < m->n_groups; g++)
+        used += snprintf(groups + used, sizeof groups - (size_t)used, "%s%d:%a", g ? "," : "",
+                         m->groups[g].trainable, (double)m->groups[g].lr_scale);
     fmt_hex(lsum, sizeof lsum, st->loss_sum);
     snprintf(lcount, sizeof lcount, "%ld", st->loss_count);
     fmt_hex(elapsed, sizeof elapsed, st->elapsed_s);
@@ -113,6 +124,10 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
         { "mneme.rng", rng },
         { "mneme.replay_epoch", repoch },
         { "mneme.replay_cursor", rcursor },
+        { "mneme.events_lines", evlines },
+        { "mneme.ewc_lambda", lambda },
+        { "mneme.lr_override", lr_over },
+        { "mneme.groups", groups },
         { "mneme.loss_sum", lsum },
         { "mneme.loss_count", lcount },
         { "mneme.elapsed_s", elapsed },
@@ -240,6 +255,32 @@ int checkpoint_load(const StFile *f, Model *m, AdamW *opt, RunStateRecord *st, M
             return mn_fail(e, "run state in the metadata is missing or malformed");
         st->sampler_epoch = (int)ep;
         st->sampler_cursor = (int)cur;
+        long evl;
+        double d;
+        if (parse_long(safetensors_meta(f, "mneme.events_lines"), &evl) == 0)
+            st->events_lines = evl;
+        if (parse_double(safetensors_meta(f, "mneme.ewc_lambda"), &d) == 0)
+            st->ewc_lambda = d;
+        const char *lo = safetensors_meta(f, "mneme.lr_override");
+        if (lo && *lo && parse_double(lo, &d) == 0) {
+            st->lr_override = 1;
+            st->lr = d;
+        }
+        const char *gs = safetensors_meta(f, "mneme.groups");
+        for (int g = 0; gs && *gs && g < (int)sizeof st->trainable; g++) {
+            char *end;
+            long t = strtol(gs, &end, 10);
+            if (*end != ':')
+                break;
+            double scale = strtod(end + 1, &end);
+            st->trainable[g] = (unsigned char)(t != 0);
+            st->lr_scale[g] = (float)scale;
+            st->n_groups = g + 1;
+            if (*end != ',')
+                break;
+            gs = end + 1;
+        }
+        st->has_groups = st->n_groups > 0;
         /* Absent in checkpoints of runs without replay. */
         if (parse_long(safetensors_meta(f, "mneme.replay_epoch"), &ep) == 0 &&
             parse_long(safetensors_meta(f, "mneme.replay_cursor"), &cur) == 0) {

@@ -20,6 +20,14 @@ typedef struct {
     long step;                 /* optimizer steps done in this phase */
     int sampler_epoch, sampler_cursor;
     int replay_epoch, replay_cursor;   /* the replay stream (0, 0 when unused) */
+    long events_lines;         /* events.jsonl lines written before it */
+    double ewc_lambda;         /* as changed by hand or by a policy */
+    int lr_override;           /* a policy set the learning rate: */
+    double lr;                 /*   this one, instead of the schedule's */
+    int has_groups;            /* groups' trainable flags and multipliers: */
+    int n_groups;
+    unsigned char trainable[MODEL_MAX_LAYERS + 2 + MODEL_MAX_TASKS];
+    float lr_scale[MODEL_MAX_LAYERS + 2 + MODEL_MAX_TASKS];
     unsigned long long rng_state;
     double loss_sum;           /* training loss since the last evaluation */
     long loss_count;

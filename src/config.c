@@ -20,7 +20,7 @@
 
 /* ---- the table of keys ------------------------------------------------ */
 
-typedef enum { K_INT, K_INT64, K_FLOAT, K_STRING, K_PATH } KeyType;
+typedef enum { K_INT, K_INT64, K_FLOAT, K_STRING, K_PATH, K_BOOL } KeyType;
 
 /* Extra rule for a string value; fills why and returns -1 when refused. */
 typedef int (*StringCheck)(const char *v, char *why, size_t n);
@@ -29,7 +29,7 @@ typedef struct {
     const char *key;
     KeyType type;
     size_t off, size;
-    long long ilo, ihi, idef;   /* K_INT, K_INT64 */
+    long long ilo, ihi, idef;   /* K_INT, K_INT64; K_BOOL: idef */
     double flo, fhi, fdef;      /* K_FLOAT */
     const char *sdef;           /* K_STRING, K_PATH */
     const char *choices;        /* "a|b|c": the only accepted strings */
@@ -46,7 +46,7 @@ static int check_parts(const char *v, char *why, size_t n);
  * prints them (a group's keys must stay together). Expanded twice: into
  * the validation table and into the documentation table, so that the two
  * cannot disagree. */
-#define EXPERIMENT_KEYS(INT, I64, FLT, STR, ENUM, PATH)                                                   \
+#define EXPERIMENT_KEYS(INT, I64, FLT, STR, ENUM, PATH, BOOL)                                                   \
     STR("name", name, "", check_name, "run name; default: the file name without .cfg")                    \
     I64("seed", seed, 0, INT64_MAX, 42, "seeds initialisation, shuffling and the built-in tasks")         \
     INT("threads", threads, 0, 256, 0, "BLAS threads; 0 = the OpenBLAS default")                          \
@@ -107,6 +107,9 @@ static int check_parts(const char *v, char *why, size_t n);
     FLT("finetune.l2sp.alpha", finetune.l2sp.alpha, 0, 1e12, 0, "L2-SP pull toward the base; 0 = off")    \
     FLT("finetune.replay.ratio", finetune.replay.ratio, 0, 0.9, 0,                                          \
         "share of each fine-tuning batch drawn from the original task")                                   \
+    PATH("finetune.policy", finetune.policy, "Lua policy file; empty = none")                             \
+    BOOL("finetune.policy_watch", finetune.policy_watch, 0, "reload the policy when its file changes")    \
+    PATH("finetune.policy_path", finetune.policy_path, "a folder of your own Lua modules for require")    \
     INT("eval.every", eval.every, 1, INT_MAX, 50, "evaluate both tasks every N steps")                    \
     INT("eval.original_samples", eval.original_samples, 0, INT_MAX, 0, "original examples; 0 = all")      \
     INT("eval.new_samples", eval.new_samples, 0, INT_MAX, 0, "new-task examples; 0 = all")                \
@@ -127,9 +130,10 @@ static int check_parts(const char *v, char *why, size_t n);
 #define SPEC_STR(k, f, d, chk, h) { .key = k, .type = K_STRING, FIELD(f), .sdef = d, .check = chk },
 #define SPEC_ENUM(k, f, d, c, h) { .key = k, .type = K_STRING, FIELD(f), .sdef = d, .choices = c },
 #define SPEC_PATH(k, f, h) { .key = k, .type = K_PATH, FIELD(f), .sdef = "" },
+#define SPEC_BOOL(k, f, d, h) { .key = k, .type = K_BOOL, FIELD(f), .idef = d },
 
 static const Key keys[] = {
-    EXPERIMENT_KEYS(SPEC_INT, SPEC_I64, SPEC_FLT, SPEC_STR, SPEC_ENUM, SPEC_PATH)
+    EXPERIMENT_KEYS(SPEC_INT, SPEC_I64, SPEC_FLT, SPEC_STR, SPEC_ENUM, SPEC_PATH, SPEC_BOOL)
 };
 
 #define INFO_INT(k, f, lo, hi, d, h) { k, "int", #d, h },
@@ -138,9 +142,10 @@ static const Key keys[] = {
 #define INFO_STR(k, f, d, chk, h) { k, "string", d, h },
 #define INFO_ENUM(k, f, d, c, h) { k, c, d, h },
 #define INFO_PATH(k, f, h) { k, "path", "", h },
+#define INFO_BOOL(k, f, d, h) { k, "boolean", d ? "true" : "false", h },
 
 static const ExperimentKeyInfo key_info[] = {
-    EXPERIMENT_KEYS(INFO_INT, INFO_I64, INFO_FLT, INFO_STR, INFO_ENUM, INFO_PATH)
+    EXPERIMENT_KEYS(INFO_INT, INFO_I64, INFO_FLT, INFO_STR, INFO_ENUM, INFO_PATH, INFO_BOOL)
     { NULL, NULL, NULL, NULL }
 };
 
@@ -177,6 +182,7 @@ static const char *type_word(KeyType t)
     case K_INT:
     case K_INT64: return "an integer";
     case K_FLOAT: return "a number";
+    case K_BOOL: return "true or false";
     default: return "a string";
     }
 }
@@ -445,7 +451,10 @@ static Value value_of(const config_setting_t *s, const char *text)
         v.kind = V_STRING;
         v.s = config_setting_get_string(s);
         break;
-    case CONFIG_TYPE_BOOL: v.kind = V_BOOL; break;
+    case CONFIG_TYPE_BOOL:
+        v.kind = V_BOOL;
+        v.i = config_setting_get_bool(s);
+        break;
     case CONFIG_TYPE_ARRAY: v.kind = V_ARRAY; break;
     case CONFIG_TYPE_LIST: v.kind = V_LIST; break;
     default: v.kind = V_GROUP; break;
@@ -464,7 +473,7 @@ static void describe(const Value *v, char *buf, size_t n)
         break;
     case V_FLOAT: snprintf(buf, n, "%g", v->f); break;
     case V_STRING: snprintf(buf, n, "a string (\"%.60s\")", v->s); break;
-    case V_BOOL: snprintf(buf, n, "a boolean"); break;
+    case V_BOOL: snprintf(buf, n, "%s", v->i ? "true" : "false"); break;
     case V_ARRAY: snprintf(buf, n, "an array"); break;
     case V_LIST: snprintf(buf, n, "a list"); break;
     default: snprintf(buf, n, "a group"); break;
@@ -620,6 +629,11 @@ static int apply_value(Experiment *x, Ctx *c, size_t ki, const Value *v, const O
         *(double *)(void *)field = d;
         break;
     }
+    case K_BOOL:
+        if (v->kind != V_BOOL)
+            return fail_at(e, c, o, k->key, "expected true or false, got %s", got);
+        *(int *)(void *)field = v->i != 0;
+        break;
     default:
         if (store_string(x, c, k, v, o, base_dir, e) < 0)
             return -1;
@@ -923,7 +937,7 @@ void experiment_defaults(Experiment *x)
     for (size_t i = 0; i < N_KEYS; i++) {
         const Key *k = &keys[i];
         char *field = (char *)x + k->off;
-        if (k->type == K_INT)
+        if (k->type == K_INT || k->type == K_BOOL)
             *(int *)(void *)field = (int)k->idef;
         else if (k->type == K_INT64)
             *(uint64_t *)(void *)field = (uint64_t)k->idef;
@@ -1047,6 +1061,9 @@ static void write_value(FILE *f, const Experiment *x, const Key *k)
     case K_FLOAT:
         format_float(*(const double *)(const void *)field, buf, sizeof buf);
         fputs(buf, f);
+        break;
+    case K_BOOL:
+        fputs(*(const int *)(const void *)field ? "true" : "false", f);
         break;
     default:
         write_string(f, field);

@@ -12,11 +12,14 @@ typedef struct {
     long stop_after;
 } Printer;
 
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, reload_signal;
 
 static void on_signal(int sig)
 {
-    stop_signal = sig;
+    if (sig == SIGUSR1)
+        reload_signal = 1;
+    else
+        stop_signal = sig;
 }
 
 static void print_eval(void *ctx, const Run *r, const EvalRecord *rec)
@@ -54,6 +57,7 @@ static int drive(Run *r, Printer *p)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     for (long steps = 0;; steps++) {
         if (p->stop_after > 0 && steps == p->stop_after) {
             if (run_checkpoint(r, NULL, &e) < 0) {
@@ -65,6 +69,11 @@ static int drive(Run *r, Printer *p)
                     steps, phase_name(r->phase), r->step, r->dir);
             return 0;
         }
+        if (reload_signal) {
+            /* A failed reload is logged by the run; the old policy goes on. */
+            reload_signal = 0;
+            run_policy_reload(r, &e);
+        }
         int rc = run_step(r, &e);
         if (rc < 0) {
             fprintf(stderr, "mneme: %s\n", e.msg);
@@ -72,6 +81,16 @@ static int drive(Run *r, Printer *p)
         }
         if (rc == 1)
             return 0;
+        if (rc == 2) {
+            /* Headless, a pause is a checkpoint and an exit: nothing is
+             * lost, and --resume loads the (fixed) policy file afresh. */
+            if (run_checkpoint(r, NULL, &e) < 0)
+                fprintf(stderr, "mneme: %s\n", e.msg);
+            fprintf(stderr, "mneme: paused at %s step %ld: %s\n"
+                    "mneme: continue with: mneme run --resume %s\n",
+                    phase_name(r->phase), r->step, r->pause_reason, r->dir);
+            return r->pause_is_error ? 1 : 0;
+        }
         if (stop_signal) {
             /* Keep what was done: the run continues with --resume. */
             if (run_checkpoint(r, NULL, &e) < 0)

@@ -1,5 +1,6 @@
 #include "run.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <stdarg.h>
 #include <errno.h>
@@ -63,6 +64,8 @@ static int phase_task(const Run *r)
 {
     return r->phase == PHASE_BASE ? TASK_ORIGINAL : TASK_NEW;
 }
+
+static int load_policy(Run *r, MnError *e);
 
 static void path_in_run(const Run *r, char *out, size_t n, const char *rel)
 {
@@ -144,7 +147,7 @@ static int setup(Run *r, const Experiment *x, const char *dir,
         return mn_fail(e, "out of memory");
     rng_seed(&r->rng, x->seed);
     model_init_weights(&r->model, &r->rng, (float)x->model.init_std);
-    return 0;
+    return load_policy(r, e);
 }
 
 /* Configures the current phase: which groups train, the data stream, the
@@ -224,6 +227,265 @@ TaskScore run_evaluate(Run *r, int task, int limit)
     return s;
 }
 
+/* ---- the policy --------------------------------------------------------- */
+
+static json_t *event_base(const Run *r, const char *source)
+{
+    return json_pack("{s:I, s:s, s:s}", "step", (json_int_t)r->step, "phase",
+                     phase_name(r->phase), "source", source);
+}
+
+static int record_event(Run *r, json_t *ev, MnError *e)
+{
+    return events_write(&r->events, ev, e);
+}
+
+static void score_view(PolicyMetrics *pm, const EvalRecord *rec)
+{
+    memset(pm, 0, sizeof *pm);
+    if (!rec)
+        return;
+    pm->has = 1;
+    pm->step = rec->step;
+    pm->new_task = (PolicyScore){ rec->has_new, rec->new_task.acc, rec->new_task.loss };
+    pm->original = (PolicyScore){ rec->has_original, rec->original.acc, rec->original.loss };
+}
+
+static double group_drift(const Run *r, int g)
+{
+    const Model *m = &r->model;
+    double num = 0.0, den = 0.0;
+    const ParamGroup *pg = &m->groups[g];
+    for (int t = pg->first; t < pg->first + pg->count; t++) {
+        const ParamTensor *pt = &m->tensors[t];
+        for (size_t i = pt->offset; i < pt->offset + pt->numel; i++) {
+            double d = (double)m->params[i] - r->anchor[i];
+            num += d * d;
+            den += (double)r->anchor[i] * r->anchor[i];
+        }
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* The plain C picture of the run a policy reads and writes. Drift costs a
+ * pass over the weights, so it is measured at evaluations only. */
+static void fill_view(Run *r, int with_drift)
+{
+    PolicyView *v = &r->view;
+    const Model *m = &r->model;
+    const EvalRecord *last = NULL, *base = NULL, *best = NULL;
+    for (int i = 0; i < r->history.n; i++) {
+        const EvalRecord *h = &r->history.v[i];
+        if (strcmp(h->phase, "finetune") != 0)
+            continue;
+        if (!base)
+            base = h;
+        last = h;
+        if (!best || h->new_task.acc > best->new_task.acc)
+            best = h;
+    }
+    v->step = r->step;
+    v->total_steps = r->total_steps;
+    v->warmup_steps = r->sched.warmup;
+    v->epoch = (double)r->step / r->steps_per_epoch;
+    snprintf(v->phase, sizeof v->phase, "%s", phase_name(r->phase));
+    v->base_lr = r->sched.peak;
+    v->lr = r->lr_override ? r->lr_value : schedule_lr(&r->sched, r->step);
+    v->ewc_lambda = r->ewc_lambda;
+    score_view(&v->metrics, last);
+    score_view(&v->baseline, base);
+    score_view(&v->best, best);
+    v->crossover_step = last ? last->crossover_step : -1;
+    v->n_layers = m->n_groups < POLICY_MAX_LAYERS ? m->n_groups : POLICY_MAX_LAYERS;
+    for (int g = 0; g < v->n_layers; g++) {
+        PolicyLayer *l = &v->layers[g];
+        snprintf(l->name, sizeof l->name, "%s", m->groups[g].name);
+        l->frozen = !m->groups[g].trainable;
+        l->lr_scale = m->groups[g].lr_scale;
+        l->trainable_params = 0;
+        for (int t = m->groups[g].first; t < m->groups[g].first + m->groups[g].count; t++)
+            l->trainable_params += (long)m->tensors[t].numel;
+        if (with_drift)
+            l->drift = group_drift(r, g);
+    }
+}
+
+/* Applies one change the policy made to the view, as the run's state. */
+static int apply_change(Run *r, const PolicyChange *c, MnError *e)
+{
+    Model *m = &r->model;
+    const char *dot = strrchr(c->what, '.');
+    json_t *ev = event_base(r, "policy");
+    json_object_set_new(ev, "policy", json_string(policy_name(r->policy)));
+    json_object_set_new(ev, "set", json_string(c->what));
+    json_object_set_new(ev, "from", json_real(c->from));
+    json_object_set_new(ev, "to", json_real(c->to));
+    if (strcmp(c->what, "lr") == 0) {
+        r->lr_override = 1;
+        r->lr_value = c->to;
+    } else if (strcmp(c->what, "ewc_lambda") == 0) {
+        r->ewc_lambda = c->to;
+    } else if (dot) {
+        char part[64];
+        snprintf(part, sizeof part, "%.*s", (int)(dot - c->what), c->what);
+        int g = model_find_group(m, part);
+        if (g >= 0 && strcmp(dot + 1, "frozen") == 0) {
+            /* The original head is what forgetting is measured through. */
+            if (strcmp(part, "classifier.original") == 0 && c->to == 0.0) {
+                json_object_set_new(ev, "refused", json_string("the original head stays frozen"));
+                r->view.layers[g].frozen = 1;
+            } else
+                m->groups[g].trainable = c->to == 0.0;
+        } else if (g >= 0 && strcmp(dot + 1, "lr_scale") == 0)
+            m->groups[g].lr_scale = (float)c->to;
+    }
+    return record_event(r, ev, e);
+}
+
+static void sanitize_tag(const char *in, char *out, size_t n)
+{
+    size_t k = 0;
+    for (const char *p = in; *p && k + 1 < n; p++)
+        out[k++] = (isalnum((unsigned char)*p) || *p == '-' || *p == '_') ? *p : '_';
+    out[k] = 0;
+    if (!k)
+        snprintf(out, n, "policy");
+}
+
+static int run_action(Run *r, const PolicyAction *a, int in_checkpoint_hook, MnError *e)
+{
+    static const char *const names[] = { "log", "pause", "checkpoint", "fork", "stop" };
+    json_t *ev = event_base(r, "policy");
+    json_object_set_new(ev, "policy", json_string(policy_name(r->policy)));
+    json_object_set_new(ev, "action", json_string(names[a->kind]));
+    json_object_set_new(ev, "text", json_string(a->text));
+    switch (a->kind) {
+    case POLICY_LOG:
+        logf_(r, "policy %s: %s", policy_name(r->policy), a->text);
+        break;
+    case POLICY_PAUSE:
+        snprintf(r->pause_reason, sizeof r->pause_reason, "policy %s: %s", policy_name(r->policy), a->text);
+        r->pause_is_error = 0;
+        break;
+    case POLICY_CHECKPOINT:
+        if (!in_checkpoint_hook) {
+            char tag[96], name[128];
+            sanitize_tag(a->text, tag, sizeof tag);
+            snprintf(name, sizeof name, "tag-%s-step-%ld", tag, r->step);
+            if (run_checkpoint(r, name, e) < 0) {
+                json_decref(ev);
+                return -1;
+            }
+            logf_(r, "policy %s: checkpoint %s", policy_name(r->policy), name);
+        }
+        break;
+    case POLICY_FORK:
+        json_object_set_new(ev, "overrides", json_string(a->overrides));
+        json_object_set_new(ev, "refused", json_string("branches are not available yet"));
+        logf_(r, "policy %s: fork %s recorded; branches are not available yet",
+              policy_name(r->policy), a->text);
+        break;
+    case POLICY_STOP:
+        snprintf(r->stop_reason, sizeof r->stop_reason, "policy %s: %s", policy_name(r->policy), a->text);
+        break;
+    }
+    return record_event(r, ev, e);
+}
+
+/* Calls a hook with a fresh view, then applies and records what it
+ * changed and did. A failing hook pauses the run with its file:line
+ * message; that is not an error of the run. quiet: a resumed run's setup,
+ * whose changes the checkpoint already holds. */
+static int call_policy(Run *r, const char *hook, const char *arg, int quiet, MnError *e)
+{
+    PolicyView before;
+    PolicyAction acts[POLICY_MAX_ACTIONS];
+    PolicyChange changes[POLICY_MAX_LAYERS * 2 + 2];
+    MnError why;
+    int n_acts = 0;
+    if (!r->policy || r->phase != PHASE_FINETUNE)
+        return 0;
+    fill_view(r, strcmp(hook, "on_eval") == 0 || strcmp(hook, "setup") == 0);
+    before = r->view;
+    if (policy_call(r->policy, hook, &r->view, arg, acts, POLICY_MAX_ACTIONS, &n_acts, &why) < 0) {
+        snprintf(r->pause_reason, sizeof r->pause_reason, "%s", why.msg);
+        r->pause_is_error = 1;
+        logf_(r, "policy error, pausing: %s", why.msg);
+        return 0;
+    }
+    if (quiet)
+        return 0;
+    int n = policy_view_changes(&before, &r->view, changes, (int)(sizeof changes / sizeof changes[0]));
+    for (int i = 0; i < n; i++)
+        if (apply_change(r, &changes[i], e) < 0)
+            return -1;
+    for (int i = 0; i < n_acts; i++)
+        if (run_action(r, &acts[i], strcmp(hook, "on_checkpoint") == 0, e) < 0)
+            return -1;
+    return 0;
+}
+
+static long file_mtime(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_mtime : -1;
+}
+
+/* policy/<step>.lua: the source that ran from that step on. */
+static int save_policy_source(Run *r, MnError *e)
+{
+    char path[EXP_PATH + 64];
+    size_t len;
+    const char *src = policy_source(r->policy, &len);
+    snprintf(path, sizeof path, "%s/policy", r->dir);
+    if (make_dirs(path, e) < 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/policy/%ld.lua", r->dir, r->step);
+    return write_file_atomic(path, src, len, e);
+}
+
+static int load_policy(Run *r, MnError *e)
+{
+    char lua_dir[EXP_PATH];
+    const char *dirs[2];
+    int n = 0;
+    if (!r->x.finetune.policy[0])
+        return 0;
+    if (find_data_file("lua", lua_dir, sizeof lua_dir) == 0)
+        dirs[n++] = lua_dir;
+    if (r->x.finetune.policy_path[0])
+        dirs[n++] = r->x.finetune.policy_path;
+    if (policy_load(&r->policy, r->x.finetune.policy, dirs, n, r->x.seed, e) < 0)
+        return mn_wrap(e, "finetune.policy");
+    r->policy_mtime = file_mtime(r->x.finetune.policy);
+    return 0;
+}
+
+int run_policy_reload(Run *r, MnError *e)
+{
+    if (!r->policy)
+        return mn_fail(e, "this run has no policy (finetune.policy)");
+    r->policy_mtime = file_mtime(r->x.finetune.policy);
+    if (policy_reload(r->policy, e) < 0) {
+        logf_(r, "policy reload failed, the previous policy stays: %s", e->msg);
+        return -1;
+    }
+    json_t *ev = event_base(r, "policy");
+    json_object_set_new(ev, "policy", json_string(policy_name(r->policy)));
+    json_object_set_new(ev, "action", json_string("reload"));
+    char file[64];
+    snprintf(file, sizeof file, "policy/%ld.lua", r->step);
+    json_object_set_new(ev, "source_file", json_string(file));
+    if (save_policy_source(r, e) < 0 || record_event(r, ev, e) < 0)
+        return -1;
+    logf_(r, "policy %s reloaded", policy_name(r->policy));
+    if (r->pause_is_error) {
+        r->pause_reason[0] = 0;
+        r->pause_is_error = 0;
+    }
+    return call_policy(r, "setup", NULL, 0, e);
+}
+
 /* Early stopping. Returns 1 when this evaluation is the best so far by
  * the combined metric (the caller keeps a checkpoint of it); sets
  * stop_reason when a rule ends the run. Pure in the history, so a resumed
@@ -265,19 +527,8 @@ static json_t *drift_json(const Run *r)
 {
     const Model *m = &r->model;
     json_t *o = json_object();
-    for (int g = 0; g < m->n_groups; g++) {
-        double num = 0.0, den = 0.0;
-        const ParamGroup *pg = &m->groups[g];
-        for (int t = pg->first; t < pg->first + pg->count; t++) {
-            const ParamTensor *pt = &m->tensors[t];
-            for (size_t i = pt->offset; i < pt->offset + pt->numel; i++) {
-                double d = (double)m->params[i] - r->anchor[i];
-                num += d * d;
-                den += (double)r->anchor[i] * r->anchor[i];
-            }
-        }
-        json_object_set_new(o, pg->name, json_real(den > 0 ? sqrt(num / den) : sqrt(num)));
-    }
+    for (int g = 0; g < m->n_groups; g++)
+        json_object_set_new(o, m->groups[g].name, json_real(group_drift(r, g)));
     return o;
 }
 
@@ -358,7 +609,7 @@ static int record_eval(Run *r, MnError *e)
     }
     if (r->hooks.on_eval)
         r->hooks.on_eval(r->hooks.ctx, r, &rec);
-    return 0;
+    return call_policy(r, "on_eval", NULL, 0, e);
 }
 
 static int is_checkpoint_name(const char *name, const char *prefix, long *step)
@@ -415,6 +666,10 @@ int run_checkpoint(Run *r, const char *name, MnError *e)
     st.loss_sum = r->loss_sum;
     st.loss_count = r->loss_count;
     st.elapsed_s = run_elapsed(r);
+    st.events_lines = r->events.lines;
+    st.ewc_lambda = r->ewc_lambda;
+    st.lr_override = r->lr_override;
+    st.lr = r->lr_value;
     if (name)
         snprintf(path, sizeof path, "%s/checkpoints/%s.safetensors", r->dir, name);
     else
@@ -424,7 +679,7 @@ int run_checkpoint(Run *r, const char *name, MnError *e)
         return -1;
     if (!name)
         prune_checkpoints(r, r->phase == PHASE_BASE ? "base-step-" : "step-");
-    return 0;
+    return call_policy(r, "on_checkpoint", path, 0, e);
 }
 
 /* The Fisher goes with the run, so a resumed run does not recompute it. */
@@ -485,7 +740,8 @@ static int start_regularizers(Run *r, int fresh, MnError *e)
     r->stop_best_step = -1;
     r->stop_bad = 0;
     r->stop_reason[0] = 0;
-    if (x->finetune.ewc.lambda <= 0 || r->fisher)
+    /* A policy may raise lambda at any step, so it gets a Fisher too. */
+    if ((x->finetune.ewc.lambda <= 0 && !r->policy) || r->fisher)
         return 0;
     r->fisher = calloc(r->model.n_params, sizeof(float));
     if (!r->fisher)
@@ -510,7 +766,10 @@ static int begin_finetune(Run *r, MnError *e)
     r->loss_count = 0;
     adamw_reset(&r->opt);
     memcpy(r->anchor, r->model.params, r->model.n_params * sizeof(float));
+    r->lr_override = 0;
     if (enter_phase(r, e) < 0 || start_regularizers(r, 1, e) < 0)
+        return -1;
+    if (r->policy && (save_policy_source(r, e) < 0 || call_policy(r, "setup", NULL, 0, e) < 0))
         return -1;
     logf_(r, "finetune: %ld steps on the new task (%d examples), evaluating both tasks every %d steps",
           r->total_steps, r->train[TASK_NEW].n, r->x.eval.every);
@@ -543,6 +802,18 @@ int run_step(Run *r, MnError *e)
     if (r->step >= r->total_steps)
         return r->phase == PHASE_BASE ? begin_finetune(r, e) : finish(r, e);
 
+    if (r->policy && r->x.finetune.policy_watch &&
+        file_mtime(r->x.finetune.policy) != r->policy_mtime) {
+        MnError why;
+        run_policy_reload(r, &why);   /* a failed reload is logged; the old policy goes on */
+    }
+    if (r->pause_is_error && r->pause_reason[0])
+        return 2;
+    if (call_policy(r, "on_step", NULL, 0, e) < 0)
+        return -1;
+    if (r->pause_is_error && r->pause_reason[0])
+        return 2;
+
     const TrainRecipe *rc = recipe(r);
     int task = phase_task(r), fresh = rc->batch - r->replay_rows;
     int *replay_idx = r->idx + r->batch.cap;
@@ -564,7 +835,7 @@ int run_step(Run *r, MnError *e)
             ewc_add_grad(&r->model, r->anchor, NULL, r->x.finetune.l2sp.alpha);
     }
     grad_clip(&r->model, r->clip_norm);
-    r->last_lr = schedule_lr(&r->sched, r->step);
+    r->last_lr = r->lr_override ? (float)r->lr_value : schedule_lr(&r->sched, r->step);
     adamw_step(&r->opt, &r->model, r->last_lr);
     r->step++;
     r->last_train_loss = loss;
@@ -579,6 +850,8 @@ int run_step(Run *r, MnError *e)
             return -1;
     if (r->stop_reason[0])
         return finish(r, e);
+    if (r->pause_reason[0])
+        return 2;
     if (r->x.checkpoint.every > 0 && r->step % r->x.checkpoint.every == 0 &&
         r->step < r->total_steps && run_checkpoint(r, NULL, e) < 0)
         return -1;
@@ -614,7 +887,8 @@ int run_create(Run *r, const Experiment *x, const char *dir,
         return -1;
     logf_(r, "run folder %s", dir);
     path_in_run(r, path, sizeof path, "experiment.cfg");
-    if (experiment_write(x, path, e) < 0 || open_metrics(r, "w", e) < 0)
+    if (experiment_write(x, path, e) < 0 || open_metrics(r, "w", e) < 0 ||
+        events_open(&r->events, dir, -1, e) < 0)
         return -1;
     if (x->base.checkpoint[0]) {
         StFile f;
@@ -813,20 +1087,38 @@ int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e)
         if (r->replay_rows)
             sampler_seek(&r->replay, st.replay_epoch, st.replay_cursor);
         r->rng.state = st.rng_state;
+        /* What hands and policies changed stands as it was at the checkpoint. */
+        if (st.has_groups && st.n_groups == r->model.n_groups)
+            for (int g = 0; g < st.n_groups; g++) {
+                r->model.groups[g].trainable = st.trainable[g];
+                r->model.groups[g].lr_scale = st.lr_scale[g];
+            }
+        r->lr_override = st.lr_override;
+        r->lr_value = st.lr;
         r->loss_sum = st.loss_sum;
         r->loss_count = st.loss_count;
         r->elapsed_before = st.elapsed_s;
         if (rewind_metrics(r, p, st.step, e) < 0 || open_metrics(r, "a", e) < 0)
             return -1;
+        if (events_open(&r->events, dir, st.events_lines, e) < 0)
+            return -1;
         if (p != PHASE_BASE && resume_finetune_state(r, dir, e) < 0)
             return -1;
+        if (p == PHASE_FINETUNE) {
+            r->ewc_lambda = st.ewc_lambda;
+            /* The policy starts afresh; the checkpoint already holds what its
+             * setup did the first time, so nothing it changes now is applied. */
+            if (r->policy && (save_policy_source(r, e) < 0 || call_policy(r, "setup", NULL, 1, e) < 0))
+                return -1;
+        }
         logf_(r, "resumed from %s (%s step %ld)", path, st.phase, st.step);
         return 0;
     }
     free(cks);
     /* Nothing complete to continue from: start over, same seed. */
     logf_(r, "no complete checkpoint in %s/checkpoints: starting the run over", dir);
-    if (rewind_metrics(r, PHASE_BASE, -1, e) < 0 || open_metrics(r, "w", e) < 0)
+    if (rewind_metrics(r, PHASE_BASE, -1, e) < 0 || open_metrics(r, "w", e) < 0 ||
+        events_open(&r->events, dir, -1, e) < 0)
         return -1;
     r->phase = PHASE_BASE;
     if (x.base.checkpoint[0]) {
@@ -850,6 +1142,9 @@ void run_free(Run *r)
     }
     sampler_free(&r->sampler);
     sampler_free(&r->replay);
+    if (r->policy)
+        policy_free(r->policy);
+    events_close(&r->events);
     free(r->anchor);
     free(r->fisher);
     batch_free(&r->batch);

@@ -15,9 +15,11 @@
 #include "config.h"
 #include "data.h"
 #include "error.h"
+#include "events.h"
 #include "metrics.h"
 #include "model.h"
 #include "optim.h"
+#include "policy.h"
 #include "rng.h"
 
 enum { TASK_ORIGINAL = 0, TASK_NEW = 1, N_TASKS = 2 };
@@ -76,6 +78,16 @@ struct Run {
     int stop_bad;              /* evaluations since it last improved */
     char stop_reason[256];     /* set when a stop rule ends the run */
 
+    /* The Lua policy (finetune phase) and what it changed */
+    Policy *policy;
+    PolicyView view;           /* what the policy saw at its last call */
+    int lr_override;           /* a policy set the rate: lr_value, not the schedule */
+    double lr_value;
+    long policy_mtime;         /* for finetune.policy_watch */
+    char pause_reason[1100];   /* set when the run must pause */
+    int pause_is_error;        /* the pause comes from a policy error */
+    EventLog events;
+
     History history;
     FILE *metrics;             /* metrics.jsonl, appended */
     double elapsed_before;     /* seconds spent before this process resumed */
@@ -93,8 +105,16 @@ void run_free(Run *r);
 
 /* One optimizer step, then whatever falls due after it (evaluation,
  * checkpoint, end of phase). Returns 1 when the run has finished, 0 when
- * there is more to do, -1 on error (the run stays consistent on disk). */
+ * there is more to do, 2 when it must pause (pause_reason says why: a
+ * policy asked, or a policy hook failed — then no step was taken), -1 on
+ * error (the run stays consistent on disk). */
 int run_step(Run *r, MnError *e);
+
+/* Loads the policy file again. On failure the error is returned and the
+ * previous policy stays active; on success its source is saved as
+ * policy/<step>.lua and its setup runs. Clears a pause caused by a policy
+ * error, so the run goes on from where it paused. */
+int run_policy_reload(Run *r, MnError *e);
 
 /* Evaluates task k on up to `limit` examples of its eval set (0 = all). */
 TaskScore run_evaluate(Run *r, int task, int limit);

@@ -69,8 +69,9 @@ echo x | "$MNEME" predict "$TMP/cut.safetensors" --task new >/dev/null 2>"$TMP/e
 ok $([ $? = 2 ] && contains "$TMP/err" "cut.safetensors"; echo $?) "a truncated checkpoint is refused with a reason ($(cat "$TMP/err"))"
 
 # Every shipped experiment is valid and starts (one step, then a checkpoint).
-for cfg in "$MNEME_SRCDIR"/experiments/*.cfg "$MNEME_SRCDIR"/experiments/strategies/*.cfg; do
-    n=$(basename "$cfg" .cfg)
+for cfg in "$MNEME_SRCDIR"/experiments/*.cfg "$MNEME_SRCDIR"/experiments/strategies/*.cfg \
+           "$MNEME_SRCDIR"/experiments/policies/*.cfg; do
+    n=$(basename "$(dirname "$cfg")")-$(basename "$cfg" .cfg)
     "$MNEME" run --headless "$cfg" --out "$TMP/ship-$n" --quiet --stop-after 1 >/dev/null 2>"$TMP/err"
     ok $? "shipped experiment $n starts ($(head -c 200 "$TMP/err"))"
 done
