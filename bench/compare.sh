@@ -3,7 +3,8 @@
 # the tiny, small and mini shapes of BENCHMARKS.md at 1 and 2 threads.
 #
 #   bench/compare.sh [-r REPS] [-s STEPS] [-c "tiny small mini"] [-t "1 2"] [-p]
-#   bench/compare.sh -S FILE.jsonl      (only print the table of earlier runs)
+#   bench/compare.sh -S FILE.jsonl...   (only print the table of earlier runs;
+#                                        several files pool their repetitions)
 #
 # Every repetition runs each (config, threads) pair as mneme, then torch
 # (then torch with OMP_WAIT_POLICY=PASSIVE with -p), back to back, so a
@@ -23,17 +24,18 @@ configs="tiny small mini"
 threads="1 2"
 passive=0
 summary_only=
-while getopts r:s:c:t:pS: opt; do
+while getopts r:s:c:t:pS opt; do
     case $opt in
     r) reps=$OPTARG ;;
     s) steps=$OPTARG ;;
     c) configs=$OPTARG ;;
     t) threads=$OPTARG ;;
     p) passive=1 ;;
-    S) summary_only=$OPTARG ;;
-    *) sed -n '2,19p' "$0" >&2; exit 2 ;;
+    S) summary_only=1 ;;
+    *) sed -n '2,20p' "$0" >&2; exit 2 ;;
     esac
 done
+shift $((OPTIND - 1))
 
 here=$(cd "$(dirname "$0")" && pwd)
 srcdir=${MNEME_SRCDIR:-$(dirname "$here")}
@@ -80,11 +82,16 @@ run() {
 }
 
 summarise() {
-    "$py" - "$1" <<'EOF'
+    "$py" - "$@" <<'EOF'
 import json, statistics, sys
 from collections import defaultdict
 
-runs = [json.loads(l) for l in open(sys.argv[1])]
+runs = []
+for i, name in enumerate(sys.argv[1:]):
+    for l in open(name):
+        d = json.loads(l)
+        d["rep"] = (i, d["rep"])  # repetitions of different files stay apart
+        runs.append(d)
 by = defaultdict(dict)            # (cfg, threads, impl) -> rep -> run
 for d in runs:
     by[(d["cfg"], d["nthreads"], d["impl"])][d["rep"]] = d
@@ -129,7 +136,7 @@ EOF
 }
 
 if [ -n "$summary_only" ]; then
-    summarise "$summary_only"
+    summarise "$@"
     exit 0
 fi
 

@@ -176,6 +176,11 @@ int bench_run(const Experiment *x, long steps)
         fprintf(stderr, "mneme bench: %s\n", e.msg);
         return 1;
     }
+    if (model_set_threads(&m, x->threads, &e) < 0) {
+        fprintf(stderr, "mneme bench: %s\n", e.msg);
+        model_free(&m);
+        return 1;
+    }
     AdamConfig ac = { 0.9f, 0.999f, 1e-8f, 0.01f };
     if (adamw_create(&opt, &m, ac, &e) < 0 || batch_alloc(&b, B, T, &e) < 0) {
         fprintf(stderr, "mneme bench: %s\n", e.msg);
@@ -212,7 +217,11 @@ int bench_run(const Experiment *x, long steps)
     }
     for (int w = 0; w < BENCH_WARMUP; w++) {
         train_step(&m, &opt, &b);
+        if (model_threads(&m) > 1)
+            blas_set_threads(model_threads(&m));
         gemm_ref_pass(&ref);
+        if (model_threads(&m) > 1)
+            blas_set_threads(1);
     }
     struct mallinfo2 before = mallinfo2(), after;
     for (long done = 0; done < steps;) {
@@ -222,8 +231,14 @@ int bench_run(const Experiment *x, long steps)
             train_step(&m, &opt, &b);
             times[done + s] = now_s() - t0;
         }
+        /* The reference gets the same cores as the step: with workers,
+         * OpenBLAS's own threads (the model turns them back to one). */
+        if (model_threads(&m) > 1)
+            blas_set_threads(model_threads(&m));
         for (long s = 0; s < n; s++)
             ref_times[done + s] = gemm_ref_pass(&ref);
+        if (model_threads(&m) > 1)
+            blas_set_threads(1);
         done += n;
     }
     after = mallinfo2();
@@ -232,9 +247,10 @@ int bench_run(const Experiment *x, long steps)
     double step_flops = model_step_flops(&c, B, T);
     char core[256];
     blas_core_describe(core, sizeof core);
-    json_t *o = json_pack("{s:s, s:s, s:i, s:{s:i, s:i, s:i, s:i, s:i}, s:i, s:I}",
+    json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:i, s:{s:i, s:i, s:i, s:i, s:i}, s:i, s:I}",
                           "experiment", x->name, "openblas_core", blas_core_current(),
-                          "threads", blas_get_threads(),
+                          "threads", x->threads, "workers", model_threads(&m),
+                          "blas_threads", blas_get_threads(),
                           "model", "hidden", c.hidden, "layers", c.layers, "heads", c.heads,
                           "intermediate", c.intermediate, "seq", T,
                           "batch", B, "steps", (json_int_t)steps);

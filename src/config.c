@@ -49,7 +49,7 @@ static int check_parts(const char *v, char *why, size_t n);
 #define EXPERIMENT_KEYS(INT, I64, FLT, STR, ENUM, PATH, BOOL)                                                   \
     STR("name", name, "", check_name, "run name; default: the file name without .cfg")                    \
     I64("seed", seed, 0, INT64_MAX, 42, "seeds initialisation, shuffling and the built-in tasks")         \
-    INT("threads", threads, 0, 256, 0, "BLAS threads; 0 = the OpenBLAS default")                          \
+    INT("threads", threads, 0, 256, 0, "N >= 2 splits each batch over N workers; 0 = OpenBLAS default")   \
     INT("model.hidden", model.hidden, 1, 4096, 64, "hidden size; a multiple of model.heads")              \
     INT("model.layers", model.layers, 1, 48, 2, "encoder blocks")                                         \
     INT("model.heads", model.heads, 1, 64, 2, "attention heads per block")                                \

@@ -213,19 +213,38 @@ static void bias_grad(float *restrict db, const float *restrict dout, int N,
     }
 }
 
-void linear_backward(float *din, float *dW, float *db, const float *dout,
-                     const float *in, const float *W, int N, int IC, int OC)
+/* din_beta: 1 accumulates into din, 0 overwrites it. */
+static void linear_backward_beta(float *din, float *dW, float *db, const float *dout,
+                                 const float *in, const float *W, int N, int IC,
+                                 int OC, float din_beta)
 {
-    if (N <= 0 || OC <= 0 || IC <= 0)
+    if (N <= 0 || IC <= 0)
         return;
+    if (OC <= 0) {
+        if (din && din_beta == 0.0f)
+            memset(din, 0, (size_t)N * IC * sizeof *din);
+        return;
+    }
     if (din)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC,
-                    1.0f, dout, OC, W, IC, 1.0f, din, IC);
+                    1.0f, dout, OC, W, IC, din_beta, din, IC);
     if (dW)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N,
                     1.0f, dout, OC, in, IC, 1.0f, dW, IC);
     if (db)
         bias_grad(db, dout, N, OC);
+}
+
+void linear_backward(float *din, float *dW, float *db, const float *dout,
+                     const float *in, const float *W, int N, int IC, int OC)
+{
+    linear_backward_beta(din, dW, db, dout, in, W, N, IC, OC, 1.0f);
+}
+
+void linear_backward_set(float *din, float *dW, float *db, const float *dout,
+                         const float *in, const float *W, int N, int IC, int OC)
+{
+    linear_backward_beta(din, dW, db, dout, in, W, N, IC, OC, 0.0f);
 }
 
 /* ---- layernorm --------------------------------------------------------- */
@@ -253,13 +272,16 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
     }
 }
 
+/* accumulate: din += (1) or din = (0); the two loops are written out so
+ * that each vectorises without a select. */
 VEC_CLONES
-void layernorm_backward(float *restrict din, float *restrict dgamma,
-                        float *restrict dbeta, const float *restrict dout,
-                        const float *restrict in,
-                        const float *restrict gamma,
-                        const float *restrict mean,
-                        const float *restrict rstd, int N, int C)
+static void layernorm_backward_mode(float *restrict din, float *restrict dgamma,
+                                    float *restrict dbeta, const float *restrict dout,
+                                    const float *restrict in,
+                                    const float *restrict gamma,
+                                    const float *restrict mean,
+                                    const float *restrict rstd, int N, int C,
+                                    int accumulate)
 {
     if (C <= 0)
         return;
@@ -297,11 +319,31 @@ void layernorm_backward(float *restrict din, float *restrict dgamma,
         }
         const float mg = (float)sg * invC, mgx = (float)sgx * invC;
         float *restrict dx = din + (long)i * C;
-        for (int k = 0; k < C; k++) {
-            const float xhat = (x[k] - m) * r;
-            dx[k] += r * (dy[k] * gamma[k] - mg - xhat * mgx);
-        }
+        if (accumulate)
+            for (int k = 0; k < C; k++) {
+                const float xhat = (x[k] - m) * r;
+                dx[k] += r * (dy[k] * gamma[k] - mg - xhat * mgx);
+            }
+        else
+            for (int k = 0; k < C; k++) {
+                const float xhat = (x[k] - m) * r;
+                dx[k] = r * (dy[k] * gamma[k] - mg - xhat * mgx);
+            }
     }
+}
+
+void layernorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                        const float *in, const float *gamma, const float *mean,
+                        const float *rstd, int N, int C)
+{
+    layernorm_backward_mode(din, dgamma, dbeta, dout, in, gamma, mean, rstd, N, C, 1);
+}
+
+void layernorm_backward_set(float *din, float *dgamma, float *dbeta, const float *dout,
+                            const float *in, const float *gamma, const float *mean,
+                            const float *rstd, int N, int C)
+{
+    layernorm_backward_mode(din, dgamma, dbeta, dout, in, gamma, mean, rstd, N, C, 0);
 }
 
 /* ---- elementwise --------------------------------------------------------- */
@@ -318,16 +360,49 @@ void gelu_forward(float *out, const float *in, int n)
 }
 
 /* gelu'(x) = Phi(x) + x phi(x); one exponential serves both terms. */
+static inline float gelu_grad(float x)
+{
+    float gauss;
+    const float cdf = normal_cdf(x, &gauss);
+    return cdf + x * (INV_SQRT_2PI * gauss);
+}
+
+/* Forward that also keeps gelu'(in) for the backward: the exponential and
+ * the division it needs are computed once, here, instead of again in the
+ * backward. */
 VEC_CLONES
-void gelu_backward(float *restrict din, const float *restrict dout,
-                   const float *restrict in, int n)
+void gelu_forward_grad(float *out, float *deriv, const float *in, int n)
 {
     for (int i = 0; i < n; i++) {
         float gauss;
         const float x = in[i];
         const float cdf = normal_cdf(x, &gauss);
-        din[i] += dout[i] * (cdf + x * (INV_SQRT_2PI * gauss));
+        out[i] = x * cdf;
+        deriv[i] = cdf + x * (INV_SQRT_2PI * gauss);
     }
+}
+
+VEC_CLONES
+void gelu_backward_cached(float *restrict d, const float *restrict deriv, int n)
+{
+    for (int i = 0; i < n; i++)
+        d[i] *= deriv[i];
+}
+
+VEC_CLONES
+void gelu_backward(float *restrict din, const float *restrict dout,
+                   const float *restrict in, int n)
+{
+    for (int i = 0; i < n; i++)
+        din[i] += dout[i] * gelu_grad(in[i]);
+}
+
+VEC_CLONES
+void gelu_backward_set(float *restrict din, const float *restrict dout,
+                       const float *restrict in, int n)
+{
+    for (int i = 0; i < n; i++)
+        din[i] = dout[i] * gelu_grad(in[i]);
 }
 
 void tanh_forward(float *out, const float *in, int n)
@@ -455,38 +530,62 @@ void attention_forward(float *out, float *att, const float *qkv,
     }
 }
 
-void attention_backward(float *dqkv, const float *dout, const float *qkv,
-                        const float *att, const int *len, float *scratch,
-                        int B, int T, int C, int H)
+/* beta: 1 accumulates into dqkv, 0 overwrites it (then the rows that no
+ * product reaches, keys past the valid length, are zeroed here). One T x T
+ * scratch serves every (sequence, head) in turn, so it stays in cache. */
+static void attention_backward_beta(float *dqkv, const float *dout, const float *qkv,
+                                    const float *att, const int *len, float *scratch,
+                                    int B, int T, int C, int H, float beta)
 {
     const int D = C / H, ld = 3 * C;
     const float scale = 1.0f / sqrtf((float)D);
+    float *dS = scratch;
     for (int b = 0; b < B; b++) {
         const int L = valid_len(len, b, T);
-        if (L == 0)
-            continue;
         const float *base = qkv + (long)b * T * ld;
         float *dbase = dqkv + (long)b * T * ld;
+        if (beta == 0.0f) {
+            for (int t = L == 0 ? 0 : L; t < T; t++)
+                memset(dbase + (long)t * ld + C, 0, 2 * (size_t)C * sizeof *dbase);
+            if (L == 0)
+                for (int t = 0; t < T; t++)
+                    memset(dbase + (long)t * ld, 0, (size_t)C * sizeof *dbase);
+        }
+        if (L == 0)
+            continue;
         for (int h = 0; h < H; h++) {
             const float *q = base + h * D, *k = q + C, *v = q + 2 * C;
             float *dq = dbase + h * D, *dk = dq + C, *dv = dq + 2 * C;
             const float *P = att + ((long)b * H + h) * T * T;
             const float *dO = dout + (long)b * T * C + h * D;
-            float *dS = scratch + ((long)b * H + h) * T * T;
 
             /* Masked keys have zero probability, so only the first L rows
              * of dK, dV and columns of dP, dS can be nonzero. */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, T,
-                        1.0f, P, T, dO, C, 1.0f, dv, ld);
+                        1.0f, P, T, dO, C, beta, dv, ld);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L, D,
                         1.0f, dO, C, v, ld, 0.0f, dS, T);
             softmax_rows_backward(dS, P, T, L, T);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, L,
-                        scale, dS, T, k, ld, 1.0f, dq, ld);
+                        scale, dS, T, k, ld, beta, dq, ld);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, T,
-                        scale, dS, T, q, ld, 1.0f, dk, ld);
+                        scale, dS, T, q, ld, beta, dk, ld);
         }
     }
+}
+
+void attention_backward(float *dqkv, const float *dout, const float *qkv,
+                        const float *att, const int *len, float *scratch,
+                        int B, int T, int C, int H)
+{
+    attention_backward_beta(dqkv, dout, qkv, att, len, scratch, B, T, C, H, 1.0f);
+}
+
+void attention_backward_set(float *dqkv, const float *dout, const float *qkv,
+                            const float *att, const int *len, float *scratch,
+                            int B, int T, int C, int H)
+{
+    attention_backward_beta(dqkv, dout, qkv, att, len, scratch, B, T, C, H, 0.0f);
 }
 
 /* ---- softmax cross-entropy --------------------------------------------- */

@@ -7,6 +7,10 @@
  *    zeroes gradient buffers once per step. A NULL gradient output means
  *    "not needed": its work is skipped (frozen weights, or no input grad
  *    below the first trainable layer).
+ *  - the *_set variants WRITE (=) their input-gradient output instead, so
+ *    a caller with a fresh buffer need not zero it first (one pass less
+ *    over activations that do not fit in cache); their weight gradients
+ *    still accumulate.
  *  - nothing here allocates; scratch space is passed in. */
 #ifndef MNEME_LAYERS_H
 #define MNEME_LAYERS_H
@@ -18,6 +22,10 @@ void linear_forward(float *out, const float *in, const float *W,
 void linear_backward(float *din, float *dW, float *db, const float *dout,
                      const float *in, const float *W, int N, int IC, int OC);
 
+/* din[N, IC] = dout @ W; dW, db as linear_backward */
+void linear_backward_set(float *din, float *dW, float *db, const float *dout,
+                         const float *in, const float *W, int N, int IC, int OC);
+
 /* out = (in - mean) * rstd * gamma + beta over the last dim C; stores mean
  * and rstd [N] for the backward. eps as BERT: 1e-12. */
 #define LAYERNORM_EPS 1e-12f
@@ -26,11 +34,21 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
 void layernorm_backward(float *din, float *dgamma, float *dbeta,
                         const float *dout, const float *in, const float *gamma,
                         const float *mean, const float *rstd, int N, int C);
+void layernorm_backward_set(float *din, float *dgamma, float *dbeta,
+                            const float *dout, const float *in, const float *gamma,
+                            const float *mean, const float *rstd, int N, int C);
 
 /* GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)). In-place allowed for forward. */
 void gelu_forward(float *out, const float *in, int n);
 /* din += dout * gelu'(in) */
 void gelu_backward(float *din, const float *dout, const float *in, int n);
+/* din = dout * gelu'(in) */
+void gelu_backward_set(float *din, const float *dout, const float *in, int n);
+/* out = gelu(in) and deriv = gelu'(in); deriv may be in (in place) */
+void gelu_forward_grad(float *out, float *deriv, const float *in, int n);
+/* d *= deriv (from gelu_forward_grad): the backward in place, d holding
+ * d(out) on entry and d(in) on return */
+void gelu_backward_cached(float *d, const float *deriv, int n);
 
 /* tanh; backward uses the forward output: din += dout * (1 - out^2) */
 void tanh_forward(float *out, const float *in, int n);
@@ -59,11 +77,16 @@ void embedding_backward(float *dword, float *dpos, float *dtype,
 void attention_forward(float *out, float *att, const float *qkv,
                        const int *len, int B, int T, int C, int H);
 /* dqkv [B*T, 3C] += gradient w.r.t. qkv.
- * scratch: ATTENTION_SCRATCH(B, T, H) floats of workspace. */
-#define ATTENTION_SCRATCH(B, T, H) ((long)(B) * (H) * (T) * (T))
+ * scratch: ATTENTION_SCRATCH(B, T, H) floats of workspace (one T x T
+ * matrix, reused for every sequence and head; B and H do not matter). */
+#define ATTENTION_SCRATCH(B, T, H) ((long)(T) * (T))
 void attention_backward(float *dqkv, const float *dout, const float *qkv,
                         const float *att, const int *len, float *scratch,
                         int B, int T, int C, int H);
+/* dqkv [B*T, 3C] = gradient w.r.t. qkv (every entry written) */
+void attention_backward_set(float *dqkv, const float *dout, const float *qkv,
+                            const float *att, const int *len, float *scratch,
+                            int B, int T, int C, int H);
 
 /* Softmax cross-entropy over rows of logits [N, K]: writes probs [N, K]
  * (numerically stable) and returns the SUM of -log p[label] over rows with

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas_core.h"
 #include "layers.h"
+#include "workers.h"
 
 /* OpenBLAS's cblas.h includes <complex.h>; its I would shadow the
  * intermediate size below. */
@@ -199,7 +201,6 @@ static int alloc_activations(Model *m, int B, MnError *e)
     a->d_c = falloc(BT * C, &failed);
     a->d_qkv = falloc(BT * 3 * C, &failed);
     a->d_gelu = falloc(BT * I, &failed);
-    a->d_inter = falloc(BT * I, &failed);
     a->d_att = falloc((size_t)ATTENTION_SCRATCH(B, T, H), &failed);
     a->d_cls = falloc((size_t)B * C, &failed);
     a->d_pool = falloc((size_t)B * C, &failed);
@@ -220,7 +221,7 @@ static void free_activations(Activations *a, int layers)
     }
     free(a->cls); free(a->pool_pre); free(a->pooled); free(a->logits);
     free(a->probs); free(a->d_a); free(a->d_b); free(a->d_c); free(a->d_qkv);
-    free(a->d_gelu); free(a->d_inter); free(a->d_att); free(a->d_cls);
+    free(a->d_gelu); free(a->d_att); free(a->d_cls);
     free(a->d_pool); free(a->d_logits);
     memset(a, 0, sizeof *a);
 }
@@ -259,8 +260,20 @@ int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e)
     return 0;
 }
 
+static void free_pool(Model *m)
+{
+    workers_free(m->pool);
+    m->pool = NULL;
+    if (m->worker_grads)
+        for (int i = 0; m->worker_grads[i]; i++)
+            free(m->worker_grads[i]);
+    free(m->worker_grads);
+    m->worker_grads = NULL;
+}
+
 void model_free(Model *m)
 {
+    free_pool(m);
     if (m->act.cap_B)
         free_activations(&m->act, m->cfg.layers);
     free(m->tensors);
@@ -302,11 +315,6 @@ int model_find_group(const Model *m, const char *name)
     return -1;
 }
 
-void model_zero_grads(Model *m)
-{
-    memset(m->grads, 0, m->n_params * sizeof(float));
-}
-
 /* The residual branches: out[N, OC] = resid + in @ W^T + b. Seeding out
  * with resid + b lets sgemm (beta = 1) add the product in the pass it makes
  * over out anyway; the separate bias copy and residual add would be two
@@ -325,20 +333,79 @@ static void residual_linear_forward(float *restrict out, const float *restrict i
                 1.0f, out, OC);
 }
 
-float model_forward(Model *m, const Batch *b)
+/* ---- rows of a batch ----------------------------------------------------
+ *
+ * Every layer treats the sequences of a batch independently (the weights
+ * are shared, the rows are not), so the forward and backward of rows
+ * [r0, r1) can run on their own: on a view of the activations whose
+ * pointers start at row r0 (the buffers are laid out row-major by sequence,
+ * with the batch's T as the stride), and a view of the batch. That is how
+ * the step is split across workers; one worker gets the whole batch. */
+
+static void act_view(Activations *v, const Activations *a, int L, int r0, int T,
+                     int C, int I, int H, int worker, long att_scratch)
+{
+    const long rt = (long)r0 * T, rc = rt * C, ri = rt * I, rh = (long)r0 * H * T * T;
+    *v = *a;
+    v->emb += rc;
+    v->emb_ln += rc;
+    v->emb_mean += rt;
+    v->emb_rstd += rt;
+    for (int l = 0; l < L; l++) {
+        BlockActs *k = &v->block[l];
+        k->qkv += 3 * rc;
+        k->att += rh;
+        k->ctx += rc;
+        k->res1 += rc;
+        k->ln1 += rc;
+        k->ln1_mean += rt;
+        k->ln1_rstd += rt;
+        k->inter += ri;
+        k->gelu += ri;
+        k->res2 += rc;
+        k->ln2 += rc;
+        k->ln2_mean += rt;
+        k->ln2_rstd += rt;
+    }
+    v->cls += (long)r0 * C;
+    v->pool_pre += (long)r0 * C;
+    v->pooled += (long)r0 * C;
+    v->logits += (long)r0 * a->max_labels;
+    v->probs += (long)r0 * a->max_labels;
+    v->d_a += rc;
+    v->d_b += rc;
+    v->d_c += rc;
+    v->d_qkv += 3 * rc;
+    v->d_gelu += ri;
+    /* the attention scratch is per worker, not per row */
+    v->d_att += worker * att_scratch;
+    v->d_cls += (long)r0 * C;
+    v->d_pool += (long)r0 * C;
+    v->d_logits += (long)r0 * a->max_labels;
+}
+
+static void batch_view(Batch *v, const Batch *b, int r0, int r1)
+{
+    *v = *b;
+    v->B = r1 - r0;
+    v->ids = b->ids + (long)r0 * b->T;
+    v->len = b->len + r0;
+    v->task = b->task + r0;
+    v->label = b->label ? b->label + r0 : NULL;
+}
+
+/* Forward over the rows of b (a view); adds the summed loss and the number
+ * of labelled rows to *loss and *counted. */
+static void forward_rows(const Model *m, Activations *a, const Batch *b,
+                         double *loss, int *counted)
 {
     const ModelConfig *c = &m->cfg;
-    Activations *a = &m->act;
     const float *P = m->params;
     const ModelOffsets *o = &m->off;
     int B = b->B, T = b->T, C = c->hidden, I = c->intermediate, H = c->heads;
     int BT = B * T, ML = a->max_labels;
     const float *x;
-    double loss = 0.0;
-    int counted = 0;
 
-    a->B = B;
-    a->T = T;
     embedding_forward(a->emb, b->ids, P + o->word, P + o->pos, P + o->type, B, T, C);
     layernorm_forward(a->emb_ln, a->emb_mean, a->emb_rstd, a->emb,
                       P + o->ln_g, P + o->ln_b, BT, C);
@@ -353,7 +420,8 @@ float model_forward(Model *m, const Batch *b)
         layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, k->res1,
                           P + bo->ln1_g, P + bo->ln1_b, BT, C);
         linear_forward(k->inter, k->ln1, P + bo->inter_w, P + bo->inter_b, BT, C, I);
-        gelu_forward(k->gelu, k->inter, BT * I);
+        /* inter is not needed again: it becomes gelu'(inter) */
+        gelu_forward_grad(k->gelu, k->inter, k->inter, BT * I);
         residual_linear_forward(k->res2, k->gelu, P + bo->out_w, P + bo->out_b,
                                 k->ln1, BT, I, C);
         layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->res2,
@@ -371,19 +439,19 @@ float model_forward(Model *m, const Batch *b)
                        P + o->head_b[task], 1, C, K);
         const int *lab = b->label ? &b->label[r] : NULL;
         int none = -1;
-        loss += softmax_xent_forward(a->probs + (size_t)r * ML, logits,
-                                     lab ? lab : &none, 1, K);
+        *loss += softmax_xent_forward(a->probs + (size_t)r * ML, logits,
+                                      lab ? lab : &none, 1, K);
         if (lab && *lab >= 0)
-            counted++;
+            (*counted)++;
     }
-    return counted ? (float)(loss / counted) : 0.0f;
 }
 
-/* Gradient pointer for a tensor offset, or NULL when its group is frozen:
- * NULL tells the layer backward to skip that weight-gradient product. */
-static float *grad_or_null(Model *m, int group, size_t offset)
+/* Gradient pointer for a tensor offset in the gradient buffer G, or NULL
+ * when its group is frozen: NULL tells the layer backward to skip that
+ * weight-gradient product. */
+static float *grad_or_null(const Model *m, float *G, int group, size_t offset)
 {
-    return m->groups[group].trainable ? m->grads + offset : NULL;
+    return m->groups[group].trainable ? G + offset : NULL;
 }
 
 static void zero(float *p, size_t n)
@@ -391,28 +459,19 @@ static void zero(float *p, size_t n)
     memset(p, 0, n * sizeof(float));
 }
 
-void model_backward(Model *m, const Batch *b)
+/* Backward over the rows of b (a view, after forward_rows on the same
+ * view), accumulating weight gradients into G. inv_count is 1 / the
+ * labelled rows of the WHOLE batch (the loss is the batch mean); lowest is
+ * the lowest trainable group (see model_backward). */
+static void backward_rows(const Model *m, Activations *a, const Batch *b, float *G,
+                          float inv_count, int lowest)
 {
     const ModelConfig *c = &m->cfg;
-    Activations *a = &m->act;
     const float *P = m->params;
     const ModelOffsets *o = &m->off;
     int B = b->B, T = b->T, C = c->hidden, I = c->intermediate, H = c->heads;
     int BT = B * T, ML = a->max_labels, L = c->layers;
-    int pooler_group = 1 + L, counted = 0, lowest = pooler_group + 1;
-
-    /* Groups are ordered embeddings, layer.0 … layer.L-1, pooler: nothing
-     * below the lowest trainable one needs an input gradient. */
-    for (int g = 0; g <= pooler_group; g++)
-        if (m->groups[g].trainable) {
-            lowest = g;
-            break;
-        }
-    if (b->label)
-        for (int r = 0; r < B; r++)
-            counted += b->label[r] >= 0;
-    if (!counted)
-        return;
+    int pooler_group = 1 + L;
 
     int need_pooled = lowest <= pooler_group;
     zero(a->d_pool, (size_t)B * C);
@@ -421,11 +480,10 @@ void model_backward(Model *m, const Batch *b)
         int hg = pooler_group + 1 + task;
         float *dl = a->d_logits + (size_t)r * ML;
         zero(dl, (size_t)K);
-        softmax_xent_backward(dl, a->probs + (size_t)r * ML, &b->label[r], 1, K,
-                              1.0f / (float)counted);
+        softmax_xent_backward(dl, a->probs + (size_t)r * ML, &b->label[r], 1, K, inv_count);
         linear_backward(need_pooled ? a->d_pool + (size_t)r * C : NULL,
-                        grad_or_null(m, hg, o->head_w[task]),
-                        grad_or_null(m, hg, o->head_b[task]), dl,
+                        grad_or_null(m, G, hg, o->head_w[task]),
+                        grad_or_null(m, G, hg, o->head_b[task]), dl,
                         a->pooled + (size_t)r * C, P + o->head_w[task], 1, C, K);
     }
     if (!need_pooled)
@@ -438,8 +496,8 @@ void model_backward(Model *m, const Batch *b)
     int need_cls = lowest < pooler_group;
     zero(a->d_pool, (size_t)B * C);
     linear_backward(need_cls ? a->d_pool : NULL,
-                    grad_or_null(m, pooler_group, o->pool_w),
-                    grad_or_null(m, pooler_group, o->pool_b), d_pool_pre,
+                    grad_or_null(m, G, pooler_group, o->pool_w),
+                    grad_or_null(m, G, pooler_group, o->pool_b), d_pool_pre,
                     a->cls, P + o->pool_w, B, C, C);
     if (!need_cls)
         return;
@@ -457,40 +515,247 @@ void model_backward(Model *m, const Batch *b)
         int need_din = lowest <= l;
 
         /* output LayerNorm → d(res2), which is also d(ln1) by the residual */
-        zero(d_res, (size_t)BT * C);
-        layernorm_backward(d_res, grad_or_null(m, g, bo->ln2_g), grad_or_null(m, g, bo->ln2_b),
+        layernorm_backward_set(d_res, grad_or_null(m, G, g, bo->ln2_g),
+                           grad_or_null(m, G, g, bo->ln2_b),
                            dx, k->res2, P + bo->ln2_g, k->ln2_mean, k->ln2_rstd, BT, C);
-        zero(a->d_gelu, (size_t)BT * I);
-        linear_backward(a->d_gelu, grad_or_null(m, g, bo->out_w), grad_or_null(m, g, bo->out_b),
+        linear_backward_set(a->d_gelu, grad_or_null(m, G, g, bo->out_w),
+                        grad_or_null(m, G, g, bo->out_b),
                         d_res, k->gelu, P + bo->out_w, BT, I, C);
-        zero(a->d_inter, (size_t)BT * I);
-        gelu_backward(a->d_inter, a->d_gelu, k->inter, BT * I);
-        linear_backward(d_res, grad_or_null(m, g, bo->inter_w), grad_or_null(m, g, bo->inter_b),
-                        a->d_inter, k->ln1, P + bo->inter_w, BT, C, I);
+        gelu_backward_cached(a->d_gelu, k->inter, BT * I);
+        linear_backward(d_res, grad_or_null(m, G, g, bo->inter_w),
+                        grad_or_null(m, G, g, bo->inter_b),
+                        a->d_gelu, k->ln1, P + bo->inter_w, BT, C, I);
 
         /* attention LayerNorm → d(res1), which is also d(x_in) by the residual */
-        zero(dx, (size_t)BT * C);
-        layernorm_backward(dx, grad_or_null(m, g, bo->ln1_g), grad_or_null(m, g, bo->ln1_b),
+        layernorm_backward_set(dx, grad_or_null(m, G, g, bo->ln1_g),
+                           grad_or_null(m, G, g, bo->ln1_b),
                            d_res, k->res1, P + bo->ln1_g, k->ln1_mean, k->ln1_rstd, BT, C);
-        zero(d_ctx, (size_t)BT * C);
-        linear_backward(d_ctx, grad_or_null(m, g, bo->attn_out_w),
-                        grad_or_null(m, g, bo->attn_out_b), dx, k->ctx,
+        linear_backward_set(d_ctx, grad_or_null(m, G, g, bo->attn_out_w),
+                        grad_or_null(m, G, g, bo->attn_out_b), dx, k->ctx,
                         P + bo->attn_out_w, BT, C, C);
-        zero(a->d_qkv, (size_t)BT * 3 * C);
-        attention_backward(a->d_qkv, d_ctx, k->qkv, k->att, b->len, a->d_att, B, T, C, H);
-        linear_backward(need_din ? dx : NULL, grad_or_null(m, g, bo->qkv_w),
-                        grad_or_null(m, g, bo->qkv_b), a->d_qkv, x_in,
+        attention_backward_set(a->d_qkv, d_ctx, k->qkv, k->att, b->len, a->d_att, B, T, C, H);
+        linear_backward(need_din ? dx : NULL, grad_or_null(m, G, g, bo->qkv_w),
+                        grad_or_null(m, G, g, bo->qkv_b), a->d_qkv, x_in,
                         P + bo->qkv_w, BT, C, 3 * C);
         if (!need_din)
             return;
     }
 
     /* lowest == 0: the embeddings train */
-    zero(d_res, (size_t)BT * C);
-    layernorm_backward(d_res, m->grads + o->ln_g, m->grads + o->ln_b, dx, a->emb,
+    layernorm_backward_set(d_res, G + o->ln_g, G + o->ln_b, dx, a->emb,
                        P + o->ln_g, a->emb_mean, a->emb_rstd, BT, C);
-    embedding_backward(m->grads + o->word, m->grads + o->pos, m->grads + o->type,
-                       d_res, b->ids, B, T, C);
+    embedding_backward(G + o->word, G + o->pos, G + o->type, d_res, b->ids, B, T, C);
+}
+
+/* ---- the step split across workers -------------------------------------- */
+
+typedef struct {
+    Model *m;
+    const Batch *b;
+    int n;                     /* workers with rows (<= B) */
+    float inv_count;
+    int lowest;
+    double loss[MODEL_MAX_THREADS];
+    int counted[MODEL_MAX_THREADS];
+} StepJob;
+
+/* Worker i of n owns rows [B i / n, B (i + 1) / n): contiguous, fixed for a
+ * given B and n. */
+static int rows_of(const StepJob *j, int i, int *r1)
+{
+    *r1 = (int)((long)j->b->B * (i + 1) / j->n);
+    return (int)((long)j->b->B * i / j->n);
+}
+
+static void forward_job(void *arg, int i, int nw)
+{
+    StepJob *j = arg;
+    Activations v;
+    Batch bv;
+    int r1, r0;
+    (void)nw;
+    j->loss[i] = 0.0;
+    j->counted[i] = 0;
+    if (i >= j->n)
+        return;
+    r0 = rows_of(j, i, &r1);
+    const ModelConfig *c = &j->m->cfg;
+    act_view(&v, &j->m->act, c->layers, r0, j->b->T, c->hidden, c->intermediate, c->heads, i,
+             ATTENTION_SCRATCH(1, c->max_len, c->heads));
+    batch_view(&bv, j->b, r0, r1);
+    forward_rows(j->m, &v, &bv, &j->loss[i], &j->counted[i]);
+}
+
+/* Gradient buffer of worker i: worker 0 accumulates straight into
+ * m->grads, the others into their own buffer, zeroed here first (only the
+ * trainable spans: frozen ones are never written). */
+static float *worker_grads(Model *m, int i)
+{
+    return i == 0 ? m->grads : m->worker_grads[i - 1];
+}
+
+static void backward_job(void *arg, int i, int nw)
+{
+    StepJob *j = arg;
+    Model *m = j->m;
+    Activations v;
+    Batch bv;
+    int r1, r0;
+    (void)nw;
+    if (i >= j->n)
+        return;
+    float *G = worker_grads(m, i);
+    if (i > 0)
+        for (int g = 0; g < m->n_groups; g++)
+            if (m->groups[g].trainable)
+                zero(G + m->groups[g].offset, m->groups[g].numel);
+    r0 = rows_of(j, i, &r1);
+    const ModelConfig *c = &m->cfg;
+    act_view(&v, &m->act, c->layers, r0, j->b->T, c->hidden, c->intermediate, c->heads, i,
+             ATTENTION_SCRATCH(1, c->max_len, c->heads));
+    batch_view(&bv, j->b, r0, r1);
+    backward_rows(m, &v, &bv, G, j->inv_count, j->lowest);
+}
+
+/* m->grads += worker 1's + worker 2's + ..., in that order for every
+ * element, so the sum does not depend on which thread adds which part;
+ * each of the nw threads takes one contiguous share of every trainable
+ * group. */
+static void reduce_job(void *arg, int i, int nw)
+{
+    StepJob *j = arg;
+    Model *m = j->m;
+    for (int g = 0; g < m->n_groups; g++) {
+        const ParamGroup *pg = &m->groups[g];
+        if (!pg->trainable)
+            continue;
+        size_t lo = pg->numel * (size_t)i / (size_t)nw;
+        size_t hi = pg->numel * (size_t)(i + 1) / (size_t)nw;
+        float *restrict dst = m->grads + pg->offset;
+        for (int w = 1; w < j->n; w++) {
+            const float *restrict src = m->worker_grads[w - 1] + pg->offset;
+            for (size_t k = lo; k < hi; k++)
+                dst[k] += src[k];
+        }
+    }
+}
+
+static void job_init(StepJob *j, Model *m, const Batch *b)
+{
+    int n = workers_count(m->pool);
+    j->m = m;
+    j->b = b;
+    j->n = n < b->B ? n : b->B > 0 ? b->B : 1;
+    /* Workers calling a multithreaded OpenBLAS at once would queue on its
+     * one thread pool; a later blas_set_threads (headless sets it after
+     * loading a run) must not undo model_set_threads. A read of one int
+     * when it is still 1. */
+    if (n > 1 && blas_get_threads() != 1)
+        blas_set_threads(1);
+}
+
+float model_forward(Model *m, const Batch *b)
+{
+    StepJob j;
+    double loss = 0.0;
+    int counted = 0;
+
+    m->act.B = b->B;
+    m->act.T = b->T;
+    job_init(&j, m, b);
+    workers_run(m->pool, forward_job, &j);
+    for (int i = 0; i < j.n; i++) {
+        loss += j.loss[i];
+        counted += j.counted[i];
+    }
+    return counted ? (float)(loss / counted) : 0.0f;
+}
+
+void model_backward(Model *m, const Batch *b)
+{
+    StepJob j;
+    int pooler_group = 1 + m->cfg.layers, counted = 0;
+
+    /* Groups are ordered embeddings, layer.0 … layer.L-1, pooler: nothing
+     * below the lowest trainable one needs an input gradient. */
+    job_init(&j, m, b);
+    j.lowest = pooler_group + 1;
+    for (int g = 0; g <= pooler_group; g++)
+        if (m->groups[g].trainable) {
+            j.lowest = g;
+            break;
+        }
+    if (b->label)
+        for (int r = 0; r < b->B; r++)
+            counted += b->label[r] >= 0;
+    if (!counted)
+        return;
+    j.inv_count = 1.0f / (float)counted;
+    workers_run(m->pool, backward_job, &j);
+    if (j.n > 1)
+        workers_run(m->pool, reduce_job, &j);
+}
+
+int model_set_threads(Model *m, int n, MnError *e)
+{
+    if (n < 1)
+        n = 1;
+    if (n > MODEL_MAX_THREADS)
+        n = MODEL_MAX_THREADS;
+    if (n == workers_count(m->pool))
+        return 0;
+    free_pool(m);
+    if (n == 1)
+        return 0;
+    int failed = 0;
+    m->worker_grads = calloc((size_t)n, sizeof *m->worker_grads); /* NULL-ended */
+    if (!m->worker_grads)
+        failed = 1;
+    else
+        for (int i = 0; i < n - 1 && !failed; i++)
+            m->worker_grads[i] = falloc(m->n_params, &failed);
+    /* one attention scratch per worker */
+    if (!failed) {
+        float *att = falloc((size_t)n * ATTENTION_SCRATCH(1, m->cfg.max_len, m->cfg.heads),
+                            &failed);
+        if (att) {
+            free(m->act.d_att);
+            m->act.d_att = att;
+        }
+    }
+    if (!failed)
+        m->pool = workers_create(n, e);
+    if (failed || !m->pool) {
+        free_pool(m);
+        return failed ? mn_fail(e, "out of memory for %d workers' gradients", n) : -1;
+    }
+    /* Each worker's products run on its own thread: OpenBLAS's threads
+     * would only compete with the workers for the same cores. */
+    blas_set_threads(1);
+    return 0;
+}
+
+int model_threads(const Model *m)
+{
+    return workers_count(m->pool);
+}
+
+void model_run_parallel(Model *m, void (*fn)(void *arg, int i, int n), void *arg)
+{
+    workers_run(m->pool, fn, arg);
+}
+
+static void zero_job(void *arg, int i, int n)
+{
+    Model *m = arg;
+    size_t lo = m->n_params * (size_t)i / (size_t)n;
+    size_t hi = m->n_params * (size_t)(i + 1) / (size_t)n;
+    zero(m->grads + lo, hi - lo);
+}
+
+void model_zero_grads(Model *m)
+{
+    model_run_parallel(m, zero_job, m);
 }
 
 double model_step_flops(const ModelConfig *c, int B, int T)

@@ -20,6 +20,7 @@
 #define MODEL_MAX_LAYERS 64
 #define TASK_NAME_MAX 32
 #define PARAM_NAME_MAX 96
+#define MODEL_MAX_THREADS 64
 
 typedef struct {
     int vocab;
@@ -74,7 +75,7 @@ typedef struct {
     float *res1;       /* [BT, C] input + attention output (pre-LN) */
     float *ln1;        /* [BT, C] */
     float *ln1_mean, *ln1_rstd;
-    float *inter;      /* [BT, I] pre-GELU */
+    float *inter;      /* [BT, I] gelu'(pre-GELU), kept by the forward */
     float *gelu;       /* [BT, I] */
     float *res2;       /* [BT, C] ln1 + output dense (pre-LN) */
     float *ln2;        /* [BT, C] the block's output */
@@ -95,8 +96,8 @@ typedef struct {
     /* backward scratch */
     float *d_a, *d_b, *d_c;    /* [BT, C] each */
     float *d_qkv;              /* [BT, 3C] */
-    float *d_gelu, *d_inter;   /* [BT, I] */
-    float *d_att;              /* ATTENTION_SCRATCH */
+    float *d_gelu;             /* [BT, I]: d(gelu), then d(inter) in place */
+    float *d_att;              /* ATTENTION_SCRATCH for each worker */
     float *d_cls, *d_pool;     /* [B, C] */
     float *d_logits;           /* [B, max labels] */
 } Activations;
@@ -112,6 +113,9 @@ typedef struct {
     float *params;
     float *grads;
     Activations act;
+    /* model_set_threads: NULL and NULL for one worker */
+    struct Workers *pool;
+    float **worker_grads;      /* workers 1.. : own gradient buffers */
 } Model;
 
 /* Builds the tensor table and allocates parameters, gradients and
@@ -135,6 +139,24 @@ float model_forward(Model *m, const Batch *b);
  * done below the lowest trainable group. */
 void model_backward(Model *m, const Batch *b);
 void model_zero_grads(Model *m);
+
+/* Splits every forward and backward over n workers (the calling thread and
+ * n - 1 threads started here, which sleep between steps), each taking a
+ * contiguous share of the batch's rows with its own weight-gradient buffer;
+ * the buffers are then added into m->grads in a fixed order. Results are
+ * deterministic for a given n, but differ from another n in the last bits
+ * (sums are grouped differently). With n >= 2 it also sets OpenBLAS to one
+ * thread: each worker's products run on its own core. n <= 1 (the default
+ * after model_create) is the plain single-worker path and leaves OpenBLAS's
+ * setting alone. Allocates n - 1 gradient buffers (so a step still does
+ * not allocate); n is capped at MODEL_MAX_THREADS, and a batch of fewer
+ * rows than workers uses one worker per row. */
+int model_set_threads(Model *m, int n, MnError *e);
+int model_threads(const Model *m);
+/* Runs fn(arg, i, n) for every i in [0, n), n = model_threads(m), on the
+ * model's workers (i = 0 on the caller), and returns when all are done:
+ * for elementwise work over the parameters (the optimizer). */
+void model_run_parallel(Model *m, void (*fn)(void *arg, int i, int n), void *arg);
 
 /* Floating-point operations of one forward + backward over B rows of
  * length T (matrix products only), for throughput figures. */

@@ -133,7 +133,8 @@ static int setup(Run *r, const Experiment *x, const char *dir,
     }
     int train_cap = x->base.pretrain.batch > x->finetune.recipe.batch ?
                     x->base.pretrain.batch : x->finetune.recipe.batch;
-    if (model_create(&r->model, &mc, max3(train_cap, x->eval.batch, 1), e) < 0)
+    if (model_create(&r->model, &mc, max3(train_cap, x->eval.batch, 1), e) < 0 ||
+        model_set_threads(&r->model, x->threads, e) < 0)
         return -1;
     AdamConfig ac = { 0.9f, 0.999f, 1e-8f, 0.0f };
     if (adamw_create(&r->opt, &r->model, ac, e) < 0 ||

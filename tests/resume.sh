@@ -32,6 +32,16 @@ ok $? "the final models give identical logits"
 "$MNEME" run --resume "$TMP/parts" --quiet >/dev/null 2>&1
 ok $? "resuming a finished run says so and exits 0"
 
+# Two worker threads: reproducible for that thread count, and resumable.
+"$MNEME" run --headless "$CFG" $SETS --set threads=2 --out "$TMP/t2a" --quiet >/dev/null 2>&1 &&
+"$MNEME" run --headless "$CFG" $SETS --set threads=2 --out "$TMP/t2b" --quiet --stop-after 50 >/dev/null 2>&1 &&
+"$MNEME" run --resume "$TMP/t2b" --quiet >/dev/null 2>&1
+ok $? "runs on two worker threads, one stopped and resumed"
+strip "$TMP/t2a" >"$TMP/t2a.m"
+strip "$TMP/t2b" >"$TMP/t2b.m"
+cmp -s "$TMP/t2a.m" "$TMP/t2b.m"
+ok $? "two threads: the resumed run's metrics equal the uninterrupted run's"
+
 # The strategies' state survives a resume too: the replay stream, the EWC
 # Fisher and anchor, the early-stopping bookkeeping.
 STRAT="$SETS --set finetune.replay.ratio=0.25 --set finetune.ewc.lambda=50 --set finetune.ewc.fisher_samples=64 --set finetune.l2sp.alpha=0.01 --set stop.metric=combined"

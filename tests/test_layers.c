@@ -115,6 +115,15 @@ static void check_same(const char *what, const float *a, const float *b,
         diag("%s: max rel %.2e", what, e);
 }
 
+/* A buffer full of NaN: whatever a *_set backward leaves unwritten shows. */
+static float *nan_vec(long n)
+{
+    float *x = vec(n);
+    for (long i = 0; i < n; i++)
+        x[i] = NAN;
+    return x;
+}
+
 /* ---- linear ------------------------------------------------------------- */
 
 typedef struct {
@@ -213,6 +222,17 @@ static void test_linear_backward(Rng *r)
     linear_backward(NULL, NULL, NULL, c.R, NULL, NULL, N, IC, OC);
     ok(1, "linear backward with every output NULL does nothing");
 
+    /* The overwrite variant: din written over NaN, dW and db still add. */
+    float *din3 = nan_vec(nx);
+    memcpy(dW2, dW, nw * sizeof *dW2);
+    memcpy(db2, db, OC * sizeof *db2);
+    linear_backward_set(din3, dW2, db2, c.R, c.x, c.W, N, IC, OC);
+    check_grad("linear_backward_set din", lin_loss, &c, c.x, din3, nx);
+    check_same("linear_backward_set din = linear_backward din", din3, din, nx);
+    check_accum("linear_backward_set dW", dW, dW2, nw);
+    check_accum("linear_backward_set db", db, db2, OC);
+    free(din3);
+
     free(din), free(dW), free(db), free(din2), free(dW2), free(db2);
     free(c.x), free(c.W), free(c.b), free(c.out), free(c.R);
 }
@@ -307,6 +327,16 @@ static void test_layernorm_backward(Rng *r)
     layernorm_backward(din2, NULL, NULL, c.R, c.x, c.g, c.mean, c.rstd, N, C);
     check_same("layernorm dgamma, dbeta NULL: din still right", din2, din, n);
 
+    float *din3 = nan_vec(n);
+    memcpy(dg2, dg, C * sizeof *dg2);
+    memcpy(db2, dbeta, C * sizeof *db2);
+    layernorm_backward_set(din3, dg2, db2, c.R, c.x, c.g, c.mean, c.rstd, N, C);
+    check_grad("layernorm_backward_set din", ln_loss, &c, c.x, din3, n);
+    check_same("layernorm_backward_set din = layernorm_backward din", din3, din, n);
+    check_accum("layernorm_backward_set dgamma", dg, dg2, C);
+    check_accum("layernorm_backward_set dbeta", dbeta, db2, C);
+    free(din3);
+
     free(din), free(dg), free(dbeta), free(din2), free(dg2), free(db2);
     free(c.x), free(c.g), free(c.b), free(c.out), free(c.mean), free(c.rstd);
     free(c.R);
@@ -374,6 +404,24 @@ static void test_activation(Rng *r, int is_gelu)
     snprintf(what, sizeof what, "%s din", name);
     check_grad(what, act_loss, &c, c.x, din, n);
     check_accum(what, din, din2, n);
+    if (is_gelu) {
+        float *din3 = nan_vec(n);
+        gelu_backward_set(din3, c.R, c.x, n);
+        check_grad("gelu_backward_set din", act_loss, &c, c.x, din3, n);
+        check_same("gelu_backward_set din = gelu_backward din", din3, din, n);
+
+        /* The forward that keeps the derivative, in place over its input,
+         * and the backward from it. */
+        float *y = nan_vec(n), *d = vec(n);
+        memcpy(d, c.x, n * sizeof *d);
+        gelu_forward_grad(y, d, d, n);
+        check_same("gelu_forward_grad out = gelu_forward out", y, c.out, n);
+        memcpy(din3, c.R, n * sizeof *din3);
+        gelu_backward_cached(din3, d, n);
+        check_grad("gelu_backward_cached din", act_loss, &c, c.x, din3, n);
+        check_same("gelu_backward_cached din = gelu_backward din", din3, din, n);
+        free(din3), free(y), free(d);
+    }
     free(din), free(din2), free(c.x), free(c.out), free(c.R);
 }
 
@@ -611,8 +659,31 @@ static void test_attention_backward(Rng *r)
     attention_backward(dqkv2, c.R, c.qkv, c.att, len, scratch, B, T, C, H);
     check_accum("attention dqkv (NaN scratch)", dqkv, dqkv2, n);
 
-    free(scratch), free(dqkv), free(dqkv2);
+    float *dqkv3 = nan_vec(n);
+    attention_backward_set(dqkv3, c.R, c.qkv, c.att, len, scratch, B, T, C, H);
+    check_grad("attention_backward_set dqkv", att_loss, &c, c.qkv, dqkv3, n);
+    check_same("attention_backward_set dqkv = attention_backward dqkv", dqkv3, dqkv, n);
+    free(scratch), free(dqkv), free(dqkv2), free(dqkv3);
     att_free(&c);
+
+    /* An empty sequence: the overwrite variant must still write its rows. */
+    static const int len0[B] = {5, 0, 6};
+    AttCtx c0 = att_make(r, B, T, C, H, len0, 1.0f);
+    scratch = vec(ATTENTION_SCRATCH(B, T, H));
+    dqkv = vec(n);
+    dqkv3 = nan_vec(n);
+    att_loss(&c0);
+    attention_backward(dqkv, c0.R, c0.qkv, c0.att, len0, scratch, B, T, C, H);
+    attention_backward_set(dqkv3, c0.R, c0.qkv, c0.att, len0, scratch, B, T, C, H);
+    ok(all_finite(dqkv3, n) && all_zero(dqkv3 + (long)T * 3 * C, (long)T * 3 * C),
+       "attention_backward_set (lengths 5, 0, 6): every entry written, the "
+       "empty sequence's zero");
+    check_same("attention_backward_set = attention_backward with an empty sequence",
+               dqkv3, dqkv, n);
+    check_grad("attention_backward_set dqkv (empty sequence)", att_loss, &c0, c0.qkv,
+               dqkv3, n);
+    free(scratch), free(dqkv), free(dqkv3);
+    att_free(&c0);
 }
 
 /* ---- softmax cross-entropy --------------------------------------------- */
