@@ -11,6 +11,7 @@
 #include "blas_core.h"
 #include "model.h"
 #include "optim.h"
+#include "run.h"
 #include "tokenizer.h"
 
 #define BENCH_WARMUP 5
@@ -159,18 +160,8 @@ int bench_run(const Experiment *x, long steps)
     if (steps <= 0)
         steps = BENCH_DEFAULT_STEPS;
     blas_set_threads(x->threads);
-    memset(&c, 0, sizeof c);
-    c.vocab = TOKENIZER_VOCAB;
-    c.hidden = x->model.hidden;
-    c.layers = x->model.layers;
-    c.heads = x->model.heads;
-    c.intermediate = x->model.intermediate;
-    c.max_len = T;
-    c.type_vocab = 2;
-    c.n_tasks = 2;
-    snprintf(c.task_name[0], TASK_NAME_MAX, "original");
-    snprintf(c.task_name[1], TASK_NAME_MAX, "new");
-    c.n_labels[0] = c.n_labels[1] = 4;
+    static const int n_labels[N_TASKS] = { 4, 4 };
+    run_model_config(x, n_labels, &c);
     memset(&b, 0, sizeof b);
     if (model_create(&m, &c, B, &e) < 0) {
         fprintf(stderr, "mneme bench: %s\n", e.msg);

@@ -25,16 +25,8 @@
  * sum by itself). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__OPTIMIZE__)
 #pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic", "fp-contract=fast")
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define VEC_CLONES \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
-#endif
-#endif
-#ifndef VEC_CLONES
-#define VEC_CLONES
-#endif
+#include "vec_clones.h"
 
 #define LANES 16
 

@@ -14,17 +14,11 @@
  * every version of the update computes the same bits. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__OPTIMIZE__)
 #pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define VEC_CLONES \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+#include "vec_clones.h"
+#ifdef HAVE_VEC_CLONES
 #define ADAM_SIMD 1
 #include <immintrin.h>
-#endif
-#endif
-#endif
-#ifndef VEC_CLONES
-#define VEC_CLONES
 #endif
 
 int adamw_create(AdamW *o, const Model *model, AdamConfig cfg, MnError *e)

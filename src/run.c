@@ -104,6 +104,23 @@ static int max3(int a, int b, int c)
     return m > c ? m : c;
 }
 
+void run_model_config(const Experiment *x, const int n_labels[N_TASKS], ModelConfig *mc)
+{
+    memset(mc, 0, sizeof *mc);
+    mc->vocab = TOKENIZER_VOCAB;
+    mc->hidden = x->model.hidden;
+    mc->layers = x->model.layers;
+    mc->heads = x->model.heads;
+    mc->intermediate = x->model.intermediate;
+    mc->max_len = x->model.max_len;
+    mc->type_vocab = 2;
+    mc->n_tasks = N_TASKS;
+    for (int k = 0; k < N_TASKS; k++) {
+        snprintf(mc->task_name[k], TASK_NAME_MAX, "%s", task_names[k]);
+        mc->n_labels[k] = n_labels[k];
+    }
+}
+
 /* Everything a run needs in memory, whether it starts or resumes. */
 static int setup(Run *r, const Experiment *x, const char *dir,
                  const RunHooks *hooks, MnError *e)
@@ -118,19 +135,10 @@ static int setup(Run *r, const Experiment *x, const char *dir,
     for (int k = 0; k < N_TASKS; k++)
         if (load_task(r, k, e) < 0)
             return -1;
-    memset(&mc, 0, sizeof mc);
-    mc.vocab = TOKENIZER_VOCAB;
-    mc.hidden = x->model.hidden;
-    mc.layers = x->model.layers;
-    mc.heads = x->model.heads;
-    mc.intermediate = x->model.intermediate;
-    mc.max_len = x->model.max_len;
-    mc.type_vocab = 2;
-    mc.n_tasks = N_TASKS;
-    for (int k = 0; k < N_TASKS; k++) {
-        snprintf(mc.task_name[k], TASK_NAME_MAX, "%s", task_names[k]);
-        mc.n_labels[k] = r->labels[k].n_labels;
-    }
+    int n_labels[N_TASKS];
+    for (int k = 0; k < N_TASKS; k++)
+        n_labels[k] = r->labels[k].n_labels;
+    run_model_config(x, n_labels, &mc);
     int train_cap = x->base.pretrain.batch > x->finetune.recipe.batch ?
                     x->base.pretrain.batch : x->finetune.recipe.batch;
     if (model_create(&r->model, &mc, max3(train_cap, x->eval.batch, 1), e) < 0 ||

@@ -96,6 +96,10 @@ struct Run {
     RunHooks hooks;
 };
 
+/* The model an experiment describes, heads "original" and "new" with
+ * these label counts. */
+void run_model_config(const Experiment *x, const int n_labels[N_TASKS], ModelConfig *mc);
+
 /* Starts a new run of x in folder dir (created; must not hold a run). */
 int run_create(Run *r, const Experiment *x, const char *dir,
                const RunHooks *hooks, MnError *e);
