@@ -405,15 +405,33 @@ static int run_action(Run *r, const PolicyAction *a, int in_checkpoint_hook, MnE
  * changed and did. A failing hook pauses the run with its file:line
  * message; that is not an error of the run. quiet: a resumed run's setup,
  * whose changes the checkpoint already holds. */
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int call_policy_timed(Run *r, const char *hook, const char *arg, int quiet, MnError *e);
+
+/* Timed, so the summary can say what the policy costs against training. */
 static int call_policy(Run *r, const char *hook, const char *arg, int quiet, MnError *e)
+{
+    if (!r->policy || r->phase != PHASE_FINETUNE)
+        return 0;
+    double t0 = now_seconds();
+    int rc = call_policy_timed(r, hook, arg, quiet, e);
+    r->policy_seconds += now_seconds() - t0;
+    return rc;
+}
+
+static int call_policy_timed(Run *r, const char *hook, const char *arg, int quiet, MnError *e)
 {
     PolicyView before;
     PolicyAction acts[POLICY_MAX_ACTIONS];
     PolicyChange changes[POLICY_MAX_LAYERS * 2 + 2];
     MnError why;
     int n_acts = 0;
-    if (!r->policy || r->phase != PHASE_FINETUNE)
-        return 0;
     fill_view(r, strcmp(hook, "on_eval") == 0 || strcmp(hook, "setup") == 0);
     before = r->view;
     if (policy_call(r->policy, hook, &r->view, arg, acts, POLICY_MAX_ACTIONS, &n_acts, &why) < 0) {
@@ -550,6 +568,9 @@ static int write_summary(Run *r, const char *path, const char *status, MnError *
                               "total_params", (json_int_t)total,
                               "trainable_fraction", (double)trainable / (double)total);
     json_object_set_new(extra, "drift", drift_json(r));
+    json_object_set_new(extra, "timing", json_pack("{s:f, s:f, s:f}", "train_s", r->step_seconds,
+                        "policy_s", r->policy_seconds, "policy_share",
+                        r->step_seconds > 0 ? r->policy_seconds / r->step_seconds : 0.0));
     json_object_set_new(extra, "stop_reason", r->stop_reason[0] ? json_string(r->stop_reason) : json_null());
     json_t *best = json_null();
     for (int i = 0; i < r->history.n && r->stop_best_step >= 0; i++) {
@@ -829,6 +850,7 @@ int run_step(Run *r, MnError *e)
     sampler_next(&r->sampler, r->idx, fresh);
     if (r->replay_rows)
         sampler_next(&r->replay, replay_idx, r->replay_rows);
+    double t0 = now_seconds();
     BatchPart parts[2] = {
         { &r->train[task], r->idx, fresh, task },
         { &r->train[TASK_ORIGINAL], replay_idx, r->replay_rows, TASK_ORIGINAL },
@@ -846,6 +868,7 @@ int run_step(Run *r, MnError *e)
     grad_clip(&r->model, r->clip_norm);
     r->last_lr = r->lr_override ? (float)r->lr_value : schedule_lr(&r->sched, r->step);
     adamw_step(&r->opt, &r->model, r->last_lr);
+    r->step_seconds += now_seconds() - t0;
     r->step++;
     r->last_train_loss = loss;
     r->loss_sum += loss;

@@ -87,6 +87,8 @@ struct Run {
     char pause_reason[1100];   /* set when the run must pause */
     int pause_is_error;        /* the pause comes from a policy error */
     EventLog events;
+    double step_seconds;       /* in optimizer steps, this process */
+    double policy_seconds;     /* in policy hooks and applying them */
 
     History history;
     FILE *metrics;             /* metrics.jsonl, appended */

@@ -89,4 +89,58 @@ ok $? "ewc_anneal runs"
 first=$(jq -s 'map(select(.phase=="finetune")) | .[1].ewc_lambda' "$TMP/ea/metrics.jsonl")
 last=$(jq -s 'map(select(.phase=="finetune")) | .[-1].ewc_lambda' "$TMP/ea/metrics.jsonl")
 ok $(awk -v a="$first" -v b="$last" 'BEGIN { exit !(a > b && a > 0) }'; echo $?) "lambda falls over the run ($first -> $last)"
+# the rate policies own run.lr: the metrics show their schedules
+lr_at() { jq -s --argjson s "$2" 'map(select(.phase=="finetune" and .step==$s)) | .[0].lr' "$1/metrics.jsonl"; }
+"$MNEME" run --headless "$CFG" --set finetune.policy="$POL/warmup_linear.lua" --set finetune.warmup_steps=40 \
+    --out "$TMP/wl" --quiet >/dev/null 2>&1
+# tiny: 114 finetune steps, peak 3e-3; the rate of the update at step s-1 is logged at step s
+ok $(awk -v a="$(lr_at "$TMP/wl" 20)" 'BEGIN { exit !(a > 0.00142 && a < 0.00158) }'; echo $?) \
+   "warmup_linear: halfway up the warmup at step 20 ($(lr_at "$TMP/wl" 20))"
+ok $(awk -v a="$(lr_at "$TMP/wl" 80)" 'BEGIN { exit !(a > 0.00135 && a < 0.0015) }'; echo $?) \
+   "warmup_linear: decaying linearly after it ($(lr_at "$TMP/wl" 80))"
+"$MNEME" run --headless "$CFG" --set finetune.policy="$POL/warmup_cosine.lua" --set finetune.warmup_steps=10 \
+    --out "$TMP/wc" --quiet >/dev/null 2>&1
+ok $(awk -v a="$(lr_at "$TMP/wc" 60)" 'BEGIN { exit !(a > 0.0015 && a < 0.0018) }'; echo $?) \
+   "warmup_cosine: near half the peak midway ($(lr_at "$TMP/wc" 60))"
+"$MNEME" run --headless "$CFG" --set finetune.policy="$POL/slanted_triangular.lua" \
+    --out "$TMP/st" --quiet >/dev/null 2>&1
+a=$(lr_at "$TMP/st" 20) b=$(lr_at "$TMP/st" 100)
+ok $(awk -v a="$a" -v b="$b" 'BEGIN { exit !(a > 0.0025 && b < 0.0008 && b < a) }'; echo $?) \
+   "slanted_triangular: near the peak early, low late ($a, $b)"
+jq -se 'map(select(.set=="lr")) | length > 50' "$TMP/st/events.jsonl" >/dev/null
+ok $? "its rate changes are in events.jsonl, one per step"
+"$MNEME" run --headless "$CFG" --set model.layers=2 --set finetune.policy="$POL/layer_decay.lua" \
+    --out "$TMP/ld" --quiet >/dev/null 2>&1
+jq -se 'map(select(.step==0 and .set=="layer.0.lr_scale")) | .[0].to > 0.6 and .[0].to < 0.66' "$TMP/ld/events.jsonl" >/dev/null
+ok $? "layer_decay: layer.0 at 0.8^2 from step 0 ($(jq -c 'select(.set=="layer.0.lr_scale")' "$TMP/ld/events.jsonl" | head -1))"
+
+# runaway policies are stopped and the run pauses intact
+printf 'local P = { name = "spin" }\nfunction P.on_step(run) if run.step == 3 then while true do end end end\nreturn P\n' >"$TMP/spin.lua"
+"$MNEME" run --headless "$CFG" --set finetune.policy="$TMP/spin.lua" --out "$TMP/sp" --quiet >/dev/null 2>"$TMP/err"
+ok $([ $? = 1 ] && grep -q "paused at finetune step 3" "$TMP/err" && grep -qi "instruction" "$TMP/err"; echo $?) \
+   "an infinite loop is stopped and pauses the run ($(head -1 "$TMP/err"))"
+printf 'local P = { name = "hog" }\nfunction P.on_step(run) local t = {} for i = 1, 1e9 do t[i] = i end end\nreturn P\n' >"$TMP/hog.lua"
+"$MNEME" run --headless "$CFG" --set finetune.policy="$TMP/hog.lua" --out "$TMP/hg" --quiet >/dev/null 2>"$TMP/err"
+ok $([ $? = 1 ] && grep -qi "memory" "$TMP/err"; echo $?) "a 1e9-entry table hits the memory cap and pauses the run ($(head -1 "$TMP/err"))"
+printf 'local P = { name = "exec" }\nfunction P.on_step(run) os.execute("true") end\nreturn P\n' >"$TMP/exec.lua"
+"$MNEME" run --headless "$CFG" --set finetune.policy="$TMP/exec.lua" --out "$TMP/ex" --quiet >/dev/null 2>"$TMP/err"
+ok $([ $? = 1 ] && grep -q "exec.lua:2:" "$TMP/err"; echo $?) "os.execute is not there ($(head -1 "$TMP/err"))"
+printf 'local P = { name = "dump" }\nfunction P.on_step(run) local f = load(string.dump(function() end)) end\nreturn P\n' >"$TMP/dump.lua"
+"$MNEME" run --headless "$CFG" --set finetune.policy="$TMP/dump.lua" --out "$TMP/du" --quiet >/dev/null 2>"$TMP/err"
+ok $([ $? = 1 ] && grep -q "dump.lua:2:" "$TMP/err"; echo $?) "string.dump + load of bytecode is refused ($(head -1 "$TMP/err"))"
+printf 'local P = { name = "cmod" }\nlocal lfs = require("lfs")\nreturn P\n' >"$TMP/cmod.lua"
+"$MNEME" run --headless "$CFG" --set finetune.policy="$TMP/cmod.lua" --out "$TMP/cm" --quiet >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && grep -q "cmod.lua:2:" "$TMP/err"; echo $?) "require of a C module is refused at load ($(head -1 "$TMP/err"))"
+
+# the cost of a policy that touches every layer every step, measured in the run
+cat >"$TMP/touch.lua" <<'LUA'
+local P = { name = "touch_all" }
+function P.on_step(run)
+  for _, l in ipairs(run.layers) do l.lr_scale = l.lr_scale end
+end
+return P
+LUA
+"$MNEME" run --headless "$CFG" --set finetune.policy="$TMP/touch.lua" --out "$TMP/to" --quiet >/dev/null 2>&1
+share=$(jq .timing.policy_share "$TMP/to/summary.json")
+ok $([ "$share" != null ]; echo $?) "summary.json reports the policy's share of training time ($share)"
 done_testing
