@@ -50,6 +50,10 @@ static char *model_json(const Model *m, const LabelSet *labels)
                                                "labels", names));
     }
     json_object_set_new(o, "tasks", tasks);
+    if (c->lora_r > 0)
+        json_object_set_new(o, "lora", json_pack("{s:i, s:f, s:i}", "r", c->lora_r, "alpha",
+                                                 (double)c->lora_alpha, "targets",
+                                                 (int)c->lora_targets));
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;
@@ -172,6 +176,17 @@ int checkpoint_read_config(const StFile *f, ModelConfig *cfg, LabelSet *labels, 
         json_decref(o);
         return mn_fail(e, "mneme.model metadata lacks a field or has the wrong type");
     }
+    json_t *lora = json_object_get(o, "lora");
+    if (json_is_object(lora)) {
+        int targets = 0;
+        if (json_int(lora, "r", &cfg->lora_r) || json_int(lora, "targets", &targets) ||
+            !json_is_number(json_object_get(lora, "alpha"))) {
+            json_decref(o);
+            return mn_fail(e, "mneme.model metadata: the lora entry is malformed");
+        }
+        cfg->lora_alpha = (float)json_number_value(json_object_get(lora, "alpha"));
+        cfg->lora_targets = (unsigned)targets;
+    }
     cfg->n_tasks = (int)json_array_size(tasks);
     for (int k = 0; k < cfg->n_tasks; k++) {
         json_t *tk = json_array_get(tasks, (size_t)k);
@@ -204,7 +219,10 @@ static int load_tensor_set(const StFile *f, const Model *m, float *base,
         const ParamTensor *pt = &m->tensors[i];
         int64_t shape[2] = { pt->shape[0], pt->shape[1] };
         snprintf(name, sizeof name, "%s%s", prefix, pt->name);
-        if (optional_new_head && strncmp(pt->name, NEW_HEAD_PREFIX, strlen(NEW_HEAD_PREFIX)) == 0) {
+        /* A base checkpoint need not have the new head or the adapters:
+         * they keep their initialisation. */
+        if (optional_new_head && (strncmp(pt->name, NEW_HEAD_PREFIX, strlen(NEW_HEAD_PREFIX)) == 0 ||
+                                  strstr(pt->name, ".lora_"))) {
             const StTensorInfo *ti = safetensors_find(f, name);
             if (!ti || ti->ndim != pt->ndim || ti->shape[0] != shape[0] ||
                 (pt->ndim == 2 && ti->shape[1] != shape[1]))

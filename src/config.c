@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "model.h"
+#include "lora.h"
 #include "strategy.h"
 #include "tasks.h"
 
@@ -39,6 +40,7 @@ typedef struct {
 static int check_name(const char *v, char *why, size_t n);
 static int check_builtin(const char *v, char *why, size_t n);
 static int check_parts(const char *v, char *why, size_t n);
+static int check_lora_targets(const char *v, char *why, size_t n);
 
 #define SCHEDULES "constant|linear|cosine|slanted_triangular"
 
@@ -92,7 +94,13 @@ static int check_parts(const char *v, char *why, size_t n);
         "slanted triangular: peak rate / lowest rate")                                                    \
     FLT("finetune.weight_decay", finetune.recipe.weight_decay, 0, 1, 0.01, "AdamW weight decay")          \
     FLT("finetune.clip_norm", finetune.recipe.clip_norm, 0, INFINITY, 1.0, "gradient norm clip; 0 = none") \
-    ENUM("finetune.method", finetune.method, "full", "full", "what is trained: full = every weight")      \
+    ENUM("finetune.method", finetune.method, "full", "full|lora",                                           \
+         "what is trained: full = every weight; lora = adapters and the new head, base frozen")          \
+    INT("finetune.lora.r", finetune.lora.r, 1, 4096, 8, "LoRA rank")                                     \
+    FLT("finetune.lora.alpha", finetune.lora.alpha, 1e-6, 1e6, 16, "LoRA alpha; the scaling is alpha / r") \
+    STR("finetune.lora.targets", finetune.lora.targets, "query value", check_lora_targets,                  \
+        "modules given adapters, matched as PEFT does: query key value attention.output.dense "          \
+        "intermediate.dense output.dense")                                                                \
     INT("finetune.freeze.keep_last", finetune.freeze.keep_last, -1, 48, -1,                                 \
         "train only the last k blocks, the pooler and the new head; -1 = off")                            \
     STR("finetune.freeze.parts", finetune.freeze.parts, "", check_parts,                                    \
@@ -552,6 +560,12 @@ static int check_builtin(const char *v, char *why, size_t n)
 static int check_parts(const char *v, char *why, size_t n)
 {
     return parts_parse(v, MODEL_MAX_LAYERS, NULL, why, n);
+}
+
+static int check_lora_targets(const char *v, char *why, size_t n)
+{
+    unsigned mask;
+    return lora_parse_targets(v, &mask, why, n);
 }
 
 /* Relative to dir unless already absolute; "" stays "" (not given). */

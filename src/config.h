@@ -57,7 +57,12 @@ typedef struct {
 
     struct {
         TrainRecipe recipe;          /* epochs, lr, batch, … at finetune.* */
-        char method[EXP_STR];        /* full (others arrive with strategies) */
+        char method[EXP_STR];        /* full | lora */
+        struct {
+            int r;                   /* rank */
+            double alpha;            /* scaling alpha / r */
+            char targets[256];       /* "query value": lora_parse_targets */
+        } lora;
         struct {
             int keep_last;           /* -1 = off; else train the last k blocks */
             char parts[256];         /* "embeddings layer.0-2 pooler" */

@@ -32,6 +32,8 @@ static void print_eval(void *ctx, const Run *r, const EvalRecord *rec)
         printf("  new acc %.3f loss %.3f", rec->new_task.acc, rec->new_task.loss);
     if (rec->has_original)
         printf("  original acc %.3f loss %.3f", rec->original.acc, rec->original.loss);
+    if (rec->has_adapter_off)
+        printf(" (adapter off %.3f)", rec->original_adapter_off.acc);
     printf("  lr %.2e", rec->lr);
     if (rec->has_train_loss)
         printf("  train %.3f", rec->train_loss);

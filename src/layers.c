@@ -239,6 +239,40 @@ void linear_backward_set(float *din, float *dW, float *db, const float *dout,
     linear_backward_beta(din, dW, db, dout, in, W, N, IC, OC, 0.0f);
 }
 
+/* ---- LoRA adapter on a linear ------------------------------------------- */
+
+void lora_forward(float *y, int ldy, float *u, const float *x, const float *A,
+                  const float *Bw, float s, int N, int IC, int OC, int r)
+{
+    if (N <= 0)
+        return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, IC, 1.0f, x, IC, A, IC,
+                0.0f, u, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, r, s, u, r, Bw, r,
+                1.0f, y, ldy);
+}
+
+void lora_backward(float *dx, float *dA, float *dB, float *du, const float *dy, int ldy,
+                   const float *x, const float *u, const float *A, const float *Bw,
+                   float s, int N, int IC, int OC, int r)
+{
+    if (N <= 0)
+        return;
+    if (dB)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, r, N, s, dy, ldy, u, r,
+                    1.0f, dB, r);
+    if (!dA && !dx)
+        return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, OC, s, dy, ldy, Bw, r,
+                0.0f, du, r);
+    if (dA)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, IC, N, 1.0f, du, r, x, IC,
+                    1.0f, dA, IC);
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, r, 1.0f, du, r, A, IC,
+                    1.0f, dx, IC);
+}
+
 /* ---- layernorm --------------------------------------------------------- */
 
 /* Statistics are summed in double: a row whose mean is large against its

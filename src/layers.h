@@ -26,6 +26,18 @@ void linear_backward(float *din, float *dW, float *db, const float *dout,
 void linear_backward_set(float *din, float *dW, float *db, const float *dout,
                          const float *in, const float *W, int N, int IC, int OC);
 
+/* LoRA on a linear (Hu et al.; as Hugging Face PEFT without dropout):
+ *   y[N, OC] (row stride ldy) += s * (x[N, IC] @ A[r, IC]^T) @ B[OC, r]^T
+ * u[N, r] = x @ A^T is written for the backward. */
+void lora_forward(float *y, int ldy, float *u, const float *x, const float *A,
+                  const float *Bw, float s, int N, int IC, int OC, int r);
+/* Given dy = d(y) (stride ldy): dB += s dy^T u; du = s dy B (scratch
+ * [N, r], written); dA += du^T x; dx[N, IC] += du A. dA, dB, dx may each be
+ * NULL (not needed). */
+void lora_backward(float *dx, float *dA, float *dB, float *du, const float *dy, int ldy,
+                   const float *x, const float *u, const float *A, const float *Bw,
+                   float s, int N, int IC, int OC, int r);
+
 /* out = (in - mean) * rstd * gamma + beta over the last dim C; stores mean
  * and rstd [N] for the backward. eps as BERT: 1e-12. */
 #define LAYERNORM_EPS 1e-12f

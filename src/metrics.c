@@ -52,6 +52,8 @@ char *eval_record_json(const EvalRecord *r, const char *branch)
         return NULL;
     json_object_set_new(o, "train_loss", r->has_train_loss ? json_real(r->train_loss) : json_null());
     json_object_set_new(o, "ewc_lambda", json_real(r->ewc_lambda));
+    if (r->has_adapter_off)
+        json_object_set_new(o, "original_adapter_off", score_json(1, &r->original_adapter_off));
     if (strcmp(r->phase, "finetune") == 0)
         json_object_set_new(o, "crossover_step",
                             r->crossover_step >= 0 ? json_integer(r->crossover_step) : json_null());
@@ -96,6 +98,8 @@ int eval_record_parse(const char *line, EvalRecord *r, MnError *e)
     r->lr = json_number_value(json_object_get(o, "lr"));
     r->elapsed_s = json_number_value(json_object_get(o, "elapsed_s"));
     r->ewc_lambda = json_number_value(json_object_get(o, "ewc_lambda"));
+    parse_score(json_object_get(o, "original_adapter_off"), &r->has_adapter_off,
+                &r->original_adapter_off);
     json_t *cx = json_object_get(o, "crossover_step");
     r->crossover_step = json_is_integer(cx) ? (long)json_integer_value(cx) : -1;
     r->has_train_loss = json_is_number(tl);

@@ -21,6 +21,8 @@ typedef struct {
     int has_train_loss;
     double train_loss;         /* mean training loss since the previous evaluation */
     double ewc_lambda;
+    int has_adapter_off;       /* LoRA: the original task with the adapter off */
+    TaskScore original_adapter_off;
     long crossover_step;       /* the crossover once found (finetune), else -1 */
     double elapsed_s;
 } EvalRecord;

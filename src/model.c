@@ -39,6 +39,7 @@ static int begin_group(Model *m, const char *name)
     g->trainable = 1;
     g->first = m->n_tensors;
     g->count = 0;
+    g->lora_layer = -1;
     return m->n_groups++;
 }
 
@@ -141,7 +142,39 @@ static void build_table(Model *m)
         o->head_b[k] = add_tensor(&tb, g, 0, c->n_labels[k], 0, "classifier.%s.bias", c->task_name[k]);
         end_group(m, g, start, tb.cursor);
     }
+
+    for (int l = 0; l < MODEL_MAX_LAYERS; l++)
+        m->lora_group[l] = -1;
+    /* LoRA adapters after everything else: the plain model's tensors keep
+     * their places, and a model without adapters has exactly its table. */
+    static const char *const module[LORA_MODULES] = {
+        "attention.self.query", "attention.self.key", "attention.self.value",
+        "attention.output.dense", "intermediate.dense", "output.dense",
+    };
+    for (int l = 0; c->lora_r > 0 && c->lora_targets && l < c->layers; l++) {
+        char gname[48];
+        snprintf(gname, sizeof gname, "layer.%d.lora", l);
+        g = begin_group(m, gname);
+        m->groups[g].lora_layer = l;
+        m->lora_group[l] = g;
+        start = tb.cursor;
+        for (int k = 0; k < LORA_MODULES; k++) {
+            if (!(c->lora_targets & (1u << k)))
+                continue;
+            int in = k == LORA_OUTPUT ? I : C, out = k == LORA_INTER ? I : C;
+            o->block[l].lora_a[k] = add_tensor(&tb, g, 1, c->lora_r, in,
+                                               "bert.encoder.layer.%d.%s.lora_A.weight", l, module[k]);
+            o->block[l].lora_b[k] = add_tensor(&tb, g, 1, out, c->lora_r,
+                                               "bert.encoder.layer.%d.%s.lora_B.weight", l, module[k]);
+        }
+        end_group(m, g, start, tb.cursor);
+    }
     m->n_params = tb.cursor;
+}
+
+static int has_lora(const ModelConfig *c)
+{
+    return c->lora_r > 0 && (c->lora_targets & ((1u << LORA_MODULES) - 1)) != 0;
 }
 
 static float *falloc(size_t n, int *failed)
@@ -190,6 +223,9 @@ static int alloc_activations(Model *m, int B, MnError *e)
         k->ln2 = falloc(BT * C, &failed);
         k->ln2_mean = falloc(BT, &failed);
         k->ln2_rstd = falloc(BT, &failed);
+        for (int t = 0; t < LORA_MODULES; t++)
+            if (has_lora(c) && (c->lora_targets & (1u << t)))
+                k->lora_u[t] = falloc(BT * (size_t)c->lora_r, &failed);
     }
     a->cls = falloc((size_t)B * C, &failed);
     a->pool_pre = falloc((size_t)B * C, &failed);
@@ -205,6 +241,8 @@ static int alloc_activations(Model *m, int B, MnError *e)
     a->d_cls = falloc((size_t)B * C, &failed);
     a->d_pool = falloc((size_t)B * C, &failed);
     a->d_logits = falloc((size_t)B * a->max_labels, &failed);
+    if (has_lora(c))
+        a->d_lora = falloc(BT * (size_t)c->lora_r, &failed);
     if (failed)
         return mn_fail(e, "out of memory for activations (batch %d, max_len %zu)", B, T);
     return 0;
@@ -218,11 +256,13 @@ static void free_activations(Activations *a, int layers)
         free(k->qkv); free(k->att); free(k->ctx); free(k->res1); free(k->ln1);
         free(k->ln1_mean); free(k->ln1_rstd); free(k->inter); free(k->gelu);
         free(k->res2); free(k->ln2); free(k->ln2_mean); free(k->ln2_rstd);
+        for (int t = 0; t < LORA_MODULES; t++)
+            free(k->lora_u[t]);
     }
     free(a->cls); free(a->pool_pre); free(a->pooled); free(a->logits);
     free(a->probs); free(a->d_a); free(a->d_b); free(a->d_c); free(a->d_qkv);
     free(a->d_gelu); free(a->d_att); free(a->d_cls);
-    free(a->d_pool); free(a->d_logits);
+    free(a->d_pool); free(a->d_logits); free(a->d_lora);
     memset(a, 0, sizeof *a);
 }
 
@@ -237,9 +277,17 @@ int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e)
     if (cfg->hidden < 1 || cfg->heads < 1 || cfg->hidden % cfg->heads)
         return mn_fail(e, "model: hidden %d is not divisible by heads %d",
                        cfg->hidden, cfg->heads);
+    if (cfg->lora_r < 0 || (cfg->lora_r > 0 && !(cfg->lora_alpha > 0)) ||
+        (cfg->lora_targets >> LORA_MODULES))
+        return mn_fail(e, "model: LoRA needs r >= 1, alpha > 0 and known target modules");
     m->cfg = *cfg;
-    int max_tensors = 5 + 16 * cfg->layers + 2 + 2 * cfg->n_tasks;
-    int max_groups = 1 + cfg->layers + 1 + cfg->n_tasks;
+    if (!has_lora(cfg)) {
+        m->cfg.lora_r = 0;
+        m->cfg.lora_alpha = 0.0f;
+        m->cfg.lora_targets = 0;
+    }
+    int max_tensors = 5 + 16 * cfg->layers + 2 + 2 * cfg->n_tasks + 2 * LORA_MODULES * cfg->layers;
+    int max_groups = 1 + 2 * cfg->layers + 1 + cfg->n_tasks;
     m->tensors = calloc((size_t)max_tensors, sizeof *m->tensors);
     m->groups = calloc((size_t)max_groups, sizeof *m->groups);
     if (!m->tensors || !m->groups) {
@@ -257,6 +305,7 @@ int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e)
         model_free(m);
         return -1;
     }
+    m->lora_scale = has_lora(&m->cfg) ? m->cfg.lora_alpha / (float)m->cfg.lora_r : 0.0f;
     return 0;
 }
 
@@ -290,12 +339,34 @@ void model_init_weights(Model *m, Rng *rng, float std)
         const ParamTensor *t = &m->tensors[i];
         float *p = m->params + t->offset;
         int is_ln = strstr(t->name, "LayerNorm") != NULL;
+        if (m->groups[t->group].lora_layer >= 0)
+            continue;          /* drawn below, after every base weight */
         if (is_ln && strstr(t->name, ".weight"))
             for (size_t j = 0; j < t->numel; j++)
                 p[j] = 1.0f;
         else if (t->ndim == 2)
             for (size_t j = 0; j < t->numel; j++)
                 p[j] = std * rng_normal(rng);
+    }
+    model_init_lora(m, rng);
+}
+
+void model_init_lora(Model *m, Rng *rng)
+{
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *t = &m->tensors[i];
+        float *p = m->params + t->offset;
+        if (m->groups[t->group].lora_layer < 0)
+            continue;
+        if (strstr(t->name, ".lora_B."))
+            memset(p, 0, t->numel * sizeof(float));
+        else {
+            /* PEFT: kaiming_uniform_(a = sqrt 5) on A [r, in]: gain
+             * sqrt(2 / (1 + 5)), bound gain * sqrt(3 / fan_in) = 1 / sqrt(in) */
+            float bound = 1.0f / sqrtf((float)t->shape[1]);
+            for (size_t j = 0; j < t->numel; j++)
+                p[j] = bound * (2.0f * rng_uniform(rng) - 1.0f);
+        }
     }
 }
 
@@ -343,9 +414,10 @@ static void residual_linear_forward(float *restrict out, const float *restrict i
  * the step is split across workers; one worker gets the whole batch. */
 
 static void act_view(Activations *v, const Activations *a, int L, int r0, int T,
-                     int C, int I, int H, int worker, long att_scratch)
+                     int C, int I, int H, int R, int worker, long att_scratch)
 {
     const long rt = (long)r0 * T, rc = rt * C, ri = rt * I, rh = (long)r0 * H * T * T;
+    const long rr = rt * R;
     *v = *a;
     v->emb += rc;
     v->emb_ln += rc;
@@ -366,7 +438,12 @@ static void act_view(Activations *v, const Activations *a, int L, int r0, int T,
         k->ln2 += rc;
         k->ln2_mean += rt;
         k->ln2_rstd += rt;
+        for (int t = 0; t < LORA_MODULES; t++)
+            if (k->lora_u[t])
+                k->lora_u[t] += rr;
     }
+    if (v->d_lora)
+        v->d_lora += rr;
     v->cls += (long)r0 * C;
     v->pool_pre += (long)r0 * C;
     v->pooled += (long)r0 * C;
@@ -394,6 +471,36 @@ static void batch_view(Batch *v, const Batch *b, int r0, int r1)
     v->label = b->label ? b->label + r0 : NULL;
 }
 
+/* ---- LoRA inside a block -------------------------------------------------
+ *
+ * Module t's adapter adds scale * (x A^T) B^T to that linear's output y
+ * (stride ldy: the query, key and value outputs are column blocks of
+ * qkv). Nothing is done for modules without an adapter, or while the
+ * adapters are switched off (scale 0): then the block is the base model's,
+ * bit for bit. */
+
+static int lora_on(const Model *m, const BlockActs *k, int t)
+{
+    return m->lora_scale != 0.0f && k->lora_u[t] != NULL;
+}
+
+static void lora_dims(const ModelConfig *c, int t, int *in, int *out)
+{
+    *in = t == LORA_OUTPUT ? c->intermediate : c->hidden;
+    *out = t == LORA_INTER ? c->intermediate : c->hidden;
+}
+
+static void lora_fwd(const Model *m, BlockActs *k, const BlockOffsets *bo, int t,
+                     float *y, int ldy, const float *x, int N)
+{
+    int in, out;
+    if (!lora_on(m, k, t))
+        return;
+    lora_dims(&m->cfg, t, &in, &out);
+    lora_forward(y, ldy, k->lora_u[t], x, m->params + bo->lora_a[t], m->params + bo->lora_b[t],
+                 m->lora_scale, N, in, out, m->cfg.lora_r);
+}
+
 /* Forward over the rows of b (a view); adds the summed loss and the number
  * of labelled rows to *loss and *counted. */
 static void forward_rows(const Model *m, Activations *a, const Batch *b,
@@ -414,16 +521,21 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
         const BlockOffsets *bo = &o->block[l];
         BlockActs *k = &a->block[l];
         linear_forward(k->qkv, x, P + bo->qkv_w, P + bo->qkv_b, BT, C, 3 * C);
+        for (int t = LORA_QUERY; t <= LORA_VALUE; t++)
+            lora_fwd(m, k, bo, t, k->qkv + t * C, 3 * C, x, BT);
         attention_forward(k->ctx, k->att, k->qkv, b->len, B, T, C, H);
         residual_linear_forward(k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b,
                                 x, BT, C, C);
+        lora_fwd(m, k, bo, LORA_ATTN_OUT, k->res1, C, k->ctx, BT);
         layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, k->res1,
                           P + bo->ln1_g, P + bo->ln1_b, BT, C);
         linear_forward(k->inter, k->ln1, P + bo->inter_w, P + bo->inter_b, BT, C, I);
+        lora_fwd(m, k, bo, LORA_INTER, k->inter, I, k->ln1, BT);
         /* inter is not needed again: it becomes gelu'(inter) */
         gelu_forward_grad(k->gelu, k->inter, k->inter, BT * I);
         residual_linear_forward(k->res2, k->gelu, P + bo->out_w, P + bo->out_b,
                                 k->ln1, BT, I, C);
+        lora_fwd(m, k, bo, LORA_OUTPUT, k->res2, C, k->gelu, BT);
         layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->res2,
                           P + bo->ln2_g, P + bo->ln2_b, BT, C);
         x = k->ln2;
@@ -457,6 +569,23 @@ static float *grad_or_null(const Model *m, float *G, int group, size_t offset)
 static void zero(float *p, size_t n)
 {
     memset(p, 0, n * sizeof(float));
+}
+
+/* The adapter of module t in block l, given dy = d(y) (stride ldy) and the
+ * layer input x: weight gradients into G when layer.<l>.lora trains, and
+ * dx += its share of d(x) when dx is not NULL. */
+static void lora_bwd(const Model *m, Activations *a, const BlockActs *k,
+                     const BlockOffsets *bo, float *G, int l, int t, float *dx,
+                     const float *dy, int ldy, const float *x, int N)
+{
+    int in, out;
+    if (!lora_on(m, k, t))
+        return;
+    lora_dims(&m->cfg, t, &in, &out);
+    int g = m->lora_group[l];
+    lora_backward(dx, grad_or_null(m, G, g, bo->lora_a[t]), grad_or_null(m, G, g, bo->lora_b[t]),
+                  a->d_lora, dy, ldy, x, k->lora_u[t], m->params + bo->lora_a[t],
+                  m->params + bo->lora_b[t], m->lora_scale, N, in, out, m->cfg.lora_r);
 }
 
 /* Backward over the rows of b (a view, after forward_rows on the same
@@ -521,10 +650,12 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
         linear_backward_set(a->d_gelu, grad_or_null(m, G, g, bo->out_w),
                         grad_or_null(m, G, g, bo->out_b),
                         d_res, k->gelu, P + bo->out_w, BT, I, C);
+        lora_bwd(m, a, k, bo, G, l, LORA_OUTPUT, a->d_gelu, d_res, C, k->gelu, BT);
         gelu_backward_cached(a->d_gelu, k->inter, BT * I);
         linear_backward(d_res, grad_or_null(m, G, g, bo->inter_w),
                         grad_or_null(m, G, g, bo->inter_b),
                         a->d_gelu, k->ln1, P + bo->inter_w, BT, C, I);
+        lora_bwd(m, a, k, bo, G, l, LORA_INTER, d_res, a->d_gelu, I, k->ln1, BT);
 
         /* attention LayerNorm → d(res1), which is also d(x_in) by the residual */
         layernorm_backward_set(dx, grad_or_null(m, G, g, bo->ln1_g),
@@ -533,7 +664,12 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
         linear_backward_set(d_ctx, grad_or_null(m, G, g, bo->attn_out_w),
                         grad_or_null(m, G, g, bo->attn_out_b), dx, k->ctx,
                         P + bo->attn_out_w, BT, C, C);
+        lora_bwd(m, a, k, bo, G, l, LORA_ATTN_OUT, d_ctx, dx, C, k->ctx, BT);
         attention_backward_set(a->d_qkv, d_ctx, k->qkv, k->att, b->len, a->d_att, B, T, C, H);
+        /* the adapters read x_in's gradient (dx) before the base product adds to it */
+        for (int t = LORA_QUERY; t <= LORA_VALUE; t++)
+            lora_bwd(m, a, k, bo, G, l, t, need_din ? dx : NULL, a->d_qkv + t * C, 3 * C,
+                     x_in, BT);
         linear_backward(need_din ? dx : NULL, grad_or_null(m, G, g, bo->qkv_w),
                         grad_or_null(m, G, g, bo->qkv_b), a->d_qkv, x_in,
                         P + bo->qkv_w, BT, C, 3 * C);
@@ -580,7 +716,8 @@ static void forward_job(void *arg, int i, int nw)
         return;
     r0 = rows_of(j, i, &r1);
     const ModelConfig *c = &j->m->cfg;
-    act_view(&v, &j->m->act, c->layers, r0, j->b->T, c->hidden, c->intermediate, c->heads, i,
+    act_view(&v, &j->m->act, c->layers, r0, j->b->T, c->hidden, c->intermediate, c->heads,
+             c->lora_r, i,
              ATTENTION_SCRATCH(1, c->max_len, c->heads));
     batch_view(&bv, j->b, r0, r1);
     forward_rows(j->m, &v, &bv, &j->loss[i], &j->counted[i]);
@@ -611,7 +748,8 @@ static void backward_job(void *arg, int i, int nw)
                 zero(G + m->groups[g].offset, m->groups[g].numel);
     r0 = rows_of(j, i, &r1);
     const ModelConfig *c = &m->cfg;
-    act_view(&v, &m->act, c->layers, r0, j->b->T, c->hidden, c->intermediate, c->heads, i,
+    act_view(&v, &m->act, c->layers, r0, j->b->T, c->hidden, c->intermediate, c->heads,
+             c->lora_r, i,
              ATTENTION_SCRATCH(1, c->max_len, c->heads));
     batch_view(&bv, j->b, r0, r1);
     backward_rows(m, &v, &bv, G, j->inv_count, j->lowest);
@@ -685,6 +823,13 @@ void model_backward(Model *m, const Batch *b)
             j.lowest = g;
             break;
         }
+    /* An adapter in block l needs the gradient down to that block, as
+     * block l's own weights would (while the adapters are on). */
+    for (int g = pooler_group + 1; m->lora_scale != 0.0f && g < m->n_groups; g++) {
+        int l = m->groups[g].lora_layer;
+        if (l >= 0 && m->groups[g].trainable && 1 + l < j.lowest)
+            j.lowest = 1 + l;
+    }
     if (b->label)
         for (int r = 0; r < b->B; r++)
             counted += b->label[r] >= 0;

@@ -22,6 +22,16 @@
 #define PARAM_NAME_MAX 96
 #define MODEL_MAX_THREADS 64
 
+/* The linear modules of a block that LoRA can adapt (see lora.h), in the
+ * order their adapters are laid out. */
+enum {
+    LORA_QUERY, LORA_KEY, LORA_VALUE,      /* attention.self.{query,key,value} */
+    LORA_ATTN_OUT,                         /* attention.output.dense */
+    LORA_INTER,                            /* intermediate.dense */
+    LORA_OUTPUT,                           /* output.dense */
+    LORA_MODULES
+};
+
 typedef struct {
     int vocab;
     int hidden, layers, heads, intermediate, max_len;
@@ -29,6 +39,12 @@ typedef struct {
     int n_tasks;
     char task_name[MODEL_MAX_TASKS][TASK_NAME_MAX];
     int n_labels[MODEL_MAX_TASKS];
+    /* LoRA adapters (lora.h): lora_r = 0 builds none, and the tensor
+     * table is exactly the plain model's. lora_targets: bit (1u << m) for
+     * each adapted module m (LORA_QUERY ...); the scaling is alpha / r. */
+    int lora_r;
+    float lora_alpha;
+    unsigned lora_targets;
 } ModelConfig;
 
 typedef struct {
@@ -46,6 +62,7 @@ typedef struct {
     int trainable;
     int first, count;          /* tensors [first, first+count) */
     size_t offset, numel;      /* its span of the flat buffer */
+    int lora_layer;            /* layer.<i>.lora: i; every other group: -1 */
 } ParamGroup;
 
 /* Offsets of one block's tensors in the flat buffer. Query, key and value
@@ -58,6 +75,9 @@ typedef struct {
     size_t inter_w, inter_b;
     size_t out_w, out_b;
     size_t ln2_g, ln2_b;                   /* output.LayerNorm */
+    /* LoRA A [r, in] and B [out, r] of module m, when its bit is set in
+     * cfg.lora_targets */
+    size_t lora_a[LORA_MODULES], lora_b[LORA_MODULES];
 } BlockOffsets;
 
 typedef struct {
@@ -80,6 +100,7 @@ typedef struct {
     float *res2;       /* [BT, C] ln1 + output dense (pre-LN) */
     float *ln2;        /* [BT, C] the block's output */
     float *ln2_mean, *ln2_rstd;
+    float *lora_u[LORA_MODULES]; /* [BT, r] x A^T of each adapted module, else NULL */
 } BlockActs;
 
 typedef struct {
@@ -100,6 +121,7 @@ typedef struct {
     float *d_att;              /* ATTENTION_SCRATCH for each worker */
     float *d_cls, *d_pool;     /* [B, C] */
     float *d_logits;           /* [B, max labels] */
+    float *d_lora;             /* [BT, r] (LoRA models only) */
 } Activations;
 
 typedef struct {
@@ -109,6 +131,11 @@ typedef struct {
     int n_groups;
     ParamGroup *groups;
     ModelOffsets off;
+    /* LoRA scaling used by forward and backward: alpha / r while the
+     * adapters are on, 0 when switched off (lora_set_enabled), which
+     * skips them entirely. 0 in a model without adapters. */
+    float lora_scale;
+    int lora_group[MODEL_MAX_LAYERS];  /* group layer.<i>.lora, or -1 */
     size_t n_params;
     float *params;
     float *grads;
@@ -126,6 +153,13 @@ void model_free(Model *m);
 /* BERT's initialisation: normal(0, std) weights, zero biases, LayerNorm
  * gamma 1 beta 0. */
 void model_init_weights(Model *m, Rng *rng, float std);
+/* LoRA adapters as PEFT initialises them: A Kaiming-uniform (a = sqrt 5,
+ * i.e. uniform(-1/sqrt(in), 1/sqrt(in))), B zero, so the adapted model
+ * starts equal to the base. model_init_weights calls it after drawing
+ * every base weight (the base draws are those of a model without
+ * adapters); call it again to restart the adapters, e.g. after loading
+ * base weights. */
+void model_init_lora(Model *m, Rng *rng);
 
 int model_find_tensor(const Model *m, const char *name);
 int model_find_group(const Model *m, const char *name);

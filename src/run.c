@@ -12,6 +12,7 @@
 
 #include "checkpoint.h"
 #include "ewc.h"
+#include "lora.h"
 #include "paths.h"
 #include "safetensors.h"
 #include "strategy.h"
@@ -119,6 +120,14 @@ void run_model_config(const Experiment *x, const int n_labels[N_TASKS], ModelCon
         snprintf(mc->task_name[k], TASK_NAME_MAX, "%s", task_names[k]);
         mc->n_labels[k] = n_labels[k];
     }
+    if (strcmp(x->finetune.method, "lora") == 0) {
+        char why[256];
+        mc->lora_r = x->finetune.lora.r;
+        mc->lora_alpha = (float)x->finetune.lora.alpha;
+        /* Validated with the experiment. */
+        if (lora_parse_targets(x->finetune.lora.targets, &mc->lora_targets, why, sizeof why) < 0)
+            mc->lora_r = 0;
+    }
 }
 
 /* Everything a run needs in memory, whether it starts or resumes. */
@@ -172,8 +181,10 @@ static int enter_phase(Run *r, MnError *e)
     if (task == TASK_NEW)
         strategy_apply(m, &r->x);
     else {
+        /* Adapters wait for fine-tuning: at its first step the model must
+         * be exactly the pretrained one. */
         for (int g = 0; g < m->n_groups; g++) {
-            m->groups[g].trainable = 1;
+            m->groups[g].trainable = m->groups[g].lora_layer < 0;
             m->groups[g].lr_scale = 1.0f;
         }
         /* The new head has nothing to learn from the original task. */
@@ -568,6 +579,14 @@ static int write_summary(Run *r, const char *path, const char *status, MnError *
                               "total_params", (json_int_t)total,
                               "trainable_fraction", (double)trainable / (double)total);
     json_object_set_new(extra, "drift", drift_json(r));
+    const EvalRecord *off = NULL;
+    for (int i = 0; i < r->history.n; i++)
+        if (r->history.v[i].has_adapter_off)
+            off = &r->history.v[i];
+    json_object_set_new(extra, "final_adapter_off", off ?
+                        json_pack("{s:I, s:{s:f, s:f}}", "step", (json_int_t)off->step, "original",
+                                  "loss", off->original_adapter_off.loss, "acc",
+                                  off->original_adapter_off.acc) : json_null());
     json_object_set_new(extra, "timing", json_pack("{s:f, s:f, s:f}", "train_s", r->step_seconds,
                         "policy_s", r->policy_seconds, "policy_share",
                         r->step_seconds > 0 ? r->policy_seconds / r->step_seconds : 0.0));
@@ -603,6 +622,14 @@ static int record_eval(Run *r, MnError *e)
     if (r->phase == PHASE_FINETUNE) {
         rec.has_new = 1;
         rec.new_task = run_evaluate(r, TASK_NEW, r->x.eval.new_samples);
+        if (lora_present(&r->model)) {
+            /* One model deployed with the adapter, or the base with the
+             * adapter swapped out: both are ways to serve the original. */
+            lora_set_enabled(&r->model, 0);
+            rec.has_adapter_off = 1;
+            rec.original_adapter_off = run_evaluate(r, TASK_ORIGINAL, r->x.eval.original_samples);
+            lora_set_enabled(&r->model, 1);
+        }
     }
     if (r->loss_count > 0) {
         rec.has_train_loss = 1;

@@ -90,6 +90,18 @@ void strategy_apply(Model *m, const Experiment *x)
         pg->lr_scale = g == 0 ? (float)pow(d, L + 1) : g <= L ? (float)pow(d, L - (g - 1)) : 1.0f;
     }
     m->groups[model_find_group(m, "classifier.original")].trainable = 0;
+    /* LoRA: the base (embeddings, blocks, pooler) frozen, the adapters
+     * train at their block's rate, the new head at lr. Without method
+     * lora, adapters (if the model has them) stay as they are. */
+    int lora = strcmp(x->finetune.method, "lora") == 0;
+    for (int g = 0; g < m->n_groups; g++) {
+        ParamGroup *pg = &m->groups[g];
+        if (pg->lora_layer >= 0) {
+            pg->trainable = lora;
+            pg->lr_scale = (float)pow(d, L - pg->lora_layer);
+        } else if (lora && g <= L + 1)
+            pg->trainable = 0;
+    }
 }
 
 size_t strategy_trainable_params(const Model *m)

@@ -192,6 +192,35 @@ static void test_stop(void)
     run_free(&r);
 }
 
+/* LoRA: the base stays bit-identical, and with the adapter switched off
+ * the original task scores exactly its baseline. */
+static void test_lora(void)
+{
+    Run r;
+    const char *sets[] = { "finetune.method=lora", "finetune.lora.targets=query value output.dense",
+                           "finetune.lr=1e-2" };
+    if (run_tiny(&r, "lora", sets, 3, 1) < 0) {
+        ok(0, "lora run");
+        run_free(&r);
+        return;
+    }
+    ok(!group_moved(&r, "embeddings") && !group_moved(&r, "layer.0") && !group_moved(&r, "pooler") &&
+       !group_moved(&r, "classifier.original"), "LoRA leaves every base weight bit-identical");
+    ok(group_moved(&r, "layer.0.lora") && group_moved(&r, "classifier.new"), "the adapters and the new head moved");
+    const EvalRecord *base = NULL, *last = NULL;
+    for (int i = 0; i < r.history.n; i++)
+        if (strcmp(r.history.v[i].phase, "finetune") == 0) {
+            if (!base)
+                base = &r.history.v[i];
+            last = &r.history.v[i];
+        }
+    ok(base && last && last->has_adapter_off && last->original_adapter_off.acc == base->original.acc &&
+       last->original_adapter_off.loss == base->original.loss,
+       "adapter off, the original task scores exactly its baseline (%.3f)", last ? last->original_adapter_off.acc : -1.0);
+    diag("adapter on: original %.3f, new %.3f", last ? last->original.acc : -1.0, last ? last->new_task.acc : -1.0);
+    run_free(&r);
+}
+
 int main(void)
 {
     if (!mkdtemp(tmp_root)) {
@@ -204,6 +233,7 @@ int main(void)
     test_replay();
     test_regularizers();
     test_stop();
+    test_lora();
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
     if (system(cmd) != 0)

@@ -28,12 +28,13 @@ for cfg in "$here"/*.cfg; do
     run "$name" "$cfg" --set base.checkpoint="$base"
 done
 
-printf '\n%-20s %8s %9s %10s %10s  %s\n' run "new acc" "orig acc" forgetting trainable "stopped"
+printf '\n%-20s %8s %9s %10s %10s  %s\n' run "new acc" "orig acc" forgetting trainable "notes"
 for dir in "$out"/*/; do
     s="$dir/summary.json"
     [ -f "$s" ] || continue
     jq -r --arg n "$(basename "$dir")" \
         '[$n, .final.new.acc, .final.original.acc, .forgetting, .trainable_fraction,
-          (if .stop_reason then "early" else "" end)] | @tsv' "$s"
+          ((if .stop_reason then "stopped early " else "" end) +
+           (if .final_adapter_off then "adapter off: orig acc \(.final_adapter_off.original.acc)" else "" end))] | @tsv' "$s"
 done | awk -F'\t' '{ printf "%-20s %8.3f %9.3f %10.3f %9.1f%%  %s\n", $1, $2, $3, $4, 100 * $5, $6 }'
 echo "(baseline original accuracy $(jq .baseline.original.acc "$out/full-ft-aggressive/summary.json"); runs in $out)"
