@@ -116,8 +116,6 @@ static int check_lora_targets(const char *v, char *why, size_t n);
     FLT("finetune.replay.ratio", finetune.replay.ratio, 0, 0.9, 0,                                          \
         "share of each fine-tuning batch drawn from the original task")                                   \
     PATH("finetune.policy", finetune.policy, "Lua policy file; empty = none")                             \
-    BOOL("finetune.policy_watch", finetune.policy_watch, 0, "reload the policy when its file changes")    \
-    PATH("finetune.policy_path", finetune.policy_path, "a folder of your own Lua modules for require")    \
     INT("eval.every", eval.every, 1, INT_MAX, 50, "evaluate both tasks every N steps")                    \
     INT("eval.original_samples", eval.original_samples, 0, INT_MAX, 0, "original examples; 0 = all")      \
     INT("eval.new_samples", eval.new_samples, 0, INT_MAX, 0, "new-task examples; 0 = all")                \
@@ -129,7 +127,9 @@ static int check_lora_targets(const char *v, char *why, size_t n);
     FLT("stop.original_weight", stop.original_weight, 0, 1e6, 1, "weight of the original loss")           \
     FLT("stop.max_original_drop", stop.max_original_drop, 0, 1, 0,                                          \
         "stop when original accuracy falls this far below baseline; 0 = off")                             \
-    INT("stop.patience", stop.patience, 0, INT_MAX, 0, "evaluations without improvement; 0 = off")
+    INT("stop.patience", stop.patience, 0, INT_MAX, 0, "evaluations without improvement; 0 = off")     \
+    BOOL("policy.watch", policy.watch, 0, "reload the policy when its file changes")                      \
+    PATH("policy.path", policy.path, "a folder of your own Lua modules for require")
 
 #define FIELD(f) .off = offsetof(Experiment, f), .size = sizeof(((Experiment *)0)->f)
 #define SPEC_INT(k, f, lo, hi, d, h) { .key = k, .type = K_INT, FIELD(f), .ilo = lo, .ihi = hi, .idef = d },

@@ -80,9 +80,12 @@ typedef struct {
             double ratio;            /* share of each batch from the original task */
         } replay;
         char policy[EXP_PATH];       /* Lua policy file; "" = none */
-        int policy_watch;            /* reload when the file changes */
-        char policy_path[EXP_PATH];  /* the user's folder of Lua modules */
     } finetune;
+
+    struct {
+        int watch;                   /* reload when the file changes */
+        char path[EXP_PATH];         /* the user's folder of Lua modules */
+    } policy;
 
     struct {
         char metric[EXP_STR];        /* none | combined */

@@ -491,8 +491,8 @@ static int load_policy(Run *r, MnError *e)
         return 0;
     if (find_data_file("lua", lua_dir, sizeof lua_dir) == 0)
         dirs[n++] = lua_dir;
-    if (r->x.finetune.policy_path[0])
-        dirs[n++] = r->x.finetune.policy_path;
+    if (r->x.policy.path[0])
+        dirs[n++] = r->x.policy.path;
     if (policy_load(&r->policy, r->x.finetune.policy, dirs, n, r->x.seed, e) < 0)
         return mn_wrap(e, "finetune.policy");
     r->policy_mtime = file_mtime(r->x.finetune.policy);
@@ -859,7 +859,7 @@ int run_step(Run *r, MnError *e)
     if (r->step >= r->total_steps)
         return r->phase == PHASE_BASE ? begin_finetune(r, e) : finish(r, e);
 
-    if (r->policy && r->x.finetune.policy_watch &&
+    if (r->policy && r->x.policy.watch &&
         file_mtime(r->x.finetune.policy) != r->policy_mtime) {
         MnError why;
         run_policy_reload(r, &why);   /* a failed reload is logged; the old policy goes on */

@@ -83,7 +83,7 @@ struct Run {
     PolicyView view;           /* what the policy saw at its last call */
     int lr_override;           /* a policy set the rate: lr_value, not the schedule */
     double lr_value;
-    long policy_mtime;         /* for finetune.policy_watch */
+    long policy_mtime;         /* for policy.watch */
     char pause_reason[1100];   /* set when the run must pause */
     int pause_is_error;        /* the pause comes from a policy error */
     EventLog events;

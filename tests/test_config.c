@@ -98,8 +98,8 @@ static void test_types(void)
         "finetune.schedule", "expected a string");
     ERR("boolean for a number", TASKS "seed = true;\n", "exp.cfg:3:", "seed",
         "expected an integer, got true");
-    ERR("number for a boolean", TASKS "finetune = { policy_watch = 1; };\n", "exp.cfg:3:",
-        "finetune.policy_watch", "expected true or false, got 1");
+    ERR("number for a boolean", TASKS "policy = { watch = 1; };\n", "exp.cfg:3:",
+        "policy.watch", "expected true or false, got 1");
     ERR("array for a number", TASKS "eval = { every = [1, 2]; };\n", "exp.cfg:3:", "eval.every",
         "expected an integer, got an array");
     ERR("group for a key", TASKS "seed = { x = 1; };\n", "exp.cfg:3:", "seed",
