@@ -146,6 +146,36 @@ out:
     return rc;
 }
 
+int checkpoint_export(const char *path, const Model *m, const LabelSet *labels, MnError *e)
+{
+    StTensorOut *t = calloc((size_t)m->n_tensors, sizeof *t);
+    Model plain = *m;
+    int n = 0, rc;
+    if (!t)
+        return mn_fail(e, "%s: out of memory", path);
+    /* Described as the plain model it now is: no adapter tensors follow. */
+    plain.cfg.lora_r = 0;
+    plain.cfg.lora_targets = 0;
+    char *mjson = model_json(&plain, labels);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *pt = &m->tensors[i];
+        if (strstr(pt->name, ".lora_"))
+            continue;
+        t[n].name = pt->name;
+        t[n].ndim = pt->ndim;
+        t[n].shape[0] = pt->shape[0];
+        t[n].shape[1] = pt->shape[1];
+        t[n].data = m->params + pt->offset;
+        n++;
+    }
+    StMeta meta[] = { { "format", "pt" }, { "mneme.format", CHECKPOINT_FORMAT },
+                      { "mneme.model", mjson ? mjson : "" }, { "mneme.content", "weights for export" } };
+    rc = mjson ? safetensors_write(path, t, n, meta, 4, e) : mn_fail(e, "%s: out of memory", path);
+    free(mjson);
+    free(t);
+    return rc;
+}
+
 static int json_int(json_t *o, const char *key, int *v)
 {
     json_t *x = json_object_get(o, key);

@@ -40,6 +40,10 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
                     const RunStateRecord *st, const LabelSet *labels,
                     MnError *e);
 
+/* Writes the weights only, without adapters, optimizer or run state: a
+ * model for export (after lora_merge, the merged one). */
+int checkpoint_export(const char *path, const Model *m, const LabelSet *labels, MnError *e);
+
 /* Reads the model shape and label names a checkpoint was written with, so
  * a model can be built for it (predict, or a run that starts from it). */
 int checkpoint_read_config(const StFile *f, ModelConfig *cfg,

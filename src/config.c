@@ -101,6 +101,8 @@ static int check_lora_targets(const char *v, char *why, size_t n);
     STR("finetune.lora.targets", finetune.lora.targets, "query value", check_lora_targets,                  \
         "modules given adapters, matched as PEFT does: query key value attention.output.dense "          \
         "intermediate.dense output.dense")                                                                \
+    BOOL("finetune.lora.merge", finetune.lora.merge, 0,                                                    \
+         "at the end, also write checkpoints/merged.safetensors: adapters folded in")                     \
     INT("finetune.freeze.keep_last", finetune.freeze.keep_last, -1, 48, -1,                                 \
         "train only the last k blocks, the pooler and the new head; -1 = off")                            \
     STR("finetune.freeze.parts", finetune.freeze.parts, "", check_parts,                                    \

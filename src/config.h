@@ -62,6 +62,7 @@ typedef struct {
             int r;                   /* rank */
             double alpha;            /* scaling alpha / r */
             char targets[256];       /* "query value": lora_parse_targets */
+            int merge;               /* write merged weights at the end */
         } lora;
         struct {
             int keep_last;           /* -1 = off; else train the last k blocks */

@@ -849,6 +849,15 @@ static int finish(Run *r, MnError *e)
     if (r->stop_reason[0])
         logf_(r, "stopped early: %s", r->stop_reason);
     logf_(r, "finished in %.1f s; summary in %s", run_elapsed(r), path);
+    /* Last, as it changes the weights: the run is over, so the adapters
+     * can be folded in place. */
+    if (lora_present(&r->model) && r->x.finetune.lora.merge) {
+        lora_merge(&r->model);
+        path_in_run(r, path, sizeof path, "checkpoints/merged.safetensors");
+        if (checkpoint_export(path, &r->model, r->labels, e) < 0)
+            return -1;
+        logf_(r, "merged weights for export in %s", path);
+    }
     return 1;
 }
 

@@ -47,4 +47,19 @@ ok $? "summary.json has best.new.acc"
 ok $? "a run from base.checkpoint runs"
 b2=$(json "$TMP/again/summary.json" .baseline.original.acc)
 ok $([ "$b2" = "$base" ]; echo $?) "it starts from the same baseline ($b2 = $base)"
+# LoRA with merge: the exported weights (base names only) predict as the
+# adapted model does.
+"$MNEME" run --headless "$MNEME_SRCDIR/tests/data/tiny.cfg" --out "$TMP/lora" --quiet \
+    --set finetune.method=lora --set finetune.lora.merge=true >/dev/null 2>&1
+ok $? "a LoRA run with finetune.lora.merge"
+M="$TMP/lora/checkpoints/merged.safetensors"
+n_lora=$(head -c 100000 "$M" | grep -c "lora_" || true)
+ok $([ -f "$M" ] && [ "$n_lora" = 0 ]; echo $?) "merged.safetensors holds no adapter tensors"
+printf 'the soup was LOVELY\nmy laptop was awful\n' >"$TMP/texts"
+"$MNEME" predict "$TMP/lora/checkpoints/final.safetensors" --task new <"$TMP/texts" | jq -c .logits >"$TMP/l1"
+"$MNEME" predict "$M" --task new <"$TMP/texts" | jq -c .logits >"$TMP/l2"
+awk 'NR==FNR { a[FNR] = $0; next } { gsub(/[\[\]]/, "", a[FNR]); gsub(/[\[\]]/, "", $0);
+     n = split(a[FNR], x, ","); split($0, y, ","); for (i = 1; i <= n; i++) { d = x[i] - y[i];
+     if (d > 1e-4 || d < -1e-4) bad = 1 } } END { exit bad }' "$TMP/l1" "$TMP/l2"
+ok $? "the merged weights give the adapted model's logits ($(head -1 "$TMP/l1") vs $(head -1 "$TMP/l2"))"
 done_testing
