@@ -74,7 +74,10 @@ static int drive(Run *r, Printer *p)
         if (reload_signal) {
             /* A failed reload is logged by the run; the old policy goes on. */
             reload_signal = 0;
-            run_policy_reload(r, &e);
+            if (!r->policy)
+                fprintf(stderr, "mneme: SIGUSR1: this run has no policy to reload\n");
+            else
+                run_policy_reload(r, &e);
         }
         int rc = run_step(r, &e);
         if (rc < 0) {

@@ -132,6 +132,17 @@ printf 'local P = { name = "cmod" }\nlocal lfs = require("lfs")\nreturn P\n' >"$
 "$MNEME" run --headless "$CFG" --set finetune.policy="$TMP/cmod.lua" --out "$TMP/cm" --quiet >/dev/null 2>"$TMP/err"
 ok $([ $? = 2 ] && grep -q "cmod.lua:2:" "$TMP/err"; echo $?) "require of a C module is refused at load ($(head -1 "$TMP/err"))"
 
+# SIGUSR1 reloads the policy of a running headless run
+"$MNEME" run --headless "$CFG" --set finetune.policy="$TMP/unfreeze.lua" --set finetune.epochs=60 \
+    --out "$TMP/sig" --quiet >/dev/null 2>&1 &
+pid=$!
+sleep 1.5
+kill -USR1 $pid 2>/dev/null
+wait $pid
+st=$?
+ok $([ $st = 0 ] && jq -se 'map(select(.action=="reload")) | length == 1' "$TMP/sig/events.jsonl" >/dev/null; echo $?) \
+   "SIGUSR1 reloads the policy mid-run, recorded in events.jsonl (exit $st)"
+
 # the cost of a policy that touches every layer every step, measured in the run
 cat >"$TMP/touch.lua" <<'LUA'
 local P = { name = "touch_all" }
