@@ -12,6 +12,7 @@
 #include "headless.h"
 #include "paths.h"
 #include "predict.h"
+#include "runs.h"
 
 #define MAX_SETS 256
 
@@ -22,6 +23,7 @@ static const char usage_text[] =
     "       mneme run --resume RUN_DIR [--headless] [--quiet] [--stop-after STEPS]\n"
     "       mneme predict CHECKPOINT --task NAME [--ids]\n"
     "       mneme bench EXPERIMENT.cfg [--set KEY=VALUE]... [--steps N]\n"
+    "       mneme runs [DIR]\n"
     "       mneme --help | --version\n"
     "See mneme(1) and mneme.cfg(5).\n";
 
@@ -183,5 +185,7 @@ int main(int argc, char **argv)
         return predict_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "bench") == 0)
         return cmd_bench(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "runs") == 0)
+        return runs_main(argc - 2, argv + 2);
     return cmd_default(argc - 1, argv + 1);
 }

@@ -51,6 +51,12 @@ ok $? "the run folder has experiment.cfg, summary.json and checkpoints"
 "$MNEME" run --headless "$D/files.cfg" --out "$TMP/files" --quiet >/dev/null 2>"$TMP/err"
 ok $([ $? = 2 ] && contains "$TMP/err" "already holds a run"; echo $?) "a folder that holds a run is not overwritten"
 
+# runs: the runs of a folder with their figures
+"$MNEME" runs "$TMP" >"$TMP/runs" 2>&1
+ok $([ $? = 0 ] && grep -q "^files  *finished" "$TMP/runs"; echo $?) "mneme runs lists a run with its status ($(grep '^files' "$TMP/runs"))"
+"$MNEME" runs "$TMP/nowhere" >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "nowhere"; echo $?) "mneme runs on a missing folder: exit 2 naming it"
+
 # predict
 CK="$TMP/files/checkpoints/final.safetensors"
 printf 'great soup\nawful laptop\n' | "$MNEME" predict "$CK" --task original >"$TMP/pred" 2>"$TMP/err"
