@@ -54,6 +54,10 @@ static char *model_json(const Model *m, const LabelSet *labels)
         json_object_set_new(o, "lora", json_pack("{s:i, s:f, s:i}", "r", c->lora_r, "alpha",
                                                  (double)c->lora_alpha, "targets",
                                                  (int)c->lora_targets));
+    if (c->prompt_tokens > 0)
+        json_object_set_new(o, "prompt", json_pack("{s:i}", "tokens", c->prompt_tokens));
+    if (c->prefix_tokens > 0)
+        json_object_set_new(o, "prefix", json_pack("{s:i}", "tokens", c->prefix_tokens));
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;
@@ -217,6 +221,16 @@ int checkpoint_read_config(const StFile *f, ModelConfig *cfg, LabelSet *labels, 
         cfg->lora_alpha = (float)json_number_value(json_object_get(lora, "alpha"));
         cfg->lora_targets = (unsigned)targets;
     }
+    static const char *const virt[2] = { "prompt", "prefix" };
+    for (int v = 0; v < 2; v++) {
+        json_t *vo = json_object_get(o, virt[v]);
+        if (!vo)
+            continue;
+        if (!json_is_object(vo) || json_int(vo, "tokens", v ? &cfg->prefix_tokens : &cfg->prompt_tokens)) {
+            json_decref(o);
+            return mn_fail(e, "mneme.model metadata: the %s entry is malformed", virt[v]);
+        }
+    }
     cfg->n_tasks = (int)json_array_size(tasks);
     for (int k = 0; k < cfg->n_tasks; k++) {
         json_t *tk = json_array_get(tasks, (size_t)k);
@@ -252,7 +266,9 @@ static int load_tensor_set(const StFile *f, const Model *m, float *base,
         /* A base checkpoint need not have the new head or the adapters:
          * they keep their initialisation. */
         if (optional_new_head && (strncmp(pt->name, NEW_HEAD_PREFIX, strlen(NEW_HEAD_PREFIX)) == 0 ||
-                                  strstr(pt->name, ".lora_"))) {
+                                  strstr(pt->name, ".lora_") ||
+                                  strncmp(pt->name, "prompt_encoder.", 15) == 0 ||
+                                  strncmp(pt->name, "prefix.", 7) == 0)) {
             const StTensorInfo *ti = safetensors_find(f, name);
             if (!ti || ti->ndim != pt->ndim || ti->shape[0] != shape[0] ||
                 (pt->ndim == 2 && ti->shape[1] != shape[1]))

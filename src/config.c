@@ -94,8 +94,11 @@ static int check_lora_targets(const char *v, char *why, size_t n);
         "slanted triangular: peak rate / lowest rate")                                                    \
     FLT("finetune.weight_decay", finetune.recipe.weight_decay, 0, 1, 0.01, "AdamW weight decay")          \
     FLT("finetune.clip_norm", finetune.recipe.clip_norm, 0, INFINITY, 1.0, "gradient norm clip; 0 = none") \
-    ENUM("finetune.method", finetune.method, "full", "full|lora",                                           \
-         "what is trained: full = every weight; lora = adapters and the new head, base frozen")          \
+    ENUM("finetune.method", finetune.method, "full", "full|lora|prompt|prefix",                             \
+         "what is trained: full = every weight; lora = adapters, prompt = soft tokens, prefix = "         \
+         "attention key/value prefixes, each with the new head and the base frozen")                      \
+    INT("finetune.virtual_tokens", finetune.virtual_tokens, 1, 64, 8,                                       \
+        "prompt: soft tokens after [CLS]; prefix: key/value vectors per block")                           \
     INT("finetune.lora.r", finetune.lora.r, 1, 4096, 8, "LoRA rank")                                     \
     FLT("finetune.lora.alpha", finetune.lora.alpha, 1e-6, 1e6, 16, "LoRA alpha; the scaling is alpha / r") \
     STR("finetune.lora.targets", finetune.lora.targets, "query value", check_lora_targets,                  \

@@ -57,7 +57,8 @@ typedef struct {
 
     struct {
         TrainRecipe recipe;          /* epochs, lr, batch, … at finetune.* */
-        char method[EXP_STR];        /* full | lora */
+        char method[EXP_STR];        /* full | lora | prompt | prefix */
+        int virtual_tokens;          /* prompt / prefix: n */
         struct {
             int r;                   /* rank */
             double alpha;            /* scaling alpha / r */

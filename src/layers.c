@@ -484,6 +484,54 @@ void embedding_backward(float *restrict dword, float *restrict dpos,
         }
 }
 
+/* Sequences of T + np rows: [CLS] (row 0, position 0), the np soft tokens
+ * (rows 1..np: the learned vectors alone), then tokens 1..T-1 at rows
+ * np+1.. with their own positions 1..T-1. */
+void embedding_forward_prompt(float *restrict out, const int *restrict ids,
+                              const float *restrict word, const float *restrict pos,
+                              const float *restrict type, const float *restrict prompt,
+                              int np, int B, int T, int C)
+{
+    const int Te = T + np;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < Te; t++) {
+            float *restrict y = out + ((long)b * Te + t) * C;
+            if (t >= 1 && t <= np) {
+                memcpy(y, prompt + (long)(t - 1) * C, (size_t)C * sizeof *y);
+                continue;
+            }
+            const int s = t == 0 ? 0 : t - np;
+            const float *restrict w = word + (long)ids[(long)b * T + s] * C;
+            const float *restrict p = pos + (long)s * C;
+            for (int j = 0; j < C; j++)
+                y[j] = w[j] + p[j] + type[j];
+        }
+}
+
+void embedding_backward_prompt(float *restrict dword, float *restrict dpos,
+                               float *restrict dtype, float *restrict dprompt,
+                               const float *restrict dout, const int *restrict ids,
+                               int np, int B, int T, int C)
+{
+    const int Te = T + np;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < Te; t++) {
+            const float *restrict d = dout + ((long)b * Te + t) * C;
+            if (t >= 1 && t <= np) {
+                if (dprompt)
+                    add_row(dprompt + (long)(t - 1) * C, d, C);
+                continue;
+            }
+            const int s = t == 0 ? 0 : t - np;
+            if (dword)
+                add_row(dword + (long)ids[(long)b * T + s] * C, d, C);
+            if (dpos)
+                add_row(dpos + (long)s * C, d, C);
+            if (dtype)
+                add_row(dtype, d, C);
+        }
+}
+
 /* ---- attention --------------------------------------------------------- */
 
 static int valid_len(const int *len, int b, int T)
@@ -526,76 +574,121 @@ static void softmax_rows_backward(float *restrict dS, const float *restrict P,
     }
 }
 
-void attention_forward(float *out, float *att, const float *qkv,
-                       const int *len, int B, int T, int C, int H)
+/* The attention of one batch, with np prefix keys and values (rows of pk
+ * and pv, stride C) before each sequence's own: probabilities are rows of
+ * width W = np + T, the prefix columns first. np = 0 is the plain
+ * attention, the same products in the same order. */
+static void attention_forward_np(float *out, float *att, const float *qkv, const int *len,
+                                 const float *pk, const float *pv, int np,
+                                 int B, int T, int C, int H)
 {
-    const int D = C / H, ld = 3 * C;
+    const int D = C / H, ld = 3 * C, W = np + T;
     const float scale = 1.0f / sqrtf((float)D);
     for (int b = 0; b < B; b++) {
-        const int L = valid_len(len, b, T);
+        const int L = valid_len(len, b, T), Lt = np + L;
         const float *base = qkv + (long)b * T * ld;
         for (int h = 0; h < H; h++) {
             const float *q = base + h * D, *k = q + C, *v = q + 2 * C;
-            float *P = att + ((long)b * H + h) * T * T;
+            float *P = att + ((long)b * H + h) * T * W;
             float *o = out + (long)b * T * C + h * D;
-            if (L == 0) {
+            if (Lt == 0) {
                 /* No key to attend to: define the context as zero. */
-                memset(P, 0, (size_t)T * T * sizeof *P);
+                memset(P, 0, (size_t)T * W * sizeof *P);
                 for (int t = 0; t < T; t++)
                     memset(o + (long)t * C, 0, (size_t)D * sizeof *o);
                 continue;
             }
-            /* Only the L valid keys are scored; masked columns are set to
-             * zero by the softmax. */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L, D,
-                        scale, q, ld, k, ld, 0.0f, P, T);
-            softmax_rows_prefix(P, T, L, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, L,
-                        1.0f, P, T, v, ld, 0.0f, o, C);
+            /* Only the prefix and the L valid keys are scored; masked
+             * columns are set to zero by the softmax. */
+            if (np)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, np, D,
+                            scale, q, ld, pk + h * D, C, 0.0f, P, W);
+            if (L)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L, D,
+                            scale, q, ld, k, ld, 0.0f, P + np, W);
+            softmax_rows_prefix(P, T, Lt, W);
+            if (np)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, np,
+                            1.0f, P, W, pv + h * D, C, 0.0f, o, C);
+            if (L)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, L,
+                            1.0f, P + np, W, v, ld, np ? 1.0f : 0.0f, o, C);
         }
     }
 }
 
+void attention_forward(float *out, float *att, const float *qkv,
+                       const int *len, int B, int T, int C, int H)
+{
+    attention_forward_np(out, att, qkv, len, NULL, NULL, 0, B, T, C, H);
+}
+
+void attention_forward_prefix(float *out, float *att, const float *qkv, const int *len,
+                              const float *pk, const float *pv, int np,
+                              int B, int T, int C, int H)
+{
+    attention_forward_np(out, att, qkv, len, pk, pv, np, B, T, C, H);
+}
+
 /* beta: 1 accumulates into dqkv, 0 overwrites it (then the rows that no
- * product reaches, keys past the valid length, are zeroed here). One T x T
- * scratch serves every (sequence, head) in turn, so it stays in cache. */
-static void attention_backward_beta(float *dqkv, const float *dout, const float *qkv,
-                                    const float *att, const int *len, float *scratch,
+ * product reaches, keys past the valid length, are zeroed here). One T x W
+ * scratch serves every (sequence, head) in turn, so it stays in cache.
+ * dpk, dpv (the prefix's gradients, stride C) always accumulate; NULL
+ * skips them. */
+static void attention_backward_beta(float *dqkv, float *dpk, float *dpv, const float *dout,
+                                    const float *qkv, const float *att, const int *len,
+                                    const float *pk, const float *pv, int np, float *scratch,
                                     int B, int T, int C, int H, float beta)
 {
-    const int D = C / H, ld = 3 * C;
+    const int D = C / H, ld = 3 * C, W = np + T;
     const float scale = 1.0f / sqrtf((float)D);
     float *dS = scratch;
     for (int b = 0; b < B; b++) {
-        const int L = valid_len(len, b, T);
+        const int L = valid_len(len, b, T), Lt = np + L;
         const float *base = qkv + (long)b * T * ld;
         float *dbase = dqkv + (long)b * T * ld;
         if (beta == 0.0f) {
-            for (int t = L == 0 ? 0 : L; t < T; t++)
+            for (int t = L; t < T; t++)
                 memset(dbase + (long)t * ld + C, 0, 2 * (size_t)C * sizeof *dbase);
-            if (L == 0)
+            if (Lt == 0)
                 for (int t = 0; t < T; t++)
                     memset(dbase + (long)t * ld, 0, (size_t)C * sizeof *dbase);
         }
-        if (L == 0)
+        if (Lt == 0)
             continue;
         for (int h = 0; h < H; h++) {
             const float *q = base + h * D, *k = q + C, *v = q + 2 * C;
             float *dq = dbase + h * D, *dk = dq + C, *dv = dq + 2 * C;
-            const float *P = att + ((long)b * H + h) * T * T;
+            const float *P = att + ((long)b * H + h) * T * W;
             const float *dO = dout + (long)b * T * C + h * D;
 
             /* Masked keys have zero probability, so only the first L rows
              * of dK, dV and columns of dP, dS can be nonzero. */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, T,
-                        1.0f, P, T, dO, C, beta, dv, ld);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L, D,
-                        1.0f, dO, C, v, ld, 0.0f, dS, T);
-            softmax_rows_backward(dS, P, T, L, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, L,
-                        scale, dS, T, k, ld, beta, dq, ld);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, T,
-                        scale, dS, T, q, ld, beta, dk, ld);
+            if (L)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, T,
+                            1.0f, P + np, W, dO, C, beta, dv, ld);
+            if (np && dpv)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, np, D, T,
+                            1.0f, P, W, dO, C, 1.0f, dpv + h * D, C);
+            if (np)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, np, D,
+                            1.0f, dO, C, pv + h * D, C, 0.0f, dS, W);
+            if (L)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L, D,
+                            1.0f, dO, C, v, ld, 0.0f, dS + np, W);
+            softmax_rows_backward(dS, P, T, Lt, W);
+            if (np)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, np,
+                            scale, dS, W, pk + h * D, C, beta, dq, ld);
+            if (L)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, L,
+                            scale, dS + np, W, k, ld, np ? 1.0f : beta, dq, ld);
+            if (L)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, T,
+                            scale, dS + np, W, q, ld, beta, dk, ld);
+            if (np && dpk)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, np, D, T,
+                            scale, dS, W, q, ld, 1.0f, dpk + h * D, C);
         }
     }
 }
@@ -604,14 +697,25 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv,
                         const float *att, const int *len, float *scratch,
                         int B, int T, int C, int H)
 {
-    attention_backward_beta(dqkv, dout, qkv, att, len, scratch, B, T, C, H, 1.0f);
+    attention_backward_beta(dqkv, NULL, NULL, dout, qkv, att, len, NULL, NULL, 0, scratch,
+                            B, T, C, H, 1.0f);
 }
 
 void attention_backward_set(float *dqkv, const float *dout, const float *qkv,
                             const float *att, const int *len, float *scratch,
                             int B, int T, int C, int H)
 {
-    attention_backward_beta(dqkv, dout, qkv, att, len, scratch, B, T, C, H, 0.0f);
+    attention_backward_beta(dqkv, NULL, NULL, dout, qkv, att, len, NULL, NULL, 0, scratch,
+                            B, T, C, H, 0.0f);
+}
+
+void attention_backward_prefix_set(float *dqkv, float *dpk, float *dpv, const float *dout,
+                                   const float *qkv, const float *att, const int *len,
+                                   const float *pk, const float *pv, int np, float *scratch,
+                                   int B, int T, int C, int H)
+{
+    attention_backward_beta(dqkv, dpk, dpv, dout, qkv, att, len, pk, pv, np, scratch,
+                            B, T, C, H, 0.0f);
 }
 
 /* ---- softmax cross-entropy --------------------------------------------- */

@@ -76,6 +76,18 @@ void embedding_backward(float *dword, float *dpos, float *dtype,
                         const float *dout, const int *ids, int B, int T,
                         int C);
 
+/* Prompt tuning: sequences of T + np rows, [CLS] at row 0, the np soft
+ * tokens prompt[np, C] at rows 1..np (the vectors alone: no position or
+ * token type added), then ids' tokens 1..T-1 at rows np+1.. with their
+ * own position embeddings 1..T-1. ids are [B, T]. */
+void embedding_forward_prompt(float *out, const int *ids, const float *word,
+                              const float *pos, const float *type, const float *prompt,
+                              int np, int B, int T, int C);
+/* As embedding_backward, dprompt[np, C] += the soft tokens' rows. */
+void embedding_backward_prompt(float *dword, float *dpos, float *dtype, float *dprompt,
+                               const float *dout, const int *ids, int np, int B, int T,
+                               int C);
+
 /* Multi-head self-attention core (after the Q/K/V projections, before the
  * output dense):
  *   qkv  [B*T, 3C]  each row is q (C) | k (C) | v (C); head h uses columns
@@ -88,6 +100,12 @@ void embedding_backward(float *dword, float *dpos, float *dtype,
  * Scores are scaled by 1/sqrt(D). Matrix products through cblas_sgemm. */
 void attention_forward(float *out, float *att, const float *qkv,
                        const int *len, int B, int T, int C, int H);
+/* Prefix tuning: as attention_forward with np learned keys pk[np, C] and
+ * values pv[np, C] (head h: columns h*D ..) before every sequence's own,
+ * never masked; att is [B, H, T, np + T], the prefix columns first. */
+void attention_forward_prefix(float *out, float *att, const float *qkv, const int *len,
+                              const float *pk, const float *pv, int np,
+                              int B, int T, int C, int H);
 /* dqkv [B*T, 3C] += gradient w.r.t. qkv.
  * scratch: ATTENTION_SCRATCH(B, T, H) floats of workspace (one T x T
  * matrix, reused for every sequence and head; B and H do not matter). */
@@ -99,6 +117,13 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv,
 void attention_backward_set(float *dqkv, const float *dout, const float *qkv,
                             const float *att, const int *len, float *scratch,
                             int B, int T, int C, int H);
+/* dqkv = gradient w.r.t. qkv (written); dpk, dpv [np, C] += the prefix's
+ * gradients (NULL: skipped). scratch: ATTENTION_PREFIX_SCRATCH(T, np). */
+#define ATTENTION_PREFIX_SCRATCH(T, np) ((long)(T) * ((T) + (np)))
+void attention_backward_prefix_set(float *dqkv, float *dpk, float *dpv, const float *dout,
+                                   const float *qkv, const float *att, const int *len,
+                                   const float *pk, const float *pv, int np, float *scratch,
+                                   int B, int T, int C, int H);
 
 /* Softmax cross-entropy over rows of logits [N, K]: writes probs [N, K]
  * (numerically stable) and returns the SUM of -log p[label] over rows with

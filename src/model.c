@@ -169,7 +169,37 @@ static void build_table(Model *m)
         }
         end_group(m, g, start, tb.cursor);
     }
+
+    /* Soft tokens and prefixes last of all, for the same reason. */
+    m->prompt_group = m->prefix_group = -1;
+    if (c->prompt_tokens > 0) {
+        g = m->prompt_group = begin_group(m, "prompt");
+        start = tb.cursor;
+        o->prompt = add_tensor(&tb, g, 0, c->prompt_tokens, C, "prompt_encoder.embedding.weight");
+        end_group(m, g, start, tb.cursor);
+    }
+    if (c->prefix_tokens > 0) {
+        g = m->prefix_group = begin_group(m, "prefix");
+        start = tb.cursor;
+        for (int l = 0; l < c->layers; l++) {
+            o->block[l].prefix_k = add_tensor(&tb, g, 0, c->prefix_tokens, C, "prefix.layer.%d.key", l);
+            o->block[l].prefix_v = add_tensor(&tb, g, 0, c->prefix_tokens, C, "prefix.layer.%d.value", l);
+        }
+        end_group(m, g, start, tb.cursor);
+    }
     m->n_params = tb.cursor;
+}
+
+/* Longest sequence the activations hold (soft tokens included) and the
+ * width of an attention probability row (prefix keys included). */
+static int seq_cap(const ModelConfig *c)
+{
+    return c->max_len + c->prompt_tokens;
+}
+
+static long att_scratch(const ModelConfig *c)
+{
+    return ATTENTION_PREFIX_SCRATCH(seq_cap(c), c->prefix_tokens);
 }
 
 static int has_lora(const ModelConfig *c)
@@ -194,7 +224,7 @@ static int alloc_activations(Model *m, int B, MnError *e)
 {
     const ModelConfig *c = &m->cfg;
     Activations *a = &m->act;
-    size_t T = (size_t)c->max_len, C = (size_t)c->hidden;
+    size_t T = (size_t)seq_cap(c), C = (size_t)c->hidden;
     size_t I = (size_t)c->intermediate, H = (size_t)c->heads;
     size_t BT = (size_t)B * T;
     int failed = 0;
@@ -211,7 +241,7 @@ static int alloc_activations(Model *m, int B, MnError *e)
     for (int l = 0; l < c->layers; l++) {
         BlockActs *k = &a->block[l];
         k->qkv = falloc(BT * 3 * C, &failed);
-        k->att = falloc((size_t)B * H * T * T, &failed);
+        k->att = falloc((size_t)B * H * T * (T + (size_t)c->prefix_tokens), &failed);
         k->ctx = falloc(BT * C, &failed);
         k->res1 = falloc(BT * C, &failed);
         k->ln1 = falloc(BT * C, &failed);
@@ -237,7 +267,11 @@ static int alloc_activations(Model *m, int B, MnError *e)
     a->d_c = falloc(BT * C, &failed);
     a->d_qkv = falloc(BT * 3 * C, &failed);
     a->d_gelu = falloc(BT * I, &failed);
-    a->d_att = falloc((size_t)ATTENTION_SCRATCH(B, T, H), &failed);
+    a->d_att = falloc((size_t)att_scratch(c), &failed);
+    if (c->prompt_tokens > 0) {
+        a->len = calloc((size_t)B, sizeof *a->len);
+        failed |= a->len == NULL;
+    }
     a->d_cls = falloc((size_t)B * C, &failed);
     a->d_pool = falloc((size_t)B * C, &failed);
     a->d_logits = falloc((size_t)B * a->max_labels, &failed);
@@ -262,7 +296,7 @@ static void free_activations(Activations *a, int layers)
     free(a->cls); free(a->pool_pre); free(a->pooled); free(a->logits);
     free(a->probs); free(a->d_a); free(a->d_b); free(a->d_c); free(a->d_qkv);
     free(a->d_gelu); free(a->d_att); free(a->d_cls);
-    free(a->d_pool); free(a->d_logits); free(a->d_lora);
+    free(a->d_pool); free(a->d_logits); free(a->d_lora); free(a->len);
     memset(a, 0, sizeof *a);
 }
 
@@ -280,14 +314,18 @@ int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e)
     if (cfg->lora_r < 0 || (cfg->lora_r > 0 && !(cfg->lora_alpha > 0)) ||
         (cfg->lora_targets >> LORA_MODULES))
         return mn_fail(e, "model: LoRA needs r >= 1, alpha > 0 and known target modules");
+    if (cfg->prompt_tokens < 0 || cfg->prompt_tokens > MODEL_MAX_VIRTUAL ||
+        cfg->prefix_tokens < 0 || cfg->prefix_tokens > MODEL_MAX_VIRTUAL)
+        return mn_fail(e, "model: virtual tokens must be 0..%d", MODEL_MAX_VIRTUAL);
     m->cfg = *cfg;
     if (!has_lora(cfg)) {
         m->cfg.lora_r = 0;
         m->cfg.lora_alpha = 0.0f;
         m->cfg.lora_targets = 0;
     }
-    int max_tensors = 5 + 16 * cfg->layers + 2 + 2 * cfg->n_tasks + 2 * LORA_MODULES * cfg->layers;
-    int max_groups = 1 + 2 * cfg->layers + 1 + cfg->n_tasks;
+    int max_tensors = 5 + 16 * cfg->layers + 2 + 2 * cfg->n_tasks + 2 * LORA_MODULES * cfg->layers +
+                      1 + 2 * cfg->layers;
+    int max_groups = 1 + 2 * cfg->layers + 1 + cfg->n_tasks + 2;
     m->tensors = calloc((size_t)max_tensors, sizeof *m->tensors);
     m->groups = calloc((size_t)max_groups, sizeof *m->groups);
     if (!m->tensors || !m->groups) {
@@ -306,6 +344,7 @@ int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e)
         return -1;
     }
     m->lora_scale = has_lora(&m->cfg) ? m->cfg.lora_alpha / (float)m->cfg.lora_r : 0.0f;
+    m->virtual_on = m->prompt_group >= 0 || m->prefix_group >= 0;
     return 0;
 }
 
@@ -339,7 +378,8 @@ void model_init_weights(Model *m, Rng *rng, float std)
         const ParamTensor *t = &m->tensors[i];
         float *p = m->params + t->offset;
         int is_ln = strstr(t->name, "LayerNorm") != NULL;
-        if (m->groups[t->group].lora_layer >= 0)
+        if (m->groups[t->group].lora_layer >= 0 || t->group == m->prompt_group ||
+            t->group == m->prefix_group)
             continue;          /* drawn below, after every base weight */
         if (is_ln && strstr(t->name, ".weight"))
             for (size_t j = 0; j < t->numel; j++)
@@ -349,6 +389,13 @@ void model_init_weights(Model *m, Rng *rng, float std)
                 p[j] = std * rng_normal(rng);
     }
     model_init_lora(m, rng);
+    /* Soft tokens and prefixes: normal(0, std), PEFT's random init
+     * (TaskType RANDOM) at the model's scale. */
+    for (int g = 0; g < m->n_groups; g++)
+        if (g == m->prompt_group || g == m->prefix_group)
+            for (size_t j = 0; j < m->groups[g].numel; j++)
+                m->params[m->groups[g].offset + j] = std * rng_normal(rng);
+    m->virtual_on = 0;
 }
 
 void model_init_lora(Model *m, Rng *rng)
@@ -414,9 +461,9 @@ static void residual_linear_forward(float *restrict out, const float *restrict i
  * the step is split across workers; one worker gets the whole batch. */
 
 static void act_view(Activations *v, const Activations *a, int L, int r0, int T,
-                     int C, int I, int H, int R, int worker, long att_scratch)
+                     int C, int I, int H, int R, int NP, int worker, long att_scratch)
 {
-    const long rt = (long)r0 * T, rc = rt * C, ri = rt * I, rh = (long)r0 * H * T * T;
+    const long rt = (long)r0 * T, rc = rt * C, ri = rt * I, rh = (long)r0 * H * T * (T + NP);
     const long rr = rt * R;
     *v = *a;
     v->emb += rc;
@@ -444,6 +491,8 @@ static void act_view(Activations *v, const Activations *a, int L, int r0, int T,
     }
     if (v->d_lora)
         v->d_lora += rr;
+    if (v->len)
+        v->len += r0;
     v->cls += (long)r0 * C;
     v->pool_pre += (long)r0 * C;
     v->pooled += (long)r0 * C;
@@ -501,19 +550,43 @@ static void lora_fwd(const Model *m, BlockActs *k, const BlockOffsets *bo, int t
                  m->lora_scale, N, in, out, m->cfg.lora_r);
 }
 
+/* Soft tokens and prefix vectors the forward uses now (0 when switched
+ * off or absent). */
+static int prompt_now(const Model *m)
+{
+    return m->virtual_on ? m->cfg.prompt_tokens : 0;
+}
+
+static int prefix_now(const Model *m)
+{
+    return m->virtual_on ? m->cfg.prefix_tokens : 0;
+}
+
 /* Forward over the rows of b (a view); adds the summed loss and the number
- * of labelled rows to *loss and *counted. */
+ * of labelled rows to *loss and *counted. With soft tokens the model's
+ * sequences are b->T + n long and a->len holds their lengths. */
 static void forward_rows(const Model *m, Activations *a, const Batch *b,
                          double *loss, int *counted)
 {
     const ModelConfig *c = &m->cfg;
     const float *P = m->params;
     const ModelOffsets *o = &m->off;
-    int B = b->B, T = b->T, C = c->hidden, I = c->intermediate, H = c->heads;
+    const int np = prompt_now(m), npre = prefix_now(m);
+    int B = b->B, T = b->T + np, C = c->hidden, I = c->intermediate, H = c->heads;
     int BT = B * T, ML = a->max_labels;
+    const int *len = b->len;
     const float *x;
 
-    embedding_forward(a->emb, b->ids, P + o->word, P + o->pos, P + o->type, B, T, C);
+    if (np) {
+        for (int r = 0; r < B; r++) {
+            int n = b->len[r] < 0 ? 0 : b->len[r] > b->T ? b->T : b->len[r];
+            a->len[r] = n > 0 ? n + np : 0;
+        }
+        len = a->len;
+        embedding_forward_prompt(a->emb, b->ids, P + o->word, P + o->pos, P + o->type,
+                                 P + o->prompt, np, B, b->T, C);
+    } else
+        embedding_forward(a->emb, b->ids, P + o->word, P + o->pos, P + o->type, B, T, C);
     layernorm_forward(a->emb_ln, a->emb_mean, a->emb_rstd, a->emb,
                       P + o->ln_g, P + o->ln_b, BT, C);
     x = a->emb_ln;
@@ -523,7 +596,11 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
         linear_forward(k->qkv, x, P + bo->qkv_w, P + bo->qkv_b, BT, C, 3 * C);
         for (int t = LORA_QUERY; t <= LORA_VALUE; t++)
             lora_fwd(m, k, bo, t, k->qkv + t * C, 3 * C, x, BT);
-        attention_forward(k->ctx, k->att, k->qkv, b->len, B, T, C, H);
+        if (npre)
+            attention_forward_prefix(k->ctx, k->att, k->qkv, len, P + bo->prefix_k,
+                                     P + bo->prefix_v, npre, B, T, C, H);
+        else
+            attention_forward(k->ctx, k->att, k->qkv, len, B, T, C, H);
         residual_linear_forward(k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b,
                                 x, BT, C, C);
         lora_fwd(m, k, bo, LORA_ATTN_OUT, k->res1, C, k->ctx, BT);
@@ -563,7 +640,7 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
  * weight-gradient product. */
 static float *grad_or_null(const Model *m, float *G, int group, size_t offset)
 {
-    return m->groups[group].trainable ? G + offset : NULL;
+    return group >= 0 && m->groups[group].trainable ? G + offset : NULL;
 }
 
 static void zero(float *p, size_t n)
@@ -598,9 +675,11 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
     const ModelConfig *c = &m->cfg;
     const float *P = m->params;
     const ModelOffsets *o = &m->off;
-    int B = b->B, T = b->T, C = c->hidden, I = c->intermediate, H = c->heads;
+    const int np = prompt_now(m), npre = prefix_now(m);
+    int B = b->B, T = b->T + np, C = c->hidden, I = c->intermediate, H = c->heads;
     int BT = B * T, ML = a->max_labels, L = c->layers;
     int pooler_group = 1 + L;
+    const int *len = np ? a->len : b->len;
 
     int need_pooled = lowest <= pooler_group;
     zero(a->d_pool, (size_t)B * C);
@@ -665,7 +744,13 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
                         grad_or_null(m, G, g, bo->attn_out_b), dx, k->ctx,
                         P + bo->attn_out_w, BT, C, C);
         lora_bwd(m, a, k, bo, G, l, LORA_ATTN_OUT, d_ctx, dx, C, k->ctx, BT);
-        attention_backward_set(a->d_qkv, d_ctx, k->qkv, k->att, b->len, a->d_att, B, T, C, H);
+        if (npre)
+            attention_backward_prefix_set(a->d_qkv, grad_or_null(m, G, m->prefix_group, bo->prefix_k),
+                                          grad_or_null(m, G, m->prefix_group, bo->prefix_v),
+                                          d_ctx, k->qkv, k->att, len, P + bo->prefix_k,
+                                          P + bo->prefix_v, npre, a->d_att, B, T, C, H);
+        else
+            attention_backward_set(a->d_qkv, d_ctx, k->qkv, k->att, len, a->d_att, B, T, C, H);
         /* the adapters read x_in's gradient (dx) before the base product adds to it */
         for (int t = LORA_QUERY; t <= LORA_VALUE; t++)
             lora_bwd(m, a, k, bo, G, l, t, need_din ? dx : NULL, a->d_qkv + t * C, 3 * C,
@@ -677,10 +762,16 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
             return;
     }
 
-    /* lowest == 0: the embeddings train */
-    layernorm_backward_set(d_res, G + o->ln_g, G + o->ln_b, dx, a->emb,
-                       P + o->ln_g, a->emb_mean, a->emb_rstd, BT, C);
-    embedding_backward(G + o->word, G + o->pos, G + o->type, d_res, b->ids, B, T, C);
+    /* lowest == 0: the embeddings or the soft tokens train */
+    layernorm_backward_set(d_res, grad_or_null(m, G, 0, o->ln_g), grad_or_null(m, G, 0, o->ln_b),
+                           dx, a->emb, P + o->ln_g, a->emb_mean, a->emb_rstd, BT, C);
+    if (np)
+        embedding_backward_prompt(grad_or_null(m, G, 0, o->word), grad_or_null(m, G, 0, o->pos),
+                                  grad_or_null(m, G, 0, o->type),
+                                  grad_or_null(m, G, m->prompt_group, o->prompt), d_res, b->ids,
+                                  np, B, b->T, C);
+    else if (m->groups[0].trainable)
+        embedding_backward(G + o->word, G + o->pos, G + o->type, d_res, b->ids, B, T, C);
 }
 
 /* ---- the step split across workers -------------------------------------- */
@@ -716,9 +807,8 @@ static void forward_job(void *arg, int i, int nw)
         return;
     r0 = rows_of(j, i, &r1);
     const ModelConfig *c = &j->m->cfg;
-    act_view(&v, &j->m->act, c->layers, r0, j->b->T, c->hidden, c->intermediate, c->heads,
-             c->lora_r, i,
-             ATTENTION_SCRATCH(1, c->max_len, c->heads));
+    act_view(&v, &j->m->act, c->layers, r0, j->b->T + prompt_now(j->m), c->hidden,
+             c->intermediate, c->heads, c->lora_r, prefix_now(j->m), i, att_scratch(c));
     batch_view(&bv, j->b, r0, r1);
     forward_rows(j->m, &v, &bv, &j->loss[i], &j->counted[i]);
 }
@@ -748,9 +838,8 @@ static void backward_job(void *arg, int i, int nw)
                 zero(G + m->groups[g].offset, m->groups[g].numel);
     r0 = rows_of(j, i, &r1);
     const ModelConfig *c = &m->cfg;
-    act_view(&v, &m->act, c->layers, r0, j->b->T, c->hidden, c->intermediate, c->heads,
-             c->lora_r, i,
-             ATTENTION_SCRATCH(1, c->max_len, c->heads));
+    act_view(&v, &m->act, c->layers, r0, j->b->T + prompt_now(m), c->hidden, c->intermediate,
+             c->heads, c->lora_r, prefix_now(m), i, att_scratch(c));
     batch_view(&bv, j->b, r0, r1);
     backward_rows(m, &v, &bv, G, j->inv_count, j->lowest);
 }
@@ -830,6 +919,13 @@ void model_backward(Model *m, const Batch *b)
         if (l >= 0 && m->groups[g].trainable && 1 + l < j.lowest)
             j.lowest = 1 + l;
     }
+    /* Soft tokens need the gradient down to the embedding LayerNorm's
+     * input, prefixes down to block 0's attention. */
+    if (m->virtual_on && m->prompt_group >= 0 && m->groups[m->prompt_group].trainable)
+        j.lowest = 0;
+    if (m->virtual_on && m->prefix_group >= 0 && m->groups[m->prefix_group].trainable &&
+        j.lowest > 1)
+        j.lowest = 1;
     if (b->label)
         for (int r = 0; r < b->B; r++)
             counted += b->label[r] >= 0;
@@ -861,8 +957,7 @@ int model_set_threads(Model *m, int n, MnError *e)
             m->worker_grads[i] = falloc(m->n_params, &failed);
     /* one attention scratch per worker */
     if (!failed) {
-        float *att = falloc((size_t)n * ATTENTION_SCRATCH(1, m->cfg.max_len, m->cfg.heads),
-                            &failed);
+        float *att = falloc((size_t)n * (size_t)att_scratch(&m->cfg), &failed);
         if (att) {
             free(m->act.d_att);
             m->act.d_att = att;

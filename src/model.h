@@ -21,6 +21,7 @@
 #define TASK_NAME_MAX 32
 #define PARAM_NAME_MAX 96
 #define MODEL_MAX_THREADS 64
+#define MODEL_MAX_VIRTUAL 64        /* soft tokens or prefix vectors */
 
 /* The linear modules of a block that LoRA can adapt (see lora.h), in the
  * order their adapters are laid out. */
@@ -45,6 +46,11 @@ typedef struct {
     int lora_r;
     float lora_alpha;
     unsigned lora_targets;
+    /* Prompt tuning (prompt.h): prompt_tokens soft tokens after [CLS];
+     * prefix tuning: prefix_tokens learned keys and values in every
+     * attention. 0 (both, by default) builds none: the plain table. */
+    int prompt_tokens;
+    int prefix_tokens;
 } ModelConfig;
 
 typedef struct {
@@ -78,6 +84,8 @@ typedef struct {
     /* LoRA A [r, in] and B [out, r] of module m, when its bit is set in
      * cfg.lora_targets */
     size_t lora_a[LORA_MODULES], lora_b[LORA_MODULES];
+    /* prefix.layer.<i>.key / .value [prefix_tokens, C], when present */
+    size_t prefix_k, prefix_v;
 } BlockOffsets;
 
 typedef struct {
@@ -85,12 +93,13 @@ typedef struct {
     BlockOffsets block[MODEL_MAX_LAYERS];
     size_t pool_w, pool_b;
     size_t head_w[MODEL_MAX_TASKS], head_b[MODEL_MAX_TASKS];
+    size_t prompt;             /* prompt_encoder.embedding.weight [n, C] */
 } ModelOffsets;
 
 /* Per-block activations kept for the backward. */
 typedef struct {
     float *qkv;        /* [BT, 3C] */
-    float *att;        /* [B, H, T, T] */
+    float *att;        /* [B, H, T, prefix + T] (T: prompt tokens included) */
     float *ctx;        /* [BT, C] */
     float *res1;       /* [BT, C] input + attention output (pre-LN) */
     float *ln1;        /* [BT, C] */
@@ -105,7 +114,8 @@ typedef struct {
 
 typedef struct {
     int cap_B;                 /* batch rows the buffers hold */
-    int B, T;                  /* shape of the last forward */
+    int B, T;                  /* shape of the last forward (the batch's T) */
+    int *len;                  /* [B] lengths with the soft tokens (prompt only) */
     float *emb;                /* [BT, C] pre-LN sum */
     float *emb_ln;             /* [BT, C] */
     float *emb_mean, *emb_rstd;
@@ -136,6 +146,10 @@ typedef struct {
      * skips them entirely. 0 in a model without adapters. */
     float lora_scale;
     int lora_group[MODEL_MAX_LAYERS];  /* group layer.<i>.lora, or -1 */
+    /* Groups prompt and prefix, or -1; whether forward and backward use
+     * them (prompt_set_enabled). */
+    int prompt_group, prefix_group;
+    int virtual_on;
     size_t n_params;
     float *params;
     float *grads;
@@ -151,7 +165,11 @@ typedef struct {
 int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e);
 void model_free(Model *m);
 /* BERT's initialisation: normal(0, std) weights, zero biases, LayerNorm
- * gamma 1 beta 0. */
+ * gamma 1 beta 0. Soft tokens and prefixes are drawn last (normal(0,
+ * std), after the adapters) and switched OFF: a freshly initialised model
+ * is the base model, for pretraining and the base phase, until
+ * strategy_apply (method prompt or prefix) switches them on. A model that
+ * is only created (and loaded, as predict does) has them on. */
 void model_init_weights(Model *m, Rng *rng, float std);
 /* LoRA adapters as PEFT initialises them: A Kaiming-uniform (a = sqrt 5,
  * i.e. uniform(-1/sqrt(in), 1/sqrt(in))), B zero, so the adapted model

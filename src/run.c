@@ -13,6 +13,7 @@
 #include "checkpoint.h"
 #include "ewc.h"
 #include "lora.h"
+#include "prompt.h"
 #include "paths.h"
 #include "safetensors.h"
 #include "strategy.h"
@@ -128,6 +129,10 @@ void run_model_config(const Experiment *x, const int n_labels[N_TASKS], ModelCon
         if (lora_parse_targets(x->finetune.lora.targets, &mc->lora_targets, why, sizeof why) < 0)
             mc->lora_r = 0;
     }
+    if (strcmp(x->finetune.method, "prompt") == 0)
+        mc->prompt_tokens = x->finetune.virtual_tokens;
+    if (strcmp(x->finetune.method, "prefix") == 0)
+        mc->prefix_tokens = x->finetune.virtual_tokens;
 }
 
 /* Everything a run needs in memory, whether it starts or resumes. */
@@ -181,10 +186,12 @@ static int enter_phase(Run *r, MnError *e)
     if (task == TASK_NEW)
         strategy_apply(m, &r->x);
     else {
-        /* Adapters wait for fine-tuning: at its first step the model must
-         * be exactly the pretrained one. */
+        /* Adapters and virtual tokens wait for fine-tuning: pretraining
+         * sees the plain encoder. */
+        prompt_set_enabled(m, 0);
         for (int g = 0; g < m->n_groups; g++) {
-            m->groups[g].trainable = m->groups[g].lora_layer < 0;
+            m->groups[g].trainable = m->groups[g].lora_layer < 0 && g != m->prompt_group &&
+                                     g != m->prefix_group;
             m->groups[g].lr_scale = 1.0f;
         }
         /* The new head has nothing to learn from the original task. */
@@ -622,13 +629,16 @@ static int record_eval(Run *r, MnError *e)
     if (r->phase == PHASE_FINETUNE) {
         rec.has_new = 1;
         rec.new_task = run_evaluate(r, TASK_NEW, r->x.eval.new_samples);
-        if (lora_present(&r->model)) {
-            /* One model deployed with the adapter, or the base with the
-             * adapter swapped out: both are ways to serve the original. */
-            lora_set_enabled(&r->model, 0);
+        if (lora_present(&r->model) || prompt_present(&r->model)) {
+            /* One model deployed with the adapter (LoRA, prompt or prefix),
+             * or the base with it swapped out: both are ways to serve the
+             * original task. */
+            int lora_was = lora_set_enabled(&r->model, 0);
+            int prompt_was = prompt_set_enabled(&r->model, 0);
             rec.has_adapter_off = 1;
             rec.original_adapter_off = run_evaluate(r, TASK_ORIGINAL, r->x.eval.original_samples);
-            lora_set_enabled(&r->model, 1);
+            lora_set_enabled(&r->model, lora_was);
+            prompt_set_enabled(&r->model, prompt_was);
         }
     }
     if (r->loss_count > 0) {
@@ -831,8 +841,12 @@ static int begin_finetune(Run *r, MnError *e)
     logf_(r, "finetune: %ld steps on the new task (%d examples), evaluating both tasks every %d steps",
           r->total_steps, r->train[TASK_NEW].n, r->x.eval.every);
     /* The evaluation before the first step is the baseline that forgetting
-     * is measured against. */
-    if (record_eval(r, e) < 0)
+     * is measured against: the base model itself, so randomly initialised
+     * prompt or prefix vectors stay out of it (LoRA's B starts at zero). */
+    int prompt_was = prompt_set_enabled(&r->model, 0);
+    int rc = record_eval(r, e);
+    prompt_set_enabled(&r->model, prompt_was);
+    if (rc < 0)
         return -1;
     return run_checkpoint(r, "base", e);
 }

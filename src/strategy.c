@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "prompt.h"
+
 static int parse_layer_range(const char *tok, int n_layers, int *lo, int *hi, char *why, size_t n)
 {
     char *end;
@@ -102,6 +104,22 @@ void strategy_apply(Model *m, const Experiment *x)
         } else if (lora && g <= L + 1)
             pg->trainable = 0;
     }
+    /* Prompt and prefix tuning: the base frozen, the soft tokens or
+     * prefixes (switched on) and the new head train, at lr. */
+    int prompt = strcmp(x->finetune.method, "prompt") == 0;
+    int prefix = strcmp(x->finetune.method, "prefix") == 0;
+    for (int g = 0; g <= L + 1 && (prompt || prefix); g++)
+        m->groups[g].trainable = 0;
+    if (m->prompt_group >= 0) {
+        m->groups[m->prompt_group].trainable = prompt;
+        m->groups[m->prompt_group].lr_scale = 1.0f;
+    }
+    if (m->prefix_group >= 0) {
+        m->groups[m->prefix_group].trainable = prefix;
+        m->groups[m->prefix_group].lr_scale = 1.0f;
+    }
+    if (prompt || prefix)
+        prompt_set_enabled(m, 1);
 }
 
 size_t strategy_trainable_params(const Model *m)

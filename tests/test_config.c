@@ -108,8 +108,8 @@ static void test_types(void)
         "expected a group");
     ERR("value not among the choices", TASKS "finetune = { schedule = \"step\"; };\n",
         "exp.cfg:3:", "finetune.schedule", "expected constant, linear, cosine or slanted_triangular, got \"step\"");
-    ERR("a method not yet available", TASKS "finetune = { method = \"prefix\"; };\n", "exp.cfg:3:",
-        "finetune.method", "expected full or lora");
+    ERR("an unknown method", TASKS "finetune = { method = \"adapter\"; };\n", "exp.cfg:3:",
+        "finetune.method", "expected full, lora, prompt or prefix");
     ERR("bad name", TASKS "name = \"a/b\";\n", "exp.cfg:3:", "name", "no '/'");
 }
 
@@ -199,8 +199,8 @@ static void test_set(void)
                  "--set finetune.lr:", "finetune.lr", "expected a number, got an array");
     expect_error("--set unparsable value", TASKS, SET1("finetune.lr=[0, 1"), 1,
                  "--set finetune.lr:", "finetune.lr", "cannot read value [0, 1");
-    expect_error("--set quoted method", TASKS, SET1("finetune.method=\"prefix\""), 1,
-                 "--set finetune.method:", "finetune.method", "expected full or lora");
+    expect_error("--set quoted method", TASKS, SET1("finetune.method=\"adapter\""), 1,
+                 "--set finetune.method:", "finetune.method", "expected full, lora, prompt or prefix");
     expect_error("--set bad choice", TASKS, SET1("finetune.schedule=cosin"), 1,
                  "--set finetune.schedule:", "finetune.schedule", "constant, linear, cosine or slanted_triangular");
     expect_error("--set breaking consistency", TASKS, SET1("model.heads=3"), 1,
