@@ -12,6 +12,7 @@
 #include "model.h"
 #include "optim.h"
 #include "run.h"
+#include "strategy.h"
 #include "tokenizer.h"
 
 #define BENCH_WARMUP 5
@@ -191,7 +192,9 @@ int bench_run(const Experiment *x, long steps)
         for (int t = 0; t < T; t++)
             b.ids[r * T + t] = t == 0 ? TOK_CLS : TOK_BYTE0 + (int)rng_below(&rng, 256);
     }
-    m.groups[model_find_group(&m, "classifier.original")].trainable = 0;
+    /* The fine-tuning step as the experiment sets it up: freezing, LoRA,
+     * prompt or prefix change what a step costs. */
+    strategy_apply(&m, x);
 
     /* Steps and reference passes alternate in blocks, so that a change in
      * the machine's load (other processes, frequency) hits both sides of
