@@ -915,6 +915,45 @@ static int check_task(const Ctx *c, const char *group, const TaskSource *t, MnEr
     return 0;
 }
 
+/* A key of another method would silently do nothing: say so. Only values
+ * that differ from the default count, because a resolved experiment.cfg
+ * lists every key. */
+static int check_method_keys(const Experiment *x, const Ctx *c, MnError *e)
+{
+    static const struct {
+        const char *key;
+        const char *methods;
+    } owned[] = {
+        { "finetune.lora.r", "lora" },
+        { "finetune.lora.alpha", "lora" },
+        { "finetune.lora.targets", "lora" },
+        { "finetune.lora.merge", "lora" },
+        { "finetune.virtual_tokens", "prompt|prefix" },
+    };
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) {
+        long ki = key_index(owned[i].key);
+        if (ki < 0 || in_choices(owned[i].methods, x->finetune.method))
+            continue;
+        const Key *k = &keys[ki];
+        const char *field = (const char *)x + k->off;
+        int is_default;
+        if (k->type == K_INT || k->type == K_BOOL)
+            is_default = *(const int *)(const void *)field == (int)k->idef;
+        else if (k->type == K_FLOAT)
+            is_default = *(const double *)(const void *)field == k->fdef;
+        else
+            is_default = strcmp(field, k->sdef) == 0;
+        if (!is_default) {
+            Origin o = key_origin(c, owned[i].key);
+            return fail_at(e, c, &o, owned[i].key,
+                           "only used with finetune.method %s, and the method is \"%s\"",
+                           strchr(owned[i].methods, '|') ? "\"prompt\" or \"prefix\"" : "\"lora\"",
+                           x->finetune.method);
+        }
+    }
+    return 0;
+}
+
 static int validate(const Experiment *x, const Ctx *c, MnError *e)
 {
     if (x->model.hidden % x->model.heads) {
@@ -933,6 +972,8 @@ static int validate(const Experiment *x, const Ctx *c, MnError *e)
         Origin o = key_origin(c, "finetune.freeze.parts");
         return fail_at(e, c, &o, "finetune.freeze.parts", "%s", why);
     }
+    if (check_method_keys(x, c, e) < 0)
+        return -1;
     if (x->finetune.freeze.keep_last > x->model.layers) {
         Origin o = key_origin(c, "finetune.freeze.keep_last");
         return fail_at(e, c, &o, "finetune.freeze.keep_last",

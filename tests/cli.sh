@@ -32,6 +32,20 @@ ok $([ $? = 2 ] && contains "$TMP/err" "--set finetune.lr"; echo $?) "a bad --se
 [ ! -e "$TMP/r0" ]
 ok $? "a refused experiment leaves no run folder behind"
 
+# Strategy keys: each bad value names its file, line and key.
+bad_key() {   # bad_key DESCRIPTION KEY FINETUNE-LINES
+    printf 'name = "x";\nmodel = { layers = 2; };\noriginal = { builtin = "sentiment"; };\nnew = { builtin = "shouting"; };\nfinetune = {\n%s\n};\n' "$3" >"$TMP/strat.cfg"
+    "$MNEME" run --headless "$TMP/strat.cfg" --out "$TMP/r0" >/dev/null 2>"$TMP/err"
+    ok $([ $? = 2 ] && grep -q "strat.cfg:6:" "$TMP/err" && contains "$TMP/err" "$2"; echo $?) "$1 ($(cat "$TMP/err"))"
+}
+bad_key "LoRA rank 0" finetune.lora.r '  method = "lora"; lora = { r = 0; };'
+bad_key "a negative EWC lambda" finetune.ewc.lambda '  ewc = { lambda = -1.0; };'
+bad_key "an unknown LoRA target module" finetune.lora.targets '  method = "lora"; lora = { targets = "query vlaue"; };'
+bad_key "keep_last larger than the layer count" finetune.freeze.keep_last '  freeze = { keep_last = 4; };'
+bad_key "a key of another method" finetune.lora.r '  method = "full"; lora = { r = 16; };'
+bad_key "prompt tokens with LoRA" finetune.virtual_tokens '  method = "lora"; virtual_tokens = 4;'
+bad_key "an unknown frozen part" finetune.freeze.parts '  freeze = { parts = "layer.7"; };'
+
 # Data files: the broken line is named.
 sed "s/reviews.train.tsv/broken.train.tsv/" "$D/files.cfg" >"$TMP/files.cfg"
 sed -i "s#\"broken.train.tsv\"#\"$D/broken.train.tsv\"#; s#\"reviews.eval.tsv\"#\"$D/reviews.eval.tsv\"#; s#\"reviews.train.tsv\"#\"$D/reviews.train.tsv\"#" "$TMP/files.cfg"

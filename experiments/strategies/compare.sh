@@ -28,13 +28,16 @@ for cfg in "$here"/*.cfg; do
     run "$name" "$cfg" --set base.checkpoint="$base"
 done
 
-printf '\n%-20s %8s %9s %10s %10s  %s\n' run "new acc" "orig acc" forgetting trainable "notes"
+printf '\n%-20s %7s %9s %9s %10s %9s %7s  %s\n' strategy "new acc" "orig end" "orig min" forgetting trainable "time s" notes
 for dir in "$out"/*/; do
     s="$dir/summary.json"
     [ -f "$s" ] || continue
-    jq -r --arg n "$(basename "$dir")" \
-        '[$n, .final.new.acc, .final.original.acc, .forgetting, .trainable_fraction,
+    # fine-tuning time: from the baseline evaluation to the last one
+    t=$(jq -s 'map(select(.phase == "finetune")) | (.[-1].elapsed_s - .[0].elapsed_s)' "$dir/metrics.jsonl")
+    jq -r --arg n "$(basename "$dir")" --arg t "$t" \
+        '[$n, .final.new.acc, .final.original.acc, (.baseline.original.acc - .max_original_drop),
+          .forgetting, .trainable_fraction, $t,
           ((if .stop_reason then "stopped early " else "" end) +
-           (if .final_adapter_off then "adapter off: orig acc \(.final_adapter_off.original.acc)" else "" end))] | @tsv' "$s"
-done | awk -F'\t' '{ printf "%-20s %8.3f %9.3f %10.3f %9.1f%%  %s\n", $1, $2, $3, $4, 100 * $5, $6 }'
+           (if .final_adapter_off then "adapter off: orig \(.final_adapter_off.original.acc)" else "" end))] | @tsv' "$s"
+done | awk -F'\t' '{ printf "%-20s %7.3f %9.3f %9.3f %10.3f %8.1f%% %7.1f  %s\n", $1, $2, $3, $4, $5, 100 * $6, $7, $8 }'
 echo "(baseline original accuracy $(jq .baseline.original.acc "$out/full-ft-aggressive/summary.json"); runs in $out)"
