@@ -104,6 +104,8 @@ static int check_lora_targets(const char *v, char *why, size_t n);
     STR("finetune.lora.targets", finetune.lora.targets, "query value", check_lora_targets,                  \
         "modules given adapters, matched as PEFT does: query key value attention.output.dense "          \
         "intermediate.dense output.dense")                                                                \
+    FLT("finetune.lora.dropout", finetune.lora.dropout, 0, 0.9, 0,                                         \
+        "dropout on the adapters' input while training")                                                  \
     BOOL("finetune.lora.merge", finetune.lora.merge, 0,                                                    \
          "at the end, also write checkpoints/merged.safetensors: adapters folded in")                     \
     INT("finetune.freeze.keep_last", finetune.freeze.keep_last, -1, 48, -1,                                 \
@@ -928,6 +930,7 @@ static int check_method_keys(const Experiment *x, const Ctx *c, MnError *e)
         { "finetune.lora.alpha", "lora" },
         { "finetune.lora.targets", "lora" },
         { "finetune.lora.merge", "lora" },
+        { "finetune.lora.dropout", "lora" },
         { "finetune.virtual_tokens", "prompt|prefix" },
     };
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) {

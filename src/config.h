@@ -64,6 +64,7 @@ typedef struct {
             double alpha;            /* scaling alpha / r */
             char targets[256];       /* "query value": lora_parse_targets */
             int merge;               /* write merged weights at the end */
+            double dropout;          /* on the adapters' input while training */
         } lora;
         struct {
             int keep_last;           /* -1 = off; else train the last k blocks */

@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,6 +278,10 @@ static int alloc_activations(Model *m, int B, MnError *e)
     a->d_logits = falloc((size_t)B * a->max_labels, &failed);
     if (has_lora(c))
         a->d_lora = falloc(BT * (size_t)c->lora_r, &failed);
+    if (has_lora(c) && c->lora_dropout > 0.0f) {
+        a->lora_xd = falloc(BT * (I > C ? I : C), &failed);
+        a->lora_dxd = falloc(BT * (I > C ? I : C), &failed);
+    }
     if (failed)
         return mn_fail(e, "out of memory for activations (batch %d, max_len %zu)", B, T);
     return 0;
@@ -297,6 +302,7 @@ static void free_activations(Activations *a, int layers)
     free(a->probs); free(a->d_a); free(a->d_b); free(a->d_c); free(a->d_qkv);
     free(a->d_gelu); free(a->d_att); free(a->d_cls);
     free(a->d_pool); free(a->d_logits); free(a->d_lora); free(a->len);
+    free(a->lora_xd); free(a->lora_dxd);
     memset(a, 0, sizeof *a);
 }
 
@@ -491,6 +497,12 @@ static void act_view(Activations *v, const Activations *a, int L, int r0, int T,
     }
     if (v->d_lora)
         v->d_lora += rr;
+    if (v->lora_xd) {
+        long wide = rt * (I > C ? I : C);
+        v->lora_xd += wide;
+        v->lora_dxd += wide;
+    }
+    v->row0 = r0;
     if (v->len)
         v->len += r0;
     v->cls += (long)r0 * C;
@@ -539,13 +551,44 @@ static void lora_dims(const ModelConfig *c, int t, int *in, int *out)
     *out = t == LORA_INTER ? c->intermediate : c->hidden;
 }
 
-static void lora_fwd(const Model *m, BlockActs *k, const BlockOffsets *bo, int t,
-                     float *y, int ldy, const float *x, int N)
+static int dropout_on(const Model *m, const Activations *a)
+{
+    return m->training && m->cfg.lora_dropout > 0.0f && a->lora_xd;
+}
+
+/* dst = src * mask / (1 - p), or with keep = 0 only the mask's zeros, for
+ * the adapter of module t in block l over rows [row0*T, row0*T + N) of the
+ * batch: a hash of the position, not a stream, so every worker and the
+ * backward draw the same mask. */
+static void dropout_apply(const Model *m, const Activations *a, int l, int t, float *dst,
+                          const float *src, int N, int in, int T)
+{
+    const float p = m->cfg.lora_dropout, keep = 1.0f / (1.0f - p);
+    const uint32_t threshold = (uint32_t)((double)p * 4294967296.0);
+    const uint64_t base = m->dropout_seed ^ ((uint64_t)(l * LORA_MODULES + t) << 48);
+    for (long r = 0; r < N; r++) {
+        uint64_t row = (uint64_t)((long)a->row0 * T + r);
+        for (int i = 0; i < in; i++) {
+            uint64_t z = base + row * 0x9E3779B97F4A7C15ULL + (uint64_t)i * 0xD1B54A32D192ED03ULL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+            z ^= z >> 31;
+            dst[r * in + i] = (uint32_t)(z >> 32) < threshold ? 0.0f : src[r * in + i] * keep;
+        }
+    }
+}
+
+static void lora_fwd(const Model *m, Activations *a, BlockActs *k, const BlockOffsets *bo,
+                     int l, int t, float *y, int ldy, const float *x, int N, int T)
 {
     int in, out;
     if (!lora_on(m, k, t))
         return;
     lora_dims(&m->cfg, t, &in, &out);
+    if (dropout_on(m, a)) {
+        dropout_apply(m, a, l, t, a->lora_xd, x, N, in, T);
+        x = a->lora_xd;
+    }
     lora_forward(y, ldy, k->lora_u[t], x, m->params + bo->lora_a[t], m->params + bo->lora_b[t],
                  m->lora_scale, N, in, out, m->cfg.lora_r);
 }
@@ -595,7 +638,7 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
         BlockActs *k = &a->block[l];
         linear_forward(k->qkv, x, P + bo->qkv_w, P + bo->qkv_b, BT, C, 3 * C);
         for (int t = LORA_QUERY; t <= LORA_VALUE; t++)
-            lora_fwd(m, k, bo, t, k->qkv + t * C, 3 * C, x, BT);
+            lora_fwd(m, a, k, bo, l, t, k->qkv + t * C, 3 * C, x, BT, T);
         if (npre)
             attention_forward_prefix(k->ctx, k->att, k->qkv, len, P + bo->prefix_k,
                                      P + bo->prefix_v, npre, B, T, C, H);
@@ -603,16 +646,16 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
             attention_forward(k->ctx, k->att, k->qkv, len, B, T, C, H);
         residual_linear_forward(k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b,
                                 x, BT, C, C);
-        lora_fwd(m, k, bo, LORA_ATTN_OUT, k->res1, C, k->ctx, BT);
+        lora_fwd(m, a, k, bo, l, LORA_ATTN_OUT, k->res1, C, k->ctx, BT, T);
         layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, k->res1,
                           P + bo->ln1_g, P + bo->ln1_b, BT, C);
         linear_forward(k->inter, k->ln1, P + bo->inter_w, P + bo->inter_b, BT, C, I);
-        lora_fwd(m, k, bo, LORA_INTER, k->inter, I, k->ln1, BT);
+        lora_fwd(m, a, k, bo, l, LORA_INTER, k->inter, I, k->ln1, BT, T);
         /* inter is not needed again: it becomes gelu'(inter) */
         gelu_forward_grad(k->gelu, k->inter, k->inter, BT * I);
         residual_linear_forward(k->res2, k->gelu, P + bo->out_w, P + bo->out_b,
                                 k->ln1, BT, I, C);
-        lora_fwd(m, k, bo, LORA_OUTPUT, k->res2, C, k->gelu, BT);
+        lora_fwd(m, a, k, bo, l, LORA_OUTPUT, k->res2, C, k->gelu, BT, T);
         layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->res2,
                           P + bo->ln2_g, P + bo->ln2_b, BT, C);
         x = k->ln2;
@@ -653,16 +696,33 @@ static void zero(float *p, size_t n)
  * dx += its share of d(x) when dx is not NULL. */
 static void lora_bwd(const Model *m, Activations *a, const BlockActs *k,
                      const BlockOffsets *bo, float *G, int l, int t, float *dx,
-                     const float *dy, int ldy, const float *x, int N)
+                     const float *dy, int ldy, const float *x, int N, int T)
 {
     int in, out;
     if (!lora_on(m, k, t))
         return;
     lora_dims(&m->cfg, t, &in, &out);
     int g = m->lora_group[l];
-    lora_backward(dx, grad_or_null(m, G, g, bo->lora_a[t]), grad_or_null(m, G, g, bo->lora_b[t]),
+    int drop = dropout_on(m, a);
+    float *dxa = dx;
+    if (drop) {
+        /* The same mask as the forward: the adapter saw x * mask / (1-p),
+         * and its share of d(x) goes back through that mask. */
+        dropout_apply(m, a, l, t, a->lora_xd, x, N, in, T);
+        x = a->lora_xd;
+        if (dx) {
+            memset(a->lora_dxd, 0, (size_t)N * (size_t)in * sizeof(float));
+            dxa = a->lora_dxd;
+        }
+    }
+    lora_backward(dxa, grad_or_null(m, G, g, bo->lora_a[t]), grad_or_null(m, G, g, bo->lora_b[t]),
                   a->d_lora, dy, ldy, x, k->lora_u[t], m->params + bo->lora_a[t],
                   m->params + bo->lora_b[t], m->lora_scale, N, in, out, m->cfg.lora_r);
+    if (drop && dx) {
+        dropout_apply(m, a, l, t, a->lora_dxd, a->lora_dxd, N, in, T);
+        for (long i = 0; i < (long)N * in; i++)
+            dx[i] += a->lora_dxd[i];
+    }
 }
 
 /* Backward over the rows of b (a view, after forward_rows on the same
@@ -729,12 +789,12 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
         linear_backward_set(a->d_gelu, grad_or_null(m, G, g, bo->out_w),
                         grad_or_null(m, G, g, bo->out_b),
                         d_res, k->gelu, P + bo->out_w, BT, I, C);
-        lora_bwd(m, a, k, bo, G, l, LORA_OUTPUT, a->d_gelu, d_res, C, k->gelu, BT);
+        lora_bwd(m, a, k, bo, G, l, LORA_OUTPUT, a->d_gelu, d_res, C, k->gelu, BT, T);
         gelu_backward_cached(a->d_gelu, k->inter, BT * I);
         linear_backward(d_res, grad_or_null(m, G, g, bo->inter_w),
                         grad_or_null(m, G, g, bo->inter_b),
                         a->d_gelu, k->ln1, P + bo->inter_w, BT, C, I);
-        lora_bwd(m, a, k, bo, G, l, LORA_INTER, d_res, a->d_gelu, I, k->ln1, BT);
+        lora_bwd(m, a, k, bo, G, l, LORA_INTER, d_res, a->d_gelu, I, k->ln1, BT, T);
 
         /* attention LayerNorm → d(res1), which is also d(x_in) by the residual */
         layernorm_backward_set(dx, grad_or_null(m, G, g, bo->ln1_g),
@@ -743,7 +803,7 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
         linear_backward_set(d_ctx, grad_or_null(m, G, g, bo->attn_out_w),
                         grad_or_null(m, G, g, bo->attn_out_b), dx, k->ctx,
                         P + bo->attn_out_w, BT, C, C);
-        lora_bwd(m, a, k, bo, G, l, LORA_ATTN_OUT, d_ctx, dx, C, k->ctx, BT);
+        lora_bwd(m, a, k, bo, G, l, LORA_ATTN_OUT, d_ctx, dx, C, k->ctx, BT, T);
         if (npre)
             attention_backward_prefix_set(a->d_qkv, grad_or_null(m, G, m->prefix_group, bo->prefix_k),
                                           grad_or_null(m, G, m->prefix_group, bo->prefix_v),
@@ -754,7 +814,7 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
         /* the adapters read x_in's gradient (dx) before the base product adds to it */
         for (int t = LORA_QUERY; t <= LORA_VALUE; t++)
             lora_bwd(m, a, k, bo, G, l, t, need_din ? dx : NULL, a->d_qkv + t * C, 3 * C,
-                     x_in, BT);
+                     x_in, BT, T);
         linear_backward(need_din ? dx : NULL, grad_or_null(m, G, g, bo->qkv_w),
                         grad_or_null(m, G, g, bo->qkv_b), a->d_qkv, x_in,
                         P + bo->qkv_w, BT, C, 3 * C);

@@ -45,6 +45,7 @@ typedef struct {
      * each adapted module m (LORA_QUERY ...); the scaling is alpha / r. */
     int lora_r;
     float lora_alpha;
+    float lora_dropout;        /* on the adapters' input, while training */
     unsigned lora_targets;
     /* Prompt tuning (prompt.h): prompt_tokens soft tokens after [CLS];
      * prefix tuning: prefix_tokens learned keys and values in every
@@ -132,6 +133,9 @@ typedef struct {
     float *d_cls, *d_pool;     /* [B, C] */
     float *d_logits;           /* [B, max labels] */
     float *d_lora;             /* [BT, r] (LoRA models only) */
+    float *lora_xd, *lora_dxd; /* [BT, max(C, I)]: dropped input, its gradient
+                                * (LoRA with dropout only) */
+    int row0;                  /* first batch row of this view */
 } Activations;
 
 typedef struct {
@@ -145,6 +149,11 @@ typedef struct {
      * adapters are on, 0 when switched off (lora_set_enabled), which
      * skips them entirely. 0 in a model without adapters. */
     float lora_scale;
+    /* LoRA dropout: on only for training steps, with a mask drawn from
+     * (dropout_seed, block, module, row, column) so that it is the same
+     * however the batch is split over workers, and again in the backward. */
+    int training;
+    unsigned long long dropout_seed;
     int lora_group[MODEL_MAX_LAYERS];  /* group layer.<i>.lora, or -1 */
     /* Groups prompt and prefix, or -1; whether forward and backward use
      * them (prompt_set_enabled). */

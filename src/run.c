@@ -125,6 +125,7 @@ void run_model_config(const Experiment *x, const int n_labels[N_TASKS], ModelCon
         char why[256];
         mc->lora_r = x->finetune.lora.r;
         mc->lora_alpha = (float)x->finetune.lora.alpha;
+        mc->lora_dropout = (float)x->finetune.lora.dropout;
         /* Validated with the experiment. */
         if (lora_parse_targets(x->finetune.lora.targets, &mc->lora_targets, why, sizeof why) < 0)
             mc->lora_r = 0;
@@ -907,8 +908,14 @@ int run_step(Run *r, MnError *e)
     };
     batch_fill_parts(&r->batch, parts, r->replay_rows ? 2 : 1);
     model_zero_grads(&r->model);
+    /* Dropout masks follow from the seed and the step alone, so a resumed
+     * run draws the same ones. */
+    r->model.training = 1;
+    r->model.dropout_seed = r->x.seed * 0x9E3779B97F4A7C15ULL + (unsigned long long)r->step +
+                            ((unsigned long long)r->phase << 40);
     float loss = model_forward(&r->model, &r->batch);
     model_backward(&r->model, &r->batch);
+    r->model.training = 0;
     if (r->phase == PHASE_FINETUNE) {
         if (r->fisher && r->ewc_lambda > 0)
             ewc_add_grad(&r->model, r->anchor, r->fisher, r->ewc_lambda);

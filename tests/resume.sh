@@ -42,6 +42,18 @@ strip "$TMP/t2b" >"$TMP/t2b.m"
 cmp -s "$TMP/t2a.m" "$TMP/t2b.m"
 ok $? "two threads: the resumed run's metrics equal the uninterrupted run's"
 
+# LoRA with dropout: the masks follow from seed and step, so a resumed run
+# draws the same ones.
+LSETS="$SETS --set finetune.method=lora --set finetune.lora.dropout=0.2 --set finetune.lr=3e-3"
+"$MNEME" run --headless "$CFG" $LSETS --out "$TMP/la" --quiet >/dev/null 2>&1 &&
+"$MNEME" run --headless "$CFG" $LSETS --out "$TMP/lb" --quiet --stop-after 90 >/dev/null 2>&1 &&
+"$MNEME" run --resume "$TMP/lb" --quiet >/dev/null 2>&1
+ok $? "LoRA runs with dropout, one stopped in the finetune phase and resumed"
+strip "$TMP/la" >"$TMP/la.m"
+strip "$TMP/lb" >"$TMP/lb.m"
+cmp -s "$TMP/la.m" "$TMP/lb.m"
+ok $? "LoRA with dropout: the resumed run's metrics equal the uninterrupted run's"
+
 # The strategies' state survives a resume too: the replay stream, the EWC
 # Fisher and anchor, the early-stopping bookkeeping.
 STRAT="$SETS --set finetune.replay.ratio=0.25 --set finetune.ewc.lambda=50 --set finetune.ewc.fisher_samples=64 --set finetune.l2sp.alpha=0.01 --set stop.metric=combined"

@@ -327,6 +327,67 @@ static void test_training(void)
     model_free(&m);
 }
 
+/* Dropout on the adapters' input: the mask is a function of the seed and
+ * the position, so the gradient is exact for a fixed seed, workers agree,
+ * and evaluation (training off) never drops. */
+static void test_dropout(void)
+{
+    Model m, plain;
+    Batch b = make_batch();
+    Ctx ctx = { &m, &b };
+    MnError e;
+    ModelConfig c;
+    create(&plain, 3, ALL);
+    init(&plain);
+    perturb_lora(&plain, 0.3f);
+    c = plain.cfg;
+    c.lora_dropout = 0.3f;
+    if (model_create(&m, &c, B, &e) < 0) {
+        printf("Bail out! %s\n", e.msg);
+        exit(1);
+    }
+    memcpy(m.params, plain.params, m.n_params * sizeof(float));
+    size_t ls = logits_size(&m);
+    float *l0 = malloc(ls), *l1 = malloc(ls);
+    model_forward(&plain, &b);
+    memcpy(l0, plain.act.logits, ls);
+    model_forward(&m, &b);
+    ok(memcmp(l0, m.act.logits, ls) == 0, "dropout 0.3, not training: exactly the model without dropout");
+    m.training = 1;
+    m.dropout_seed = 12345;
+    model_forward(&m, &b);
+    memcpy(l1, m.act.logits, ls);
+    ok(memcmp(l0, l1, ls) != 0, "training: the adapters' input is dropped");
+    model_forward(&m, &b);
+    ok(memcmp(l1, m.act.logits, ls) == 0, "the same seed draws the same mask");
+
+    float *g = malloc(m.n_params * sizeof *g);
+    backward_into(&m, &b, g);
+    double worst = 0.0;
+    for (int i = 0; i < m.n_tensors; i++) {
+        const ParamTensor *t = &m.tensors[i];
+        if (m.groups[t->group].lora_layer < 0 && !strstr(t->name, "layer.0.output.dense.weight") &&
+            !strstr(t->name, "layer.1.intermediate.dense.weight"))
+            continue;
+        GcOpts o = { 1e-2, 1e-3, 12, (uint64_t)i + 7 };
+        GcResult r = gc_check(loss_fn, &ctx, m.params + t->offset, g + t->offset, (long)t->numel, &o);
+        if (r.max_rel > worst)
+            worst = r.max_rel;
+    }
+    ok(worst < 2e-2, "with dropout, adapter and base gradients match finite differences (%.2e)", worst);
+    float *h = malloc(m.n_params * sizeof *h);
+    ok(model_set_threads(&m, 2, &e) == 0, "two workers");
+    backward_into(&m, &b, h);
+    double dt = gc_compare(g, h, (long)m.n_params, 1e-4);
+    ok(dt < 1e-4, "two workers draw the same masks (gradients agree to %.1e)", dt);
+    free(g);
+    free(h);
+    free(l0);
+    free(l1);
+    model_free(&m);
+    model_free(&plain);
+}
+
 static void test_config(void)
 {
     Experiment x;
@@ -343,6 +404,7 @@ int main(void)
     test_step0();
     test_gradients();
     test_training();
+    test_dropout();
     test_config();
     return tap_done();
 }
