@@ -13,11 +13,12 @@
 #include "paths.h"
 #include "predict.h"
 #include "runs.h"
+#include "ui/ui.h"
 
 #define MAX_SETS 256
 
 static const char usage_text[] =
-    "usage: mneme [EXPERIMENT.cfg]\n"
+    "usage: mneme [EXPERIMENT.cfg] [--out DIR] [--set KEY=VALUE]... [--theme NAME]\n"
     "       mneme run --headless EXPERIMENT.cfg [--out DIR] [--set KEY=VALUE]...\n"
     "                 [--quiet] [--stop-after STEPS]\n"
     "       mneme run --resume RUN_DIR [--headless] [--quiet] [--stop-after STEPS]\n"
@@ -45,6 +46,7 @@ typedef struct {
     int quiet;
     long steps;
     long stop_after;
+    const char *theme;
 } RunArgs;
 
 /* Options shared by run and bench; returns 0, or an exit status. */
@@ -60,7 +62,7 @@ static int parse_run_args(int argc, char **argv, RunArgs *a)
             a->quiet = 1;
         else if (strcmp(s, "--out") == 0 || strcmp(s, "--resume") == 0 ||
                  strcmp(s, "--set") == 0 || strcmp(s, "--steps") == 0 ||
-                 strcmp(s, "--stop-after") == 0) {
+                 strcmp(s, "--stop-after") == 0 || strcmp(s, "--theme") == 0) {
             if (!val)
                 return usage_error("%s needs a value", s);
             i++;
@@ -68,6 +70,8 @@ static int parse_run_args(int argc, char **argv, RunArgs *a)
                 a->out = val;
             else if (strcmp(s, "--resume") == 0)
                 a->resume = val;
+            else if (strcmp(s, "--theme") == 0)
+                a->theme = val;
             else if (strcmp(s, "--steps") == 0 || strcmp(s, "--stop-after") == 0) {
                 char *end;
                 long v = strtol(val, &end, 10);
@@ -112,7 +116,7 @@ static void default_out_dir(const Experiment *x, char *out, size_t n)
     snprintf(out, n, "runs/%s-%s", x->name, stamp);
 }
 
-static int cmd_run(int argc, char **argv, int from_default)
+static int cmd_run(int argc, char **argv)
 {
     RunArgs a;
     Experiment x;
@@ -130,13 +134,13 @@ static int cmd_run(int argc, char **argv, int from_default)
     }
     if ((rc = load_experiment(&a, &x)))
         return rc;
-    if (!a.headless && !from_default)
-        fprintf(stderr, "mneme: the terminal UI is not built yet; running headless\n");
     if (a.out)
         snprintf(out, sizeof out, "%s", a.out);
     else
         default_out_dir(&x, out, sizeof out);
-    return headless_run(&x, out, &ho);
+    if (a.headless)
+        return headless_run(&x, out, &ho);
+    return ui_main(&x, out, a.theme);
 }
 
 /* Plain `mneme [EXP]`: the default experiment when none is named. */
@@ -145,15 +149,14 @@ static int cmd_default(int argc, char **argv)
     char path[EXP_PATH];
     char *args[2];
     if (argc > 0)
-        return cmd_run(argc, argv, 0);
+        return cmd_run(argc, argv);
     if (find_data_file("experiments/demo.cfg", path, sizeof path) < 0) {
         fprintf(stderr, "mneme: experiments/demo.cfg not found (set MNEME_DATA to mneme's data folder)\n");
         return 2;
     }
-    fprintf(stderr, "mneme: the terminal UI is not built yet; running %s headless\n", path);
     args[0] = path;
     args[1] = NULL;
-    return cmd_run(1, args, 1);
+    return cmd_run(1, args);
 }
 
 static int cmd_bench(int argc, char **argv)
@@ -180,7 +183,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc > 1 && strcmp(argv[1], "run") == 0)
-        return cmd_run(argc - 2, argv + 2, 0);
+        return cmd_run(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "predict") == 0)
         return predict_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "bench") == 0)

@@ -1,0 +1,88 @@
+/* The trainer: owns a Run on its own thread, applies commands only between
+ * optimizer steps, and publishes a snapshot (header fields, evaluation
+ * history, per-group rates, recent log lines, state) under a short lock.
+ * A frontend reads snapshots and posts commands; it never waits on a step. */
+#ifndef MNEME_TRAINER_H
+#define MNEME_TRAINER_H
+
+#include "config.h"
+#include "error.h"
+#include "metrics.h"
+
+typedef enum {
+    TS_RUNNING,
+    TS_PAUSED,
+    TS_FINISHED,
+    TS_ERROR,
+    TS_STOPPED                 /* quit asked; the thread is ending */
+} TrainerState;
+
+const char *trainer_state_name(TrainerState s);
+
+typedef enum {
+    CMD_PAUSE,                 /* toggles pause/resume */
+    CMD_CHECKPOINT,
+    CMD_RELOAD,                /* the policy file */
+    CMD_SET_LR,                /* finetune.lr = value from this step */
+    CMD_EVALUATE,              /* evaluate now, into the log only */
+    CMD_QUIT                   /* checkpoint (unless finished), then stop */
+} CommandKind;
+
+typedef struct {
+    CommandKind kind;
+    double value;
+} Command;
+
+#define SNAP_GROUPS 64
+#define SNAP_LOG 64
+#define SNAP_LINE 200
+
+typedef struct {
+    char name[48];
+    int trainable;
+    double lr;                 /* effective: current rate · lr_scale */
+} SnapGroup;
+
+typedef struct {
+    unsigned long version;     /* bumped on every publish */
+    char experiment[128];
+    char phase[16];
+    long step, total_steps;
+    int steps_per_epoch;
+    double lr;                 /* the last step's base rate */
+    double steps_per_s;
+    TrainerState state;
+    char message[SNAP_LINE];   /* why paused / what failed */
+
+    EvalRecord *hist;          /* owned by the snapshot */
+    int n_hist, cap_hist;
+
+    int n_groups;
+    SnapGroup groups[SNAP_GROUPS];
+
+    int n_log;                 /* lines kept, oldest first */
+    char log[SNAP_LOG][SNAP_LINE];
+} Snapshot;
+
+void snapshot_free(Snapshot *s);
+/* Appends a line to s's log, dropping the oldest when full. */
+void snapshot_log(Snapshot *s, const char *line);
+
+typedef struct Trainer Trainer;
+
+/* Creates the run of x in out_dir (errors come back here, before any
+ * thread starts) and starts training on a new thread. Signals are blocked
+ * on the trainer thread. */
+Trainer *trainer_start(const Experiment *x, const char *out_dir, MnError *e);
+/* Queues a command; applied before the next step. */
+void trainer_post(Trainer *t, const Command *c);
+/* Adds a line (time-stamped) to the snapshot's log. */
+void trainer_log(Trainer *t, const char *line);
+/* Copies the snapshot into out if its version differs from out->version;
+ * returns 1 when it copied. Holds the lock only for the copy. */
+int trainer_snapshot(Trainer *t, Snapshot *out);
+/* Asks the thread to quit (checkpointing first unless finished), joins it
+ * and frees everything. Returns 0, or 1 when the run had failed. */
+int trainer_stop(Trainer *t);
+
+#endif

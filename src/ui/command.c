@@ -1,0 +1,130 @@
+#include "ui/command.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const CommandInfo command_table[] = {
+    { "set", "KEY VALUE", "change a setting from this step (finetune.lr)" },
+    { "checkpoint", "", "write a checkpoint now" },
+    { "eval", "", "evaluate both tasks now (shown in the log)" },
+    { "pause", "", "pause or resume training" },
+    { "reload", "", "load the policy file again" },
+    { "loss", "", "toggle the loss and accuracy views" },
+    { "theme", "NAME", "switch the theme (default, light, mono or a path)" },
+    { "quit", "", "checkpoint and quit" },
+};
+const int command_count = (int)(sizeof command_table / sizeof command_table[0]);
+
+/* What completion offers: commands and, after them, their arguments. */
+static const char *const completions[] = {
+    "set finetune.lr ", "checkpoint", "eval", "pause", "reload", "loss",
+    "theme default", "theme light", "theme mono", "quit",
+};
+
+/* Splits off the next blank-separated word into w (capacity n). */
+static const char *word(const char *s, char *w, size_t n)
+{
+    size_t k = 0;
+    while (isspace((unsigned char)*s))
+        s++;
+    while (*s && !isspace((unsigned char)*s)) {
+        if (k + 1 < n)
+            w[k++] = *s;
+        s++;
+    }
+    w[k] = 0;
+    return s;
+}
+
+int command_parse(const char *line, UiCommand *out, char *err, size_t n)
+{
+    char name[64], a1[128], a2[128], extra[16];
+    const char *s = word(line, name, sizeof name);
+    s = word(s, a1, sizeof a1);
+    s = word(s, a2, sizeof a2);
+    word(s, extra, sizeof extra);
+    memset(out, 0, sizeof *out);
+    out->kind = UC_TRAINER;
+    if (!name[0]) {
+        snprintf(err, n, "type a command: set, checkpoint, eval, pause, reload, loss, theme, quit");
+        return -1;
+    }
+    int known = 0;
+    for (int i = 0; i < command_count; i++)
+        known |= strcmp(name, command_table[i].name) == 0;
+    if (!known) {
+        snprintf(err, n, "unknown command '%.60s' (tab completes)", name);
+        return -1;
+    }
+    if (strcmp(name, "set") == 0) {
+        char *end;
+        if (!a1[0] || !a2[0] || extra[0]) {
+            snprintf(err, n, "usage: set KEY VALUE, e.g. set finetune.lr 1e-5");
+            return -1;
+        }
+        if (strcmp(a1, "finetune.lr") != 0) {
+            snprintf(err, n, "set: only finetune.lr can change during a run, not '%.60s'", a1);
+            return -1;
+        }
+        double v = strtod(a2, &end);
+        if (*end || end == a2 || !isfinite(v) || v < 0) {
+            snprintf(err, n, "set finetune.lr: expected a rate >= 0, not '%.60s'", a2);
+            return -1;
+        }
+        out->cmd.kind = CMD_SET_LR;
+        out->cmd.value = v;
+        return 0;
+    }
+    if (strcmp(name, "theme") == 0) {
+        if (!a1[0] || a2[0]) {
+            snprintf(err, n, "usage: theme NAME (default, light, mono or a path)");
+            return -1;
+        }
+        out->kind = UC_THEME;
+        snprintf(out->arg, sizeof out->arg, "%s", a1);
+        return 0;
+    }
+    if (a1[0]) {
+        snprintf(err, n, "%s takes no arguments", name);
+        return -1;
+    }
+    if (strcmp(name, "loss") == 0)
+        out->kind = UC_VIEW;
+    else
+        out->cmd.kind = strcmp(name, "checkpoint") == 0 ? CMD_CHECKPOINT
+                        : strcmp(name, "eval") == 0     ? CMD_EVALUATE
+                        : strcmp(name, "pause") == 0    ? CMD_PAUSE
+                        : strcmp(name, "reload") == 0   ? CMD_RELOAD
+                                                        : CMD_QUIT;
+    return 0;
+}
+
+int command_complete(char *line, size_t n)
+{
+    const char *first = NULL;
+    size_t len = strlen(line), common = 0;
+    int count = 0;
+    for (size_t i = 0; i < sizeof completions / sizeof completions[0]; i++) {
+        const char *c = completions[i];
+        if (strncmp(c, line, len) != 0)
+            continue;
+        if (!first) {
+            first = c;
+            common = strlen(c);
+        } else {
+            size_t k = 0;
+            while (k < common && c[k] == first[k])
+                k++;
+            common = k;
+        }
+        count++;
+    }
+    if (first && common > len && common < n) {
+        memcpy(line, first, common);
+        line[common] = 0;
+    }
+    return count;
+}

@@ -1,0 +1,38 @@
+/* The `:` command line of the workbench: one table of commands, parsing a
+ * line into what to do, and completion. Pure: tested without a terminal. */
+#ifndef MNEME_UI_COMMAND_H
+#define MNEME_UI_COMMAND_H
+
+#include <stddef.h>
+
+#include "trainer.h"
+
+typedef enum {
+    UC_TRAINER,                /* post cmd to the trainer */
+    UC_THEME,                  /* switch to theme arg */
+    UC_VIEW                    /* toggle loss/accuracy */
+} UiCommandKind;
+
+typedef struct {
+    UiCommandKind kind;
+    Command cmd;
+    char arg[128];
+} UiCommand;
+
+typedef struct {
+    const char *name;
+    const char *args;          /* usage, "" when none */
+    const char *help;
+} CommandInfo;
+
+extern const CommandInfo command_table[];
+extern const int command_count;
+
+/* Parses one command line (without the ':'). Returns 0, or -1 with a
+ * message for the command line in err ("unknown command 'x'", …). */
+int command_parse(const char *line, UiCommand *out, char *err, size_t n);
+/* Completes line in place (capacity n) to the longest common prefix of
+ * the commands and keys it starts; returns the number of candidates. */
+int command_complete(char *line, size_t n);
+
+#endif

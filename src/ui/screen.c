@@ -1,0 +1,405 @@
+#include "ui/screen.h"
+
+#include "ui/command.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+Layout layout_for(int w, int h, int n_groups)
+{
+    Layout l;
+    memset(&l, 0, sizeof l);
+    if (w < SCREEN_MIN_W || h < SCREEN_MIN_H) {
+        l.too_small = 1;
+        return l;
+    }
+    int avail = h - 2;
+    int log_h = avail / 5 > 4 ? avail / 5 : 4;
+    int layers_max = avail / 3 > 4 ? avail / 3 : 4;
+    int layers_h = n_groups + 2 < layers_max ? n_groups + 2 : layers_max;
+    if (layers_h < 3)
+        layers_h = 3;
+    int plot_h = avail - log_h - layers_h;
+    l.header = (Rect){ 0, 0, w, 1 };
+    l.plot = (Rect){ 0, 1, w, plot_h };
+    l.layers = (Rect){ 0, 1 + plot_h, w, layers_h };
+    l.log = (Rect){ 0, 1 + plot_h + layers_h, w, log_h };
+    l.footer = (Rect){ 0, h - 1, w, 1 };
+    return l;
+}
+
+/* ---- header and footer ---- */
+
+static void fill_row(Canvas *c, Rect r, Element el)
+{
+    for (int x = r.x; x < r.x + r.w; x++)
+        canvas_put(c, x, r.y, ' ', el);
+}
+
+/* Cells a UTF-8 string takes (every character here is one cell wide). */
+static int text_width(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+static void draw_header(Canvas *c, Rect r, const Snapshot *s)
+{
+    char line[512], eta[32] = "";
+    const char *sep = c->utf8 ? " \xc2\xb7 " : " | ";
+    const char *mark = "";
+    double epoch = s->steps_per_epoch > 0 ? (double)s->step / s->steps_per_epoch : 0;
+    if (s->state == TS_RUNNING)
+        mark = c->utf8 ? "\xe2\x96\xb6 " : "> ";
+    else if (s->state == TS_PAUSED)
+        mark = c->utf8 ? "\xe2\x8f\xb8 " : "|| ";
+    if (s->state == TS_RUNNING && s->steps_per_s > 0 && s->total_steps > s->step) {
+        long left = (long)((double)(s->total_steps - s->step) / s->steps_per_s);
+        snprintf(eta, sizeof eta, "%sETA %ld:%02ld", sep, left / 60, left % 60);
+    }
+    /* the less important parts go first when the line does not fit */
+    for (int drop = 0; drop < 4; drop++) {
+        char ep[32] = "";
+        if (drop < 2)
+            snprintf(ep, sizeof ep, "%sepoch %.2f", sep, epoch);
+        snprintf(line, sizeof line, "%s%s%s%s%s%sstep %ld/%ld%s%s%s%s%s%.1f steps/s%s",
+                 drop < 3 ? " mneme" : "", drop < 3 ? sep : " ", s->experiment, sep,
+                 s->phase, sep, s->step, s->total_steps, ep, sep, mark,
+                 trainer_state_name(s->state), sep, s->steps_per_s, drop < 1 ? eta : "");
+        if (text_width(line) <= r.w)
+            break;
+    }
+    fill_row(c, r, EL_HEADER);
+    canvas_text(c, r.x, r.y, r.w, line, s->state == TS_PAUSED ? EL_PAUSED : EL_HEADER);
+}
+
+static void draw_footer(Canvas *c, Rect r, const Snapshot *s, const ScreenOptions *o)
+{
+    char line[256];
+    const char *sep = c->utf8 ? " \xc2\xb7 " : " | ";
+    if (o->prompt) {
+        fill_row(c, r, EL_NORMAL);
+        canvas_put(c, r.x, r.y, ':', EL_NORMAL);
+        canvas_text(c, r.x + 1, r.y, r.w - 1, o->prompt, EL_NORMAL);
+    } else {
+        /* as many keys as fit, and always help and quit */
+        const char *parts[] = {
+            s->state == TS_PAUSED ? "space resume" : "space pause", "c checkpoint",
+            ": command", "l loss", "e eval", "r reload",
+        };
+        char tail[64];
+        if (o->view == VIEW_LOSS)
+            parts[3] = "l accuracy";
+        snprintf(tail, sizeof tail, "? help%sq quit", sep);
+        int room = r.w - 1 - text_width(tail);
+        size_t k = 0;
+        line[0] = 0;
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+            int need = text_width(parts[i]) + text_width(sep);
+            if (text_width(line) + need > room)
+                break;
+            k += (size_t)snprintf(line + k, sizeof line - k, "%s%s", parts[i], sep);
+        }
+        snprintf(line + k, sizeof line - k, "%s", tail);
+        fill_row(c, r, EL_FOOTER);
+        canvas_text(c, r.x + 1, r.y, r.w - 1, line, EL_FOOTER);
+    }
+    if (o->status && *o->status) {
+        int n = (int)strlen(o->status);
+        int x = r.x + r.w - n - 1;
+        int min = o->prompt ? r.x + 2 + (int)strlen(o->prompt) : r.x + r.w / 2;
+        if (x < min)
+            x = min;
+        canvas_text(c, x, r.y, r.x + r.w - x, o->status, EL_PAUSED);
+    }
+}
+
+/* ---- the plot ---- */
+
+static const char *plot_phase(const Snapshot *s)
+{
+    return strcmp(s->phase, "base") == 0 ? "base" : "finetune";
+}
+
+/* Series 0 original, 1 new, 2 training loss (loss view only). */
+static double value_of(const EvalRecord *e, int task, PlotView v)
+{
+    if (task == 2)
+        return e->train_loss;
+    const TaskScore *t = task ? &e->new_task : &e->original;
+    return v == VIEW_LOSS ? t->loss : t->acc;
+}
+
+static int has_task(const EvalRecord *e, int task, PlotView v)
+{
+    if (task == 2)
+        return v == VIEW_LOSS && e->has_train_loss;
+    return task ? e->has_new : e->has_original;
+}
+
+static void legend(Canvas *c, Rect r, PlotView v)
+{
+    const char *line = c->utf8 ? "\xe2\x94\x81\xe2\x94\x81" : "==";
+    const char *dots = c->utf8 ? "\xe2\x94\x84\xe2\x94\x84" : "..";
+    /* " new ━━  original ━━  baseline ┄┄ " right-aligned in the top border;
+     * the loss view has the training loss instead of the baseline */
+    int width = 5 + 2 + 11 + 2 + (v == VIEW_LOSS ? 8 : 11) + 2 + 1;
+    int x = r.x + r.w - width - 1;
+    if (x < r.x + 14)
+        return;
+    x += canvas_text(c, x, r.y, -1, " new ", EL_NEW);
+    x += canvas_text(c, x, r.y, -1, line, EL_NEW);
+    x += canvas_text(c, x, r.y, -1, "  original ", EL_ORIGINAL);
+    x += canvas_text(c, x, r.y, -1, line, EL_ORIGINAL);
+    if (v == VIEW_LOSS) {
+        x += canvas_text(c, x, r.y, -1, "  train ", EL_TRAIN);
+        x += canvas_text(c, x, r.y, -1, line, EL_TRAIN);
+    } else {
+        x += canvas_text(c, x, r.y, -1, "  baseline ", EL_BASELINE);
+        x += canvas_text(c, x, r.y, -1, dots, EL_BASELINE);
+    }
+    canvas_text(c, x, r.y, -1, " ", EL_BORDER);
+}
+
+static void draw_plot(Canvas *c, Rect r, const Snapshot *s, const ScreenOptions *o)
+{
+    const char *phase = plot_phase(s);
+    const int label_w = 5;
+    canvas_box(c, r, o->view == VIEW_LOSS ? "loss" : "accuracy", EL_BORDER);
+    legend(c, r, o->view);
+    int px = r.x + 1 + label_w, py = r.y + 1;
+    int pw = r.w - 2 - label_w, ph = r.h - 3;   /* one row for step labels */
+    if (pw < 4 || ph < 2)
+        return;
+
+    /* y: accuracy is always 0..1; loss spans what was seen */
+    Axis ya = { 0, 1, 0.2 };
+    int n = 0;
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < s->n_hist; i++) {
+        const EvalRecord *e = &s->hist[i];
+        if (strcmp(e->phase, phase) != 0)
+            continue;
+        n++;
+        for (int k = 0; k < 3; k++)
+            if (has_task(e, k, o->view)) {
+                double v = value_of(e, k, o->view);
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+            }
+    }
+    if (o->view == VIEW_LOSS)
+        ya = n ? axis_nice(0, hi, ph > 8 ? 4 : 2) : axis_nice(0, 1, 2);
+    else if (ph < 8)
+        ya.step = 0.5;
+    Axis xa = axis_nice(0, s->total_steps > 0 ? (double)s->total_steps : 1,
+                        pw / 14 > 1 ? pw / 14 : 1);
+    xa.lo = 0;
+
+    /* labels */
+    for (double v = ya.lo; v <= ya.hi + 1e-9; v += ya.step) {
+        char lab[16];
+        int row = py + ph - 1 - axis_pixel(&ya, v, ph);
+        snprintf(lab, sizeof lab, "%4.*f", fabs(ya.step * 10 - lround(ya.step * 10)) > 1e-6 ? 2 : 1, v);
+        canvas_text(c, r.x + 1, row, label_w - 1, lab, EL_AXIS);
+    }
+    for (double v = xa.lo; v <= xa.hi + 1e-9; v += xa.step) {
+        char lab[24];
+        int col = px + axis_pixel(&xa, v, pw);
+        int len = snprintf(lab, sizeof lab, "%.0f", v);
+        if (col + len > px + pw)
+            col = px + pw - len;
+        canvas_text(c, col, py + ph, len, lab, EL_AXIS);
+    }
+
+    if (n == 0) {
+        const char *wait = "waiting for the first evaluation";
+        int len = (int)strlen(wait);
+        canvas_text(c, px + (pw - len) / 2, py + ph / 2, pw, wait, EL_AXIS);
+        return;
+    }
+
+    Raster ras;
+    if (raster_init(&ras, pw, ph) < 0)
+        return;
+    int dw = 2 * pw, dh = 4 * ph;
+    const EvalRecord *base = NULL, *cross = NULL;
+    long cross_step = -1;
+    for (int i = 0; i < s->n_hist; i++) {
+        const EvalRecord *e = &s->hist[i];
+        if (strcmp(e->phase, phase) != 0)
+            continue;
+        if (!base && strcmp(phase, "finetune") == 0 && e->has_original)
+            base = e;
+        if (e->crossover_step >= 0)
+            cross_step = e->crossover_step;
+    }
+    for (int i = 0; cross_step >= 0 && i < s->n_hist; i++)
+        if (strcmp(s->hist[i].phase, phase) == 0 && s->hist[i].step == cross_step)
+            cross = &s->hist[i];
+
+    /* the baseline first, so the curves draw over it */
+    if (base && o->view == VIEW_ACCURACY) {
+        int y = dh - 1 - axis_pixel(&ya, value_of(base, 0, o->view), dh);
+        for (int x = 0; x < dw; x += 3)
+            raster_dot(&ras, x, y, EL_BASELINE);
+    }
+    for (int k = 2; k >= 0; k--) {
+        int have = 0, lx = 0, ly = 0;
+        double smooth = 0;
+        Element el = k == 2 ? EL_TRAIN : k ? EL_NEW : EL_ORIGINAL;
+        for (int i = 0; i < s->n_hist; i++) {
+            const EvalRecord *e = &s->hist[i];
+            if (strcmp(e->phase, phase) != 0 || !has_task(e, k, o->view))
+                continue;
+            double v = value_of(e, k, o->view);
+            /* the training loss is noisy: an exponential moving average */
+            smooth = have && k == 2 ? 0.7 * smooth + 0.3 * v : v;
+            int x = axis_pixel(&xa, (double)e->step, dw);
+            int y = dh - 1 - axis_pixel(&ya, smooth, dh);
+            if (have)
+                raster_line(&ras, lx, ly, x, y, el);
+            else
+                raster_dot(&ras, x, y, el);
+            have = 1;
+            lx = x;
+            ly = y;
+        }
+    }
+    raster_blit(&ras, c, px, py);
+    raster_free(&ras);
+
+    if (cross) {
+        char lab[160];
+        int col = px + axis_pixel(&xa, (double)cross->step, pw);
+        int row = py + ph - 1 - axis_pixel(&ya, value_of(cross, 1, o->view), ph);
+        canvas_put(c, col, row, c->utf8 ? 0x2715 : 'X', EL_CROSSOVER);
+        snprintf(lab, sizeof lab, "%s crossover @%ld (new %.2f, original %.2f)",
+                 c->utf8 ? "\xe2\x9c\x95" : "X", cross->step,
+                 cross->new_task.acc, cross->original.acc);
+        canvas_text(c, r.x + 2, r.y + r.h - 1, r.w - 4, lab, EL_CROSSOVER);
+    }
+}
+
+/* ---- layers ---- */
+
+static void draw_layers(Canvas *c, Rect r, const Snapshot *s)
+{
+    canvas_box(c, r, "learning rate per layer", EL_BORDER);
+    int rows = r.h - 2, name_w = 20, num_w = 9;
+    int bar_w = r.w - 2 - 1 - name_w - 1 - num_w - 1;
+    if (bar_w > 40)
+        bar_w = 40;
+    double max = 0;
+    for (int g = 0; g < s->n_groups; g++)
+        if (s->groups[g].trainable && s->groups[g].lr > max)
+            max = s->groups[g].lr;
+    int shown = s->n_groups <= rows ? s->n_groups : rows - 1;
+    for (int g = 0; g < shown; g++) {
+        const SnapGroup *sg = &s->groups[g];
+        int y = r.y + 1 + g, x = r.x + 2;
+        canvas_text(c, x, y, name_w, sg->name, EL_NORMAL);
+        x += name_w + 1;
+        if (!sg->trainable) {
+            canvas_put(c, x, y, c->utf8 ? 0x2591 : '-', EL_FROZEN);
+            canvas_text(c, x + 2, y, -1, "frozen", EL_FROZEN);
+            continue;
+        }
+        int len = max > 0 ? (int)lround(sg->lr / max * bar_w) : 0;
+        if (len < 1 && sg->lr > 0)
+            len = 1;
+        for (int i = 0; i < len; i++)
+            canvas_put(c, x + i, y, c->utf8 ? 0x2587 : '#', EL_BAR);
+        char num[32];
+        snprintf(num, sizeof num, "%.1e", sg->lr);
+        canvas_text(c, x + bar_w + 1, y, num_w, num, EL_NORMAL);
+    }
+    if (shown < s->n_groups) {
+        char more[48];
+        snprintf(more, sizeof more, "... %d more", s->n_groups - shown);
+        canvas_text(c, r.x + 2, r.y + 1 + shown, r.w - 4, more, EL_AXIS);
+    }
+}
+
+/* ---- log ---- */
+
+static void draw_log(Canvas *c, Rect r, const Snapshot *s)
+{
+    canvas_box(c, r, "log", EL_BORDER);
+    int rows = r.h - 2;
+    int first = s->n_log > rows ? s->n_log - rows : 0;
+    for (int i = first; i < s->n_log; i++) {
+        const char *line = s->log[i];
+        Element el = EL_LOG;
+        if (strstr(line, "error"))
+            el = EL_ERROR;
+        else if (strstr(line, "warning") || strstr(line, "paused"))
+            el = EL_WARN;
+        canvas_text(c, r.x + 2, r.y + 1 + (i - first), r.w - 4, line, el);
+    }
+}
+
+/* ---- help ---- */
+
+static const struct {
+    const char *key, *help;
+} keys[] = {
+    { "space", "pause or resume training" },
+    { "c", "write a checkpoint now" },
+    { "e", "evaluate both tasks now" },
+    { "r", "reload the policy file" },
+    { "l", "toggle the loss and accuracy views" },
+    { ":", "type a command (tab completes, up/down: history)" },
+    { "?", "this help" },
+    { "q", "checkpoint and quit" },
+};
+
+static void draw_help(Canvas *c, Rect area)
+{
+    int n = (int)(sizeof keys / sizeof keys[0]);
+    Rect r = { area.x + 2, area.y + 1, area.w - 4, n + command_count + 3 };
+    if (r.h > area.h - 1)
+        r.h = area.h - 1;
+    for (int y = r.y; y < r.y + r.h; y++)
+        for (int x = r.x; x < r.x + r.w; x++)
+            canvas_put(c, x, y, ' ', EL_NORMAL);
+    canvas_box(c, r, "help: keys and :commands", EL_BORDER);
+    int y = r.y + 1;
+    for (int i = 0; i < n && y < r.y + r.h - 1; i++, y++) {
+        canvas_text(c, r.x + 2, y, 8, keys[i].key, EL_TITLE);
+        canvas_text(c, r.x + 12, y, r.w - 14, keys[i].help, EL_NORMAL);
+    }
+    y++;
+    for (int i = 0; i < command_count && y < r.y + r.h - 1; i++, y++) {
+        char usage[64];
+        snprintf(usage, sizeof usage, ":%s %s", command_table[i].name, command_table[i].args);
+        canvas_text(c, r.x + 2, y, 22, usage, EL_TITLE);
+        canvas_text(c, r.x + 25, y, r.w - 27, command_table[i].help, EL_NORMAL);
+    }
+}
+
+void screen_draw(Canvas *c, const Snapshot *s, const ScreenOptions *o)
+{
+    Layout l = layout_for(c->w, c->h, s->n_groups);
+    canvas_clear(c);
+    if (l.too_small) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "terminal too small (%dx%d, need %dx%d)",
+                 c->w, c->h, SCREEN_MIN_W, SCREEN_MIN_H);
+        int len = (int)strlen(msg), x = (c->w - len) / 2;
+        canvas_text(c, x > 0 ? x : 0, c->h / 2, c->w, msg, EL_WARN);
+        return;
+    }
+    draw_header(c, l.header, s);
+    draw_plot(c, l.plot, s, o);
+    draw_layers(c, l.layers, s);
+    draw_log(c, l.log, s);
+    draw_footer(c, l.footer, s, o);
+    if (o->help) {
+        Rect area = { 0, 1, c->w, c->h - 2 };
+        draw_help(c, area);
+    }
+}

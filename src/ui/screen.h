@@ -1,0 +1,32 @@
+/* The workbench screen: where each panel goes for a terminal size, and
+ * drawing a trainer snapshot into a canvas. Pure: no curses here. */
+#ifndef MNEME_UI_SCREEN_H
+#define MNEME_UI_SCREEN_H
+
+#include "trainer.h"
+#include "ui/canvas.h"
+
+#define SCREEN_MIN_W 60
+#define SCREEN_MIN_H 16
+
+typedef struct {
+    int too_small;
+    Rect header, plot, layers, log, footer;
+} Layout;
+
+/* Panels for a w×h terminal with n_groups rows of layers to show. */
+Layout layout_for(int w, int h, int n_groups);
+
+typedef enum { VIEW_ACCURACY, VIEW_LOSS } PlotView;
+
+typedef struct {
+    PlotView view;
+    const char *status;        /* a frontend message for the footer, or NULL */
+    const char *prompt;        /* the `:` line being typed, or NULL */
+    int help;                  /* show the keys and commands over the plot */
+} ScreenOptions;
+
+/* Draws everything (or "terminal too small") into c, sized to the screen. */
+void screen_draw(Canvas *c, const Snapshot *s, const ScreenOptions *o);
+
+#endif

@@ -1,0 +1,172 @@
+#include "ui/theme.h"
+
+#include <libconfig.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "paths.h"
+
+static const char *const element_names[EL_COUNT] = {
+    [EL_NORMAL] = "normal", [EL_HEADER] = "header", [EL_BORDER] = "border",
+    [EL_TITLE] = "title", [EL_AXIS] = "axis", [EL_NEW] = "new",
+    [EL_ORIGINAL] = "original", [EL_BASELINE] = "baseline",
+    [EL_CROSSOVER] = "crossover", [EL_BAR] = "bar", [EL_FROZEN] = "frozen",
+    [EL_LOG] = "log", [EL_WARN] = "warning", [EL_ERROR] = "error",
+    [EL_FOOTER] = "footer", [EL_PAUSED] = "paused", [EL_TRAIN] = "train",
+};
+
+static const char *const colour_names[] = {
+    "black", "red", "green", "yellow", "blue", "magenta", "cyan", "white",
+};
+
+const char *theme_element_name(Element el)
+{
+    return (unsigned)el < EL_COUNT ? element_names[el] : "?";
+}
+
+void theme_default(Theme *t)
+{
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "default");
+    t->colour = 1;
+    for (int i = 0; i < EL_COUNT; i++)
+        t->el[i] = (Style){ -1, -1, 0 };
+    t->el[EL_HEADER] = (Style){ 7, 4, THEME_BOLD };
+    t->el[EL_FOOTER] = (Style){ 0, 6, 0 };
+    t->el[EL_BORDER] = (Style){ 4, -1, 0 };
+    t->el[EL_TITLE] = (Style){ 6, -1, THEME_BOLD };
+    t->el[EL_AXIS] = (Style){ -1, -1, THEME_DIM };
+    t->el[EL_NEW] = (Style){ 2, -1, THEME_BOLD };
+    t->el[EL_ORIGINAL] = (Style){ 5, -1, 0 };
+    t->el[EL_BASELINE] = (Style){ 3, -1, THEME_DIM };
+    t->el[EL_CROSSOVER] = (Style){ 1, -1, THEME_BOLD };
+    t->el[EL_BAR] = (Style){ 6, -1, 0 };
+    t->el[EL_FROZEN] = (Style){ 4, -1, THEME_DIM };
+    t->el[EL_WARN] = (Style){ 3, -1, 0 };
+    t->el[EL_ERROR] = (Style){ 1, -1, THEME_BOLD };
+    t->el[EL_PAUSED] = (Style){ 0, 3, THEME_BOLD };
+    t->el[EL_TRAIN] = (Style){ 3, -1, 0 };
+}
+
+static int parse_colour(config_setting_t *s, int *out)
+{
+    if (config_setting_type(s) == CONFIG_TYPE_INT) {
+        int v = config_setting_get_int(s);
+        if (v < -1 || v > 255)
+            return -1;
+        *out = v;
+        return 0;
+    }
+    const char *name = config_setting_get_string(s);
+    if (!name)
+        return -1;
+    if (strcasecmp(name, "default") == 0) {
+        *out = -1;
+        return 0;
+    }
+    for (int i = 0; i < 8; i++)
+        if (strcasecmp(name, colour_names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    return -1;
+}
+
+static void note(Theme *t, const char *what)
+{
+    size_t n = strlen(t->warning);
+    if (n + strlen(what) + 3 < sizeof t->warning)
+        snprintf(t->warning + n, sizeof t->warning - n, "%s%s", n ? ", " : "", what);
+}
+
+static int element_of(const char *name)
+{
+    for (int i = 0; i < EL_COUNT; i++)
+        if (strcmp(name, element_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static int read_style(Theme *t, config_setting_t *g, const char *path, MnError *e)
+{
+    int el = element_of(config_setting_name(g));
+    Style st;
+    if (el < 0) {
+        note(t, config_setting_name(g));
+        return 0;
+    }
+    if (!config_setting_is_group(g))
+        return mn_fail(e, "%s:%d: %s: expected a group { fg = …; bg = …; }", path,
+                       config_setting_source_line(g), config_setting_name(g));
+    st = t->el[el];
+    for (int i = 0; i < config_setting_length(g); i++) {
+        config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
+        const char *key = config_setting_name(m);
+        int *colour = strcmp(key, "fg") == 0 ? &st.fg : strcmp(key, "bg") == 0 ? &st.bg : NULL;
+        static const struct { const char *name; int bit; } attrs[] = {
+            { "bold", THEME_BOLD }, { "reverse", THEME_REVERSE },
+            { "underline", THEME_UNDERLINE }, { "dim", THEME_DIM },
+        };
+        if (colour) {
+            if (parse_colour(m, colour) < 0)
+                return mn_fail(e, "%s:%d: %s.%s: expected a colour name or 0-255", path,
+                               config_setting_source_line(m), config_setting_name(g), key);
+            continue;
+        }
+        int found = 0;
+        for (size_t a = 0; a < sizeof attrs / sizeof attrs[0]; a++)
+            if (strcmp(key, attrs[a].name) == 0) {
+                found = 1;
+                if (config_setting_type(m) != CONFIG_TYPE_BOOL)
+                    return mn_fail(e, "%s:%d: %s.%s: expected true or false", path,
+                                   config_setting_source_line(m), config_setting_name(g), key);
+                if (config_setting_get_bool(m))
+                    st.attrs |= attrs[a].bit;
+                else
+                    st.attrs &= ~attrs[a].bit;
+            }
+        if (!found) {
+            char what[128];
+            snprintf(what, sizeof what, "%s.%s", config_setting_name(g), key);
+            note(t, what);
+        }
+    }
+    t->el[el] = st;
+    return 0;
+}
+
+int theme_load(Theme *t, const char *name_or_path, MnError *e)
+{
+    char path[1024], rel[256];
+    config_t cfg;
+    int rc = 0;
+    theme_default(t);
+    if (strchr(name_or_path, '/'))
+        snprintf(path, sizeof path, "%s", name_or_path);
+    else {
+        snprintf(rel, sizeof rel, "themes/%s.theme", name_or_path);
+        if (find_data_file(rel, path, sizeof path) < 0)
+            return mn_fail(e, "no theme named '%s' (looked for %s)", name_or_path, rel);
+    }
+    config_init(&cfg);
+    if (!config_read_file(&cfg, path)) {
+        rc = mn_fail(e, "%s:%d: %s", config_error_file(&cfg) ? config_error_file(&cfg) : path,
+                     config_error_line(&cfg), config_error_text(&cfg));
+        config_destroy(&cfg);
+        return rc;
+    }
+    config_setting_t *root = config_root_setting(&cfg);
+    for (int i = 0; i < config_setting_length(root) && rc == 0; i++) {
+        config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        const char *key = config_setting_name(s);
+        if (strcmp(key, "name") == 0 && config_setting_get_string(s))
+            snprintf(t->name, sizeof t->name, "%s", config_setting_get_string(s));
+        else if (strcmp(key, "colour") == 0 && config_setting_type(s) == CONFIG_TYPE_BOOL)
+            t->colour = config_setting_get_bool(s);
+        else
+            rc = read_style(t, s, path, e);
+    }
+    config_destroy(&cfg);
+    return rc;
+}

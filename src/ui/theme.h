@@ -1,0 +1,34 @@
+/* Themes: a colour and attributes for each screen element, read from a
+ * libconfig file (themes/NAME.theme). Colours are names (default, black,
+ * red, green, yellow, blue, magenta, cyan, white) or numbers 0-255; no
+ * curses here, ui.c turns them into colour pairs. */
+#ifndef MNEME_UI_THEME_H
+#define MNEME_UI_THEME_H
+
+#include "error.h"
+#include "ui/canvas.h"
+
+enum { THEME_BOLD = 1, THEME_REVERSE = 2, THEME_UNDERLINE = 4, THEME_DIM = 8 };
+
+typedef struct {
+    int fg, bg;                /* -1: the terminal's default */
+    int attrs;                 /* THEME_* */
+} Style;
+
+typedef struct {
+    char name[64];
+    int colour;                /* 0: mono, attributes only */
+    Style el[EL_COUNT];
+    char warning[256];         /* unknown keys, ignored; "" if none */
+} Theme;
+
+/* The element's key in theme files ("header", "new", …). */
+const char *theme_element_name(Element el);
+/* The built-in default (dark) theme. */
+void theme_default(Theme *t);
+/* Loads NAME (found as themes/NAME.theme among the data folders) or a
+ * path (containing '/'). Missing keys keep the defaults; unknown keys
+ * are ignored and named in t->warning. */
+int theme_load(Theme *t, const char *name_or_path, MnError *e);
+
+#endif

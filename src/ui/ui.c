@@ -1,0 +1,401 @@
+/* The one file that talks to curses: terminal setup and restore, keys,
+ * signals, and copying the canvas that screen.c drew onto the screen. */
+#define _XOPEN_SOURCE_EXTENDED 1
+#include "ui/ui.h"
+
+#include <curses.h>
+#include <langinfo.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "trainer.h"
+#include "ui/canvas.h"
+#include "ui/command.h"
+#include "ui/screen.h"
+#include "ui/theme.h"
+
+#define FRAME_S 0.05           /* at most ~20 redraws a second */
+#define KEY_WAIT_MS 50         /* keys are answered within this */
+#define STATUS_S 5.0           /* how long a message stays in the footer */
+#define HISTORY 16
+
+static volatile sig_atomic_t stop_signal;
+static int curses_on;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+/* Leaves the terminal as it was; safe to call twice, and from atexit. */
+static void restore_terminal(void)
+{
+    if (curses_on) {
+        curses_on = 0;
+        endwin();
+    }
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int usable_terminal(void)
+{
+    const char *term = getenv("TERM");
+    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+        fprintf(stderr, "mneme: not a terminal: the workbench needs one; "
+                "use mneme run --headless EXPERIMENT.cfg\n");
+        return 0;
+    }
+    if (!term || !*term || strcmp(term, "dumb") == 0) {
+        fprintf(stderr, "mneme: TERM=%s cannot show the workbench; "
+                "use mneme run --headless EXPERIMENT.cfg\n", term ? term : "");
+        return 0;
+    }
+    return 1;
+}
+
+static attr_t attrs_of(const Style *s)
+{
+    attr_t a = A_NORMAL;
+    if (s->attrs & THEME_BOLD)
+        a |= A_BOLD;
+    if (s->attrs & THEME_REVERSE)
+        a |= A_REVERSE;
+    if (s->attrs & THEME_UNDERLINE)
+        a |= A_UNDERLINE;
+    if (s->attrs & THEME_DIM)
+        a |= A_DIM;
+    return a;
+}
+
+/* Colour pair el+1 for each element; none on a mono theme or terminal. */
+static int setup_colours(const Theme *t)
+{
+    if (!t->colour || !has_colors() || start_color() == ERR)
+        return 0;
+    use_default_colors();
+    for (int i = 0; i < EL_COUNT; i++) {
+        short fg = (short)t->el[i].fg, bg = (short)t->el[i].bg;
+        if (fg >= COLORS)
+            fg = (short)(fg % 8);
+        if (bg >= COLORS)
+            bg = (short)(bg % 8);
+        init_pair((short)(i + 1), fg, bg);
+    }
+    return 1;
+}
+
+static void blit(const Canvas *c, const Theme *t, int colour)
+{
+    for (int y = 0; y < c->h; y++)
+        for (int x = 0; x < c->w; x++) {
+            const Cell *cell = &c->cells[y * c->w + x];
+            wchar_t wch[2] = { (wchar_t)cell->ch, 0 };
+            cchar_t cc;
+            setcchar(&cc, wch, attrs_of(&t->el[cell->el]),
+                     colour ? (short)(cell->el + 1) : 0, NULL);
+            mvadd_wch(y, x, &cc);
+        }
+    wnoutrefresh(stdscr);
+    doupdate();
+}
+
+static int locale_is_utf8(void)
+{
+    const char *ascii = getenv("MNEME_ASCII");
+    if (ascii && *ascii && strcmp(ascii, "0") != 0)
+        return 0;
+    return strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
+}
+
+/* The `:` line: what is typed, its history, and the footer message. */
+typedef struct {
+    int active;
+    char text[128];
+    char history[HISTORY][128];
+    int n_history, browse;     /* browse: index into history while moving */
+    char status[256];
+    double status_until;
+} Prompt;
+
+static void say(Prompt *p, const char *msg)
+{
+    snprintf(p->status, sizeof p->status, "%.*s", (int)sizeof p->status - 1, msg);
+    p->status_until = now_s() + STATUS_S;
+}
+
+static void remember(Prompt *p)
+{
+    if (!p->text[0])
+        return;
+    if (p->n_history == HISTORY) {
+        memmove(p->history[0], p->history[1], sizeof p->history[0] * (HISTORY - 1));
+        p->n_history--;
+    }
+    snprintf(p->history[p->n_history++], sizeof p->history[0], "%s", p->text);
+}
+
+/* Runs a parsed command; returns 1 when it asks to quit. */
+static int run_command(Trainer *t, const UiCommand *uc, Theme *theme, int *colour,
+                       ScreenOptions *opt, Prompt *p)
+{
+    MnError e;
+    Theme next;
+    char msg[1100];
+    switch (uc->kind) {
+    case UC_VIEW:
+        opt->view = opt->view == VIEW_LOSS ? VIEW_ACCURACY : VIEW_LOSS;
+        return 0;
+    case UC_THEME:
+        if (theme_load(&next, uc->arg, &e) < 0) {
+            snprintf(msg, sizeof msg, "theme: %s", e.msg);
+            say(p, msg);
+            return 0;
+        }
+        *theme = next;
+        *colour = setup_colours(theme);
+        clearok(curscr, TRUE);
+        snprintf(msg, sizeof msg, "theme %s", theme->name);
+        say(p, msg);
+        return 0;
+    case UC_TRAINER:
+        if (uc->cmd.kind == CMD_QUIT)
+            return 1;
+        trainer_post(t, &uc->cmd);
+        return 0;
+    }
+    return 0;
+}
+
+/* A key while the `:` line is open; returns 1 when a command asks to quit. */
+static int prompt_key(Prompt *p, int ch, Trainer *t, Theme *theme, int *colour,
+                      ScreenOptions *opt)
+{
+    size_t len = strlen(p->text);
+    char err[256];
+    UiCommand uc;
+    if (ch == '\r' || ch == '\n' || ch == KEY_ENTER) {
+        p->active = 0;
+        remember(p);
+        if (!p->text[0])
+            return 0;
+        if (command_parse(p->text, &uc, err, sizeof err) < 0) {
+            say(p, err);
+            return 0;
+        }
+        return run_command(t, &uc, theme, colour, opt, p);
+    }
+    if (ch == 27) {
+        p->active = 0;
+    } else if (ch == KEY_BACKSPACE || ch == 127 || ch == 8) {
+        if (len == 0)
+            p->active = 0;
+        else
+            p->text[len - 1] = 0;
+    } else if (ch == '\t') {
+        if (command_complete(p->text, sizeof p->text) == 0)
+            say(p, "no completion");
+    } else if (ch == KEY_UP || ch == KEY_DOWN) {
+        p->browse += ch == KEY_UP ? -1 : 1;
+        if (p->browse < 0)
+            p->browse = 0;
+        if (p->browse >= p->n_history) {
+            p->browse = p->n_history;
+            p->text[0] = 0;
+        } else
+            snprintf(p->text, sizeof p->text, "%s", p->history[p->browse]);
+    } else if (ch >= 0x20 && ch < 0x7f && len + 1 < sizeof p->text) {
+        p->text[len] = (char)ch;
+        p->text[len + 1] = 0;
+    }
+    return 0;
+}
+
+int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
+{
+    Prompt prompt;
+    Theme theme;
+    MnError e;
+    Trainer *t;
+    Snapshot snap;
+    Canvas canvas = { 0 };
+    ScreenOptions opt = { VIEW_ACCURACY, NULL, NULL, 0 };
+    SCREEN *scr;
+    struct sigaction sa;
+    int colour, status = 0, utf8, dirty = 1;
+    double last_draw = 0;
+
+    if (!usable_terminal())
+        return 2;
+    /* LC_CTYPE only: libconfig parses floats under LC_NUMERIC. */
+    setlocale(LC_CTYPE, "");
+    utf8 = locale_is_utf8();
+    if (!theme_name)
+        theme_name = getenv("MNEME_THEME");
+    if (!theme_name || !*theme_name)
+        theme_name = getenv("NO_COLOR") && *getenv("NO_COLOR") ? "mono" : "default";
+    if (theme_load(&theme, theme_name, &e) < 0) {
+        fprintf(stderr, "mneme: theme: %s\n", e.msg);
+        return 2;
+    }
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+
+    if (!(t = trainer_start(x, out_dir, &e))) {
+        fprintf(stderr, "mneme: %s\n", e.msg);
+        return 2;
+    }
+    memset(&snap, 0, sizeof snap);
+    memset(&prompt, 0, sizeof prompt);
+
+    if (!(scr = newterm(NULL, stdout, stdin))) {
+        fprintf(stderr, "mneme: cannot use TERM=%s; use mneme run --headless\n",
+                getenv("TERM"));
+        trainer_stop(t);
+        return 2;
+    }
+    curses_on = 1;
+    atexit(restore_terminal);
+    cbreak();
+    noecho();
+    nonl();
+    keypad(stdscr, TRUE);
+    curs_set(0);
+    set_escdelay(25);
+    wtimeout(stdscr, KEY_WAIT_MS);
+    colour = setup_colours(&theme);
+    if (theme.warning[0]) {
+        char line[sizeof theme.name + sizeof theme.warning + 64];
+        snprintf(line, sizeof line, "warning: theme %s: unknown keys ignored: %s",
+                 theme.name, theme.warning);
+        trainer_log(t, line);
+    }
+
+    for (;;) {
+        int ch = getch();
+        Command cmd;
+        if (stop_signal)
+            break;
+        if (prompt.active && ch != ERR && ch != KEY_RESIZE) {
+            if (prompt_key(&prompt, ch, t, &theme, &colour, &opt))
+                break;
+            dirty = 1;
+            ch = ERR;
+        }
+        switch (ch) {
+        case ' ':
+            cmd.kind = CMD_PAUSE;
+            trainer_post(t, &cmd);
+            break;
+        case 'c':
+            cmd.kind = CMD_CHECKPOINT;
+            trainer_post(t, &cmd);
+            break;
+        case 'r':
+            cmd.kind = CMD_RELOAD;
+            trainer_post(t, &cmd);
+            break;
+        case 'e':
+            cmd.kind = CMD_EVALUATE;
+            trainer_post(t, &cmd);
+            break;
+        case 'l':
+            opt.view = opt.view == VIEW_LOSS ? VIEW_ACCURACY : VIEW_LOSS;
+            dirty = 1;
+            break;
+        case '?':
+            opt.help = !opt.help;
+            dirty = 1;
+            break;
+        case 27:
+            if (opt.help) {
+                opt.help = 0;
+                dirty = 1;
+            }
+            break;
+        case ':':
+            prompt.active = 1;
+            prompt.text[0] = 0;
+            prompt.browse = prompt.n_history;
+            dirty = 1;
+            break;
+        case KEY_RESIZE:
+            /* curses's idea of the screen is stale after a resize:
+             * repaint everything */
+            clearok(curscr, TRUE);
+            dirty = 1;
+            break;
+        default:
+            break;
+        }
+        if (ch == 'q' || ch == 'Q')
+            break;
+        if (trainer_snapshot(t, &snap))
+            dirty = 1;
+        if (canvas.w != COLS || canvas.h != LINES) {
+            canvas_free(&canvas);
+            if (canvas_init(&canvas, COLS, LINES, utf8) < 0) {
+                status = 1;
+                break;
+            }
+            dirty = 1;
+        }
+        double now = now_s();
+        if (prompt.status[0] && now > prompt.status_until) {
+            prompt.status[0] = 0;
+            dirty = 1;
+        }
+        if (dirty && now - last_draw >= FRAME_S) {
+            opt.prompt = prompt.active ? prompt.text : NULL;
+            opt.status = prompt.status[0] ? prompt.status : NULL;
+            screen_draw(&canvas, &snap, &opt);
+            blit(&canvas, &theme, colour);
+            if (prompt.active) {
+                move(LINES - 1, 1 + (int)strlen(prompt.text));
+                curs_set(1);
+                refresh();
+            } else
+                curs_set(0);
+            last_draw = now;
+            dirty = 0;
+        }
+    }
+
+    /* Say what is happening while the trainer finishes its step and
+     * writes the checkpoint. */
+    if (canvas.cells) {
+        opt.status = "checkpointing and quitting...";
+        screen_draw(&canvas, &snap, &opt);
+        blit(&canvas, &theme, colour);
+    }
+    if (trainer_stop(t))
+        status = 1;
+    restore_terminal();
+    delscreen(scr);
+    canvas_free(&canvas);
+    snapshot_free(&snap);
+    if (stop_signal) {
+        fprintf(stderr, "mneme: stopped by signal %d; continue with: mneme run --resume %s\n",
+                (int)stop_signal, out_dir);
+        return 1;
+    }
+    if (status == 0 && snap.state != TS_FINISHED)
+        fprintf(stderr, "mneme: quit at %s step %ld; continue with: mneme run --resume %s\n",
+                snap.phase, snap.step, out_dir);
+    return status;
+}

@@ -1,0 +1,314 @@
+/* The pure parts of the workbench: axis scaling, braille rasterising,
+ * layouts for given sizes, drawing a snapshot into a canvas, themes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tap.h"
+#include "trainer.h"
+#include "ui/canvas.h"
+#include "ui/command.h"
+#include "ui/screen.h"
+#include "ui/theme.h"
+
+static int near(double a, double b)
+{
+    return fabs(a - b) < 1e-9;
+}
+
+static void test_axes(void)
+{
+    Axis a = axis_nice(0, 1, 5);
+    ok(near(a.lo, 0) && near(a.hi, 1) && near(a.step, 0.2), "axis 0..1 in 5: 0..1 by 0.2 (%g..%g by %g)", a.lo, a.hi, a.step);
+    a = axis_nice(0, 760, 5);
+    ok(near(a.lo, 0) && near(a.hi, 800) && near(a.step, 200), "axis 0..760 in 5: 0..800 by 200 (%g..%g by %g)", a.lo, a.hi, a.step);
+    a = axis_nice(0.31, 0.87, 4);
+    ok(a.lo <= 0.31 && a.hi >= 0.87 && (a.hi - a.lo) / a.step <= 4 + 1e-9 && near(a.step, 0.2),
+       "axis 0.31..0.87 in 4: nice bounds cover it (%g..%g by %g)", a.lo, a.hi, a.step);
+    a = axis_nice(0, 7600, 7);
+    ok(near(a.step, 2000) && near(a.hi, 8000), "axis 0..7600 in 7: by 2000 to 8000 (%g..%g by %g)", a.lo, a.hi, a.step);
+    a = axis_nice(5, 5, 4);
+    ok(a.hi > a.lo && a.lo <= 5 && a.hi >= 5, "a flat range is widened (%g..%g)", a.lo, a.hi);
+    a = axis_nice(NAN, 1, 4);
+    ok(isfinite(a.lo) && isfinite(a.hi) && a.hi > a.lo, "a NaN bound gives a usable axis");
+    a = (Axis){ 0, 1, 0.2 };
+    ok(axis_pixel(&a, 0, 40) == 0 && axis_pixel(&a, 1, 40) == 39 && axis_pixel(&a, 0.5, 41) == 20,
+       "axis_pixel: lo at 0, hi at n-1, the middle in the middle");
+    ok(axis_pixel(&a, -3, 40) == 0 && axis_pixel(&a, 7, 40) == 39 && axis_pixel(&a, NAN, 40) == 0,
+       "axis_pixel clamps values outside and NaN");
+}
+
+static void test_braille(void)
+{
+    Raster r;
+    Canvas c;
+    char row[256];
+    ok(braille_of(0) == 0x2800 && braille_of(0xFF) == 0x28FF, "braille: U+2800 + dot bits");
+    raster_init(&r, 1, 1);
+    raster_dot(&r, 0, 0, EL_NEW);
+    ok(r.dots[0] == 0x01, "dot (0,0) is dot 1 (bit 0x01)");
+    raster_dot(&r, 1, 3, EL_NEW);
+    ok(r.dots[0] == 0x81, "dot (1,3) is dot 8 (bit 0x80)");
+    raster_dot(&r, 2, 0, EL_NEW);
+    raster_dot(&r, 0, 4, EL_NEW);
+    raster_dot(&r, -1, 0, EL_NEW);
+    ok(r.dots[0] == 0x81, "dots outside the raster are ignored");
+    raster_free(&r);
+
+    raster_init(&r, 3, 2);
+    raster_line(&r, 0, 3, 5, 3, EL_NEW);            /* bottom row of the top cells */
+    ok(r.dots[0] == 0xC0 && r.dots[1] == 0xC0 && r.dots[2] == 0xC0 && r.dots[3] == 0,
+       "a horizontal line on dot row 3 is ⣀⣀⣀ (0x%02x 0x%02x 0x%02x)", r.dots[0], r.dots[1], r.dots[2]);
+    raster_line(&r, 0, 4, 0, 7, EL_ORIGINAL);       /* the left column of cell (0,1) */
+    ok(r.dots[3] == 0x47 && r.el[3] == EL_ORIGINAL, "a vertical line down the left column is ⡇ (0x%02x)", r.dots[3]);
+    raster_line(&r, 0, 0, 5, 7, EL_NEW);
+    ok(r.dots[0] & 0x01 && r.dots[5] & 0x80, "a diagonal runs from dot (0,0) to dot (5,7)");
+
+    canvas_init(&c, 5, 2, 1);
+    raster_blit(&r, &c, 1, 0);
+    canvas_row(&c, 0, row, sizeof row);
+    ok(c.cells[1].ch == braille_of(r.dots[0]) && c.cells[2].ch == braille_of(r.dots[1]) &&
+       c.cells[5 + 1].ch == braille_of(r.dots[3]) && c.cells[0].ch == ' ' && c.cells[1].el == EL_NEW, "blit: braille cells at the offset (U+%04X)", (unsigned)c.cells[1].ch);
+    canvas_free(&c);
+
+    ok(ascii_of(0) == ' ' && ascii_of(0x09) == '\'' && ascii_of(0xC0) == '_' &&
+       ascii_of(0x12) == '-' && ascii_of(0x47) == '|',
+       "ASCII stand-ins: top ', middle -, bottom _, tall |");
+    canvas_init(&c, 3, 2, 0);
+    raster_blit(&r, &c, 0, 0);
+    int ascii = 1;
+    for (int i = 0; i < c.w * c.h; i++)
+        ascii &= c.cells[i].ch < 0x80;
+    ok(ascii && c.cells[1].ch == '_', "without UTF-8 the raster blits as ASCII");
+    canvas_free(&c);
+    raster_free(&r);
+}
+
+static int tiles(const Layout *l, int w, int h)
+{
+    return l->header.y == 0 && l->header.h == 1 && l->plot.y == 1 &&
+           l->plot.y + l->plot.h == l->layers.y && l->layers.y + l->layers.h == l->log.y &&
+           l->log.y + l->log.h == h - 1 && l->footer.y == h - 1 &&
+           l->plot.w == w && l->layers.w == w && l->log.w == w && l->footer.w == w;
+}
+
+static void test_layout(void)
+{
+    static const int sizes[][2] = { { 80, 24 }, { 60, 16 }, { 100, 30 }, { 200, 60 }, { 81, 25 } };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int w = sizes[i][0], h = sizes[i][1];
+        Layout l = layout_for(w, h, 5);
+        ok(!l.too_small && tiles(&l, w, h) && l.plot.h >= 6 && l.layers.h >= 3 && l.log.h >= 4,
+           "%dx%d: panels tile the screen (plot %d, layers %d, log %d rows)",
+           w, h, l.plot.h, l.layers.h, l.log.h);
+    }
+    Layout l = layout_for(80, 24, 5);
+    ok(l.layers.h == 7, "80x24: room for all 5 groups (%d rows)", l.layers.h);
+    l = layout_for(80, 24, 30);
+    ok(!l.too_small && l.layers.h < 12 && l.plot.h >= 6, "80x24 with 30 groups: the layer panel is capped (%d rows)", l.layers.h);
+    ok(layout_for(59, 24, 5).too_small && layout_for(80, 15, 5).too_small && layout_for(0, 0, 5).too_small,
+       "below 60x16: too small");
+}
+
+static int canvas_has(const Canvas *c, const char *text)
+{
+    char row[2048];
+    for (int y = 0; y < c->h; y++) {
+        canvas_row(c, y, row, sizeof row);
+        if (strstr(row, text))
+            return y + 1;
+    }
+    return 0;
+}
+
+static void fake_snapshot(Snapshot *s)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->experiment, sizeof s->experiment, "tiny");
+    snprintf(s->phase, sizeof s->phase, "finetune");
+    s->step = 120;
+    s->total_steps = 400;
+    s->steps_per_epoch = 20;
+    s->steps_per_s = 41.5;
+    s->state = TS_RUNNING;
+    s->n_hist = s->cap_hist = 8;
+    s->hist = calloc(8, sizeof *s->hist);
+    for (int i = 0; i < 8; i++) {
+        EvalRecord *e = &s->hist[i];
+        snprintf(e->phase, sizeof e->phase, "%s", i < 2 ? "base" : "finetune");
+        e->step = i < 2 ? 100 * i : 20 * (i - 2);
+        e->has_original = 1;
+        e->original.acc = i < 2 ? 0.9 : 0.95 - 0.08 * (i - 2);
+        e->has_new = i >= 2;
+        e->new_task.acc = 0.5 + 0.08 * (i - 2);
+        e->crossover_step = i >= 5 ? 60 : -1;
+        e->has_train_loss = 1;
+        e->train_loss = 1.5 - 0.1 * i;
+    }
+    s->n_groups = 3;
+    snprintf(s->groups[0].name, sizeof s->groups[0].name, "embeddings");
+    snprintf(s->groups[1].name, sizeof s->groups[1].name, "layer.0");
+    s->groups[1].trainable = 1;
+    s->groups[1].lr = 1.2e-5;
+    snprintf(s->groups[2].name, sizeof s->groups[2].name, "classifier.new");
+    s->groups[2].trainable = 1;
+    s->groups[2].lr = 2e-5;
+    snapshot_log(s, "12:00:00 eval finetune step 100");
+}
+
+static void test_screen(void)
+{
+    Snapshot s;
+    Canvas c;
+    ScreenOptions o = { VIEW_ACCURACY, NULL, NULL, 0 };
+    fake_snapshot(&s);
+
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "mneme · tiny · finetune · step 120/400 · epoch 6.00") == 1 &&
+       canvas_has(&c, "41.5 steps/s") == 1, "the header is the first row");
+    ok(canvas_has(&c, "new ━━") && canvas_has(&c, "original ━━"), "the legend names both curves");
+    ok(canvas_has(&c, "crossover @60 (new 0.74, original 0.71)") > 0,
+       "the crossover is marked with its step and both accuracies");
+    ok(canvas_has(&c, "1.0") && canvas_has(&c, "0.0") && canvas_has(&c, " 400"), "axis labels: accuracy and step");
+    ok(canvas_has(&c, "embeddings           ░ frozen") > 0, "a frozen group reads frozen");
+    ok(canvas_has(&c, "▇ 2.0e-05") > 0 && canvas_has(&c, "1.2e-05") > 0, "trainable groups: a bar and the rate");
+    ok(canvas_has(&c, "eval finetune step 100") > 0, "the log panel shows the log");
+    ok(canvas_has(&c, "q quit") == 24, "the footer is the last row");
+    int braille = 0, cross = 0;
+    for (int i = 0; i < c.w * c.h; i++) {
+        braille += c.cells[i].ch > 0x2800 && c.cells[i].ch <= 0x28FF;
+        cross += c.cells[i].ch == 0x2715 && c.cells[i].el == EL_CROSSOVER;
+    }
+    ok(braille > 10 && cross == 2, "curves in braille (%d cells), the crossover marked in the plot", braille);
+    canvas_free(&c);
+
+    canvas_init(&c, 80, 24, 0);
+    screen_draw(&c, &s, &o);
+    int ascii = 1;
+    for (int i = 0; i < c.w * c.h; i++)
+        ascii &= c.cells[i].ch < 0x80;
+    ok(ascii && canvas_has(&c, "mneme | tiny") && canvas_has(&c, "new ==") &&
+       canvas_has(&c, "X crossover @60"), "without UTF-8 everything is ASCII");
+    canvas_free(&c);
+
+    o.help = 1;
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "help: keys and :commands") && canvas_has(&c, ":set KEY VALUE") &&
+       canvas_has(&c, "checkpoint and quit"), "?: help lists the keys and the command table");
+    canvas_free(&c);
+    o.help = 0;
+    o.prompt = "set finetune.lr 1e-5";
+    o.status = NULL;
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, ":set finetune.lr 1e-5") == 24, "the : line replaces the footer");
+    canvas_free(&c);
+    o.prompt = NULL;
+
+    o.view = VIEW_LOSS;
+    canvas_init(&c, 100, 30, 1);
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "┌ loss ") && canvas_has(&c, "l accuracy"), "l: the loss view, and the footer offers accuracy");
+    ok(canvas_has(&c, "train ━━") && !canvas_has(&c, "baseline"), "the loss view shows the training loss instead of the baseline");
+    int train = 0;
+    for (int i = 0; i < c.w * c.h; i++)
+        train += c.cells[i].ch > 0x2800 && c.cells[i].ch <= 0x28FF && c.cells[i].el == EL_TRAIN;
+    ok(train > 5, "the training loss is drawn (%d cells)", train);
+    canvas_free(&c);
+
+    canvas_init(&c, 40, 10, 1);
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "terminal too small") && !canvas_has(&c, "mneme"), "40x10: terminal too small, nothing else");
+    canvas_free(&c);
+
+    s.n_hist = 0;
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "waiting for the first evaluation") > 0, "no evaluation yet: says it waits");
+    canvas_free(&c);
+    snapshot_free(&s);
+
+    Snapshot log;
+    memset(&log, 0, sizeof log);
+    for (int i = 0; i < SNAP_LOG + 5; i++) {
+        char line[32];
+        snprintf(line, sizeof line, "line %d", i);
+        snapshot_log(&log, line);
+    }
+    ok(log.n_log == SNAP_LOG && strcmp(log.log[0], "line 5") == 0 &&
+       strcmp(log.log[SNAP_LOG - 1], "line 68") == 0, "the log keeps the last %d lines", SNAP_LOG);
+}
+
+static void test_themes(void)
+{
+    Theme t;
+    MnError e;
+    char path[256];
+    FILE *f;
+    ok(theme_load(&t, "default", &e) == 0 && t.colour && t.el[EL_HEADER].bg == 4 && !t.warning[0],
+       "the default theme loads");
+    ok(theme_load(&t, "light", &e) == 0 && t.colour && t.el[EL_NEW].fg == 28, "the light theme loads");
+    ok(theme_load(&t, "mono", &e) == 0 && !t.colour && (t.el[EL_HEADER].attrs & THEME_REVERSE),
+       "the mono theme: no colour, attributes only");
+    ok(theme_load(&t, "nonesuch", &e) < 0 && strstr(e.msg, "nonesuch"), "an unknown theme: %s", e.msg);
+    snprintf(path, sizeof path, "/tmp/mneme-test-theme-%d.theme", (int)getpid());
+    f = fopen(path, "w");
+    fputs("new = { fg = \"cyan\"; sparkle = true; };\ngradient = { fg = 1; };\n", f);
+    fclose(f);
+    ok(theme_load(&t, path, &e) == 0 && t.el[EL_NEW].fg == 6 && t.el[EL_ORIGINAL].fg == 5 &&
+       strstr(t.warning, "new.sparkle") && strstr(t.warning, "gradient"),
+       "unknown keys are ignored with a warning (%s); missing ones keep defaults", t.warning);
+    f = fopen(path, "w");
+    fputs("name = \"x\";\n\nnew = { fg = \"chartreuse\"; };\n", f);
+    fclose(f);
+    ok(theme_load(&t, path, &e) < 0 && strstr(e.msg, ":3: new.fg"), "a bad colour: file:line (%s)", e.msg);
+    remove(path);
+}
+
+static void test_commands(void)
+{
+    UiCommand uc;
+    char err[256], line[128];
+    ok(command_parse("set finetune.lr 1e-5", &uc, err, sizeof err) == 0 && uc.kind == UC_TRAINER &&
+       uc.cmd.kind == CMD_SET_LR && near(uc.cmd.value, 1e-5), "set finetune.lr 1e-5");
+    ok(command_parse("  checkpoint ", &uc, err, sizeof err) == 0 && uc.cmd.kind == CMD_CHECKPOINT,
+       "checkpoint (blanks around it)");
+    ok(command_parse("theme mono", &uc, err, sizeof err) == 0 && uc.kind == UC_THEME &&
+       strcmp(uc.arg, "mono") == 0, "theme mono");
+    ok(command_parse("loss", &uc, err, sizeof err) == 0 && uc.kind == UC_VIEW, "loss toggles the view");
+    ok(command_parse("quit", &uc, err, sizeof err) == 0 && uc.cmd.kind == CMD_QUIT, "quit");
+    ok(command_parse("eval", &uc, err, sizeof err) == 0 && uc.cmd.kind == CMD_EVALUATE, "eval");
+    ok(command_parse("frobnicate", &uc, err, sizeof err) < 0 && strstr(err, "unknown command 'frobnicate'"),
+       "an unknown command: %s", err);
+    ok(command_parse("set finetune.lr abc", &uc, err, sizeof err) < 0 && strstr(err, "'abc'"),
+       "set with a bad number: %s", err);
+    ok(command_parse("set finetune.lr -1", &uc, err, sizeof err) < 0, "a negative rate is refused");
+    ok(command_parse("set ewc.lambda 5", &uc, err, sizeof err) < 0 && strstr(err, "only finetune.lr"),
+       "a key that cannot change yet says so: %s", err);
+    ok(command_parse("set finetune.lr", &uc, err, sizeof err) < 0 && strstr(err, "usage"), "set without a value: usage");
+    ok(command_parse("pause now", &uc, err, sizeof err) < 0 && strstr(err, "no arguments"), "pause takes no arguments");
+    ok(command_parse("", &uc, err, sizeof err) < 0, "an empty line is refused with a hint");
+    snprintf(line, sizeof line, "se");
+    ok(command_complete(line, sizeof line) == 1 && strcmp(line, "set finetune.lr ") == 0, "tab: se -> set finetune.lr");
+    snprintf(line, sizeof line, "theme ");
+    ok(command_complete(line, sizeof line) == 3 && strcmp(line, "theme ") == 0, "tab: theme offers three themes");
+    snprintf(line, sizeof line, "theme l");
+    ok(command_complete(line, sizeof line) == 1 && strcmp(line, "theme light") == 0, "tab: theme l -> theme light");
+    snprintf(line, sizeof line, "xyz");
+    ok(command_complete(line, sizeof line) == 0 && strcmp(line, "xyz") == 0, "tab: nothing to complete");
+}
+
+int main(void)
+{
+    test_commands();
+    test_axes();
+    test_braille();
+    test_layout();
+    test_screen();
+    test_themes();
+    return tap_done();
+}

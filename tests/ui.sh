@@ -1,0 +1,169 @@
+#!/bin/sh
+# The curses workbench in a real terminal: a private tmux server of fixed
+# size runs mneme on the tiny pair; the test polls the pane with deadlines
+# (never fixed sleeps alone), asserts what is on screen, pauses, resizes,
+# quits, and checks that the terminal is given back as it was.
+. "$MNEME_SRCDIR/tests/lib.sh"
+CFG="$MNEME_SRCDIR/tests/data/tiny.cfg"
+
+# without a usable terminal: say so, suggest --headless, exit 2
+TERM=dumb "$MNEME" "$CFG" --out "$TMP/dumb" >"$TMP/out" 2>"$TMP/err" </dev/null
+st=$?
+ok $([ $st = 2 ] && grep -q -- "--headless" "$TMP/err" && [ ! -e "$TMP/dumb" ]; echo $?) \
+   "no terminal: exit 2, suggests --headless, creates nothing ($(tail -1 "$TMP/err"))"
+if command -v script >/dev/null 2>&1; then
+    # script(1) gives mneme a tty, so only TERM is wrong
+    TERM=dumb script -qec "\"$MNEME\" \"$CFG\" --out \"$TMP/dumb\"" /dev/null >"$TMP/out" 2>&1 </dev/null
+    st=$?
+    ok $([ $st = 2 ] && grep -q "TERM=dumb" "$TMP/out" && grep -q -- "--headless" "$TMP/out"; echo $?) \
+       "TERM=dumb on a tty: exit 2 and suggests --headless"
+fi
+
+if ! command -v tmux >/dev/null 2>&1; then
+    diag "tmux not installed: the real-terminal tests are skipped"
+    done_testing
+    exit
+fi
+
+SOCK="mneme-ui-$$"
+T() { tmux -L "$SOCK" -f /dev/null "$@"; }
+trap 'T kill-server >/dev/null 2>&1; rm -rf "$TMP"' EXIT INT TERM
+export LC_ALL=C.UTF-8
+
+# wait_until SECONDS COMMAND...: polls the pane until COMMAND (run on the
+# capture, left in $TMP/pane) succeeds or the deadline passes
+wait_until() {
+    end=$(( $(date +%s) + $1 )); shift
+    while :; do
+        T capture-pane -p -t ui >"$TMP/pane" 2>/dev/null
+        "$@" && return 0
+        [ "$(date +%s)" -ge "$end" ] && return 1
+        sleep 0.2
+    done
+}
+# wait_for SECONDS TEXT: until the pane shows TEXT
+wait_for() { wait_until "$1" grep -qF -- "$2" "$TMP/pane"; }
+# the step in the header of the last capture
+header_step() { head -1 "$TMP/pane" | sed -n 's/.*step \([0-9]*\)\/.*/\1/p'; }
+# in the finetune phase, past step 60 (so a few evaluations are drawn),
+# with one in the log (the log scrolls fast: any evaluation will do)
+evaluated() {
+    head -1 "$TMP/pane" | grep -q "finetune" && [ "$(header_step)" -ge 60 ] 2>/dev/null &&
+        grep -q "eval finetune step" "$TMP/pane"
+}
+
+# The shell in the pane records the terminal modes before and after, so
+# the test can tell that mneme gave the terminal back as it found it.
+cat >"$TMP/pane.sh" <<SH
+stty -g >"$TMP/stty.before"
+"$MNEME" "$CFG" --set finetune.epochs=3000 --out "$TMP/run" 2>"$TMP/stderr"
+echo "mneme-exit=\$?"
+stty -g >"$TMP/stty.after"
+exec sleep 600
+SH
+T new-session -d -s ui -x 100 -y 30 "sh $TMP/pane.sh"
+ok $? "a private tmux server runs mneme in a 100x30 pane"
+
+wait_until 30 evaluated
+ok $? "evaluations of the finetune phase show in the log"
+[ $? = 0 ] || { diag "pane:"; sed 's/^/#   /' "$TMP/pane"; }
+head -1 "$TMP/pane" >"$TMP/header"
+ok $(grep -q "mneme · tiny · finetune · step [0-9]*/[0-9]* · epoch" "$TMP/header" && grep -q "steps/s" "$TMP/header"; echo $?) \
+   "header: experiment, phase, step/total, epoch, steps/s ($(cat "$TMP/header"))"
+ok $(grep -q "running" "$TMP/header"; echo $?) "header: state running"
+ok $(grep -q "accuracy" "$TMP/pane" && grep -qF "new ━━" "$TMP/pane" && grep -qF "original ━━" "$TMP/pane"; echo $?) \
+   "the accuracy plot has both curves' legend"
+# braille is U+2800-U+28FF: bytes E2 A0-A3 xx in UTF-8
+ok $(LC_ALL=C grep -q "$(printf '\342')[$(printf '\240-\243')]" "$TMP/pane"; echo $?) "curves are drawn in braille"
+ok $(grep -q "learning rate per layer" "$TMP/pane" && grep -q "layer\.0 .*[0-9]e-0[0-9]" "$TMP/pane" && grep -q "embeddings" "$TMP/pane"; echo $?) \
+   "per-layer panel: each group with its rate"
+ok $(grep -q "classifier\.original .*frozen" "$TMP/pane"; echo $?) "the frozen original head is shown frozen"
+ok $(grep -q "q quit" "$TMP/pane"; echo $?) "footer: the keys"
+
+# space pauses: the header says so and the step stops
+T send-keys -t ui Space
+wait_for 15 "paused ·"
+ok $? "space: the header says paused"
+s1=$(header_step)
+sleep 1
+wait_for 5 "paused ·"
+s2=$(header_step)
+ok $([ -n "$s1" ] && [ "$s1" = "$s2" ]; echo $?) "paused: the step stays at $s1 (then $s2)"
+
+# :set changes the rate from this step; the panel and events.jsonl show it
+T send-keys -t ui ":set finetune.lr 1e-5" Enter
+wait_until 15 grep -q "layer\.0 .* 1\.0e-05" "$TMP/pane"
+ok $? ":set finetune.lr 1e-5: the per-layer panel shows the new rate"
+ok $(grep -q "set finetune.lr 1e-05" "$TMP/pane"; echo $?) "and the log says so"
+T send-keys -t ui ":set finetune.lr banana" Enter
+wait_for 15 "expected a rate"
+ok $? "an invalid :set gets a message in the command line"
+
+T send-keys -t ui e
+wait_for 15 "evaluate now at step $s1: new"
+ok $? "e: evaluates both tasks now, into the log"
+
+# a resize redraws at the new size
+T resize-window -t ui -x 80 -y 24
+end=$(( $(date +%s) + 15 )); redrawn=1
+while [ "$(date +%s)" -lt "$end" ]; do
+    T capture-pane -p -t ui >"$TMP/pane"
+    if grep -q "^┌ accuracy.*┐$" "$TMP/pane" &&
+       [ "$(grep "^┌ accuracy" "$TMP/pane" | wc -m)" = 81 ] &&
+       grep -q "q quit" "$TMP/pane"; then
+        redrawn=0
+        break
+    fi
+    sleep 0.2
+done
+ok $redrawn "resized to 80x24: redrawn at the new width"
+[ $redrawn = 0 ] || { diag "pane:"; sed 's/^/#   /' "$TMP/pane"; }
+T resize-window -t ui -x 50 -y 12
+wait_for 15 "terminal too small"
+ok $? "resized to 50x12: says the terminal is too small"
+T resize-window -t ui -x 100 -y 30
+wait_for 15 "learning rate per layer"
+ok $? "and draws again at 100x30"
+
+# q checkpoints and quits; the shell gets the terminal back
+T send-keys -t ui q
+wait_for 30 "mneme-exit="
+ok $? "q: mneme exits"
+ok $(grep -q "mneme-exit=0" "$TMP/pane"; echo $?) "with status 0 ($(grep mneme-exit "$TMP/pane"))"
+ok $([ "$(T display -p -t ui '#{alternate_on}')" = 0 ]; echo $?) "the pane is back on the normal screen"
+end=$(( $(date +%s) + 10 ))
+while [ ! -s "$TMP/stty.after" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; done
+cmp -s "$TMP/stty.before" "$TMP/stty.after"
+ok $? "terminal modes are as before (stty -g)"
+ok $([ -f "$TMP/run/checkpoints/step-$s1.safetensors" ]; echo $?) "quit wrote a checkpoint at the paused step ($(ls "$TMP/run/checkpoints" | tr '\n' ' '))"
+ok $(grep -q '"command": *"pause"' "$TMP/run/events.jsonl" && grep -q '"source": *"ui"' "$TMP/run/events.jsonl"; echo $?) \
+   "events.jsonl records the pause with its step"
+ok $(jq -se "map(select(.source==\"ui\" and .set==\"finetune.lr\" and .step==$s1 and .to==1e-5)) | length == 1" \
+      "$TMP/run/events.jsonl" >/dev/null; echo $?) \
+   "and the :set, at step $s1 ($(grep finetune.lr "$TMP/run/events.jsonl"))"
+ok $(grep -q "run --resume" "$TMP/stderr"; echo $?) "it says how to continue ($(tail -1 "$TMP/stderr"))"
+
+# SIGTERM: a checkpoint, exit 1, the terminal given back
+cat >"$TMP/pane2.sh" <<SH
+stty -g >"$TMP/stty2.before"
+sh -c 'echo \$\$ >"$TMP/pid"; exec "$MNEME" "$CFG" --set finetune.epochs=3000 --out "$TMP/run2" 2>"$TMP/stderr2"'
+echo "mneme-exit=\$?"
+stty -g >"$TMP/stty2.after"
+exec sleep 600
+SH
+T kill-session -t ui
+T new-session -d -s ui -x 100 -y 30 "sh $TMP/pane2.sh"
+wait_until 30 evaluated
+ok $? "a second run shows its evaluations"
+kill -TERM "$(cat "$TMP/pid")"
+wait_for 30 "mneme-exit="
+ok $(grep -q "mneme-exit=1" "$TMP/pane" && grep -q "stopped by signal 15" "$TMP/stderr2"; echo $?) \
+   "SIGTERM: exit 1, says so ($(tail -1 "$TMP/stderr2"))"
+end=$(( $(date +%s) + 10 ))
+while [ ! -s "$TMP/stty2.after" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; done
+ok $([ "$(T display -p -t ui '#{alternate_on}')" = 0 ] && cmp -s "$TMP/stty2.before" "$TMP/stty2.after"; echo $?) \
+   "SIGTERM: the terminal is restored"
+q=$(jq -rs 'map(select(.command=="quit"))[0].step' "$TMP/run2/events.jsonl")
+ok $([ -f "$TMP/run2/checkpoints/step-$q.safetensors" ]; echo $?) "SIGTERM: a checkpoint at the step it stopped ($q)"
+
+done_testing
