@@ -13,6 +13,7 @@
 #include "prompt.h"
 #include "strategy.h"
 #include "tap.h"
+#include "testmodel.h"
 #include "tokenizer.h"
 
 enum { B = 4, T = 8, NV = 3 };
@@ -54,18 +55,7 @@ static void init(Model *m)
 
 static Batch make_batch(void)
 {
-    Batch b;
-    memset(&b, 0, sizeof b);
-    b.B = B;
-    b.T = T;
-    b.ids = ids;
-    b.len = lens;
-    b.label = labels;
-    b.task = tasks;
-    for (int r = 0; r < B; r++)
-        for (int t = 0; t < T; t++)
-            ids[r * T + t] = t == 0 ? TOK_CLS : t < lens[r] ? TOK_BYTE0 + (r * 31 + t * 7) % 200 : TOK_PAD;
-    return b;
+    return test_batch(ids, lens, labels, tasks, B, T);
 }
 
 static size_t logits_size(const Model *m)

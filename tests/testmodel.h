@@ -38,4 +38,22 @@ static inline void test_model_create(Model *m, TestShape s)
     }
 }
 
+/* A batch over caller-owned arrays: row r has lens[r] tokens ([CLS] then
+ * bytes that differ by row and position), padding after. */
+static inline Batch test_batch(int *ids, int *lens, int *labels, int *tasks, int B, int T)
+{
+    Batch b;
+    memset(&b, 0, sizeof b);
+    b.B = B;
+    b.T = T;
+    b.ids = ids;
+    b.len = lens;
+    b.label = labels;
+    b.task = tasks;
+    for (int r = 0; r < B; r++)
+        for (int t = 0; t < T; t++)
+            ids[r * T + t] = t == 0 ? TOK_CLS : t < lens[r] ? TOK_BYTE0 + (r * 31 + t * 7) % 200 : TOK_PAD;
+    return b;
+}
+
 #endif
