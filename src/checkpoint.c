@@ -71,7 +71,7 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
     char (*names)[PARAM_NAME_MAX + 32] = calloc((size_t)m->n_tensors * per, sizeof *names);
     char *mjson = model_json(m, labels);
     char step[32], epoch[32], cursor[32], rng[32], lsum[64], lcount[32], elapsed[64];
-    char repoch[32], rcursor[32], evlines[32], lambda[64], lr_over[64];
+    char repoch[32], rcursor[32], evlines[32], lambda[64], lr_over[64], peak[64];
     char groups[(MODEL_MAX_LAYERS + 2 + MODEL_MAX_TASKS) * 40] = "";
     char *group_t = NULL;
     if (!t || !names || !mjson) {
@@ -99,6 +99,7 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
     snprintf(rcursor, sizeof rcursor, "%d", st->replay_cursor);
     snprintf(evlines, sizeof evlines, "%ld", st->events_lines);
     fmt_hex(lambda, sizeof lambda, st->ewc_lambda);
+    fmt_hex(peak, sizeof peak, st->lr_peak);
     if (st->lr_override)
         fmt_hex(lr_over, sizeof lr_over, st->lr);
     else
@@ -134,6 +135,7 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
         { "mneme.replay_cursor", rcursor },
         { "mneme.events_lines", evlines },
         { "mneme.ewc_lambda", lambda },
+        { "mneme.lr_peak", peak },
         { "mneme.lr_override", lr_over },
         { "mneme.groups", groups },
         { "mneme.loss_sum", lsum },
@@ -325,6 +327,8 @@ int checkpoint_load(const StFile *f, Model *m, AdamW *opt, RunStateRecord *st, M
             st->events_lines = evl;
         if (parse_double(safetensors_meta(f, "mneme.ewc_lambda"), &d) == 0)
             st->ewc_lambda = d;
+        if (parse_double(safetensors_meta(f, "mneme.lr_peak"), &d) == 0)
+            st->lr_peak = d;
         const char *lo = safetensors_meta(f, "mneme.lr_override");
         if (lo && *lo && parse_double(lo, &d) == 0) {
             st->lr_override = 1;

@@ -22,6 +22,7 @@ typedef struct {
     int replay_epoch, replay_cursor;   /* the replay stream (0, 0 when unused) */
     long events_lines;         /* events.jsonl lines written before it */
     double ewc_lambda;         /* as changed by hand or by a policy */
+    double lr_peak;            /* the schedule's base rate, as last set (0: the recipe's) */
     int lr_override;           /* a policy set the learning rate: */
     double lr;                 /*   this one, instead of the schedule's */
     int has_groups;            /* groups' trainable flags and multipliers: */

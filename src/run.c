@@ -737,6 +737,7 @@ int run_checkpoint(Run *r, const char *name, MnError *e)
     st.events_lines = r->events.lines;
     st.ewc_lambda = r->ewc_lambda;
     st.lr_override = r->lr_override;
+    st.lr_peak = r->sched.peak;
     st.lr = r->lr_value;
     if (name)
         snprintf(path, sizeof path, "%s/checkpoints/%s.safetensors", r->dir, name);
@@ -1184,6 +1185,9 @@ int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e)
             }
         r->lr_override = st.lr_override;
         r->lr_value = st.lr;
+        /* A rate changed by hand (:set finetune.lr) stands after a resume. */
+        if (st.lr_peak > 0)
+            r->sched.peak = (float)st.lr_peak;
         r->loss_sum = st.loss_sum;
         r->loss_count = st.loss_count;
         r->elapsed_before = st.elapsed_s;

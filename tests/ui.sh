@@ -142,6 +142,10 @@ ok $(jq -se "map(select(.source==\"ui\" and .set==\"finetune.lr\" and .step==$s1
       "$TMP/run/events.jsonl" >/dev/null; echo $?) \
    "and the :set, at step $s1 ($(grep finetune.lr "$TMP/run/events.jsonl"))"
 ok $(grep -q "run --resume" "$TMP/stderr"; echo $?) "it says how to continue ($(tail -1 "$TMP/stderr"))"
+"$MNEME" run --resume "$TMP/run" --quiet --stop-after 45 >/dev/null 2>&1
+lr_after=$(jq -s "map(select(.phase==\"finetune\" and .step > $s1)) | .[0].lr" "$TMP/run/metrics.jsonl")
+ok $(awk -v a="$lr_after" 'BEGIN { exit !(a != "null" && a + 0 <= 1e-5) }'; echo $?) \
+   "the rate set by hand stands after --resume ($lr_after)"
 
 # SIGTERM: a checkpoint, exit 1, the terminal given back
 cat >"$TMP/pane2.sh" <<SH
