@@ -1,5 +1,7 @@
 #include "trainer.h"
 
+#include "strategy.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -233,6 +235,40 @@ static void set_lr(Trainer *t, double v)
     post_logf(t, "set finetune.lr %.3g (was %.3g) from step %ld", v, from, r->step);
 }
 
+static void set_ewc(Trainer *t, double v)
+{
+    Run *r = &t->run;
+    if (r->phase != PHASE_FINETUNE || !r->fisher) {
+        /* The Fisher belongs to the weights fine-tuning started from. */
+        post_log(t, "error: set ewc.lambda: this run has no Fisher; give finetune.ewc.lambda "
+                    "in the experiment to compute one at the start of fine-tuning");
+        return;
+    }
+    double from = r->ewc_lambda;
+    r->ewc_lambda = v;
+    record(t, "set", json_pack("{s:s, s:f, s:f}", "set", "ewc.lambda", "from", from, "to", v));
+    post_logf(t, "set ewc.lambda %.4g (was %.4g) from step %ld", v, from, r->step);
+}
+
+/* :freeze / :unfreeze PARTS: the encoder's parts, as finetune.freeze.parts
+ * names them; the original head stays frozen whatever is asked. */
+static void set_frozen(Trainer *t, const char *parts, int frozen)
+{
+    Run *r = &t->run;
+    Model *m = &r->model;
+    unsigned char pick[MODEL_MAX_LAYERS + 2];
+    char why[256];
+    if (parts_parse(parts, m->cfg.layers, pick, why, sizeof why) < 0) {
+        post_logf(t, "error: %s: %s", frozen ? "freeze" : "unfreeze", why);
+        return;
+    }
+    for (int g = 0; g <= m->cfg.layers + 1; g++)
+        if (pick[g])
+            m->groups[g].trainable = !frozen;
+    record(t, frozen ? "freeze" : "unfreeze", json_pack("{s:s}", "parts", parts));
+    post_logf(t, "%s %s from step %ld", frozen ? "froze" : "unfroze", parts, r->step);
+}
+
 /* An evaluation off the schedule: logged, not added to the history (the
  * metrics stay those of the experiment's own evaluations). */
 static void evaluate_now(Trainer *t)
@@ -295,6 +331,13 @@ static void apply_commands(Trainer *t)
             break;
         case CMD_SET_LR:
             set_lr(t, q[i].value);
+            break;
+        case CMD_SET_EWC:
+            set_ewc(t, q[i].value);
+            break;
+        case CMD_FREEZE:
+        case CMD_UNFREEZE:
+            set_frozen(t, q[i].arg, q[i].kind == CMD_FREEZE);
             break;
         case CMD_EVALUATE:
             evaluate_now(t);
@@ -432,7 +475,7 @@ int trainer_snapshot(Trainer *t, Snapshot *out)
 
 int trainer_stop(Trainer *t)
 {
-    Command q = { CMD_QUIT, 0 };
+    Command q = { CMD_QUIT, 0, "" };
     int failed;
     trainer_post(t, &q);
     pthread_join(t->thread, NULL);

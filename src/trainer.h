@@ -24,6 +24,9 @@ typedef enum {
     CMD_CHECKPOINT,
     CMD_RELOAD,                /* the policy file */
     CMD_SET_LR,                /* finetune.lr = value from this step */
+    CMD_SET_EWC,               /* ewc lambda = value from this step */
+    CMD_FREEZE,                /* freeze the parts named in arg */
+    CMD_UNFREEZE,              /* unfreeze them */
     CMD_EVALUATE,              /* evaluate now, into the log only */
     CMD_QUIT                   /* checkpoint (unless finished), then stop */
 } CommandKind;
@@ -31,6 +34,7 @@ typedef enum {
 typedef struct {
     CommandKind kind;
     double value;
+    char arg[128];             /* CMD_FREEZE, CMD_UNFREEZE: a part list */
 } Command;
 
 #define SNAP_GROUPS 64

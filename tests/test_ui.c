@@ -287,13 +287,25 @@ static void test_commands(void)
     ok(command_parse("set finetune.lr abc", &uc, err, sizeof err) < 0 && strstr(err, "'abc'"),
        "set with a bad number: %s", err);
     ok(command_parse("set finetune.lr -1", &uc, err, sizeof err) < 0, "a negative rate is refused");
-    ok(command_parse("set ewc.lambda 5", &uc, err, sizeof err) < 0 && strstr(err, "only finetune.lr"),
-       "a key that cannot change yet says so: %s", err);
+    ok(command_parse("set ewc.lambda 5000", &uc, err, sizeof err) == 0 && uc.cmd.kind == CMD_SET_EWC &&
+       uc.cmd.value == 5000.0, "set ewc.lambda 5000");
+    ok(command_parse("set model.hidden 5", &uc, err, sizeof err) < 0 && strstr(err, "not 'model.hidden'"),
+       "a key that cannot change during a run says so: %s", err);
+    ok(command_parse("freeze layer.0-1", &uc, err, sizeof err) == 0 && uc.cmd.kind == CMD_FREEZE &&
+       strcmp(uc.cmd.arg, "layer.0-1") == 0, "freeze layer.0-1");
+    ok(command_parse("unfreeze all", &uc, err, sizeof err) == 0 && uc.cmd.kind == CMD_UNFREEZE,
+       "unfreeze all");
+    ok(command_parse("freeze layers.1", &uc, err, sizeof err) < 0 && strstr(err, "unknown part"),
+       "freeze of an unknown part: %s", err);
+    ok(command_parse("freeze", &uc, err, sizeof err) < 0 && strstr(err, "which parts"),
+       "freeze without parts: %s", err);
     ok(command_parse("set finetune.lr", &uc, err, sizeof err) < 0 && strstr(err, "usage"), "set without a value: usage");
     ok(command_parse("pause now", &uc, err, sizeof err) < 0 && strstr(err, "no arguments"), "pause takes no arguments");
     ok(command_parse("", &uc, err, sizeof err) < 0, "an empty line is refused with a hint");
+    snprintf(line, sizeof line, "set f");
+    ok(command_complete(line, sizeof line) == 1 && strcmp(line, "set finetune.lr ") == 0, "tab: set f -> set finetune.lr");
     snprintf(line, sizeof line, "se");
-    ok(command_complete(line, sizeof line) == 1 && strcmp(line, "set finetune.lr ") == 0, "tab: se -> set finetune.lr");
+    ok(command_complete(line, sizeof line) == 2 && strcmp(line, "set ") == 0, "tab: se -> set (two keys to choose)");
     snprintf(line, sizeof line, "theme ");
     ok(command_complete(line, sizeof line) == 3 && strcmp(line, "theme ") == 0, "tab: theme offers three themes");
     snprintf(line, sizeof line, "theme l");

@@ -96,8 +96,15 @@ wait_until 15 grep -q "layer\.0 .* 1\.0e-05" "$TMP/pane"
 ok $? ":set finetune.lr 1e-5: the per-layer panel shows the new rate"
 ok $(grep -q "set finetune.lr 1e-05" "$TMP/pane"; echo $?) "and the log says so"
 T send-keys -t ui ":set finetune.lr banana" Enter
-wait_for 15 "expected a rate"
+wait_for 15 "expected a number"
 ok $? "an invalid :set gets a message in the command line"
+
+T send-keys -t ui ":freeze layer.0" Enter
+wait_until 15 grep -q "layer\.0 .*frozen" "$TMP/pane"
+ok $? ":freeze layer.0: the per-layer panel shows it frozen"
+T send-keys -t ui ":unfreeze layer.0" Enter
+wait_until 15 grep -q "unfroze layer.0" "$TMP/pane"
+ok $? ":unfreeze layer.0: the log says so"
 
 T send-keys -t ui e
 wait_for 15 "evaluate now at step $s1: new"

@@ -1,5 +1,7 @@
 #include "ui/command.h"
 
+#include "strategy.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -7,7 +9,9 @@
 #include <string.h>
 
 const CommandInfo command_table[] = {
-    { "set", "KEY VALUE", "change a setting from this step (finetune.lr)" },
+    { "set", "KEY VALUE", "change a setting from this step (finetune.lr, ewc.lambda)" },
+    { "freeze", "PARTS", "freeze parts: embeddings, layer.N, layer.N-M, pooler, all" },
+    { "unfreeze", "PARTS", "let parts train again" },
     { "checkpoint", "", "write a checkpoint now" },
     { "eval", "", "evaluate both tasks now (shown in the log)" },
     { "pause", "", "pause or resume training" },
@@ -20,7 +24,8 @@ const int command_count = (int)(sizeof command_table / sizeof command_table[0]);
 
 /* What completion offers: commands and, after them, their arguments. */
 static const char *const completions[] = {
-    "set finetune.lr ", "checkpoint", "eval", "pause", "reload", "loss",
+    "set finetune.lr ", "set ewc.lambda ", "freeze ", "unfreeze all", "checkpoint", "eval",
+    "pause", "reload", "loss",
     "theme default", "theme light", "theme mono", "quit",
 };
 
@@ -49,7 +54,7 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
     memset(out, 0, sizeof *out);
     out->kind = UC_TRAINER;
     if (!name[0]) {
-        snprintf(err, n, "type a command: set, checkpoint, eval, pause, reload, loss, theme, quit");
+        snprintf(err, n, "type a command: set, freeze, unfreeze, checkpoint, eval, pause, reload, loss, theme, quit");
         return -1;
     }
     int known = 0;
@@ -65,17 +70,35 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
             snprintf(err, n, "usage: set KEY VALUE, e.g. set finetune.lr 1e-5");
             return -1;
         }
-        if (strcmp(a1, "finetune.lr") != 0) {
-            snprintf(err, n, "set: only finetune.lr can change during a run, not '%.60s'", a1);
+        int ewc = strcmp(a1, "ewc.lambda") == 0 || strcmp(a1, "finetune.ewc.lambda") == 0;
+        if (strcmp(a1, "finetune.lr") != 0 && !ewc) {
+            snprintf(err, n, "set: finetune.lr and ewc.lambda can change during a run, not '%.60s'", a1);
             return -1;
         }
         double v = strtod(a2, &end);
         if (*end || end == a2 || !isfinite(v) || v < 0) {
-            snprintf(err, n, "set finetune.lr: expected a rate >= 0, not '%.60s'", a2);
+            snprintf(err, n, "set %s: expected a number >= 0, not '%.60s'", a1, a2);
             return -1;
         }
-        out->cmd.kind = CMD_SET_LR;
+        out->cmd.kind = ewc ? CMD_SET_EWC : CMD_SET_LR;
         out->cmd.value = v;
+        return 0;
+    }
+    if (strcmp(name, "freeze") == 0 || strcmp(name, "unfreeze") == 0) {
+        char why[256];
+        const char *rest = line;
+        while (isspace((unsigned char)*rest))
+            rest++;
+        rest += strlen(name);
+        while (isspace((unsigned char)*rest))
+            rest++;
+        /* The layer range is checked against the model by the trainer. */
+        if (!*rest || parts_parse(rest, MODEL_MAX_LAYERS, NULL, why, sizeof why) < 0) {
+            snprintf(err, n, "%s: %s", name, *rest ? why : "which parts? e.g. layer.0-1, embeddings, all");
+            return -1;
+        }
+        out->cmd.kind = strcmp(name, "freeze") == 0 ? CMD_FREEZE : CMD_UNFREEZE;
+        snprintf(out->cmd.arg, sizeof out->cmd.arg, "%s", rest);
         return 0;
     }
     if (strcmp(name, "theme") == 0) {
