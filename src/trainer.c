@@ -52,6 +52,7 @@ void snapshot_log(Snapshot *s, const char *line)
         s->n_log--;
     }
     snprintf(s->log[s->n_log++], SNAP_LINE, "%s", line);
+    s->n_logged++;
 }
 
 static double now_s(void)
@@ -196,14 +197,42 @@ static void record(Trainer *t, const char *command, json_t *extra)
         json_decref(ev);
 }
 
-static void checkpoint_now(Trainer *t, const char *why)
+/* name: NULL for the step's own checkpoint, else a name already reduced
+ * to [A-Za-z0-9_-], written as tag-NAME-step-N. */
+static void checkpoint_now(Trainer *t, const char *why, const char *name)
 {
     MnError e;
-    if (run_checkpoint(&t->run, NULL, &e) < 0)
+    char tag[200];
+    if (name && *name)
+        snprintf(tag, sizeof tag, "tag-%.128s-step-%ld", name, t->run.step);
+    if (run_checkpoint(&t->run, name && *name ? tag : NULL, &e) < 0)
         post_logf(t, "error: checkpoint failed: %s", e.msg);
+    else if (name && *name)
+        post_logf(t, "%s: checkpoint %s at %s step %ld", why, tag,
+                  phase_name(t->run.phase), t->run.step);
     else
         post_logf(t, "%s: checkpoint at %s step %ld", why,
                  phase_name(t->run.phase), t->run.step);
+}
+
+/* :set policy.NAME VALUE: the value is parsed to the parameter's type by
+ * the policy; every refusal goes to the log as an error. */
+static void set_policy(Trainer *t, const char *name, const char *text)
+{
+    Run *r = &t->run;
+    MnError e;
+    if (!r->policy) {
+        post_logf(t, "error: set policy.%s: this run has no policy (finetune.policy)", name);
+        return;
+    }
+    if (policy_set_param(r->policy, name, text, &e) < 0) {
+        post_logf(t, "error: set policy.%s: %s", name, e.msg);
+        return;
+    }
+    char key[160];
+    snprintf(key, sizeof key, "policy.%s", name);
+    record(t, "set", json_pack("{s:s, s:s}", "set", key, "to", text));
+    post_logf(t, "set policy.%s %s from step %ld", name, text, r->step);
 }
 
 static void set_lr(Trainer *t, double v)
@@ -314,8 +343,9 @@ static void apply_commands(Trainer *t)
             if (t->finished || t->failed)
                 post_log(t, "checkpoint: the run has ended");
             else {
-                record(t, "checkpoint", NULL);
-                checkpoint_now(t, "checkpoint");
+                record(t, "checkpoint",
+                       q[i].arg[0] ? json_pack("{s:s}", "name", q[i].arg) : NULL);
+                checkpoint_now(t, "checkpoint", q[i].arg);
             }
             break;
         case CMD_RELOAD:
@@ -342,10 +372,13 @@ static void apply_commands(Trainer *t)
         case CMD_EVALUATE:
             evaluate_now(t);
             break;
+        case CMD_SET_POLICY:
+            set_policy(t, q[i].arg, q[i].text);
+            break;
         case CMD_QUIT:
             if (!t->quit && !t->finished && !t->failed) {
                 record(t, "quit", NULL);
-                checkpoint_now(t, "quit");
+                checkpoint_now(t, "quit", NULL);
             }
             t->quit = 1;
             break;
@@ -475,7 +508,7 @@ int trainer_snapshot(Trainer *t, Snapshot *out)
 
 int trainer_stop(Trainer *t)
 {
-    Command q = { CMD_QUIT, 0, "" };
+    Command q = { CMD_QUIT, 0, "", "" };
     int failed;
     trainer_post(t, &q);
     pthread_join(t->thread, NULL);

@@ -21,24 +21,28 @@ const char *trainer_state_name(TrainerState s);
 
 typedef enum {
     CMD_PAUSE,                 /* toggles pause/resume */
-    CMD_CHECKPOINT,
+    CMD_CHECKPOINT,            /* arg: a sanitised name, or "" for step-N */
     CMD_RELOAD,                /* the policy file */
     CMD_SET_LR,                /* finetune.lr = value from this step */
     CMD_SET_EWC,               /* ewc lambda = value from this step */
     CMD_FREEZE,                /* freeze the parts named in arg */
     CMD_UNFREEZE,              /* unfreeze them */
     CMD_EVALUATE,              /* evaluate now, into the log only */
+    CMD_SET_POLICY,            /* policy parameter arg = text */
     CMD_QUIT                   /* checkpoint (unless finished), then stop */
 } CommandKind;
 
 typedef struct {
     CommandKind kind;
     double value;
-    char arg[128];             /* CMD_FREEZE, CMD_UNFREEZE: a part list */
+    char arg[128];             /* CMD_FREEZE, CMD_UNFREEZE: a part list;
+                                * CMD_CHECKPOINT: a name; CMD_SET_POLICY:
+                                * the parameter */
+    char text[128];            /* CMD_SET_POLICY: the value as typed */
 } Command;
 
 #define SNAP_GROUPS 64
-#define SNAP_LOG 64
+#define SNAP_LOG 256
 #define SNAP_LINE 200
 
 typedef struct {
@@ -64,6 +68,7 @@ typedef struct {
     int n_groups;
     SnapGroup groups[SNAP_GROUPS];
 
+    unsigned long n_logged;    /* lines ever logged (anchors scrolling) */
     int n_log;                 /* lines kept, oldest first */
     char log[SNAP_LOG][SNAP_LINE];
 } Snapshot;

@@ -162,7 +162,7 @@ static void test_screen(void)
 {
     Snapshot s;
     Canvas c;
-    ScreenOptions o = { VIEW_ACCURACY, NULL, NULL, 0 };
+    ScreenOptions o = { VIEW_ACCURACY, NULL, NULL, 0, 0 };
     fake_snapshot(&s);
 
     canvas_init(&c, 80, 24, 1);
@@ -239,8 +239,55 @@ static void test_screen(void)
         snprintf(line, sizeof line, "line %d", i);
         snapshot_log(&log, line);
     }
+    char last[32];
+    snprintf(last, sizeof last, "line %d", SNAP_LOG + 4);
     ok(log.n_log == SNAP_LOG && strcmp(log.log[0], "line 5") == 0 &&
-       strcmp(log.log[SNAP_LOG - 1], "line 68") == 0, "the log keeps the last %d lines", SNAP_LOG);
+       strcmp(log.log[SNAP_LOG - 1], last) == 0 && log.n_logged == SNAP_LOG + 5,
+       "the log keeps the last %d lines and counts them all", SNAP_LOG);
+    snapshot_free(&log);
+}
+
+/* PgUp/PgDn/End: the log panel shows older lines and says so. */
+static void test_log_scroll(void)
+{
+    Snapshot s;
+    Canvas c;
+    ScreenOptions o = { VIEW_ACCURACY, NULL, NULL, 0, 0 };
+    fake_snapshot(&s);
+    s.n_log = 0;
+    for (int i = 0; i < 40; i++) {
+        char line[32];
+        snprintf(line, sizeof line, "entry %02d", i);
+        snapshot_log(&s, line);
+    }
+    int rows = screen_log_rows(100, 30, s.n_groups);
+    ok(rows == layout_for(100, 30, s.n_groups).log.h - 2 && rows > 0, "log rows for 100x30: %d", rows);
+    ok(screen_log_rows(40, 10, s.n_groups) == 0, "no log rows when the terminal is too small");
+    ok(screen_log_clamp(-3, 40, rows) == 0 && screen_log_clamp(5, 40, rows) == 5 &&
+       screen_log_clamp(1000, 40, rows) == 40 - rows && screen_log_clamp(4, 2, rows) == 0,
+       "the scroll is clamped to 0..n_log-rows");
+    canvas_init(&c, 100, 30, 1);
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "entry 39") && !canvas_has(&c, "entry 20") && canvas_has(&c, "┌ log ─"),
+       "following: the newest lines, a plain title");
+    o.log_scroll = 10;
+    screen_draw(&c, &s, &o);
+    char want[32];
+    snprintf(want, sizeof want, "entry %02d", 39 - 10);
+    ok(canvas_has(&c, want) && !canvas_has(&c, "entry 39") &&
+       canvas_has(&c, "log: 10 lines back (PgUp/PgDn, End follows)"),
+       "scrolled back 10: the newest shown is %s, the title says so", want);
+    o.log_scroll = 1000;
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "entry 00") && !canvas_has(&c, "entry 39"), "scrolled past the top: the oldest lines");
+    o.log_scroll = 0;
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "entry 39") && !canvas_has(&c, "lines back"), "End: following again");
+    o.status = "quit? checkpoint and quit: y / n";
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "quit? checkpoint and quit: y / n") == 30, "the quit question shows in the footer");
+    canvas_free(&c);
+    snapshot_free(&s);
 }
 
 static void test_themes(void)
@@ -305,7 +352,44 @@ static void test_commands(void)
     snprintf(line, sizeof line, "set f");
     ok(command_complete(line, sizeof line) == 1 && strcmp(line, "set finetune.lr ") == 0, "tab: set f -> set finetune.lr");
     snprintf(line, sizeof line, "se");
-    ok(command_complete(line, sizeof line) == 2 && strcmp(line, "set ") == 0, "tab: se -> set (two keys to choose)");
+    ok(command_complete(line, sizeof line) == 3 && strcmp(line, "set ") == 0, "tab: se -> set (three keys to choose)");
+    snprintf(line, sizeof line, "set p");
+    ok(command_complete(line, sizeof line) == 1 && strcmp(line, "set policy.") == 0, "tab: set p -> set policy.");
+
+    /* :set policy.NAME VALUE: the value's type is the policy's to check */
+    ok(command_parse("set policy.every 100", &uc, err, sizeof err) == 0 && uc.kind == UC_TRAINER &&
+       uc.cmd.kind == CMD_SET_POLICY && strcmp(uc.cmd.arg, "every") == 0 && strcmp(uc.cmd.text, "100") == 0,
+       "set policy.every 100");
+    ok(command_parse("set policy.note  hello there  ", &uc, err, sizeof err) == 0 &&
+       uc.cmd.kind == CMD_SET_POLICY && strcmp(uc.cmd.text, "hello there") == 0,
+       "a policy value keeps its inner blanks ('%s')", uc.cmd.text);
+    ok(command_parse("set policy.flag true", &uc, err, sizeof err) == 0 && strcmp(uc.cmd.text, "true") == 0,
+       "set policy.flag true");
+    ok(command_parse("set policy. 5", &uc, err, sizeof err) < 0 && strstr(err, "which parameter"),
+       "set policy. without a name: %s", err);
+    ok(command_parse("set policy.a-b 5", &uc, err, sizeof err) < 0 && strstr(err, "not a policy parameter"),
+       "a policy name with odd characters: %s", err);
+    ok(command_parse("set policy.every", &uc, err, sizeof err) < 0 && strstr(err, "usage"),
+       "set policy.every without a value: usage");
+    ok(command_parse("set finetune.lr 1e-5 2", &uc, err, sizeof err) < 0 && strstr(err, "usage"),
+       "a number takes one word");
+
+    /* :checkpoint [NAME] */
+    ok(command_parse("checkpoint", &uc, err, sizeof err) == 0 && uc.cmd.kind == CMD_CHECKPOINT &&
+       uc.cmd.arg[0] == 0, "checkpoint: by step");
+    ok(command_parse("checkpoint best-1_a", &uc, err, sizeof err) == 0 && uc.cmd.kind == CMD_CHECKPOINT &&
+       strcmp(uc.cmd.arg, "best-1_a") == 0, "checkpoint best-1_a: kept as is");
+    ok(command_parse("checkpoint ../x/é.y", &uc, err, sizeof err) == 0 &&
+       strcmp(uc.cmd.arg, "___x____y") == 0, "checkpoint ../x/é.y: each byte outside the set is _ (%s)", uc.cmd.arg);
+    ok(command_parse("checkpoint a b", &uc, err, sizeof err) < 0 && strstr(err, "usage: checkpoint [NAME]"),
+       "checkpoint with two names: %s", err);
+    char big[300], out[70];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    command_sanitise(big, out, 64);
+    ok(strlen(out) == 63, "a long name is cut to fit (%zu)", strlen(out));
+    command_sanitise("", out, sizeof out);
+    ok(out[0] == 0, "an empty name stays empty");
     snprintf(line, sizeof line, "theme ");
     ok(command_complete(line, sizeof line) == 3 && strcmp(line, "theme ") == 0, "tab: theme offers three themes");
     snprintf(line, sizeof line, "theme l");
@@ -322,5 +406,6 @@ int main(void)
     test_layout();
     test_screen();
     test_themes();
+    test_log_scroll();
     return tap_done();
 }

@@ -110,6 +110,34 @@ T send-keys -t ui e
 wait_for 15 "evaluate now at step $s1: new"
 ok $? "e: evaluates both tasks now, into the log"
 
+# :checkpoint NAME writes tag-NAME-step-N, the name cut to [A-Za-z0-9_-]
+T send-keys -t ui ":checkpoint my/best" Enter
+end=$(( $(date +%s) + 15 ))
+while [ ! -f "$TMP/run/checkpoints/tag-my_best-step-$s1.safetensors" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; done
+ok $([ -f "$TMP/run/checkpoints/tag-my_best-step-$s1.safetensors" ]; echo $?) \
+   ":checkpoint my/best: checkpoints/tag-my_best-step-$s1 ($(ls "$TMP/run/checkpoints" | tr '\n' ' '))"
+# :set policy.NAME on a run without a policy: an error in the log (paused:
+# the log holds still)
+T send-keys -t ui ":set policy.every 5" Enter
+wait_for 15 "error: set policy.every: this run has no policy"
+ok $? ":set policy.every without a policy: an error in the log"
+
+# PgUp scrolls the log back and says so; End follows again
+T send-keys -t ui PPage
+wait_for 15 "lines back (PgUp/PgDn, End follows)"
+ok $? "PgUp: the log panel scrolls back"
+T send-keys -t ui End
+wait_until 15 sh -c "! grep -q 'lines back' '$TMP/pane' && grep -q 'no policy' '$TMP/pane'"
+ok $? "End: the log follows again"
+
+# q asks first; anything but y cancels
+T send-keys -t ui q
+wait_for 15 "quit? checkpoint and quit: y / n"
+ok $? "q: asks before quitting"
+T send-keys -t ui n
+wait_for 15 "quit cancelled"
+ok $(grep -q "quit cancelled" "$TMP/pane" && ! grep -q "mneme-exit=" "$TMP/pane"; echo $?) "n: cancelled, still running"
+
 # a resize redraws at the new size
 T resize-window -t ui -x 80 -y 24
 end=$(( $(date +%s) + 15 )); redrawn=1
@@ -132,8 +160,10 @@ T resize-window -t ui -x 100 -y 30
 wait_for 15 "learning rate per layer"
 ok $? "and draws again at 100x30"
 
-# q checkpoints and quits; the shell gets the terminal back
+# q, y checkpoints and quits; the shell gets the terminal back
 T send-keys -t ui q
+wait_for 15 "quit? checkpoint and quit: y / n"
+T send-keys -t ui y
 wait_for 30 "mneme-exit="
 ok $? "q: mneme exits"
 ok $(grep -q "mneme-exit=0" "$TMP/pane"; echo $?) "with status 0 ($(grep mneme-exit "$TMP/pane"))"
@@ -157,15 +187,32 @@ ok $(awk -v a="$lr_after" 'BEGIN { exit !(a != "null" && a + 0 <= 1e-5) }'; echo
 # SIGTERM: a checkpoint, exit 1, the terminal given back
 cat >"$TMP/pane2.sh" <<SH
 stty -g >"$TMP/stty2.before"
-sh -c 'echo \$\$ >"$TMP/pid"; exec "$MNEME" "$CFG" --set finetune.epochs=3000 --out "$TMP/run2" 2>"$TMP/stderr2"'
+sh -c 'echo \$\$ >"$TMP/pid"; exec "$MNEME" "$CFG" --set finetune.epochs=3000 --set finetune.policy="$TMP/p.lua" --out "$TMP/run2" 2>"$TMP/stderr2"'
 echo "mneme-exit=\$?"
 stty -g >"$TMP/stty2.after"
 exec sleep 600
 SH
+cat >"$TMP/p.lua" <<LUA
+return { name = "uitest", params = { every = 100 } }
+LUA
 T kill-session -t ui
 T new-session -d -s ui -x 100 -y 30 "sh $TMP/pane2.sh"
 wait_until 30 evaluated
-ok $? "a second run shows its evaluations"
+ok $? "a second run (with a policy) shows its evaluations"
+# :set policy.NAME VALUE, paused so the log holds still
+T send-keys -t ui Space
+wait_for 15 "paused ·"
+T send-keys -t ui ":set policy.every 7" Enter
+wait_for 15 "set policy.every 7 from step"
+ok $? ":set policy.every 7: the log says so"
+ok $(jq -se 'map(select(.source=="ui" and .set=="policy.every" and .to=="7")) | length == 1' \
+      "$TMP/run2/events.jsonl" >/dev/null; echo $?) "and events.jsonl records it"
+T send-keys -t ui ":set policy.every banana" Enter
+wait_for 15 "error: set policy.every:"
+ok $? ":set policy.every banana: an error in the log"
+T send-keys -t ui ":set policy.nonesuch 1" Enter
+wait_for 15 "error: set policy.nonesuch:"
+ok $? ":set policy.nonesuch: an error in the log"
 kill -TERM "$(cat "$TMP/pid")"
 wait_for 30 "mneme-exit="
 ok $(grep -q "mneme-exit=1" "$TMP/pane" && grep -q "stopped by signal 15" "$TMP/stderr2"; echo $?) \
@@ -176,5 +223,47 @@ ok $([ "$(T display -p -t ui '#{alternate_on}')" = 0 ] && cmp -s "$TMP/stty2.bef
    "SIGTERM: the terminal is restored"
 q=$(jq -rs 'map(select(.command=="quit"))[0].step' "$TMP/run2/events.jsonl")
 ok $([ -f "$TMP/run2/checkpoints/step-$q.safetensors" ]; echo $?) "SIGTERM: a checkpoint at the step it stopped ($q)"
+
+# A dropped connection: the pty's master goes away without a SIGHUP (mneme
+# is in a session of its own, no controlling terminal), so reads fail
+# with EIO: checkpoint, restore, exit 1.
+if command -v python3 >/dev/null 2>&1; then
+    cat >"$TMP/drop.py" <<'PY'
+import fcntl, os, pty, select, struct, subprocess, sys, termios, time
+mneme, cfg, out, err = sys.argv[1:5]
+m, s = pty.openpty()
+fcntl.ioctl(s, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+env = dict(os.environ, TERM="xterm")
+p = subprocess.Popen([mneme, cfg, "--set", "finetune.epochs=3000", "--out", out],
+                     stdin=s, stdout=s, stderr=open(err, "w"), env=env,
+                     start_new_session=True)
+os.close(s)
+end = time.time() + 60
+def finetuning():
+    try:
+        with open(os.path.join(out, "metrics.jsonl")) as f:
+            return '"finetune"' in f.read()
+    except OSError:
+        return False
+while time.time() < end and not finetuning():
+    if select.select([m], [], [], 0.2)[0]:
+        try:
+            os.read(m, 65536)
+        except OSError:
+            break
+os.close(m)
+try:
+    print(p.wait(timeout=60))
+except subprocess.TimeoutExpired:
+    p.kill()
+    print("timeout")
+PY
+    rc=$(python3 "$TMP/drop.py" "$MNEME" "$CFG" "$TMP/run3" "$TMP/stderr3")
+    ok $([ "$rc" = 1 ] && grep -q "terminal went away" "$TMP/stderr3"; echo $?) \
+       "a dropped terminal (EIO): exit 1, says so ($rc: $(tail -1 "$TMP/stderr3"))"
+    q=$(jq -rs 'map(select(.command=="quit"))[0].step' "$TMP/run3/events.jsonl" 2>/dev/null)
+    ok $([ -f "$TMP/run3/checkpoints/step-$q.safetensors" ]; echo $?) \
+       "a dropped terminal: a checkpoint at the step it stopped ($q)"
+fi
 
 done_testing

@@ -9,10 +9,10 @@
 #include <string.h>
 
 const CommandInfo command_table[] = {
-    { "set", "KEY VALUE", "change a setting from this step (finetune.lr, ewc.lambda)" },
+    { "set", "KEY VALUE", "change a setting from this step (finetune.lr, ewc.lambda, policy.NAME)" },
     { "freeze", "PARTS", "freeze parts: embeddings, layer.N, layer.N-M, pooler, all" },
     { "unfreeze", "PARTS", "let parts train again" },
-    { "checkpoint", "", "write a checkpoint now" },
+    { "checkpoint", "[NAME]", "write a checkpoint now (NAME: tag-NAME-step-N)" },
     { "eval", "", "evaluate both tasks now (shown in the log)" },
     { "pause", "", "pause or resume training" },
     { "reload", "", "load the policy file again" },
@@ -24,7 +24,7 @@ const int command_count = (int)(sizeof command_table / sizeof command_table[0]);
 
 /* What completion offers: commands and, after them, their arguments. */
 static const char *const completions[] = {
-    "set finetune.lr ", "set ewc.lambda ", "freeze ", "unfreeze all", "checkpoint", "eval",
+    "set finetune.lr ", "set ewc.lambda ", "set policy.", "freeze ", "unfreeze all", "checkpoint", "eval",
     "pause", "reload", "loss",
     "theme default", "theme light", "theme mono", "quit",
 };
@@ -42,6 +42,32 @@ static const char *word(const char *s, char *w, size_t n)
     }
     w[k] = 0;
     return s;
+}
+
+void command_sanitise(const char *name, char *out, size_t n)
+{
+    size_t k = 0;
+    if (n == 0)
+        return;
+    for (; *name && k + 1 < n; name++) {
+        unsigned char ch = (unsigned char)*name;
+        out[k++] = (isalnum(ch) && ch < 0x80) || ch == '_' || ch == '-' ? (char)ch : '_';
+    }
+    out[k] = 0;
+}
+
+/* The text after the first two words of line (the value of a :set), with
+ * the blanks around it trimmed. */
+static void rest_after_two(const char *line, char *out, size_t n)
+{
+    char w[128];
+    const char *s = word(word(line, w, sizeof w), w, sizeof w);
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t len = strlen(s);
+    while (len > 0 && isspace((unsigned char)s[len - 1]))
+        len--;
+    snprintf(out, n, "%.*s", (int)len, s);
 }
 
 int command_parse(const char *line, UiCommand *out, char *err, size_t n)
@@ -66,13 +92,30 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
     }
     if (strcmp(name, "set") == 0) {
         char *end;
-        if (!a1[0] || !a2[0] || extra[0]) {
+        if (!a1[0] || !a2[0] || (extra[0] && strncmp(a1, "policy.", 7) != 0)) {
             snprintf(err, n, "usage: set KEY VALUE, e.g. set finetune.lr 1e-5");
             return -1;
         }
+        if (strncmp(a1, "policy.", 7) == 0) {
+            /* the type is the policy's to check, on the trainer thread */
+            const char *p = a1 + 7;
+            if (!*p) {
+                snprintf(err, n, "set policy.NAME VALUE: which parameter?");
+                return -1;
+            }
+            for (const char *c = p; *c; c++)
+                if (!isalnum((unsigned char)*c) && *c != '_') {
+                    snprintf(err, n, "set: '%.60s' is not a policy parameter name", p);
+                    return -1;
+                }
+            out->cmd.kind = CMD_SET_POLICY;
+            snprintf(out->cmd.arg, sizeof out->cmd.arg, "%s", p);
+            rest_after_two(line, out->cmd.text, sizeof out->cmd.text);
+            return 0;
+        }
         int ewc = strcmp(a1, "ewc.lambda") == 0 || strcmp(a1, "finetune.ewc.lambda") == 0;
         if (strcmp(a1, "finetune.lr") != 0 && !ewc) {
-            snprintf(err, n, "set: finetune.lr and ewc.lambda can change during a run, not '%.60s'", a1);
+            snprintf(err, n, "set: finetune.lr, ewc.lambda and policy.NAME can change during a run, not '%.60s'", a1);
             return -1;
         }
         double v = strtod(a2, &end);
@@ -108,6 +151,15 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
         }
         out->kind = UC_THEME;
         snprintf(out->arg, sizeof out->arg, "%s", a1);
+        return 0;
+    }
+    if (strcmp(name, "checkpoint") == 0) {
+        if (a2[0]) {
+            snprintf(err, n, "usage: checkpoint [NAME]");
+            return -1;
+        }
+        out->cmd.kind = CMD_CHECKPOINT;
+        command_sanitise(a1, out->cmd.arg, 64);
         return 0;
     }
     if (a1[0]) {

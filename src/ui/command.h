@@ -31,6 +31,9 @@ extern const int command_count;
 /* Parses one command line (without the ':'). Returns 0, or -1 with a
  * message for the command line in err ("unknown command 'x'", …). */
 int command_parse(const char *line, UiCommand *out, char *err, size_t n);
+/* Copies name into out (capacity n, truncating) with every character
+ * outside [A-Za-z0-9_-] replaced by '_': a checkpoint's tag. */
+void command_sanitise(const char *name, char *out, size_t n);
 /* Completes line in place (capacity n) to the longest common prefix of
  * the commands and keys it starts; returns the number of candidates. */
 int command_complete(char *line, size_t n);

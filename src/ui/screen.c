@@ -326,12 +326,31 @@ static void draw_layers(Canvas *c, Rect r, const Snapshot *s)
 
 /* ---- log ---- */
 
-static void draw_log(Canvas *c, Rect r, const Snapshot *s)
+int screen_log_rows(int w, int h, int n_groups)
 {
-    canvas_box(c, r, "log", EL_BORDER);
+    Layout l = layout_for(w, h, n_groups);
+    return l.too_small || l.log.h < 2 ? 0 : l.log.h - 2;
+}
+
+int screen_log_clamp(int scroll, int n_log, int rows)
+{
+    int max = n_log > rows ? n_log - rows : 0;
+    return scroll < 0 ? 0 : scroll > max ? max : scroll;
+}
+
+static void draw_log(Canvas *c, Rect r, const Snapshot *s, int scroll)
+{
     int rows = r.h - 2;
-    int first = s->n_log > rows ? s->n_log - rows : 0;
-    for (int i = first; i < s->n_log; i++) {
+    char title[96];
+    scroll = screen_log_clamp(scroll, s->n_log, rows);
+    if (scroll > 0)
+        snprintf(title, sizeof title, "log: %d lines back (PgUp/PgDn, End follows)", scroll);
+    else
+        snprintf(title, sizeof title, "log");
+    canvas_box(c, r, title, EL_BORDER);
+    int last = s->n_log - scroll;
+    int first = last > rows ? last - rows : 0;
+    for (int i = first; i < last; i++) {
         const char *line = s->log[i];
         Element el = EL_LOG;
         if (strstr(line, "error"))
@@ -354,7 +373,8 @@ static const struct {
     { "l", "toggle the loss and accuracy views" },
     { ":", "type a command (tab completes, up/down: history)" },
     { "?", "this help" },
-    { "q", "checkpoint and quit" },
+    { "PgUp/PgDn", "scroll the log (End: follow it again)" },
+    { "q", "checkpoint and quit (asks: y / n)" },
 };
 
 static void draw_help(Canvas *c, Rect area)
@@ -369,7 +389,7 @@ static void draw_help(Canvas *c, Rect area)
     canvas_box(c, r, "help: keys and :commands", EL_BORDER);
     int y = r.y + 1;
     for (int i = 0; i < n && y < r.y + r.h - 1; i++, y++) {
-        canvas_text(c, r.x + 2, y, 8, keys[i].key, EL_TITLE);
+        canvas_text(c, r.x + 2, y, 10, keys[i].key, EL_TITLE);
         canvas_text(c, r.x + 12, y, r.w - 14, keys[i].help, EL_NORMAL);
     }
     y++;
@@ -396,7 +416,7 @@ void screen_draw(Canvas *c, const Snapshot *s, const ScreenOptions *o)
     draw_header(c, l.header, s);
     draw_plot(c, l.plot, s, o);
     draw_layers(c, l.layers, s);
-    draw_log(c, l.log, s);
+    draw_log(c, l.log, s, o->log_scroll);
     draw_footer(c, l.footer, s, o);
     if (o->help) {
         Rect area = { 0, 1, c->w, c->h - 2 };

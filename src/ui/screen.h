@@ -24,7 +24,15 @@ typedef struct {
     const char *status;        /* a frontend message for the footer, or NULL */
     const char *prompt;        /* the `:` line being typed, or NULL */
     int help;                  /* show the keys and commands over the plot */
+    int log_scroll;            /* log lines scrolled back from the newest;
+                                * 0 follows the log */
+
 } ScreenOptions;
+
+/* The log lines the layout's log panel shows for a w×h terminal. */
+int screen_log_rows(int w, int h, int n_groups);
+/* log_scroll clamped to what n_log lines in rows rows allow. */
+int screen_log_clamp(int scroll, int n_log, int rows);
 
 /* Draws everything (or "terminal too small") into c, sized to the screen. */
 void screen_draw(Canvas *c, const Snapshot *s, const ScreenOptions *o);

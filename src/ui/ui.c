@@ -4,7 +4,9 @@
 #include "ui/ui.h"
 
 #include <curses.h>
+#include <errno.h>
 #include <langinfo.h>
+#include <poll.h>
 #include <locale.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,13 +21,16 @@
 #include "ui/screen.h"
 #include "ui/theme.h"
 
-#define FRAME_S 0.05           /* at most ~20 redraws a second */
+#define FRAME_S 0.05           /* at most ~20 redraws a second for keys */
+#define DATA_FRAME_S 0.1       /* and ~10 for new training data */
 #define KEY_WAIT_MS 50         /* keys are answered within this */
 #define STATUS_S 5.0           /* how long a message stays in the footer */
 #define HISTORY 16
 
 static volatile sig_atomic_t stop_signal;
+static const char quit_question[] = "quit? checkpoint and quit: y / n";
 static int curses_on;
+static int repaint = 1;        /* the next blit copies every cell */
 
 static void on_signal(int sig)
 {
@@ -95,19 +100,47 @@ static int setup_colours(const Theme *t)
     return 1;
 }
 
-static void blit(const Canvas *c, const Theme *t, int colour)
+/* Copies the cells of c that differ from shown (what the last blit put
+ * there) onto the screen; all of them when all is set or the size
+ * changed. Skipping unchanged cells keeps drawing off training's CPU. */
+static void blit(const Canvas *c, Canvas *shown, const Theme *t, int colour, int all)
 {
+    if (shown->w != c->w || shown->h != c->h || !shown->cells) {
+        canvas_free(shown);
+        if (canvas_init(shown, c->w, c->h, c->utf8) < 0)
+            memset(shown, 0, sizeof *shown);
+        all = 1;
+    }
     for (int y = 0; y < c->h; y++)
         for (int x = 0; x < c->w; x++) {
             const Cell *cell = &c->cells[y * c->w + x];
+            if (!all && shown->cells) {
+                const Cell *old = &shown->cells[y * c->w + x];
+                if (old->ch == cell->ch && old->el == cell->el)
+                    continue;
+            }
             wchar_t wch[2] = { (wchar_t)cell->ch, 0 };
             cchar_t cc;
             setcchar(&cc, wch, attrs_of(&t->el[cell->el]),
                      colour ? (short)(cell->el + 1) : 0, NULL);
             mvadd_wch(y, x, &cc);
         }
+    if (shown->cells)
+        memcpy(shown->cells, c->cells, sizeof *c->cells * (size_t)c->w * (size_t)c->h);
     wnoutrefresh(stdscr);
     doupdate();
+}
+
+/* After getch gave ERR: has the terminal gone (a dropped SSH connection,
+ * a closed pty)? Reads then fail with EIO, or the descriptor hangs up. */
+static int terminal_gone(int err)
+{
+    struct pollfd p = { STDIN_FILENO, POLLIN, 0 };
+    if (err == EIO || err == EBADF)
+        return 1;
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
+        return 1;
+    return 0;
 }
 
 static int locale_is_utf8(void)
@@ -165,6 +198,7 @@ static int run_command(Trainer *t, const UiCommand *uc, Theme *theme, int *colou
         *theme = next;
         *colour = setup_colours(theme);
         clearok(curscr, TRUE);
+        repaint = 1;
         snprintf(msg, sizeof msg, "theme %s", theme->name);
         say(p, msg);
         return 0;
@@ -228,11 +262,12 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
     MnError e;
     Trainer *t;
     Snapshot snap;
-    Canvas canvas = { 0 };
-    ScreenOptions opt = { VIEW_ACCURACY, NULL, NULL, 0 };
+    Canvas canvas = { 0 }, shown = { 0 };
+    ScreenOptions opt = { VIEW_ACCURACY, NULL, NULL, 0, 0 };
     SCREEN *scr;
     struct sigaction sa;
-    int colour, status = 0, utf8, dirty = 1;
+    int colour, status = 0, utf8, dirty = 1, asking = 0, hangup = 0;
+    unsigned long logged = 0;  /* snap.n_logged when last seen */
     double last_draw = 0;
 
     if (!usable_terminal())
@@ -287,10 +322,27 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
     }
 
     for (;;) {
+        errno = 0;
         int ch = getch();
+        int err = errno;
         Command cmd;
+        memset(&cmd, 0, sizeof cmd);
         if (stop_signal)
             break;
+        if (ch == ERR && terminal_gone(err)) {
+            /* as SIGHUP: checkpoint, restore, exit */
+            hangup = 1;
+            break;
+        }
+        if (asking && ch != ERR && ch != KEY_RESIZE) {
+            /* quit? y quits, anything else cancels */
+            asking = 0;
+            dirty = 1;
+            if (ch == 'y' || ch == 'Y')
+                break;
+            say(&prompt, "quit cancelled");
+            ch = ERR;
+        }
         if (prompt.active && ch != ERR && ch != KEY_RESIZE) {
             if (prompt_key(&prompt, ch, t, &theme, &colour, &opt))
                 break;
@@ -334,19 +386,43 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             prompt.browse = prompt.n_history;
             dirty = 1;
             break;
+        case KEY_PPAGE:
+        case KEY_NPAGE: {
+            int rows = screen_log_rows(COLS, LINES, snap.n_groups);
+            int page = rows > 1 ? rows - 1 : 1;
+            opt.log_scroll += ch == KEY_PPAGE ? page : -page;
+            opt.log_scroll = screen_log_clamp(opt.log_scroll, snap.n_log, rows);
+            dirty = 1;
+            break;
+        }
+        case KEY_END:
+            opt.log_scroll = 0;
+            dirty = 1;
+            break;
+        case 'q':
+        case 'Q':
+            asking = 1;
+            dirty = 1;
+            break;
         case KEY_RESIZE:
             /* curses's idea of the screen is stale after a resize:
              * repaint everything */
             clearok(curscr, TRUE);
+            repaint = 1;
             dirty = 1;
             break;
         default:
             break;
         }
-        if (ch == 'q' || ch == 'Q')
-            break;
-        if (trainer_snapshot(t, &snap))
-            dirty = 1;
+        if (trainer_snapshot(t, &snap)) {
+            /* scrolled back: keep the same lines in view as new ones come */
+            if (opt.log_scroll > 0 && snap.n_logged > logged)
+                opt.log_scroll = screen_log_clamp(
+                    opt.log_scroll + (int)(snap.n_logged - logged), snap.n_log,
+                    screen_log_rows(COLS, LINES, snap.n_groups));
+            logged = snap.n_logged;
+            dirty |= 2;        /* new data: at the slower rate */
+        }
         if (canvas.w != COLS || canvas.h != LINES) {
             canvas_free(&canvas);
             if (canvas_init(&canvas, COLS, LINES, utf8) < 0) {
@@ -360,11 +436,13 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             prompt.status[0] = 0;
             dirty = 1;
         }
-        if (dirty && now - last_draw >= FRAME_S) {
+        if (((dirty & 1) && now - last_draw >= FRAME_S) ||
+            ((dirty & 2) && now - last_draw >= DATA_FRAME_S)) {
             opt.prompt = prompt.active ? prompt.text : NULL;
-            opt.status = prompt.status[0] ? prompt.status : NULL;
+            opt.status = asking ? quit_question : prompt.status[0] ? prompt.status : NULL;
             screen_draw(&canvas, &snap, &opt);
-            blit(&canvas, &theme, colour);
+            blit(&canvas, &shown, &theme, colour, repaint);
+            repaint = 0;
             if (prompt.active) {
                 move(LINES - 1, 1 + (int)strlen(prompt.text));
                 curs_set(1);
@@ -381,14 +459,20 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
     if (canvas.cells) {
         opt.status = "checkpointing and quitting...";
         screen_draw(&canvas, &snap, &opt);
-        blit(&canvas, &theme, colour);
+        blit(&canvas, &shown, &theme, colour, repaint);
     }
     if (trainer_stop(t))
         status = 1;
     restore_terminal();
     delscreen(scr);
     canvas_free(&canvas);
+    canvas_free(&shown);
     snapshot_free(&snap);
+    if (hangup) {
+        fprintf(stderr, "mneme: the terminal went away; checkpointed; continue with: "
+                "mneme run --resume %s\n", out_dir);
+        return 1;
+    }
     if (stop_signal) {
         fprintf(stderr, "mneme: stopped by signal %d; continue with: mneme run --resume %s\n",
                 (int)stop_signal, out_dir);

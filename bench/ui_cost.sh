@@ -1,0 +1,59 @@
+#!/bin/sh
+# What the workbench costs training: fine-tunes the default experiment
+# (experiments/demo.cfg, finetune.epochs=3) from one base, alternately
+# headless and with the curses UI open in a detached tmux session, and
+# compares steps/s measured inside each run (summary.json: final step over
+# timing.train_s, the time in optimizer steps) and over the wall clock
+# (metrics.jsonl elapsed_s of the last line, evaluations included).
+# usage: bench/ui_cost.sh [MNEME] [REPS] [THREADS]   (THREADS: 0 = default)
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+mneme=$(cd "$(dirname "${1:-./mneme}")" && pwd)/$(basename "${1:-./mneme}")
+reps=${2:-3}
+threads=${3:-0}
+cfg="$here/../experiments/demo.cfg"
+out=$(mktemp -d "${TMPDIR:-/tmp}/mneme-ui-cost.XXXXXX")
+sock="mneme-ui-cost-$$"
+T() { tmux -L "$sock" -f /dev/null "$@"; }
+trap 'T kill-server >/dev/null 2>&1 || :; rm -rf "$out"' EXIT INT TERM
+set -- --set finetune.epochs=3
+[ "$threads" = 0 ] || set -- "$@" --set threads="$threads"
+
+"$mneme" run --headless "$cfg" --out "$out/base" --quiet "$@" --set finetune.epochs=1 >/dev/null
+base="$out/base/checkpoints/base.safetensors"
+
+# until SECONDS COMMAND...: polls COMMAND until it succeeds or time runs out
+until_ok() {
+    end=$(( $(date +%s) + $1 )); shift
+    until "$@"; do
+        [ "$(date +%s)" -lt "$end" ] || { echo "ui_cost: timed out: $*" >&2; exit 1; }
+        sleep 0.2
+    done
+}
+finished() { [ "$(jq -r .status "$1/summary.json" 2>/dev/null)" = finished ]; }
+shows() { T capture-pane -p -t ui | grep -qF -- "$1"; }
+rate() { jq -r '.final.step / .timing.train_s' "$1/summary.json"; }
+wall() { jq -rs 'map(select(.phase=="finetune")) | .[-1] | .step / .elapsed_s' "$1/metrics.jsonl"; }
+
+for rep in $(seq 1 "$reps"); do
+    h="$out/headless$rep" u="$out/ui$rep"
+    "$mneme" run --headless "$cfg" --out "$h" --quiet "$@" --set base.checkpoint="$base" >/dev/null
+    LC_ALL=C.UTF-8 T new-session -d -s ui -x 120 -y 40 \
+        "'$mneme' '$cfg' --out '$u' $* --set base.checkpoint='$base' 2>'$out/ui.err'; touch '$out/ui.done'; sleep 60"
+    until_ok 600 finished "$u"
+    T send-keys -t ui q
+    until_ok 30 shows "quit? checkpoint and quit"
+    T send-keys -t ui y
+    until_ok 30 test -e "$out/ui.done"
+    T kill-server
+    rm -f "$out/ui.done"
+    printf 'rep %d: steps/s in steps %.3f headless, %.3f with the UI (%+.2f%%); wall %.3f vs %.3f (%+.2f%%)\n' \
+        "$rep" "$(rate "$h")" "$(rate "$u")" \
+        "$(echo "$(rate "$u") $(rate "$h")" | awk '{ print ($1 / $2 - 1) * 100 }')" \
+        "$(wall "$h")" "$(wall "$u")" \
+        "$(echo "$(wall "$u") $(wall "$h")" | awk '{ print ($1 / $2 - 1) * 100 }')"
+    echo "$(rate "$h") $(rate "$u") $(wall "$h") $(wall "$u")" >>"$out/all"
+done
+awk '{ h += $1; u += $2; hw += $3; uw += $4; n++ }
+     END { printf "mean of %d: steps/s %.3f headless, %.3f with the UI (%+.2f%%); wall %.3f vs %.3f (%+.2f%%)\n",
+                  n, h / n, u / n, (u / h - 1) * 100, hw / n, uw / n, (uw / hw - 1) * 100 }' "$out/all"
