@@ -25,28 +25,11 @@ static const unsigned ALL = (1u << LORA_MODULES) - 1;
 
 static void create(Model *m, int r, unsigned targets)
 {
-    ModelConfig c;
-    MnError e;
-    memset(&c, 0, sizeof c);
-    c.vocab = TOKENIZER_VOCAB;
-    c.hidden = 16;
-    c.layers = 2;
-    c.heads = 2;
-    c.intermediate = 32;
-    c.max_len = T;
-    c.type_vocab = 2;
-    c.n_tasks = 2;
-    strcpy(c.task_name[0], "original");
-    strcpy(c.task_name[1], "new");
-    c.n_labels[0] = 3;
-    c.n_labels[1] = 2;
+    ModelConfig c = test_model_config((TestShape){ 16, 2, 2, 32, T, 3, 2, B });
     c.lora_r = r;
     c.lora_alpha = 2.0f * (float)r;
     c.lora_targets = targets;
-    if (model_create(m, &c, B, &e) < 0) {
-        printf("Bail out! %s\n", e.msg);
-        exit(1);
-    }
+    test_model_create_cfg(m, &c, B);
 }
 
 /* Seeded init (BERT's normal, larger std so every path carries gradient). */

@@ -111,16 +111,8 @@ static void test_freezing(void)
     model_zero_grads(&m);
     model_forward(&m, &b);
     model_backward(&m, &b);
-    int frozen_zero = 1, trainable_same = 1;
-    for (int gi = 0; gi < m.n_groups; gi++) {
-        const ParamGroup *g = &m.groups[gi];
-        for (size_t i = g->offset; i < g->offset + g->numel; i++) {
-            if (!g->trainable && m.grads[i] != 0.0f)
-                frozen_zero = 0;
-            if (g->trainable && m.grads[i] != full[i])
-                trainable_same = 0;
-        }
-    }
+    int frozen_zero, trainable_same;
+    test_frozen_grads(&m, full, &frozen_zero, &trainable_same);
     ok(frozen_zero, "frozen groups receive no gradient");
     ok(trainable_same, "trainable groups' gradients are bit-identical to the unfrozen backward");
 

@@ -23,27 +23,10 @@ static int labels[B] = { 2, 1, 0, 0 };
 
 static void create(Model *m, int prompt, int prefix)
 {
-    ModelConfig c;
-    MnError e;
-    memset(&c, 0, sizeof c);
-    c.vocab = TOKENIZER_VOCAB;
-    c.hidden = 16;
-    c.layers = 2;
-    c.heads = 2;
-    c.intermediate = 32;
-    c.max_len = T;
-    c.type_vocab = 2;
-    c.n_tasks = 2;
-    strcpy(c.task_name[0], "original");
-    strcpy(c.task_name[1], "new");
-    c.n_labels[0] = 3;
-    c.n_labels[1] = 2;
+    ModelConfig c = test_model_config((TestShape){ 16, 2, 2, 32, T, 3, 2, B });
     c.prompt_tokens = prompt;
     c.prefix_tokens = prefix;
-    if (model_create(m, &c, B, &e) < 0) {
-        printf("Bail out! %s\n", e.msg);
-        exit(1);
-    }
+    test_model_create_cfg(m, &c, B);
 }
 
 static void init(Model *m)

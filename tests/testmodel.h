@@ -15,10 +15,10 @@ typedef struct {
     int max_batch;
 } TestShape;
 
-static inline void test_model_create(Model *m, TestShape s)
+/* The config of a shape, for tests that add adapters or virtual tokens. */
+static inline ModelConfig test_model_config(TestShape s)
 {
     ModelConfig c;
-    MnError e;
     memset(&c, 0, sizeof c);
     c.vocab = TOKENIZER_VOCAB;
     c.hidden = s.hidden;
@@ -32,9 +32,38 @@ static inline void test_model_create(Model *m, TestShape s)
     strcpy(c.task_name[1], "new");
     c.n_labels[0] = s.labels_original;
     c.n_labels[1] = s.labels_new;
-    if (model_create(m, &c, s.max_batch, &e) < 0) {
+    return c;
+}
+
+static inline void test_model_create_cfg(Model *m, const ModelConfig *c, int max_batch)
+{
+    MnError e;
+    if (model_create(m, c, max_batch, &e) < 0) {
         printf("Bail out! %s\n", e.msg);
         exit(1);
+    }
+}
+
+static inline void test_model_create(Model *m, TestShape s)
+{
+    ModelConfig c = test_model_config(s);
+    test_model_create_cfg(m, &c, s.max_batch);
+}
+
+/* After a backward with some groups frozen: do frozen groups hold no
+ * gradient, and trainable ones exactly ref (the unfrozen gradients)? */
+static inline void test_frozen_grads(const Model *m, const float *ref, int *frozen_zero,
+                                     int *trainable_same)
+{
+    *frozen_zero = *trainable_same = 1;
+    for (int gi = 0; gi < m->n_groups; gi++) {
+        const ParamGroup *g = &m->groups[gi];
+        for (size_t i = g->offset; i < g->offset + g->numel; i++) {
+            if (!g->trainable && m->grads[i] != 0.0f)
+                *frozen_zero = 0;
+            if (g->trainable && m->grads[i] != ref[i])
+                *trainable_same = 0;
+        }
     }
 }
 
