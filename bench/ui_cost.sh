@@ -4,7 +4,8 @@
 # headless and with the curses UI open in a detached tmux session, and
 # compares steps/s measured inside each run (summary.json: final step over
 # timing.train_s, the time in optimizer steps) and over the wall clock
-# (metrics.jsonl elapsed_s of the last line, evaluations included).
+# (metrics.jsonl elapsed_s of the last line, evaluations included), then
+# the mean and the median of the per-rep differences.
 # usage: bench/ui_cost.sh [MNEME] [REPS] [THREADS]   (THREADS: 0 = default)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -57,3 +58,8 @@ done
 awk '{ h += $1; u += $2; hw += $3; uw += $4; n++ }
      END { printf "mean of %d: steps/s %.3f headless, %.3f with the UI (%+.2f%%); wall %.3f vs %.3f (%+.2f%%)\n",
                   n, h / n, u / n, (u / h - 1) * 100, hw / n, uw / n, (uw / hw - 1) * 100 }' "$out/all"
+# The median of the per-rep differences resists a rep that another
+# process on the machine slowed down.
+awk '{ print ($2 / $1 - 1) * 100 }' "$out/all" | sort -g |
+    awk '{ v[n++] = $1 } END { printf "median of %d per-rep differences: %+.2f%%\n", n,
+                               n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2 }'

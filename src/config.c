@@ -16,6 +16,7 @@
 
 #include "model.h"
 #include "lora.h"
+#include "paths.h"
 #include "strategy.h"
 #include "tasks.h"
 
@@ -41,6 +42,7 @@ static int check_name(const char *v, char *why, size_t n);
 static int check_builtin(const char *v, char *why, size_t n);
 static int check_parts(const char *v, char *why, size_t n);
 static int check_lora_targets(const char *v, char *why, size_t n);
+static int check_theme(const char *v, char *why, size_t n);
 
 #define SCHEDULES "constant|linear|cosine|slanted_triangular"
 
@@ -136,7 +138,9 @@ static int check_lora_targets(const char *v, char *why, size_t n);
         "stop when original accuracy falls this far below baseline; 0 = off")                             \
     INT("stop.patience", stop.patience, 0, INT_MAX, 0, "evaluations without improvement; 0 = off")     \
     BOOL("policy.watch", policy.watch, 0, "reload the policy when its file changes")                      \
-    PATH("policy.path", policy.path, "a folder of your own Lua modules for require")
+    PATH("policy.path", policy.path, "a folder of your own Lua modules for require")                     \
+    STR("ui.theme", ui.theme, "default", check_theme,                                                      \
+        "workbench colours: a name (themes/NAME.theme) or a path containing '/'; --theme wins")
 
 #define FIELD(f) .off = offsetof(Experiment, f), .size = sizeof(((Experiment *)0)->f)
 #define SPEC_INT(k, f, lo, hi, d, h) { .key = k, .type = K_INT, FIELD(f), .ilo = lo, .ihi = hi, .idef = d },
@@ -567,6 +571,23 @@ static int check_builtin(const char *v, char *why, size_t n)
 static int check_parts(const char *v, char *why, size_t n)
 {
     return parts_parse(v, MODEL_MAX_LAYERS, NULL, why, n);
+}
+
+/* The theme must exist (its contents are the workbench's to read). */
+static int check_theme(const char *v, char *why, size_t n)
+{
+    char rel[EXP_PATH + 16], path[EXP_PATH + 16];
+    if (strchr(v, '/')) {
+        if (access(v, R_OK) == 0)
+            return 0;
+        snprintf(why, n, "cannot read theme file %s: %s", v, strerror(errno));
+        return -1;
+    }
+    snprintf(rel, sizeof rel, "themes/%s.theme", v);
+    if (v[0] && find_data_file(rel, path, sizeof path) == 0)
+        return 0;
+    snprintf(why, n, "no theme named \"%s\" (looked for %s among mneme's data folders)", v, rel);
+    return -1;
 }
 
 static int check_lora_targets(const char *v, char *why, size_t n)

@@ -108,6 +108,10 @@ typedef struct {
         int every;                   /* 0 = only at phase ends */
         int keep;
     } checkpoint;
+
+    struct {
+        char theme[EXP_PATH];        /* themes/NAME.theme, or a path with '/' */
+    } ui;
 } Experiment;
 
 /* Defaults for every key (what an empty file gives). */

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "blas_core.h"
+#include "branch.h"
+#include "replay.h"
 #include "run.h"
 
 typedef struct {
@@ -49,6 +51,14 @@ static void print_log(void *ctx, const char *line)
     fflush(stdout);
 }
 
+static void print_branch(void *ctx, const Run *r, const char *dir)
+{
+    char line[4400];
+    (void)r;
+    snprintf(line, sizeof line, "a branch was created: continue it with mneme run --resume %s", dir);
+    print_log(ctx, line);
+}
+
 static int drive(Run *r, Printer *p)
 {
     MnError e;
@@ -89,12 +99,13 @@ static int drive(Run *r, Printer *p)
         if (rc == 2) {
             /* Headless, a pause is a checkpoint and an exit: nothing is
              * lost, and --resume loads the (fixed) policy file afresh. */
-            if (run_checkpoint(r, NULL, &e) < 0)
+            int lost = run_checkpoint(r, NULL, &e) < 0;
+            if (lost)
                 fprintf(stderr, "mneme: %s\n", e.msg);
             fprintf(stderr, "mneme: paused at %s step %ld: %s\n"
                     "mneme: continue with: mneme run --resume %s\n",
                     phase_name(r->phase), r->step, r->pause_reason, r->dir);
-            return r->pause_is_error ? 1 : 0;
+            return r->pause_is_error || lost ? 1 : 0;
         }
         if (stop_signal) {
             /* Keep what was done: the run continues with --resume. */
@@ -121,7 +132,7 @@ int headless_run(const Experiment *x, const char *out_dir, const HeadlessOptions
     MnError e;
     Printer p = { o->quiet, o->stop_after };
     int status;
-    RunHooks hooks = { print_eval, print_log, &p };
+    RunHooks hooks = { print_eval, print_log, print_branch, &p };
     blas_set_threads(x->threads);
     announce(&p);
     if (run_create(&r, x, out_dir, &hooks, &e) < 0) {
@@ -143,7 +154,7 @@ int headless_resume(const char *run_dir, const HeadlessOptions *o)
     MnError e;
     Printer p = { o->quiet, o->stop_after };
     int status;
-    RunHooks hooks = { print_eval, print_log, &p };
+    RunHooks hooks = { print_eval, print_log, print_branch, &p };
     announce(&p);
     if (run_resume(&r, run_dir, &hooks, &e) < 0) {
         fprintf(stderr, "mneme: %s\n", e.msg);
@@ -159,4 +170,50 @@ int headless_resume(const char *run_dir, const HeadlessOptions *o)
     status = drive(&r, &p);
     run_free(&r);
     return status;
+}
+
+int headless_fork(const char *run_dir, long at, const char *name, const char *const *sets,
+                  int n_sets, int create_only, const HeadlessOptions *o)
+{
+    Run r;
+    MnError e;
+    char ck[4400], dir[4400];
+    long step;
+    Printer p = { o->quiet, o->stop_after };
+    RunHooks hooks = { print_eval, print_log, print_branch, &p };
+    if (branch_find_checkpoint(run_dir, at, ck, sizeof ck, &step, &e) < 0 ||
+        branch_create(run_dir, ck, name, sets, n_sets, "cli", &hooks, create_only ? NULL : &r,
+                      dir, sizeof dir, &e) < 0) {
+        fprintf(stderr, "mneme fork: %s\n", e.msg);
+        return 2;
+    }
+    printf("branch %s of %s at step %ld: %s\n", name, run_dir, step, dir);
+    fflush(stdout);
+    if (create_only)
+        return 0;
+    announce(&p);
+    blas_set_threads(r.x.threads);
+    int status = drive(&r, &p);
+    run_free(&r);
+    return status;
+}
+
+int headless_replay(const char *src, const char *out_dir, const HeadlessOptions *o)
+{
+    MnError e;
+    ReplayResult res;
+    Printer p = { o->quiet, o->stop_after };
+    RunHooks hooks = { print_eval, print_log, print_branch, &p };
+    announce(&p);
+    if (replay_run(src, out_dir, &hooks, &res, &e) < 0) {
+        fprintf(stderr, "mneme replay: %s\n", e.msg);
+        return 2;
+    }
+    if (res.identical) {
+        printf("replay of %s in %s: %ld evaluations identical (%ld recorded changes applied)\n",
+               src, out_dir, res.evaluations, res.events_applied);
+        return 0;
+    }
+    printf("replay of %s in %s differs: %s\n", src, out_dir, res.difference);
+    return 1;
 }

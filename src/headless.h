@@ -16,4 +16,14 @@ typedef struct {
 int headless_run(const Experiment *x, const char *out_dir, const HeadlessOptions *o);
 int headless_resume(const char *run_dir, const HeadlessOptions *o);
 
+/* mneme fork: branch `name` of run_dir at fine-tuning step `at` (< 0: the
+ * newest checkpoint) with the overrides, then runs it on unless
+ * create_only. Bad input (name, step, overrides) exits 2. */
+int headless_fork(const char *run_dir, long at, const char *name, const char *const *sets,
+                  int n_sets, int create_only, const HeadlessOptions *o);
+
+/* mneme replay: prints the evaluations and whether they match; exits 0
+ * when every one is identical, 1 when one differs, 2 on bad input. */
+int headless_replay(const char *src, const char *out_dir, const HeadlessOptions *o);
+
 #endif

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "compare.h"
 #include "blas_core.h"
 #include "config.h"
 #include "headless.h"
@@ -19,12 +20,17 @@
 
 static const char usage_text[] =
     "usage: mneme [EXPERIMENT.cfg] [--out DIR] [--set KEY=VALUE]... [--theme NAME]\n"
+    "       mneme --resume RUN_DIR [--theme NAME]\n"
     "       mneme run --headless EXPERIMENT.cfg [--out DIR] [--set KEY=VALUE]...\n"
     "                 [--quiet] [--stop-after STEPS]\n"
     "       mneme run --resume RUN_DIR [--headless] [--quiet] [--stop-after STEPS]\n"
     "       mneme predict CHECKPOINT --task NAME [--ids]\n"
     "       mneme bench EXPERIMENT.cfg [--set KEY=VALUE]... [--steps N]\n"
     "       mneme runs [DIR]\n"
+    "       mneme fork RUN_DIR --name NAME [--at STEP] [--set KEY=VALUE]... [--create-only]\n"
+    "                 [--quiet] [--stop-after STEPS]\n"
+    "       mneme compare RUN_DIR\n"
+    "       mneme replay RUN_DIR [--branch NAME] [--out DIR] [--quiet]\n"
     "       mneme --help | --version\n"
     "See mneme(1) and mneme.cfg(5).\n";
 
@@ -143,13 +149,108 @@ static int cmd_run(int argc, char **argv)
     return ui_main(&x, out, a.theme);
 }
 
-/* Plain `mneme [EXP]`: the default experiment when none is named. */
+/* mneme fork RUN_DIR --name NAME [--at STEP] [--set K=V]... [--create-only] */
+static int cmd_fork(int argc, char **argv)
+{
+    const char *run_dir = NULL, *name = NULL, *sets[MAX_SETS];
+    int n_sets = 0, create_only = 0;
+    long at = -1;
+    HeadlessOptions ho = { 0, 0 };
+    for (int i = 0; i < argc; i++) {
+        const char *s = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(s, "--create-only"))
+            create_only = 1;
+        else if (!strcmp(s, "--quiet"))
+            ho.quiet = 1;
+        else if (!strcmp(s, "--name") || !strcmp(s, "--at") || !strcmp(s, "--set") ||
+                 !strcmp(s, "--stop-after")) {
+            if (!val)
+                return usage_error("%s needs a value", s);
+            i++;
+            if (!strcmp(s, "--name"))
+                name = val;
+            else if (!strcmp(s, "--set")) {
+                if (n_sets == MAX_SETS)
+                    return usage_error("too many --set options%s", "");
+                sets[n_sets++] = val;
+            } else {
+                char *end;
+                long v = strtol(val, &end, 10);
+                if (*end || end == val || v < 0 || (v == 0 && !strcmp(s, "--stop-after")))
+                    return usage_error("expected a number of steps, not '%s'", val);
+                *(!strcmp(s, "--at") ? &at : &ho.stop_after) = v;
+            }
+        } else if (s[0] == '-')
+            return usage_error("unknown option %s", s);
+        else if (!run_dir)
+            run_dir = s;
+        else
+            return usage_error("unexpected argument %s", s);
+    }
+    if (!run_dir || !name)
+        return usage_error("fork needs a run folder and --name NAME%s", "");
+    return headless_fork(run_dir, at, name, sets, n_sets, create_only, &ho);
+}
+
+/* mneme replay RUN_DIR [--branch NAME] [--out DIR] */
+static int cmd_replay(int argc, char **argv)
+{
+    const char *run_dir = NULL, *branch = NULL, *out = NULL;
+    char src[EXP_PATH], dir[EXP_PATH + 64];
+    HeadlessOptions ho = { 0, 0 };
+    for (int i = 0; i < argc; i++) {
+        const char *s = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(s, "--quiet"))
+            ho.quiet = 1;
+        else if (!strcmp(s, "--branch") || !strcmp(s, "--out")) {
+            if (!val)
+                return usage_error("%s needs a value", s);
+            i++;
+            *(!strcmp(s, "--branch") ? &branch : &out) = val;
+        } else if (s[0] == '-')
+            return usage_error("unknown option %s", s);
+        else if (!run_dir)
+            run_dir = s;
+        else
+            return usage_error("unexpected argument %s", s);
+    }
+    if (!run_dir)
+        return usage_error("replay needs a run folder%s", "");
+    if (branch)
+        snprintf(src, sizeof src, "%s/branches/%s", run_dir, branch);
+    else
+        snprintf(src, sizeof src, "%s", run_dir);
+    if (out)
+        snprintf(dir, sizeof dir, "%s", out);
+    else {
+        char stamp[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+        snprintf(dir, sizeof dir, "%s/replays/%s%s%s", run_dir, branch ? branch : "main", "-", stamp);
+    }
+    return headless_replay(src, dir, &ho);
+}
+
+/* Plain `mneme [EXP]`: the default experiment when none is named;
+ * `mneme --resume DIR` continues a run in the workbench. */
 static int cmd_default(int argc, char **argv)
 {
     char path[EXP_PATH];
     char *args[2];
-    if (argc > 0)
+    RunArgs a;
+    int rc;
+    if (argc > 0) {
+        if ((rc = parse_run_args(argc, argv, &a)))
+            return rc;
+        if (a.resume && !a.headless) {
+            if (a.experiment || a.n_sets || a.out)
+                return usage_error("--resume takes a run folder only%s", "");
+            return ui_main(NULL, a.resume, a.theme);
+        }
         return cmd_run(argc, argv);
+    }
     if (find_data_file("experiments/demo.cfg", path, sizeof path) < 0) {
         fprintf(stderr, "mneme: experiments/demo.cfg not found (set MNEME_DATA to mneme's data folder)\n");
         return 2;
@@ -190,5 +291,11 @@ int main(int argc, char **argv)
         return cmd_bench(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "runs") == 0)
         return runs_main(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "fork") == 0)
+        return cmd_fork(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "replay") == 0)
+        return cmd_replay(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "compare") == 0)
+        return compare_main(argc - 2, argv + 2);
     return cmd_default(argc - 1, argv + 1);
 }

@@ -1,11 +1,14 @@
 #include "paths.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "metrics.h"
 
 #ifndef MNEME_DATADIR
 #define MNEME_DATADIR "/usr/local/share/mneme"
@@ -60,4 +63,63 @@ void absolute_path(const char *path, char *out, size_t n)
         snprintf(out, n, "%s", path);
     else
         snprintf(out, n, "%s/%s", cwd, path);
+}
+
+int copy_file(const char *src, const char *dst, MnError *e)
+{
+    FILE *f = fopen(src, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (!f)
+        return mn_fail(e, "%s: %s", src, strerror(errno));
+    for (;;) {
+        if (len == cap) {
+            cap = cap ? 2 * cap : 1 << 16;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return mn_fail(e, "%s: out of memory", src);
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    int rc = bad ? mn_fail(e, "%s: read error", src) : write_file_atomic(dst, buf ? buf : "", len, e);
+    free(buf);
+    return rc;
+}
+
+int link_or_copy(const char *src, const char *dst, MnError *e)
+{
+    if (link(src, dst) == 0)
+        return 0;
+    if (errno == EEXIST)
+        return mn_fail(e, "%s: already exists", dst);
+    return copy_file(src, dst, e);
+}
+
+void remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        for (struct dirent *de; (de = readdir(d));) {
+            char sub[4096];
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                continue;
+            snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+            struct stat st;
+            if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+                remove_tree(sub);
+            else
+                unlink(sub);
+        }
+        closedir(d);
+    }
+    rmdir(path);
 }

@@ -17,4 +17,15 @@ int find_data_file(const char *relative, char *out, size_t n);
 /* Absolute form of path (relative to the current folder); no checks. */
 void absolute_path(const char *path, char *out, size_t n);
 
+/* Copies a file: written atomically beside dst, then renamed. */
+int copy_file(const char *src, const char *dst, MnError *e);
+
+/* A second name for a file that is only ever replaced, never written in
+ * place (checkpoints): a hard link where the file system allows, else a
+ * copy. */
+int link_or_copy(const char *src, const char *dst, MnError *e);
+
+/* rm -r, for a folder this program made and must undo; best effort. */
+void remove_tree(const char *path);
+
 #endif

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "branch.h"
 #include "checkpoint.h"
 #include "ewc.h"
 #include "lora.h"
@@ -68,6 +69,7 @@ static int phase_task(const Run *r)
 }
 
 static int load_policy(Run *r, MnError *e);
+static int checkpoint_or_pause(Run *r, const char *name, MnError *e);
 
 static void path_in_run(const Run *r, char *out, size_t n, const char *rel)
 {
@@ -146,6 +148,7 @@ static int setup(Run *r, const Experiment *x, const char *dir,
         r->hooks = *hooks;
     r->x = *x;
     snprintf(r->dir, sizeof r->dir, "%s", dir);
+    snprintf(r->branch, sizeof r->branch, "main");
     clock_gettime(CLOCK_MONOTONIC, &r->started);
     for (int k = 0; k < N_TASKS; k++)
         if (load_task(r, k, e) < 0)
@@ -268,6 +271,21 @@ static int record_event(Run *r, json_t *ev, MnError *e)
     return events_write(&r->events, ev, e);
 }
 
+int run_record(Run *r, const char *source, const char *command, json_t *extra, MnError *e)
+{
+    json_t *ev = event_base(r, source);
+    if (!ev) {
+        json_decref(extra);
+        return mn_fail(e, "events.jsonl: out of memory");
+    }
+    json_object_set_new(ev, "command", json_string(command));
+    if (extra) {
+        json_object_update(ev, extra);
+        json_decref(extra);
+    }
+    return record_event(r, ev, e);
+}
+
 static void score_view(PolicyMetrics *pm, const EvalRecord *rec)
 {
     memset(pm, 0, sizeof *pm);
@@ -293,6 +311,13 @@ static double group_drift(const Run *r, int g)
         }
     }
     return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+double run_drift(const Run *r, int g)
+{
+    if (!r->anchor || r->phase != PHASE_FINETUNE || g < 0 || g >= r->model.n_groups)
+        return -1.0;
+    return group_drift(r, g);
 }
 
 /* The plain C picture of the run a policy reads and writes. Drift costs a
@@ -407,12 +432,26 @@ static int run_action(Run *r, const PolicyAction *a, int in_checkpoint_hook, MnE
             logf_(r, "policy %s: checkpoint %s", policy_name(r->policy), name);
         }
         break;
-    case POLICY_FORK:
+    case POLICY_FORK: {
+        char ov[sizeof a->overrides], dir[EXP_PATH + 320];
+        const char *sets[64];
+        MnError why;
+        snprintf(ov, sizeof ov, "%s", a->overrides);
         json_object_set_new(ev, "overrides", json_string(a->overrides));
-        json_object_set_new(ev, "refused", json_string("branches are not available yet"));
-        logf_(r, "policy %s: fork %s recorded; branches are not available yet",
-              policy_name(r->policy), a->text);
+        int n = branch_split_overrides(ov, sets, 64);
+        /* A refused fork is the policy's mistake, not the run's: logged. */
+        if (run_fork(r, a->text, sets, n, "policy", &r->hooks, NULL, dir, sizeof dir, &why) < 0) {
+            json_object_set_new(ev, "refused", json_string(why.msg));
+            logf_(r, "policy %s: fork %s refused: %s", policy_name(r->policy), a->text, why.msg);
+            break;
+        }
+        json_object_set_new(ev, "branch", json_string(a->text));
+        logf_(r, "policy %s: forked %s at step %ld into %s", policy_name(r->policy), a->text,
+              r->step, dir);
+        if (r->hooks.on_branch)
+            r->hooks.on_branch(r->hooks.ctx, r, dir);
         break;
+    }
     case POLICY_STOP:
         snprintf(r->stop_reason, sizeof r->stop_reason, "policy %s: %s", policy_name(r->policy), a->text);
         break;
@@ -660,7 +699,7 @@ static int record_eval(Run *r, MnError *e)
         rec.crossover_step = cx >= 0 ? r->history.v[cx].step : -1;
         r->history.v[r->history.n - 1].crossover_step = rec.crossover_step;
     }
-    char *line = eval_record_json(&rec, "main");
+    char *line = eval_record_json(&rec, r->branch);
     if (!line)
         return mn_fail(e, "out of memory");
     int bad = fprintf(r->metrics, "%s\n", line) < 0 || fflush(r->metrics) != 0;
@@ -669,7 +708,7 @@ static int record_eval(Run *r, MnError *e)
         return mn_fail(e, "%s/metrics.jsonl: %s", r->dir, strerror(errno));
     if (r->phase == PHASE_FINETUNE) {
         char path[EXP_PATH + 32];
-        if (stop_update(r, &rec) && run_checkpoint(r, "best", e) < 0)
+        if (stop_update(r, &rec) && checkpoint_or_pause(r, "best", e) < 0)
             return -1;
         path_in_run(r, path, sizeof path, "summary.json");
         if (write_summary(r, path, "running", e) < 0)
@@ -719,7 +758,7 @@ static void prune_checkpoints(Run *r, const char *prefix)
     }
 }
 
-int run_checkpoint(Run *r, const char *name, MnError *e)
+static int save_checkpoint(Run *r, const char *name, MnError *e)
 {
     char path[EXP_PATH + 320];
     RunStateRecord st;
@@ -748,7 +787,38 @@ int run_checkpoint(Run *r, const char *name, MnError *e)
         return -1;
     if (!name)
         prune_checkpoints(r, r->phase == PHASE_BASE ? "base-step-" : "step-");
-    return call_policy(r, "on_checkpoint", path, 0, e);
+    snprintf(r->last_checkpoint, sizeof r->last_checkpoint, "%s", path);
+    return 0;
+}
+
+int run_save_state(Run *r, MnError *e)
+{
+    return save_checkpoint(r, NULL, e);
+}
+
+int run_checkpoint(Run *r, const char *name, MnError *e)
+{
+    if (save_checkpoint(r, name, e) < 0)
+        return -1;
+    return call_policy(r, "on_checkpoint", r->last_checkpoint, 0, e);
+}
+
+/* A checkpoint that cannot be written (a full disk, say) pauses the run
+ * instead of ending it: the previous checkpoint is intact, and the step
+ * after the pause first tries again. Returns 1 when it paused. */
+static int checkpoint_or_pause(Run *r, const char *name, MnError *e)
+{
+    MnError why;
+    if (save_checkpoint(r, name, &why) < 0) {
+        r->checkpoint_due = 1;
+        snprintf(r->due_name, sizeof r->due_name, "%s", name ? name : "");
+        snprintf(r->pause_reason, sizeof r->pause_reason,
+                 "checkpoint failed (the previous one is intact): %s", why.msg);
+        logf_(r, "error: %s", r->pause_reason);
+        return 1;
+    }
+    r->checkpoint_due = 0;
+    return call_policy(r, "on_checkpoint", r->last_checkpoint, 0, e) < 0 ? -1 : 0;
 }
 
 /* The Fisher goes with the run, so a resumed run does not recompute it. */
@@ -815,11 +885,26 @@ static int start_regularizers(Run *r, int fresh, MnError *e)
     r->fisher = calloc(r->model.n_params, sizeof(float));
     if (!r->fisher)
         return mn_fail(e, "out of memory for the Fisher");
-    if (!fresh)
+    char path[EXP_PATH + 64];
+    if (!fresh && (fisher_path(r, path, sizeof path) < 0 || access(path, F_OK) == 0))
         return fisher_load(r, e);
+    /* Fresh, or a branch that turns EWC on where its parent had none: the
+     * Fisher belongs to the weights fine-tuning started from. */
+    float *now = fresh ? NULL : malloc(r->model.n_params * sizeof(float));
+    if (!fresh) {
+        if (!now)
+            return mn_fail(e, "out of memory for the Fisher");
+        memcpy(now, r->model.params, r->model.n_params * sizeof(float));
+        memcpy(r->model.params, r->anchor, r->model.n_params * sizeof(float));
+    }
     FisherMode mode = strcmp(x->finetune.ewc.fisher, "batch") == 0 ? FISHER_BATCH : FISHER_EMPIRICAL;
-    if (ewc_fisher(&r->model, &r->train[TASK_ORIGINAL], TASK_ORIGINAL,
-                   x->finetune.ewc.fisher_samples, mode, &r->eval_batch, r->fisher, e) < 0)
+    int rc = ewc_fisher(&r->model, &r->train[TASK_ORIGINAL], TASK_ORIGINAL,
+                        x->finetune.ewc.fisher_samples, mode, &r->eval_batch, r->fisher, e);
+    if (now) {
+        memcpy(r->model.params, now, r->model.n_params * sizeof(float));
+        free(now);
+    }
+    if (rc < 0)
         return -1;
     logf_(r, "EWC: %s Fisher from %d original-task examples", x->finetune.ewc.fisher,
           x->finetune.ewc.fisher_samples < r->train[TASK_ORIGINAL].n ?
@@ -850,15 +935,20 @@ static int begin_finetune(Run *r, MnError *e)
     prompt_set_enabled(&r->model, prompt_was);
     if (rc < 0)
         return -1;
-    return run_checkpoint(r, "base", e);
+    return checkpoint_or_pause(r, "base", e) < 0 ? -1 : 0;
 }
 
 static int finish(Run *r, MnError *e)
 {
     char path[EXP_PATH + 32];
     r->phase = PHASE_DONE;
-    if (run_checkpoint(r, "final", e) < 0)
-        return -1;
+    int rc = checkpoint_or_pause(r, "final", e);
+    if (rc) {
+        /* Not done until the final checkpoint is: the next call ends it. */
+        r->phase = PHASE_FINETUNE;
+        r->checkpoint_due = 0;
+        return rc < 0 ? -1 : 2;
+    }
     path_in_run(r, path, sizeof path, "summary.json");
     if (write_summary(r, path, r->stop_reason[0] ? "stopped" : "finished", e) < 0)
         return -1;
@@ -881,8 +971,20 @@ int run_step(Run *r, MnError *e)
 {
     if (r->phase == PHASE_DONE)
         return 1;
-    if (r->step >= r->total_steps)
-        return r->phase == PHASE_BASE ? begin_finetune(r, e) : finish(r, e);
+    /* Called again after a pause: the frontend has resumed. */
+    if (!r->pause_is_error)
+        r->pause_reason[0] = 0;
+    if (r->checkpoint_due) {
+        char name[sizeof r->due_name];
+        snprintf(name, sizeof name, "%s", r->due_name);
+        int rc = checkpoint_or_pause(r, name[0] ? name : NULL, e);
+        if (rc)
+            return rc < 0 ? -1 : 2;
+    }
+    if (r->step >= r->total_steps) {
+        int rc = r->phase == PHASE_BASE ? begin_finetune(r, e) : finish(r, e);
+        return rc == 0 && r->pause_reason[0] ? 2 : rc;
+    }
 
     if (r->policy && r->x.policy.watch &&
         file_mtime(r->x.finetune.policy) != r->policy_mtime) {
@@ -943,8 +1045,11 @@ int run_step(Run *r, MnError *e)
     if (r->pause_reason[0])
         return 2;
     if (r->x.checkpoint.every > 0 && r->step % r->x.checkpoint.every == 0 &&
-        r->step < r->total_steps && run_checkpoint(r, NULL, e) < 0)
-        return -1;
+        r->step < r->total_steps) {
+        int paused = checkpoint_or_pause(r, NULL, e);
+        if (paused)
+            return paused < 0 ? -1 : 2;
+    }
     return 0;
 }
 
@@ -1132,7 +1237,22 @@ static int rewind_metrics(Run *r, Phase phase, long step, MnError *e)
     return rc;
 }
 
-int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e)
+/* The name a forked run was given, from its branch.json. */
+static void read_branch_name(Run *r)
+{
+    char path[EXP_PATH + 32];
+    json_error_t je;
+    path_in_run(r, path, sizeof path, "branch.json");
+    json_t *o = json_load_file(path, 0, &je);
+    const char *name = json_string_value(json_object_get(o, "name"));
+    if (name && *name)
+        snprintf(r->branch, sizeof r->branch, "%s", name);
+    json_decref(o);
+}
+
+/* restart: record the continuation in events.jsonl, so that a replay
+ * restarts at the same step (a restart starts the policy afresh). */
+static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart, MnError *e)
 {
     char path[EXP_PATH + 320];
     Experiment x;
@@ -1149,6 +1269,7 @@ int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e)
     }
     if (setup(r, &x, dir, hooks, e) < 0)
         return -1;
+    read_branch_name(r);
     snprintf(path, sizeof path, "%s/checkpoints", dir);
     list_checkpoints(path, &cks, &n_cks);
     for (int i = 0; i < n_cks; i++) {
@@ -1167,10 +1288,11 @@ int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e)
             logf_(r, "skipping %s: %s", path, rc < 0 ? why.msg : "unknown phase");
             continue;
         }
-        free(cks);
         r->phase = p;
-        if (enter_phase(r, e) < 0)
+        if (enter_phase(r, e) < 0) {
+            free(cks);
             return -1;
+        }
         r->step = st.step;
         if (p != PHASE_DONE)
             sampler_seek(&r->sampler, st.sampler_epoch, st.sampler_cursor);
@@ -1194,6 +1316,11 @@ int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e)
         if (rewind_metrics(r, p, st.step, e) < 0 || open_metrics(r, "a", e) < 0)
             return -1;
         if (events_open(&r->events, dir, st.events_lines, e) < 0)
+            return -1;
+        int bad = restart && run_record(r, "run", "restart",
+                                        json_pack("{s:s}", "checkpoint", cks[i].name), e) < 0;
+        free(cks);
+        if (bad)
             return -1;
         if (p != PHASE_BASE && resume_finetune_state(r, dir, e) < 0)
             return -1;
@@ -1247,4 +1374,135 @@ void run_free(Run *r)
     adamw_free(&r->opt);
     model_free(&r->model);
     memset(r, 0, sizeof *r);
+}
+
+int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e)
+{
+    return resume_at(r, dir, hooks, 1, e);
+}
+
+/* ---- branches ----------------------------------------------------------- */
+
+static const char *const fork_refused[] = {
+    "seed", "model.", "original.", "new.", "base.", "finetune.method", "finetune.lora.",
+    "finetune.virtual_tokens", "finetune.ewc.fisher", NULL
+};
+
+int run_fork_override(const char *set, char *key, size_t nk, char *value, size_t nv,
+                      int *is_param, MnError *e)
+{
+    const char *eq = strchr(set, '=');
+    if (!eq || eq == set)
+        return mn_fail(e, "'%s': expected KEY=VALUE", set);
+    char raw[180];
+    snprintf(raw, sizeof raw, "%.*s", (int)(eq - set), set);
+    snprintf(value, nv, "%s", eq + 1);
+    *is_param = 0;
+    const ExperimentKeyInfo *k = experiment_keys();
+    int found = 0;
+    for (int i = 0; k[i].key && !found; i++)
+        if (strcmp(k[i].key, raw) == 0)
+            found = 1;
+    char longer[180];
+    /* ewc.lambda, l2sp.alpha, replay.ratio, layer_decay, lr: the names
+     * :set uses, for the finetune keys. */
+    snprintf(longer, sizeof longer, "finetune.%.100s", raw);
+    for (int i = 0; k[i].key && !found; i++)
+        if (strcmp(k[i].key, longer) == 0) {
+            found = 1;
+            snprintf(raw, sizeof raw, "%.170s", longer);
+        }
+    if (!found && strncmp(raw, "policy.", 7) == 0 && raw[7]) {
+        *is_param = 1;
+        snprintf(key, nk, "%s", raw);
+        return 0;
+    }
+    if (!found)
+        return mn_fail(e, "%s: no such key (see mneme.cfg(5); policy.NAME sets a policy parameter)", raw);
+    for (int i = 0; fork_refused[i]; i++)
+        if (strncmp(raw, fork_refused[i], strlen(fork_refused[i])) == 0)
+            return mn_fail(e, "%s cannot change in a fork: the checkpoint was trained with it", raw);
+    snprintf(key, nk, "%s", raw);
+    return 0;
+}
+
+int run_continue_as_branch(Run *r, const char *dir, const char *base_cfg, const char *branch,
+                           const char *parent, const char *const *sets, int n_sets,
+                           const char *source, const RunHooks *hooks, MnError *e)
+{
+    char path[EXP_PATH + 64], key[128], value[512], msg[256];
+    int is_param, lr = 0, ewc = 0, groups = 0, policy = 0;
+    Experiment *x = malloc(sizeof *x);
+    json_t *list = json_array();
+    memset(r, 0, sizeof *r);
+    if (!x || !list) {
+        free(x);
+        json_decref(list);
+        return mn_fail(e, "out of memory");
+    }
+    int rc = experiment_load(x, base_cfg, NULL, 0, e);
+    for (int i = 0; i < n_sets && rc == 0; i++) {
+        char assign[700];
+        rc = run_fork_override(sets[i], key, sizeof key, value, sizeof value, &is_param, e);
+        if (rc < 0)
+            break;
+        snprintf(assign, sizeof assign, "%s=%s", key, value);
+        json_array_append_new(list, json_string(assign));
+        if (is_param) {
+            policy = 1;
+            continue;
+        }
+        rc = experiment_set(x, assign, e);
+        lr |= strcmp(key, "finetune.lr") == 0;
+        ewc |= strcmp(key, "finetune.ewc.lambda") == 0;
+        groups |= strncmp(key, "finetune.freeze.", 16) == 0 || strcmp(key, "finetune.layer_decay") == 0;
+        policy |= strncmp(key, "finetune.policy", 15) == 0;
+    }
+    snprintf(path, sizeof path, "%s/experiment.cfg", dir);
+    if (rc == 0)
+        rc = experiment_write(x, path, e);
+    free(x);
+    if (rc == 0) {
+        snprintf(path, sizeof path, "%s/branch.json", dir);
+        if (access(path, F_OK) != 0) {
+            json_t *b = json_pack("{s:s, s:s}", "name", branch, "parent", parent);
+            if (json_dump_file(b, path, JSON_INDENT(2)) < 0)
+                rc = mn_fail(e, "%s: cannot write", path);
+            json_decref(b);
+        }
+    }
+    if (rc < 0 || resume_at(r, dir, hooks, 0, e) < 0) {
+        json_decref(list);
+        return -1;
+    }
+    if (r->phase != PHASE_FINETUNE) {
+        json_decref(list);
+        return mn_fail(e, "%s: a branch starts from a checkpoint of the finetune phase", dir);
+    }
+    snprintf(r->branch, sizeof r->branch, "%s", branch);
+    /* The checkpoint's state stands over the experiment file; what the
+     * fork changes must replace it. */
+    if (lr) {
+        r->sched.peak = (float)r->x.finetune.recipe.lr;
+        if (r->lr_override)
+            r->lr_value = r->x.finetune.recipe.lr;
+    }
+    if (ewc)
+        r->ewc_lambda = r->x.finetune.ewc.lambda;
+    if (groups)
+        strategy_apply(&r->model, &r->x);
+    rc = run_record(r, source, "branch", json_pack("{s:s, s:s, s:o}", "branch", branch,
+                                                   "parent", parent, "overrides", list), e);
+    for (int i = 0; i < n_sets && rc == 0; i++) {
+        rc = run_fork_override(sets[i], key, sizeof key, value, sizeof value, &is_param, e);
+        if (rc == 0 && is_param)
+            rc = run_set_policy_param(r, key + 7, value, source, msg, sizeof msg, e);
+    }
+    if (rc == 0 && policy && r->policy)
+        rc = save_policy_source(r, e) < 0 || call_policy(r, "setup", NULL, 0, e) < 0 ? -1 : 0;
+    if (rc == 0)
+        rc = run_save_state(r, e);
+    if (rc == 0)
+        logf_(r, "branch %s of %s at step %ld", branch, parent, r->step);
+    return rc;
 }

@@ -38,12 +38,16 @@ typedef struct Run Run;
 typedef struct {
     void (*on_eval)(void *ctx, const Run *run, const EvalRecord *r);
     void (*on_log)(void *ctx, const char *line);
+    /* A branch was created in dir (by a policy's run:fork); the frontend
+     * may run it alongside. */
+    void (*on_branch)(void *ctx, const Run *run, const char *dir);
     void *ctx;
 } RunHooks;
 
 struct Run {
     Experiment x;
     char dir[EXP_PATH];
+    char branch[64];           /* "main", or the name it was forked as */
 
     Model model;
     AdamW opt;
@@ -86,6 +90,9 @@ struct Run {
     long policy_mtime;         /* for policy.watch */
     char pause_reason[1100];   /* set when the run must pause */
     int pause_is_error;        /* the pause comes from a policy error */
+    int checkpoint_due;        /* a checkpoint failed: retried before the next step, */
+    char due_name[64];         /*   under this name ("" = by step) */
+    char last_checkpoint[EXP_PATH + 320];  /* the path last written */
     EventLog events;
     double step_seconds;       /* in optimizer steps, this process */
     double policy_seconds;     /* in policy hooks and applying them */
@@ -127,6 +134,47 @@ TaskScore run_evaluate(Run *r, int task, int limit);
 
 /* Writes checkpoints/<name>.safetensors now (name NULL: by phase and step). */
 int run_checkpoint(Run *r, const char *name, MnError *e);
+
+/* Hand changes, as typed in the UI or replayed: each is validated, applied
+ * from the current step, recorded in events.jsonl with its step and
+ * source ("ui", "replay", …), and described in msg for the log. On a
+ * refusal nothing changes and e says why. */
+int run_set_lr(Run *r, double v, const char *source, char *msg, size_t n, MnError *e);
+int run_set_ewc(Run *r, double v, const char *source, char *msg, size_t n, MnError *e);
+int run_set_frozen(Run *r, const char *parts, int frozen, const char *source,
+                   char *msg, size_t n, MnError *e);
+int run_set_policy_param(Run *r, const char *name, const char *text, const char *source,
+                         char *msg, size_t n, MnError *e);
+
+/* Appends one event (step, phase and source filled in here) to
+ * events.jsonl; fields are taken over from extra. */
+int run_record(Run *r, const char *source, const char *command, json_t *extra, MnError *e);
+
+/* Continues the run in dir, which holds a checkpoint just written (or
+ * copied there): writes its experiment.cfg as base_cfg with sets[]
+ * applied, resumes it, applies what the checkpoint's state would
+ * otherwise override (finetune.lr, ewc.lambda, freezing, the policy),
+ * records the "branch" event and saves that state at the same step. Used
+ * by a fork and by its replay, so both take exactly the same path. */
+int run_continue_as_branch(Run *r, const char *dir, const char *base_cfg, const char *branch,
+                           const char *parent, const char *const *sets, int n_sets,
+                           const char *source, const RunHooks *hooks, MnError *e);
+
+/* One fork override KEY=VALUE: the key as the experiment names it (the
+ * short names :set uses, such as ewc.lambda, are accepted), or
+ * policy.NAME for a policy parameter (*is_param). Keys that fix what the
+ * checkpoint was trained with (model, data, seed, method) are refused. */
+int run_fork_override(const char *set, char *key, size_t nk, char *value, size_t nv,
+                      int *is_param, MnError *e);
+
+/* Writes the checkpoint of the current step without calling the policy's
+ * on_checkpoint (a fork's or a replay's bookkeeping is not the run's). */
+int run_save_state(Run *r, MnError *e);
+
+/* Relative L2 distance of group g's weights from the base fine-tuning
+ * started from, ||θ_g − θ*_g|| / ||θ*_g|| (as summary.json's drift): a
+ * pass over the group's weights. Negative outside the finetune phase. */
+double run_drift(const Run *r, int g);
 
 double run_elapsed(const Run *r);
 

@@ -1,7 +1,6 @@
 #include "trainer.h"
 
-#include "strategy.h"
-
+#include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -11,12 +10,29 @@
 #include <time.h>
 
 #include "blas_core.h"
+#include "branch.h"
 #include "run.h"
 
 #define QUEUE_MAX 32
 
-struct Trainer {
+typedef struct Trainer Trainer;
+
+/* One run of the family on the trainer thread. */
+typedef struct {
     Run run;
+    Trainer *t;
+    int paused, finished, failed;
+    char parent[64];
+    long fork_step;            /* -1 for main */
+    double rate_t;             /* steps/s: start of the current window */
+    long rate_steps;
+    double steps_per_s;
+    double drift[SNAP_GROUPS]; /* per group, as last measured */
+    double drift_t;            /* when; and the history length then */
+    int drift_hist;
+} Branch;
+
+struct Trainer {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;       /* a command arrived */
@@ -26,10 +42,10 @@ struct Trainer {
     int n_queue;
     Snapshot snap;
 
-    /* trainer thread only */
-    int paused, finished, failed, quit;
-    double rate_t;             /* steps/s: start of the current window */
-    long rate_steps;
+    /* trainer thread only (and the starting thread before it runs) */
+    Branch *br[SNAP_BRANCHES];
+    int n_br, followed, turn, quit;
+    int lost;                  /* a checkpoint at quit failed */
 };
 
 const char *trainer_state_name(TrainerState s)
@@ -43,6 +59,11 @@ void snapshot_free(Snapshot *s)
     free(s->hist);
     s->hist = NULL;
     s->n_hist = s->cap_hist = 0;
+    for (int i = 0; i < SNAP_BRANCHES; i++) {
+        free(s->branches[i].hist);
+        s->branches[i].hist = NULL;
+        s->branches[i].n_hist = s->branches[i].cap_hist = 0;
+    }
 }
 
 void snapshot_log(Snapshot *s, const char *line)
@@ -89,9 +110,29 @@ static void post_logf(Trainer *t, const char *fmt, ...)
     post_log(t, line);
 }
 
+/* A line about branch b: named when the family has more than one. */
+static void branch_log(Branch *b, const char *line)
+{
+    if (b->t->n_br > 1)
+        post_logf(b->t, "[%s] %s", b->run.branch, line);
+    else
+        post_log(b->t, line);
+}
+
+static void branch_logf(Branch *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void branch_logf(Branch *b, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    branch_log(b, line);
+}
+
 static void hook_log(void *ctx, const char *line)
 {
-    post_log(ctx, line);
+    branch_log(ctx, line);
 }
 
 static void hook_eval(void *ctx, const Run *r, const EvalRecord *rec)
@@ -103,41 +144,135 @@ static void hook_eval(void *ctx, const Run *r, const EvalRecord *rec)
         n += snprintf(line + n, sizeof line - (size_t)n, "  new %.3f", rec->new_task.acc);
     if (rec->has_original && n > 0 && (size_t)n < sizeof line)
         snprintf(line + n, sizeof line - (size_t)n, "  original %.3f", rec->original.acc);
-    post_log(ctx, line);
+    branch_log(ctx, line);
 }
 
-static TrainerState state_of(const Trainer *t)
+static void hook_branch(void *ctx, const Run *r, const char *dir);
+
+static RunHooks hooks_for(Branch *b)
 {
-    if (t->failed)
+    RunHooks h;
+    memset(&h, 0, sizeof h);
+    h.on_eval = hook_eval;
+    h.on_log = hook_log;
+    h.on_branch = hook_branch;
+    h.ctx = b;
+    return h;
+}
+
+static Branch *branch_new(Trainer *t, MnError *e)
+{
+    if (t->n_br == SNAP_BRANCHES) {
+        mn_fail(e, "at most %d branches can be open at once", SNAP_BRANCHES);
+        return NULL;
+    }
+    Branch *b = calloc(1, sizeof *b);
+    if (!b) {
+        mn_fail(e, "out of memory");
+        return NULL;
+    }
+    b->t = t;
+    b->fork_step = -1;
+    b->rate_t = now_s();
+    for (int g = 0; g < SNAP_GROUPS; g++)
+        b->drift[g] = -1;
+    b->drift_t = -1;
+    return b;
+}
+
+/* Takes a branch that branch_create left resumed in b->run. */
+static void adopt(Trainer *t, Branch *b, const char *parent, long step, int paused)
+{
+    snprintf(b->parent, sizeof b->parent, "%s", parent);
+    b->fork_step = step;
+    b->paused = paused;
+    b->finished = b->run.phase == PHASE_DONE;
+    b->rate_steps = b->run.step;
+    t->br[t->n_br++] = b;
+}
+
+static void branch_free(Branch *b)
+{
+    run_free(&b->run);
+    free(b);
+}
+
+static TrainerState state_of(const Trainer *t, const Branch *b)
+{
+    if (b->failed)
         return TS_ERROR;
     if (t->quit)
         return TS_STOPPED;
-    if (t->finished)
+    if (b->finished)
         return TS_FINISHED;
-    return t->paused ? TS_PAUSED : TS_RUNNING;
+    return b->paused ? TS_PAUSED : TS_RUNNING;
 }
 
-/* Copies what the frontend shows out of the run. Trainer thread only. */
+static int live(const Branch *b)
+{
+    return !b->paused && !b->finished && !b->failed;
+}
+
+/* Copies the history of r past what dst holds (histories only grow). */
+static void copy_history(EvalRecord **dst, int *n, int *cap, const History *h)
+{
+    if (h->n > *cap) {
+        int c = h->n + 64;
+        EvalRecord *v = realloc(*dst, sizeof *v * (size_t)c);
+        if (!v)
+            return;
+        *dst = v;
+        *cap = c;
+    }
+    if (h->n > *n)
+        memcpy(*dst + *n, h->v + *n, sizeof **dst * (size_t)(h->n - *n));
+    *n = h->n;
+}
+
+/* Steps/s over windows of at least half a second. */
+static void measure_rate(const Trainer *t, Branch *b, double now)
+{
+    long done = b->run.step;
+    if (done < b->rate_steps || !live(b) || t->quit) {
+        b->rate_steps = done;
+        b->rate_t = now;
+        if (!live(b))
+            b->steps_per_s = 0;
+    } else if (now - b->rate_t >= 0.5) {
+        b->steps_per_s = (double)(done - b->rate_steps) / (now - b->rate_t);
+        b->rate_steps = done;
+        b->rate_t = now;
+    }
+}
+
+/* Copies what the frontend shows out of the runs. Trainer thread only. */
 static void publish(Trainer *t, const char *message)
 {
-    Run *r = &t->run;
+    Branch *f = t->br[t->followed];
+    Run *r = &f->run;
     Snapshot *s = &t->snap;
     double now = now_s();
-    long done = r->step;
+    int n_groups = r->model.n_groups < SNAP_GROUPS ? r->model.n_groups : SNAP_GROUPS;
+    for (int i = 0; i < t->n_br; i++)
+        measure_rate(t, t->br[i], now);
+    /* Drift is a pass over the weights: measured outside the lock, at most
+     * every 0.5 s and after each evaluation, not every step. */
+    if (now - f->drift_t >= 0.5 || r->history.n != f->drift_hist) {
+        for (int g = 0; g < n_groups; g++)
+            f->drift[g] = run_drift(r, g);
+        f->drift_t = now;
+        f->drift_hist = r->history.n;
+    }
     pthread_mutex_lock(&t->lock);
     snprintf(s->experiment, sizeof s->experiment, "%s", r->x.name);
     snprintf(s->phase, sizeof s->phase, "%s", phase_name(r->phase));
-    if (done < t->rate_steps || t->paused || t->finished) {
-        /* a new phase or a stop: start a new window */
-        t->rate_steps = done;
-        t->rate_t = now;
-        if (t->paused || t->finished)
-            s->steps_per_s = 0;
-    } else if (now - t->rate_t >= 0.5) {
-        s->steps_per_s = (double)(done - t->rate_steps) / (now - t->rate_t);
-        t->rate_steps = done;
-        t->rate_t = now;
+    snprintf(s->branch, sizeof s->branch, "%s", r->branch);
+    if (s->followed != t->followed) {
+        s->followed = t->followed;
+        s->n_hist = 0;
+        s->generation++;
     }
+    s->steps_per_s = f->steps_per_s;
     s->step = r->step;
     s->total_steps = r->total_steps;
     s->steps_per_epoch = r->steps_per_epoch;
@@ -146,180 +281,197 @@ static void publish(Trainer *t, const char *message)
     if (r->phase != PHASE_DONE)
         rate = r->lr_override ? r->lr_value : schedule_lr(&r->sched, r->step);
     s->lr = rate;
-    s->state = state_of(t);
+    s->state = state_of(t, f);
     if (message)
         snprintf(s->message, sizeof s->message, "%s", message);
-    if (r->history.n > s->cap_hist) {
-        int cap = r->history.n + 64;
-        EvalRecord *v = realloc(s->hist, sizeof *v * (size_t)cap);
-        if (v) {
-            s->hist = v;
-            s->cap_hist = cap;
-        }
-    }
-    if (r->history.n <= s->cap_hist) {
-        if (r->history.n > s->n_hist)
-            memcpy(s->hist + s->n_hist, r->history.v + s->n_hist,
-                   sizeof *s->hist * (size_t)(r->history.n - s->n_hist));
-        s->n_hist = r->history.n;
-    }
-    s->n_groups = r->model.n_groups < SNAP_GROUPS ? r->model.n_groups : SNAP_GROUPS;
+    copy_history(&s->hist, &s->n_hist, &s->cap_hist, &r->history);
+    s->n_groups = n_groups;
     for (int g = 0; g < s->n_groups; g++) {
         const ParamGroup *pg = &r->model.groups[g];
         snprintf(s->groups[g].name, sizeof s->groups[g].name, "%s", pg->name);
         s->groups[g].trainable = pg->trainable;
         s->groups[g].lr = pg->trainable ? rate * pg->lr_scale : 0;
+        s->groups[g].drift = f->drift[g];
+    }
+    s->n_branches = t->n_br;
+    for (int i = 0; i < t->n_br; i++) {
+        const Branch *b = t->br[i];
+        SnapBranch *sb = &s->branches[i];
+        snprintf(sb->name, sizeof sb->name, "%s", b->run.branch);
+        snprintf(sb->parent, sizeof sb->parent, "%s", b->parent);
+        sb->fork_step = b->fork_step;
+        sb->state = state_of(t, b);
+        snprintf(sb->phase, sizeof sb->phase, "%s", phase_name(b->run.phase));
+        sb->step = b->run.step;
+        sb->total_steps = b->run.total_steps;
+        sb->original_weight = b->run.x.stop.original_weight;
+        copy_history(&sb->hist, &sb->n_hist, &sb->cap_hist, &b->run.history);
     }
     s->version++;
     pthread_mutex_unlock(&t->lock);
 }
 
-/* Records a command in events.jsonl with its step (best effort: a failed
- * write is logged). */
-static void record(Trainer *t, const char *command, json_t *extra)
+/* Records a command of the followed branch in its events.jsonl (best
+ * effort: a failed write is logged). */
+static void record(Branch *b, const char *command, json_t *extra)
 {
-    Run *r = &t->run;
     MnError e;
-    json_t *ev = json_pack("{s:I, s:s, s:s, s:s}", "step", (json_int_t)r->step,
-                           "phase", phase_name(r->phase), "source", "ui",
-                           "command", command);
-    if (!ev) {
+    if (b->run.events.f && run_record(&b->run, "ui", command, extra, &e) < 0)
+        branch_logf(b, "warning: events.jsonl: %s", e.msg);
+    else if (!b->run.events.f)
         json_decref(extra);
-        return;
-    }
-    if (extra) {
-        json_object_update(ev, extra);
-        json_decref(extra);
-    }
-    if (r->events.f && events_write(&r->events, ev, &e) < 0)
-        post_logf(t, "warning: events.jsonl: %s", e.msg);
-    else if (!r->events.f)
-        json_decref(ev);
 }
 
 /* name: NULL for the step's own checkpoint, else a name already reduced
  * to [A-Za-z0-9_-], written as tag-NAME-step-N. */
-static void checkpoint_now(Trainer *t, const char *why, const char *name)
+static int checkpoint_now(Branch *b, const char *why, const char *name)
 {
     MnError e;
     char tag[200];
+    Run *r = &b->run;
     if (name && *name)
-        snprintf(tag, sizeof tag, "tag-%.128s-step-%ld", name, t->run.step);
-    if (run_checkpoint(&t->run, name && *name ? tag : NULL, &e) < 0)
-        post_logf(t, "error: checkpoint failed: %s", e.msg);
-    else if (name && *name)
-        post_logf(t, "%s: checkpoint %s at %s step %ld", why, tag,
-                  phase_name(t->run.phase), t->run.step);
+        snprintf(tag, sizeof tag, "tag-%.128s-step-%ld", name, r->step);
+    if (run_checkpoint(r, name && *name ? tag : NULL, &e) < 0) {
+        branch_logf(b, "error: checkpoint failed: %s", e.msg);
+        return -1;
+    }
+    if (name && *name)
+        branch_logf(b, "%s: checkpoint %s at %s step %ld", why, tag, phase_name(r->phase), r->step);
     else
-        post_logf(t, "%s: checkpoint at %s step %ld", why,
-                 phase_name(t->run.phase), t->run.step);
+        branch_logf(b, "%s: checkpoint at %s step %ld", why, phase_name(r->phase), r->step);
+    return 0;
 }
 
-/* :set policy.NAME VALUE: the value is parsed to the parameter's type by
- * the policy; every refusal goes to the log as an error. */
-static void set_policy(Trainer *t, const char *name, const char *text)
+/* A hand change through the run's own command (validated, applied and
+ * recorded there); a refusal goes to the log as an error. */
+static void hand_change(Branch *b, const Command *c)
 {
-    Run *r = &t->run;
+    Run *r = &b->run;
     MnError e;
-    if (!r->policy) {
-        post_logf(t, "error: set policy.%s: this run has no policy (finetune.policy)", name);
+    char msg[256];
+    int rc = -1;
+    switch (c->kind) {
+    case CMD_SET_LR:
+        rc = run_set_lr(r, c->value, "ui", msg, sizeof msg, &e);
+        break;
+    case CMD_SET_EWC:
+        rc = run_set_ewc(r, c->value, "ui", msg, sizeof msg, &e);
+        break;
+    case CMD_FREEZE:
+    case CMD_UNFREEZE:
+        rc = run_set_frozen(r, c->arg, c->kind == CMD_FREEZE, "ui", msg, sizeof msg, &e);
+        break;
+    case CMD_SET_POLICY:
+        rc = run_set_policy_param(r, c->arg, c->text, "ui", msg, sizeof msg, &e);
+        break;
+    default:
         return;
     }
-    if (policy_set_param(r->policy, name, text, &e) < 0) {
-        post_logf(t, "error: set policy.%s: %s", name, e.msg);
-        return;
-    }
-    char key[160];
-    snprintf(key, sizeof key, "policy.%s", name);
-    record(t, "set", json_pack("{s:s, s:s}", "set", key, "to", text));
-    post_logf(t, "set policy.%s %s from step %ld", name, text, r->step);
-}
-
-static void set_lr(Trainer *t, double v)
-{
-    Run *r = &t->run;
-    MnError e;
-    char assign[64];
-    Experiment *copy = malloc(sizeof *copy);
-    if (!copy)
-        return;
-    *copy = r->x;
-    snprintf(assign, sizeof assign, "finetune.lr=%.9g", v);
-    if (experiment_set(copy, assign, &e) < 0) {
-        post_logf(t, "error: set: %s", e.msg);
-        free(copy);
-        return;
-    }
-    free(copy);
-    double from = r->x.finetune.recipe.lr;
-    r->x.finetune.recipe.lr = v;
-    if (r->phase == PHASE_FINETUNE) {
-        /* The schedule keeps its shape around the new peak; a rate a
-         * policy pinned is replaced outright. */
-        if (r->lr_override)
-            r->lr_value = v;
-        r->sched.peak = (float)v;
-    }
-    record(t, "set", json_pack("{s:s, s:f, s:f}", "set", "finetune.lr", "from", from, "to", v));
-    post_logf(t, "set finetune.lr %.3g (was %.3g) from step %ld", v, from, r->step);
-}
-
-static void set_ewc(Trainer *t, double v)
-{
-    Run *r = &t->run;
-    if (r->phase != PHASE_FINETUNE || !r->fisher) {
-        /* The Fisher belongs to the weights fine-tuning started from. */
-        post_log(t, "error: set ewc.lambda: this run has no Fisher; give finetune.ewc.lambda "
-                    "in the experiment to compute one at the start of fine-tuning");
-        return;
-    }
-    double from = r->ewc_lambda;
-    r->ewc_lambda = v;
-    record(t, "set", json_pack("{s:s, s:f, s:f}", "set", "ewc.lambda", "from", from, "to", v));
-    post_logf(t, "set ewc.lambda %.4g (was %.4g) from step %ld", v, from, r->step);
-}
-
-/* :freeze / :unfreeze PARTS: the encoder's parts, as finetune.freeze.parts
- * names them; the original head stays frozen whatever is asked. */
-static void set_frozen(Trainer *t, const char *parts, int frozen)
-{
-    Run *r = &t->run;
-    Model *m = &r->model;
-    unsigned char pick[MODEL_MAX_LAYERS + 2];
-    char why[256];
-    if (parts_parse(parts, m->cfg.layers, pick, why, sizeof why) < 0) {
-        post_logf(t, "error: %s: %s", frozen ? "freeze" : "unfreeze", why);
-        return;
-    }
-    for (int g = 0; g <= m->cfg.layers + 1; g++)
-        if (pick[g])
-            m->groups[g].trainable = !frozen;
-    record(t, frozen ? "freeze" : "unfreeze", json_pack("{s:s}", "parts", parts));
-    post_logf(t, "%s %s from step %ld", frozen ? "froze" : "unfroze", parts, r->step);
+    if (rc < 0)
+        branch_logf(b, "error: %s", e.msg);
+    else
+        branch_log(b, msg);
 }
 
 /* An evaluation off the schedule: logged, not added to the history (the
  * metrics stay those of the experiment's own evaluations). */
-static void evaluate_now(Trainer *t)
+static void evaluate_now(Branch *b)
 {
-    Run *r = &t->run;
-    if (r->phase == PHASE_DONE || t->failed) {
-        post_log(t, "evaluate: the run has ended");
+    Run *r = &b->run;
+    if (r->phase == PHASE_DONE || b->failed) {
+        branch_log(b, "evaluate: the run has ended");
         return;
     }
-    record(t, "evaluate", NULL);
+    record(b, "evaluate", NULL);
     TaskScore o = run_evaluate(r, TASK_ORIGINAL, 0);
     if (r->phase == PHASE_FINETUNE) {
         TaskScore n = run_evaluate(r, TASK_NEW, 0);
-        post_logf(t, "evaluate now at step %ld: new %.3f (loss %.3f)  original %.3f (loss %.3f)",
-                  r->step, n.acc, n.loss, o.acc, o.loss);
+        branch_logf(b, "evaluate now at step %ld: new %.3f (loss %.3f)  original %.3f (loss %.3f)",
+                    r->step, n.acc, n.loss, o.acc, o.loss);
     } else
-        post_logf(t, "evaluate now at %s step %ld: original %.3f (loss %.3f)",
-                  phase_name(r->phase), r->step, o.acc, o.loss);
+        branch_logf(b, "evaluate now at %s step %ld: original %.3f (loss %.3f)",
+                    phase_name(r->phase), r->step, o.acc, o.loss);
 }
 
-/* Applies the queued commands. Trainer thread; takes the lock only to
- * empty the queue. */
+/* :fork NAME [@STEP] KEY=VALUE…: the new branch runs at once, beside its
+ * parent; the UI goes on following the parent. */
+static void fork_branch(Trainer *t, Branch *parent, const Command *c)
+{
+    MnError e;
+    char text[sizeof c->text], dir[4400], ck[4400];
+    const char *sets[64];
+    long step = parent->run.step;
+    snprintf(text, sizeof text, "%s", c->text);
+    int n = branch_split_overrides(text, sets, 64);
+    Branch *b = branch_new(t, &e);
+    RunHooks h;
+    int rc = b ? 0 : -1;
+    if (rc == 0) {
+        h = hooks_for(b);
+        if (c->value < 0)
+            rc = run_fork(&parent->run, c->arg, sets, n, "ui", &h, &b->run, dir, sizeof dir, &e);
+        else if ((rc = branch_find_checkpoint(parent->run.dir, (long)c->value, ck, sizeof ck,
+                                              &step, &e)) == 0)
+            rc = branch_create(parent->run.dir, ck, c->arg, sets, n, "ui", &h, &b->run, dir,
+                               sizeof dir, &e);
+    }
+    if (rc < 0) {
+        branch_logf(parent, "error: fork %s: %s", c->arg, e.msg);
+        free(b);
+        return;
+    }
+    json_t *ov = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(ov, json_string(sets[i]));
+    record(parent, "fork", json_pack("{s:s, s:I, s:o}", "branch", c->arg, "at", (json_int_t)step,
+                                     "overrides", ov));
+    adopt(t, b, parent->run.branch, step, 0);
+    branch_logf(parent, "forked %s at step %ld into %s (Tab follows it)", c->arg, step, dir);
+}
+
+/* A policy's run:fork made a branch folder: it runs beside its parent. */
+static void hook_branch(void *ctx, const Run *r, const char *dir)
+{
+    Branch *parent = ctx, *b;
+    Trainer *t = parent->t;
+    MnError e;
+    if (!(b = branch_new(t, &e))) {
+        branch_logf(parent, "the branch in %s is not opened here: %s", dir, e.msg);
+        return;
+    }
+    RunHooks h = hooks_for(b);
+    if (run_resume(&b->run, dir, &h, &e) < 0) {
+        branch_logf(parent, "error: opening the branch in %s: %s", dir, e.msg);
+        run_free(&b->run);
+        free(b);
+        return;
+    }
+    adopt(t, b, r->branch, r->step, 0);
+}
+
+static void follow(Trainer *t, const Command *c)
+{
+    int i = (int)c->value;
+    if (c->arg[0]) {
+        for (i = 0; i < t->n_br && strcmp(t->br[i]->run.branch, c->arg) != 0; i++)
+            ;
+        if (i == t->n_br) {
+            post_logf(t, "error: follow: no branch named %s", c->arg);
+            return;
+        }
+    } else if (i < 0)
+        i = (t->followed + 1) % t->n_br;
+    if (i >= t->n_br) {
+        post_logf(t, "error: follow: there is no branch %d", i + 1);
+        return;
+    }
+    t->followed = i;
+    if (t->n_br > 1)
+        post_logf(t, "following branch %s", t->br[i]->run.branch);
+}
+
+/* Applies the queued commands to the followed branch. Trainer thread;
+ * takes the lock only to empty the queue. */
 static void apply_commands(Trainer *t)
 {
     Command q[QUEUE_MAX];
@@ -331,54 +483,62 @@ static void apply_commands(Trainer *t)
     t->n_queue = 0;
     pthread_mutex_unlock(&t->lock);
     for (int i = 0; i < n; i++) {
+        Branch *b = t->br[t->followed];
         switch (q[i].kind) {
         case CMD_PAUSE:
-            if (t->finished || t->failed)
+            if (b->finished || b->failed)
                 break;
-            t->paused = !t->paused;
-            record(t, t->paused ? "pause" : "resume", NULL);
-            post_log(t, t->paused ? "paused" : "resumed");
+            b->paused = !b->paused;
+            record(b, b->paused ? "pause" : "resume", NULL);
+            branch_log(b, b->paused ? "paused" : "resumed");
+            /* a pause may be the end of the session: nothing is lost */
+            if (b->paused)
+                checkpoint_now(b, "pause", NULL);
             break;
         case CMD_CHECKPOINT:
-            if (t->finished || t->failed)
-                post_log(t, "checkpoint: the run has ended");
+            if (b->finished || b->failed)
+                branch_log(b, "checkpoint: the run has ended");
             else {
-                record(t, "checkpoint",
-                       q[i].arg[0] ? json_pack("{s:s}", "name", q[i].arg) : NULL);
-                checkpoint_now(t, "checkpoint", q[i].arg);
+                record(b, "checkpoint", q[i].arg[0] ? json_pack("{s:s}", "name", q[i].arg) : NULL);
+                checkpoint_now(b, "checkpoint", q[i].arg);
             }
             break;
         case CMD_RELOAD:
-            if (!t->run.policy)
-                post_log(t, "reload: this run has no policy");
+            if (!b->run.policy)
+                branch_log(b, "reload: this run has no policy");
             else {
-                record(t, "reload", NULL);
-                if (run_policy_reload(&t->run, &e) == 0)
-                    post_log(t, "policy reloaded");
+                record(b, "reload", NULL);
+                if (run_policy_reload(&b->run, &e) == 0)
+                    branch_log(b, "policy reloaded");
                 else
-                    post_logf(t, "error: reload: %s", e.msg);
+                    branch_logf(b, "error: reload: %s", e.msg);
             }
             break;
         case CMD_SET_LR:
-            set_lr(t, q[i].value);
-            break;
         case CMD_SET_EWC:
-            set_ewc(t, q[i].value);
-            break;
         case CMD_FREEZE:
         case CMD_UNFREEZE:
-            set_frozen(t, q[i].arg, q[i].kind == CMD_FREEZE);
+        case CMD_SET_POLICY:
+            hand_change(b, &q[i]);
             break;
         case CMD_EVALUATE:
-            evaluate_now(t);
+            evaluate_now(b);
             break;
-        case CMD_SET_POLICY:
-            set_policy(t, q[i].arg, q[i].text);
+        case CMD_FORK:
+            fork_branch(t, b, &q[i]);
+            break;
+        case CMD_FOLLOW:
+            follow(t, &q[i]);
             break;
         case CMD_QUIT:
-            if (!t->quit && !t->finished && !t->failed) {
-                record(t, "quit", NULL);
-                checkpoint_now(t, "quit", NULL);
+            /* Every branch keeps its work: a checkpoint each. */
+            for (int k = 0; k < t->n_br && !t->quit; k++) {
+                Branch *c = t->br[k];
+                if (!c->finished && !c->failed) {
+                    record(c, "quit", NULL);
+                    if (checkpoint_now(c, "quit", NULL) < 0)
+                        t->lost = 1;
+                }
             }
             t->quit = 1;
             break;
@@ -386,16 +546,46 @@ static void apply_commands(Trainer *t)
     }
 }
 
+/* One step of branch b and what follows from its outcome. */
+static void step_branch(Trainer *t, Branch *b)
+{
+    MnError e;
+    int rc = run_step(&b->run, &e);
+    const char *message = NULL;
+    if (rc < 0) {
+        b->failed = 1;
+        branch_logf(b, "error: %s", e.msg);
+        message = e.msg;
+    } else if (rc == 1) {
+        b->finished = 1;
+        branch_log(b, "the run has finished");
+        message = "finished";
+    } else if (rc == 2) {
+        b->paused = 1;
+        branch_logf(b, "paused: %s", b->run.pause_reason);
+        message = b->run.pause_reason;
+        if (!b->run.checkpoint_due)
+            checkpoint_now(b, "pause", NULL);
+    }
+    publish(t, b == t->br[t->followed] ? message : NULL);
+}
+
 static void *trainer_main(void *arg)
 {
     Trainer *t = arg;
-    MnError e;
     publish(t, NULL);
     while (!t->quit) {
         apply_commands(t);
         if (t->quit)
             break;
-        if (t->paused || t->finished || t->failed) {
+        /* Live branches take a step each in turn; paused ones cost nothing. */
+        int pick = -1;
+        for (int k = 0; k < t->n_br && pick < 0; k++) {
+            int i = (t->turn + k) % t->n_br;
+            if (live(t->br[i]))
+                pick = i;
+        }
+        if (pick < 0) {
             publish(t, NULL);
             pthread_mutex_lock(&t->lock);
             while (t->n_queue == 0)
@@ -403,30 +593,63 @@ static void *trainer_main(void *arg)
             pthread_mutex_unlock(&t->lock);
             continue;
         }
-        int rc = run_step(&t->run, &e);
-        if (rc < 0) {
-            t->failed = 1;
-            post_logf(t, "error: %s", e.msg);
-            publish(t, e.msg);
-        } else if (rc == 1) {
-            t->finished = 1;
-            post_log(t, "the run has finished");
-            publish(t, "finished");
-        } else if (rc == 2) {
-            t->paused = 1;
-            post_logf(t, "paused: %s", t->run.pause_reason);
-            publish(t, t->run.pause_reason);
-        } else
-            publish(t, NULL);
+        t->turn = pick + 1;
+        step_branch(t, t->br[pick]);
     }
     publish(t, NULL);
     return NULL;
 }
 
-Trainer *trainer_start(const Experiment *x, const char *out_dir, MnError *e)
+/* A resumed run's branches come back paused, for comparing and steering. */
+static void open_branches(Trainer *t)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/branches", t->br[0]->run.dir);
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    for (struct dirent *de; (de = readdir(d)) && t->n_br < SNAP_BRANCHES;) {
+        char dir[4500];
+        MnError e;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(dir, sizeof dir, "%s/%s", path, de->d_name);
+        Branch *b = branch_new(t, &e);
+        if (!b)
+            break;
+        RunHooks h = hooks_for(b);
+        if (run_resume(&b->run, dir, &h, &e) < 0) {
+            post_logf(t, "branch %s not opened: %s", de->d_name, e.msg);
+            run_free(&b->run);
+            free(b);
+            continue;
+        }
+        char info[4600];
+        snprintf(info, sizeof info, "%s/branch.json", dir);
+        json_error_t je;
+        json_t *o = json_load_file(info, 0, &je);
+        const char *parent = json_string_value(json_object_get(o, "parent"));
+        adopt(t, b, parent ? parent : "main", (long)json_integer_value(json_object_get(o, "step")), 1);
+        json_decref(o);
+    }
+    closedir(d);
+}
+
+static void trainer_free(Trainer *t)
+{
+    for (int i = 0; i < t->n_br; i++)
+        branch_free(t->br[i]);
+    snapshot_free(&t->snap);
+    pthread_cond_destroy(&t->wake);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+/* Creates the run (x set) or resumes the one in dir (x NULL; the run's
+ * experiment into x_out), then starts the thread. */
+static Trainer *start(const Experiment *x, const char *dir, Experiment *x_out, MnError *e)
 {
     Trainer *t = calloc(1, sizeof *t);
-    RunHooks hooks;
     sigset_t all, old;
     if (!t) {
         mn_fail(e, "out of memory");
@@ -434,19 +657,30 @@ Trainer *trainer_start(const Experiment *x, const char *out_dir, MnError *e)
     }
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->wake, NULL);
-    hooks.on_eval = hook_eval;
-    hooks.on_log = hook_log;
-    hooks.ctx = t;
-    blas_set_threads(x->threads);
-    if (run_create(&t->run, x, out_dir, &hooks, e) < 0) {
-        run_free(&t->run);
-        snapshot_free(&t->snap);
-        pthread_cond_destroy(&t->wake);
-        pthread_mutex_destroy(&t->lock);
-        free(t);
+    Branch *b = branch_new(t, e);
+    if (!b) {
+        trainer_free(t);
         return NULL;
     }
-    t->rate_t = now_s();
+    RunHooks h = hooks_for(b);
+    t->br[t->n_br++] = b;
+    if (x)
+        blas_set_threads(x->threads);
+    if ((x ? run_create(&b->run, x, dir, &h, e) : run_resume(&b->run, dir, &h, e)) < 0) {
+        trainer_free(t);
+        return NULL;
+    }
+    b->rate_steps = b->run.step;   /* a resumed run's steps are not this window's */
+    if (!x) {
+        blas_set_threads(b->run.x.threads);
+        if (b->run.phase == PHASE_DONE) {
+            b->finished = 1;
+            post_log(t, "this run has already finished");
+        } else
+            post_logf(t, "resumed at %s step %ld", phase_name(b->run.phase), b->run.step);
+        *x_out = b->run.x;
+        open_branches(t);
+    }
     /* The thread inherits the mask: signals go to the frontend's thread. */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -454,12 +688,20 @@ Trainer *trainer_start(const Experiment *x, const char *out_dir, MnError *e)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         mn_fail(e, "cannot start the trainer thread");
-        run_free(&t->run);
-        snapshot_free(&t->snap);
-        free(t);
+        trainer_free(t);
         return NULL;
     }
     return t;
+}
+
+Trainer *trainer_start(const Experiment *x, const char *out_dir, MnError *e)
+{
+    return start(x, out_dir, NULL, e);
+}
+
+Trainer *trainer_resume(const char *run_dir, Experiment *x, MnError *e)
+{
+    return start(NULL, run_dir, x, e);
 }
 
 void trainer_post(Trainer *t, const Command *c)
@@ -476,6 +718,27 @@ void trainer_log(Trainer *t, const char *line)
     post_log(t, line);
 }
 
+/* Copies src's history into dst past what dst has seen (a new generation
+ * starts over). */
+static void copy_snap_history(EvalRecord **dst, int *n, int *cap, const EvalRecord *src,
+                              int src_n, int have)
+{
+    if (*cap < src_n) {
+        EvalRecord *v = realloc(*dst, sizeof *v * (size_t)(src_n + 64));
+        if (!v) {
+            *n = have < *cap ? have : *cap;
+            return;
+        }
+        *dst = v;
+        *cap = src_n + 64;
+    }
+    if (have > src_n)
+        have = 0;
+    if (src_n > have)
+        memcpy(*dst + have, src + have, sizeof *src * (size_t)(src_n - have));
+    *n = src_n;
+}
+
 int trainer_snapshot(Trainer *t, Snapshot *out)
 {
     int copied = 0;
@@ -483,23 +746,23 @@ int trainer_snapshot(Trainer *t, Snapshot *out)
     const Snapshot *s = &t->snap;
     if (s->version != out->version) {
         EvalRecord *hist = out->hist;
-        int cap = out->cap_hist;
-        if (cap < s->n_hist) {
-            EvalRecord *v = realloc(hist, sizeof *v * (size_t)s->cap_hist);
-            if (v) {
-                hist = v;
-                cap = s->cap_hist;
-            }
-        }
-        /* the history only grows: copy what out has not seen */
-        int have = out->n_hist <= s->n_hist ? out->n_hist : 0;
+        int cap = out->cap_hist, have = out->generation == s->generation ? out->n_hist : 0;
+        SnapBranch keep[SNAP_BRANCHES];
+        memcpy(keep, out->branches, sizeof keep);
         *out = *s;
         out->hist = hist;
         out->cap_hist = cap;
-        if (out->n_hist > cap)
-            out->n_hist = cap;
-        if (out->n_hist > have)
-            memcpy(out->hist + have, s->hist + have, sizeof *hist * (size_t)(out->n_hist - have));
+        copy_snap_history(&out->hist, &out->n_hist, &out->cap_hist, s->hist, s->n_hist, have);
+        for (int i = 0; i < SNAP_BRANCHES; i++) {
+            SnapBranch *o = &out->branches[i];
+            o->hist = keep[i].hist;
+            o->cap_hist = keep[i].cap_hist;
+            if (i < s->n_branches)
+                copy_snap_history(&o->hist, &o->n_hist, &o->cap_hist, s->branches[i].hist,
+                                  s->branches[i].n_hist, keep[i].n_hist);
+            else
+                o->n_hist = 0;
+        }
         copied = 1;
     }
     pthread_mutex_unlock(&t->lock);
@@ -509,14 +772,12 @@ int trainer_snapshot(Trainer *t, Snapshot *out)
 int trainer_stop(Trainer *t)
 {
     Command q = { CMD_QUIT, 0, "", "" };
-    int failed;
+    int failed = 0;
     trainer_post(t, &q);
     pthread_join(t->thread, NULL);
-    failed = t->failed;
-    run_free(&t->run);
-    snapshot_free(&t->snap);
-    pthread_cond_destroy(&t->wake);
-    pthread_mutex_destroy(&t->lock);
-    free(t);
+    for (int i = 0; i < t->n_br; i++)
+        failed |= t->br[i]->failed;
+    failed |= t->lost;
+    trainer_free(t);
     return failed ? 1 : 0;
 }

@@ -29,7 +29,11 @@ typedef enum {
     CMD_UNFREEZE,              /* unfreeze them */
     CMD_EVALUATE,              /* evaluate now, into the log only */
     CMD_SET_POLICY,            /* policy parameter arg = text */
-    CMD_QUIT                   /* checkpoint (unless finished), then stop */
+    CMD_QUIT,                  /* checkpoint (unless finished), then stop */
+    CMD_FORK,                  /* arg: the branch name; text: "KEY=VALUE …";
+                                * value: the step to fork at, < 0 = now */
+    CMD_FOLLOW                 /* arg: the branch's name; "" and value < 0:
+                                * the next one, else value: its index */
 } CommandKind;
 
 typedef struct {
@@ -49,7 +53,25 @@ typedef struct {
     char name[48];
     int trainable;
     double lr;                 /* effective: current rate · lr_scale */
+    double drift;              /* ||θ − θ_base|| / ||θ_base|| of the group,
+                                * refreshed at most every 0.5 s and at each
+                                * evaluation; negative when unknown */
 } SnapGroup;
+
+#define SNAP_BRANCHES 8
+
+/* One branch of the family, for the branch list and the compare view. */
+typedef struct {
+    char name[64];             /* "main" for the run itself */
+    char parent[64];
+    long fork_step;            /* -1 for main */
+    TrainerState state;
+    char phase[16];
+    long step, total_steps;
+    double original_weight;    /* stop.original_weight: the combined metric */
+    EvalRecord *hist;          /* owned by the snapshot; only grows */
+    int n_hist, cap_hist;
+} SnapBranch;
 
 typedef struct {
     unsigned long version;     /* bumped on every publish */
@@ -68,6 +90,12 @@ typedef struct {
     int n_groups;
     SnapGroup groups[SNAP_GROUPS];
 
+    char branch[64];           /* the branch followed (and steered) */
+    int followed;              /* its index in branches */
+    unsigned long generation;  /* bumped when hist starts over (Tab) */
+    int n_branches;
+    SnapBranch branches[SNAP_BRANCHES];
+
     unsigned long n_logged;    /* lines ever logged (anchors scrolling) */
     int n_log;                 /* lines kept, oldest first */
     char log[SNAP_LOG][SNAP_LINE];
@@ -83,6 +111,15 @@ typedef struct Trainer Trainer;
  * thread starts) and starts training on a new thread. Signals are blocked
  * on the trainer thread. */
 Trainer *trainer_start(const Experiment *x, const char *out_dir, MnError *e);
+/* The header fields, history and groups are those of the followed
+ * branch. Commands steer the followed branch; CMD_FORK and CMD_FOLLOW
+ * change the family. Live branches take steps in turn. */
+
+/* Continues the run in run_dir (run_resume) on a new thread, its branches
+ * (branches/) loaded paused; x gets the
+ * run's experiment (for the frontend's settings) before the thread starts.
+ * A finished run is shown as finished. */
+Trainer *trainer_resume(const char *run_dir, Experiment *x, MnError *e);
 /* Queues a command; applied before the next step. */
 void trainer_post(Trainer *t, const Command *c);
 /* Adds a line (time-stamped) to the snapshot's log. */
@@ -90,8 +127,9 @@ void trainer_log(Trainer *t, const char *line);
 /* Copies the snapshot into out if its version differs from out->version;
  * returns 1 when it copied. Holds the lock only for the copy. */
 int trainer_snapshot(Trainer *t, Snapshot *out);
-/* Asks the thread to quit (checkpointing first unless finished), joins it
- * and frees everything. Returns 0, or 1 when the run had failed. */
+/* Asks the thread to quit (checkpointing every branch first unless
+ * finished), joins it and frees everything. Returns 0, or 1 when a branch
+ * had failed or a checkpoint at quit could not be written. */
 int trainer_stop(Trainer *t);
 
 #endif

@@ -33,8 +33,11 @@ jq -c 'del(.elapsed_s)' "$TMP/gu/metrics.jsonl" >"$TMP/m1"
 jq -c 'del(.elapsed_s)' "$TMP/gu2/metrics.jsonl" >"$TMP/m2"
 cmp -s "$TMP/m1" "$TMP/m2"
 ok $? "resumed with a policy: metrics equal the uninterrupted run's"
-cmp -s "$TMP/gu/events.jsonl" "$TMP/gu2/events.jsonl"
+grep -v '"command":"restart"' "$TMP/gu2/events.jsonl" | cmp -s "$TMP/gu/events.jsonl" -
 ok $? "and events.jsonl too, without a duplicate line ($(wc -l <"$TMP/gu2/events.jsonl") events)"
+jq -se 'map(select(.command == "restart")) | length == 1 and .[0].step == 100 and .[0].source == "run"' \
+    "$TMP/gu2/events.jsonl" >/dev/null
+ok $? "the resume is recorded once, at the step it continued from"
 
 # a runtime error pauses with file:line; a fix and a resume go on
 cat >"$TMP/broken.lua" <<'LUA'

@@ -282,6 +282,32 @@ static void test_keys(void)
     ok(lr && sched, "key info gives type, default and choices");
 }
 
+/* ui.theme: a shipped theme's name or a readable path; where the theme
+ * is missing, the error names the file, the line and the key. */
+static void test_theme(void)
+{
+    Experiment x;
+    ok(load(TASKS, NULL, 0, &x) == 0 && strcmp(x.ui.theme, "default") == 0,
+       "ui.theme defaults to \"default\" (%s)", x.ui.theme);
+    ok(load(TASKS "ui = { theme = \"light\"; };\n", NULL, 0, &x) == 0 &&
+       strcmp(x.ui.theme, "light") == 0, "ui.theme = \"light\" loads (%s)", e.msg);
+    ok(load(TASKS, SET1("ui.theme=mono"), 1, &x) == 0 && strcmp(x.ui.theme, "mono") == 0,
+       "--set ui.theme=mono (%s)", e.msg);
+    ERR("an unknown theme", TASKS "ui = {\n  theme = \"neon\";\n};\n", "exp.cfg:4:", "ui.theme",
+        "no theme named \"neon\" (looked for themes/neon.theme");
+    expect_error("--set an unknown theme", TASKS, SET1("ui.theme=neon"), 1, "--set ui.theme:",
+                 "ui.theme", "no theme named \"neon\"");
+    ERR("a theme path that is not there", TASKS "ui = { theme = \"/nonexistent/x.theme\"; };\n",
+        "exp.cfg:3:", "ui.theme", "cannot read theme file /nonexistent/x.theme");
+    const char *mine = put("mine.theme", "new = { fg = \"red\"; };\n");
+    char set[PATH_MAX + 64];
+    snprintf(set, sizeof set, "ui.theme=\"%s\"", mine);
+    ok(load(TASKS, SET1(set), 1, &x) == 0 && strcmp(x.ui.theme, mine) == 0,
+       "ui.theme: a path to a theme file (%s)", e.msg);
+    ERR("a theme that is not a string", TASKS "ui = { theme = 3; };\n", "exp.cfg:3:", "ui.theme",
+        "expected a string");
+}
+
 /* Every field but path and dir (where the file was read from). */
 static int same_task(const TaskSource *a, const TaskSource *b)
 {
@@ -450,6 +476,7 @@ int main(void)
     test_set();
     test_defaults();
     test_keys();
+    test_theme();
     test_round_trip();
     test_paths();
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

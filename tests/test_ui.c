@@ -8,6 +8,7 @@
 
 #include "tap.h"
 #include "trainer.h"
+#include "ui/branches.h"
 #include "ui/canvas.h"
 #include "ui/command.h"
 #include "ui/screen.h"
@@ -86,12 +87,20 @@ static void test_braille(void)
     raster_free(&r);
 }
 
+/* The rows tile the screen; the loss panel, when there is one, fills the
+ * rest of the plot's row (wide) or of the layers' row (medium). */
 static int tiles(const Layout *l, int w, int h)
 {
-    return l->header.y == 0 && l->header.h == 1 && l->plot.y == 1 &&
-           l->plot.y + l->plot.h == l->layers.y && l->layers.y + l->layers.h == l->log.y &&
-           l->log.y + l->log.h == h - 1 && l->footer.y == h - 1 &&
-           l->plot.w == w && l->layers.w == w && l->log.w == w && l->footer.w == w;
+    int rows = l->header.y == 0 && l->header.h == 1 && l->plot.y == 1 &&
+               l->plot.y + l->plot.h == l->layers.y && l->layers.y + l->layers.h == l->log.y &&
+               l->log.y + l->log.h == h - 1 && l->footer.y == h - 1 &&
+               l->log.w == w && l->footer.w == w;
+    if (l->loss.w == 0)
+        return rows && l->plot.w == w && l->layers.w == w;
+    const Rect *beside = l->loss.y == l->plot.y ? &l->plot : &l->layers;
+    const Rect *full = beside == &l->plot ? &l->layers : &l->plot;
+    return rows && full->w == w && beside->x == 0 && l->loss.x == beside->w &&
+           beside->w + l->loss.w == w && l->loss.y == beside->y && l->loss.h == beside->h;
 }
 
 static void test_layout(void)
@@ -110,6 +119,32 @@ static void test_layout(void)
     ok(!l.too_small && l.layers.h < 12 && l.plot.h >= 6, "80x24 with 30 groups: the layer panel is capped (%d rows)", l.layers.h);
     ok(layout_for(59, 24, 5).too_small && layout_for(80, 15, 5).too_small && layout_for(0, 0, 5).too_small,
        "below 60x16: too small");
+
+    /* narrow: no loss panel; medium: beside the layers; wide: beside the plot */
+    l = layout_for(80, 24, 5);
+    ok(l.loss.w == 0 && l.plot.w == 80 && l.layers.w == 80, "80x24: no loss panel, the plot full width");
+    l = layout_for(SCREEN_LOSS_W - 1, 30, 5);
+    ok(l.loss.w == 0, "%dx30: no loss panel yet", SCREEN_LOSS_W - 1);
+    l = layout_for(100, 30, 5);
+    ok(l.loss.w > 0 && l.loss.y == l.layers.y && l.loss.h == l.layers.h && l.plot.w == 100 &&
+       l.layers.w >= 60, "100x30: the loss panel right of the layers (%d + %d columns)",
+       l.layers.w, l.loss.w);
+    l = layout_for(SCREEN_WIDE_W - 1, 40, 5);
+    ok(l.loss.y == l.layers.y && l.plot.w == SCREEN_WIDE_W - 1, "%dx40: still below the plot",
+       SCREEN_WIDE_W - 1);
+    static const int wide[][2] = { { 160, 40 }, { 200, 50 }, { 240, 24 } };
+    for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
+        int w = wide[i][0], h = wide[i][1];
+        l = layout_for(w, h, 5);
+        ok(!l.too_small && tiles(&l, w, h) && l.loss.y == l.plot.y && l.loss.h == l.plot.h &&
+           l.layers.w == w && l.plot.w >= w / 2 && l.loss.w >= 40,
+           "%dx%d: the loss panel beside the plot, as tall (plot %d + loss %d columns), the layers full width",
+           w, h, l.plot.w, l.loss.w);
+    }
+    l = layout_for(160, 40, 5);
+    Layout m = layout_for(159, 40, 5);
+    ok(l.loss.h > m.loss.h && l.plot.h == m.plot.h,
+       "wide: the loss panel gets the plot's height (%d rows, not %d)", l.loss.h, m.loss.h);
 }
 
 static int canvas_has(const Canvas *c, const char *text)
@@ -155,7 +190,75 @@ static void fake_snapshot(Snapshot *s)
     snprintf(s->groups[2].name, sizeof s->groups[2].name, "classifier.new");
     s->groups[2].trainable = 1;
     s->groups[2].lr = 2e-5;
+    s->groups[0].drift = 0;
+    s->groups[1].drift = 0.0312;
+    s->groups[2].drift = 1.25;
     snapshot_log(s, "12:00:00 eval finetune step 100");
+}
+
+/* Drift since the base: a column of the per-layer panel when known and
+ * when there is room; the loss panel where the layout puts one. */
+static void test_drift_and_loss(void)
+{
+    Snapshot s;
+    Canvas c;
+    ScreenOptions o = { VIEW_ACCURACY, NULL, NULL, 0, 0 };
+    fake_snapshot(&s);
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    int top = canvas_has(&c, "┌ learning rate per layer");
+    char row[1024];
+    if (top)
+        canvas_row(&c, top - 1, row, sizeof row);
+    ok(top && strstr(row, " drift ") != NULL, "80x24: the layer panel's border names the drift column");
+    ok(canvas_has(&c, "1.2e-05   0.0312") && canvas_has(&c, "2.0e-05   1.2500"),
+       "each trainable group: its rate, then its drift");
+    ok(canvas_has(&c, "frozen") && canvas_has(&c, "0.0000"), "a frozen group shows its drift too");
+    ok(!canvas_has(&c, "training loss"), "80x24: no loss panel");
+    canvas_free(&c);
+
+    for (int g = 0; g < s.n_groups; g++)
+        s.groups[g].drift = -1;
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    ok(!canvas_has(&c, " drift ") && !canvas_has(&c, "0.0312"), "drift unknown (before fine-tuning): no column");
+    canvas_free(&c);
+    s.groups[1].drift = 0.0312;
+
+    canvas_init(&c, 60, 24, 1);
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "1.2e-05   0.0312"), "60 columns, the narrowest: rate and drift still fit");
+    canvas_free(&c);
+
+    canvas_init(&c, 100, 30, 1);
+    screen_draw(&c, &s, &o);
+    int loss = canvas_has(&c, "┌ training loss");
+    int layers = canvas_has(&c, "┌ learning rate per layer");
+    double smooth = 0;
+    for (int i = 2; i < 8; i++)
+        smooth = i > 2 ? 0.7 * smooth + 0.3 * s.hist[i].train_loss : s.hist[i].train_loss;
+    char want[64];
+    snprintf(want, sizeof want, "training loss %.3f", smooth);
+    ok(loss && loss == layers && canvas_has(&c, want),
+       "100x30: the loss panel beside the layers, titled with the smoothed loss (%s)", want);
+    int train = 0;
+    for (int i = 0; i < c.w * c.h; i++)
+        train += c.cells[i].ch > 0x2800 && c.cells[i].ch <= 0x28FF && c.cells[i].el == EL_TRAIN;
+    ok(train > 3, "the training loss is drawn in the loss panel (%d cells)", train);
+    canvas_free(&c);
+
+    canvas_init(&c, 170, 40, 1);
+    screen_draw(&c, &s, &o);
+    loss = canvas_has(&c, "┌ training loss");
+    int plot = canvas_has(&c, "┌ accuracy");
+    ok(loss && loss == plot && canvas_has(&c, "original ━━  baseline ┄┄ ┐┌ training loss"),
+       "170x40: the loss panel beside the plot, the legend still in the plot's border");
+    layers = canvas_has(&c, "┌ learning rate per layer");
+    canvas_row(&c, layers - 1, row, sizeof row);
+    ok(layers > plot && strstr(row, "┐") != NULL && !strstr(row, "┌ training"),
+       "170x40: the layers below, full width");
+    canvas_free(&c);
+    snapshot_free(&s);
 }
 
 static void test_screen(void)
@@ -167,13 +270,13 @@ static void test_screen(void)
 
     canvas_init(&c, 80, 24, 1);
     screen_draw(&c, &s, &o);
-    ok(canvas_has(&c, "mneme · tiny · finetune · step 120/400 · epoch 6.00") == 1 &&
+    ok(canvas_has(&c, " tiny · main · finetune · step 120/400 · epoch 6.00") == 1 &&
        canvas_has(&c, "41.5 steps/s") == 1, "the header is the first row");
     ok(canvas_has(&c, "new ━━") && canvas_has(&c, "original ━━"), "the legend names both curves");
     ok(canvas_has(&c, "crossover @60 (new 0.74, original 0.71)") > 0,
        "the crossover is marked with its step and both accuracies");
     ok(canvas_has(&c, "1.0") && canvas_has(&c, "0.0") && canvas_has(&c, " 400"), "axis labels: accuracy and step");
-    ok(canvas_has(&c, "embeddings           ░ frozen") > 0, "a frozen group reads frozen");
+    ok(canvas_has(&c, "embeddings     ░ frozen") > 0, "a frozen group reads frozen");
     ok(canvas_has(&c, "▇ 2.0e-05") > 0 && canvas_has(&c, "1.2e-05") > 0, "trainable groups: a bar and the rate");
     ok(canvas_has(&c, "eval finetune step 100") > 0, "the log panel shows the log");
     ok(canvas_has(&c, "q quit") == 24, "the footer is the last row");
@@ -190,7 +293,7 @@ static void test_screen(void)
     int ascii = 1;
     for (int i = 0; i < c.w * c.h; i++)
         ascii &= c.cells[i].ch < 0x80;
-    ok(ascii && canvas_has(&c, "mneme | tiny") && canvas_has(&c, "new ==") &&
+    ok(ascii && canvas_has(&c, " tiny | main | finetune") && canvas_has(&c, "new ==") &&
        canvas_has(&c, "X crossover @60"), "without UTF-8 everything is ASCII");
     canvas_free(&c);
 
@@ -398,12 +501,98 @@ static void test_commands(void)
     ok(command_complete(line, sizeof line) == 0 && strcmp(line, "xyz") == 0, "tab: nothing to complete");
 }
 
+/* :fork, :follow and :compare; the branch list and the compare view. */
+static void test_branches(void)
+{
+    UiCommand uc;
+    char err[256];
+    ok(command_parse("fork lower finetune.lr=1e-5 ewc.lambda=8000", &uc, err, sizeof err) == 0 &&
+       uc.cmd.kind == CMD_FORK && strcmp(uc.cmd.arg, "lower") == 0 && uc.cmd.value < 0 &&
+       strcmp(uc.cmd.text, "finetune.lr=1e-5 ewc.lambda=8000") == 0, "fork NAME KEY=VALUE...: now");
+    ok(command_parse("fork early @40", &uc, err, sizeof err) == 0 && uc.cmd.kind == CMD_FORK &&
+       uc.cmd.value == 40 && uc.cmd.text[0] == 0, "fork NAME @STEP: from that checkpoint");
+    ok(command_parse("fork", &uc, err, sizeof err) < 0 && strstr(err, "usage: fork NAME"), "fork without a name: %s", err);
+    ok(command_parse("fork a/b", &uc, err, sizeof err) < 0 && strstr(err, "letters, digits"), "a bad name: %s", err);
+    ok(command_parse("fork main", &uc, err, sizeof err) < 0, "main cannot be forked into");
+    ok(command_parse("fork x lr", &uc, err, sizeof err) < 0 && strstr(err, "expected KEY=VALUE"),
+       "an override without '=': %s", err);
+    ok(command_parse("fork x @-3", &uc, err, sizeof err) < 0 && strstr(err, "@STEP"), "a bad step: %s", err);
+    ok(command_parse("follow lower", &uc, err, sizeof err) == 0 && uc.cmd.kind == CMD_FOLLOW &&
+       strcmp(uc.cmd.arg, "lower") == 0, "follow NAME");
+    ok(command_parse("follow", &uc, err, sizeof err) < 0, "follow needs a name");
+    ok(command_parse("compare", &uc, err, sizeof err) == 0 && uc.kind == UC_COMPARE, "compare toggles the view");
+
+    Snapshot s;
+    Canvas c;
+    fake_snapshot(&s);
+    s.n_branches = 2;
+    s.followed = 1;
+    snprintf(s.branch, sizeof s.branch, "lower");
+    for (int b = 0; b < 2; b++) {
+        SnapBranch *sb = &s.branches[b];
+        snprintf(sb->name, sizeof sb->name, "%s", b ? "lower" : "main");
+        snprintf(sb->parent, sizeof sb->parent, "%s", b ? "main" : "");
+        sb->fork_step = b ? 40 : -1;
+        sb->state = b ? TS_RUNNING : TS_PAUSED;
+        snprintf(sb->phase, sizeof sb->phase, "finetune");
+        sb->step = 120;
+        sb->total_steps = 400;
+        sb->original_weight = 1;
+        sb->n_hist = sb->cap_hist = s.n_hist;
+        sb->hist = calloc((size_t)s.n_hist, sizeof *sb->hist);
+        memcpy(sb->hist, s.hist, sizeof *sb->hist * (size_t)s.n_hist);
+        /* the branch forgets less: a lower original loss at the end */
+        for (int i = 0; i < sb->n_hist; i++) {
+            sb->hist[i].new_task.loss = 0.3;
+            sb->hist[i].original.loss = b ? 0.4 : 0.9;
+            if (b && sb->hist[i].step > 40)
+                sb->hist[i].original.acc = 0.9;
+        }
+    }
+    BranchFigures f;
+    branch_figures(&s.branches[1], &f);
+    ok(f.has && f.step == 100 && near(f.original_acc, 0.9) && near(f.forgetting, 0.05) &&
+       near(f.combined, 0.7) && f.crossover == 60, "a branch's figures: last evaluation, forgetting, combined");
+    ok(branch_best(&s) == 1, "the best trade-off is the lowest combined metric");
+
+    ScreenOptions o = { VIEW_ACCURACY, NULL, NULL, 0, 0 };
+    canvas_init(&c, 100, 30, 1);
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "tiny · lower · finetune") == 1, "the header names the followed branch");
+    int list = canvas_has(&c, "branches (Tab");
+    ok(list > 0 && canvas_has(&c, "main                          paused") == list + 1 &&
+       canvas_has(&c, "lower            main@40      running") == list + 2,
+       "the branch list: each branch's state, parent and fork step (row %d)", list);
+    o.view = VIEW_COMPARE;
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "compare branches") == 2, "v: the compare view takes the plot's place");
+    int table = canvas_has(&c, "branch           forked from");
+    char row[512];
+    canvas_row(&c, table, row, sizeof row);
+    int main_row = strstr(row, "  main ") != NULL;
+    canvas_row(&c, table + 1, row, sizeof row);
+    ok(table > 0 && main_row && strstr(row, "* lower            main@40") && strstr(row, "0.900") &&
+       strstr(row, "0.7000"), "the table: every branch's figures, the best marked: %s", row);
+    int colours[2] = { 0, 0 }, fork_mark = 0;
+    for (int i = 0; i < c.w * c.h; i++) {
+        for (int b = 0; b < 2; b++)
+            colours[b] += c.cells[i].ch >= 0x2800 && c.cells[i].ch <= 0x28FF && c.cells[i].el == branch_element(b);
+        fork_mark += c.cells[i].ch == 0x2442 && c.cells[i].el == branch_element(1);
+    }
+    ok(colours[0] > 5 && colours[1] > 5, "each branch's curves in its own colour (%d, %d cells)", colours[0], colours[1]);
+    ok(fork_mark == 1, "the fork point is marked on the step axis");
+    canvas_free(&c);
+    snapshot_free(&s);
+}
+
 int main(void)
 {
     test_commands();
+    test_branches();
     test_axes();
     test_braille();
     test_layout();
+    test_drift_and_loss();
     test_screen();
     test_themes();
     test_log_scroll();

@@ -25,26 +25,7 @@ if ! command -v tmux >/dev/null 2>&1; then
     exit
 fi
 
-SOCK="mneme-ui-$$"
-T() { tmux -L "$SOCK" -f /dev/null "$@"; }
-trap 'T kill-server >/dev/null 2>&1; rm -rf "$TMP"' EXIT INT TERM
-export LC_ALL=C.UTF-8
-
-# wait_until SECONDS COMMAND...: polls the pane until COMMAND (run on the
-# capture, left in $TMP/pane) succeeds or the deadline passes
-wait_until() {
-    end=$(( $(date +%s) + $1 )); shift
-    while :; do
-        T capture-pane -p -t ui >"$TMP/pane" 2>/dev/null
-        "$@" && return 0
-        [ "$(date +%s)" -ge "$end" ] && return 1
-        sleep 0.2
-    done
-}
-# wait_for SECONDS TEXT: until the pane shows TEXT
-wait_for() { wait_until "$1" grep -qF -- "$2" "$TMP/pane"; }
-# the step in the header of the last capture
-header_step() { head -1 "$TMP/pane" | sed -n 's/.*step \([0-9]*\)\/.*/\1/p'; }
+. "$MNEME_SRCDIR/tests/tmux.sh"
 # in the finetune phase, past step 60 (so a few evaluations are drawn),
 # with one in the log (the log scrolls fast: any evaluation will do)
 evaluated() {
@@ -68,8 +49,8 @@ wait_until 30 evaluated
 ok $? "evaluations of the finetune phase show in the log"
 [ $? = 0 ] || { diag "pane:"; sed 's/^/#   /' "$TMP/pane"; }
 head -1 "$TMP/pane" >"$TMP/header"
-ok $(grep -q "mneme · tiny · finetune · step [0-9]*/[0-9]* · epoch" "$TMP/header" && grep -q "steps/s" "$TMP/header"; echo $?) \
-   "header: experiment, phase, step/total, epoch, steps/s ($(cat "$TMP/header"))"
+ok $(grep -q "mneme · tiny · main · finetune · step [0-9]*/[0-9]* · epoch" "$TMP/header" && grep -q "steps/s" "$TMP/header"; echo $?) \
+   "header: experiment, branch, phase, step/total, epoch, steps/s ($(cat "$TMP/header"))"
 ok $(grep -q "running" "$TMP/header"; echo $?) "header: state running"
 ok $(grep -q "accuracy" "$TMP/pane" && grep -qF "new ━━" "$TMP/pane" && grep -qF "original ━━" "$TMP/pane"; echo $?) \
    "the accuracy plot has both curves' legend"
@@ -179,10 +160,46 @@ ok $(jq -se "map(select(.source==\"ui\" and .set==\"finetune.lr\" and .step==$s1
       "$TMP/run/events.jsonl" >/dev/null; echo $?) \
    "and the :set, at step $s1 ($(grep finetune.lr "$TMP/run/events.jsonl"))"
 ok $(grep -q "run --resume" "$TMP/stderr"; echo $?) "it says how to continue ($(tail -1 "$TMP/stderr"))"
-"$MNEME" run --resume "$TMP/run" --quiet --stop-after 45 >/dev/null 2>&1
+"$MNEME" run --resume "$TMP/run" --quiet --stop-after 45 >/dev/null 2>"$TMP/stderr.h"
 lr_after=$(jq -s "map(select(.phase==\"finetune\" and .step > $s1)) | .[0].lr" "$TMP/run/metrics.jsonl")
 ok $(awk -v a="$lr_after" 'BEGIN { exit !(a != "null" && a + 0 <= 1e-5) }'; echo $?) \
    "the rate set by hand stands after --resume ($lr_after)"
+
+# mneme --resume DIR: the workbench on the same run, on a wide terminal
+# (the loss panel beside the plot, drift in the per-layer panel); the step
+# goes on from the last checkpoint, and metrics.jsonl never has a step twice
+n=$(sed -n 's/.* at finetune step \([0-9]*\);.*/\1/p' "$TMP/stderr.h")
+cat >"$TMP/pane3.sh" <<SH
+"$MNEME" --resume "$TMP/run" 2>"$TMP/stderr3r"
+echo "mneme-exit=\$?"
+exec sleep 600
+SH
+T kill-session -t ui
+T new-session -d -s ui -x 170 -y 40 "sh $TMP/pane3.sh"
+wait_for 30 "resumed at finetune step $n"
+ok $? "mneme --resume: the workbench resumes the run at finetune step $n"
+[ -n "$n" ] || diag "no step in: $(cat "$TMP/stderr.h")"
+past() { [ "$(header_step)" -gt "$n" ] 2>/dev/null && grep -q "eval finetune step" "$TMP/pane"; }
+wait_until 30 past
+ok $? "and trains on from there (header: $(head -1 "$TMP/pane" | sed 's/  */ /g'))"
+ok $(grep -q "^┌ accuracy.*┐┌ training loss" "$TMP/pane"; echo $?) \
+   "170 columns: the loss panel beside the plot"
+ok $(grep -q "learning rate per layer.* drift " "$TMP/pane" &&
+     grep -q "layer\.0 .*[0-9]e-0[0-9] *[0-9]\.[0-9][0-9][0-9][0-9]" "$TMP/pane"; echo $?) \
+   "the per-layer panel shows each part's drift since the base"
+[ $? = 0 ] || { diag "pane:"; sed 's/^/#   /' "$TMP/pane"; }
+T send-keys -t ui q
+wait_for 15 "quit? checkpoint and quit: y / n"
+T send-keys -t ui y
+wait_for 30 "mneme-exit="
+ok $(grep -q "mneme-exit=0" "$TMP/pane"; echo $?) "q, y: the resumed workbench exits 0"
+ok $(jq -se 'map(select(.phase != null and .step != null)) | group_by([.branch, .phase, .step])
+              | map(select(length > 1)) | length == 0' "$TMP/run/metrics.jsonl" >/dev/null; echo $?) \
+   "metrics.jsonl has no step twice after two resumes"
+last=$(jq -s 'map(select(.phase=="finetune")) | .[-1].step' "$TMP/run/metrics.jsonl")
+ok $([ "$last" -gt "$n" ] 2>/dev/null; echo $?) "and goes past step $n ($last)"
+"$MNEME" --resume "$TMP/nonesuch" >/dev/null 2>"$TMP/err" </dev/null
+ok $([ $? = 2 ]; echo $?) "mneme --resume without a terminal: exit 2 ($(tail -1 "$TMP/err"))"
 
 # SIGTERM: a checkpoint, exit 1, the terminal given back
 cat >"$TMP/pane2.sh" <<SH

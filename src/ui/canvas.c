@@ -1,6 +1,7 @@
 #include "ui/canvas.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -279,4 +280,40 @@ void raster_blit(const Raster *r, Canvas *c, int x, int y)
                        c->utf8 ? braille_of(r->dots[i]) : (uint32_t)ascii_of(r->dots[i]),
                        (Element)r->el[i]);
         }
+}
+
+void axes_labels(Canvas *c, Rect p, int label_w, const Axis *xa, const Axis *ya)
+{
+    /* two decimals only where the ticks need them (0.25, …) */
+    int decimals = fabs(ya->step * 10 - lround(ya->step * 10)) > 1e-6 ? 2 : 1;
+    for (double v = ya->lo; v <= ya->hi + 1e-9; v += ya->step) {
+        char lab[16];
+        snprintf(lab, sizeof lab, "%4.*f", decimals, v);
+        canvas_text(c, p.x - label_w, p.y + p.h - 1 - axis_pixel(ya, v, p.h), label_w - 1, lab, EL_AXIS);
+    }
+    for (double v = xa->lo; v <= xa->hi + 1e-9; v += xa->step) {
+        char lab[24];
+        int col = p.x + axis_pixel(xa, v, p.w);
+        int len = snprintf(lab, sizeof lab, "%.0f", v);
+        if (col + len > p.x + p.w)
+            col = p.x + p.w - len;
+        canvas_text(c, col, p.y + p.h, len, lab, EL_AXIS);
+    }
+}
+
+void pen_to(Raster *r, Pen *p, int x, int y, int gap, Element el)
+{
+    if (!p->have)
+        raster_dot(r, x, y, el);
+    else if (gap <= 1)
+        raster_line(r, p->x, p->y, x, y, el);
+    else {
+        int dx = x - p->x, dy = y - p->y;
+        int n = abs(dx) > abs(dy) ? abs(dx) : abs(dy);
+        for (int k = 0; k <= n; k += gap)
+            raster_dot(r, n ? p->x + dx * k / n : x, n ? p->y + dy * k / n : y, el);
+    }
+    p->have = 1;
+    p->x = x;
+    p->y = y;
 }

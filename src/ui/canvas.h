@@ -15,6 +15,7 @@ typedef enum {
     EL_NEW, EL_ORIGINAL, EL_BASELINE, EL_CROSSOVER,
     EL_BAR, EL_FROZEN, EL_LOG, EL_WARN, EL_ERROR, EL_FOOTER, EL_PAUSED,
     EL_TRAIN,
+    EL_BRANCH0, EL_BRANCH1, EL_BRANCH2, EL_BRANCH3, EL_BRANCH4, EL_BRANCH5,
     EL_COUNT
 } Element;
 
@@ -57,6 +58,9 @@ typedef struct {
 Axis axis_nice(double lo, double hi, int max_ticks);
 /* Position of v on an axis of n pixels: 0 at lo, n-1 at hi, clamped. */
 int axis_pixel(const Axis *a, double v, int n);
+/* Tick labels of a plot area p (in cells): y values in the label_w cells
+ * left of it, steps on the row below it. */
+void axes_labels(Canvas *c, Rect p, int label_w, const Axis *xa, const Axis *ya);
 
 /* ---- dot raster ---- */
 
@@ -71,6 +75,12 @@ void raster_free(Raster *r);
 /* Dot (x, y), y = 0 at the top; outside is ignored. */
 void raster_dot(Raster *r, int x, int y, Element el);
 void raster_line(Raster *r, int x0, int y0, int x1, int y1, Element el);
+/* A curve drawn point by point: joined by lines, or by dots every gap
+ * pixels (gap > 1: a dotted curve). Start with a zeroed Pen. */
+typedef struct {
+    int have, x, y;
+} Pen;
+void pen_to(Raster *r, Pen *p, int x, int y, int gap, Element el);
 /* The braille code point of a cell's dots (U+2800 + bits). */
 uint32_t braille_of(uint8_t bits);
 /* The ASCII stand-in for a cell's dots, by the rows they fill: ' ' none,

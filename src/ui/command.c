@@ -18,6 +18,9 @@ const CommandInfo command_table[] = {
     { "reload", "", "load the policy file again" },
     { "loss", "", "toggle the loss and accuracy views" },
     { "theme", "NAME", "switch the theme (default, light, mono or a path)" },
+    { "fork", "NAME [@STEP] [KEY=VALUE]...", "branch the run (now, or at a checkpoint's step) with other settings" },
+    { "follow", "NAME", "follow and steer another branch (Tab: the next)" },
+    { "compare", "", "toggle the view of every branch's curves and figures" },
     { "quit", "", "checkpoint and quit" },
 };
 const int command_count = (int)(sizeof command_table / sizeof command_table[0]);
@@ -27,6 +30,7 @@ static const char *const completions[] = {
     "set finetune.lr ", "set ewc.lambda ", "set policy.", "freeze ", "unfreeze all", "checkpoint", "eval",
     "pause", "reload", "loss",
     "theme default", "theme light", "theme mono", "quit",
+    "fork ", "follow ", "compare",
 };
 
 /* Splits off the next blank-separated word into w (capacity n). */
@@ -70,6 +74,56 @@ static void rest_after_two(const char *line, char *out, size_t n)
     snprintf(out, n, "%.*s", (int)len, s);
 }
 
+/* fork NAME [@STEP] [KEY=VALUE]...: the name and the overrides' form are
+ * checked here; the keys and values by the run, which says what it
+ * refused in the log. */
+static int parse_fork(const char *line, UiCommand *out, char *err, size_t n)
+{
+    char w[128];
+    size_t used = 0;
+    const char *s = word(word(line, w, sizeof w), w, sizeof w);
+    if (!w[0]) {
+        snprintf(err, n, "usage: fork NAME [@STEP] [KEY=VALUE]..., e.g. fork lower-lr finetune.lr=1e-5");
+        return -1;
+    }
+    for (const char *c = w; *c; c++)
+        if ((!isalnum((unsigned char)*c) && *c != '-' && *c != '_' && *c != '.') || w[0] == '.') {
+            snprintf(err, n, "fork: '%.60s': a branch name is letters, digits, '-', '_' and '.'", w);
+            return -1;
+        }
+    if (strlen(w) > 48 || strcmp(w, "main") == 0) {
+        snprintf(err, n, "fork: '%.60s' cannot name a branch", w);
+        return -1;
+    }
+    out->cmd.kind = CMD_FORK;
+    out->cmd.value = -1;
+    snprintf(out->cmd.arg, sizeof out->cmd.arg, "%s", w);
+    for (s = word(s, w, sizeof w); w[0]; s = word(s, w, sizeof w)) {
+        if (w[0] == '@') {
+            char *end;
+            long step = strtol(w + 1, &end, 10);
+            if (*end || end == w + 1 || step < 0) {
+                snprintf(err, n, "fork: '%.60s': expected @STEP, a step with a checkpoint", w);
+                return -1;
+            }
+            out->cmd.value = (double)step;
+            continue;
+        }
+        const char *eq = strchr(w, '=');
+        if (!eq || eq == w || !eq[1]) {
+            snprintf(err, n, "fork: '%.60s': expected KEY=VALUE, e.g. finetune.lr=1e-5", w);
+            return -1;
+        }
+        if (used + strlen(w) + 2 > sizeof out->cmd.text) {
+            snprintf(err, n, "fork: too many overrides for one line");
+            return -1;
+        }
+        used += (size_t)snprintf(out->cmd.text + used, sizeof out->cmd.text - used, "%s%s",
+                                 used ? " " : "", w);
+    }
+    return 0;
+}
+
 int command_parse(const char *line, UiCommand *out, char *err, size_t n)
 {
     char name[64], a1[128], a2[128], extra[16];
@@ -80,7 +134,7 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
     memset(out, 0, sizeof *out);
     out->kind = UC_TRAINER;
     if (!name[0]) {
-        snprintf(err, n, "type a command: set, freeze, unfreeze, checkpoint, eval, pause, reload, loss, theme, quit");
+        snprintf(err, n, "type a command: set, freeze, unfreeze, checkpoint, eval, pause, reload, loss, theme, fork, follow, compare, quit");
         return -1;
     }
     int known = 0;
@@ -144,6 +198,18 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
         snprintf(out->cmd.arg, sizeof out->cmd.arg, "%s", rest);
         return 0;
     }
+    if (strcmp(name, "fork") == 0)
+        return parse_fork(line, out, err, n);
+    if (strcmp(name, "follow") == 0) {
+        if (!a1[0] || a2[0]) {
+            snprintf(err, n, "usage: follow NAME (a branch's name, or main)");
+            return -1;
+        }
+        out->cmd.kind = CMD_FOLLOW;
+        out->cmd.value = -1;
+        snprintf(out->cmd.arg, sizeof out->cmd.arg, "%s", a1);
+        return 0;
+    }
     if (strcmp(name, "theme") == 0) {
         if (!a1[0] || a2[0]) {
             snprintf(err, n, "usage: theme NAME (default, light, mono or a path)");
@@ -168,6 +234,8 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
     }
     if (strcmp(name, "loss") == 0)
         out->kind = UC_VIEW;
+    else if (strcmp(name, "compare") == 0)
+        out->kind = UC_COMPARE;
     else
         out->cmd.kind = strcmp(name, "checkpoint") == 0 ? CMD_CHECKPOINT
                         : strcmp(name, "eval") == 0     ? CMD_EVALUATE

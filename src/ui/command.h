@@ -10,7 +10,8 @@
 typedef enum {
     UC_TRAINER,                /* post cmd to the trainer */
     UC_THEME,                  /* switch to theme arg */
-    UC_VIEW                    /* toggle loss/accuracy */
+    UC_VIEW,                   /* toggle loss/accuracy */
+    UC_COMPARE                 /* toggle the compare view */
 } UiCommandKind;
 
 typedef struct {

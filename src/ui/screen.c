@@ -1,5 +1,6 @@
 #include "ui/screen.h"
 
+#include "ui/branches.h"
 #include "ui/command.h"
 
 #include <math.h>
@@ -26,6 +27,16 @@ Layout layout_for(int w, int h, int n_groups)
     l.layers = (Rect){ 0, 1 + plot_h, w, layers_h };
     l.log = (Rect){ 0, 1 + plot_h + layers_h, w, log_h };
     l.footer = (Rect){ 0, h - 1, w, 1 };
+    if (w >= SCREEN_WIDE_W) {
+        /* the plot keeps the room it needs to read; the loss takes a third */
+        int loss_w = w / 3;
+        l.plot.w = w - loss_w;
+        l.loss = (Rect){ l.plot.w, l.plot.y, loss_w, l.plot.h };
+    } else if (w >= SCREEN_LOSS_W) {
+        int loss_w = w * 2 / 5;
+        l.layers.w = w - loss_w;
+        l.loss = (Rect){ l.layers.w, l.layers.y, loss_w, l.layers.h };
+    }
     return l;
 }
 
@@ -60,13 +71,15 @@ static void draw_header(Canvas *c, Rect r, const Snapshot *s)
         long left = (long)((double)(s->total_steps - s->step) / s->steps_per_s);
         snprintf(eta, sizeof eta, "%sETA %ld:%02ld", sep, left / 60, left % 60);
     }
-    /* the less important parts go first when the line does not fit */
+    /* the less important parts go first when the line does not fit: the
+     * ETA, the program's name, the epoch */
     for (int drop = 0; drop < 4; drop++) {
         char ep[32] = "";
-        if (drop < 2)
+        if (drop < 3)
             snprintf(ep, sizeof ep, "%sepoch %.2f", sep, epoch);
-        snprintf(line, sizeof line, "%s%s%s%s%s%sstep %ld/%ld%s%s%s%s%s%.1f steps/s%s",
-                 drop < 3 ? " mneme" : "", drop < 3 ? sep : " ", s->experiment, sep,
+        snprintf(line, sizeof line, "%s%s%s%s%s%s%s%sstep %ld/%ld%s%s%s%s%s%.1f steps/s%s",
+                 drop < 2 ? " mneme" : "", drop < 2 ? sep : " ", s->experiment, sep,
+                 s->branch[0] ? s->branch : "main", sep,
                  s->phase, sep, s->step, s->total_steps, ep, sep, mark,
                  trainer_state_name(s->state), sep, s->steps_per_s, drop < 1 ? eta : "");
         if (text_width(line) <= r.w)
@@ -199,21 +212,7 @@ static void draw_plot(Canvas *c, Rect r, const Snapshot *s, const ScreenOptions 
                         pw / 14 > 1 ? pw / 14 : 1);
     xa.lo = 0;
 
-    /* labels */
-    for (double v = ya.lo; v <= ya.hi + 1e-9; v += ya.step) {
-        char lab[16];
-        int row = py + ph - 1 - axis_pixel(&ya, v, ph);
-        snprintf(lab, sizeof lab, "%4.*f", fabs(ya.step * 10 - lround(ya.step * 10)) > 1e-6 ? 2 : 1, v);
-        canvas_text(c, r.x + 1, row, label_w - 1, lab, EL_AXIS);
-    }
-    for (double v = xa.lo; v <= xa.hi + 1e-9; v += xa.step) {
-        char lab[24];
-        int col = px + axis_pixel(&xa, v, pw);
-        int len = snprintf(lab, sizeof lab, "%.0f", v);
-        if (col + len > px + pw)
-            col = px + pw - len;
-        canvas_text(c, col, py + ph, len, lab, EL_AXIS);
-    }
+    axes_labels(c, (Rect){ px, py, pw, ph }, label_w, &xa, &ya);
 
     if (n == 0) {
         const char *wait = "waiting for the first evaluation";
@@ -248,7 +247,8 @@ static void draw_plot(Canvas *c, Rect r, const Snapshot *s, const ScreenOptions 
             raster_dot(&ras, x, y, EL_BASELINE);
     }
     for (int k = 2; k >= 0; k--) {
-        int have = 0, lx = 0, ly = 0;
+        int have = 0;
+        Pen pen = { 0, 0, 0 };
         double smooth = 0;
         Element el = k == 2 ? EL_TRAIN : k ? EL_NEW : EL_ORIGINAL;
         for (int i = 0; i < s->n_hist; i++) {
@@ -259,14 +259,8 @@ static void draw_plot(Canvas *c, Rect r, const Snapshot *s, const ScreenOptions 
             /* the training loss is noisy: an exponential moving average */
             smooth = have && k == 2 ? 0.7 * smooth + 0.3 * v : v;
             int x = axis_pixel(&xa, (double)e->step, dw);
-            int y = dh - 1 - axis_pixel(&ya, smooth, dh);
-            if (have)
-                raster_line(&ras, lx, ly, x, y, el);
-            else
-                raster_dot(&ras, x, y, el);
+            pen_to(&ras, &pen, x, dh - 1 - axis_pixel(&ya, smooth, dh), 1, el);
             have = 1;
-            lx = x;
-            ly = y;
         }
     }
     raster_blit(&ras, c, px, py);
@@ -286,26 +280,47 @@ static void draw_plot(Canvas *c, Rect r, const Snapshot *s, const ScreenOptions 
 
 /* ---- layers ---- */
 
+/* Each group: name, a bar of its rate against the highest, the rate, and
+ * (when there is room and it is known) its drift since the base. */
 static void draw_layers(Canvas *c, Rect r, const Snapshot *s)
 {
     canvas_box(c, r, "learning rate per layer", EL_BORDER);
-    int rows = r.h - 2, name_w = 20, num_w = 9;
-    int bar_w = r.w - 2 - 1 - name_w - 1 - num_w - 1;
-    if (bar_w > 40)
-        bar_w = 40;
+    int rows = r.h - 2, name_w = 8, num_w = 9, drift_w = 0;
+    int known = 0;
     double max = 0;
-    for (int g = 0; g < s->n_groups; g++)
+    for (int g = 0; g < s->n_groups; g++) {
+        int len = text_width(s->groups[g].name);
+        name_w = len > name_w ? len : name_w;
+        known |= s->groups[g].drift >= 0;
         if (s->groups[g].trainable && s->groups[g].lr > max)
             max = s->groups[g].lr;
+    }
+    if (name_w > 20)
+        name_w = 20;
+    /* the drift column only when the bar keeps at least 8 cells */
+    int inner = r.w - 2 - 1 - name_w - 1 - num_w - 1;
+    if (known && inner - 8 >= 8)
+        drift_w = 8;
+    int bar_w = inner - (drift_w ? drift_w + 1 : 0);
+    if (bar_w > 40)
+        bar_w = 40;
+    int drift_x = r.x + 2 + name_w + 1 + bar_w + 1 + num_w + 1;
+    if (drift_w)
+        canvas_text(c, drift_x, r.y, -1, " drift ", EL_TITLE);
     int shown = s->n_groups <= rows ? s->n_groups : rows - 1;
     for (int g = 0; g < shown; g++) {
         const SnapGroup *sg = &s->groups[g];
         int y = r.y + 1 + g, x = r.x + 2;
         canvas_text(c, x, y, name_w, sg->name, EL_NORMAL);
         x += name_w + 1;
+        if (drift_w && sg->drift >= 0) {
+            char num[32];
+            snprintf(num, sizeof num, "%.4f", sg->drift);
+            canvas_text(c, drift_x, y, drift_w, num, EL_NORMAL);
+        }
         if (!sg->trainable) {
             canvas_put(c, x, y, c->utf8 ? 0x2591 : '-', EL_FROZEN);
-            canvas_text(c, x + 2, y, -1, "frozen", EL_FROZEN);
+            canvas_text(c, x + 2, y, bar_w + num_w - 1, "frozen", EL_FROZEN);
             continue;
         }
         int len = max > 0 ? (int)lround(sg->lr / max * bar_w) : 0;
@@ -322,6 +337,64 @@ static void draw_layers(Canvas *c, Rect r, const Snapshot *s)
         snprintf(more, sizeof more, "... %d more", s->n_groups - shown);
         canvas_text(c, r.x + 2, r.y + 1 + shown, r.w - 4, more, EL_AXIS);
     }
+}
+
+/* ---- loss ---- */
+
+/* The training loss of this phase (the mean since each evaluation),
+ * smoothed, against step; the latest value in the title. */
+static void draw_loss(Canvas *c, Rect r, const Snapshot *s)
+{
+    const char *phase = plot_phase(s);
+    const int label_w = 5;
+    double hi = -INFINITY, smooth = 0, last = NAN;
+    int n = 0;
+    for (int i = 0; i < s->n_hist; i++) {
+        const EvalRecord *e = &s->hist[i];
+        if (strcmp(e->phase, phase) != 0 || !e->has_train_loss)
+            continue;
+        smooth = n ? 0.7 * smooth + 0.3 * e->train_loss : e->train_loss;
+        hi = smooth > hi ? smooth : hi;
+        last = smooth;
+        n++;
+    }
+    char title[64];
+    if (n)
+        snprintf(title, sizeof title, "training loss %.3f", last);
+    else
+        snprintf(title, sizeof title, "training loss");
+    canvas_box(c, r, title, EL_BORDER);
+    int px = r.x + 1 + label_w, py = r.y + 1, pw = r.w - 2 - label_w, ph = r.h - 2;
+    if (pw < 4 || ph < 2)
+        return;
+    if (n == 0) {
+        canvas_text(c, px, py + ph / 2, pw, "no training loss yet", EL_AXIS);
+        return;
+    }
+    Axis ya = axis_nice(0, hi, ph > 6 ? 4 : 1);
+    Axis xa = { 0, s->total_steps > 0 ? (double)s->total_steps : 1, 1 };
+    char lab[16];
+    snprintf(lab, sizeof lab, "%4.*f", ya.hi < 10 ? 1 : 0, ya.hi);
+    canvas_text(c, r.x + 1, py, label_w - 1, lab, EL_AXIS);
+    snprintf(lab, sizeof lab, "%4.*f", ya.hi < 10 ? 1 : 0, ya.lo);
+    canvas_text(c, r.x + 1, py + ph - 1, label_w - 1, lab, EL_AXIS);
+    Raster ras;
+    if (raster_init(&ras, pw, ph) < 0)
+        return;
+    int dw = 2 * pw, dh = 4 * ph, have = 0;
+    Pen pen = { 0, 0, 0 };
+    smooth = 0;
+    for (int i = 0; i < s->n_hist; i++) {
+        const EvalRecord *e = &s->hist[i];
+        if (strcmp(e->phase, phase) != 0 || !e->has_train_loss)
+            continue;
+        smooth = have ? 0.7 * smooth + 0.3 * e->train_loss : e->train_loss;
+        int x = axis_pixel(&xa, (double)e->step, dw);
+        pen_to(&ras, &pen, x, dh - 1 - axis_pixel(&ya, smooth, dh), 1, EL_TRAIN);
+        have = 1;
+    }
+    raster_blit(&ras, c, px, py);
+    raster_free(&ras);
 }
 
 /* ---- log ---- */
@@ -371,6 +444,9 @@ static const struct {
     { "e", "evaluate both tasks now" },
     { "r", "reload the policy file" },
     { "l", "toggle the loss and accuracy views" },
+    { "v", "compare every branch's curves and figures" },
+    { "f", "fork the run here (name and KEY=VALUE overrides)" },
+    { "Tab", "follow and steer the next branch" },
     { ":", "type a command (tab completes, up/down: history)" },
     { "?", "this help" },
     { "PgUp/PgDn", "scroll the log (End: follow it again)" },
@@ -401,6 +477,36 @@ static void draw_help(Canvas *c, Rect area)
     }
 }
 
+/* Room for the branch list when there is more than one branch: half the
+ * log's width when wide, else rows taken from the plot, which keeps at
+ * least 8. Moves the panels it takes from; returns a zero rect when none. */
+static Rect branch_room(Layout *l, int n_branches)
+{
+    Rect br = { 0, 0, 0, 0 };
+    if (n_branches < 2)
+        return br;
+    if (l->log.w >= 120) {
+        br = l->log;
+        br.w = l->log.w / 2;
+        br.x = l->log.x + l->log.w - br.w;
+        l->log.w -= br.w;
+        return br;
+    }
+    int rows = n_branches + 2;
+    if (l->plot.h - rows < 8)
+        rows = l->plot.h - 8;
+    if (rows < 3)
+        return br;
+    l->plot.h -= rows;
+    if (l->loss.w > 0 && l->loss.y == l->plot.y)
+        l->loss.h -= rows;          /* beside the plot */
+    else if (l->loss.w > 0)
+        l->loss.y -= rows;          /* beside the layers */
+    l->layers.y -= rows;
+    br = (Rect){ 0, l->layers.y + l->layers.h, l->log.x + l->log.w, rows };
+    return br;
+}
+
 void screen_draw(Canvas *c, const Snapshot *s, const ScreenOptions *o)
 {
     Layout l = layout_for(c->w, c->h, s->n_groups);
@@ -413,9 +519,17 @@ void screen_draw(Canvas *c, const Snapshot *s, const ScreenOptions *o)
         canvas_text(c, x > 0 ? x : 0, c->h / 2, c->w, msg, EL_WARN);
         return;
     }
+    Rect br = branch_room(&l, s->n_branches);
+    if (br.w > 0)
+        branch_list_draw(c, br, s);
     draw_header(c, l.header, s);
-    draw_plot(c, l.plot, s, o);
+    if (o->view == VIEW_COMPARE)
+        compare_draw(c, l.plot, s);
+    else
+        draw_plot(c, l.plot, s, o);
     draw_layers(c, l.layers, s);
+    if (l.loss.w > 0)
+        draw_loss(c, l.loss, s);
     draw_log(c, l.log, s, o->log_scroll);
     draw_footer(c, l.footer, s, o);
     if (o->help) {

@@ -8,16 +8,21 @@
 
 #define SCREEN_MIN_W 60
 #define SCREEN_MIN_H 16
+#define SCREEN_LOSS_W 100      /* from this width, a loss panel beside the layers */
+#define SCREEN_WIDE_W 160      /* from this width, the loss panel beside the plot */
 
 typedef struct {
     int too_small;
-    Rect header, plot, layers, log, footer;
+    Rect header, plot, layers, loss, log, footer;  /* loss.w 0: no loss panel */
 } Layout;
 
-/* Panels for a w×h terminal with n_groups rows of layers to show. */
+/* Panels for a w×h terminal with n_groups rows of layers to show. Narrow
+ * (below SCREEN_LOSS_W): plot, layers, log stacked, the loss only as the
+ * plot's loss view; medium: the loss panel right of the layers; wide (from
+ * SCREEN_WIDE_W): the loss panel right of the plot, as tall as it. */
 Layout layout_for(int w, int h, int n_groups);
 
-typedef enum { VIEW_ACCURACY, VIEW_LOSS } PlotView;
+typedef enum { VIEW_ACCURACY, VIEW_LOSS, VIEW_COMPARE } PlotView;
 
 typedef struct {
     PlotView view;

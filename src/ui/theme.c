@@ -14,6 +14,8 @@ static const char *const element_names[EL_COUNT] = {
     [EL_CROSSOVER] = "crossover", [EL_BAR] = "bar", [EL_FROZEN] = "frozen",
     [EL_LOG] = "log", [EL_WARN] = "warning", [EL_ERROR] = "error",
     [EL_FOOTER] = "footer", [EL_PAUSED] = "paused", [EL_TRAIN] = "train",
+    [EL_BRANCH0] = "branch1", [EL_BRANCH1] = "branch2", [EL_BRANCH2] = "branch3",
+    [EL_BRANCH3] = "branch4", [EL_BRANCH4] = "branch5", [EL_BRANCH5] = "branch6",
 };
 
 static const char *const colour_names[] = {
@@ -47,6 +49,10 @@ void theme_default(Theme *t)
     t->el[EL_ERROR] = (Style){ 1, -1, THEME_BOLD };
     t->el[EL_PAUSED] = (Style){ 0, 3, THEME_BOLD };
     t->el[EL_TRAIN] = (Style){ 3, -1, 0 };
+    /* the compare view: one colour a branch */
+    static const int branch_fg[6] = { 2, 5, 6, 3, 1, 4 };
+    for (int i = 0; i < 6; i++)
+        t->el[EL_BRANCH0 + i] = (Style){ branch_fg[i], -1, i == 0 ? THEME_BOLD : 0 };
 }
 
 static int parse_colour(config_setting_t *s, int *out)

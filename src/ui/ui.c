@@ -29,8 +29,9 @@
 
 static volatile sig_atomic_t stop_signal;
 static const char quit_question[] = "quit? checkpoint and quit: y / n";
+/* For the atexit handler, which takes no argument: the terminal must be
+ * given back on every way out, exit() from anywhere included. */
 static int curses_on;
-static int repaint = 1;        /* the next blit copies every cell */
 
 static void on_signal(int sig)
 {
@@ -179,7 +180,7 @@ static void remember(Prompt *p)
 }
 
 /* Runs a parsed command; returns 1 when it asks to quit. */
-static int run_command(Trainer *t, const UiCommand *uc, Theme *theme, int *colour,
+static int run_command(Trainer *t, const UiCommand *uc, Theme *theme, int *colour, int *repaint,
                        ScreenOptions *opt, Prompt *p)
 {
     MnError e;
@@ -188,6 +189,9 @@ static int run_command(Trainer *t, const UiCommand *uc, Theme *theme, int *colou
     switch (uc->kind) {
     case UC_VIEW:
         opt->view = opt->view == VIEW_LOSS ? VIEW_ACCURACY : VIEW_LOSS;
+        return 0;
+    case UC_COMPARE:
+        opt->view = opt->view == VIEW_COMPARE ? VIEW_ACCURACY : VIEW_COMPARE;
         return 0;
     case UC_THEME:
         if (theme_load(&next, uc->arg, &e) < 0) {
@@ -198,7 +202,7 @@ static int run_command(Trainer *t, const UiCommand *uc, Theme *theme, int *colou
         *theme = next;
         *colour = setup_colours(theme);
         clearok(curscr, TRUE);
-        repaint = 1;
+        *repaint = 1;
         snprintf(msg, sizeof msg, "theme %s", theme->name);
         say(p, msg);
         return 0;
@@ -212,7 +216,7 @@ static int run_command(Trainer *t, const UiCommand *uc, Theme *theme, int *colou
 }
 
 /* A key while the `:` line is open; returns 1 when a command asks to quit. */
-static int prompt_key(Prompt *p, int ch, Trainer *t, Theme *theme, int *colour,
+static int prompt_key(Prompt *p, int ch, Trainer *t, Theme *theme, int *colour, int *repaint,
                       ScreenOptions *opt)
 {
     size_t len = strlen(p->text);
@@ -227,7 +231,7 @@ static int prompt_key(Prompt *p, int ch, Trainer *t, Theme *theme, int *colour,
             say(p, err);
             return 0;
         }
-        return run_command(t, &uc, theme, colour, opt, p);
+        return run_command(t, &uc, theme, colour, repaint, opt, p);
     }
     if (ch == 27) {
         p->active = 0;
@@ -255,18 +259,32 @@ static int prompt_key(Prompt *p, int ch, Trainer *t, Theme *theme, int *colour,
     return 0;
 }
 
+/* The theme asked for when --theme was not given: the experiment's, or
+ * where it left the default, the environment's. */
+static const char *theme_choice(const Experiment *x)
+{
+    const char *env = getenv("MNEME_THEME");
+    if (strcmp(x->ui.theme, "default") != 0)
+        return x->ui.theme;
+    if (env && *env)
+        return env;
+    return getenv("NO_COLOR") && *getenv("NO_COLOR") ? "mono" : "default";
+}
+
 int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
 {
     Prompt prompt;
     Theme theme;
     MnError e;
     Trainer *t;
+    Experiment resumed;
     Snapshot snap;
     Canvas canvas = { 0 }, shown = { 0 };
     ScreenOptions opt = { VIEW_ACCURACY, NULL, NULL, 0, 0 };
     SCREEN *scr;
     struct sigaction sa;
     int colour, status = 0, utf8, dirty = 1, asking = 0, hangup = 0;
+    int repaint = 1;           /* the next blit copies every cell */
     unsigned long logged = 0;  /* snap.n_logged when last seen */
     double last_draw = 0;
 
@@ -275,11 +293,10 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
     /* LC_CTYPE only: libconfig parses floats under LC_NUMERIC. */
     setlocale(LC_CTYPE, "");
     utf8 = locale_is_utf8();
-    if (!theme_name)
-        theme_name = getenv("MNEME_THEME");
-    if (!theme_name || !*theme_name)
-        theme_name = getenv("NO_COLOR") && *getenv("NO_COLOR") ? "mono" : "default";
-    if (theme_load(&theme, theme_name, &e) < 0) {
+    /* A bad theme is refused before anything is created or resumed. */
+    if (!theme_name && x)
+        theme_name = theme_choice(x);
+    if (theme_name && theme_load(&theme, theme_name, &e) < 0) {
         fprintf(stderr, "mneme: theme: %s\n", e.msg);
         return 2;
     }
@@ -291,9 +308,20 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 
-    if (!(t = trainer_start(x, out_dir, &e))) {
+    if (!(t = x ? trainer_start(x, out_dir, &e) : trainer_resume(out_dir, &resumed, &e))) {
         fprintf(stderr, "mneme: %s\n", e.msg);
         return 2;
+    }
+    if (!theme_name) {
+        /* resumed: the run's experiment names it (checked when it was
+         * read; the file may have gone since) */
+        theme_name = theme_choice(&resumed);
+        if (theme_load(&theme, theme_name, &e) < 0) {
+            char line[sizeof e.msg + 64];
+            snprintf(line, sizeof line, "warning: theme: %s; using the default", e.msg);
+            trainer_log(t, line);
+            theme_default(&theme);
+        }
     }
     memset(&snap, 0, sizeof snap);
     memset(&prompt, 0, sizeof prompt);
@@ -344,7 +372,7 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             ch = ERR;
         }
         if (prompt.active && ch != ERR && ch != KEY_RESIZE) {
-            if (prompt_key(&prompt, ch, t, &theme, &colour, &opt))
+            if (prompt_key(&prompt, ch, t, &theme, &colour, &repaint, &opt))
                 break;
             dirty = 1;
             ch = ERR;
@@ -368,6 +396,22 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             break;
         case 'l':
             opt.view = opt.view == VIEW_LOSS ? VIEW_ACCURACY : VIEW_LOSS;
+            dirty = 1;
+            break;
+        case 'v':
+            opt.view = opt.view == VIEW_COMPARE ? VIEW_ACCURACY : VIEW_COMPARE;
+            dirty = 1;
+            break;
+        case '\t':
+            cmd.kind = CMD_FOLLOW;
+            cmd.value = -1;
+            trainer_post(t, &cmd);
+            break;
+        case 'f':
+            /* the name and overrides are typed on the command line */
+            prompt.active = 1;
+            snprintf(prompt.text, sizeof prompt.text, "fork ");
+            prompt.browse = prompt.n_history;
             dirty = 1;
             break;
         case '?':

@@ -5,11 +5,13 @@
 
 #include "config.h"
 
-/* Trains x into out_dir with the workbench on the terminal; theme is a
- * name (themes/NAME.theme) or a path, NULL for $MNEME_THEME or "default"
- * ("mono" when NO_COLOR is set). Returns the exit status: 0 finished or
- * quit, 1 the run failed or a signal stopped it (after a checkpoint), 2 no
- * usable terminal or bad input. */
-int ui_main(const Experiment *x, const char *out_dir, const char *theme);
+/* Trains x into dir with the workbench on the terminal, or, x NULL,
+ * continues the run in dir. theme is a name (themes/NAME.theme) or a path
+ * (--theme); NULL takes the experiment's ui.theme, and where that is left
+ * at "default", $MNEME_THEME, else "mono" when NO_COLOR is set, else
+ * "default". Returns the exit status: 0 finished or quit, 1 the run failed
+ * or a signal stopped it (after a checkpoint), 2 no usable terminal or bad
+ * input. */
+int ui_main(const Experiment *x, const char *dir, const char *theme);
 
 #endif
