@@ -86,6 +86,26 @@ ok $? "quit checkpoints every branch"
 "$MNEME" compare "$TMP/run" >"$TMP/cmp" 2>&1 && grep -q "lower" "$TMP/cmp"
 ok $? "mneme compare lists the branch made in the workbench"
 
+# The family comes back with the run: mneme --resume opens its branches,
+# paused, for comparing and steering.
+T kill-session -t ui
+cat >"$TMP/again.sh" <<SH
+"$MNEME" --resume "$TMP/run" 2>"$TMP/stderr.again"
+echo "mneme-exit=\$?"
+exec sleep 600
+SH
+T new-session -d -s ui -x 118 -y 60 "sh $TMP/again.sh"
+wait_until 30 sh -c "grep -q 'lower  *main@[0-9]*  *paused' '$TMP/pane'"
+st=$?; ok $st "--resume: the branch list shows lower again, paused"; show_pane_if $st
+T send-keys -t ui Tab
+wait_until 10 sh -c "head -1 '$TMP/pane' | grep -q ' lower · finetune'"
+ok $? "and Tab follows it"
+T send-keys -t ui q
+wait_for 10 "quit"
+T send-keys -t ui y
+wait_for 30 "mneme-exit=0"
+ok $? "quits cleanly"
+
 # A full disk at a checkpoint: the workbench shows the error and pauses;
 # resuming tries again; quitting still gives the terminal back.
 T kill-session -t ui
