@@ -1317,7 +1317,7 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
             return -1;
         if (events_open(&r->events, dir, st.events_lines, e) < 0)
             return -1;
-        int bad = restart && run_record(r, "run", "restart",
+        int bad = restart && p != PHASE_DONE && run_record(r, "run", "restart",
                                         json_pack("{s:s}", "checkpoint", cks[i].name), e) < 0;
         free(cks);
         if (bad)

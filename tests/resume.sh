@@ -95,6 +95,53 @@ while [ $i -lt 4 ]; do
     ok $? "no temporary checkpoint file left after resume #$i"
 done
 
+# One run killed again and again at random moments (a policy writes an
+# event at every evaluation), resumed each time: metrics and events end as
+# an uninterrupted run's, with one restart line a resume, and every
+# checkpoint left behind still loads.
+cat >"$TMP/wobble.lua" <<'LUA'
+local P = { name = "wobble" }
+function P.on_eval(run, m) run:layer("layer.0").lr_scale = (run.step % 40 == 0) and 0.5 or 1.0 end
+return P
+LUA
+WSETS="--set finetune.epochs=40 --set checkpoint.every=7 --set checkpoint.keep=3 --set finetune.policy=$TMP/wobble.lua"
+"$MNEME" run --headless "$CFG" $WSETS --out "$TMP/wwhole" --quiet >/dev/null 2>&1
+strip "$TMP/wwhole" >"$TMP/wwhole.m"
+W="$TMP/wkilled"
+"$MNEME" run --headless "$CFG" $WSETS --out "$W" --quiet >/dev/null 2>&1 &
+pid=$!
+kills=0 resumes=0
+while [ $kills -lt 8 ]; do
+    sleep "$(awk -v s="$$$kills" 'BEGIN { srand(s); printf "%.2f", 0.2 + rand() * 0.6 }')"
+    kill -9 $pid 2>/dev/null && kills=$((kills + 1))
+    wait $pid 2>/dev/null
+    [ -f "$W/checkpoints/final.safetensors" ] && break
+    # a kill before the first checkpoint starts the run over: not a resume
+    ls "$W/checkpoints" 2>/dev/null | grep -q safetensors && resumes=$((resumes + 1))
+    "$MNEME" run --resume "$W" --quiet >/dev/null 2>&1 &
+    pid=$!
+done
+wait $pid 2>/dev/null
+"$MNEME" run --resume "$W" --quiet >/dev/null 2>&1
+diag "killed $kills times"
+strip "$W" >"$TMP/w.m"
+cmp -s "$TMP/wwhole.m" "$TMP/w.m"
+ok $? "killed $kills times and resumed: metrics equal the uninterrupted run's ($(wc -l <"$TMP/w.m") lines)"
+grep -v '"command":"restart"' "$W/events.jsonl" | cmp -s "$TMP/wwhole/events.jsonl" -
+ok $? "events.jsonl: the uninterrupted run's lines, none doubled or missing ($(wc -l <"$TMP/wwhole/events.jsonl") lines)"
+r=$(grep -c '"command":"restart"' "$W/events.jsonl")
+[ "$r" -ge 1 ] && [ "$r" -le "$resumes" ]
+ok $? "and a restart line for each resume that continued a checkpoint ($r)"
+"$MNEME" replay "$W" --out "$TMP/wreplay" --quiet >"$TMP/out" 2>&1
+ok $? "mneme replay of the killed run, restarts included: $(tail -1 "$TMP/out")"
+bad=0
+for ck in "$W"/checkpoints/*.safetensors; do
+    case $ck in *fisher*) continue ;; esac
+    echo "good soup" | "$MNEME" predict "$ck" --task original >/dev/null 2>&1 || bad=$((bad + 1))
+done
+[ $bad = 0 ] && ! ls "$W/checkpoints" | grep -q '\.tmp\.'
+ok $? "every checkpoint left loads, and no temporary file is left"
+
 # A damaged newest checkpoint is skipped with a reason, not used.
 "$MNEME" run --headless "$CFG" $SETS --out "$TMP/dam" --quiet --stop-after 40 >/dev/null 2>&1
 newest=$(ls -t "$TMP/dam/checkpoints"/*.safetensors | head -1)
