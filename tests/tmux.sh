@@ -22,3 +22,11 @@ wait_for() { wait_until "$1" grep -qF -- "$2" "$TMP/pane"; }
 header_step() { head -1 "$TMP/pane" | sed -n 's/.*step \([0-9]*\)\/.*/\1/p'; }
 # show the pane in the TAP output when the last test failed
 show_pane_if() { [ "$1" = 0 ] || { diag "pane:"; sed 's/^/#   /' "$TMP/pane"; }; }
+# quit_ui TEXT: q, y, then waits until the pane shows TEXT (the shell's
+# "mneme-exit=N" line); the caller's ok reads the status
+quit_ui() {
+    T send-keys -t ui q
+    wait_for 15 "quit? checkpoint and quit: y / n"
+    T send-keys -t ui y
+    wait_for 30 "$1"
+}

@@ -142,10 +142,7 @@ wait_for 15 "learning rate per layer"
 ok $? "and draws again at 100x30"
 
 # q, y checkpoints and quits; the shell gets the terminal back
-T send-keys -t ui q
-wait_for 15 "quit? checkpoint and quit: y / n"
-T send-keys -t ui y
-wait_for 30 "mneme-exit="
+quit_ui "mneme-exit="
 ok $? "q: mneme exits"
 ok $(grep -q "mneme-exit=0" "$TMP/pane"; echo $?) "with status 0 ($(grep mneme-exit "$TMP/pane"))"
 ok $([ "$(T display -p -t ui '#{alternate_on}')" = 0 ]; echo $?) "the pane is back on the normal screen"
@@ -188,10 +185,7 @@ ok $(grep -q "learning rate per layer.* drift " "$TMP/pane" &&
      grep -q "layer\.0 .*[0-9]e-0[0-9] *[0-9]\.[0-9][0-9][0-9][0-9]" "$TMP/pane"; echo $?) \
    "the per-layer panel shows each part's drift since the base"
 [ $? = 0 ] || { diag "pane:"; sed 's/^/#   /' "$TMP/pane"; }
-T send-keys -t ui q
-wait_for 15 "quit? checkpoint and quit: y / n"
-T send-keys -t ui y
-wait_for 30 "mneme-exit="
+quit_ui "mneme-exit="
 ok $(grep -q "mneme-exit=0" "$TMP/pane"; echo $?) "q, y: the resumed workbench exits 0"
 ok $(jq -se 'map(select(.phase != null and .step != null)) | group_by([.branch, .phase, .step])
               | map(select(length > 1)) | length == 0' "$TMP/run/metrics.jsonl" >/dev/null; echo $?) \

@@ -76,10 +76,7 @@ ok $? "refused forks leave no folder"
 T send-keys -t ui ":follow main" Enter
 wait_until 10 sh -c "head -1 '$TMP/pane' | grep -q ' main · finetune'"
 ok $? ":follow main goes back"
-T send-keys -t ui q
-wait_for 10 "quit"
-T send-keys -t ui y
-wait_for 30 "mneme-exit=0"
+quit_ui "mneme-exit=0"
 st=$?; ok $st "q y: a clean exit"; show_pane_if $st
 grep -q '"command":"quit"' "$TMP/run/events.jsonl" && grep -q '"command":"quit"' "$TMP/run/branches/lower/events.jsonl"
 ok $? "quit checkpoints every branch"
@@ -100,10 +97,7 @@ st=$?; ok $st "--resume: the branch list shows lower again, paused"; show_pane_i
 T send-keys -t ui Tab
 wait_until 10 sh -c "head -1 '$TMP/pane' | grep -q ' lower · finetune'"
 ok $? "and Tab follows it"
-T send-keys -t ui q
-wait_for 10 "quit"
-T send-keys -t ui y
-wait_for 30 "mneme-exit=0"
+quit_ui "mneme-exit=0"
 ok $? "quits cleanly"
 
 # A full disk at a checkpoint: the workbench shows the error and pauses;
@@ -127,10 +121,7 @@ sleep 1
 wait_until 10 sh -c "head -1 '$TMP/pane' | grep -q paused"
 [ "$(grep -c 'checkpoint failed' "$TMP/pane")" -ge 2 ] || grep -q "checkpoint failed" "$TMP/pane"
 ok $? "resuming tries the checkpoint again, and pauses again while the disk is full"
-T send-keys -t ui q
-wait_for 10 "quit"
-T send-keys -t ui y
-wait_for 30 "mneme-exit=1"
+quit_ui "mneme-exit=1"
 st=$?; ok $st "q y still quits, with status 1: the checkpoint at quit was not written"; show_pane_if $st
 
 done_testing
