@@ -3,11 +3,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "blas_core.h"
 #include "branch.h"
 #include "replay.h"
 #include "run.h"
+#include "trainer.h"
 
 typedef struct {
     int quiet;
@@ -24,11 +26,18 @@ static void on_signal(int sig)
         stop_signal = sig;
 }
 
-static void print_eval(void *ctx, const Run *r, const EvalRecord *rec)
+/* "[name] " before a branch's lines once there is more than one. */
+static void branch_prefix(FILE *f, const char *branch, int n_branches)
 {
-    const Printer *p = ctx;
+    if (n_branches > 1)
+        fprintf(f, "[%s] ", branch);
+}
+
+static void print_record(const Printer *p, const char *branch, int n_branches, const EvalRecord *rec)
+{
     if (p->quiet)
         return;
+    branch_prefix(stdout, branch, n_branches);
     printf("%-8s step %6ld  epoch %5.2f", rec->phase, rec->step, rec->epoch);
     if (rec->has_new)
         printf("  new acc %.3f loss %.3f", rec->new_task.acc, rec->new_task.loss);
@@ -43,12 +52,35 @@ static void print_eval(void *ctx, const Run *r, const EvalRecord *rec)
     fflush(stdout);
 }
 
+static void print_line(const Printer *p, const char *branch, int n_branches, const char *line)
+{
+    if (p->quiet)
+        return;
+    fputs("# ", stdout);
+    branch_prefix(stdout, branch, n_branches);
+    fprintf(stdout, "%s\n", line);
+    fflush(stdout);
+}
+
+/* The trainer's listener (its thread) and the run hooks of a replay. */
+static void on_eval(void *ctx, const char *branch, int n, const EvalRecord *rec)
+{
+    print_record(ctx, branch, n, rec);
+}
+
+static void on_log(void *ctx, const char *branch, int n, const char *line)
+{
+    print_line(ctx, branch, n, line);
+}
+
+static void print_eval(void *ctx, const Run *r, const EvalRecord *rec)
+{
+    print_record(ctx, r->branch, 1, rec);
+}
+
 static void print_log(void *ctx, const char *line)
 {
-    const Printer *p = ctx;
-    if (!p->quiet)
-        fprintf(stdout, "# %s\n", line);
-    fflush(stdout);
+    print_line(ctx, "main", 1, line);
 }
 
 static void print_branch(void *ctx, const Run *r, const char *dir)
@@ -59,9 +91,15 @@ static void print_branch(void *ctx, const Run *r, const char *dir)
     print_log(ctx, line);
 }
 
-static int drive(Run *r, Printer *p)
+static void announce(Printer *p)
 {
-    MnError e;
+    char core[256];
+    blas_core_describe(core, sizeof core);
+    print_log(p, core);
+}
+
+static void catch_signals(void)
+{
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -70,132 +108,113 @@ static int drive(Run *r, Printer *p)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
-    for (long steps = 0;; steps++) {
-        if (p->stop_after > 0 && steps == p->stop_after) {
-            if (run_checkpoint(r, NULL, &e) < 0) {
-                fprintf(stderr, "mneme: %s\n", e.msg);
-                return 1;
-            }
-            fprintf(stderr, "mneme: stopped after %ld steps at %s step %ld; "
-                    "continue with: mneme run --resume %s\n",
-                    steps, phase_name(r->phase), r->step, r->dir);
-            return 0;
-        }
-        if (reload_signal) {
-            /* A failed reload is logged by the run; the old policy goes on. */
-            reload_signal = 0;
-            if (!r->policy)
-                fprintf(stderr, "mneme: SIGUSR1: this run has no policy to reload\n");
-            else
-                run_policy_reload(r, &e);
-        }
-        int rc = run_step(r, &e);
-        if (rc < 0) {
-            fprintf(stderr, "mneme: %s\n", e.msg);
-            return 1;
-        }
-        if (rc == 1)
-            return 0;
-        if (rc == 2) {
-            /* Headless, a pause is a checkpoint and an exit: nothing is
-             * lost, and --resume loads the (fixed) policy file afresh. */
-            int lost = run_checkpoint(r, NULL, &e) < 0;
-            if (lost)
-                fprintf(stderr, "mneme: %s\n", e.msg);
-            fprintf(stderr, "mneme: paused at %s step %ld: %s\n"
-                    "mneme: continue with: mneme run --resume %s\n",
-                    phase_name(r->phase), r->step, r->pause_reason, r->dir);
-            return r->pause_is_error || lost ? 1 : 0;
-        }
-        if (stop_signal) {
-            /* Keep what was done: the run continues with --resume. */
-            if (run_checkpoint(r, NULL, &e) < 0)
-                fprintf(stderr, "mneme: %s\n", e.msg);
-            fprintf(stderr, "mneme: stopped by signal %d at %s step %ld; "
-                    "continue with: mneme run --resume %s\n",
-                    (int)stop_signal, phase_name(r->phase), r->step, r->dir);
-            return 1;
-        }
-    }
 }
 
-static void announce(Printer *p)
+static int any_running(const Snapshot *s)
 {
-    char core[256];
-    blas_core_describe(core, sizeof core);
-    print_log(p, core);
+    for (int i = 0; i < s->n_branches; i++)
+        if (s->branches[i].state == TS_RUNNING)
+            return 1;
+    return 0;
+}
+
+/* The headless frontend of the trainer: prints as the trainer thread
+ * reports, passes SIGUSR1 on as a reload, and ends when no branch is
+ * running any more (finished, failed, paused) or a signal asks. Headless,
+ * a pause ends the process: the trainer has checkpointed, and --resume
+ * loads the (fixed) policy file afresh. */
+static int drive(Trainer *t, const char *dir, long stop_after)
+{
+    Snapshot s;
+    Command c;
+    struct timespec tick = { 0, 10 * 1000000L };
+    int started = 0;
+    memset(&s, 0, sizeof s);
+    for (;;) {
+        nanosleep(&tick, NULL);
+        if (reload_signal) {
+            reload_signal = 0;
+            trainer_snapshot(t, &s);
+            if (s.n_branches > 0 && !s.branches[0].has_policy)
+                fprintf(stderr, "mneme: SIGUSR1: this run has no policy to reload\n");
+            memset(&c, 0, sizeof c);
+            c.kind = CMD_RELOAD;
+            trainer_post(t, &c);
+        }
+        if (stop_signal)
+            break;
+        trainer_snapshot(t, &s);
+        /* the first snapshot may come before the thread has published */
+        started |= s.n_branches > 0;
+        if (started && !any_running(&s))
+            break;
+    }
+    int status = trainer_stop(t);
+    const SnapBranch *m = &s.branches[0];
+    if (stop_signal) {
+        fprintf(stderr, "mneme: stopped by signal %d at %s step %ld; "
+                "continue with: mneme run --resume %s\n", (int)stop_signal, m->phase, m->step, dir);
+        status = 1;
+    } else if (m->state == TS_ERROR) {
+        fprintf(stderr, "mneme: %s\n", m->message);
+        status = 1;
+    } else if (m->state == TS_PAUSED && m->stopped) {
+        fprintf(stderr, "mneme: stopped after %ld steps at %s step %ld; "
+                "continue with: mneme run --resume %s\n", stop_after, m->phase, m->step, dir);
+    } else if (m->state == TS_PAUSED) {
+        fprintf(stderr, "mneme: paused at %s step %ld: %s\n"
+                "mneme: continue with: mneme run --resume %s\n", m->phase, m->step, m->message, dir);
+        if (m->error_pause)
+            status = 1;
+    }
+    snapshot_free(&s);
+    return status;
+}
+
+/* x NULL: resume dir. */
+static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
+{
+    Printer p = { o->quiet, o->stop_after };
+    TrainerOptions to = { on_eval, on_log, &p, o->stop_after, 1 };
+    MnError e;
+    announce(&p);
+    catch_signals();
+    Trainer *t = trainer_open(x, dir, NULL, &to, &e);
+    if (!t) {
+        /* Nothing has trained yet: what failed is the input (data files, a
+         * base checkpoint, the run folder). */
+        fprintf(stderr, "mneme: %s\n", e.msg);
+        return 2;
+    }
+    return drive(t, dir, o->stop_after);
 }
 
 int headless_run(const Experiment *x, const char *out_dir, const HeadlessOptions *o)
 {
-    Run r;
-    MnError e;
-    Printer p = { o->quiet, o->stop_after };
-    int status;
-    RunHooks hooks = { print_eval, print_log, print_branch, &p };
-    blas_set_threads(x->threads);
-    announce(&p);
-    if (run_create(&r, x, out_dir, &hooks, &e) < 0) {
-        /* Nothing has trained yet: what failed is the input (data files, a
-         * base checkpoint, the run folder). */
-        fprintf(stderr, "mneme: %s\n", e.msg);
-        run_free(&r);
-        return 2;
-    }
-
-    status = drive(&r, &p);
-    run_free(&r);
-    return status;
+    return start(x, out_dir, o);
 }
 
 int headless_resume(const char *run_dir, const HeadlessOptions *o)
 {
-    Run r;
-    MnError e;
-    Printer p = { o->quiet, o->stop_after };
-    int status;
-    RunHooks hooks = { print_eval, print_log, print_branch, &p };
-    announce(&p);
-    if (run_resume(&r, run_dir, &hooks, &e) < 0) {
-        fprintf(stderr, "mneme: %s\n", e.msg);
-        run_free(&r);
-        return 2;
-    }
-    blas_set_threads(r.x.threads);
-    if (r.phase == PHASE_DONE) {
-        print_log(&p, "this run has already finished");
-        run_free(&r);
-        return 0;
-    }
-    status = drive(&r, &p);
-    run_free(&r);
-    return status;
+    return start(NULL, run_dir, o);
 }
 
 int headless_fork(const char *run_dir, long at, const char *name, const char *const *sets,
                   int n_sets, int create_only, const HeadlessOptions *o)
 {
-    Run r;
     MnError e;
     char ck[4400], dir[4400];
     long step;
     Printer p = { o->quiet, o->stop_after };
     RunHooks hooks = { print_eval, print_log, print_branch, &p };
     if (branch_find_checkpoint(run_dir, at, ck, sizeof ck, &step, &e) < 0 ||
-        branch_create(run_dir, ck, name, sets, n_sets, "cli", &hooks, create_only ? NULL : &r,
-                      dir, sizeof dir, &e) < 0) {
+        branch_create(run_dir, ck, name, sets, n_sets, "cli", &hooks, NULL, dir, sizeof dir, &e) < 0) {
         fprintf(stderr, "mneme fork: %s\n", e.msg);
         return 2;
     }
     printf("branch %s of %s at step %ld: %s\n", name, run_dir, step, dir);
     fflush(stdout);
-    if (create_only)
-        return 0;
-    announce(&p);
-    blas_set_threads(r.x.threads);
-    int status = drive(&r, &p);
-    run_free(&r);
-    return status;
+    return create_only ? 0 : start(NULL, dir, o);
 }
 
 int headless_replay(const char *src, const char *out_dir, const HeadlessOptions *o)

@@ -174,6 +174,8 @@ static int apply_event(Replay *p, Run *r, json_t *ev, int *applied, MnError *e)
         return run_set_frozen(r, str_of(ev, "parts"), !strcmp(cmd, "freeze"), src, msg, sizeof msg, e);
     if (!strcmp(cmd, "pause"))
         return run_checkpoint(r, NULL, e);   /* the workbench checkpoints on a pause */
+    if (!strcmp(cmd, "quit") && json_is_false(json_object_get(ev, "checkpoint")))
+        return 0;   /* the pause's checkpoint held everything already */
     if (!strcmp(cmd, "checkpoint") || !strcmp(cmd, "quit")) {
         /* Its on_checkpoint hook ran in the recorded run. */
         char tag[200];

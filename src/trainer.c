@@ -22,6 +22,10 @@ typedef struct {
     Run run;
     Trainer *t;
     int paused, finished, failed;
+    int clean;                 /* nothing changed since its last checkpoint */
+    int stopped;               /* paused by stop_after */
+    long steps_here;           /* run_step calls in this process */
+    char message[1100];
     char parent[64];
     long fork_step;            /* -1 for main */
     double rate_t;             /* steps/s: start of the current window */
@@ -44,6 +48,7 @@ struct Trainer {
 
     /* trainer thread only (and the starting thread before it runs) */
     Branch *br[SNAP_BRANCHES];
+    TrainerOptions opt;
     int n_br, followed, turn, quit;
     int lost;                  /* a checkpoint at quit failed */
 };
@@ -132,14 +137,20 @@ static void branch_logf(Branch *b, const char *fmt, ...)
 
 static void hook_log(void *ctx, const char *line)
 {
-    branch_log(ctx, line);
+    Branch *b = ctx;
+    if (b->t->opt.on_log)
+        b->t->opt.on_log(b->t->opt.ctx, b->run.branch, b->t->n_br, line);
+    branch_log(b, line);
 }
 
 static void hook_eval(void *ctx, const Run *r, const EvalRecord *rec)
 {
     char line[SNAP_LINE];
     int n = snprintf(line, sizeof line, "eval %s step %ld", rec->phase, rec->step);
+    Branch *b = ctx;
     (void)r;
+    if (b->t->opt.on_eval)
+        b->t->opt.on_eval(b->t->opt.ctx, b->run.branch, b->t->n_br, rec);
     if (rec->has_new && n > 0 && (size_t)n < sizeof line)
         n += snprintf(line + n, sizeof line - (size_t)n, "  new %.3f", rec->new_task.acc);
     if (rec->has_original && n > 0 && (size_t)n < sizeof line)
@@ -305,6 +316,10 @@ static void publish(Trainer *t, const char *message)
         sb->step = b->run.step;
         sb->total_steps = b->run.total_steps;
         sb->original_weight = b->run.x.stop.original_weight;
+        snprintf(sb->message, sizeof sb->message, "%s", b->message);
+        sb->error_pause = b->paused && (b->run.pause_is_error || b->run.checkpoint_due);
+        sb->stopped = b->stopped;
+        sb->has_policy = b->run.policy != NULL;
         copy_history(&sb->hist, &sb->n_hist, &sb->cap_hist, &b->run.history);
     }
     s->version++;
@@ -316,6 +331,10 @@ static void publish(Trainer *t, const char *message)
 static void record(Branch *b, const char *command, json_t *extra)
 {
     MnError e;
+    if (b->t->opt.quiet_commands) {
+        json_decref(extra);
+        return;
+    }
     if (b->run.events.f && run_record(&b->run, "ui", command, extra, &e) < 0)
         branch_logf(b, "warning: events.jsonl: %s", e.msg);
     else if (!b->run.events.f)
@@ -335,6 +354,7 @@ static int checkpoint_now(Branch *b, const char *why, const char *name)
         branch_logf(b, "error: checkpoint failed: %s", e.msg);
         return -1;
     }
+    b->clean = 1;
     if (name && *name)
         branch_logf(b, "%s: checkpoint %s at %s step %ld", why, tag, phase_name(r->phase), r->step);
     else
@@ -508,6 +528,7 @@ static void apply_commands(Trainer *t)
                 branch_log(b, "reload: this run has no policy");
             else {
                 record(b, "reload", NULL);
+                b->clean = 0;
                 if (run_policy_reload(&b->run, &e) == 0)
                     branch_log(b, "policy reloaded");
                 else
@@ -520,6 +541,7 @@ static void apply_commands(Trainer *t)
         case CMD_UNFREEZE:
         case CMD_SET_POLICY:
             hand_change(b, &q[i]);
+            b->clean = 0;
             break;
         case CMD_EVALUATE:
             evaluate_now(b);
@@ -535,8 +557,10 @@ static void apply_commands(Trainer *t)
             for (int k = 0; k < t->n_br && !t->quit; k++) {
                 Branch *c = t->br[k];
                 if (!c->finished && !c->failed) {
-                    record(c, "quit", NULL);
-                    if (checkpoint_now(c, "quit", NULL) < 0)
+                    /* one written at a pause, with nothing changed since,
+                     * already holds everything */
+                    record(c, "quit", json_pack("{s:b}", "checkpoint", !c->clean));
+                    if (!c->clean && checkpoint_now(c, "quit", NULL) < 0)
                         t->lost = 1;
                 }
             }
@@ -552,6 +576,8 @@ static void step_branch(Trainer *t, Branch *b)
     MnError e;
     int rc = run_step(&b->run, &e);
     const char *message = NULL;
+    b->clean = 0;
+    b->steps_here++;
     if (rc < 0) {
         b->failed = 1;
         branch_logf(b, "error: %s", e.msg);
@@ -566,7 +592,15 @@ static void step_branch(Trainer *t, Branch *b)
         message = b->run.pause_reason;
         if (!b->run.checkpoint_due)
             checkpoint_now(b, "pause", NULL);
+    } else if (t->opt.stop_after > 0 && b->steps_here == t->opt.stop_after) {
+        /* a scripted pause: what was done is kept */
+        b->paused = b->stopped = 1;
+        message = "stopped";
+        if (checkpoint_now(b, "stop", NULL) < 0)
+            message = "stopped, but the checkpoint failed";
     }
+    if (message)
+        snprintf(b->message, sizeof b->message, "%s", message);
     publish(t, b == t->br[t->followed] ? message : NULL);
 }
 
@@ -647,7 +681,8 @@ static void trainer_free(Trainer *t)
 
 /* Creates the run (x set) or resumes the one in dir (x NULL; the run's
  * experiment into x_out), then starts the thread. */
-static Trainer *start(const Experiment *x, const char *dir, Experiment *x_out, MnError *e)
+Trainer *trainer_open(const Experiment *x, const char *dir, Experiment *x_out,
+                      const TrainerOptions *o, MnError *e)
 {
     Trainer *t = calloc(1, sizeof *t);
     sigset_t all, old;
@@ -655,6 +690,8 @@ static Trainer *start(const Experiment *x, const char *dir, Experiment *x_out, M
         mn_fail(e, "out of memory");
         return NULL;
     }
+    if (o)
+        t->opt = *o;
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->wake, NULL);
     Branch *b = branch_new(t, e);
@@ -676,9 +713,12 @@ static Trainer *start(const Experiment *x, const char *dir, Experiment *x_out, M
         if (b->run.phase == PHASE_DONE) {
             b->finished = 1;
             post_log(t, "this run has already finished");
+            if (t->opt.on_log)
+                t->opt.on_log(t->opt.ctx, b->run.branch, 1, "this run has already finished");
         } else
             post_logf(t, "resumed at %s step %ld", phase_name(b->run.phase), b->run.step);
-        *x_out = b->run.x;
+        if (x_out)
+            *x_out = b->run.x;
         open_branches(t);
     }
     /* The thread inherits the mask: signals go to the frontend's thread. */
@@ -696,12 +736,12 @@ static Trainer *start(const Experiment *x, const char *dir, Experiment *x_out, M
 
 Trainer *trainer_start(const Experiment *x, const char *out_dir, MnError *e)
 {
-    return start(x, out_dir, NULL, e);
+    return trainer_open(x, out_dir, NULL, NULL, e);
 }
 
 Trainer *trainer_resume(const char *run_dir, Experiment *x, MnError *e)
 {
-    return start(NULL, run_dir, x, e);
+    return trainer_open(NULL, run_dir, x, NULL, e);
 }
 
 void trainer_post(Trainer *t, const Command *c)

@@ -69,6 +69,10 @@ typedef struct {
     char phase[16];
     long step, total_steps;
     double original_weight;    /* stop.original_weight: the combined metric */
+    char message[1100];        /* why it paused or failed */
+    int error_pause;           /* paused by a policy error or a failed checkpoint */
+    int stopped;               /* paused by TrainerOptions.stop_after */
+    int has_policy;
     EvalRecord *hist;          /* owned by the snapshot; only grows */
     int n_hist, cap_hist;
 } SnapBranch;
@@ -106,6 +110,23 @@ void snapshot_free(Snapshot *s);
 void snapshot_log(Snapshot *s, const char *line);
 
 typedef struct Trainer Trainer;
+
+/* For a frontend that prints as the run goes (headless): called on the
+ * trainer thread with each evaluation and each line the run logs, branch
+ * being the run's branch name and n_branches the family's size then. */
+typedef struct {
+    void (*on_eval)(void *ctx, const char *branch, int n_branches, const EvalRecord *r);
+    void (*on_log)(void *ctx, const char *branch, int n_branches, const char *line);
+    void *ctx;
+    long stop_after;           /* > 0: a branch checkpoints and pauses after
+                                * this many steps in this process */
+    int quiet_commands;        /* the frontend's commands are not recorded
+                                * in events.jsonl (reload, quit: headless) */
+} TrainerOptions;
+
+/* trainer_start or (x NULL) trainer_resume, with options (NULL: none). */
+Trainer *trainer_open(const Experiment *x, const char *dir, Experiment *x_out,
+                      const TrainerOptions *o, MnError *e);
 
 /* Creates the run of x in out_dir (errors come back here, before any
  * thread starts) and starts training on a new thread. Signals are blocked

@@ -123,13 +123,13 @@ P="$TMP/pf/branches/cooler"
 [ "$(json "$P/branch.json" '.step')" = 40 ] && grep -q '"finetune.lr=0.0001"' "$P/branch.json" &&
     jq -se 'map(select(.command == "branch" and .source == "policy")) | length == 1' "$P/events.jsonl" >/dev/null
 ok $? "its branch holds the policy's override, made at step 40"
-grep -q "continue it with mneme run --resume .*branches/cooler" "$TMP/out"
-ok $? "headless, the log says how to continue the branch"
+grep -q "^\[cooler\] finetune step" "$TMP/out" && grep -q "^\[main\] finetune step" "$TMP/out"
+ok $? "headless too, the branch runs beside its parent, each line naming its branch"
 jq -se 'map(select(.action == "fork" and .refused != null and (.refused | test("model.hidden cannot change")))) | length == 1' \
     "$TMP/pf/events.jsonl" >/dev/null && [ ! -e "$TMP/pf/branches/broken" ]
 ok $? "a fork the run refuses is recorded with the reason, and leaves nothing"
-"$MNEME" run --resume "$P" --quiet >/dev/null 2>&1 && [ "$(json "$P/summary.json" .status)" = finished ]
-ok $? "the policy's branch runs to the end with --resume"
+[ "$(json "$P/summary.json" .status)" = finished ] && [ "$(json "$TMP/pf/summary.json" .status)" = finished ]
+ok $? "and both run to the end before the process exits"
 
 # A full disk while checkpointing: the run pauses (headless: exits 1) with
 # the reason, the previous checkpoint stays intact, and --resume goes on.
