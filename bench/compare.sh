@@ -119,9 +119,11 @@ for c, t in keys:
     line = "%-6s %3d %11.2f %11.2f %7.2fx %7.1fx %9.2f" % (
         c, t, med(m.values()), med(p.values()), ratio, bar.get(c, 0), frac)
     if passive:
+        # files pooled with and without -p: some pairs have no passive runs
         q = sps(c, t, "torch-passive")
         rq = sorted(set(m) & set(q))
-        line += " %11.2f %7.2fx" % (med(q.values()), med([m[r] / q[r] for r in rq]))
+        if rq:
+            line += " %11.2f %7.2fx" % (med(q.values()), med([m[r] / q[r] for r in rq]))
     print(line)
 print()
 print("mneme 2 threads / 1 thread (median of per-repetition ratios):")

@@ -37,10 +37,9 @@
  * e^r by its degree-7 Taylor polynomial (truncation below 1e-8), 2^n built
  * in the exponent bits. Relative error under 1e-7 on [-87, 0]; below
  * -87.3 the result would be subnormal and is flushed to 0. NaN stays NaN. */
-static inline float exp_nonpos(float x)
+/* The core of exp_nonpos for -87.3 < x <= 0 (no range checks). */
+static inline float exp_in_range(float xc)
 {
-    const float lo = -87.3f;
-    const float xc = x > lo ? x : lo;
     /* Adding and removing 1.5 * 2^23 rounds to an integer, as a plain
      * add so that it vectorises without SSE4.1 (no rintf). */
     const float magic = 12582912.0f;
@@ -57,7 +56,13 @@ static inline float exp_nonpos(float x)
     const int32_t bits = ((int32_t)n + 127) * (1 << 23);
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    const float v = p * scale;
+    return p * scale;
+}
+
+static inline float exp_nonpos(float x)
+{
+    const float lo = -87.3f;
+    const float v = exp_in_range(x > lo ? x : lo);
     return x > lo ? v : x <= lo ? 0.0f : x;
 }
 
@@ -68,10 +73,15 @@ static inline float exp_nonpos(float x)
  * [0, 9.5] (bench/fit_erfc.py, which also checks this code's float
  * arithmetic: GELU within 4e-7 absolute of double erf). Phi(x) for
  * x >= 0 is 1 - erfc(a)/2, for x < 0 erfc(a)/2: the small tail is never
- * computed as a difference, so it keeps its relative accuracy. */
+ * computed as a difference, so it keeps its relative accuracy.
+ * a is capped at 9 (|x| about 12.7), where erfc(a) / 2 is about 1e-37,
+ * still a normal float: past it the result stays at that value instead of
+ * going on towards 0 (an absolute error below 1e-36), and the exponential
+ * needs no range checks. Below the cap the result is exactly as without. */
 static inline float normal_cdf(float x, float *gauss)
 {
-    const float a = fabsf(x) * INV_SQRT2;
+    const float ax = fabsf(x) * INV_SQRT2;
+    const float a = ax < 9.0f ? ax : 9.0f;
     const float t = 1.0f / (1.0f + 0.5f * a);
     float q = -5.889915780e-02f;
     q = q * t + 2.837377546e-01f;
@@ -82,7 +92,7 @@ static inline float normal_cdf(float x, float *gauss)
     q = q * t + 2.432589087e-01f;
     q = q * t + 2.823536761e-01f;
     q = q * t + 2.820876704e-01f;
-    const float g = exp_nonpos(-(a * a));
+    const float g = exp_in_range(-(a * a));
     const float half_erfc = 0.5f * g * t * q;
     *gauss = g;
     return x < 0.0f ? half_erfc : 1.0f - half_erfc;
@@ -139,37 +149,21 @@ static inline float sum_f(const float *restrict x, int n)
     return s;
 }
 
-/* Row statistics in double (see layernorm), 8 partial sums wide. */
-static inline double sum_d(const float *restrict x, int n)
+static inline float sum_sq_dev_f(const float *restrict x, float m, int n)
 {
-    double acc[8] = { 0 };
+    float acc[LANES] = { 0 };
     int j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++)
-            acc[l] += (double)x[j + l];
-    double s = 0.0;
-    for (; j < n; j++)
-        s += x[j];
-    for (int l = 0; l < 8; l++)
-        s += acc[l];
-    return s;
-}
-
-static inline double sum_sq_dev_d(const float *restrict x, float m, int n)
-{
-    double acc[8] = { 0 };
-    int j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++) {
-            const double d = (double)(x[j + l] - m);
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) {
+            const float d = x[j + l] - m;
             acc[l] += d * d;
         }
-    double s = 0.0;
+    float s = 0.0f;
     for (; j < n; j++) {
-        const double d = (double)(x[j] - m);
+        const float d = x[j] - m;
         s += d * d;
     }
-    for (int l = 0; l < 8; l++)
+    for (int l = 0; l < LANES; l++)
         s += acc[l];
     return s;
 }
@@ -275,9 +269,11 @@ void lora_backward(float *dx, float *dA, float *dB, float *du, const float *dy, 
 
 /* ---- layernorm --------------------------------------------------------- */
 
-/* Statistics are summed in double: a row whose mean is large against its
- * spread would otherwise lose the spread to rounding in the mean, and a
- * scalar reduction costs the same in either precision. */
+/* Two passes (the mean, then the squared deviations from it), so a row
+ * whose mean is large against its spread keeps the spread; the sums are in
+ * float over LANES partial sums, whose rounding (about 1e-7 relative for
+ * rows of a few hundred) is below what rounding the mean to float already
+ * costs. Half the width of double sums and no conversions. */
 
 VEC_CLONES
 void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
@@ -285,12 +281,12 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
 {
     if (C <= 0)
         return;
-    const double invC = 1.0 / C;
+    const float invC = 1.0f / (float)C;
     for (int i = 0; i < N; i++) {
         const float *x = in + (long)i * C;
         float *y = out + (long)i * C;
-        const float m = (float)(sum_d(x, C) * invC);
-        const float r = (float)(1.0 / sqrt(sum_sq_dev_d(x, m, C) * invC + LAYERNORM_EPS));
+        const float m = sum_f(x, C) * invC;
+        const float r = 1.0f / sqrtf(sum_sq_dev_f(x, m, C) * invC + LAYERNORM_EPS);
         for (int j = 0; j < C; j++)
             y[j] = (x[j] - m) * r * gamma[j] + beta[j];
         mean[i] = m;
@@ -298,11 +294,76 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
     }
 }
 
-/* accumulate: din += (1) or din = (0); the two loops are written out so
- * that each vectorises without a select. */
+/* One row's parameter gradients and the two sums din needs, in one pass:
+ * dgamma += dy * xhat, dbeta += dy, *sg = sum(g), *sgx = sum(g * xhat)
+ * with g = dy * gamma. */
+__attribute__((always_inline))
+static inline void layernorm_row_sums(float *restrict dgamma, float *restrict dbeta,
+                                      const float *restrict dy, const float *restrict x,
+                                      const float *restrict gamma, float m, float r, int C,
+                                      float *sg, float *sgx)
+{
+    float acc_g[LANES] = { 0 }, acc_gx[LANES] = { 0 };
+    int j = 0;
+    for (; j + LANES <= C; j += LANES)
+        for (int l = 0; l < LANES; l++) {
+            const float xh = (x[j + l] - m) * r, d = dy[j + l], g = d * gamma[j + l];
+            dbeta[j + l] += d;
+            dgamma[j + l] += d * xh;
+            acc_g[l] += g;
+            acc_gx[l] += g * xh;
+        }
+    float s = 0.0f, sx = 0.0f;
+    for (; j < C; j++) {
+        const float xh = (x[j] - m) * r, d = dy[j], g = d * gamma[j];
+        dbeta[j] += d;
+        dgamma[j] += d * xh;
+        s += g;
+        sx += g * xh;
+    }
+    for (int l = 0; l < LANES; l++) {
+        s += acc_g[l];
+        sx += acc_gx[l];
+    }
+    *sg = s;
+    *sgx = sx;
+}
+
+/* As layernorm_row_sums without the parameter gradients. */
+__attribute__((always_inline))
+static inline void layernorm_row_sums_din(const float *restrict dy, const float *restrict x,
+                                          const float *restrict gamma, float m, float r,
+                                          int C, float *sg, float *sgx)
+{
+    float acc_g[LANES] = { 0 }, acc_gx[LANES] = { 0 };
+    int j = 0;
+    for (; j + LANES <= C; j += LANES)
+        for (int l = 0; l < LANES; l++) {
+            const float g = dy[j + l] * gamma[j + l];
+            acc_g[l] += g;
+            acc_gx[l] += g * ((x[j + l] - m) * r);
+        }
+    float s = 0.0f, sx = 0.0f;
+    for (; j < C; j++) {
+        const float g = dy[j] * gamma[j];
+        s += g;
+        sx += g * ((x[j] - m) * r);
+    }
+    for (int l = 0; l < LANES; l++) {
+        s += acc_g[l];
+        sx += acc_gx[l];
+    }
+    *sg = s;
+    *sgx = sx;
+}
+
+/* accumulate: din += (1) or din = (0); the loops are written out so that
+ * each vectorises without a select. dsum (NULL: none; only with
+ * accumulate 0) += the column sums of din, in the pass that writes it. */
 VEC_CLONES
 static void layernorm_backward_mode(float *restrict din, float *restrict dgamma,
-                                    float *restrict dbeta, const float *restrict dout,
+                                    float *restrict dbeta, float *restrict dsum,
+                                    const float *restrict dout,
                                     const float *restrict in,
                                     const float *restrict gamma,
                                     const float *restrict mean,
@@ -312,43 +373,39 @@ static void layernorm_backward_mode(float *restrict din, float *restrict dgamma,
     if (C <= 0)
         return;
     const float invC = 1.0f / (float)C;
+    const int fused = din && dgamma && dbeta;
     for (int i = 0; i < N; i++) {
         const float *restrict x = in + (long)i * C;
         const float *restrict dy = dout + (long)i * C;
         const float m = mean[i], r = rstd[i];
-        if (dbeta)
-            for (int j = 0; j < C; j++)
-                dbeta[j] += dy[j];
-        if (dgamma)
-            for (int j = 0; j < C; j++)
-                dgamma[j] += dy[j] * (x[j] - m) * r;
-        if (!din)
-            continue;
+        float sg, sgx;
+        if (fused) {
+            layernorm_row_sums(dgamma, dbeta, dy, x, gamma, m, r, C, &sg, &sgx);
+        } else {
+            if (dbeta)
+                for (int j = 0; j < C; j++)
+                    dbeta[j] += dy[j];
+            if (dgamma)
+                for (int j = 0; j < C; j++)
+                    dgamma[j] += dy[j] * (x[j] - m) * r;
+            if (!din)
+                continue;
+            layernorm_row_sums_din(dy, x, gamma, m, r, C, &sg, &sgx);
+        }
         /* din = r * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma */
-        double acc_g[8] = { 0 }, acc_gx[8] = { 0 };
-        int j = 0;
-        for (; j + 8 <= C; j += 8)
-            for (int l = 0; l < 8; l++) {
-                const float g = dy[j + l] * gamma[j + l];
-                acc_g[l] += g;
-                acc_gx[l] += (double)g * ((x[j + l] - m) * r);
-            }
-        double sg = 0.0, sgx = 0.0;
-        for (; j < C; j++) {
-            const float g = dy[j] * gamma[j];
-            sg += g;
-            sgx += (double)g * ((x[j] - m) * r);
-        }
-        for (int l = 0; l < 8; l++) {
-            sg += acc_g[l];
-            sgx += acc_gx[l];
-        }
-        const float mg = (float)sg * invC, mgx = (float)sgx * invC;
+        const float mg = sg * invC, mgx = sgx * invC;
         float *restrict dx = din + (long)i * C;
         if (accumulate)
             for (int k = 0; k < C; k++) {
                 const float xhat = (x[k] - m) * r;
                 dx[k] += r * (dy[k] * gamma[k] - mg - xhat * mgx);
+            }
+        else if (dsum)
+            for (int k = 0; k < C; k++) {
+                const float xhat = (x[k] - m) * r;
+                const float v = r * (dy[k] * gamma[k] - mg - xhat * mgx);
+                dx[k] = v;
+                dsum[k] += v;
             }
         else
             for (int k = 0; k < C; k++) {
@@ -362,14 +419,22 @@ void layernorm_backward(float *din, float *dgamma, float *dbeta, const float *do
                         const float *in, const float *gamma, const float *mean,
                         const float *rstd, int N, int C)
 {
-    layernorm_backward_mode(din, dgamma, dbeta, dout, in, gamma, mean, rstd, N, C, 1);
+    layernorm_backward_mode(din, dgamma, dbeta, NULL, dout, in, gamma, mean, rstd, N, C, 1);
 }
 
 void layernorm_backward_set(float *din, float *dgamma, float *dbeta, const float *dout,
                             const float *in, const float *gamma, const float *mean,
                             const float *rstd, int N, int C)
 {
-    layernorm_backward_mode(din, dgamma, dbeta, dout, in, gamma, mean, rstd, N, C, 0);
+    layernorm_backward_mode(din, dgamma, dbeta, NULL, dout, in, gamma, mean, rstd, N, C, 0);
+}
+
+void layernorm_backward_set_sum(float *din, float *dgamma, float *dbeta, float *dsum,
+                                const float *dout, const float *in, const float *gamma,
+                                const float *mean, const float *rstd, int N, int C)
+{
+    layernorm_backward_mode(din, dgamma, dbeta, din ? dsum : NULL, dout, in, gamma, mean, rstd,
+                            N, C, 0);
 }
 
 /* ---- elementwise --------------------------------------------------------- */
@@ -413,6 +478,27 @@ void gelu_backward_cached(float *restrict d, const float *restrict deriv, int n)
 {
     for (int i = 0; i < n; i++)
         d[i] *= deriv[i];
+}
+
+/* The bias gradient's column sums ride along with the multiply instead of
+ * reading d again. */
+VEC_CLONES
+void gelu_backward_cached_bias(float *restrict d, float *restrict db,
+                               const float *restrict deriv, int N, int K)
+{
+    for (long r = 0; r < N; r++) {
+        float *restrict dr = d + r * K;
+        const float *restrict dv = deriv + r * K;
+        if (db)
+            for (int i = 0; i < K; i++) {
+                const float v = dr[i] * dv[i];
+                dr[i] = v;
+                db[i] += v;
+            }
+        else
+            for (int i = 0; i < K; i++)
+                dr[i] *= dv[i];
+    }
 }
 
 VEC_CLONES
@@ -534,6 +620,80 @@ void embedding_backward_prompt(float *restrict dword, float *restrict dpos,
 
 /* ---- attention --------------------------------------------------------- */
 
+/* OpenBLAS's small-matrix kernel for row-major A B^T (the scores Q K^T and
+ * the backward's dO V^T) runs at well under half the speed of its plain
+ * A B kernel at the shapes of one head (T, D <= 64: 1.04 against 0.43 us at
+ * T = D = 32). Transposing the T x D key or value slice first (an exact
+ * copy in 8 x 8 tiles) turns both into plain products: 1.17 -> 0.64 us at
+ * T = D = 32, 3.03 -> 2.37 at T = 64, D = 32 (transpose included, operands
+ * from a whole batch's qkv). Past the small-matrix kernel's range
+ * (M N K > 100^3) OpenBLAS packs both operands anyway and the transpose
+ * is pure cost (T = 128, D = 64: 19.0 -> 21.0 us), so it is skipped. */
+
+static int transpose_pays(int M, int N, int K)
+{
+    return (double)M * N * K <= 1e6;
+}
+
+#ifdef HAVE_VEC_CLONES
+#define TRANSPOSE_AVX 1
+#include <immintrin.h>
+
+/* dst rows j = src columns j of one 8 x 8 tile. */
+__attribute__((target("avx"), always_inline))
+static inline void transpose8_avx(float *dst, int ldd, const float *src, int lds)
+{
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm256_loadu_ps(src + (long)i * lds);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(dst + (long)i * ldd, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+        _mm256_storeu_ps(dst + (long)(i + 4) * ldd,
+                         _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+    }
+}
+
+/* The whole 8-row bands of rows x cols; returns the rows it did. */
+__attribute__((target("avx")))
+static int transpose_avx(float *dst, int ldd, const float *src, int lds, int rows, int cols)
+{
+    int r = 0;
+    for (; r + 8 <= rows; r += 8) {
+        int c = 0;
+        for (; c + 8 <= cols; c += 8)
+            transpose8_avx(dst + (long)c * ldd + r, ldd, src + (long)r * lds + c, lds);
+        for (; c < cols; c++)
+            for (int i = r; i < r + 8; i++)
+                dst[(long)c * ldd + i] = src[(long)i * lds + c];
+    }
+    return r;
+}
+#endif
+
+/* dst[c, r] = src[r, c] for a rows x cols block. */
+static void transpose(float *restrict dst, int ldd, const float *restrict src, int lds,
+                      int rows, int cols)
+{
+    int r = 0;
+#ifdef TRANSPOSE_AVX
+    if (__builtin_cpu_supports("avx"))
+        r = transpose_avx(dst, ldd, src, lds, rows, cols);
+#endif
+    for (; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            dst[(long)c * ldd + r] = src[(long)r * lds + c];
+}
+
 static int valid_len(const int *len, int b, int T)
 {
     const int L = len[b];
@@ -549,12 +709,25 @@ static void softmax_rows_prefix(float *restrict P, int n, int L, int T)
     for (int t = 0; t < n; t++) {
         float *restrict p = P + (long)t * T;
         const float mx = max_of(p, L);
-        for (int j = 0; j < L; j++)
+        /* the exponentials and their sum in one pass */
+        float acc[LANES] = { 0 }, sum = 0.0f;
+        int j = 0;
+        for (; j + LANES <= L; j += LANES)
+            for (int l = 0; l < LANES; l++) {
+                const float e = exp_nonpos(p[j + l] - mx);
+                p[j + l] = e;
+                acc[l] += e;
+            }
+        for (; j < L; j++) {
             p[j] = exp_nonpos(p[j] - mx);
-        const float inv = 1.0f / sum_f(p, L);
-        for (int j = 0; j < L; j++)
+            sum += p[j];
+        }
+        for (int l = 0; l < LANES; l++)
+            sum += acc[l];
+        const float inv = 1.0f / sum;
+        for (j = 0; j < L; j++)
             p[j] *= inv;
-        for (int j = L; j < T; j++)
+        for (j = L; j < T; j++)
             p[j] = 0.0f;
     }
 }
@@ -579,7 +752,7 @@ static void softmax_rows_backward(float *restrict dS, const float *restrict P,
  * width W = np + T, the prefix columns first. np = 0 is the plain
  * attention, the same products in the same order. */
 static void attention_forward_np(float *out, float *att, const float *qkv, const int *len,
-                                 const float *pk, const float *pv, int np,
+                                 const float *pk, const float *pv, int np, float *scratch,
                                  int B, int T, int C, int H)
 {
     const int D = C / H, ld = 3 * C, W = np + T;
@@ -603,7 +776,12 @@ static void attention_forward_np(float *out, float *att, const float *qkv, const
             if (np)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, np, D,
                             scale, q, ld, pk + h * D, C, 0.0f, P, W);
-            if (L)
+            if (L && transpose_pays(T, L, D)) {
+                float *kt = scratch;  /* K^T, D x L */
+                transpose(kt, L, k, ld, L, D);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, L, D,
+                            scale, q, ld, kt, L, 0.0f, P + np, W);
+            } else if (L)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L, D,
                             scale, q, ld, k, ld, 0.0f, P + np, W);
             softmax_rows_prefix(P, T, Lt, W);
@@ -618,21 +796,22 @@ static void attention_forward_np(float *out, float *att, const float *qkv, const
 }
 
 void attention_forward(float *out, float *att, const float *qkv,
-                       const int *len, int B, int T, int C, int H)
+                       const int *len, float *scratch, int B, int T, int C, int H)
 {
-    attention_forward_np(out, att, qkv, len, NULL, NULL, 0, B, T, C, H);
+    attention_forward_np(out, att, qkv, len, NULL, NULL, 0, scratch, B, T, C, H);
 }
 
 void attention_forward_prefix(float *out, float *att, const float *qkv, const int *len,
-                              const float *pk, const float *pv, int np,
+                              const float *pk, const float *pv, int np, float *scratch,
                               int B, int T, int C, int H)
 {
-    attention_forward_np(out, att, qkv, len, pk, pv, np, B, T, C, H);
+    attention_forward_np(out, att, qkv, len, pk, pv, np, scratch, B, T, C, H);
 }
 
 /* beta: 1 accumulates into dqkv, 0 overwrites it (then the rows that no
  * product reaches, keys past the valid length, are zeroed here). One T x W
- * scratch serves every (sequence, head) in turn, so it stays in cache.
+ * scratch (dS) and one D x T (V^T) serve every (sequence, head) in turn, so
+ * they stay in cache.
  * dpk, dpv (the prefix's gradients, stride C) always accumulate; NULL
  * skips them. */
 static void attention_backward_beta(float *dqkv, float *dpk, float *dpv, const float *dout,
@@ -642,7 +821,7 @@ static void attention_backward_beta(float *dqkv, float *dpk, float *dpv, const f
 {
     const int D = C / H, ld = 3 * C, W = np + T;
     const float scale = 1.0f / sqrtf((float)D);
-    float *dS = scratch;
+    float *dS = scratch, *vt = scratch + (long)T * W;
     for (int b = 0; b < B; b++) {
         const int L = valid_len(len, b, T), Lt = np + L;
         const float *base = qkv + (long)b * T * ld;
@@ -673,7 +852,11 @@ static void attention_backward_beta(float *dqkv, float *dpk, float *dpv, const f
             if (np)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, np, D,
                             1.0f, dO, C, pv + h * D, C, 0.0f, dS, W);
-            if (L)
+            if (L && transpose_pays(T, L, D)) {
+                transpose(vt, L, v, ld, L, D);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, L, D,
+                            1.0f, dO, C, vt, L, 0.0f, dS + np, W);
+            } else if (L)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L, D,
                             1.0f, dO, C, v, ld, 0.0f, dS + np, W);
             softmax_rows_backward(dS, P, T, Lt, W);

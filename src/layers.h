@@ -49,6 +49,12 @@ void layernorm_backward(float *din, float *dgamma, float *dbeta,
 void layernorm_backward_set(float *din, float *dgamma, float *dbeta,
                             const float *dout, const float *in, const float *gamma,
                             const float *mean, const float *rstd, int N, int C);
+/* layernorm_backward_set, and dsum[C] += the column sums of din (the bias
+ * gradient of the linear layer whose output gradient din is), computed as
+ * din is written. dsum may be NULL. */
+void layernorm_backward_set_sum(float *din, float *dgamma, float *dbeta, float *dsum,
+                                const float *dout, const float *in, const float *gamma,
+                                const float *mean, const float *rstd, int N, int C);
 
 /* GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)). In-place allowed for forward. */
 void gelu_forward(float *out, const float *in, int n);
@@ -61,6 +67,9 @@ void gelu_forward_grad(float *out, float *deriv, const float *in, int n);
 /* d *= deriv (from gelu_forward_grad): the backward in place, d holding
  * d(out) on entry and d(in) on return */
 void gelu_backward_cached(float *d, const float *deriv, int n);
+/* gelu_backward_cached over N rows of K, and db[K] += the column sums of
+ * the result (the bias gradient); db may be NULL. */
+void gelu_backward_cached_bias(float *d, float *db, const float *deriv, int N, int K);
 
 /* tanh; backward uses the forward output: din += dout * (1 - out^2) */
 void tanh_forward(float *out, const float *in, int n);
@@ -97,19 +106,20 @@ void embedding_backward_prompt(float *dword, float *dpos, float *dtype, float *d
  *                   are computed too but only ever attend to valid keys.
  *   att  [B, H, T, T] softmax probabilities, kept for the backward.
  *   out  [B*T, C]   context, heads concatenated.
+ *   scratch          ATTENTION_SCRATCH(T, D) floats of workspace.
  * Scores are scaled by 1/sqrt(D). Matrix products through cblas_sgemm. */
 void attention_forward(float *out, float *att, const float *qkv,
-                       const int *len, int B, int T, int C, int H);
+                       const int *len, float *scratch, int B, int T, int C, int H);
 /* Prefix tuning: as attention_forward with np learned keys pk[np, C] and
  * values pv[np, C] (head h: columns h*D ..) before every sequence's own,
  * never masked; att is [B, H, T, np + T], the prefix columns first. */
 void attention_forward_prefix(float *out, float *att, const float *qkv, const int *len,
-                              const float *pk, const float *pv, int np,
+                              const float *pk, const float *pv, int np, float *scratch,
                               int B, int T, int C, int H);
 /* dqkv [B*T, 3C] += gradient w.r.t. qkv.
- * scratch: ATTENTION_SCRATCH(B, T, H) floats of workspace (one T x T
- * matrix, reused for every sequence and head; B and H do not matter). */
-#define ATTENTION_SCRATCH(B, T, H) ((long)(T) * (T))
+ * scratch: ATTENTION_SCRATCH(T, D) floats of workspace (a T x T and a
+ * D x T matrix, reused for every sequence and head), D = C / H. */
+#define ATTENTION_SCRATCH(T, D) ((long)(T) * ((T) + (D)))
 void attention_backward(float *dqkv, const float *dout, const float *qkv,
                         const float *att, const int *len, float *scratch,
                         int B, int T, int C, int H);
@@ -118,8 +128,9 @@ void attention_backward_set(float *dqkv, const float *dout, const float *qkv,
                             const float *att, const int *len, float *scratch,
                             int B, int T, int C, int H);
 /* dqkv = gradient w.r.t. qkv (written); dpk, dpv [np, C] += the prefix's
- * gradients (NULL: skipped). scratch: ATTENTION_PREFIX_SCRATCH(T, np). */
-#define ATTENTION_PREFIX_SCRATCH(T, np) ((long)(T) * ((T) + (np)))
+ * gradients (NULL: skipped). scratch: ATTENTION_PREFIX_SCRATCH(T, np, D),
+ * which also serves attention_forward_prefix. */
+#define ATTENTION_PREFIX_SCRATCH(T, np, D) ((long)(T) * ((T) + (np) + (D)))
 void attention_backward_prefix_set(float *dqkv, float *dpk, float *dpv, const float *dout,
                                    const float *qkv, const float *att, const int *len,
                                    const float *pk, const float *pv, int np, float *scratch,

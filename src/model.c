@@ -200,7 +200,7 @@ static int seq_cap(const ModelConfig *c)
 
 static long att_scratch(const ModelConfig *c)
 {
-    return ATTENTION_PREFIX_SCRATCH(seq_cap(c), c->prefix_tokens);
+    return ATTENTION_PREFIX_SCRATCH(seq_cap(c), c->prefix_tokens, c->hidden / c->heads);
 }
 
 static int has_lora(const ModelConfig *c)
@@ -605,6 +605,46 @@ static int prefix_now(const Model *m)
     return m->virtual_on ? m->cfg.prefix_tokens : 0;
 }
 
+/* ---- classifier heads ----------------------------------------------------
+ *
+ * Rows of one task share a head: a run of consecutive rows with the same
+ * task takes one product instead of one per row (a batch is usually one
+ * task, or a few runs of them). Logits rows have stride ML. */
+
+static int task_run_end(const Batch *b, int r0)
+{
+    int r1 = r0 + 1;
+    while (r1 < b->B && b->task[r1] == b->task[r0])
+        r1++;
+    return r1;
+}
+
+static void head_forward(float *logits, int ML, const float *pooled, const float *W,
+                         const float *bias, int n, int C, int K)
+{
+    for (int r = 0; r < n; r++)
+        memcpy(logits + (size_t)r * ML, bias, (size_t)K * sizeof *logits);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K, C, 1.0f, pooled, C, W, C,
+                1.0f, logits, ML);
+}
+
+/* d_pooled = dl W (written; NULL: skipped), dW += dl^T pooled, db += the
+ * column sums of dl (NULL: skipped), for n rows of dl with stride ML. */
+static void head_backward(float *d_pooled, float *dW, float *db, const float *dl, int ML,
+                          const float *pooled, const float *W, int n, int C, int K)
+{
+    if (d_pooled)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, K, 1.0f, dl, ML, W, C,
+                    0.0f, d_pooled, C);
+    if (dW)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, C, n, 1.0f, dl, ML, pooled, C,
+                    1.0f, dW, C);
+    if (db)
+        for (int r = 0; r < n; r++)
+            for (int k = 0; k < K; k++)
+                db[k] += dl[(size_t)r * ML + k];
+}
+
 /* Forward over the rows of b (a view); adds the summed loss and the number
  * of labelled rows to *loss and *counted. With soft tokens the model's
  * sequences are b->T + n long and a->len holds their lengths. */
@@ -641,9 +681,9 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
             lora_fwd(m, a, k, bo, l, t, k->qkv + t * C, 3 * C, x, BT, T);
         if (npre)
             attention_forward_prefix(k->ctx, k->att, k->qkv, len, P + bo->prefix_k,
-                                     P + bo->prefix_v, npre, B, T, C, H);
+                                     P + bo->prefix_v, npre, a->d_att, B, T, C, H);
         else
-            attention_forward(k->ctx, k->att, k->qkv, len, B, T, C, H);
+            attention_forward(k->ctx, k->att, k->qkv, len, a->d_att, B, T, C, H);
         residual_linear_forward(k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b,
                                 x, BT, C, C);
         lora_fwd(m, a, k, bo, l, LORA_ATTN_OUT, k->res1, C, k->ctx, BT, T);
@@ -664,11 +704,15 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
         memcpy(a->cls + (size_t)r * C, x + (size_t)r * T * C, (size_t)C * sizeof(float));
     linear_forward(a->pool_pre, a->cls, P + o->pool_w, P + o->pool_b, B, C, C);
     tanh_forward(a->pooled, a->pool_pre, B * C);
+    for (int r0 = 0, r1; r0 < B; r0 = r1) {
+        int task = b->task[r0], K = c->n_labels[task];
+        r1 = task_run_end(b, r0);
+        head_forward(a->logits + (size_t)r0 * ML, ML, a->pooled + (size_t)r0 * C,
+                     P + o->head_w[task], P + o->head_b[task], r1 - r0, C, K);
+    }
     for (int r = 0; r < B; r++) {
         int task = b->task[r], K = c->n_labels[task];
         float *logits = a->logits + (size_t)r * ML;
-        linear_forward(logits, a->pooled + (size_t)r * C, P + o->head_w[task],
-                       P + o->head_b[task], 1, C, K);
         const int *lab = b->label ? &b->label[r] : NULL;
         int none = -1;
         *loss += softmax_xent_forward(a->probs + (size_t)r * ML, logits,
@@ -742,17 +786,20 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
     const int *len = np ? a->len : b->len;
 
     int need_pooled = lowest <= pooler_group;
-    zero(a->d_pool, (size_t)B * C);
     for (int r = 0; r < B; r++) {
-        int task = b->task[r], K = c->n_labels[task];
-        int hg = pooler_group + 1 + task;
+        int K = c->n_labels[b->task[r]];
         float *dl = a->d_logits + (size_t)r * ML;
         zero(dl, (size_t)K);
         softmax_xent_backward(dl, a->probs + (size_t)r * ML, &b->label[r], 1, K, inv_count);
-        linear_backward(need_pooled ? a->d_pool + (size_t)r * C : NULL,
-                        grad_or_null(m, G, hg, o->head_w[task]),
-                        grad_or_null(m, G, hg, o->head_b[task]), dl,
-                        a->pooled + (size_t)r * C, P + o->head_w[task], 1, C, K);
+    }
+    for (int r0 = 0, r1; r0 < B; r0 = r1) {
+        int task = b->task[r0], K = c->n_labels[task];
+        int hg = pooler_group + 1 + task;
+        r1 = task_run_end(b, r0);
+        head_backward(need_pooled ? a->d_pool + (size_t)r0 * C : NULL,
+                      grad_or_null(m, G, hg, o->head_w[task]),
+                      grad_or_null(m, G, hg, o->head_b[task]), a->d_logits + (size_t)r0 * ML,
+                      ML, a->pooled + (size_t)r0 * C, P + o->head_w[task], r1 - r0, C, K);
     }
     if (!need_pooled)
         return;
@@ -782,26 +829,27 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
         const float *x_in = l > 0 ? a->block[l - 1].ln2 : a->emb_ln;
         int need_din = lowest <= l;
 
-        /* output LayerNorm → d(res2), which is also d(ln1) by the residual */
-        layernorm_backward_set(d_res, grad_or_null(m, G, g, bo->ln2_g),
-                           grad_or_null(m, G, g, bo->ln2_b),
-                           dx, k->res2, P + bo->ln2_g, k->ln2_mean, k->ln2_rstd, BT, C);
-        linear_backward_set(a->d_gelu, grad_or_null(m, G, g, bo->out_w),
-                        grad_or_null(m, G, g, bo->out_b),
+        /* output LayerNorm → d(res2), which is also d(ln1) by the residual;
+         * the output bias's gradient (column sums of d(res2)) on the way */
+        layernorm_backward_set_sum(d_res, grad_or_null(m, G, g, bo->ln2_g),
+                                   grad_or_null(m, G, g, bo->ln2_b),
+                                   grad_or_null(m, G, g, bo->out_b),
+                                   dx, k->res2, P + bo->ln2_g, k->ln2_mean, k->ln2_rstd, BT, C);
+        linear_backward_set(a->d_gelu, grad_or_null(m, G, g, bo->out_w), NULL,
                         d_res, k->gelu, P + bo->out_w, BT, I, C);
         lora_bwd(m, a, k, bo, G, l, LORA_OUTPUT, a->d_gelu, d_res, C, k->gelu, BT, T);
-        gelu_backward_cached(a->d_gelu, k->inter, BT * I);
-        linear_backward(d_res, grad_or_null(m, G, g, bo->inter_w),
-                        grad_or_null(m, G, g, bo->inter_b),
+        gelu_backward_cached_bias(a->d_gelu, grad_or_null(m, G, g, bo->inter_b), k->inter,
+                                  BT, I);
+        linear_backward(d_res, grad_or_null(m, G, g, bo->inter_w), NULL,
                         a->d_gelu, k->ln1, P + bo->inter_w, BT, C, I);
         lora_bwd(m, a, k, bo, G, l, LORA_INTER, d_res, a->d_gelu, I, k->ln1, BT, T);
 
         /* attention LayerNorm → d(res1), which is also d(x_in) by the residual */
-        layernorm_backward_set(dx, grad_or_null(m, G, g, bo->ln1_g),
-                           grad_or_null(m, G, g, bo->ln1_b),
-                           d_res, k->res1, P + bo->ln1_g, k->ln1_mean, k->ln1_rstd, BT, C);
-        linear_backward_set(d_ctx, grad_or_null(m, G, g, bo->attn_out_w),
-                        grad_or_null(m, G, g, bo->attn_out_b), dx, k->ctx,
+        layernorm_backward_set_sum(dx, grad_or_null(m, G, g, bo->ln1_g),
+                                   grad_or_null(m, G, g, bo->ln1_b),
+                                   grad_or_null(m, G, g, bo->attn_out_b),
+                                   d_res, k->res1, P + bo->ln1_g, k->ln1_mean, k->ln1_rstd, BT, C);
+        linear_backward_set(d_ctx, grad_or_null(m, G, g, bo->attn_out_w), NULL, dx, k->ctx,
                         P + bo->attn_out_w, BT, C, C);
         lora_bwd(m, a, k, bo, G, l, LORA_ATTN_OUT, d_ctx, dx, C, k->ctx, BT, T);
         if (npre)

@@ -290,9 +290,11 @@ static void test_layernorm_forward(Rng *r)
     free(x), free(g), free(b), free(y), free(mean), free(rstd);
 }
 
-static void test_layernorm_backward(Rng *r)
+/* C = 10 runs only the loops' scalar tails, C = 37 their vector bodies
+ * too. */
+static void test_layernorm_backward(Rng *r, int C)
 {
-    const int N = 4, C = 10;
+    const int N = 4;
     const long n = (long)N * C;
     LnCtx c = {N, C, vec(n), vec(C), vec(C), vec(n), vec(N), vec(N), vec(n)};
     for (int i = 0; i < N; i++)
@@ -335,7 +337,26 @@ static void test_layernorm_backward(Rng *r)
     check_same("layernorm_backward_set din = layernorm_backward din", din3, din, n);
     check_accum("layernorm_backward_set dgamma", dg, dg2, C);
     check_accum("layernorm_backward_set dbeta", dbeta, db2, C);
-    free(din3);
+
+    /* The variant that also sums din's columns (a bias gradient). */
+    float *din4 = nan_vec(n), *dsum = vec(C), *sums = vec(C);
+    memcpy(dg2, dg, C * sizeof *dg2);
+    memcpy(db2, dbeta, C * sizeof *db2);
+    for (int j = 0; j < C; j++)
+        dsum[j] = 0.5f;
+    layernorm_backward_set_sum(din4, dg2, db2, dsum, c.R, c.x, c.g, c.mean, c.rstd, N, C);
+    check_same("layernorm_backward_set_sum din = layernorm_backward_set din", din4, din3, n);
+    check_accum("layernorm_backward_set_sum dgamma", dg, dg2, C);
+    check_accum("layernorm_backward_set_sum dbeta", dbeta, db2, C);
+    for (int j = 0; j < C; j++) {
+        sums[j] = 0.5f;
+        for (int i = 0; i < N; i++)
+            sums[j] += din3[(long)i * C + j];
+    }
+    check_same("layernorm_backward_set_sum dsum += column sums of din", dsum, sums, C);
+    layernorm_backward_set_sum(din4, NULL, NULL, NULL, c.R, c.x, c.g, c.mean, c.rstd, N, C);
+    check_same("layernorm_backward_set_sum with NULL dgamma, dbeta, dsum", din4, din3, n);
+    free(din3), free(din4), free(dsum), free(sums);
 
     free(din), free(dg), free(dbeta), free(din2), free(dg2), free(db2);
     free(c.x), free(c.g), free(c.b), free(c.out), free(c.mean), free(c.rstd);
@@ -420,7 +441,19 @@ static void test_activation(Rng *r, int is_gelu)
         gelu_backward_cached(din3, d, n);
         check_grad("gelu_backward_cached din", act_loss, &c, c.x, din3, n);
         check_same("gelu_backward_cached din = gelu_backward din", din3, din, n);
-        free(din3), free(y), free(d);
+
+        /* The same as rows of 40 with the bias gradient (column sums). */
+        float *din4 = vec(n), *db = vec(40), *sums = vec(40);
+        memcpy(din4, c.R, n * sizeof *din4);
+        gelu_backward_cached_bias(din4, db, d, n / 40, 40);
+        check_same("gelu_backward_cached_bias din = gelu_backward_cached din", din4, din3, n);
+        for (long i = 0; i < n; i++)
+            sums[i % 40] += din3[i];
+        check_same("gelu_backward_cached_bias db = column sums of din", db, sums, 40);
+        memcpy(din4, c.R, n * sizeof *din4);
+        gelu_backward_cached_bias(din4, NULL, d, n / 40, 40);
+        check_same("gelu_backward_cached_bias without db", din4, din3, n);
+        free(din3), free(y), free(d), free(din4), free(db), free(sums);
     }
     free(din), free(din2), free(c.x), free(c.out), free(c.R);
 }
@@ -500,13 +533,13 @@ static void test_embedding(Rng *r)
 typedef struct {
     int B, T, C, H;
     const int *len;
-    float *qkv, *att, *out, *R;
+    float *qkv, *att, *out, *R, *scratch;
 } AttCtx;
 
 static double att_loss(void *p)
 {
     AttCtx *c = p;
-    attention_forward(c->out, c->att, c->qkv, c->len, c->B, c->T, c->C, c->H);
+    attention_forward(c->out, c->att, c->qkv, c->len, c->scratch, c->B, c->T, c->C, c->H);
     return dot(c->out, c->R, (long)c->B * c->T * c->C);
 }
 
@@ -576,7 +609,7 @@ static AttCtx att_make(Rng *r, int B, int T, int C, int H, const int *len,
 {
     const long n = (long)B * T * C;
     AttCtx c = {B, T, C, H, len, vec(3 * n), vec((long)B * H * T * T),
-                vec(n), vec(n)};
+                vec(n), vec(n), vec(ATTENTION_SCRATCH(T, C / H))};
     fill_normal(r, c.qkv, 3 * n, 0.0f, sd);
     fill_normal(r, c.R, n, 0.0f, 1.0f);
     return c;
@@ -584,7 +617,7 @@ static AttCtx att_make(Rng *r, int B, int T, int C, int H, const int *len,
 
 static void att_free(AttCtx *c)
 {
-    free(c->qkv), free(c->att), free(c->out), free(c->R);
+    free(c->qkv), free(c->att), free(c->out), free(c->R), free(c->scratch);
 }
 
 static void test_attention_forward(Rng *r)
@@ -632,7 +665,7 @@ static void test_attention_backward(Rng *r)
     static const int len[B] = {6, 4, 1};
     AttCtx c = att_make(r, B, T, C, H, len, 1.0f);
     const long n = 3L * B * T * C;
-    float *scratch = vec(ATTENTION_SCRATCH(B, T, H));
+    float *scratch = vec(ATTENTION_SCRATCH(T, C / H));
     float *dqkv = vec(n), *dqkv2 = vec(n);
 
     att_loss(&c);
@@ -653,7 +686,7 @@ static void test_attention_backward(Rng *r)
                 pad_ok = 0;
     ok(pad_ok, "attention: padded keys and values get exactly zero gradient");
 
-    for (long i = 0; i < ATTENTION_SCRATCH(B, T, H); i++)
+    for (long i = 0; i < ATTENTION_SCRATCH(T, C / H); i++)
         scratch[i] = NAN;
     attention_backward(dqkv2, c.R, c.qkv, c.att, len, scratch, B, T, C, H);
     attention_backward(dqkv2, c.R, c.qkv, c.att, len, scratch, B, T, C, H);
@@ -669,7 +702,7 @@ static void test_attention_backward(Rng *r)
     /* An empty sequence: the overwrite variant must still write its rows. */
     static const int len0[B] = {5, 0, 6};
     AttCtx c0 = att_make(r, B, T, C, H, len0, 1.0f);
-    scratch = vec(ATTENTION_SCRATCH(B, T, H));
+    scratch = vec(ATTENTION_SCRATCH(T, C / H));
     dqkv = vec(n);
     dqkv3 = nan_vec(n);
     att_loss(&c0);
@@ -684,6 +717,34 @@ static void test_attention_backward(Rng *r)
                dqkv3, n);
     free(scratch), free(dqkv), free(dqkv3);
     att_free(&c0);
+}
+
+/* Heads past OpenBLAS's small-matrix range (T T D > 100^3) take Q K^T and
+ * dO V^T as transposed products instead of transposing K and V first. */
+static void test_attention_large(Rng *r)
+{
+    enum { B = 1, T = 130, C = 128, H = 2 };
+    static const int len[B] = {121};
+    AttCtx c = att_make(r, B, T, C, H, len, 1.0f);
+    const long n = 3L * B * T * C;
+    float *dqkv = vec(n), *dqkv3 = nan_vec(n);
+    double eo, ea, es;
+    int mok;
+    /* The loss reads 8 query rows only: a sum over all 130 x 128 outputs
+     * would bury the finite differences in its own rounding. Every key and
+     * value still gets a gradient through them. */
+    memset(c.R + 8L * C, 0, (size_t)(T - 8) * C * sizeof *c.R);
+    att_loss(&c);
+    att_reference(&c, &eo, &ea);
+    att_mask_stats(&c, &mok, &es);
+    ok(eo < 1e-5 && ea < 1e-6 && mok && es < 1e-5,
+       "attention forward T130 D64 (lengths 121) matches naive attention");
+    attention_backward(dqkv, c.R, c.qkv, c.att, len, c.scratch, B, T, C, H);
+    check_grad("attention dqkv T130 D64", att_loss, &c, c.qkv, dqkv, n);
+    attention_backward_set(dqkv3, c.R, c.qkv, c.att, len, c.scratch, B, T, C, H);
+    check_same("attention_backward_set = attention_backward T130 D64", dqkv3, dqkv, n);
+    free(dqkv), free(dqkv3);
+    att_free(&c);
 }
 
 /* ---- softmax cross-entropy --------------------------------------------- */
@@ -763,12 +824,14 @@ int main(int argc, char **argv)
     test_linear_forward(&r);
     test_linear_backward(&r);
     test_layernorm_forward(&r);
-    test_layernorm_backward(&r);
+    test_layernorm_backward(&r, 10);
+    test_layernorm_backward(&r, 37);
     test_activation(&r, 1);
     test_activation(&r, 0);
     test_embedding(&r);
     test_attention_forward(&r);
     test_attention_backward(&r);
+    test_attention_large(&r);
     test_xent(&r);
     return tap_done();
 }

@@ -15,6 +15,8 @@
 enum { B = 4, T = 8 };
 
 static int ids[B * T], lens[B] = { 8, 5, 3, 6 }, tasks[B] = { 0, 1, 0, 1 };
+/* Rows of one task next to each other share one head product. */
+static int task_runs[B] = { 0, 0, 1, 1 };
 static int labels[B] = { 2, 1, 0, 0 };
 
 static void make_model(Model *m)
@@ -46,10 +48,10 @@ static double loss_fn(void *ctx)
     return model_forward(c->m, c->b);
 }
 
-static void test_gradients(void)
+static void test_gradients(int *task)
 {
     Model m;
-    Batch b = make_batch();
+    Batch b = test_batch(ids, lens, labels, task, B, T);
     Ctx ctx = { &m, &b };
     make_model(&m);
     model_zero_grads(&m);
@@ -169,7 +171,8 @@ int main(int argc, char **argv)
     blas_core_describe(core, sizeof core);
     diag("%s", core);
     test_layout();
-    test_gradients();
+    test_gradients(tasks);
+    test_gradients(task_runs);
     test_padding_invariance();
     test_freezing();
     return tap_done();
