@@ -1,7 +1,8 @@
 #!/bin/sh
 # What the workbench costs training: fine-tunes the default experiment
 # (experiments/demo.cfg, finetune.epochs=3) from one base, alternately
-# headless and with the curses UI open in a detached tmux session, and
+# headless and with the curses UI open, each in a detached 120x40 tmux
+# pane (the order alternating from rep to rep), and
 # compares steps/s measured inside each run (summary.json: final step over
 # timing.train_s, the time in optimizer steps) and over the wall clock
 # (metrics.jsonl elapsed_s of the last line, evaluations included), then
@@ -36,18 +37,38 @@ shows() { T capture-pane -p -t ui | grep -qF -- "$1"; }
 rate() { jq -r '.final.step / .timing.train_s' "$1/summary.json"; }
 wall() { jq -rs 'map(select(.phase=="finetune")) | .[-1] | .step / .elapsed_s' "$1/metrics.jsonl"; }
 
-for rep in $(seq 1 "$reps"); do
-    h="$out/headless$rep" u="$out/ui$rep"
-    "$mneme" run --headless "$cfg" --out "$h" --quiet "$@" --set base.checkpoint="$base" >/dev/null
+headless() {
+    dir=$1; shift
     LC_ALL=C.UTF-8 T new-session -d -s ui -x 120 -y 40 \
-        "'$mneme' '$cfg' --out '$u' $* --set base.checkpoint='$base' 2>'$out/ui.err'; touch '$out/ui.done'; sleep 60"
-    until_ok 600 finished "$u"
+        "'$mneme' run --headless '$cfg' --out '$dir' --quiet $* --set base.checkpoint='$base' >/dev/null 2>&1; touch '$out/ui.done'; sleep 60"
+    until_ok 600 test -e "$out/ui.done"
+    T kill-server
+    rm -f "$out/ui.done"
+}
+workbench() {
+    dir=$1; shift
+    LC_ALL=C.UTF-8 T new-session -d -s ui -x 120 -y 40 \
+        "'$mneme' '$cfg' --out '$dir' $* --set base.checkpoint='$base' 2>'$out/ui.err'; touch '$out/ui.done'; sleep 60"
+    until_ok 600 finished "$dir"
     T send-keys -t ui q
     until_ok 30 shows "quit? checkpoint and quit"
     T send-keys -t ui y
     until_ok 30 test -e "$out/ui.done"
     T kill-server
     rm -f "$out/ui.done"
+}
+
+for rep in $(seq 1 "$reps"); do
+    h="$out/headless$rep" u="$out/ui$rep"
+    # both in the same kind of tmux pane (a pane alone costs a few per
+    # cent), in alternating order
+    if [ $((rep % 2)) = 1 ]; then
+        headless "$h" "$@"
+        workbench "$u" "$@"
+    else
+        workbench "$u" "$@"
+        headless "$h" "$@"
+    fi
     printf 'rep %d: steps/s in steps %.3f headless, %.3f with the UI (%+.2f%%); wall %.3f vs %.3f (%+.2f%%)\n' \
         "$rep" "$(rate "$h")" "$(rate "$u")" \
         "$(echo "$(rate "$u") $(rate "$h")" | awk '{ print ($1 / $2 - 1) * 100 }')" \

@@ -48,6 +48,8 @@ struct Trainer {
 
     /* trainer thread only (and the starting thread before it runs) */
     Branch *br[SNAP_BRANCHES];
+    char pending[SNAP_LOG][SNAP_LINE];   /* log lines not yet published */
+    int n_pending;
     TrainerOptions opt;
     int n_br, followed, turn, quit;
     int lost;                  /* a checkpoint at quit failed */
@@ -90,18 +92,25 @@ static double now_s(void)
 
 /* A log line with the wall-clock time, into the snapshot. Caller holds no
  * lock. */
-static void post_log(Trainer *t, const char *line)
+static void stamp(char *out, size_t n, const char *line)
 {
-    char stamped[SNAP_LINE];
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
-    size_t n = strftime(stamped, sizeof stamped, "%H:%M:%S ", &tm);
-    snprintf(stamped + n, sizeof stamped - n, "%s", line);
-    pthread_mutex_lock(&t->lock);
-    snapshot_log(&t->snap, stamped);
-    t->snap.version++;
-    pthread_mutex_unlock(&t->lock);
+    size_t k = strftime(out, n, "%H:%M:%S ", &tm);
+    snprintf(out + k, n - k, "%s", line);
+}
+
+/* A line from the trainer's side: kept aside until the next publish, so
+ * that logging never waits for the frontend's lock. Not for the frontend's
+ * thread (trainer_log). */
+static void post_log(Trainer *t, const char *line)
+{
+    if (t->n_pending == SNAP_LOG) {
+        memmove(t->pending[0], t->pending[1], sizeof t->pending[0] * (SNAP_LOG - 1));
+        t->n_pending--;
+    }
+    stamp(t->pending[t->n_pending++], SNAP_LINE, line);
 }
 
 static void post_logf(Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -256,8 +265,11 @@ static void measure_rate(const Trainer *t, Branch *b, double now)
     }
 }
 
-/* Copies what the frontend shows out of the runs. Trainer thread only. */
-static void publish(Trainer *t, const char *message)
+/* Copies what the frontend shows out of the runs. Trainer thread only.
+ * After a plain step (wait 0) it does not wait for the lock: a frontend
+ * holding it, perhaps preempted on a busy core, must not stall training;
+ * the next step publishes instead. */
+static void publish_now(Trainer *t, const char *message, int wait)
 {
     Branch *f = t->br[t->followed];
     Run *r = &f->run;
@@ -274,7 +286,13 @@ static void publish(Trainer *t, const char *message)
         f->drift_t = now;
         f->drift_hist = r->history.n;
     }
-    pthread_mutex_lock(&t->lock);
+    if (!wait && pthread_mutex_trylock(&t->lock) != 0)
+        return;
+    if (wait)
+        pthread_mutex_lock(&t->lock);
+    for (int i = 0; i < t->n_pending; i++)
+        snapshot_log(s, t->pending[i]);
+    t->n_pending = 0;
     snprintf(s->experiment, sizeof s->experiment, "%s", r->x.name);
     snprintf(s->phase, sizeof s->phase, "%s", phase_name(r->phase));
     snprintf(s->branch, sizeof s->branch, "%s", r->branch);
@@ -324,6 +342,11 @@ static void publish(Trainer *t, const char *message)
     }
     s->version++;
     pthread_mutex_unlock(&t->lock);
+}
+
+static void publish(Trainer *t, const char *message)
+{
+    publish_now(t, message, 1);
 }
 
 /* Records a command of the followed branch in its events.jsonl (best
@@ -601,7 +624,8 @@ static void step_branch(Trainer *t, Branch *b)
     }
     if (message)
         snprintf(b->message, sizeof b->message, "%s", message);
-    publish(t, b == t->br[t->followed] ? message : NULL);
+    /* a plain step may skip; a change of state may not */
+    publish_now(t, b == t->br[t->followed] ? message : NULL, message != NULL);
 }
 
 static void *trainer_main(void *arg)
@@ -755,7 +779,12 @@ void trainer_post(Trainer *t, const Command *c)
 
 void trainer_log(Trainer *t, const char *line)
 {
-    post_log(t, line);
+    char stamped[SNAP_LINE];
+    stamp(stamped, sizeof stamped, line);
+    pthread_mutex_lock(&t->lock);
+    snapshot_log(&t->snap, stamped);
+    t->snap.version++;
+    pthread_mutex_unlock(&t->lock);
 }
 
 /* Copies src's history into dst past what dst has seen (a new generation
