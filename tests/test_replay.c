@@ -55,13 +55,13 @@ static int wait_for(Trainer *t, Snapshot *s, int (*cond)(const Snapshot *))
 static int fine_tuning(const Snapshot *s) { return !strcmp(s->phase, "finetune") && s->step >= 5; }
 static int paused(const Snapshot *s) { return s->state == TS_PAUSED; }
 static int past_20(const Snapshot *s) { return s->state == TS_RUNNING && s->step >= 20; }
-static int two_branches(const Snapshot *s) { return s->n_branches == 2; }
+static int three_branches(const Snapshot *s) { return s->n_branches == 3; }
 static int all_done(const Snapshot *s)
 {
     for (int i = 0; i < s->n_branches; i++)
         if (s->branches[i].state != TS_FINISHED)
             return 0;
-    return s->n_branches == 2;
+    return s->n_branches == 3;
 }
 
 static void post(Trainer *t, CommandKind k, double v, const char *arg, const char *text)
@@ -139,20 +139,33 @@ int main(void)
     got = wait_for(t, &s, past_20);
     ok(got, "changed by hand and resumed: step %ld", s.step);
     post(t, CMD_FORK, -1, "gentler", "finetune.lr=1e-4 ewc.lambda=2000 policy.scale=0.5");
-    got = wait_for(t, &s, two_branches);
+    post(t, CMD_FORK, -1, "twin", "");
+    got = wait_for(t, &s, three_branches);
     ok(got, "forked: %d branches", s.n_branches);
+    /* steer gentler only: main and twin must stay alike */
+    post(t, CMD_FOLLOW, -1, "gentler", "");
     post(t, CMD_PAUSE, 0, "", "");
     post(t, CMD_PAUSE, 0, "", "");
     post(t, CMD_UNFREEZE, 0, "embeddings", "");
-    ok(wait_for(t, &s, all_done), "both branches finish");
+    ok(wait_for(t, &s, all_done), "every branch finishes");
     ok(trainer_stop(t) == 0, "the trainer stops cleanly");
     snapshot_free(&s);
 
-    ok(count_events(dir, "pause") == 2 && count_events(dir, "resume") == 2, "events.jsonl: 2 pauses and 2 resumes");
-    ok(count_events(dir, "set") == 3 && count_events(dir, "freeze") == 1 && count_events(dir, "unfreeze") == 1,
-       "events.jsonl: the :set changes, the freeze and the unfreeze");
+    ok(count_events(dir, "pause") == 1 && count_events(dir, "resume") == 1, "events.jsonl: the pause and the resume");
+    ok(count_events(dir, "set") == 3 && count_events(dir, "freeze") == 1 && count_events(dir, "unfreeze") == 0,
+       "events.jsonl: the :set changes and the freeze; the unfreeze went to the branch followed");
     ok(count_events(dir, "reload") == 2, "events.jsonl: the reload (typed, and done)");
-    ok(count_events(dir, "fork") == 1, "events.jsonl: the fork");
+    ok(count_events(dir, "fork") == 2, "events.jsonl: the forks");
+
+    /* A fork with no overrides goes on exactly like its parent, the
+     * policy parameter set by hand included. */
+    char twin[400], cmp[1400];
+    snprintf(twin, sizeof twin, "%s/branches/twin", dir);
+    snprintf(cmp, sizeof cmp, "cmp -s <(jq -c 'del(.elapsed_s, .branch)' %s/metrics.jsonl) "
+             "<(jq -c 'del(.elapsed_s, .branch)' %s/metrics.jsonl)", dir, twin);
+    char sh[1500];
+    snprintf(sh, sizeof sh, "bash -c \"%s\"", cmp);
+    ok(system(sh) == 0, "the twin's metrics equal its parent's, policy.scale 0.8 included");
 
     snprintf(out, sizeof out, "%s/replay-main", root);
     int rc = replay_run(dir, out, NULL, &res, &e);
