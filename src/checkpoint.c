@@ -142,6 +142,7 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
         { "mneme.loss_count", lcount },
         { "mneme.elapsed_s", elapsed },
         { "mneme.adam_group_steps", group_t ? group_t : "" },
+        { "mneme.policy_params", st->policy_params },
     };
     rc = safetensors_write(path, t, n, meta, (int)(sizeof meta / sizeof meta[0]), e);
 out:
@@ -334,6 +335,8 @@ int checkpoint_load(const StFile *f, Model *m, AdamW *opt, RunStateRecord *st, M
             st->lr_override = 1;
             st->lr = d;
         }
+        const char *pp = safetensors_meta(f, "mneme.policy_params");
+        snprintf(st->policy_params, sizeof st->policy_params, "%s", pp ? pp : "");
         const char *gs = safetensors_meta(f, "mneme.groups");
         for (int g = 0; gs && *gs && g < (int)sizeof st->trainable; g++) {
             char *end;

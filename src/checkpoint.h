@@ -33,6 +33,7 @@ typedef struct {
     double loss_sum;           /* training loss since the last evaluation */
     long loss_count;
     double elapsed_s;
+    char policy_params[8192];  /* policy_params_text: set by hand */
 } RunStateRecord;
 
 /* Writes model (and, when opt is not NULL, its moments) with the state and

@@ -1164,6 +1164,38 @@ static void remember_override(Policy *p, const char *name, const char *text)
 
 /* ---- public ------------------------------------------------------------ */
 
+void policy_params_text(const Policy *p, char *out, size_t n)
+{
+    size_t used = 0;
+    if (n == 0)
+        return;
+    out[0] = 0;
+    for (int i = 0; i < p->n_overrides; i++) {
+        size_t need = strlen(p->overrides[i].name) + strlen(p->overrides[i].value) + 2;
+        if (used + need >= n)
+            break;
+        used += (size_t)snprintf(out + used, n - used, "%s=%s\n", p->overrides[i].name,
+                                 p->overrides[i].value);
+    }
+}
+
+void policy_params_restore(Policy *p, const char *text)
+{
+    char line[sizeof p->overrides[0].name + sizeof p->overrides[0].value + 2];
+    while (text && *text) {
+        const char *nl = strchr(text, '\n');
+        size_t len = nl ? (size_t)(nl - text) : strlen(text);
+        snprintf(line, sizeof line, "%.*s", (int)len, text);
+        char *eq = strchr(line, '=');
+        if (eq) {
+            MnError ignored;
+            *eq = 0;
+            policy_set_param(p, line, eq + 1, &ignored);
+        }
+        text = nl ? nl + 1 : text + len;
+    }
+}
+
 static void free_policy(Policy *p)
 {
     for (int i = 0; i < p->n_dirs; i++)

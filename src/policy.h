@@ -142,6 +142,14 @@ const char *policy_source(const Policy *p, size_t *len);
  * written to out (at most max). */
 int policy_view_changes(const PolicyView *before, const PolicyView *after, PolicyChange *out, int max);
 
+/* The parameters set by hand, as "name=value" lines in the order set (a
+ * checkpoint keeps them: they are run state, not the file's); whole lines
+ * only, up to n bytes. */
+void policy_params_text(const Policy *p, char *out, size_t n);
+/* Sets them again from such text; one the policy no longer takes, or no
+ * longer takes with that type, is left out. */
+void policy_params_restore(Policy *p, const char *text);
+
 void policy_free(Policy *p);
 
 #endif

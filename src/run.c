@@ -778,6 +778,8 @@ static int save_checkpoint(Run *r, const char *name, MnError *e)
     st.lr_override = r->lr_override;
     st.lr_peak = r->sched.peak;
     st.lr = r->lr_value;
+    if (r->policy)
+        policy_params_text(r->policy, st.policy_params, sizeof st.policy_params);
     if (name)
         snprintf(path, sizeof path, "%s/checkpoints/%s.safetensors", r->dir, name);
     else
@@ -1250,33 +1252,6 @@ static void read_branch_name(Run *r)
     json_decref(o);
 }
 
-/* The policy parameters set by hand (:set policy.NAME) live in the policy,
- * not the checkpoint: they come back from the events the checkpoint had
- * seen, in order. A value the policy no longer takes is left out. */
-static void restore_policy_params(Run *r)
-{
-    char path[EXP_PATH + 32], *line = NULL;
-    size_t cap = 0;
-    if (!r->policy)
-        return;
-    path_in_run(r, path, sizeof path, "events.jsonl");
-    FILE *f = fopen(path, "r");
-    while (f && getline(&line, &cap, f) > 0) {
-        json_error_t je;
-        MnError why;
-        json_t *ev = json_loads(line, 0, &je);
-        const char *cmd = json_string_value(json_object_get(ev, "command"));
-        const char *key = json_string_value(json_object_get(ev, "set"));
-        const char *to = json_string_value(json_object_get(ev, "to"));
-        if (cmd && key && to && !strcmp(cmd, "set") && !strncmp(key, "policy.", 7))
-            policy_set_param(r->policy, key + 7, to, &why);
-        json_decref(ev);
-    }
-    free(line);
-    if (f)
-        fclose(f);
-}
-
 /* restart: record the continuation in events.jsonl, so that a replay
  * restarts at the same step (a restart starts the policy afresh). */
 static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart, MnError *e)
@@ -1344,7 +1319,9 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
             return -1;
         if (events_open(&r->events, dir, st.events_lines, e) < 0)
             return -1;
-        restore_policy_params(r);
+        /* the parameters set by hand, which the file does not hold */
+        if (r->policy)
+            policy_params_restore(r->policy, st.policy_params);
         int bad = restart && p != PHASE_DONE && run_record(r, "run", "restart",
                                         json_pack("{s:s}", "checkpoint", cks[i].name), e) < 0;
         free(cks);
