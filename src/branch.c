@@ -88,6 +88,17 @@ int branch_find_checkpoint(const char *run_dir, long step, char *path, size_t n,
     int n_steps = 0;
     long best = -1;
     snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+    /* The step's own checkpoint, when it is there: one file read, not
+     * every checkpoint of the run (each holds the weights and moments). */
+    if (step > 0)
+        snprintf(file, sizeof file, "%s/step-%ld.safetensors", dir, step);
+    else
+        snprintf(file, sizeof file, "%s/base.safetensors", dir);
+    if (step >= 0 && checkpoint_step(file) == step) {
+        snprintf(path, n, "%s", file);
+        *found = step;
+        return 0;
+    }
     DIR *d = opendir(dir);
     if (!d)
         return mn_fail(e, "%s: no checkpoints folder (is it a run folder?)", run_dir);
