@@ -112,13 +112,19 @@ static int load_experiment(const RunArgs *a, Experiment *x)
     return 0;
 }
 
-static void default_out_dir(const Experiment *x, char *out, size_t n)
+/* The local time as a folder name's suffix. */
+static void time_stamp(char *out, size_t n)
 {
-    char stamp[32];
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
-    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    strftime(out, n, "%Y%m%d-%H%M%S", &tm);
+}
+
+static void default_out_dir(const Experiment *x, char *out, size_t n)
+{
+    char stamp[32];
+    time_stamp(stamp, sizeof stamp);
     snprintf(out, n, "runs/%s-%s", x->name, stamp);
 }
 
@@ -224,11 +230,8 @@ static int cmd_replay(int argc, char **argv)
         snprintf(dir, sizeof dir, "%s", out);
     else {
         char stamp[32];
-        time_t now = time(NULL);
-        struct tm tm;
-        localtime_r(&now, &tm);
-        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
-        snprintf(dir, sizeof dir, "%s/replays/%s%s%s", run_dir, branch ? branch : "main", "-", stamp);
+        time_stamp(stamp, sizeof stamp);
+        snprintf(dir, sizeof dir, "%s/replays/%s-%s", run_dir, branch ? branch : "main", stamp);
     }
     return headless_replay(src, dir, &ho);
 }
