@@ -146,42 +146,24 @@ static void test_step0(void)
     model_free(&l);
 }
 
-typedef struct {
-    Model *m;
-    Batch *b;
-} Ctx;
-
-static double loss_fn(void *ctx)
-{
-    Ctx *c = ctx;
-    return model_forward(c->m, c->b);
-}
-
-static void backward_into(Model *m, Batch *b, float *g)
-{
-    model_zero_grads(m);
-    model_forward(m, b);
-    model_backward(m, b);
-    memcpy(g, m->grads, m->n_params * sizeof *g);
-}
 
 static void test_gradients(void)
 {
     Model m;
     Batch b = make_batch();
-    Ctx ctx = { &m, &b };
+    TestLossCtx ctx = { &m, &b };
     create(&m, 3, ALL);
     init(&m);
     perturb_lora(&m, 0.3f);
     float *g = malloc(m.n_params * sizeof *g);
-    backward_into(&m, &b, g);
+    test_backward_into(&m, &b, g);
     /* every tensor: the adapters' A and B, and the base tensors below
      * them, whose gradient flows back through the adapters too */
     int bad = 0;
     for (int i = 0; i < m.n_tensors; i++) {
         const ParamTensor *t = &m.tensors[i];
         GcOpts o = { 1e-2, 1e-3, 12, (uint64_t)i + 1 };
-        GcResult r = gc_check(loss_fn, &ctx, m.params + t->offset, g + t->offset,
+        GcResult r = gc_check(test_model_loss, &ctx, m.params + t->offset, g + t->offset,
                               (long)t->numel, &o);
         if (m.groups[t->group].lora_layer >= 0 || strstr(t->name, "word_embeddings") ||
             strstr(t->name, "layer.0.attention.self.query.weight"))
@@ -199,7 +181,7 @@ static void test_gradients(void)
         m.groups[k].trainable = m.groups[k].lora_layer >= 0 ||
                                 strcmp(m.groups[k].name, "classifier.new") == 0;
     float *h = malloc(m.n_params * sizeof *h);
-    backward_into(&m, &b, h);
+    test_backward_into(&m, &b, h);
     double worst = 0.0;
     int base_zero = 1;
     for (int k = 0; k < m.n_groups; k++) {
@@ -216,7 +198,7 @@ static void test_gradients(void)
 
     /* only the upper block's adapters train: the backward stops there */
     m.groups[m.lora_group[0]].trainable = 0;
-    backward_into(&m, &b, h);
+    test_backward_into(&m, &b, h);
     double d1 = gc_compare(g + m.groups[m.lora_group[1]].offset,
                            h + m.groups[m.lora_group[1]].offset,
                            (long)m.groups[m.lora_group[1]].numel, 1e-6);
@@ -227,7 +209,7 @@ static void test_gradients(void)
         m.groups[k].trainable = 1;
     MnError e;
     ok(model_set_threads(&m, 2, &e) == 0, "two workers");
-    backward_into(&m, &b, h);
+    test_backward_into(&m, &b, h);
     double dt = gc_compare(g, h, (long)m.n_params, 1e-4);
     ok(dt < 1e-4, "two workers: every gradient agrees with one worker (%.1e)", dt);
     free(g);
@@ -306,7 +288,7 @@ static void test_dropout(void)
 {
     Model m, plain;
     Batch b = make_batch();
-    Ctx ctx = { &m, &b };
+    TestLossCtx ctx = { &m, &b };
     MnError e;
     ModelConfig c;
     create(&plain, 3, ALL);
@@ -334,7 +316,7 @@ static void test_dropout(void)
     ok(memcmp(l1, m.act.logits, ls) == 0, "the same seed draws the same mask");
 
     float *g = malloc(m.n_params * sizeof *g);
-    backward_into(&m, &b, g);
+    test_backward_into(&m, &b, g);
     double worst = 0.0;
     for (int i = 0; i < m.n_tensors; i++) {
         const ParamTensor *t = &m.tensors[i];
@@ -342,14 +324,14 @@ static void test_dropout(void)
             !strstr(t->name, "layer.1.intermediate.dense.weight"))
             continue;
         GcOpts o = { 1e-2, 1e-3, 12, (uint64_t)i + 7 };
-        GcResult r = gc_check(loss_fn, &ctx, m.params + t->offset, g + t->offset, (long)t->numel, &o);
+        GcResult r = gc_check(test_model_loss, &ctx, m.params + t->offset, g + t->offset, (long)t->numel, &o);
         if (r.max_rel > worst)
             worst = r.max_rel;
     }
     ok(worst < 2e-2, "with dropout, adapter and base gradients match finite differences (%.2e)", worst);
     float *h = malloc(m.n_params * sizeof *h);
     ok(model_set_threads(&m, 2, &e) == 0, "two workers");
-    backward_into(&m, &b, h);
+    test_backward_into(&m, &b, h);
     double dt = gc_compare(g, h, (long)m.n_params, 1e-4);
     ok(dt < 1e-4, "two workers draw the same masks (gradients agree to %.1e)", dt);
     free(g);

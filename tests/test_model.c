@@ -37,22 +37,12 @@ static Batch make_batch(void)
     return test_batch(ids, lens, labels, tasks, B, T);
 }
 
-typedef struct {
-    Model *m;
-    Batch *b;
-} Ctx;
-
-static double loss_fn(void *ctx)
-{
-    Ctx *c = ctx;
-    return model_forward(c->m, c->b);
-}
 
 static void test_gradients(int *task)
 {
     Model m;
     Batch b = test_batch(ids, lens, labels, task, B, T);
-    Ctx ctx = { &m, &b };
+    TestLossCtx ctx = { &m, &b };
     make_model(&m);
     model_zero_grads(&m);
     model_forward(&m, &b);
@@ -63,7 +53,7 @@ static void test_gradients(int *task)
     for (int i = 0; i < m.n_tensors; i++) {
         const ParamTensor *t = &m.tensors[i];
         GcOpts o = { 1e-2, 1e-3, 12, (uint64_t)i + 1 };
-        GcResult r = gc_check(loss_fn, &ctx, m.params + t->offset, g + t->offset,
+        GcResult r = gc_check(test_model_loss, &ctx, m.params + t->offset, g + t->offset,
                               (long)t->numel, &o);
         ok(r.max_rel < 2e-2, "gradient of %s (max rel err %.2e at %ld: %.6g vs %.6g)",
            t->name, r.max_rel, r.worst, r.analytic, r.numeric);

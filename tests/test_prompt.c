@@ -109,42 +109,24 @@ static void test_off(void)
     model_free(&f);
 }
 
-typedef struct {
-    Model *m;
-    Batch *b;
-} Ctx;
-
-static double loss_fn(void *ctx)
-{
-    Ctx *c = ctx;
-    return model_forward(c->m, c->b);
-}
-
-static void backward_into(Model *m, Batch *b, float *g)
-{
-    model_zero_grads(m);
-    model_forward(m, b);
-    model_backward(m, b);
-    memcpy(g, m->grads, m->n_params * sizeof *g);
-}
 
 static void check_method(int prompt)
 {
     Model m;
     Batch b = make_batch();
-    Ctx ctx = { &m, &b };
+    TestLossCtx ctx = { &m, &b };
     const char *what = prompt ? "prompt" : "prefix";
     create(&m, prompt ? NV : 0, prompt ? 0 : NV);
     init(&m);
     prompt_set_enabled(&m, 1);
     float *g = malloc(m.n_params * sizeof *g);
-    backward_into(&m, &b, g);
+    test_backward_into(&m, &b, g);
     int vg = prompt ? m.prompt_group : m.prefix_group;
     int bad = 0;
     for (int i = 0; i < m.n_tensors; i++) {
         const ParamTensor *t = &m.tensors[i];
         GcOpts o = { 1e-2, 1e-3, t->group == vg ? 48 : 12, (uint64_t)i + 1 };
-        GcResult r = gc_check(loss_fn, &ctx, m.params + t->offset, g + t->offset,
+        GcResult r = gc_check(test_model_loss, &ctx, m.params + t->offset, g + t->offset,
                               (long)t->numel, &o);
         if (t->group == vg || strstr(t->name, "word_embeddings") ||
             strstr(t->name, "position_embeddings") ||
@@ -162,7 +144,7 @@ static void check_method(int prompt)
     for (int k = 0; k < m.n_groups; k++)
         m.groups[k].trainable = k == vg || strcmp(m.groups[k].name, "classifier.new") == 0;
     float *h = malloc(m.n_params * sizeof *h);
-    backward_into(&m, &b, h);
+    test_backward_into(&m, &b, h);
     double d = gc_compare(g + m.groups[vg].offset, h + m.groups[vg].offset,
                           (long)m.groups[vg].numel, 1e-6);
     int base_zero = 1;
@@ -177,7 +159,7 @@ static void check_method(int prompt)
         m.groups[k].trainable = 1;
     MnError e;
     ok(model_set_threads(&m, 2, &e) == 0, "two workers");
-    backward_into(&m, &b, h);
+    test_backward_into(&m, &b, h);
     double dt = gc_compare(g, h, (long)m.n_params, 1e-4);
     ok(dt < 1e-4, "%s: two workers, every gradient agrees with one worker (%.1e)", what, dt);
     model_set_threads(&m, 3, &e);

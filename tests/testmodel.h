@@ -85,4 +85,25 @@ static inline Batch test_batch(int *ids, int *lens, int *labels, int *tasks, int
     return b;
 }
 
+/* A batch's loss, for the finite-difference checks (gc_check). */
+typedef struct {
+    Model *m;
+    Batch *b;
+} TestLossCtx;
+
+static inline double test_model_loss(void *ctx)
+{
+    TestLossCtx *c = ctx;
+    return model_forward(c->m, c->b);
+}
+
+/* The gradient of a batch's loss, copied into g. */
+static inline void test_backward_into(Model *m, Batch *b, float *g)
+{
+    model_zero_grads(m);
+    model_forward(m, b);
+    model_backward(m, b);
+    memcpy(g, m->grads, m->n_params * sizeof *g);
+}
+
 #endif
