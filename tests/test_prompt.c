@@ -199,12 +199,7 @@ static void train_method(int prompt)
     ok(model_set_threads(&m, 2, &e) == 0, "two workers");
     float *before = malloc(m.n_params * sizeof *before);
     memcpy(before, m.params, m.n_params * sizeof *before);
-    for (int s = 0; s < 5; s++) {
-        model_zero_grads(&m);
-        model_forward(&m, &b);
-        model_backward(&m, &b);
-        adamw_step(&opt, &m, 1e-2f);
-    }
+    test_train_steps(&m, &b, &opt, 5, 1e-2f);
     int base_same = 1, moved = 0;
     for (int g = 0; g < m.n_groups; g++) {
         const ParamGroup *pg = &m.groups[g];

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "optim.h"
 #include "tokenizer.h"
 
 typedef struct {
@@ -104,6 +105,17 @@ static inline void test_backward_into(Model *m, Batch *b, float *g)
     model_forward(m, b);
     model_backward(m, b);
     memcpy(g, m->grads, m->n_params * sizeof *g);
+}
+
+/* n plain training steps of AdamW on one batch. */
+static inline void test_train_steps(Model *m, Batch *b, AdamW *opt, int n, float lr)
+{
+    for (int s = 0; s < n; s++) {
+        model_zero_grads(m);
+        model_forward(m, b);
+        model_backward(m, b);
+        adamw_step(opt, m, lr);
+    }
 }
 
 #endif
