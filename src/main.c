@@ -286,19 +286,16 @@ int main(int argc, char **argv)
         printf("mneme %s\n", PACKAGE_VERSION);
         return 0;
     }
-    if (argc > 1 && strcmp(argv[1], "run") == 0)
-        return cmd_run(argc - 2, argv + 2);
-    if (argc > 1 && strcmp(argv[1], "predict") == 0)
-        return predict_main(argc - 2, argv + 2);
-    if (argc > 1 && strcmp(argv[1], "bench") == 0)
-        return cmd_bench(argc - 2, argv + 2);
-    if (argc > 1 && strcmp(argv[1], "runs") == 0)
-        return runs_main(argc - 2, argv + 2);
-    if (argc > 1 && strcmp(argv[1], "fork") == 0)
-        return cmd_fork(argc - 2, argv + 2);
-    if (argc > 1 && strcmp(argv[1], "replay") == 0)
-        return cmd_replay(argc - 2, argv + 2);
-    if (argc > 1 && strcmp(argv[1], "compare") == 0)
-        return compare_main(argc - 2, argv + 2);
+    static const struct {
+        const char *name;
+        int (*main)(int argc, char **argv);
+    } commands[] = {
+        { "run", cmd_run }, { "predict", predict_main }, { "bench", cmd_bench },
+        { "runs", runs_main }, { "fork", cmd_fork }, { "replay", cmd_replay },
+        { "compare", compare_main },
+    };
+    for (size_t i = 0; argc > 1 && i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].main(argc - 2, argv + 2);
     return cmd_default(argc - 1, argv + 1);
 }
