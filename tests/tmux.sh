@@ -5,6 +5,15 @@ T() { tmux -L "$SOCK" -f /dev/null "$@"; }
 trap 'T kill-server >/dev/null 2>&1; rm -rf "$TMP"' EXIT INT TERM
 export LC_ALL=C.UTF-8
 
+# ui_session WIDTH HEIGHT SCRIPT: (re)starts the "ui" pane running
+# "sh SCRIPT". A second session holds the server up: killing its last
+# session makes tmux exit, and a client started in that moment fails with
+# "server exited unexpectedly".
+ui_session() {
+    T has-session -t hold 2>/dev/null || T new-session -d -s hold "exec sleep 3600"
+    T kill-session -t ui 2>/dev/null
+    T new-session -d -s ui -x "$1" -y "$2" "sh $3"
+}
 # wait_until SECONDS COMMAND...: polls the pane until COMMAND (run on the
 # capture, left in $TMP/pane) succeeds or the deadline passes
 wait_until() {

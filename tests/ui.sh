@@ -42,7 +42,7 @@ echo "mneme-exit=\$?"
 stty -g >"$TMP/stty.after"
 exec sleep 600
 SH
-T new-session -d -s ui -x 100 -y 30 "sh $TMP/pane.sh"
+ui_session 100 30 "$TMP/pane.sh"
 ok $? "a private tmux server runs mneme in a 100x30 pane"
 
 wait_until 30 evaluated
@@ -171,8 +171,7 @@ cat >"$TMP/pane3.sh" <<SH
 echo "mneme-exit=\$?"
 exec sleep 600
 SH
-T kill-session -t ui
-T new-session -d -s ui -x 170 -y 40 "sh $TMP/pane3.sh"
+ui_session 170 40 "$TMP/pane3.sh"
 wait_for 30 "resumed at finetune step $n"
 ok $? "mneme --resume: the workbench resumes the run at finetune step $n"
 [ -n "$n" ] || diag "no step in: $(cat "$TMP/stderr.h")"
@@ -206,8 +205,7 @@ SH
 cat >"$TMP/p.lua" <<LUA
 return { name = "uitest", params = { every = 100 } }
 LUA
-T kill-session -t ui
-T new-session -d -s ui -x 100 -y 30 "sh $TMP/pane2.sh"
+ui_session 100 30 "$TMP/pane2.sh"
 wait_until 30 evaluated
 ok $? "a second run (with a policy) shows its evaluations"
 # :set policy.NAME VALUE, paused so the log holds still

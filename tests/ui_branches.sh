@@ -18,7 +18,7 @@ cat >"$TMP/pane.sh" <<SH
 echo "mneme-exit=\$?"
 exec sleep 600
 SH
-T new-session -d -s ui -x 118 -y 60 "sh $TMP/pane.sh"
+ui_session 118 60 "$TMP/pane.sh"
 ok $? "mneme in a 118x60 pane"
 wait_until 120 fine_tuning
 ok $? "fine-tuning under way"
@@ -85,13 +85,12 @@ ok $? "mneme compare lists the branch made in the workbench"
 
 # The family comes back with the run: mneme --resume opens its branches,
 # paused, for comparing and steering.
-T kill-session -t ui
 cat >"$TMP/again.sh" <<SH
 "$MNEME" --resume "$TMP/run" 2>"$TMP/stderr.again"
 echo "mneme-exit=\$?"
 exec sleep 600
 SH
-T new-session -d -s ui -x 118 -y 60 "sh $TMP/again.sh"
+ui_session 118 60 "$TMP/again.sh"
 wait_until 30 sh -c "grep -q 'lower  *main@[0-9]*  *paused' '$TMP/pane'"
 st=$?; ok $st "--resume: the branch list shows lower again, paused"; show_pane_if $st
 T send-keys -t ui Tab
@@ -102,13 +101,12 @@ ok $? "quits cleanly"
 
 # A full disk at a checkpoint: the workbench shows the error and pauses;
 # resuming tries again; quitting still gives the terminal back.
-T kill-session -t ui
 cat >"$TMP/full.sh" <<SH
 MNEME_FAULT_WRITE_AFTER=4096 "$MNEME" "$CFG" --out "$TMP/full" 2>"$TMP/stderr.full"
 echo "mneme-exit=\$?"
 exec sleep 600
 SH
-T new-session -d -s ui -x 118 -y 40 "sh $TMP/full.sh"
+ui_session 118 40 "$TMP/full.sh"
 wait_for 60 "checkpoint failed (the previous one is intact)"
 st=$?; ok $st "a checkpoint that cannot be written: the error is shown"; show_pane_if $st
 wait_until 10 sh -c "head -1 '$TMP/pane' | grep -q paused"
