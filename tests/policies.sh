@@ -136,10 +136,14 @@ printf 'local P = { name = "cmod" }\nlocal lfs = require("lfs")\nreturn P\n' >"$
 ok $([ $? = 2 ] && grep -q "cmod.lua:2:" "$TMP/err"; echo $?) "require of a C module is refused at load ($(head -1 "$TMP/err"))"
 
 # SIGUSR1 reloads the policy of a running headless run
-"$MNEME" run --headless "$CFG" --set finetune.policy="$TMP/unfreeze.lua" --set finetune.epochs=60 \
+"$MNEME" run --headless "$CFG" --set finetune.policy="$TMP/unfreeze.lua" --set finetune.epochs=300 \
     --out "$TMP/sig" --quiet >/dev/null 2>&1 &
 pid=$!
-sleep 1.5
+# signalled once fine-tuning runs (pretraining can take most of a second)
+end=$(( $(date +%s) + 60 ))
+until grep -q '"finetune"' "$TMP/sig/metrics.jsonl" 2>/dev/null || [ "$(date +%s)" -ge "$end" ]; do
+    sleep 0.05
+done
 kill -USR1 $pid 2>/dev/null
 wait $pid
 st=$?
