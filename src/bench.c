@@ -53,27 +53,48 @@ static void add_shape(GemmShape *s, int *n, int M, int N, int K, CBLAS_TRANSPOSE
     (*n)++;
 }
 
-/* The products of one forward and backward: for each linear layer
- * y = x W^T (forward), dx = dy W, dW = dy^T x; for attention, per
+/* The products of `count` blocks whose first nq rows of each sequence
+ * query (nq = T: every row, with q, k, v as one product): for each linear
+ * layer y = x W^T (forward), dx = dy W, dW = dy^T x; for attention, per
  * sequence and head, the score and context products and their four
  * backward products. */
-static int step_shapes(const ModelConfig *c, int B, int T, GemmShape *s)
+static void block_shapes(GemmShape *s, int *n, const ModelConfig *c, int B, int T, int nq,
+                         long count)
 {
-    int n = 0, BT = B * T, C = c->hidden, IM = c->intermediate, D = C / c->heads;
-    long L = c->layers, BH = (long)B * c->heads * L;
-    int lin[4][2] = { { C, 3 * C }, { C, C }, { C, IM }, { IM, C } };
-    for (int i = 0; i < 4; i++) {
-        int IC = lin[i][0], OC = lin[i][1];
-        add_shape(s, &n, BT, OC, IC, CblasNoTrans, CblasTrans, L);
-        add_shape(s, &n, BT, IC, OC, CblasNoTrans, CblasNoTrans, L);
-        add_shape(s, &n, OC, IC, BT, CblasTrans, CblasNoTrans, L);
+    int BT = B * T, BQ = B * nq, C = c->hidden, IM = c->intermediate, D = C / c->heads;
+    long BH = (long)B * c->heads * count;
+    int lin[5][3] = { { BQ, C, C }, { BT, C, 2 * C }, { BQ, C, C }, { BQ, C, IM }, { BQ, IM, C } };
+    if (nq == T) {
+        lin[0][2] = 3 * C;     /* q, k, v */
+        lin[1][0] = 0;
     }
-    add_shape(s, &n, T, T, D, CblasNoTrans, CblasTrans, BH);     /* Q K^T */
-    add_shape(s, &n, T, D, T, CblasNoTrans, CblasNoTrans, BH);   /* P V */
-    add_shape(s, &n, T, D, T, CblasTrans, CblasNoTrans, BH);     /* dV = P^T dO */
-    add_shape(s, &n, T, T, D, CblasNoTrans, CblasTrans, BH);     /* dP = dO V^T */
-    add_shape(s, &n, T, D, T, CblasNoTrans, CblasNoTrans, BH);   /* dQ = dS K */
-    add_shape(s, &n, T, D, T, CblasTrans, CblasNoTrans, BH);     /* dK = dS^T Q */
+    for (int i = 0; i < 5; i++) {
+        int N = lin[i][0], IC = lin[i][1], OC = lin[i][2];
+        if (N == 0)
+            continue;
+        add_shape(s, n, N, OC, IC, CblasNoTrans, CblasTrans, count);
+        add_shape(s, n, N, IC, OC, CblasNoTrans, CblasNoTrans, count);
+        add_shape(s, n, OC, IC, N, CblasTrans, CblasNoTrans, count);
+    }
+    add_shape(s, n, nq, T, D, CblasNoTrans, CblasTrans, BH);     /* Q K^T */
+    add_shape(s, n, nq, D, T, CblasNoTrans, CblasNoTrans, BH);   /* P V */
+    add_shape(s, n, T, D, nq, CblasTrans, CblasNoTrans, BH);     /* dV = P^T dO */
+    add_shape(s, n, nq, T, D, CblasNoTrans, CblasTrans, BH);     /* dP = dO V^T */
+    add_shape(s, n, nq, D, T, CblasNoTrans, CblasNoTrans, BH);   /* dQ = dS K */
+    add_shape(s, n, T, D, nq, CblasTrans, CblasNoTrans, BH);     /* dK = dS^T Q */
+}
+
+/* The products of one forward and backward; with cls_last the last block
+ * queries at [CLS] only, as model.c runs it. */
+static int step_shapes(const ModelConfig *c, int B, int T, int cls_last, GemmShape *s)
+{
+    int n = 0, C = c->hidden;
+    if (cls_last) {
+        if (c->layers > 1)
+            block_shapes(s, &n, c, B, T, T, c->layers - 1);
+        block_shapes(s, &n, c, B, T, 1, 1);
+    } else
+        block_shapes(s, &n, c, B, T, T, c->layers);
     add_shape(s, &n, B, C, C, CblasNoTrans, CblasTrans, 1);      /* pooler */
     add_shape(s, &n, B, C, C, CblasNoTrans, CblasNoTrans, 1);
     add_shape(s, &n, C, C, B, CblasTrans, CblasNoTrans, 1);
@@ -148,7 +169,7 @@ static void train_step(Model *m, AdamW *opt, const Batch *b)
     adamw_step(opt, m, 1e-4f);
 }
 
-int bench_run(const Experiment *x, long steps)
+int bench_run(const Experiment *x, long steps, int full_last_block)
 {
     ModelConfig c;
     Model m;
@@ -195,13 +216,15 @@ int bench_run(const Experiment *x, long steps)
     /* The fine-tuning step as the experiment sets it up: freezing, LoRA,
      * prompt or prefix change what a step costs. */
     strategy_apply(&m, x);
+    m.full_last_block = full_last_block;
 
     /* Steps and reference passes alternate in blocks, so that a change in
      * the machine's load (other processes, frequency) hits both sides of
      * gemm_fraction alike; blocks rather than single steps keep the step's
      * weights as warm in cache as they are in training. */
     GemmRef ref = { 0 };
-    int n_shapes = step_shapes(&c, B, T, shapes);
+    const int cls_last = model_cls_last_block(&m, T);
+    int n_shapes = step_shapes(&c, B, T, cls_last, shapes);
     double *times = calloc((size_t)steps, sizeof *times);
     double *ref_times = calloc((size_t)steps, sizeof *ref_times);
     if (!times || !ref_times || gemm_ref_init(&ref, shapes, n_shapes) < 0) {
@@ -238,7 +261,7 @@ int bench_run(const Experiment *x, long steps)
     after = mallinfo2();
     double step_s = median(times, (int)steps);
     double gemm_flops = ref.flops, gemm_s = median(ref_times, (int)steps);
-    double step_flops = model_step_flops(&c, B, T);
+    double step_flops = model_step_flops(&c, B, T, cls_last);
     char core[256];
     blas_core_describe(core, sizeof core);
     json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:i, s:{s:i, s:i, s:i, s:i, s:i}, s:i, s:I}",
@@ -248,6 +271,7 @@ int bench_run(const Experiment *x, long steps)
                           "model", "hidden", c.hidden, "layers", c.layers, "heads", c.heads,
                           "intermediate", c.intermediate, "seq", T,
                           "batch", B, "steps", (json_int_t)steps);
+    json_object_set_new(o, "last_block", json_string(cls_last ? "cls" : "full"));
     json_object_set_new(o, "step_ms_median", json_real(step_s * 1e3));
     json_object_set_new(o, "steps_per_s", json_real(1.0 / step_s));
     json_object_set_new(o, "tokens_per_s", json_real((double)B * T / step_s));

@@ -5,7 +5,9 @@
 
 #include "config.h"
 
-/* Prints one JSON object; returns the exit status. steps 0 = default. */
-int bench_run(const Experiment *x, long steps);
+/* Prints one JSON object; returns the exit status. steps 0 = default;
+ * full_last_block runs the last block over every row, as a plain BERT
+ * does, instead of at [CLS] only (for comparing the two). */
+int bench_run(const Experiment *x, long steps, int full_last_block);
 
 #endif

@@ -170,8 +170,8 @@ static inline float sum_sq_dev_f(const float *restrict x, float m, int n)
 
 /* ---- linear ------------------------------------------------------------ */
 
-void linear_forward(float *out, const float *in, const float *W,
-                    const float *b, int N, int IC, int OC)
+void linear_forward_ld(float *out, int ldo, const float *in, int ldi, const float *W,
+                       const float *b, int N, int IC, int OC)
 {
     if (N <= 0 || OC <= 0)
         return;
@@ -180,57 +180,63 @@ void linear_forward(float *out, const float *in, const float *W,
     float beta = 0.0f;
     if (b) {
         for (int i = 0; i < N; i++)
-            memcpy(out + (long)i * OC, b, (size_t)OC * sizeof *out);
+            memcpy(out + (long)i * ldo, b, (size_t)OC * sizeof *out);
         beta = 1.0f;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f,
-                in, IC, W, IC, beta, out, OC);
+                in, ldi, W, IC, beta, out, ldo);
+}
+
+void linear_forward(float *out, const float *in, const float *W,
+                    const float *b, int N, int IC, int OC)
+{
+    linear_forward_ld(out, OC, in, IC, W, b, N, IC, OC);
 }
 
 VEC_CLONES
 static void bias_grad(float *restrict db, const float *restrict dout, int N,
-                      int OC)
+                      int OC, int ld)
 {
     /* Row by row keeps the inner loop contiguous. */
     for (int i = 0; i < N; i++) {
-        const float *restrict d = dout + (long)i * OC;
+        const float *restrict d = dout + (long)i * ld;
         for (int o = 0; o < OC; o++)
             db[o] += d[o];
     }
 }
 
-/* din_beta: 1 accumulates into din, 0 overwrites it. */
-static void linear_backward_beta(float *din, float *dW, float *db, const float *dout,
-                                 const float *in, const float *W, int N, int IC,
-                                 int OC, float din_beta)
+void linear_backward_ld(float *din, int ldd, float *dW, float *db, const float *dout,
+                        int ldo, const float *in, int ldi, const float *W, int N, int IC,
+                        int OC, float din_beta)
 {
     if (N <= 0 || IC <= 0)
         return;
     if (OC <= 0) {
         if (din && din_beta == 0.0f)
-            memset(din, 0, (size_t)N * IC * sizeof *din);
+            for (int i = 0; i < N; i++)
+                memset(din + (long)i * ldd, 0, (size_t)IC * sizeof *din);
         return;
     }
     if (din)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC,
-                    1.0f, dout, OC, W, IC, din_beta, din, IC);
+                    1.0f, dout, ldo, W, IC, din_beta, din, ldd);
     if (dW)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N,
-                    1.0f, dout, OC, in, IC, 1.0f, dW, IC);
+                    1.0f, dout, ldo, in, ldi, 1.0f, dW, IC);
     if (db)
-        bias_grad(db, dout, N, OC);
+        bias_grad(db, dout, N, OC, ldo);
 }
 
 void linear_backward(float *din, float *dW, float *db, const float *dout,
                      const float *in, const float *W, int N, int IC, int OC)
 {
-    linear_backward_beta(din, dW, db, dout, in, W, N, IC, OC, 1.0f);
+    linear_backward_ld(din, IC, dW, db, dout, OC, in, IC, W, N, IC, OC, 1.0f);
 }
 
 void linear_backward_set(float *din, float *dW, float *db, const float *dout,
                          const float *in, const float *W, int N, int IC, int OC)
 {
-    linear_backward_beta(din, dW, db, dout, in, W, N, IC, OC, 0.0f);
+    linear_backward_ld(din, IC, dW, db, dout, OC, in, IC, W, N, IC, OC, 0.0f);
 }
 
 /* ---- LoRA adapter on a linear ------------------------------------------- */
@@ -750,10 +756,12 @@ static void softmax_rows_backward(float *restrict dS, const float *restrict P,
 /* The attention of one batch, with np prefix keys and values (rows of pk
  * and pv, stride C) before each sequence's own: probabilities are rows of
  * width W = np + T, the prefix columns first. np = 0 is the plain
- * attention, the same products in the same order. */
+ * attention, the same products in the same order. Only the first nq
+ * positions of each sequence query (nq = T: all of them); out and att
+ * hold nq rows a sequence. */
 static void attention_forward_np(float *out, float *att, const float *qkv, const int *len,
                                  const float *pk, const float *pv, int np, float *scratch,
-                                 int B, int T, int C, int H)
+                                 int B, int T, int nq, int C, int H)
 {
     const int D = C / H, ld = 3 * C, W = np + T;
     const float scale = 1.0f / sqrtf((float)D);
@@ -762,34 +770,34 @@ static void attention_forward_np(float *out, float *att, const float *qkv, const
         const float *base = qkv + (long)b * T * ld;
         for (int h = 0; h < H; h++) {
             const float *q = base + h * D, *k = q + C, *v = q + 2 * C;
-            float *P = att + ((long)b * H + h) * T * W;
-            float *o = out + (long)b * T * C + h * D;
+            float *P = att + ((long)b * H + h) * nq * W;
+            float *o = out + (long)b * nq * C + h * D;
             if (Lt == 0) {
                 /* No key to attend to: define the context as zero. */
-                memset(P, 0, (size_t)T * W * sizeof *P);
-                for (int t = 0; t < T; t++)
+                memset(P, 0, (size_t)nq * W * sizeof *P);
+                for (int t = 0; t < nq; t++)
                     memset(o + (long)t * C, 0, (size_t)D * sizeof *o);
                 continue;
             }
             /* Only the prefix and the L valid keys are scored; masked
              * columns are set to zero by the softmax. */
             if (np)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, np, D,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, np, D,
                             scale, q, ld, pk + h * D, C, 0.0f, P, W);
-            if (L && transpose_pays(T, L, D)) {
+            if (L && transpose_pays(nq, L, D)) {
                 float *kt = scratch;  /* K^T, D x L */
                 transpose(kt, L, k, ld, L, D);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, L, D,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, L, D,
                             scale, q, ld, kt, L, 0.0f, P + np, W);
             } else if (L)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L, D,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, L, D,
                             scale, q, ld, k, ld, 0.0f, P + np, W);
-            softmax_rows_prefix(P, T, Lt, W);
+            softmax_rows_prefix(P, nq, Lt, W);
             if (np)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, np,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, np,
                             1.0f, P, W, pv + h * D, C, 0.0f, o, C);
             if (L)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, L,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, L,
                             1.0f, P + np, W, v, ld, np ? 1.0f : 0.0f, o, C);
         }
     }
@@ -798,26 +806,33 @@ static void attention_forward_np(float *out, float *att, const float *qkv, const
 void attention_forward(float *out, float *att, const float *qkv,
                        const int *len, float *scratch, int B, int T, int C, int H)
 {
-    attention_forward_np(out, att, qkv, len, NULL, NULL, 0, scratch, B, T, C, H);
+    attention_forward_np(out, att, qkv, len, NULL, NULL, 0, scratch, B, T, T, C, H);
 }
 
 void attention_forward_prefix(float *out, float *att, const float *qkv, const int *len,
                               const float *pk, const float *pv, int np, float *scratch,
                               int B, int T, int C, int H)
 {
-    attention_forward_np(out, att, qkv, len, pk, pv, np, scratch, B, T, C, H);
+    attention_forward_np(out, att, qkv, len, pk, pv, np, scratch, B, T, T, C, H);
 }
 
-/* beta: 1 accumulates into dqkv, 0 overwrites it (then the rows that no
- * product reaches, keys past the valid length, are zeroed here). One T x W
- * scratch (dS) and one D x T (V^T) serve every (sequence, head) in turn, so
- * they stay in cache.
+void attention_forward_first(float *out, float *att, const float *qkv, const int *len,
+                             const float *pk, const float *pv, int np, float *scratch,
+                             int B, int T, int nq, int C, int H)
+{
+    attention_forward_np(out, att, qkv, len, pk, pv, np, scratch, B, T, nq, C, H);
+}
+
+/* beta: 1 accumulates into dqkv, 0 overwrites it (then the entries that
+ * no product reaches, keys past the valid length and queries past nq, are
+ * zeroed here). One T x W scratch (dS) and one D x T (V^T) serve every
+ * (sequence, head) in turn, so they stay in cache.
  * dpk, dpv (the prefix's gradients, stride C) always accumulate; NULL
- * skips them. */
+ * skips them. dout and att hold nq rows a sequence, as the forward's. */
 static void attention_backward_beta(float *dqkv, float *dpk, float *dpv, const float *dout,
                                     const float *qkv, const float *att, const int *len,
                                     const float *pk, const float *pv, int np, float *scratch,
-                                    int B, int T, int C, int H, float beta)
+                                    int B, int T, int nq, int C, int H, float beta)
 {
     const int D = C / H, ld = 3 * C, W = np + T;
     const float scale = 1.0f / sqrtf((float)D);
@@ -829,48 +844,47 @@ static void attention_backward_beta(float *dqkv, float *dpk, float *dpv, const f
         if (beta == 0.0f) {
             for (int t = L; t < T; t++)
                 memset(dbase + (long)t * ld + C, 0, 2 * (size_t)C * sizeof *dbase);
-            if (Lt == 0)
-                for (int t = 0; t < T; t++)
-                    memset(dbase + (long)t * ld, 0, (size_t)C * sizeof *dbase);
+            for (int t = Lt == 0 ? 0 : nq; t < T; t++)
+                memset(dbase + (long)t * ld, 0, (size_t)C * sizeof *dbase);
         }
         if (Lt == 0)
             continue;
         for (int h = 0; h < H; h++) {
             const float *q = base + h * D, *k = q + C, *v = q + 2 * C;
             float *dq = dbase + h * D, *dk = dq + C, *dv = dq + 2 * C;
-            const float *P = att + ((long)b * H + h) * T * W;
-            const float *dO = dout + (long)b * T * C + h * D;
+            const float *P = att + ((long)b * H + h) * nq * W;
+            const float *dO = dout + (long)b * nq * C + h * D;
 
             /* Masked keys have zero probability, so only the first L rows
              * of dK, dV and columns of dP, dS can be nonzero. */
             if (L)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, T,
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, nq,
                             1.0f, P + np, W, dO, C, beta, dv, ld);
             if (np && dpv)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, np, D, T,
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, np, D, nq,
                             1.0f, P, W, dO, C, 1.0f, dpv + h * D, C);
             if (np)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, np, D,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, np, D,
                             1.0f, dO, C, pv + h * D, C, 0.0f, dS, W);
-            if (L && transpose_pays(T, L, D)) {
+            if (L && transpose_pays(nq, L, D)) {
                 transpose(vt, L, v, ld, L, D);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, L, D,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, L, D,
                             1.0f, dO, C, vt, L, 0.0f, dS + np, W);
             } else if (L)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L, D,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, L, D,
                             1.0f, dO, C, v, ld, 0.0f, dS + np, W);
-            softmax_rows_backward(dS, P, T, Lt, W);
+            softmax_rows_backward(dS, P, nq, Lt, W);
             if (np)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, np,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, np,
                             scale, dS, W, pk + h * D, C, beta, dq, ld);
             if (L)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, L,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, L,
                             scale, dS + np, W, k, ld, np ? 1.0f : beta, dq, ld);
             if (L)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, T,
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, nq,
                             scale, dS + np, W, q, ld, beta, dk, ld);
             if (np && dpk)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, np, D, T,
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, np, D, nq,
                             scale, dS, W, q, ld, 1.0f, dpk + h * D, C);
         }
     }
@@ -881,7 +895,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv,
                         int B, int T, int C, int H)
 {
     attention_backward_beta(dqkv, NULL, NULL, dout, qkv, att, len, NULL, NULL, 0, scratch,
-                            B, T, C, H, 1.0f);
+                            B, T, T, C, H, 1.0f);
 }
 
 void attention_backward_set(float *dqkv, const float *dout, const float *qkv,
@@ -889,7 +903,7 @@ void attention_backward_set(float *dqkv, const float *dout, const float *qkv,
                             int B, int T, int C, int H)
 {
     attention_backward_beta(dqkv, NULL, NULL, dout, qkv, att, len, NULL, NULL, 0, scratch,
-                            B, T, C, H, 0.0f);
+                            B, T, T, C, H, 0.0f);
 }
 
 void attention_backward_prefix_set(float *dqkv, float *dpk, float *dpv, const float *dout,
@@ -898,7 +912,16 @@ void attention_backward_prefix_set(float *dqkv, float *dpk, float *dpv, const fl
                                    int B, int T, int C, int H)
 {
     attention_backward_beta(dqkv, dpk, dpv, dout, qkv, att, len, pk, pv, np, scratch,
-                            B, T, C, H, 0.0f);
+                            B, T, T, C, H, 0.0f);
+}
+
+void attention_backward_first_set(float *dqkv, float *dpk, float *dpv, const float *dout,
+                                  const float *qkv, const float *att, const int *len,
+                                  const float *pk, const float *pv, int np, float *scratch,
+                                  int B, int T, int nq, int C, int H)
+{
+    attention_backward_beta(dqkv, dpk, dpv, dout, qkv, att, len, pk, pv, np, scratch,
+                            B, T, nq, C, H, 0.0f);
 }
 
 /* ---- softmax cross-entropy --------------------------------------------- */

@@ -22,6 +22,15 @@ void linear_forward(float *out, const float *in, const float *W,
 void linear_backward(float *din, float *dW, float *db, const float *dout,
                      const float *in, const float *W, int N, int IC, int OC);
 
+/* The same with row strides (ldo, ldi, ldd: elements between rows of
+ * out, in, din), for products over a subset of rows or columns, and
+ * din = din_beta * din + dout @ W. */
+void linear_forward_ld(float *out, int ldo, const float *in, int ldi, const float *W,
+                       const float *b, int N, int IC, int OC);
+void linear_backward_ld(float *din, int ldd, float *dW, float *db, const float *dout,
+                        int ldo, const float *in, int ldi, const float *W, int N, int IC,
+                        int OC, float din_beta);
+
 /* din[N, IC] = dout @ W; dW, db as linear_backward */
 void linear_backward_set(float *din, float *dW, float *db, const float *dout,
                          const float *in, const float *W, int N, int IC, int OC);
@@ -135,6 +144,20 @@ void attention_backward_prefix_set(float *dqkv, float *dpk, float *dpv, const fl
                                    const float *qkv, const float *att, const int *len,
                                    const float *pk, const float *pv, int np, float *scratch,
                                    int B, int T, int C, int H);
+
+/* As attention_forward_prefix (np = 0: plain attention) with only the
+ * first nq positions of each sequence as queries (nq = 1: the [CLS] row,
+ * all the last block's output the pooler reads): out is [B*nq, C] and
+ * att [B, H, nq, np + T]; keys and values are all T positions. */
+void attention_forward_first(float *out, float *att, const float *qkv, const int *len,
+                             const float *pk, const float *pv, int np, float *scratch,
+                             int B, int T, int nq, int C, int H);
+/* Its backward: dqkv [B*T, 3C] written (query rows past nq: zero), dout
+ * [B*nq, C]; dpk, dpv as attention_backward_prefix_set. */
+void attention_backward_first_set(float *dqkv, float *dpk, float *dpv, const float *dout,
+                                  const float *qkv, const float *att, const int *len,
+                                  const float *pk, const float *pv, int np, float *scratch,
+                                  int B, int T, int nq, int C, int H);
 
 /* Softmax cross-entropy over rows of logits [N, K]: writes probs [N, K]
  * (numerically stable) and returns the SUM of -log p[label] over rows with

@@ -25,7 +25,7 @@ static const char usage_text[] =
     "                 [--quiet] [--stop-after STEPS]\n"
     "       mneme run --resume RUN_DIR [--headless] [--quiet] [--stop-after STEPS]\n"
     "       mneme predict CHECKPOINT --task NAME [--ids]\n"
-    "       mneme bench EXPERIMENT.cfg [--set KEY=VALUE]... [--steps N]\n"
+    "       mneme bench EXPERIMENT.cfg [--set KEY=VALUE]... [--steps N] [--full-last-block]\n"
     "       mneme runs [DIR]\n"
     "       mneme fork RUN_DIR --name NAME [--at STEP] [--set KEY=VALUE]... [--create-only]\n"
     "                 [--quiet] [--stop-after STEPS]\n"
@@ -267,12 +267,20 @@ static int cmd_bench(int argc, char **argv)
 {
     RunArgs a;
     Experiment x;
-    int rc = parse_run_args(argc, argv, &a);
+    int full_last_block = 0, n = 0;
+    /* bench's own switch; the rest are run's options */
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--full-last-block") == 0)
+            full_last_block = 1;
+        else
+            argv[n++] = argv[i];
+    }
+    int rc = parse_run_args(n, argv, &a);
     if (rc)
         return rc;
     if ((rc = load_experiment(&a, &x)))
         return rc;
-    return bench_run(&x, a.steps);
+    return bench_run(&x, a.steps, full_last_block);
 }
 
 int main(int argc, char **argv)

@@ -439,16 +439,18 @@ int model_find_group(const Model *m, const char *name)
     return -1;
 }
 
-/* The residual branches: out[N, OC] = resid + in @ W^T + b. Seeding out
- * with resid + b lets sgemm (beta = 1) add the product in the pass it makes
- * over out anyway; the separate bias copy and residual add would be two
- * more passes over activations that no longer fit in cache. */
+/* The residual branches: out[N, OC] = resid + in @ W^T + b (resid's rows
+ * ldr apart). Seeding out with resid + b lets sgemm (beta = 1) add the
+ * product in the pass it makes over out anyway; the separate bias copy and
+ * residual add would be two more passes over activations that no longer
+ * fit in cache. */
 static void residual_linear_forward(float *restrict out, const float *restrict in,
                                     const float *restrict W, const float *restrict b,
-                                    const float *restrict resid, int N, int IC, int OC)
+                                    const float *restrict resid, long ldr, int N, int IC,
+                                    int OC)
 {
     for (long i = 0; i < N; i++) {
-        const float *restrict r = resid + i * OC;
+        const float *restrict r = resid + i * ldr;
         float *restrict y = out + i * OC;
         for (int o = 0; o < OC; o++)
             y[o] = r[o] + b[o];
@@ -645,6 +647,116 @@ static void head_backward(float *d_pooled, float *dW, float *db, const float *dl
                 db[k] += dl[(size_t)r * ML + k];
 }
 
+/* ---- the last block at [CLS] only -----------------------------------------
+ *
+ * The pooler reads one row of the last block's output, the first of each
+ * sequence. The other rows still serve as keys and values, but their
+ * queries, attention output, feed-forward and LayerNorms feed nothing:
+ * about 5/6 of the block's products. So the last block computes keys and
+ * values for every row and the rest for the first row only; its qkv keeps
+ * the full layout (the other rows' queries unused) and ctx, res1, ln1,
+ * inter, gelu, res2 and ln2 hold B rows. Loss and gradients are those of
+ * the full block up to rounding. A block with adapters keeps the full
+ * path, switched on or off (so that the adapter-off scores are the base
+ * model's to the bit), as do full_last_block (for tests) and T = 1, where
+ * the backward would lack room for d(res1). */
+
+static int cls_only(const Model *m, const Activations *a, int T)
+{
+    const int l = m->cfg.layers - 1;
+    if (m->full_last_block || T < 2)
+        return 0;
+    for (int t = 0; t < LORA_MODULES; t++)
+        if (a->block[l].lora_u[t])
+            return 0;
+    return 1;
+}
+
+static void cls_block_forward(const Model *m, Activations *a, const float *x, const int *len,
+                              int npre, int B, int T)
+{
+    const ModelConfig *c = &m->cfg;
+    const float *P = m->params;
+    const int l = c->layers - 1, C = c->hidden, I = c->intermediate, H = c->heads;
+    const BlockOffsets *bo = &m->off.block[l];
+    BlockActs *k = &a->block[l];
+    const size_t CC = (size_t)C * C;
+
+    linear_forward_ld(k->qkv + C, 3 * C, x, C, P + bo->qkv_w + CC, P + bo->qkv_b + C,
+                      B * T, C, 2 * C);
+    linear_forward_ld(k->qkv, T * 3 * C, x, T * C, P + bo->qkv_w, P + bo->qkv_b, B, C, C);
+    attention_forward_first(k->ctx, k->att, k->qkv, len, npre ? P + bo->prefix_k : NULL,
+                            npre ? P + bo->prefix_v : NULL, npre, a->d_att, B, T, 1, C, H);
+    residual_linear_forward(k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b,
+                            x, (long)T * C, B, C, C);
+    layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, k->res1,
+                      P + bo->ln1_g, P + bo->ln1_b, B, C);
+    linear_forward(k->inter, k->ln1, P + bo->inter_w, P + bo->inter_b, B, C, I);
+    gelu_forward_grad(k->gelu, k->inter, k->inter, B * I);
+    residual_linear_forward(k->res2, k->gelu, P + bo->out_w, P + bo->out_b,
+                            k->ln1, C, B, I, C);
+    layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->res2,
+                      P + bo->ln2_g, P + bo->ln2_b, B, C);
+}
+
+static float *grad_or_null(const Model *m, float *G, int group, size_t offset);
+
+static float *offset_or_null(float *p, size_t n)
+{
+    return p ? p + n : NULL;
+}
+
+/* Given d(ln2) of the [CLS] rows in a->d_pool, the block's weight
+ * gradients into G and, with need_din, d(x_in) [BT, C] written to a->d_a. */
+static void cls_block_backward(const Model *m, Activations *a, float *G, const float *x_in,
+                               const int *len, int npre, int need_din, int B, int T)
+{
+    const ModelConfig *c = &m->cfg;
+    const float *P = m->params;
+    const int l = c->layers - 1, g = 1 + l, C = c->hidden, I = c->intermediate;
+    const BlockOffsets *bo = &m->off.block[l];
+    const BlockActs *k = &a->block[l];
+    const size_t CC = (size_t)C * C;
+    float *dx = need_din ? a->d_a : NULL, *d_res = a->d_b, *d_ctx = a->d_c;
+    float *d_res1 = a->d_b + (size_t)B * C;   /* rows B..2B-1 of d_b: T >= 2 */
+    float *dqkv_w = grad_or_null(m, G, g, bo->qkv_w), *dqkv_b = grad_or_null(m, G, g, bo->qkv_b);
+
+    layernorm_backward_set_sum(d_res, grad_or_null(m, G, g, bo->ln2_g),
+                               grad_or_null(m, G, g, bo->ln2_b),
+                               grad_or_null(m, G, g, bo->out_b),
+                               a->d_pool, k->res2, P + bo->ln2_g, k->ln2_mean, k->ln2_rstd, B, C);
+    linear_backward_set(a->d_gelu, grad_or_null(m, G, g, bo->out_w), NULL,
+                        d_res, k->gelu, P + bo->out_w, B, I, C);
+    gelu_backward_cached_bias(a->d_gelu, grad_or_null(m, G, g, bo->inter_b), k->inter, B, I);
+    linear_backward(d_res, grad_or_null(m, G, g, bo->inter_w), NULL,
+                    a->d_gelu, k->ln1, P + bo->inter_w, B, C, I);
+    layernorm_backward_set_sum(d_res1, grad_or_null(m, G, g, bo->ln1_g),
+                               grad_or_null(m, G, g, bo->ln1_b),
+                               grad_or_null(m, G, g, bo->attn_out_b),
+                               d_res, k->res1, P + bo->ln1_g, k->ln1_mean, k->ln1_rstd, B, C);
+    linear_backward_set(d_ctx, grad_or_null(m, G, g, bo->attn_out_w), NULL, d_res1, k->ctx,
+                        P + bo->attn_out_w, B, C, C);
+    attention_backward_first_set(a->d_qkv,
+                                 npre ? grad_or_null(m, G, m->prefix_group, bo->prefix_k) : NULL,
+                                 npre ? grad_or_null(m, G, m->prefix_group, bo->prefix_v) : NULL,
+                                 d_ctx, k->qkv, k->att, len,
+                                 npre ? P + bo->prefix_k : NULL, npre ? P + bo->prefix_v : NULL,
+                                 npre, a->d_att, B, T, 1, C, c->heads);
+    /* keys and values: every row; this writes all of dx */
+    linear_backward_ld(dx, C, offset_or_null(dqkv_w, CC), offset_or_null(dqkv_b, (size_t)C),
+                       a->d_qkv + C, 3 * C, x_in, C, P + bo->qkv_w + CC, B * T, C, 2 * C, 0.0f);
+    /* the query and the residual: the [CLS] rows */
+    if (dx)
+        for (int r = 0; r < B; r++) {
+            float *d = dx + (size_t)r * T * C;
+            const float *s = d_res1 + (size_t)r * C;
+            for (int j = 0; j < C; j++)
+                d[j] += s[j];
+        }
+    linear_backward_ld(dx, T * C, dqkv_w, dqkv_b, a->d_qkv, T * 3 * C, x_in, T * C,
+                       P + bo->qkv_w, B, C, C, 1.0f);
+}
+
 /* Forward over the rows of b (a view); adds the summed loss and the number
  * of labelled rows to *loss and *counted. With soft tokens the model's
  * sequences are b->T + n long and a->len holds their lengths. */
@@ -673,9 +785,15 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
     layernorm_forward(a->emb_ln, a->emb_mean, a->emb_rstd, a->emb,
                       P + o->ln_g, P + o->ln_b, BT, C);
     x = a->emb_ln;
+    const int cls = cls_only(m, a, T);
     for (int l = 0; l < c->layers; l++) {
         const BlockOffsets *bo = &o->block[l];
         BlockActs *k = &a->block[l];
+        if (cls && l == c->layers - 1) {
+            cls_block_forward(m, a, x, len, npre, B, T);
+            x = k->ln2;
+            break;
+        }
         linear_forward(k->qkv, x, P + bo->qkv_w, P + bo->qkv_b, BT, C, 3 * C);
         for (int t = LORA_QUERY; t <= LORA_VALUE; t++)
             lora_fwd(m, a, k, bo, l, t, k->qkv + t * C, 3 * C, x, BT, T);
@@ -685,7 +803,7 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
         else
             attention_forward(k->ctx, k->att, k->qkv, len, a->d_att, B, T, C, H);
         residual_linear_forward(k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b,
-                                x, BT, C, C);
+                                x, C, BT, C, C);
         lora_fwd(m, a, k, bo, l, LORA_ATTN_OUT, k->res1, C, k->ctx, BT, T);
         layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, k->res1,
                           P + bo->ln1_g, P + bo->ln1_b, BT, C);
@@ -694,14 +812,17 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
         /* inter is not needed again: it becomes gelu'(inter) */
         gelu_forward_grad(k->gelu, k->inter, k->inter, BT * I);
         residual_linear_forward(k->res2, k->gelu, P + bo->out_w, P + bo->out_b,
-                                k->ln1, BT, I, C);
+                                k->ln1, C, BT, I, C);
         lora_fwd(m, a, k, bo, l, LORA_OUTPUT, k->res2, C, k->gelu, BT, T);
         layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->res2,
                           P + bo->ln2_g, P + bo->ln2_b, BT, C);
         x = k->ln2;
     }
-    for (int r = 0; r < B; r++)
-        memcpy(a->cls + (size_t)r * C, x + (size_t)r * T * C, (size_t)C * sizeof(float));
+    if (cls)
+        memcpy(a->cls, x, (size_t)B * C * sizeof(float));
+    else
+        for (int r = 0; r < B; r++)
+            memcpy(a->cls + (size_t)r * C, x + (size_t)r * T * C, (size_t)C * sizeof(float));
     linear_forward(a->pool_pre, a->cls, P + o->pool_w, P + o->pool_b, B, C, C);
     tanh_forward(a->pooled, a->pool_pre, B * C);
     for (int r0 = 0, r1; r0 < B; r0 = r1) {
@@ -818,9 +939,13 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
         return;
 
     float *dx = a->d_a, *d_res = a->d_b, *d_ctx = a->d_c;
-    zero(dx, (size_t)BT * C);
-    for (int r = 0; r < B; r++)
-        memcpy(dx + (size_t)r * T * C, a->d_pool + (size_t)r * C, (size_t)C * sizeof(float));
+    const int cls = cls_only(m, a, T);
+    if (!cls) {
+        zero(dx, (size_t)BT * C);
+        for (int r = 0; r < B; r++)
+            memcpy(dx + (size_t)r * T * C, a->d_pool + (size_t)r * C,
+                   (size_t)C * sizeof(float));
+    }
 
     for (int l = L - 1; l >= 0 && lowest <= l + 1; l--) {
         const BlockOffsets *bo = &o->block[l];
@@ -828,6 +953,13 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
         int g = 1 + l;
         const float *x_in = l > 0 ? a->block[l - 1].ln2 : a->emb_ln;
         int need_din = lowest <= l;
+
+        if (cls && l == L - 1) {
+            cls_block_backward(m, a, G, x_in, len, npre, need_din, B, T);
+            if (!need_din)
+                return;
+            continue;
+        }
 
         /* output LayerNorm → d(res2), which is also d(ln1) by the residual;
          * the output bias's gradient (column sums of d(res2)) on the way */
@@ -1106,14 +1238,27 @@ void model_zero_grads(Model *m)
     model_run_parallel(m, zero_job, m);
 }
 
-double model_step_flops(const ModelConfig *c, int B, int T)
+int model_cls_last_block(const Model *m, int T)
 {
-    double BT = (double)B * T, C = c->hidden, I = c->intermediate;
-    double per_block = 2.0 * BT * C * (3.0 * C)    /* q, k, v */
-                     + 2.0 * BT * C * C            /* attention output */
-                     + 2.0 * 2.0 * BT * C * I      /* intermediate, output */
-                     + 2.0 * 2.0 * B * (double)T * T * C;  /* QK^T, PV */
-    double forward = c->layers * per_block + 2.0 * B * C * C;
+    return cls_only(m, &m->act, T);
+}
+
+/* One block whose first nq rows of each sequence query (nq = T: all). */
+static double block_flops(const ModelConfig *c, int B, int T, int nq)
+{
+    double BT = (double)B * T, BQ = (double)B * nq, C = c->hidden, I = c->intermediate;
+    return 2.0 * BT * C * (2.0 * C)              /* k, v */
+         + 2.0 * BQ * C * C                      /* q */
+         + 2.0 * BQ * C * C                      /* attention output */
+         + 2.0 * 2.0 * BQ * C * I                /* intermediate, output */
+         + 2.0 * 2.0 * BQ * (double)T * C;       /* QK^T, PV */
+}
+
+double model_step_flops(const ModelConfig *c, int B, int T, int cls_last)
+{
+    double C = c->hidden;
+    double forward = (c->layers - 1) * block_flops(c, B, T, T)
+                   + block_flops(c, B, T, cls_last ? 1 : T) + 2.0 * B * C * C;
     /* The backward does two products for each forward one. */
     return 3.0 * forward;
 }

@@ -159,6 +159,10 @@ typedef struct {
      * them (prompt_set_enabled). */
     int prompt_group, prefix_group;
     int virtual_on;
+    /* 1: the last block over every row, as a plain BERT (tests compare
+     * it with the default, which computes that block's queries and what
+     * follows them for the [CLS] rows only; see model.c) */
+    int full_last_block;
     size_t n_params;
     float *params;
     float *grads;
@@ -219,8 +223,12 @@ int model_threads(const Model *m);
  * for elementwise work over the parameters (the optimizer). */
 void model_run_parallel(Model *m, void (*fn)(void *arg, int i, int n), void *arg);
 
+/* Whether a forward over sequences of T positions runs the last block for
+ * the [CLS] rows only (see model.c). */
+int model_cls_last_block(const Model *m, int T);
 /* Floating-point operations of one forward + backward over B rows of
- * length T (matrix products only), for throughput figures. */
-double model_step_flops(const ModelConfig *cfg, int B, int T);
+ * length T (matrix products only; cls_last as model_cls_last_block), for
+ * throughput figures. */
+double model_step_flops(const ModelConfig *cfg, int B, int T, int cls_last);
 
 #endif

@@ -811,6 +811,96 @@ static void test_xent(Rng *r)
     free(d), free(d2), free(dq), free(c.logits), free(c.probs);
 }
 
+/* Queries at the first nq positions only (the last block's [CLS] path):
+ * the same rows as the full attention, with or without a prefix, and a
+ * backward that matches finite differences and writes every entry. */
+typedef struct {
+    int B, T, nq, C, H, np;
+    const int *len;
+    float *qkv, *pk, *pv, *att, *out, *R, *scratch;
+} FirstCtx;
+
+static double first_loss(void *p)
+{
+    FirstCtx *c = p;
+    attention_forward_first(c->out, c->att, c->qkv, c->len, c->np ? c->pk : NULL,
+                            c->np ? c->pv : NULL, c->np, c->scratch, c->B, c->T, c->nq, c->C,
+                            c->H);
+    return dot(c->out, c->R, (long)c->B * c->nq * c->C);
+}
+
+static void test_attention_first_case(Rng *r, int nq, int np)
+{
+    enum { B = 3, T = 7, C = 12, H = 3 };
+    static const int len[B] = {7, 4, 0};
+    const long n = 3L * B * T * C, W = np + T;
+    FirstCtx c = {B, T, nq, C, H, np, len, vec(n), vec(np * C + 1), vec(np * C + 1),
+                  vec((long)B * H * T * W), vec((long)B * nq * C), vec((long)B * nq * C),
+                  vec(ATTENTION_PREFIX_SCRATCH(T, np, C / H))};
+    float *full_out = vec((long)B * T * C), *full_att = vec((long)B * H * T * W);
+    float *full_R = vec((long)B * T * C), *first_rows = vec((long)B * nq * C);
+    float *dqkv = nan_vec(n), *dfull = nan_vec(n);
+    float *dpk = vec(np * C + 1), *dpv = vec(np * C + 1);
+    float *dpk2 = vec(np * C + 1), *dpv2 = vec(np * C + 1);
+    char what[160];
+
+    fill_normal(r, c.qkv, n, 0.0f, 1.0f);
+    fill_normal(r, c.pk, np * C, 0.0f, 1.0f);
+    fill_normal(r, c.pv, np * C, 0.0f, 1.0f);
+    fill_normal(r, c.R, (long)B * nq * C, 0.0f, 1.0f);
+    first_loss(&c);
+    if (np)
+        attention_forward_prefix(full_out, full_att, c.qkv, len, c.pk, c.pv, np, c.scratch,
+                                 B, T, C, H);
+    else
+        attention_forward(full_out, full_att, c.qkv, len, c.scratch, B, T, C, H);
+    for (int b = 0; b < B; b++)
+        memcpy(first_rows + (long)b * nq * C, full_out + (long)b * T * C,
+               (size_t)nq * C * sizeof(float));
+    snprintf(what, sizeof what, "attention, queries at the first %d of %d rows, prefix %d: "
+             "the full attention's rows", nq, T, np);
+    check_same(what, c.out, first_rows, (long)B * nq * C);
+
+    /* the full backward with the other rows' gradients zero */
+    for (int b = 0; b < B; b++)
+        memcpy(full_R + (long)b * T * C, c.R + (long)b * nq * C, (size_t)nq * C * sizeof(float));
+    attention_backward_first_set(dqkv, np ? dpk : NULL, np ? dpv : NULL, c.R, c.qkv, c.att,
+                                 len, c.pk, c.pv, np, c.scratch, B, T, nq, C, H);
+    if (np)
+        attention_backward_prefix_set(dfull, dpk2, dpv2, full_R, c.qkv, full_att, len, c.pk,
+                                      c.pv, np, c.scratch, B, T, C, H);
+    else
+        attention_backward_set(dfull, full_R, c.qkv, full_att, len, c.scratch, B, T, C, H);
+    int zero_q = 1;
+    for (int b = 0; b < B; b++)
+        for (int t = nq; t < T; t++)
+            zero_q &= all_zero(dqkv + ((long)b * T + t) * 3 * C, C);
+    ok(all_finite(dqkv, n) && zero_q, "attention, queries at the first %d rows, prefix %d: every "
+       "gradient entry written, later queries' zero", nq, np);
+    snprintf(what, sizeof what, "attention, queries at the first %d rows, prefix %d: dqkv "
+             "equals the full backward's", nq, np);
+    check_same(what, dqkv, dfull, n);
+    snprintf(what, sizeof what, "attention, queries at the first %d rows, prefix %d: dqkv", nq, np);
+    check_grad(what, first_loss, &c, c.qkv, dqkv, n);
+    if (np) {
+        check_same("attention, first queries: prefix key gradient equals the full one's",
+                   dpk, dpk2, np * C);
+        check_grad("attention, first queries: prefix keys", first_loss, &c, c.pk, dpk, np * C);
+        check_grad("attention, first queries: prefix values", first_loss, &c, c.pv, dpv,
+                   np * C);
+    }
+    free(c.qkv), free(c.pk), free(c.pv), free(c.att), free(c.out), free(c.R), free(c.scratch);
+    free(full_out), free(full_att), free(full_R), free(first_rows), free(dqkv), free(dfull);
+    free(dpk), free(dpv), free(dpk2), free(dpv2);
+}
+
+static void test_attention_first(Rng *r)
+{
+    test_attention_first_case(r, 1, 0);
+    test_attention_first_case(r, 3, 0);
+    test_attention_first_case(r, 1, 2);
+}
+
 int main(int argc, char **argv)
 {
     Rng r;
@@ -832,6 +922,7 @@ int main(int argc, char **argv)
     test_attention_forward(&r);
     test_attention_backward(&r);
     test_attention_large(&r);
+    test_attention_first(&r);
     test_xent(&r);
     return tap_done();
 }

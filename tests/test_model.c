@@ -19,10 +19,10 @@ static int ids[B * T], lens[B] = { 8, 5, 3, 6 }, tasks[B] = { 0, 1, 0, 1 };
 static int task_runs[B] = { 0, 0, 1, 1 };
 static int labels[B] = { 2, 1, 0, 0 };
 
-static void make_model(Model *m)
+static void make_model_layers(Model *m, int layers)
 {
     Rng r;
-    test_model_create(m, (TestShape){ 16, 2, 2, 32, T, 3, 2, B });
+    test_model_create(m, (TestShape){ 16, layers, 2, 32, T, 3, 2, B });
     rng_seed(&r, 7);
     /* A larger init than BERT's 0.02 so that every path carries a
      * gradient well above float rounding. */
@@ -30,6 +30,11 @@ static void make_model(Model *m)
     for (size_t i = 0; i < m->n_params; i++)
         if (m->params[i] == 0.0f || m->params[i] == 1.0f)
             m->params[i] += 0.1f * rng_normal(&r);
+}
+
+static void make_model(Model *m)
+{
+    make_model_layers(m, 2);
 }
 
 static Batch make_batch(void)
@@ -154,6 +159,51 @@ static void test_layout(void)
     model_free(&m);
 }
 
+/* The last block computes its queries and everything after them for the
+ * [CLS] rows only: the loss, logits and every gradient must be those of
+ * the block run over every row, for one and two blocks, split over two
+ * workers, and with the blocks below frozen (no input gradient). */
+static void test_last_block_cls(int layers, int threads, const char *frozen)
+{
+    Model m;
+    MnError e;
+    Batch b = make_batch();
+    make_model_layers(&m, layers);
+    if (threads > 1 && model_set_threads(&m, threads, &e) < 0) {
+        ok(0, "model_set_threads: %s", e.msg);
+        model_free(&m);
+        return;
+    }
+    if (frozen) {
+        /* the embeddings and the blocks up to `frozen` */
+        for (int gi = 0; gi < m.n_groups; gi++)
+            if (strncmp(m.groups[gi].name, "layer.", 6) == 0 &&
+                strcmp(m.groups[gi].name, frozen) <= 0)
+                m.groups[gi].trainable = 0;
+        m.groups[model_find_group(&m, "embeddings")].trainable = 0;
+    }
+    float *g_cls = malloc(m.n_params * sizeof *g_cls);
+    float *g_full = malloc(m.n_params * sizeof *g_full);
+    float logits[B * 3];
+    test_backward_into(&m, &b, g_cls);
+    float loss_cls = model_forward(&m, &b);
+    memcpy(logits, m.act.logits, sizeof logits);
+    m.full_last_block = 1;
+    test_backward_into(&m, &b, g_full);
+    float loss_full = model_forward(&m, &b);
+    double dl = 0.0;
+    for (int i = 0; i < B * 3; i++)
+        dl = fmax(dl, fabs(logits[i] - m.act.logits[i]));
+    double worst = gc_compare(g_cls, g_full, (long)m.n_params, 1e-3);
+    ok(fabsf(loss_cls - loss_full) <= 1e-6f * fabsf(loss_full) && dl < 1e-5 && worst < 1e-4,
+       "%d block%s, %d worker%s%s%s: the [CLS]-only last block gives the full block's loss "
+       "(%.7g vs %.7g), logits (max diff %.1e) and gradients (max rel %.1e)", layers,
+       layers > 1 ? "s" : "", threads, threads > 1 ? "s" : "", frozen ? ", frozen up to " : "",
+       frozen ? frozen : "", loss_cls, loss_full, dl, worst);
+    free(g_cls), free(g_full);
+    model_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     char core[256];
@@ -165,5 +215,10 @@ int main(int argc, char **argv)
     test_gradients(task_runs);
     test_padding_invariance();
     test_freezing();
+    test_last_block_cls(2, 1, NULL);
+    test_last_block_cls(1, 1, NULL);
+    test_last_block_cls(2, 2, NULL);
+    test_last_block_cls(2, 1, "layer.0");
+    test_last_block_cls(1, 1, "layer.0");
     return tap_done();
 }
