@@ -1,6 +1,7 @@
 #!/bin/sh
 # What the workbench costs training: fine-tunes the default experiment
-# (experiments/demo.cfg, finetune.epochs=3) from one base, alternately
+# (experiments/demo.cfg as it is; EPOCHS=N sets finetune.epochs) from one
+# base, alternately
 # headless and with the curses UI open, each in a detached 120x40 tmux
 # pane (the order alternating from rep to rep), and
 # compares steps/s measured inside each run (summary.json: final step over
@@ -18,9 +19,13 @@ out=$(mktemp -d "${TMPDIR:-/tmp}/mneme-ui-cost.XXXXXX")
 sock="mneme-ui-cost-$$"
 T() { tmux -L "$sock" -f /dev/null "$@"; }
 trap 'T kill-server >/dev/null 2>&1 || :; rm -rf "$out"' EXIT INT TERM
-set -- --set finetune.epochs=3
+set --
+[ -z "${EPOCHS:-}" ] || set -- --set finetune.epochs="$EPOCHS"
 [ "$threads" = 0 ] || set -- "$@" --set threads="$threads"
 
+# a second session holds the server up between panes (a new-session
+# while the last session's server exits fails)
+T new-session -d -s hold "exec sleep 3600"
 "$mneme" run --headless "$cfg" --out "$out/base" --quiet "$@" --set finetune.epochs=1 >/dev/null
 base="$out/base/checkpoints/base.safetensors"
 
@@ -32,7 +37,17 @@ until_ok() {
         sleep 0.2
     done
 }
-finished() { [ "$(jq -r .status "$1/summary.json" 2>/dev/null)" = finished ]; }
+# Both sides wait for the run the same way, with shell builtins only: a
+# jq started five times a second on one side only cost that side a few
+# per cent of its steps (training takes both cores, and its two workers
+# wait for each other, so whatever takes a core slows both).
+finished() {
+    [ -f "$1/summary.json" ] || return 1
+    while IFS= read -r line; do
+        case $line in *'"status": "finished"'*) return 0 ;; esac
+    done <"$1/summary.json"
+    return 1
+}
 shows() { T capture-pane -p -t ui | grep -qF -- "$1"; }
 rate() { jq -r '.final.step / .timing.train_s' "$1/summary.json"; }
 wall() { jq -rs 'map(select(.phase=="finetune")) | .[-1] | .step / .elapsed_s' "$1/metrics.jsonl"; }
@@ -41,8 +56,9 @@ headless() {
     dir=$1; shift
     LC_ALL=C.UTF-8 T new-session -d -s ui -x 120 -y 40 \
         "'$mneme' run --headless '$cfg' --out '$dir' --quiet $* --set base.checkpoint='$base' >/dev/null 2>&1; touch '$out/ui.done'; sleep 60"
-    until_ok 600 test -e "$out/ui.done"
-    T kill-server
+    until_ok 600 finished "$dir"
+    until_ok 30 test -e "$out/ui.done"
+    T kill-session -t ui
     rm -f "$out/ui.done"
 }
 workbench() {
@@ -54,7 +70,7 @@ workbench() {
     until_ok 30 shows "quit? checkpoint and quit"
     T send-keys -t ui y
     until_ok 30 test -e "$out/ui.done"
-    T kill-server
+    T kill-session -t ui
     rm -f "$out/ui.done"
 }
 
