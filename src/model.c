@@ -647,6 +647,77 @@ static void head_backward(float *d_pooled, float *dW, float *db, const float *dl
                 db[k] += dl[(size_t)r * ML + k];
 }
 
+/* ---- what follows the attention in a block --------------------------------
+ *
+ * The attention output dense with its residual, both LayerNorms and the
+ * feed-forward, over N rows: every row of the batch, or the [CLS] rows of
+ * the last block. x is the block's input (the residual), its rows ldx
+ * apart. */
+
+static void block_tail_forward(const Model *m, Activations *a, int l, const float *x, long ldx,
+                               int N, int T)
+{
+    const float *P = m->params;
+    const int C = m->cfg.hidden, I = m->cfg.intermediate;
+    const BlockOffsets *bo = &m->off.block[l];
+    BlockActs *k = &a->block[l];
+    residual_linear_forward(k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b,
+                            x, ldx, N, C, C);
+    lora_fwd(m, a, k, bo, l, LORA_ATTN_OUT, k->res1, C, k->ctx, N, T);
+    layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, k->res1,
+                      P + bo->ln1_g, P + bo->ln1_b, N, C);
+    linear_forward(k->inter, k->ln1, P + bo->inter_w, P + bo->inter_b, N, C, I);
+    lora_fwd(m, a, k, bo, l, LORA_INTER, k->inter, I, k->ln1, N, T);
+    /* inter is not needed again: it becomes gelu'(inter) */
+    gelu_forward_grad(k->gelu, k->inter, k->inter, N * I);
+    residual_linear_forward(k->res2, k->gelu, P + bo->out_w, P + bo->out_b,
+                            k->ln1, C, N, I, C);
+    lora_fwd(m, a, k, bo, l, LORA_OUTPUT, k->res2, C, k->gelu, N, T);
+    layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->res2,
+                      P + bo->ln2_g, P + bo->ln2_b, N, C);
+}
+
+static float *grad_or_null(const Model *m, float *G, int group, size_t offset);
+static void lora_bwd(const Model *m, Activations *a, const BlockActs *k,
+                     const BlockOffsets *bo, float *G, int l, int t, float *dx,
+                     const float *dy, int ldy, const float *x, int N, int T);
+
+/* Its backward, from d(ln2) in dy down to d(ctx) in a->d_c, with the
+ * weight gradients into G; d(res1), which the residual also passes to the
+ * block's input, is left in dr1 (which may be dy; a->d_b is scratch). */
+static void block_tail_backward(const Model *m, Activations *a, float *G, int l,
+                                const float *dy, float *dr1, int N, int T)
+{
+    const float *P = m->params;
+    const int g = 1 + l, C = m->cfg.hidden, I = m->cfg.intermediate;
+    const BlockOffsets *bo = &m->off.block[l];
+    const BlockActs *k = &a->block[l];
+    float *d_res = a->d_b, *d_ctx = a->d_c;
+
+    /* output LayerNorm → d(res2), which is also d(ln1) by the residual;
+     * the output bias's gradient (column sums of d(res2)) on the way */
+    layernorm_backward_set_sum(d_res, grad_or_null(m, G, g, bo->ln2_g),
+                               grad_or_null(m, G, g, bo->ln2_b),
+                               grad_or_null(m, G, g, bo->out_b),
+                               dy, k->res2, P + bo->ln2_g, k->ln2_mean, k->ln2_rstd, N, C);
+    linear_backward_set(a->d_gelu, grad_or_null(m, G, g, bo->out_w), NULL,
+                        d_res, k->gelu, P + bo->out_w, N, I, C);
+    lora_bwd(m, a, k, bo, G, l, LORA_OUTPUT, a->d_gelu, d_res, C, k->gelu, N, T);
+    gelu_backward_cached_bias(a->d_gelu, grad_or_null(m, G, g, bo->inter_b), k->inter, N, I);
+    linear_backward(d_res, grad_or_null(m, G, g, bo->inter_w), NULL,
+                    a->d_gelu, k->ln1, P + bo->inter_w, N, C, I);
+    lora_bwd(m, a, k, bo, G, l, LORA_INTER, d_res, a->d_gelu, I, k->ln1, N, T);
+
+    /* attention LayerNorm → d(res1) */
+    layernorm_backward_set_sum(dr1, grad_or_null(m, G, g, bo->ln1_g),
+                               grad_or_null(m, G, g, bo->ln1_b),
+                               grad_or_null(m, G, g, bo->attn_out_b),
+                               d_res, k->res1, P + bo->ln1_g, k->ln1_mean, k->ln1_rstd, N, C);
+    linear_backward_set(d_ctx, grad_or_null(m, G, g, bo->attn_out_w), NULL, dr1, k->ctx,
+                        P + bo->attn_out_w, N, C, C);
+    lora_bwd(m, a, k, bo, G, l, LORA_ATTN_OUT, d_ctx, dr1, C, k->ctx, N, T);
+}
+
 /* ---- the last block at [CLS] only -----------------------------------------
  *
  * The pooler reads one row of the last block's output, the first of each
@@ -677,7 +748,7 @@ static void cls_block_forward(const Model *m, Activations *a, const float *x, co
 {
     const ModelConfig *c = &m->cfg;
     const float *P = m->params;
-    const int l = c->layers - 1, C = c->hidden, I = c->intermediate, H = c->heads;
+    const int l = c->layers - 1, C = c->hidden, H = c->heads;
     const BlockOffsets *bo = &m->off.block[l];
     BlockActs *k = &a->block[l];
     const size_t CC = (size_t)C * C;
@@ -687,19 +758,8 @@ static void cls_block_forward(const Model *m, Activations *a, const float *x, co
     linear_forward_ld(k->qkv, T * 3 * C, x, T * C, P + bo->qkv_w, P + bo->qkv_b, B, C, C);
     attention_forward_first(k->ctx, k->att, k->qkv, len, npre ? P + bo->prefix_k : NULL,
                             npre ? P + bo->prefix_v : NULL, npre, a->d_att, B, T, 1, C, H);
-    residual_linear_forward(k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b,
-                            x, (long)T * C, B, C, C);
-    layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, k->res1,
-                      P + bo->ln1_g, P + bo->ln1_b, B, C);
-    linear_forward(k->inter, k->ln1, P + bo->inter_w, P + bo->inter_b, B, C, I);
-    gelu_forward_grad(k->gelu, k->inter, k->inter, B * I);
-    residual_linear_forward(k->res2, k->gelu, P + bo->out_w, P + bo->out_b,
-                            k->ln1, C, B, I, C);
-    layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->res2,
-                      P + bo->ln2_g, P + bo->ln2_b, B, C);
+    block_tail_forward(m, a, l, x, (long)T * C, B, T);
 }
-
-static float *grad_or_null(const Model *m, float *G, int group, size_t offset);
 
 static float *offset_or_null(float *p, size_t n)
 {
@@ -713,29 +773,16 @@ static void cls_block_backward(const Model *m, Activations *a, float *G, const f
 {
     const ModelConfig *c = &m->cfg;
     const float *P = m->params;
-    const int l = c->layers - 1, g = 1 + l, C = c->hidden, I = c->intermediate;
+    const int l = c->layers - 1, g = 1 + l, C = c->hidden;
     const BlockOffsets *bo = &m->off.block[l];
     const BlockActs *k = &a->block[l];
     const size_t CC = (size_t)C * C;
-    float *dx = need_din ? a->d_a : NULL, *d_res = a->d_b, *d_ctx = a->d_c;
-    float *d_res1 = a->d_b + (size_t)B * C;   /* rows B..2B-1 of d_b: T >= 2 */
+    float *dx = need_din ? a->d_a : NULL, *d_ctx = a->d_c;
+    /* rows B..2B-1 of d_b, past the tail's scratch: T >= 2 */
+    float *d_res1 = a->d_b + (size_t)B * C;
     float *dqkv_w = grad_or_null(m, G, g, bo->qkv_w), *dqkv_b = grad_or_null(m, G, g, bo->qkv_b);
 
-    layernorm_backward_set_sum(d_res, grad_or_null(m, G, g, bo->ln2_g),
-                               grad_or_null(m, G, g, bo->ln2_b),
-                               grad_or_null(m, G, g, bo->out_b),
-                               a->d_pool, k->res2, P + bo->ln2_g, k->ln2_mean, k->ln2_rstd, B, C);
-    linear_backward_set(a->d_gelu, grad_or_null(m, G, g, bo->out_w), NULL,
-                        d_res, k->gelu, P + bo->out_w, B, I, C);
-    gelu_backward_cached_bias(a->d_gelu, grad_or_null(m, G, g, bo->inter_b), k->inter, B, I);
-    linear_backward(d_res, grad_or_null(m, G, g, bo->inter_w), NULL,
-                    a->d_gelu, k->ln1, P + bo->inter_w, B, C, I);
-    layernorm_backward_set_sum(d_res1, grad_or_null(m, G, g, bo->ln1_g),
-                               grad_or_null(m, G, g, bo->ln1_b),
-                               grad_or_null(m, G, g, bo->attn_out_b),
-                               d_res, k->res1, P + bo->ln1_g, k->ln1_mean, k->ln1_rstd, B, C);
-    linear_backward_set(d_ctx, grad_or_null(m, G, g, bo->attn_out_w), NULL, d_res1, k->ctx,
-                        P + bo->attn_out_w, B, C, C);
+    block_tail_backward(m, a, G, l, a->d_pool, d_res1, B, T);
     attention_backward_first_set(a->d_qkv,
                                  npre ? grad_or_null(m, G, m->prefix_group, bo->prefix_k) : NULL,
                                  npre ? grad_or_null(m, G, m->prefix_group, bo->prefix_v) : NULL,
@@ -767,7 +814,7 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
     const float *P = m->params;
     const ModelOffsets *o = &m->off;
     const int np = prompt_now(m), npre = prefix_now(m);
-    int B = b->B, T = b->T + np, C = c->hidden, I = c->intermediate, H = c->heads;
+    int B = b->B, T = b->T + np, C = c->hidden, H = c->heads;
     int BT = B * T, ML = a->max_labels;
     const int *len = b->len;
     const float *x;
@@ -802,20 +849,7 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
                                      P + bo->prefix_v, npre, a->d_att, B, T, C, H);
         else
             attention_forward(k->ctx, k->att, k->qkv, len, a->d_att, B, T, C, H);
-        residual_linear_forward(k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b,
-                                x, C, BT, C, C);
-        lora_fwd(m, a, k, bo, l, LORA_ATTN_OUT, k->res1, C, k->ctx, BT, T);
-        layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, k->res1,
-                          P + bo->ln1_g, P + bo->ln1_b, BT, C);
-        linear_forward(k->inter, k->ln1, P + bo->inter_w, P + bo->inter_b, BT, C, I);
-        lora_fwd(m, a, k, bo, l, LORA_INTER, k->inter, I, k->ln1, BT, T);
-        /* inter is not needed again: it becomes gelu'(inter) */
-        gelu_forward_grad(k->gelu, k->inter, k->inter, BT * I);
-        residual_linear_forward(k->res2, k->gelu, P + bo->out_w, P + bo->out_b,
-                                k->ln1, C, BT, I, C);
-        lora_fwd(m, a, k, bo, l, LORA_OUTPUT, k->res2, C, k->gelu, BT, T);
-        layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->res2,
-                          P + bo->ln2_g, P + bo->ln2_b, BT, C);
+        block_tail_forward(m, a, l, x, C, BT, T);
         x = k->ln2;
     }
     if (cls)
@@ -901,7 +935,7 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
     const float *P = m->params;
     const ModelOffsets *o = &m->off;
     const int np = prompt_now(m), npre = prefix_now(m);
-    int B = b->B, T = b->T + np, C = c->hidden, I = c->intermediate, H = c->heads;
+    int B = b->B, T = b->T + np, C = c->hidden, H = c->heads;
     int BT = B * T, ML = a->max_labels, L = c->layers;
     int pooler_group = 1 + L;
     const int *len = np ? a->len : b->len;
@@ -961,29 +995,8 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
             continue;
         }
 
-        /* output LayerNorm → d(res2), which is also d(ln1) by the residual;
-         * the output bias's gradient (column sums of d(res2)) on the way */
-        layernorm_backward_set_sum(d_res, grad_or_null(m, G, g, bo->ln2_g),
-                                   grad_or_null(m, G, g, bo->ln2_b),
-                                   grad_or_null(m, G, g, bo->out_b),
-                                   dx, k->res2, P + bo->ln2_g, k->ln2_mean, k->ln2_rstd, BT, C);
-        linear_backward_set(a->d_gelu, grad_or_null(m, G, g, bo->out_w), NULL,
-                        d_res, k->gelu, P + bo->out_w, BT, I, C);
-        lora_bwd(m, a, k, bo, G, l, LORA_OUTPUT, a->d_gelu, d_res, C, k->gelu, BT, T);
-        gelu_backward_cached_bias(a->d_gelu, grad_or_null(m, G, g, bo->inter_b), k->inter,
-                                  BT, I);
-        linear_backward(d_res, grad_or_null(m, G, g, bo->inter_w), NULL,
-                        a->d_gelu, k->ln1, P + bo->inter_w, BT, C, I);
-        lora_bwd(m, a, k, bo, G, l, LORA_INTER, d_res, a->d_gelu, I, k->ln1, BT, T);
-
-        /* attention LayerNorm → d(res1), which is also d(x_in) by the residual */
-        layernorm_backward_set_sum(dx, grad_or_null(m, G, g, bo->ln1_g),
-                                   grad_or_null(m, G, g, bo->ln1_b),
-                                   grad_or_null(m, G, g, bo->attn_out_b),
-                                   d_res, k->res1, P + bo->ln1_g, k->ln1_mean, k->ln1_rstd, BT, C);
-        linear_backward_set(d_ctx, grad_or_null(m, G, g, bo->attn_out_w), NULL, dx, k->ctx,
-                        P + bo->attn_out_w, BT, C, C);
-        lora_bwd(m, a, k, bo, G, l, LORA_ATTN_OUT, d_ctx, dx, C, k->ctx, BT, T);
+        /* d(res1) in dx: also d(x_in), by the residual */
+        block_tail_backward(m, a, G, l, dx, dx, BT, T);
         if (npre)
             attention_backward_prefix_set(a->d_qkv, grad_or_null(m, G, m->prefix_group, bo->prefix_k),
                                           grad_or_null(m, G, m->prefix_group, bo->prefix_v),
