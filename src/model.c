@@ -276,8 +276,10 @@ static int alloc_activations(Model *m, int B, MnError *e)
     a->d_cls = falloc((size_t)B * C, &failed);
     a->d_pool = falloc((size_t)B * C, &failed);
     a->d_logits = falloc((size_t)B * a->max_labels, &failed);
-    if (has_lora(c))
+    if (has_lora(c)) {
         a->d_lora = falloc(BT * (size_t)c->lora_r, &failed);
+        a->cls_in = falloc((size_t)B * C, &failed);
+    }
     if (has_lora(c) && c->lora_dropout > 0.0f) {
         a->lora_xd = falloc(BT * (I > C ? I : C), &failed);
         a->lora_dxd = falloc(BT * (I > C ? I : C), &failed);
@@ -302,7 +304,7 @@ static void free_activations(Activations *a, int layers)
     free(a->probs); free(a->d_a); free(a->d_b); free(a->d_c); free(a->d_qkv);
     free(a->d_gelu); free(a->d_att); free(a->d_cls);
     free(a->d_pool); free(a->d_logits); free(a->d_lora); free(a->len);
-    free(a->lora_xd); free(a->lora_dxd);
+    free(a->lora_xd); free(a->lora_dxd); free(a->cls_in);
     memset(a, 0, sizeof *a);
 }
 
@@ -508,6 +510,8 @@ static void act_view(Activations *v, const Activations *a, int L, int r0, int T,
     if (v->len)
         v->len += r0;
     v->cls += (long)r0 * C;
+    if (v->cls_in)
+        v->cls_in += (long)r0 * C;
     v->pool_pre += (long)r0 * C;
     v->pooled += (long)r0 * C;
     v->logits += (long)r0 * a->max_labels;
@@ -559,17 +563,18 @@ static int dropout_on(const Model *m, const Activations *a)
 }
 
 /* dst = src * mask / (1 - p), or with keep = 0 only the mask's zeros, for
- * the adapter of module t in block l over rows [row0*T, row0*T + N) of the
- * batch: a hash of the position, not a stream, so every worker and the
- * backward draw the same mask. */
+ * the adapter of module t in block l over N rows of the batch, row0*T,
+ * row0*T + rstep, ... (rstep T: the [CLS] rows): a hash of the position,
+ * not a stream, so every worker, the backward and the [CLS]-only block
+ * draw the same mask for the same row. */
 static void dropout_apply(const Model *m, const Activations *a, int l, int t, float *dst,
-                          const float *src, int N, int in, int T)
+                          const float *src, int N, int in, int T, int rstep)
 {
     const float p = m->cfg.lora_dropout, keep = 1.0f / (1.0f - p);
     const uint32_t threshold = (uint32_t)((double)p * 4294967296.0);
     const uint64_t base = m->dropout_seed ^ ((uint64_t)(l * LORA_MODULES + t) << 48);
     for (long r = 0; r < N; r++) {
-        uint64_t row = (uint64_t)((long)a->row0 * T + r);
+        uint64_t row = (uint64_t)((long)a->row0 * T + r * rstep);
         for (int i = 0; i < in; i++) {
             uint64_t z = base + row * 0x9E3779B97F4A7C15ULL + (uint64_t)i * 0xD1B54A32D192ED03ULL;
             z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -581,14 +586,14 @@ static void dropout_apply(const Model *m, const Activations *a, int l, int t, fl
 }
 
 static void lora_fwd(const Model *m, Activations *a, BlockActs *k, const BlockOffsets *bo,
-                     int l, int t, float *y, int ldy, const float *x, int N, int T)
+                     int l, int t, float *y, int ldy, const float *x, int N, int T, int rstep)
 {
     int in, out;
     if (!lora_on(m, k, t))
         return;
     lora_dims(&m->cfg, t, &in, &out);
     if (dropout_on(m, a)) {
-        dropout_apply(m, a, l, t, a->lora_xd, x, N, in, T);
+        dropout_apply(m, a, l, t, a->lora_xd, x, N, in, T, rstep);
         x = a->lora_xd;
     }
     lora_forward(y, ldy, k->lora_u[t], x, m->params + bo->lora_a[t], m->params + bo->lora_b[t],
@@ -651,11 +656,12 @@ static void head_backward(float *d_pooled, float *dW, float *db, const float *dl
  *
  * The attention output dense with its residual, both LayerNorms and the
  * feed-forward, over N rows: every row of the batch, or the [CLS] rows of
- * the last block. x is the block's input (the residual), its rows ldx
+ * the last block (rstep, the batch rows between them, for the adapters'
+ * dropout: 1 or T). x is the block's input (the residual), its rows ldx
  * apart. */
 
 static void block_tail_forward(const Model *m, Activations *a, int l, const float *x, long ldx,
-                               int N, int T)
+                               int N, int T, int rstep)
 {
     const float *P = m->params;
     const int C = m->cfg.hidden, I = m->cfg.intermediate;
@@ -663,16 +669,16 @@ static void block_tail_forward(const Model *m, Activations *a, int l, const floa
     BlockActs *k = &a->block[l];
     residual_linear_forward(k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b,
                             x, ldx, N, C, C);
-    lora_fwd(m, a, k, bo, l, LORA_ATTN_OUT, k->res1, C, k->ctx, N, T);
+    lora_fwd(m, a, k, bo, l, LORA_ATTN_OUT, k->res1, C, k->ctx, N, T, rstep);
     layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, k->res1,
                       P + bo->ln1_g, P + bo->ln1_b, N, C);
     linear_forward(k->inter, k->ln1, P + bo->inter_w, P + bo->inter_b, N, C, I);
-    lora_fwd(m, a, k, bo, l, LORA_INTER, k->inter, I, k->ln1, N, T);
+    lora_fwd(m, a, k, bo, l, LORA_INTER, k->inter, I, k->ln1, N, T, rstep);
     /* inter is not needed again: it becomes gelu'(inter) */
     gelu_forward_grad(k->gelu, k->inter, k->inter, N * I);
     residual_linear_forward(k->res2, k->gelu, P + bo->out_w, P + bo->out_b,
                             k->ln1, C, N, I, C);
-    lora_fwd(m, a, k, bo, l, LORA_OUTPUT, k->res2, C, k->gelu, N, T);
+    lora_fwd(m, a, k, bo, l, LORA_OUTPUT, k->res2, C, k->gelu, N, T, rstep);
     layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->res2,
                       P + bo->ln2_g, P + bo->ln2_b, N, C);
 }
@@ -680,13 +686,13 @@ static void block_tail_forward(const Model *m, Activations *a, int l, const floa
 static float *grad_or_null(const Model *m, float *G, int group, size_t offset);
 static void lora_bwd(const Model *m, Activations *a, const BlockActs *k,
                      const BlockOffsets *bo, float *G, int l, int t, float *dx,
-                     const float *dy, int ldy, const float *x, int N, int T);
+                     const float *dy, int ldy, const float *x, int N, int T, int rstep);
 
 /* Its backward, from d(ln2) in dy down to d(ctx) in a->d_c, with the
  * weight gradients into G; d(res1), which the residual also passes to the
  * block's input, is left in dr1 (which may be dy; a->d_b is scratch). */
 static void block_tail_backward(const Model *m, Activations *a, float *G, int l,
-                                const float *dy, float *dr1, int N, int T)
+                                const float *dy, float *dr1, int N, int T, int rstep)
 {
     const float *P = m->params;
     const int g = 1 + l, C = m->cfg.hidden, I = m->cfg.intermediate;
@@ -702,11 +708,11 @@ static void block_tail_backward(const Model *m, Activations *a, float *G, int l,
                                dy, k->res2, P + bo->ln2_g, k->ln2_mean, k->ln2_rstd, N, C);
     linear_backward_set(a->d_gelu, grad_or_null(m, G, g, bo->out_w), NULL,
                         d_res, k->gelu, P + bo->out_w, N, I, C);
-    lora_bwd(m, a, k, bo, G, l, LORA_OUTPUT, a->d_gelu, d_res, C, k->gelu, N, T);
+    lora_bwd(m, a, k, bo, G, l, LORA_OUTPUT, a->d_gelu, d_res, C, k->gelu, N, T, rstep);
     gelu_backward_cached_bias(a->d_gelu, grad_or_null(m, G, g, bo->inter_b), k->inter, N, I);
     linear_backward(d_res, grad_or_null(m, G, g, bo->inter_w), NULL,
                     a->d_gelu, k->ln1, P + bo->inter_w, N, C, I);
-    lora_bwd(m, a, k, bo, G, l, LORA_INTER, d_res, a->d_gelu, I, k->ln1, N, T);
+    lora_bwd(m, a, k, bo, G, l, LORA_INTER, d_res, a->d_gelu, I, k->ln1, N, T, rstep);
 
     /* attention LayerNorm → d(res1) */
     layernorm_backward_set_sum(dr1, grad_or_null(m, G, g, bo->ln1_g),
@@ -715,7 +721,7 @@ static void block_tail_backward(const Model *m, Activations *a, float *G, int l,
                                d_res, k->res1, P + bo->ln1_g, k->ln1_mean, k->ln1_rstd, N, C);
     linear_backward_set(d_ctx, grad_or_null(m, G, g, bo->attn_out_w), NULL, dr1, k->ctx,
                         P + bo->attn_out_w, N, C, C);
-    lora_bwd(m, a, k, bo, G, l, LORA_ATTN_OUT, d_ctx, dr1, C, k->ctx, N, T);
+    lora_bwd(m, a, k, bo, G, l, LORA_ATTN_OUT, d_ctx, dr1, C, k->ctx, N, T, rstep);
 }
 
 /* ---- the last block at [CLS] only -----------------------------------------
@@ -727,20 +733,15 @@ static void block_tail_backward(const Model *m, Activations *a, float *G, int l,
  * values for every row and the rest for the first row only; its qkv keeps
  * the full layout (the other rows' queries unused) and ctx, res1, ln1,
  * inter, gelu, res2 and ln2 hold B rows. Loss and gradients are those of
- * the full block up to rounding. A block with adapters keeps the full
- * path, switched on or off (so that the adapter-off scores are the base
- * model's to the bit), as do full_last_block (for tests) and T = 1, where
- * the backward would lack room for d(res1). */
+ * the full block up to rounding. The query adapter reads the [CLS] rows
+ * of the block's input from a contiguous copy (cls_in); the other
+ * adapters run on the rows their layers do. full_last_block (for tests)
+ * and T = 1, where the backward would lack room for d(res1), keep the
+ * full path. */
 
-static int cls_only(const Model *m, const Activations *a, int T)
+static int cls_only(const Model *m, int T)
 {
-    const int l = m->cfg.layers - 1;
-    if (m->full_last_block || T < 2)
-        return 0;
-    for (int t = 0; t < LORA_MODULES; t++)
-        if (a->block[l].lora_u[t])
-            return 0;
-    return 1;
+    return !m->full_last_block && T >= 2;
 }
 
 static void cls_block_forward(const Model *m, Activations *a, const float *x, const int *len,
@@ -756,9 +757,16 @@ static void cls_block_forward(const Model *m, Activations *a, const float *x, co
     linear_forward_ld(k->qkv + C, 3 * C, x, C, P + bo->qkv_w + CC, P + bo->qkv_b + C,
                       B * T, C, 2 * C);
     linear_forward_ld(k->qkv, T * 3 * C, x, T * C, P + bo->qkv_w, P + bo->qkv_b, B, C, C);
+    for (int t = LORA_KEY; t <= LORA_VALUE; t++)
+        lora_fwd(m, a, k, bo, l, t, k->qkv + t * C, 3 * C, x, B * T, T, 1);
+    if (lora_on(m, k, LORA_QUERY)) {
+        for (int r = 0; r < B; r++)
+            memcpy(a->cls_in + (size_t)r * C, x + (size_t)r * T * C, (size_t)C * sizeof(float));
+        lora_fwd(m, a, k, bo, l, LORA_QUERY, k->qkv, T * 3 * C, a->cls_in, B, T, T);
+    }
     attention_forward_first(k->ctx, k->att, k->qkv, len, npre ? P + bo->prefix_k : NULL,
                             npre ? P + bo->prefix_v : NULL, npre, a->d_att, B, T, 1, C, H);
-    block_tail_forward(m, a, l, x, (long)T * C, B, T);
+    block_tail_forward(m, a, l, x, (long)T * C, B, T, T);
 }
 
 static float *offset_or_null(float *p, size_t n)
@@ -782,7 +790,7 @@ static void cls_block_backward(const Model *m, Activations *a, float *G, const f
     float *d_res1 = a->d_b + (size_t)B * C;
     float *dqkv_w = grad_or_null(m, G, g, bo->qkv_w), *dqkv_b = grad_or_null(m, G, g, bo->qkv_b);
 
-    block_tail_backward(m, a, G, l, a->d_pool, d_res1, B, T);
+    block_tail_backward(m, a, G, l, a->d_pool, d_res1, B, T, T);
     attention_backward_first_set(a->d_qkv,
                                  npre ? grad_or_null(m, G, m->prefix_group, bo->prefix_k) : NULL,
                                  npre ? grad_or_null(m, G, m->prefix_group, bo->prefix_v) : NULL,
@@ -792,6 +800,11 @@ static void cls_block_backward(const Model *m, Activations *a, float *G, const f
     /* keys and values: every row; this writes all of dx */
     linear_backward_ld(dx, C, offset_or_null(dqkv_w, CC), offset_or_null(dqkv_b, (size_t)C),
                        a->d_qkv + C, 3 * C, x_in, C, P + bo->qkv_w + CC, B * T, C, 2 * C, 0.0f);
+    for (int t = LORA_KEY; t <= LORA_VALUE; t++)
+        lora_bwd(m, a, k, bo, G, l, t, dx, a->d_qkv + t * C, 3 * C, x_in, B * T, T, 1);
+    /* the query adapter's share of d(x) joins d(res1) */
+    lora_bwd(m, a, k, bo, G, l, LORA_QUERY, dx ? d_res1 : NULL, a->d_qkv, T * 3 * C, a->cls_in,
+             B, T, T);
     /* the query and the residual: the [CLS] rows */
     if (dx)
         for (int r = 0; r < B; r++) {
@@ -832,7 +845,7 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
     layernorm_forward(a->emb_ln, a->emb_mean, a->emb_rstd, a->emb,
                       P + o->ln_g, P + o->ln_b, BT, C);
     x = a->emb_ln;
-    const int cls = cls_only(m, a, T);
+    const int cls = cls_only(m, T);
     for (int l = 0; l < c->layers; l++) {
         const BlockOffsets *bo = &o->block[l];
         BlockActs *k = &a->block[l];
@@ -843,13 +856,13 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
         }
         linear_forward(k->qkv, x, P + bo->qkv_w, P + bo->qkv_b, BT, C, 3 * C);
         for (int t = LORA_QUERY; t <= LORA_VALUE; t++)
-            lora_fwd(m, a, k, bo, l, t, k->qkv + t * C, 3 * C, x, BT, T);
+            lora_fwd(m, a, k, bo, l, t, k->qkv + t * C, 3 * C, x, BT, T, 1);
         if (npre)
             attention_forward_prefix(k->ctx, k->att, k->qkv, len, P + bo->prefix_k,
                                      P + bo->prefix_v, npre, a->d_att, B, T, C, H);
         else
             attention_forward(k->ctx, k->att, k->qkv, len, a->d_att, B, T, C, H);
-        block_tail_forward(m, a, l, x, C, BT, T);
+        block_tail_forward(m, a, l, x, C, BT, T, 1);
         x = k->ln2;
     }
     if (cls)
@@ -895,7 +908,7 @@ static void zero(float *p, size_t n)
  * dx += its share of d(x) when dx is not NULL. */
 static void lora_bwd(const Model *m, Activations *a, const BlockActs *k,
                      const BlockOffsets *bo, float *G, int l, int t, float *dx,
-                     const float *dy, int ldy, const float *x, int N, int T)
+                     const float *dy, int ldy, const float *x, int N, int T, int rstep)
 {
     int in, out;
     if (!lora_on(m, k, t))
@@ -907,7 +920,7 @@ static void lora_bwd(const Model *m, Activations *a, const BlockActs *k,
     if (drop) {
         /* The same mask as the forward: the adapter saw x * mask / (1-p),
          * and its share of d(x) goes back through that mask. */
-        dropout_apply(m, a, l, t, a->lora_xd, x, N, in, T);
+        dropout_apply(m, a, l, t, a->lora_xd, x, N, in, T, rstep);
         x = a->lora_xd;
         if (dx) {
             memset(a->lora_dxd, 0, (size_t)N * (size_t)in * sizeof(float));
@@ -918,7 +931,7 @@ static void lora_bwd(const Model *m, Activations *a, const BlockActs *k,
                   a->d_lora, dy, ldy, x, k->lora_u[t], m->params + bo->lora_a[t],
                   m->params + bo->lora_b[t], m->lora_scale, N, in, out, m->cfg.lora_r);
     if (drop && dx) {
-        dropout_apply(m, a, l, t, a->lora_dxd, a->lora_dxd, N, in, T);
+        dropout_apply(m, a, l, t, a->lora_dxd, a->lora_dxd, N, in, T, rstep);
         for (long i = 0; i < (long)N * in; i++)
             dx[i] += a->lora_dxd[i];
     }
@@ -973,7 +986,7 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
         return;
 
     float *dx = a->d_a, *d_res = a->d_b, *d_ctx = a->d_c;
-    const int cls = cls_only(m, a, T);
+    const int cls = cls_only(m, T);
     if (!cls) {
         zero(dx, (size_t)BT * C);
         for (int r = 0; r < B; r++)
@@ -996,7 +1009,7 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
         }
 
         /* d(res1) in dx: also d(x_in), by the residual */
-        block_tail_backward(m, a, G, l, dx, dx, BT, T);
+        block_tail_backward(m, a, G, l, dx, dx, BT, T, 1);
         if (npre)
             attention_backward_prefix_set(a->d_qkv, grad_or_null(m, G, m->prefix_group, bo->prefix_k),
                                           grad_or_null(m, G, m->prefix_group, bo->prefix_v),
@@ -1007,7 +1020,7 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
         /* the adapters read x_in's gradient (dx) before the base product adds to it */
         for (int t = LORA_QUERY; t <= LORA_VALUE; t++)
             lora_bwd(m, a, k, bo, G, l, t, need_din ? dx : NULL, a->d_qkv + t * C, 3 * C,
-                     x_in, BT, T);
+                     x_in, BT, T, 1);
         linear_backward(need_din ? dx : NULL, grad_or_null(m, G, g, bo->qkv_w),
                         grad_or_null(m, G, g, bo->qkv_b), a->d_qkv, x_in,
                         P + bo->qkv_w, BT, C, 3 * C);
@@ -1253,7 +1266,7 @@ void model_zero_grads(Model *m)
 
 int model_cls_last_block(const Model *m, int T)
 {
-    return cls_only(m, &m->act, T);
+    return cls_only(m, T);
 }
 
 /* One block whose first nq rows of each sequence query (nq = T: all). */

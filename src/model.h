@@ -135,6 +135,8 @@ typedef struct {
     float *d_lora;             /* [BT, r] (LoRA models only) */
     float *lora_xd, *lora_dxd; /* [BT, max(C, I)]: dropped input, its gradient
                                 * (LoRA with dropout only) */
+    float *cls_in;             /* [B, C] the last block's input at [CLS], for
+                                * its query adapter (LoRA models only) */
     int row0;                  /* first batch row of this view */
 } Activations;
 

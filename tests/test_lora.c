@@ -210,7 +210,9 @@ static void test_gradients(void)
     MnError e;
     ok(model_set_threads(&m, 2, &e) == 0, "two workers");
     test_backward_into(&m, &b, h);
-    double dt = gc_compare(g, h, (long)m.n_params, 1e-4);
+    /* a mask drawn differently moves gradients by O(0.1); the order of the
+     * sums by ~1e-7 absolute, which near zero is more than 1e-4 relative */
+    double dt = gc_compare(g, h, (long)m.n_params, 1e-3);
     ok(dt < 1e-4, "two workers: every gradient agrees with one worker (%.1e)", dt);
     free(g);
     free(h);
@@ -327,7 +329,9 @@ static void test_dropout(void)
     float *h = malloc(m.n_params * sizeof *h);
     ok(model_set_threads(&m, 2, &e) == 0, "two workers");
     test_backward_into(&m, &b, h);
-    double dt = gc_compare(g, h, (long)m.n_params, 1e-4);
+    /* a mask drawn differently moves gradients by O(0.1); the order of the
+     * sums by ~1e-7 absolute, which near zero is more than 1e-4 relative */
+    double dt = gc_compare(g, h, (long)m.n_params, 1e-3);
     ok(dt < 1e-4, "two workers draw the same masks (gradients agree to %.1e)", dt);
     free(g);
     free(h);

@@ -19,10 +19,19 @@ static int ids[B * T], lens[B] = { 8, 5, 3, 6 }, tasks[B] = { 0, 1, 0, 1 };
 static int task_runs[B] = { 0, 0, 1, 1 };
 static int labels[B] = { 2, 1, 0, 0 };
 
-static void make_model_layers(Model *m, int layers)
+/* lora_r > 0: adapters on all six modules, B drawn too (PEFT's zero B
+ * would hide them), dropout 0.2 while training */
+static void make_model_lora(Model *m, int layers, int lora_r)
 {
     Rng r;
-    test_model_create(m, (TestShape){ 16, layers, 2, 32, T, 3, 2, B });
+    ModelConfig c = test_model_config((TestShape){ 16, layers, 2, 32, T, 3, 2, B });
+    if (lora_r > 0) {
+        c.lora_r = lora_r;
+        c.lora_alpha = 2.0f * (float)lora_r;
+        c.lora_targets = (1u << LORA_MODULES) - 1;
+        c.lora_dropout = 0.2f;
+    }
+    test_model_create_cfg(m, &c, B);
     rng_seed(&r, 7);
     /* A larger init than BERT's 0.02 so that every path carries a
      * gradient well above float rounding. */
@@ -30,6 +39,11 @@ static void make_model_layers(Model *m, int layers)
     for (size_t i = 0; i < m->n_params; i++)
         if (m->params[i] == 0.0f || m->params[i] == 1.0f)
             m->params[i] += 0.1f * rng_normal(&r);
+}
+
+static void make_model_layers(Model *m, int layers)
+{
+    make_model_lora(m, layers, 0);
 }
 
 static void make_model(Model *m)
@@ -163,12 +177,18 @@ static void test_layout(void)
  * [CLS] rows only: the loss, logits and every gradient must be those of
  * the block run over every row, for one and two blocks, split over two
  * workers, and with the blocks below frozen (no input gradient). */
-static void test_last_block_cls(int layers, int threads, const char *frozen)
+static void test_last_block_cls(int layers, int threads, const char *frozen, int lora_r)
 {
     Model m;
     MnError e;
     Batch b = make_batch();
-    make_model_layers(&m, layers);
+    make_model_lora(&m, layers, lora_r);
+    if (lora_r > 0) {
+        /* every adapter, its dropout drawing the same mask for a row on
+         * either path */
+        m.training = 1;
+        m.dropout_seed = 77;
+    }
     if (threads > 1 && model_set_threads(&m, threads, &e) < 0) {
         ok(0, "model_set_threads: %s", e.msg);
         model_free(&m);
@@ -196,10 +216,11 @@ static void test_last_block_cls(int layers, int threads, const char *frozen)
         dl = fmax(dl, fabs(logits[i] - m.act.logits[i]));
     double worst = gc_compare(g_cls, g_full, (long)m.n_params, 1e-3);
     ok(fabsf(loss_cls - loss_full) <= 1e-6f * fabsf(loss_full) && dl < 1e-5 && worst < 1e-4,
-       "%d block%s, %d worker%s%s%s: the [CLS]-only last block gives the full block's loss "
+       "%d block%s, %d worker%s%s%s%s: the [CLS]-only last block gives the full block's loss "
        "(%.7g vs %.7g), logits (max diff %.1e) and gradients (max rel %.1e)", layers,
        layers > 1 ? "s" : "", threads, threads > 1 ? "s" : "", frozen ? ", frozen up to " : "",
-       frozen ? frozen : "", loss_cls, loss_full, dl, worst);
+       frozen ? frozen : "", lora_r ? ", LoRA on all six modules with dropout" : "", loss_cls,
+       loss_full, dl, worst);
     free(g_cls), free(g_full);
     model_free(&m);
 }
@@ -215,10 +236,13 @@ int main(int argc, char **argv)
     test_gradients(task_runs);
     test_padding_invariance();
     test_freezing();
-    test_last_block_cls(2, 1, NULL);
-    test_last_block_cls(1, 1, NULL);
-    test_last_block_cls(2, 2, NULL);
-    test_last_block_cls(2, 1, "layer.0");
-    test_last_block_cls(1, 1, "layer.0");
+    test_last_block_cls(2, 1, NULL, 0);
+    test_last_block_cls(1, 1, NULL, 0);
+    test_last_block_cls(2, 2, NULL, 0);
+    test_last_block_cls(2, 1, "layer.0", 0);
+    test_last_block_cls(1, 1, "layer.0", 0);
+    test_last_block_cls(2, 1, NULL, 2);
+    test_last_block_cls(1, 2, NULL, 2);
+    test_last_block_cls(2, 1, "layer.1", 2);
     return tap_done();
 }
