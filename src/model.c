@@ -1266,7 +1266,7 @@ void model_zero_grads(Model *m)
 
 int model_cls_last_block(const Model *m, int T)
 {
-    return cls_only(m, T);
+    return cls_only(m, T + prompt_now(m));
 }
 
 /* One block whose first nq rows of each sequence query (nq = T: all). */

@@ -97,7 +97,11 @@ typedef struct {
     size_t prompt;             /* prompt_encoder.embedding.weight [n, C] */
 } ModelOffsets;
 
-/* Per-block activations kept for the backward. */
+/* Per-block activations kept for the backward. The last block, run for
+ * the [CLS] rows only (model.c), keeps B rows in ctx, res1, ln1, inter,
+ * gelu, res2 and ln2, [B, H, 1, prefix + T] in att, and only the [CLS]
+ * rows' queries in qkv: code that reads other rows of its output sets
+ * full_last_block. */
 typedef struct {
     float *qkv;        /* [BT, 3C] */
     float *att;        /* [B, H, T, prefix + T] (T: prompt tokens included) */
@@ -225,8 +229,8 @@ int model_threads(const Model *m);
  * for elementwise work over the parameters (the optimizer). */
 void model_run_parallel(Model *m, void (*fn)(void *arg, int i, int n), void *arg);
 
-/* Whether a forward over sequences of T positions runs the last block for
- * the [CLS] rows only (see model.c). */
+/* Whether a forward over batches of T tokens (soft prompt tokens come on
+ * top) runs the last block for the [CLS] rows only (see model.c). */
 int model_cls_last_block(const Model *m, int T);
 /* Floating-point operations of one forward + backward over B rows of
  * length T (matrix products only; cls_last as model_cls_last_block), for
