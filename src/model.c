@@ -616,7 +616,8 @@ static int prefix_now(const Model *m)
  *
  * Rows of one task share a head: a run of consecutive rows with the same
  * task takes one product instead of one per row (a batch is usually one
- * task, or a few runs of them). Logits rows have stride ML. */
+ * task, or a few runs of them). Logits rows have stride ML: the strided
+ * linear layer of layers.c, with K outputs. */
 
 static int task_run_end(const Batch *b, int r0)
 {
@@ -624,32 +625,6 @@ static int task_run_end(const Batch *b, int r0)
     while (r1 < b->B && b->task[r1] == b->task[r0])
         r1++;
     return r1;
-}
-
-static void head_forward(float *logits, int ML, const float *pooled, const float *W,
-                         const float *bias, int n, int C, int K)
-{
-    for (int r = 0; r < n; r++)
-        memcpy(logits + (size_t)r * ML, bias, (size_t)K * sizeof *logits);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K, C, 1.0f, pooled, C, W, C,
-                1.0f, logits, ML);
-}
-
-/* d_pooled = dl W (written; NULL: skipped), dW += dl^T pooled, db += the
- * column sums of dl (NULL: skipped), for n rows of dl with stride ML. */
-static void head_backward(float *d_pooled, float *dW, float *db, const float *dl, int ML,
-                          const float *pooled, const float *W, int n, int C, int K)
-{
-    if (d_pooled)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, K, 1.0f, dl, ML, W, C,
-                    0.0f, d_pooled, C);
-    if (dW)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, C, n, 1.0f, dl, ML, pooled, C,
-                    1.0f, dW, C);
-    if (db)
-        for (int r = 0; r < n; r++)
-            for (int k = 0; k < K; k++)
-                db[k] += dl[(size_t)r * ML + k];
 }
 
 /* ---- what follows the attention in a block --------------------------------
@@ -875,8 +850,8 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
     for (int r0 = 0, r1; r0 < B; r0 = r1) {
         int task = b->task[r0], K = c->n_labels[task];
         r1 = task_run_end(b, r0);
-        head_forward(a->logits + (size_t)r0 * ML, ML, a->pooled + (size_t)r0 * C,
-                     P + o->head_w[task], P + o->head_b[task], r1 - r0, C, K);
+        linear_forward_ld(a->logits + (size_t)r0 * ML, ML, a->pooled + (size_t)r0 * C, C,
+                          P + o->head_w[task], P + o->head_b[task], r1 - r0, C, K);
     }
     for (int r = 0; r < B; r++) {
         int task = b->task[r], K = c->n_labels[task];
@@ -964,10 +939,11 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
         int task = b->task[r0], K = c->n_labels[task];
         int hg = pooler_group + 1 + task;
         r1 = task_run_end(b, r0);
-        head_backward(need_pooled ? a->d_pool + (size_t)r0 * C : NULL,
-                      grad_or_null(m, G, hg, o->head_w[task]),
-                      grad_or_null(m, G, hg, o->head_b[task]), a->d_logits + (size_t)r0 * ML,
-                      ML, a->pooled + (size_t)r0 * C, P + o->head_w[task], r1 - r0, C, K);
+        linear_backward_ld(need_pooled ? a->d_pool + (size_t)r0 * C : NULL, C,
+                           grad_or_null(m, G, hg, o->head_w[task]),
+                           grad_or_null(m, G, hg, o->head_b[task]),
+                           a->d_logits + (size_t)r0 * ML, ML, a->pooled + (size_t)r0 * C, C,
+                           P + o->head_w[task], r1 - r0, C, K, 0.0f);
     }
     if (!need_pooled)
         return;
