@@ -16,6 +16,7 @@
 void dataset_free(Dataset *d)
 {
     free(d->ids);
+    free(d->types);
     free(d->len);
     free(d->label);
     memset(d, 0, sizeof *d);
@@ -32,7 +33,11 @@ static int dataset_reserve(Dataset *d, int rows, MnError *e)
     int *ids = realloc(d->ids, (size_t)rows * (size_t)d->max_len * sizeof *ids);
     if (ids)
         d->ids = ids;
-    int *len = ids ? realloc(d->len, (size_t)rows * sizeof *len) : NULL;
+    int *types = ids ? realloc(d->types, (size_t)rows * (size_t)d->max_len * sizeof *types)
+                     : NULL;
+    if (types)
+        d->types = types;
+    int *len = types ? realloc(d->len, (size_t)rows * sizeof *len) : NULL;
     if (len)
         d->len = len;
     int *label = len ? realloc(d->label, (size_t)rows * sizeof *label) : NULL;
@@ -59,6 +64,7 @@ int dataset_alloc(Dataset *d, int n, int max_len, MnError *e)
     d->n = n;
     for (size_t i = 0; i < (size_t)n * (size_t)max_len; i++)
         d->ids[i] = TOK_PAD;
+    memset(d->types, 0, (size_t)(n > 0 ? n : 1) * (size_t)max_len * sizeof *d->types);
     memset(d->len, 0, (size_t)(n > 0 ? n : 1) * sizeof *d->len);
     memset(d->label, 0, (size_t)(n > 0 ? n : 1) * sizeof *d->label);
     return 0;
@@ -70,6 +76,7 @@ void dataset_set(Dataset *d, int i, const char *text, int label)
     int len = tokenize(text, row, d->max_len);
     for (int t = len; t < d->max_len; t++)
         row[t] = TOK_PAD;
+    memset(d->types + (size_t)i * (size_t)d->max_len, 0, (size_t)d->max_len * sizeof *d->types);
     d->len[i] = len;
     d->label[i] = label;
 }
@@ -211,10 +218,11 @@ int batch_alloc(Batch *b, int cap, int max_len, MnError *e)
         return mn_fail(e, "batch of %d rows of %d tokens is too large", cap,
                        max_len);
     b->ids = calloc((size_t)cap * (size_t)max_len, sizeof *b->ids);
+    b->types = calloc((size_t)cap * (size_t)max_len, sizeof *b->types);
     b->len = calloc((size_t)cap, sizeof *b->len);
     b->label = calloc((size_t)cap, sizeof *b->label);
     b->task = calloc((size_t)cap, sizeof *b->task);
-    if (!b->ids || !b->len || !b->label || !b->task) {
+    if (!b->ids || !b->types || !b->len || !b->label || !b->task) {
         batch_free(b);
         return mn_fail(e, "out of memory for a batch of %d rows", cap);
     }
@@ -226,6 +234,7 @@ int batch_alloc(Batch *b, int cap, int max_len, MnError *e)
 void batch_free(Batch *b)
 {
     free(b->ids);
+    free(b->types);
     free(b->len);
     free(b->label);
     free(b->task);
@@ -249,11 +258,18 @@ void batch_fill_parts(Batch *b, const BatchPart *parts, int n_parts)
         for (int r = 0; r < parts[p].n && rows < b->cap; r++, rows++) {
             int i = parts[p].idx[r];
             const int *src = d->ids + (size_t)i * (size_t)d->max_len;
+            const int *src_types = d->types + (size_t)i * (size_t)d->max_len;
             int *dst = b->ids + (size_t)rows * (size_t)T;
+            int *dst_types = b->types + (size_t)rows * (size_t)T;
             int len = d->len[i] < T ? d->len[i] : T;
             memcpy(dst, src, (size_t)len * sizeof *dst);
-            for (int t = len; t < T; t++)
+            memcpy(dst_types, src_types, (size_t)len * sizeof *dst_types);
+            /* Padding is masked out of attention: any id in the
+             * vocabulary will do, and id 0 is in every one. */
+            for (int t = len; t < T; t++) {
                 dst[t] = TOK_PAD;
+                dst_types[t] = 0;
+            }
             b->len[rows] = len;
             b->label[rows] = d->label[i];
             b->task[rows] = parts[p].task;

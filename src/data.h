@@ -17,7 +17,8 @@ typedef struct {
 typedef struct {
     int n;
     int max_len;
-    int *ids;      /* [n * max_len], TOK_PAD after len */
+    int *ids;      /* [n * max_len], the pad id after len */
+    int *types;    /* [n * max_len] token types: 0, or 1 for a pair's second text */
     int *len;      /* [n] */
     int *label;    /* [n], index into the task's LabelSet */
 } Dataset;
@@ -44,6 +45,7 @@ typedef struct {
     int cap, max_len;
     int B, T;
     int *ids;      /* [cap * max_len], rows of stride T once filled */
+    int *types;    /* [cap * max_len] token types, the same layout */
     int *len;      /* [cap] */
     int *label;    /* [cap] */
     int *task;     /* [cap] head index per row */

@@ -1,7 +1,10 @@
 #include "tokenizer.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "wordpiece.h"
 
 int tokenize(const char *text, int *ids, int max_len)
 {
@@ -44,4 +47,169 @@ const char *token_name(int id, char buf[8])
     else
         snprintf(buf, 8, "\\x%02x", b);
     return buf;
+}
+
+void token_seq_free(TokenSeq *s)
+{
+    free(s->ids);
+    free(s->types);
+    memset(s, 0, sizeof *s);
+}
+
+/* Room for n more tokens. */
+static int seq_reserve(TokenSeq *s, int more, MnError *e)
+{
+    if (s->n + more <= s->cap)
+        return 0;
+    int cap = s->cap ? s->cap : 64;
+    while (cap < s->n + more)
+        cap *= 2;
+    int *ids = realloc(s->ids, (size_t)cap * sizeof *ids);
+    if (ids)
+        s->ids = ids;
+    int *types = ids ? realloc(s->types, (size_t)cap * sizeof *types) : NULL;
+    if (types)
+        s->types = types;
+    if (!types)
+        return mn_fail(e, "out of memory for %d tokens", cap);
+    s->cap = cap;
+    return 0;
+}
+
+static int seq_push(TokenSeq *s, int id, int type, MnError *e)
+{
+    if (seq_reserve(s, 1, e) < 0)
+        return -1;
+    s->ids[s->n] = id;
+    s->types[s->n++] = type;
+    return 0;
+}
+
+void tokenizer_bytes(Tokenizer *t)
+{
+    memset(t, 0, sizeof *t);
+    t->kind = TOKENIZER_BYTES;
+    t->vocab_size = TOKENIZER_VOCAB;
+    t->pad = TOK_PAD;
+    t->unk = TOK_UNK;
+    t->cls = TOK_CLS;
+    t->sep = TOK_SEP;
+    t->mask = TOK_MASK;
+}
+
+int tokenizer_load(Tokenizer *t, const char *dir, MnError *e)
+{
+    memset(t, 0, sizeof *t);
+    t->kind = TOKENIZER_WORDPIECE;
+    if (wordpiece_load(&t->wp, dir, e) < 0)
+        return -1;
+    t->vocab_size = wordpiece_vocab_size(t->wp);
+    t->pad = wordpiece_special(t->wp, "[PAD]");
+    t->unk = wordpiece_special(t->wp, "[UNK]");
+    t->cls = wordpiece_special(t->wp, "[CLS]");
+    t->sep = wordpiece_special(t->wp, "[SEP]");
+    t->mask = wordpiece_special(t->wp, "[MASK]");
+    return 0;
+}
+
+void tokenizer_free(Tokenizer *t)
+{
+    wordpiece_free(t->wp);
+    memset(t, 0, sizeof *t);
+}
+
+int tokenizer_pieces(const Tokenizer *t, const char *text, int type, TokenSeq *s,
+                     MnError *e)
+{
+    if (t->kind == TOKENIZER_WORDPIECE)
+        return wordpiece_pieces(t->wp, text, type, s, e);
+    size_t n = strlen(text);
+    if (n > 1u << 30)
+        return mn_fail(e, "text of %zu bytes is too long", n);
+    if (seq_reserve(s, (int)n, e) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        s->ids[s->n] = TOK_BYTE0 + (unsigned char)text[i];
+        s->types[s->n++] = type;
+    }
+    return 0;
+}
+
+/* The fast tokenizer's longest-first truncation of a pair to `room` text
+ * tokens: not one token at a time from the longer side, but both cut at
+ * once, the shorter keeping what it can. */
+static void pair_budget(int na, int nb, int room, int *ka, int *kb)
+{
+    int n1 = na, n2 = nb, swap = n1 > n2;
+    if (swap) {
+        n1 = nb;
+        n2 = na;
+    }
+    if (n1 > room)
+        n2 = n1;
+    else
+        n2 = n2 < room - n1 ? n2 : room - n1 > n1 ? room - n1 : n1;
+    if (n1 + n2 > room) {
+        n1 = room / 2;
+        n2 = n1 + room % 2;
+    }
+    *ka = swap ? n2 : n1;
+    *kb = swap ? n1 : n2;
+    if (*ka > na)
+        *ka = na;
+    if (*kb > nb)
+        *kb = nb;
+}
+
+int tokenizer_encode(const Tokenizer *t, const char *a, const char *b, int max_len,
+                     TokenSeq *s, MnError *e)
+{
+    TokenSeq pa = { 0 }, pb = { 0 };
+    int specials = b ? 3 : 2, rc = -1;
+    s->n = 0;
+    if (max_len > 0 && max_len < specials)
+        return mn_fail(e, "max_len %d leaves no room for the special tokens", max_len);
+    if (tokenizer_pieces(t, a, 0, &pa, e) < 0 || (b && tokenizer_pieces(t, b, 1, &pb, e) < 0))
+        goto out;
+    int ka = pa.n, kb = pb.n;
+    if (max_len > 0 && ka + kb > max_len - specials) {
+        if (b)
+            pair_budget(pa.n, pb.n, max_len - specials, &ka, &kb);
+        else
+            ka = max_len - specials;
+    }
+    if (seq_reserve(s, ka + kb + specials, e) < 0 || seq_push(s, t->cls, 0, e) < 0)
+        goto out;
+    for (int i = 0; i < ka; i++)
+        seq_push(s, pa.ids[i], 0, e);
+    seq_push(s, t->sep, 0, e);
+    if (b) {
+        for (int i = 0; i < kb; i++)
+            seq_push(s, pb.ids[i], 1, e);
+        seq_push(s, t->sep, 1, e);
+    }
+    rc = 0;
+out:
+    token_seq_free(&pa);
+    token_seq_free(&pb);
+    return rc;
+}
+
+const char *tokenizer_token(const Tokenizer *t, int id, char buf[16])
+{
+    if (t->kind == TOKENIZER_WORDPIECE)
+        return wordpiece_token(t->wp, id);
+    return token_name(id, buf);
+}
+
+int tokenizer_id(const Tokenizer *t, const char *token)
+{
+    if (t->kind == TOKENIZER_WORDPIECE)
+        return wordpiece_id(t->wp, token);
+    for (int id = 0; id < TOK_BYTE0; id++)
+        if (strcmp(special_names[id], token) == 0)
+            return id;
+    if (strlen(token) == 1)
+        return TOK_BYTE0 + (unsigned char)token[0];
+    return -1;
 }
