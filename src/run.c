@@ -150,6 +150,7 @@ static int setup(Run *r, const Experiment *x, const char *dir,
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     snprintf(r->branch, sizeof r->branch, "main");
     clock_gettime(CLOCK_MONOTONIC, &r->started);
+    tokenizer_bytes(&r->tok);
     for (int k = 0; k < N_TASKS; k++)
         if (load_task(r, k, e) < 0)
             return -1;
@@ -1359,6 +1360,7 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
 
 void run_free(Run *r)
 {
+    tokenizer_free(&r->tok);
     if (r->metrics)
         fclose(r->metrics);
     for (int k = 0; k < N_TASKS; k++) {

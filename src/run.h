@@ -18,6 +18,7 @@
 #include "events.h"
 #include "metrics.h"
 #include "model.h"
+#include "tokenizer.h"
 #include "optim.h"
 #include "policy.h"
 #include "rng.h"
@@ -53,6 +54,7 @@ struct Run {
     AdamW opt;
     Rng rng;
     LabelSet labels[N_TASKS];
+    Tokenizer tok;             /* byte-level, or the base model's WordPiece */
     Dataset train[N_TASKS], eval[N_TASKS];
     Sampler sampler;           /* over the current phase's training set */
     Batch batch, eval_batch;
