@@ -1,5 +1,7 @@
 #include "checkpoint.h"
 
+#include "layers.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -50,6 +52,16 @@ static char *model_json(const Model *m, const LabelSet *labels)
                                                "labels", names));
     }
     json_object_set_new(o, "tasks", tasks);
+    /* An imported model's shape beyond the byte-level one; absent in
+     * older checkpoints, which are all BERT-shaped. */
+    if (c->max_positions != c->max_len || c->act != ACT_GELU || c->head_pre ||
+        c->arch != ARCH_BERT || c->ln_eps != LAYERNORM_EPS) {
+        json_object_set_new(o, "max_positions", json_integer(c->max_positions));
+        json_object_set_new(o, "act", json_integer(c->act));
+        json_object_set_new(o, "ln_eps", json_real((double)c->ln_eps));
+        json_object_set_new(o, "head_pre", json_integer(c->head_pre));
+        json_object_set_new(o, "arch", json_integer(c->arch));
+    }
     if (c->lora_r > 0)
         json_object_set_new(o, "lora", json_pack("{s:i, s:f, s:i}", "r", c->lora_r, "alpha",
                                                  (double)c->lora_alpha, "targets",
@@ -212,6 +224,18 @@ int checkpoint_read_config(const StFile *f, ModelConfig *cfg, LabelSet *labels, 
         json_array_size(tasks) > MODEL_MAX_TASKS) {
         json_decref(o);
         return mn_fail(e, "mneme.model metadata lacks a field or has the wrong type");
+    }
+    cfg->max_positions = cfg->max_len;
+    if (json_object_get(o, "max_positions")) {
+        json_t *eps = json_object_get(o, "ln_eps");
+        if (json_int(o, "max_positions", &cfg->max_positions) || json_int(o, "act", &cfg->act) ||
+            json_int(o, "head_pre", &cfg->head_pre) || json_int(o, "arch", &cfg->arch) ||
+            !json_is_number(eps) || cfg->act < ACT_GELU || cfg->act > ACT_GELU_TANH ||
+            cfg->arch < ARCH_BERT || cfg->arch > ARCH_DISTILBERT) {
+            json_decref(o);
+            return mn_fail(e, "mneme.model metadata: the architecture fields are malformed");
+        }
+        cfg->ln_eps = (float)json_number_value(eps);
     }
     json_t *lora = json_object_get(o, "lora");
     if (json_is_object(lora)) {

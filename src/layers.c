@@ -282,8 +282,8 @@ void lora_backward(float *dx, float *dA, float *dB, float *du, const float *dy, 
  * costs. Half the width of double sums and no conversions. */
 
 VEC_CLONES
-void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
-                       const float *gamma, const float *beta, int N, int C)
+void layernorm_forward_eps(float *out, float *mean, float *rstd, const float *in,
+                           const float *gamma, const float *beta, int N, int C, float eps)
 {
     if (C <= 0)
         return;
@@ -292,12 +292,18 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
         const float *x = in + (long)i * C;
         float *y = out + (long)i * C;
         const float m = sum_f(x, C) * invC;
-        const float r = 1.0f / sqrtf(sum_sq_dev_f(x, m, C) * invC + LAYERNORM_EPS);
+        const float r = 1.0f / sqrtf(sum_sq_dev_f(x, m, C) * invC + eps);
         for (int j = 0; j < C; j++)
             y[j] = (x[j] - m) * r * gamma[j] + beta[j];
         mean[i] = m;
         rstd[i] = r;
     }
+}
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
+                       const float *gamma, const float *beta, int N, int C)
+{
+    layernorm_forward_eps(out, mean, rstd, in, gamma, beta, N, C, LAYERNORM_EPS);
 }
 
 /* One row's parameter gradients and the two sums din needs, in one pass:
@@ -479,6 +485,33 @@ void gelu_forward_grad(float *out, float *deriv, const float *in, int n)
     }
 }
 
+/* The tanh form (Hugging Face "gelu_new"):
+ * 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), and its
+ * derivative 0.5 (1 + t) + 0.5 x (1 - t^2) u'(x). */
+void gelu_tanh_forward_grad(float *out, float *deriv, const float *in, int n)
+{
+    const float k = 0.7978845608028654f, c = 0.044715f;
+    for (int i = 0; i < n; i++) {
+        const float x = in[i];
+        const float t = tanhf(k * (x + c * x * x * x));
+        out[i] = 0.5f * x * (1.0f + t);
+        deriv[i] = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * c * x * x);
+    }
+}
+
+void relu_forward(float *out, const float *in, int n)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+
+void relu_backward(float *restrict din, const float *restrict dout, const float *restrict out,
+                   int n)
+{
+    for (int i = 0; i < n; i++)
+        din[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
 VEC_CLONES
 void gelu_backward_cached(float *restrict d, const float *restrict deriv, int n)
 {
@@ -539,8 +572,9 @@ void tanh_backward(float *restrict din, const float *restrict dout,
 /* ---- embeddings -------------------------------------------------------- */
 
 void embedding_forward(float *restrict out, const int *restrict ids,
-                       const float *restrict word, const float *restrict pos,
-                       const float *restrict type, int B, int T, int C)
+                       const int *restrict types, const float *restrict word,
+                       const float *restrict pos, const float *restrict type, int B,
+                       int T, int C)
 {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -548,8 +582,13 @@ void embedding_forward(float *restrict out, const int *restrict ids,
             const float *restrict w = word + (long)ids[row] * C;
             const float *restrict p = pos + (long)t * C;
             float *restrict y = out + row * C;
-            for (int j = 0; j < C; j++)
-                y[j] = w[j] + p[j] + type[j];
+            if (type) {
+                const float *restrict ty = type + (types ? (long)types[row] * C : 0);
+                for (int j = 0; j < C; j++)
+                    y[j] = w[j] + p[j] + ty[j];
+            } else
+                for (int j = 0; j < C; j++)
+                    y[j] = w[j] + p[j];
         }
 }
 
@@ -561,7 +600,8 @@ static void add_row(float *restrict dst, const float *restrict src, int C)
 
 void embedding_backward(float *restrict dword, float *restrict dpos,
                         float *restrict dtype, const float *restrict dout,
-                        const int *restrict ids, int B, int T, int C)
+                        const int *restrict ids, const int *restrict types, int B, int T,
+                        int C)
 {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -572,7 +612,7 @@ void embedding_backward(float *restrict dword, float *restrict dpos,
             if (dpos)
                 add_row(dpos + (long)t * C, d, C);
             if (dtype)
-                add_row(dtype, d, C);
+                add_row(dtype + (types ? (long)types[row] * C : 0), d, C);
         }
 }
 
@@ -580,9 +620,9 @@ void embedding_backward(float *restrict dword, float *restrict dpos,
  * (rows 1..np: the learned vectors alone), then tokens 1..T-1 at rows
  * np+1.. with their own positions 1..T-1. */
 void embedding_forward_prompt(float *restrict out, const int *restrict ids,
-                              const float *restrict word, const float *restrict pos,
-                              const float *restrict type, const float *restrict prompt,
-                              int np, int B, int T, int C)
+                              const int *restrict types, const float *restrict word,
+                              const float *restrict pos, const float *restrict type,
+                              const float *restrict prompt, int np, int B, int T, int C)
 {
     const int Te = T + np;
     for (int b = 0; b < B; b++)
@@ -593,17 +633,23 @@ void embedding_forward_prompt(float *restrict out, const int *restrict ids,
                 continue;
             }
             const int s = t == 0 ? 0 : t - np;
-            const float *restrict w = word + (long)ids[(long)b * T + s] * C;
+            const long src = (long)b * T + s;
+            const float *restrict w = word + (long)ids[src] * C;
             const float *restrict p = pos + (long)s * C;
-            for (int j = 0; j < C; j++)
-                y[j] = w[j] + p[j] + type[j];
+            if (type) {
+                const float *restrict ty = type + (types ? (long)types[src] * C : 0);
+                for (int j = 0; j < C; j++)
+                    y[j] = w[j] + p[j] + ty[j];
+            } else
+                for (int j = 0; j < C; j++)
+                    y[j] = w[j] + p[j];
         }
 }
 
 void embedding_backward_prompt(float *restrict dword, float *restrict dpos,
                                float *restrict dtype, float *restrict dprompt,
                                const float *restrict dout, const int *restrict ids,
-                               int np, int B, int T, int C)
+                               const int *restrict types, int np, int B, int T, int C)
 {
     const int Te = T + np;
     for (int b = 0; b < B; b++)
@@ -615,12 +661,13 @@ void embedding_backward_prompt(float *restrict dword, float *restrict dpos,
                 continue;
             }
             const int s = t == 0 ? 0 : t - np;
+            const long src = (long)b * T + s;
             if (dword)
-                add_row(dword + (long)ids[(long)b * T + s] * C, d, C);
+                add_row(dword + (long)ids[src] * C, d, C);
             if (dpos)
                 add_row(dpos + (long)s * C, d, C);
             if (dtype)
-                add_row(dtype, d, C);
+                add_row(dtype + (types ? (long)types[src] * C : 0), d, C);
         }
 }
 

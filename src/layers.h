@@ -52,6 +52,9 @@ void lora_backward(float *dx, float *dA, float *dB, float *du, const float *dy, 
 #define LAYERNORM_EPS 1e-12f
 void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
                        const float *gamma, const float *beta, int N, int C);
+/* The same with the model's own eps (config.json's layer_norm_eps). */
+void layernorm_forward_eps(float *out, float *mean, float *rstd, const float *in,
+                           const float *gamma, const float *beta, int N, int C, float eps);
 void layernorm_backward(float *din, float *dgamma, float *dbeta,
                         const float *dout, const float *in, const float *gamma,
                         const float *mean, const float *rstd, int N, int C);
@@ -73,6 +76,9 @@ void gelu_backward(float *din, const float *dout, const float *in, int n);
 void gelu_backward_set(float *din, const float *dout, const float *in, int n);
 /* out = gelu(in) and deriv = gelu'(in); deriv may be in (in place) */
 void gelu_forward_grad(float *out, float *deriv, const float *in, int n);
+/* The tanh approximation (Hugging Face's gelu_new and
+ * gelu_pytorch_tanh), with its derivative as gelu_forward_grad. */
+void gelu_tanh_forward_grad(float *out, float *deriv, const float *in, int n);
 /* d *= deriv (from gelu_forward_grad): the backward in place, d holding
  * d(out) on entry and d(in) on return */
 void gelu_backward_cached(float *d, const float *deriv, int n);
@@ -80,31 +86,35 @@ void gelu_backward_cached(float *d, const float *deriv, int n);
  * the result (the bias gradient); db may be NULL. */
 void gelu_backward_cached_bias(float *d, float *db, const float *deriv, int N, int K);
 
+/* max(x, 0); backward from the forward output: din += dout * (out > 0) */
+void relu_forward(float *out, const float *in, int n);
+void relu_backward(float *din, const float *dout, const float *out, int n);
+
 /* tanh; backward uses the forward output: din += dout * (1 - out^2) */
 void tanh_forward(float *out, const float *in, int n);
 void tanh_backward(float *din, const float *dout, const float *out, int n);
 
-/* Embeddings: out[b*T+t] = word[ids[b*T+t]] + pos[t] + type[0].
- * Token types are all zero (single-segment inputs). */
-void embedding_forward(float *out, const int *ids, const float *word,
-                       const float *pos, const float *type, int B, int T,
-                       int C);
+/* Embeddings: out[b*T+t] = word[ids[b*T+t]] + pos[t] + type[types[b*T+t]].
+ * types NULL: every token has type 0; type NULL: the model has no token
+ * type embeddings (DistilBERT). */
+void embedding_forward(float *out, const int *ids, const int *types, const float *word,
+                       const float *pos, const float *type, int B, int T, int C);
 /* Scatter-add of dout into the tables (each may be NULL when frozen). */
 void embedding_backward(float *dword, float *dpos, float *dtype,
-                        const float *dout, const int *ids, int B, int T,
+                        const float *dout, const int *ids, const int *types, int B, int T,
                         int C);
 
 /* Prompt tuning: sequences of T + np rows, [CLS] at row 0, the np soft
  * tokens prompt[np, C] at rows 1..np (the vectors alone: no position or
  * token type added), then ids' tokens 1..T-1 at rows np+1.. with their
  * own position embeddings 1..T-1. ids are [B, T]. */
-void embedding_forward_prompt(float *out, const int *ids, const float *word,
-                              const float *pos, const float *type, const float *prompt,
-                              int np, int B, int T, int C);
+void embedding_forward_prompt(float *out, const int *ids, const int *types,
+                              const float *word, const float *pos, const float *type,
+                              const float *prompt, int np, int B, int T, int C);
 /* As embedding_backward, dprompt[np, C] += the soft tokens' rows. */
 void embedding_backward_prompt(float *dword, float *dpos, float *dtype, float *dprompt,
-                               const float *dout, const int *ids, int np, int B, int T,
-                               int C);
+                               const float *dout, const int *ids, const int *types, int np,
+                               int B, int T, int C);
 
 /* Multi-head self-attention core (after the Q/K/V projections, before the
  * output dense):

@@ -92,8 +92,10 @@ static void build_table(Model *m)
     g = begin_group(m, "embeddings");
     start = tb.cursor;
     o->word = add_tensor(&tb, g, 1, c->vocab, C, "bert.embeddings.word_embeddings.weight");
-    o->pos = add_tensor(&tb, g, 1, c->max_len, C, "bert.embeddings.position_embeddings.weight");
-    o->type = add_tensor(&tb, g, 1, c->type_vocab, C, "bert.embeddings.token_type_embeddings.weight");
+    o->pos = add_tensor(&tb, g, 1, c->max_positions, C, "bert.embeddings.position_embeddings.weight");
+    if (c->type_vocab > 0)
+        o->type = add_tensor(&tb, g, 1, c->type_vocab, C,
+                             "bert.embeddings.token_type_embeddings.weight");
     o->ln_g = add_tensor(&tb, g, 0, C, 0, "bert.embeddings.LayerNorm.weight");
     o->ln_b = add_tensor(&tb, g, 0, C, 0, "bert.embeddings.LayerNorm.bias");
     end_group(m, g, start, tb.cursor);
@@ -128,10 +130,14 @@ static void build_table(Model *m)
         end_group(m, g, start, tb.cursor);
     }
 
+    /* With head_pre the pooler group stays, empty, so that groups keep
+     * their places (embeddings, blocks, pooler, heads) in every model. */
     g = begin_group(m, "pooler");
     start = tb.cursor;
-    o->pool_w = add_tensor(&tb, g, 1, C, C, "bert.pooler.dense.weight");
-    o->pool_b = add_tensor(&tb, g, 0, C, 0, "bert.pooler.dense.bias");
+    if (!c->head_pre) {
+        o->pool_w = add_tensor(&tb, g, 1, C, C, "bert.pooler.dense.weight");
+        o->pool_b = add_tensor(&tb, g, 0, C, 0, "bert.pooler.dense.bias");
+    }
     end_group(m, g, start, tb.cursor);
 
     for (int k = 0; k < c->n_tasks; k++) {
@@ -139,6 +145,10 @@ static void build_table(Model *m)
         snprintf(gname, sizeof gname, "classifier.%s", c->task_name[k]);
         g = begin_group(m, gname);
         start = tb.cursor;
+        if (c->head_pre) {
+            o->pre_w[k] = add_tensor(&tb, g, 1, C, C, "pre_classifier.%s.weight", c->task_name[k]);
+            o->pre_b[k] = add_tensor(&tb, g, 0, C, 0, "pre_classifier.%s.bias", c->task_name[k]);
+        }
         o->head_w[k] = add_tensor(&tb, g, 1, c->n_labels[k], C, "classifier.%s.weight", c->task_name[k]);
         o->head_b[k] = add_tensor(&tb, g, 0, c->n_labels[k], 0, "classifier.%s.bias", c->task_name[k]);
         end_group(m, g, start, tb.cursor);
@@ -325,13 +335,23 @@ int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e)
     if (cfg->prompt_tokens < 0 || cfg->prompt_tokens > MODEL_MAX_VIRTUAL ||
         cfg->prefix_tokens < 0 || cfg->prefix_tokens > MODEL_MAX_VIRTUAL)
         return mn_fail(e, "model: virtual tokens must be 0..%d", MODEL_MAX_VIRTUAL);
+    if (cfg->max_positions != 0 && cfg->max_positions < cfg->max_len)
+        return mn_fail(e, "model: max_len %d exceeds the %d positions", cfg->max_len,
+                       cfg->max_positions);
+    if (cfg->type_vocab < 0 || cfg->vocab < 5)
+        return mn_fail(e, "model: a vocabulary of %d tokens and %d token types", cfg->vocab,
+                       cfg->type_vocab);
     m->cfg = *cfg;
+    if (m->cfg.max_positions == 0)
+        m->cfg.max_positions = cfg->max_len;
+    if (!(m->cfg.ln_eps > 0.0f))
+        m->cfg.ln_eps = LAYERNORM_EPS;
     if (!has_lora(cfg)) {
         m->cfg.lora_r = 0;
         m->cfg.lora_alpha = 0.0f;
         m->cfg.lora_targets = 0;
     }
-    int max_tensors = 5 + 16 * cfg->layers + 2 + 2 * cfg->n_tasks + 2 * LORA_MODULES * cfg->layers +
+    int max_tensors = 5 + 16 * cfg->layers + 2 + 4 * cfg->n_tasks + 2 * LORA_MODULES * cfg->layers +
                       1 + 2 * cfg->layers;
     int max_groups = 1 + 2 * cfg->layers + 1 + cfg->n_tasks + 2;
     m->tensors = calloc((size_t)max_tensors, sizeof *m->tensors);
@@ -341,6 +361,7 @@ int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e)
         return mn_fail(e, "out of memory for the parameter table");
     }
     build_table(m);
+    cfg = &m->cfg;
     m->params = falloc(m->n_params, &failed);
     m->grads = falloc(m->n_params, &failed);
     if (failed) {
@@ -645,17 +666,20 @@ static void block_tail_forward(const Model *m, Activations *a, int l, const floa
     residual_linear_forward(k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b,
                             x, ldx, N, C, C);
     lora_fwd(m, a, k, bo, l, LORA_ATTN_OUT, k->res1, C, k->ctx, N, T, rstep);
-    layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, k->res1,
-                      P + bo->ln1_g, P + bo->ln1_b, N, C);
+    layernorm_forward_eps(k->ln1, k->ln1_mean, k->ln1_rstd, k->res1,
+                      P + bo->ln1_g, P + bo->ln1_b, N, C, m->cfg.ln_eps);
     linear_forward(k->inter, k->ln1, P + bo->inter_w, P + bo->inter_b, N, C, I);
     lora_fwd(m, a, k, bo, l, LORA_INTER, k->inter, I, k->ln1, N, T, rstep);
     /* inter is not needed again: it becomes gelu'(inter) */
-    gelu_forward_grad(k->gelu, k->inter, k->inter, N * I);
+    if (m->cfg.act == ACT_GELU_TANH)
+        gelu_tanh_forward_grad(k->gelu, k->inter, k->inter, N * I);
+    else
+        gelu_forward_grad(k->gelu, k->inter, k->inter, N * I);
     residual_linear_forward(k->res2, k->gelu, P + bo->out_w, P + bo->out_b,
                             k->ln1, C, N, I, C);
     lora_fwd(m, a, k, bo, l, LORA_OUTPUT, k->res2, C, k->gelu, N, T, rstep);
-    layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->res2,
-                      P + bo->ln2_g, P + bo->ln2_b, N, C);
+    layernorm_forward_eps(k->ln2, k->ln2_mean, k->ln2_rstd, k->res2,
+                      P + bo->ln2_g, P + bo->ln2_b, N, C, m->cfg.ln_eps);
 }
 
 static float *grad_or_null(const Model *m, float *G, int group, size_t offset);
@@ -792,6 +816,71 @@ static void cls_block_backward(const Model *m, Activations *a, float *G, const f
                        P + bo->qkv_w, B, C, C, 1.0f);
 }
 
+static const float *type_table(const Model *m, const float *P)
+{
+    return m->cfg.type_vocab > 0 ? P + m->off.type : NULL;
+}
+
+/* ---- from [CLS] to the heads ----------------------------------------------
+ *
+ * BERT: one pooler (dense + tanh) shared by every head. DistilBERT: no
+ * pooler; each head starts with its own pre_classifier (dense + ReLU),
+ * which trains, and is frozen, with the head. */
+
+static void pool_forward(const Model *m, Activations *a, const Batch *b)
+{
+    const float *P = m->params;
+    const ModelOffsets *o = &m->off;
+    const int C = m->cfg.hidden, B = b->B;
+    if (!m->cfg.head_pre) {
+        linear_forward(a->pool_pre, a->cls, P + o->pool_w, P + o->pool_b, B, C, C);
+        tanh_forward(a->pooled, a->pool_pre, B * C);
+        return;
+    }
+    for (int r0 = 0, r1; r0 < B; r0 = r1) {
+        int task = b->task[r0];
+        r1 = task_run_end(b, r0);
+        linear_forward(a->pool_pre + (size_t)r0 * C, a->cls + (size_t)r0 * C, P + o->pre_w[task],
+                       P + o->pre_b[task], r1 - r0, C, C);
+    }
+    relu_forward(a->pooled, a->pool_pre, B * C);
+}
+
+static float *grad_or_null(const Model *m, float *G, int group, size_t offset);
+static void zero(float *p, size_t n);
+
+/* Given d(pooled) in a->d_pool: the pooler's (or pre_classifiers')
+ * weight gradients into G and, with need_cls, d(cls) in a->d_pool. */
+static void pool_backward(const Model *m, Activations *a, const Batch *b, float *G,
+                          int need_cls)
+{
+    const float *P = m->params;
+    const ModelOffsets *o = &m->off;
+    const int C = m->cfg.hidden, B = b->B, pooler_group = 1 + m->cfg.layers;
+    /* d(pool_pre) in d_cls's place */
+    float *d_pool_pre = a->d_cls;
+    zero(d_pool_pre, (size_t)B * C);
+    if (m->cfg.head_pre)
+        relu_backward(d_pool_pre, a->d_pool, a->pooled, B * C);
+    else
+        tanh_backward(d_pool_pre, a->d_pool, a->pooled, B * C);
+    zero(a->d_pool, (size_t)B * C);
+    if (!m->cfg.head_pre) {
+        linear_backward(need_cls ? a->d_pool : NULL, grad_or_null(m, G, pooler_group, o->pool_w),
+                        grad_or_null(m, G, pooler_group, o->pool_b), d_pool_pre, a->cls,
+                        P + o->pool_w, B, C, C);
+        return;
+    }
+    for (int r0 = 0, r1; r0 < B; r0 = r1) {
+        int task = b->task[r0], hg = pooler_group + 1 + task;
+        r1 = task_run_end(b, r0);
+        linear_backward(need_cls ? a->d_pool + (size_t)r0 * C : NULL,
+                        grad_or_null(m, G, hg, o->pre_w[task]), grad_or_null(m, G, hg, o->pre_b[task]),
+                        d_pool_pre + (size_t)r0 * C, a->cls + (size_t)r0 * C, P + o->pre_w[task],
+                        r1 - r0, C, C);
+    }
+}
+
 /* Forward over the rows of b (a view); adds the summed loss and the number
  * of labelled rows to *loss and *counted. With soft tokens the model's
  * sequences are b->T + n long and a->len holds their lengths. */
@@ -813,12 +902,13 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
             a->len[r] = n > 0 ? n + np : 0;
         }
         len = a->len;
-        embedding_forward_prompt(a->emb, b->ids, P + o->word, P + o->pos, P + o->type,
-                                 P + o->prompt, np, B, b->T, C);
+        embedding_forward_prompt(a->emb, b->ids, b->types, P + o->word, P + o->pos,
+                                 type_table(m, P), P + o->prompt, np, B, b->T, C);
     } else
-        embedding_forward(a->emb, b->ids, P + o->word, P + o->pos, P + o->type, B, T, C);
-    layernorm_forward(a->emb_ln, a->emb_mean, a->emb_rstd, a->emb,
-                      P + o->ln_g, P + o->ln_b, BT, C);
+        embedding_forward(a->emb, b->ids, b->types, P + o->word, P + o->pos, type_table(m, P),
+                          B, T, C);
+    layernorm_forward_eps(a->emb_ln, a->emb_mean, a->emb_rstd, a->emb,
+                      P + o->ln_g, P + o->ln_b, BT, C, c->ln_eps);
     x = a->emb_ln;
     const int cls = cls_only(m, T);
     for (int l = 0; l < c->layers; l++) {
@@ -845,8 +935,7 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
     else
         for (int r = 0; r < B; r++)
             memcpy(a->cls + (size_t)r * C, x + (size_t)r * T * C, (size_t)C * sizeof(float));
-    linear_forward(a->pool_pre, a->cls, P + o->pool_w, P + o->pool_b, B, C, C);
-    tanh_forward(a->pooled, a->pool_pre, B * C);
+    pool_forward(m, a, b);
     for (int r0 = 0, r1; r0 < B; r0 = r1) {
         int task = b->task[r0], K = c->n_labels[task];
         r1 = task_run_end(b, r0);
@@ -928,7 +1017,8 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
     int pooler_group = 1 + L;
     const int *len = np ? a->len : b->len;
 
-    int need_pooled = lowest <= pooler_group;
+    /* a head's own pre_classifier trains with the head */
+    int need_pooled = lowest <= pooler_group || c->head_pre;
     for (int r = 0; r < B; r++) {
         int K = c->n_labels[b->task[r]];
         float *dl = a->d_logits + (size_t)r * ML;
@@ -948,16 +1038,8 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
     if (!need_pooled)
         return;
 
-    /* d_pool holds d(pooled); turn it into d(pool_pre) in d_cls's place. */
-    zero(a->d_cls, (size_t)B * C);
-    tanh_backward(a->d_cls, a->d_pool, a->pooled, B * C);
-    float *d_pool_pre = a->d_cls;
     int need_cls = lowest < pooler_group;
-    zero(a->d_pool, (size_t)B * C);
-    linear_backward(need_cls ? a->d_pool : NULL,
-                    grad_or_null(m, G, pooler_group, o->pool_w),
-                    grad_or_null(m, G, pooler_group, o->pool_b), d_pool_pre,
-                    a->cls, P + o->pool_w, B, C, C);
+    pool_backward(m, a, b, G, need_cls);
     if (!need_cls)
         return;
 
@@ -1009,11 +1091,12 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
                            dx, a->emb, P + o->ln_g, a->emb_mean, a->emb_rstd, BT, C);
     if (np)
         embedding_backward_prompt(grad_or_null(m, G, 0, o->word), grad_or_null(m, G, 0, o->pos),
-                                  grad_or_null(m, G, 0, o->type),
+                                  c->type_vocab ? grad_or_null(m, G, 0, o->type) : NULL,
                                   grad_or_null(m, G, m->prompt_group, o->prompt), d_res, b->ids,
-                                  np, B, b->T, C);
+                                  b->types, np, B, b->T, C);
     else if (m->groups[0].trainable)
-        embedding_backward(G + o->word, G + o->pos, G + o->type, d_res, b->ids, B, T, C);
+        embedding_backward(G + o->word, G + o->pos, c->type_vocab ? G + o->type : NULL, d_res,
+                           b->ids, b->types, B, T, C);
 }
 
 /* ---- the step split across workers -------------------------------------- */

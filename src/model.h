@@ -33,10 +33,26 @@ enum {
     LORA_MODULES
 };
 
+/* The feed-forward activation: the erf form, or the tanh approximation
+ * (Hugging Face's gelu_new). */
+enum { ACT_GELU, ACT_GELU_TANH };
+
+/* Architectures whose weights mneme reads and writes (hf.c names their
+ * tensors); the model itself only sees the differences below. */
+enum { ARCH_BERT, ARCH_DISTILBERT };
+
 typedef struct {
     int vocab;
     int hidden, layers, heads, intermediate, max_len;
-    int type_vocab;            /* 2, as BERT */
+    int max_positions;         /* rows of the position table (>= max_len; 0: max_len) */
+    int type_vocab;            /* 2, as BERT; 0: no token type embeddings */
+    int act;                   /* ACT_GELU or ACT_GELU_TANH */
+    float ln_eps;              /* LayerNorm eps; 0: BERT's 1e-12 */
+    /* 0: a shared pooler (dense + tanh on [CLS]) under every head, as
+     * BERT; 1: no pooler, each head has its own pre_classifier dense +
+     * ReLU, as DistilBERT */
+    int head_pre;
+    int arch;                  /* ARCH_*: names on import and export only */
     int n_tasks;
     char task_name[MODEL_MAX_TASKS][TASK_NAME_MAX];
     int n_labels[MODEL_MAX_TASKS];
@@ -92,8 +108,9 @@ typedef struct {
 typedef struct {
     size_t word, pos, type, ln_g, ln_b;
     BlockOffsets block[MODEL_MAX_LAYERS];
-    size_t pool_w, pool_b;
+    size_t pool_w, pool_b;     /* the pooler (not with head_pre) */
     size_t head_w[MODEL_MAX_TASKS], head_b[MODEL_MAX_TASKS];
+    size_t pre_w[MODEL_MAX_TASKS], pre_b[MODEL_MAX_TASKS];   /* head_pre */
     size_t prompt;             /* prompt_encoder.embedding.weight [n, C] */
 } ModelOffsets;
 

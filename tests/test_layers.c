@@ -460,27 +460,29 @@ static void test_activation(Rng *r, int is_gelu)
 
 /* ---- embeddings --------------------------------------------------------- */
 
-enum { EB = 3, ET = 4, EC = 6, EV = 6, EP = 6, ETY = 2 };
+enum { EB = 3, ET = 4, EC = 6, EV = 6, EP = 6, ETY = 3 };
 
 typedef struct {
-    const int *ids;
+    const int *ids, *types;
     float *word, *pos, *type, *out, *R;
 } EmbCtx;
 
 static double emb_loss(void *p)
 {
     EmbCtx *c = p;
-    embedding_forward(c->out, c->ids, c->word, c->pos, c->type, EB, ET, EC);
+    embedding_forward(c->out, c->ids, c->types, c->word, c->pos, c->type, EB, ET, EC);
     return dot(c->out, c->R, (long)EB * ET * EC);
 }
 
 static void test_embedding(Rng *r)
 {
-    /* Repeated ids (1, 3, 0), an unused one (5), and tables larger than
-     * used (positions past T, token type 1) whose gradients stay zero. */
+    /* Repeated ids (1, 3, 0), an unused one (5), two token types of a
+     * pair, and tables larger than used (positions past T, token type 2)
+     * whose gradients stay zero. */
     static const int ids[EB * ET] = {1, 3, 1, 1, 0, 3, 3, 2, 4, 1, 0, 0};
+    static const int types[EB * ET] = {0, 0, 1, 1, 0, 0, 0, 1, 0, 1, 1, 0};
     const long nw = EV * EC, np = EP * EC, nt = ETY * EC, ny = EB * ET * EC;
-    EmbCtx c = {ids, vec(nw), vec(np), vec(nt), vec(ny), vec(ny)};
+    EmbCtx c = {ids, types, vec(nw), vec(np), vec(nt), vec(ny), vec(ny)};
     fill_normal(r, c.word, nw, 0.0f, 1.0f);
     fill_normal(r, c.pos, np, 0.0f, 1.0f);
     fill_normal(r, c.type, nt, 0.0f, 1.0f);
@@ -492,40 +494,137 @@ static void test_embedding(Rng *r)
         for (int t = 0; t < ET; t++)
             for (int j = 0; j < EC; j++) {
                 double ref = (double)c.word[ids[b * ET + t] * EC + j] +
-                             c.pos[t * EC + j] + c.type[j];
+                             c.pos[t * EC + j] + c.type[types[b * ET + t] * EC + j];
                 e = fmax(e, fabs(c.out[(b * ET + t) * EC + j] - ref));
             }
-    ok(e < 1e-6, "embedding forward is word + pos + type[0]");
+    ok(e < 1e-6, "embedding forward is word + pos + type[types]");
     diag("embedding forward: max abs %.2e", e);
 
     float *dw = vec(nw), *dp = vec(np), *dt = vec(nt);
-    embedding_backward(dw, dp, dt, c.R, ids, EB, ET, EC);
+    embedding_backward(dw, dp, dt, c.R, ids, types, EB, ET, EC);
     check_grad("embedding dword", emb_loss, &c, c.word, dw, nw);
     check_grad("embedding dpos", emb_loss, &c, c.pos, dp, np);
     check_grad("embedding dtype", emb_loss, &c, c.type, dt, nt);
     ok(all_zero(dw + 5 * EC, EC) && all_zero(dp + ET * EC, np - ET * EC) &&
-           all_zero(dt + EC, EC),
+           all_zero(dt + 2 * EC, EC) && !all_zero(dt + EC, EC),
        "embedding rows never used get no gradient");
 
     float *dw2 = vec(nw), *dp2 = vec(np), *dt2 = vec(nt);
-    embedding_backward(dw2, dp2, dt2, c.R, ids, EB, ET, EC);
-    embedding_backward(dw2, dp2, dt2, c.R, ids, EB, ET, EC);
+    embedding_backward(dw2, dp2, dt2, c.R, ids, types, EB, ET, EC);
+    embedding_backward(dw2, dp2, dt2, c.R, ids, types, EB, ET, EC);
     check_accum("embedding dword", dw, dw2, nw);
     check_accum("embedding dpos", dp, dp2, np);
     check_accum("embedding dtype", dt, dt2, nt);
 
     memset(dw2, 0, nw * sizeof *dw2);
-    embedding_backward(dw2, NULL, NULL, c.R, ids, EB, ET, EC);
+    embedding_backward(dw2, NULL, NULL, c.R, ids, types, EB, ET, EC);
     check_same("embedding dword alone", dw2, dw, nw);
     memset(dp2, 0, np * sizeof *dp2);
-    embedding_backward(NULL, dp2, NULL, c.R, ids, EB, ET, EC);
+    embedding_backward(NULL, dp2, NULL, c.R, ids, types, EB, ET, EC);
     check_same("embedding dpos alone", dp2, dp, np);
     memset(dt2, 0, nt * sizeof *dt2);
-    embedding_backward(NULL, NULL, dt2, c.R, ids, EB, ET, EC);
+    embedding_backward(NULL, NULL, dt2, c.R, ids, types, EB, ET, EC);
     check_same("embedding dtype alone", dt2, dt, nt);
+
+    /* No token types at all (DistilBERT): word + pos, and types NULL is
+     * type 0 everywhere. */
+    float *y0 = vec(ny), *y1 = vec(ny);
+    embedding_forward(y0, ids, types, c.word, c.pos, NULL, EB, ET, EC);
+    double e0 = 0.0, e1 = 0.0;
+    embedding_forward(y1, ids, NULL, c.word, c.pos, c.type, EB, ET, EC);
+    for (int b = 0; b < EB; b++)
+        for (int t = 0; t < ET; t++)
+            for (int j = 0; j < EC; j++) {
+                double wp = (double)c.word[ids[b * ET + t] * EC + j] + c.pos[t * EC + j];
+                e0 = fmax(e0, fabs(y0[(b * ET + t) * EC + j] - wp));
+                e1 = fmax(e1, fabs(y1[(b * ET + t) * EC + j] - wp - c.type[j]));
+            }
+    ok(e0 < 1e-6, "embedding without a type table is word + pos");
+    ok(e1 < 1e-6, "embedding with types NULL adds type 0");
+    free(y0), free(y1);
 
     free(dw), free(dp), free(dt), free(dw2), free(dp2), free(dt2);
     free(c.word), free(c.pos), free(c.type), free(c.out), free(c.R);
+}
+
+/* ---- GELU (tanh form) and ReLU ------------------------------------------- */
+
+typedef struct {
+    float *x, *out, *deriv, *R;
+    int relu;
+} Act2Ctx;
+
+static double act2_loss(void *p)
+{
+    Act2Ctx *c = p;
+    if (c->relu)
+        relu_forward(c->out, c->x, 64);
+    else
+        gelu_tanh_forward_grad(c->out, c->deriv, c->x, 64);
+    return dot(c->out, c->R, 64);
+}
+
+static void test_gelu_tanh_relu(Rng *r)
+{
+    enum { n = 64 };
+    Act2Ctx c = {vec(n), vec(n), vec(n), vec(n), 0};
+    fill_uniform(r, c.x, n, -4.0f, 4.0f);
+    fill_normal(r, c.R, n, 0.0f, 1.0f);
+    act2_loss(&c);
+    double e = 0.0;
+    for (int i = 0; i < n; i++) {
+        double x = c.x[i];
+        double ref = 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+        /* far left, 1 + tanh cancels in float, as in PyTorch's float
+         * gelu_new: relative to 0.1 there */
+        e = fmax(e, fabs(c.out[i] - ref) / fmax(fabs(ref), 0.1));
+    }
+    ok(e < 1e-5, "gelu_new forward matches the tanh formula in double");
+    float one = 1.0f, y1, d1;
+    gelu_tanh_forward_grad(&y1, &d1, &one, 1);
+    ok(fabs(y1 - 0.8411919906082768) < 1e-6, "gelu_new(1) = 0.841192, not the erf form's 0.841345");
+    /* the derivative it keeps, times dL/dy, is dL/dx */
+    float *din = vec(n);
+    for (int i = 0; i < n; i++)
+        din[i] = c.deriv[i] * c.R[i];
+    check_grad("gelu_new derivative", act2_loss, &c, c.x, din, n);
+
+    c.relu = 1;
+    for (int i = 0; i < n; i++)          /* keep away from the kink */
+        if (fabsf(c.x[i]) < 0.05f)
+            c.x[i] = 0.5f;
+    act2_loss(&c);
+    int relu_ok = 1;
+    for (int i = 0; i < n; i++)
+        relu_ok &= c.out[i] == (c.x[i] > 0 ? c.x[i] : 0.0f);
+    ok(relu_ok, "relu forward is max(x, 0)");
+    memset(din, 0, n * sizeof *din);
+    relu_backward(din, c.R, c.out, n);
+    check_grad("relu din", act2_loss, &c, c.x, din, n);
+    free(din), free(c.x), free(c.out), free(c.deriv), free(c.R);
+}
+
+static void test_layernorm_eps(Rng *r)
+{
+    enum { N = 3, C = 8 };
+    float x[N * C], g[C], b[C], y[N * C], m[N], rs[N];
+    fill_normal(r, x, N * C, 0.0f, 0.01f);
+    fill_normal(r, g, C, 1.0f, 0.1f);
+    fill_normal(r, b, C, 0.0f, 0.1f);
+    layernorm_forward_eps(y, m, rs, x, g, b, N, C, 1e-3f);
+    double e = 0.0;
+    for (int i = 0; i < N; i++) {
+        double mean = 0, var = 0;
+        for (int j = 0; j < C; j++)
+            mean += x[i * C + j] / (double)C;
+        for (int j = 0; j < C; j++)
+            var += (x[i * C + j] - mean) * (x[i * C + j] - mean) / C;
+        for (int j = 0; j < C; j++) {
+            double ref = (x[i * C + j] - mean) / sqrt(var + 1e-3) * g[j] + b[j];
+            e = fmax(e, fabs(y[i * C + j] - ref));
+        }
+    }
+    ok(e < 1e-5, "layernorm with eps 1e-3 (small variance: eps matters)");
 }
 
 /* ---- attention ---------------------------------------------------------- */
@@ -919,6 +1018,8 @@ int main(int argc, char **argv)
     test_activation(&r, 1);
     test_activation(&r, 0);
     test_embedding(&r);
+    test_gelu_tanh_relu(&r);
+    test_layernorm_eps(&r);
     test_attention_forward(&r);
     test_attention_backward(&r);
     test_attention_large(&r);

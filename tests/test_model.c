@@ -19,12 +19,28 @@ static int ids[B * T], lens[B] = { 8, 5, 3, 6 }, tasks[B] = { 0, 1, 0, 1 };
 static int task_runs[B] = { 0, 0, 1, 1 };
 static int labels[B] = { 2, 1, 0, 0 };
 
+/* The architecture differences: 0 BERT as mneme trains it; 1 DistilBERT's
+ * shape (no token types, a pre_classifier + ReLU per head instead of the
+ * pooler, more positions than max_len); 2 BERT with sentence pairs'
+ * token types, the tanh GELU and LayerNorm eps 1e-6. */
+static int variant;
+static int pair_types[B * T];
+
 /* lora_r > 0: adapters on all six modules, B drawn too (PEFT's zero B
  * would hide them), dropout 0.2 while training */
 static void make_model_lora(Model *m, int layers, int lora_r)
 {
     Rng r;
     ModelConfig c = test_model_config((TestShape){ 16, layers, 2, 32, T, 3, 2, B });
+    if (variant == 1) {
+        c.type_vocab = 0;
+        c.head_pre = 1;
+        c.max_positions = T + 4;
+        c.arch = ARCH_DISTILBERT;
+    } else if (variant == 2) {
+        c.act = ACT_GELU_TANH;
+        c.ln_eps = 1e-6f;
+    }
     if (lora_r > 0) {
         c.lora_r = lora_r;
         c.lora_alpha = 2.0f * (float)lora_r;
@@ -53,7 +69,10 @@ static void make_model(Model *m)
 
 static Batch make_batch(void)
 {
-    return test_batch(ids, lens, labels, tasks, B, T);
+    Batch b = test_batch(ids, lens, labels, tasks, B, T);
+    if (variant == 2)
+        b.types = pair_types;
+    return b;
 }
 
 
@@ -61,6 +80,8 @@ static void test_gradients(int *task)
 {
     Model m;
     Batch b = test_batch(ids, lens, labels, task, B, T);
+    if (variant == 2)
+        b.types = pair_types;
     TestLossCtx ctx = { &m, &b };
     make_model(&m);
     model_zero_grads(&m);
@@ -244,5 +265,16 @@ int main(int argc, char **argv)
     test_last_block_cls(2, 1, NULL, 2);
     test_last_block_cls(1, 2, NULL, 2);
     test_last_block_cls(2, 1, "layer.1", 2);
+    for (int i = 0; i < B * T; i++)
+        pair_types[i] = i % T >= 3;
+    for (variant = 1; variant <= 2; variant++) {
+        diag("%s", variant == 1 ? "DistilBERT's shape: no token types, pre_classifier + ReLU per head"
+                                : "BERT with pair token types, gelu_new and LayerNorm eps 1e-6");
+        test_gradients(tasks);
+        test_gradients(task_runs);
+        test_freezing();
+        test_last_block_cls(2, 1, NULL, 0);
+        test_last_block_cls(2, 2, NULL, 2);
+    }
     return tap_done();
 }
