@@ -6,16 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "checkpoint.h"
 #include "data.h"
+#include "hf.h"
 #include "model.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
 typedef struct {
-    const char *checkpoint;
+    const char *checkpoint;    /* a checkpoint file or a model folder */
     const char *task;
     int ids;
+    int pair;                  /* text_a<TAB>text_b lines */
 } PredictArgs;
 
 static int parse_args(int argc, char **argv, PredictArgs *a)
@@ -26,6 +30,8 @@ static int parse_args(int argc, char **argv, PredictArgs *a)
             a->task = argv[++i];
         else if (strcmp(argv[i], "--ids") == 0)
             a->ids = 1;
+        else if (strcmp(argv[i], "--pair") == 0)
+            a->pair = 1;
         else if (argv[i][0] == '-') {
             fprintf(stderr, "mneme predict: unknown option %s\n", argv[i]);
             return 2;
@@ -37,7 +43,7 @@ static int parse_args(int argc, char **argv, PredictArgs *a)
         }
     }
     if (!a->checkpoint || !a->task) {
-        fprintf(stderr, "usage: mneme predict CHECKPOINT --task NAME [--ids]\n");
+        fprintf(stderr, "usage: mneme predict CHECKPOINT|MODEL_DIR --task NAME [--ids | --pair]\n");
         return 2;
     }
     return 0;
@@ -79,10 +85,12 @@ static int parse_ids(const char *line, int *ids, int max_len, int vocab, long li
     return n;
 }
 
-static int predict_lines(Model *m, const LabelSet *labels, int task, int use_ids)
+static int predict_lines(Model *m, const Tokenizer *tok, const LabelSet *labels, int task,
+                         int use_ids, int pair)
 {
     Batch b;
     MnError e;
+    TokenSeq seq = { 0 };
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -96,8 +104,32 @@ static int predict_lines(Model *m, const LabelSet *labels, int task, int use_ids
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = 0;
-        int n = use_ids ? parse_ids(line, b.ids, m->cfg.max_len, m->cfg.vocab, lineno)
-                        : tokenize(line, b.ids, m->cfg.max_len);
+        int n;
+        memset(b.types, 0, (size_t)m->cfg.max_len * sizeof *b.types);
+        if (use_ids)
+            n = parse_ids(line, b.ids, m->cfg.max_len, m->cfg.vocab, lineno);
+        else {
+            char *second = NULL;
+            if (pair) {
+                second = strchr(line, '\t');
+                if (!second || strchr(second + 1, '\t')) {
+                    fprintf(stderr, "mneme predict: stdin:%ld: expected text<TAB>text\n", lineno);
+                    status = 2;
+                    break;
+                }
+                *second++ = 0;
+            }
+            n = tokenizer_encode(tok, line, second, m->cfg.max_len, &seq, &e);
+            if (n < 0)
+                fprintf(stderr, "mneme predict: stdin:%ld: %s\n", lineno, e.msg);
+            else {
+                n = seq.n;
+                memcpy(b.ids, seq.ids, (size_t)n * sizeof *b.ids);
+                memcpy(b.types, seq.types, (size_t)n * sizeof *b.types);
+            }
+            if (second)
+                second[-1] = '\t';
+        }
         if (n < 0) {
             status = 2;
             break;
@@ -126,8 +158,71 @@ static int predict_lines(Model *m, const LabelSet *labels, int task, int use_ids
         json_decref(o);
     }
     free(line);
+    token_seq_free(&seq);
     batch_free(&b);
     return status;
+}
+
+static int is_dir(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* A run that started from a Hugging Face model keeps its tokenizer in
+ * the run folder's hf/: look up from the checkpoint (checkpoints/ of the
+ * run or of a branch). 1 when found, its folder in dir. */
+static int run_tokenizer_dir(const char *checkpoint, char *dir, size_t n)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s", checkpoint);
+    for (int up = 0; up < 6; up++) {
+        char *slash = strrchr(p, '/');
+        if (slash)
+            *slash = 0;
+        else
+            snprintf(p, sizeof p, ".");
+        char vocab[1100];
+        snprintf(vocab, sizeof vocab, "%s/hf/vocab.txt", p);
+        struct stat sb;
+        if (stat(vocab, &sb) == 0) {
+            snprintf(dir, n, "%s/hf", p);
+            return 1;
+        }
+        if (!slash)
+            break;
+    }
+    return 0;
+}
+
+/* A model folder as it came from the hub: its own head is the task
+ * "original", with the labels of its id2label. */
+static int load_folder(const char *dir, Model *m, ModelConfig *cfg, LabelSet *labels,
+                       Tokenizer *tok, int need_tok, MnError *e)
+{
+    HfModel h;
+    if (hf_open(&h, dir, e) < 0)
+        return -1;
+    if (!h.head_labels) {
+        hf_close(&h);
+        return mn_fail(e, "%s: the model has no classification head (classifier.weight)", dir);
+    }
+    *cfg = h.shape;
+    cfg->max_len = cfg->max_positions;
+    cfg->n_tasks = 1;
+    snprintf(cfg->task_name[0], TASK_NAME_MAX, "original");
+    cfg->n_labels[0] = h.head_labels;
+    labels[0] = h.labels;
+    int rc = model_create(m, cfg, 1, e);
+    if (rc == 0)
+        rc = hf_load(&h, m, 0, e);
+    hf_close(&h);
+    if (rc == 0 && need_tok && tokenizer_load(tok, dir, e) < 0)
+        rc = -1;
+    if (rc == 0 && need_tok && tok->vocab_size > cfg->vocab)
+        rc = mn_fail(e, "%s: vocab.txt has %d tokens, more than vocab_size %d", dir,
+                     tok->vocab_size, cfg->vocab);
+    return rc;
 }
 
 int predict_main(int argc, char **argv)
@@ -138,9 +233,37 @@ int predict_main(int argc, char **argv)
     LabelSet labels[MODEL_MAX_TASKS];
     Model m;
     MnError e;
+    Tokenizer tok;
     int rc = parse_args(argc, argv, &a), task = -1;
     if (rc)
         return rc;
+    tokenizer_bytes(&tok);
+    if (is_dir(a.checkpoint)) {
+        memset(&m, 0, sizeof m);
+        if (load_folder(a.checkpoint, &m, &cfg, labels, &tok, !a.ids, &e) < 0) {
+            fprintf(stderr, "mneme predict: %s\n", e.msg);
+            model_free(&m);
+            tokenizer_free(&tok);
+            return 2;
+        }
+        if (strcmp(a.task, "original") != 0) {
+            fprintf(stderr, "mneme predict: %s has one task, its own head: --task original\n",
+                    a.checkpoint);
+            model_free(&m);
+            tokenizer_free(&tok);
+            return 2;
+        }
+        rc = predict_lines(&m, &tok, labels, 0, a.ids, a.pair);
+        model_free(&m);
+        tokenizer_free(&tok);
+        return rc;
+    }
+    char tdir[2048];
+    if (!a.ids && run_tokenizer_dir(a.checkpoint, tdir, sizeof tdir) &&
+        tokenizer_load(&tok, tdir, &e) < 0) {
+        fprintf(stderr, "mneme predict: %s\n", e.msg);
+        return 2;
+    }
     if (safetensors_read(&f, a.checkpoint, &e) < 0) {
         fprintf(stderr, "mneme predict: %s\n", e.msg);
         return 2;
@@ -168,7 +291,8 @@ int predict_main(int argc, char **argv)
         return 2;
     }
     safetensors_free(&f);
-    rc = predict_lines(&m, labels, task, a.ids);
+    rc = predict_lines(&m, &tok, labels, task, a.ids, a.pair);
     model_free(&m);
+    tokenizer_free(&tok);
     return rc;
 }

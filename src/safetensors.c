@@ -755,6 +755,29 @@ const char *safetensors_meta(const StFile *f, const char *key)
     return NULL;
 }
 
+/* IEEE half (1-5-10) or bfloat16 (1-8-7) to float: both are exact. */
+static float half_to_float(uint16_t h, int bf16)
+{
+    uint32_t u;
+    if (bf16)
+        u = (uint32_t)h << 16;
+    else {
+        uint32_t sign = (uint32_t)(h >> 15) << 31, ex = (h >> 10) & 0x1f, man = h & 0x3ffu;
+        if (ex == 0x1f)
+            u = sign | 0x7f800000u | man << 13;
+        else if (ex == 0) {
+            /* zero or subnormal: man * 2^-24 */
+            float v = (float)man * 5.9604644775390625e-08f;
+            memcpy(&u, &v, 4);
+            u |= sign;
+        } else
+            u = sign | (ex + 112) << 23 | man << 13;
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 static int same_shape(const StTensorInfo *ti, int ndim, const int64_t *shape)
 {
     if (ti->ndim != ndim)
@@ -772,9 +795,11 @@ int safetensors_get_f32(const StFile *f, const char *name, float *dst,
     const StTensorInfo *ti = safetensors_find(f, name);
     if (!ti)
         return mn_fail(e, "no tensor \"%s\" in the file", name);
-    if (strcmp(ti->dtype, "F32") != 0)
-        return mn_fail(e, "tensor \"%s\" has dtype %s; only F32 can be read "
-                       "as floats", name, ti->dtype);
+    int width = strcmp(ti->dtype, "F32") == 0 ? 4 :
+                strcmp(ti->dtype, "F16") == 0 || strcmp(ti->dtype, "BF16") == 0 ? 2 : 0;
+    if (!width)
+        return mn_fail(e, "tensor \"%s\" has dtype %s; only F32, F16 and BF16 can be "
+                       "read as floats", name, ti->dtype);
     if (ndim < 0 || ndim > ST_MAX_DIMS || (ndim && !shape))
         return mn_fail(e, "tensor \"%s\": invalid expected shape (%d "
                        "dimensions)", name, ndim);
@@ -785,7 +810,14 @@ int safetensors_get_f32(const StFile *f, const char *name, float *dst,
     /* The data section need not be aligned (other tools do not pad), so
      * assemble each float from its little-endian bytes. */
     const unsigned char *p = f->buf + f->data_start + ti->begin;
-    size_t n = (ti->end - ti->begin) / 4;
+    size_t n = (ti->end - ti->begin) / (size_t)width;
+    if (width == 2) {
+        /* Hub models also come in half precision: widened exactly. */
+        int bf = ti->dtype[0] == 'B';
+        for (size_t i = 0; i < n; i++, p += 2)
+            dst[i] = half_to_float((uint16_t)(p[0] | p[1] << 8), bf);
+        return 0;
+    }
     for (size_t i = 0; i < n; i++, p += 4) {
         uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8
                      | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;

@@ -326,8 +326,13 @@ static void test_foreign(void)
        "BF16 tensor described in the info");
     float hb[4];
     rc = safetensors_get_f32(&f, "h", hb, 2, s2, &e);
-    ok(rc == -1 && strstr(e.msg, "\"h\"") && strstr(e.msg, "BF16"),
-       "get_f32 refuses BF16 naming the tensor and dtype");
+    ok(rc == 0 && hb[0] == 1.0f && hb[1] == 2.0f && hb[2] == 3.0f && hb[3] == 4.0f,
+       "get_f32 widens BF16 exactly (hub models come in half precision)");
+    float iv[1];
+    int64_t s3[] = {1};
+    rc = safetensors_get_f32(&f, "ids", iv, 1, s3, &e);
+    ok(rc == -1 && strstr(e.msg, "\"ids\"") && strstr(e.msg, "I64"),
+       "get_f32 refuses I64 naming the tensor and dtype");
     ti = safetensors_find(&f, "m");
     ok(ti && strcmp(ti->dtype, "BOOL") == 0 && ti->end - ti->begin == 3
        && safetensors_find(&f, "ids"),

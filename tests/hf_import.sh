@@ -1,0 +1,87 @@
+#!/bin/sh
+# Hugging Face model folders in: tests/hf_model.py writes small BERT and
+# DistilBERT folders in every layout people have (with and without the
+# base prefix, LayerNorm gamma/beta, half precision, no pooler) and
+# computes their logits with its own numpy forward; mneme predict on the
+# folder must give the same logits. Then every import error, with its
+# message.
+. "$MNEME_SRCDIR/tests/lib.sh"
+PY=/usr/bin/python3
+if ! "$PY" -c 'import numpy' 2>/dev/null; then
+    echo "1..0 # SKIP python3-numpy is not installed (apt-get install python3-numpy)"
+    exit 0
+fi
+HFM="$PY $MNEME_SRCDIR/tests/hf_model.py"
+
+printf '2 5 6 7 3\n2 9 10 11 12 13 14 15 3\n2 3\n2 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 3\n' \
+    > "$TMP/ids"
+
+# same_logits NAME DIR: mneme's logits within 2e-5 (float32 against float64)
+same_logits() {
+    $HFM logits "$2" < "$TMP/ids" > "$TMP/want" &&
+        "$MNEME" predict "$2" --task original --ids < "$TMP/ids" > "$TMP/got" 2> "$TMP/err"
+    if [ $? != 0 ]; then
+        ok 1 "$1: predict ran ($(cat "$TMP/err"))"
+        return
+    fi
+    jq -c .logits "$TMP/got" > "$TMP/got_logits"
+    diff=$(paste -d '\t' "$TMP/want" "$TMP/got_logits" | jq -R -s '
+        [split("\n")[] | select(length > 0) | split("\t") | map(fromjson)
+         | transpose[] | (.[0] - .[1]) | fabs] | max')
+    ok "$(lt "$diff" 2e-5; echo $?)" "$1: logits equal an independent forward (max diff $diff)"
+}
+
+$HFM make "$TMP/bert" --seed 1
+same_logits "BERT, bert. prefix" "$TMP/bert"
+$HFM make "$TMP/bert_np" --seed 2 --prefix 0
+same_logits "BERT without the bert. prefix (BertModel layout)" "$TMP/bert_np"
+$HFM make "$TMP/bert_gb" --seed 3 --gamma-beta
+same_logits "BERT with LayerNorm.gamma/beta names" "$TMP/bert_gb"
+$HFM make "$TMP/bert_tanh" --seed 4 --act gelu_new --eps 1e-6 --layers 3 --heads 4
+same_logits "BERT with gelu_new, layer_norm_eps 1e-6, 3 layers, 4 heads" "$TMP/bert_tanh"
+$HFM make "$TMP/bert_f16" --seed 5 --dtype F16 --mlm 1
+same_logits "BERT stored in float16, with an MLM head beside it" "$TMP/bert_f16"
+$HFM make "$TMP/distil" --seed 6 --arch distilbert
+same_logits "DistilBERT, distilbert. prefix" "$TMP/distil"
+$HFM make "$TMP/distil_np" --seed 7 --arch distilbert --prefix 0 --act gelu_new
+same_logits "DistilBERT without prefix, gelu_new" "$TMP/distil_np"
+
+# Every import error says which file and which field or tensor.
+# refused NAME DIR TEXT: predict exits 2 and names TEXT
+refused() {
+    "$MNEME" predict "$2" --task original --ids < "$TMP/ids" > /dev/null 2> "$TMP/err"
+    st=$?
+    ok "$([ $st = 2 ] && contains "$TMP/err" "$3"; echo $?)" "$1 is refused: $(cat "$TMP/err")"
+}
+$HFM make "$TMP/e1" --drop bert.encoder.layer.1.attention.self.key.weight
+refused "a missing tensor" "$TMP/e1" "tensor bert.encoder.layer.1.attention.self.key.weight is missing"
+$HFM make "$TMP/e2" --reshape bert.encoder.layer.0.intermediate.dense.weight=30
+refused "a shape that disagrees with config.json" "$TMP/e2" \
+    'bert.encoder.layer.0.intermediate.dense.weight" has shape [30, 16], expected [32, 16]'
+$HFM make "$TMP/e3" --set 'model_type="gpt2"'
+refused "an unknown model_type" "$TMP/e3" 'config.json: model_type "gpt2" is not supported'
+$HFM make "$TMP/e4" --set 'hidden_act="relu"'
+refused "an unsupported activation" "$TMP/e4" 'hidden_act relu is not supported'
+$HFM make "$TMP/e5" --set 'num_attention_heads=3'
+refused "hidden_size not a multiple of the heads" "$TMP/e5" 'hidden_size 16 is not a multiple of num_attention_heads 3'
+$HFM make "$TMP/e6" --set 'position_embedding_type="relative_key"'
+refused "relative positions" "$TMP/e6" 'position_embedding_type relative_key is not supported'
+$HFM make "$TMP/e7" --set 'id2label={"0": "a", "1": "b"}'
+refused "an id2label that disagrees with the head" "$TMP/e7" 'classifier.weight has 3 rows but config.json'"'"'s id2label has 2 labels'
+$HFM make "$TMP/e8"
+mv "$TMP/e8/model.safetensors" "$TMP/e8/pytorch_model.bin"
+refused "pytorch_model.bin alone" "$TMP/e8" "only pytorch_model.bin is there; mneme reads safetensors. Convert it"
+$HFM make "$TMP/e9"
+printf '{"model_type": "bert",\n "hidden_size": 16,,\n}\n' > "$TMP/e9/config.json"
+refused "malformed config.json" "$TMP/e9" "config.json:2:"
+$HFM make "$TMP/e10" --set 'num_hidden_layers="two"'
+refused "a field of the wrong type" "$TMP/e10" 'num_hidden_layers: expected an integer'
+$HFM make "$TMP/e11" --drop bert.embeddings.word_embeddings.weight
+refused "weights of another model" "$TMP/e11" 'no embeddings.word_embeddings.weight (with or without "bert.")'
+$HFM make "$TMP/e12" --labels 0
+refused "predict on a folder without a head" "$TMP/e12" 'has no classification head'
+refused "a folder that does not exist" "$TMP/nowhere" 'nowhere: cannot open: No such file or directory'
+$HFM make "$TMP/e13" --drop bert.embeddings.LayerNorm.weight
+refused "a missing LayerNorm" "$TMP/e13" 'tensor bert.embeddings.LayerNorm.weight is missing'
+
+done_testing
