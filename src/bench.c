@@ -183,9 +183,8 @@ int bench_run(const Experiment *x, long steps, int full_last_block)
         steps = BENCH_DEFAULT_STEPS;
     blas_set_threads(x->threads);
     static const int n_labels[N_TASKS] = { 4, 4 };
-    run_model_config(x, n_labels, &c);
     memset(&b, 0, sizeof b);
-    if (model_create(&m, &c, B, &e) < 0) {
+    if (run_model_config(x, n_labels, &c, &e) < 0 || model_create(&m, &c, B, &e) < 0) {
         fprintf(stderr, "mneme bench: %s\n", e.msg);
         return 1;
     }

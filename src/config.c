@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hf.h"
 #include "model.h"
 #include "lora.h"
 #include "paths.h"
@@ -59,7 +60,8 @@ static int check_theme(const char *v, char *why, size_t n);
     INT("model.heads", model.heads, 1, 64, 2, "attention heads per block")                                \
     INT("model.intermediate", model.intermediate, 1, 16384, 256, "feed-forward width")                    \
     INT("model.max_len", model.max_len, 2, 512, 64, "longest input in tokens, [CLS] and [SEP] included")  \
-    ENUM("model.tokenizer", model.tokenizer, "bytes", "bytes", "tokenizer: bytes = one token per byte")   \
+    ENUM("model.tokenizer", model.tokenizer, "bytes", "bytes|wordpiece",                                   \
+         "bytes = one token per byte; wordpiece = base.from's vocab.txt (set by base.from)")              \
     FLT("model.init_std", model.init_std, 0, 1, 0.02, "standard deviation of the initial weights")        \
     STR("original.builtin", original.builtin, "", check_builtin, "built-in original task")                \
     PATH("original.train", original.train, "original task training file (text<TAB>label)")               \
@@ -71,6 +73,8 @@ static int check_theme(const char *v, char *why, size_t n);
     PATH("new.eval", new_task.eval, "new task held-out file (text<TAB>label)")                            \
     INT("new.train_size", new_task.train_size, 1, 1000000, 2000, "built-in: training examples")           \
     INT("new.eval_size", new_task.eval_size, 1, 1000000, 500, "built-in: held-out examples")              \
+    PATH("base.from", base.from, "a Hugging Face BERT or DistilBERT folder (config.json, "                \
+         "model.safetensors, vocab.txt) to start from; its shape replaces model.*")                        \
     PATH("base.checkpoint", base.checkpoint, "base model checkpoint; empty = pretrain one")               \
     INT("base.pretrain.epochs", base.pretrain.epochs, 1, 100000, 3, "passes over the original task")      \
     FLT("base.pretrain.lr", base.pretrain.lr, 0, 10, 1e-3, "peak learning rate")                          \
@@ -905,7 +909,8 @@ static int check_readable(const Ctx *c, const char *key, const char *path, MnErr
     return 0;
 }
 
-static int check_task(const Ctx *c, const char *group, const TaskSource *t, MnError *e)
+static int check_task(const Ctx *c, const char *group, const TaskSource *t, int eval_only_ok,
+                      MnError *e)
 {
     char kb[64], kt[64], ke[64];
     snprintf(kb, sizeof kb, "%s.builtin", group);
@@ -925,7 +930,7 @@ static int check_task(const Ctx *c, const char *group, const TaskSource *t, MnEr
     }
     if (!t->builtin[0] && !files)
         return fail_at(e, c, g, group, "expected builtin, or train and eval");
-    if (files && !t->train[0]) {
+    if (files && !t->train[0] && !(eval_only_ok && t->eval[0])) {
         o = key_origin(c, ke);
         return fail_at(e, c, &o, ke, "%s is missing; give both train and eval", kt);
     }
@@ -933,7 +938,8 @@ static int check_task(const Ctx *c, const char *group, const TaskSource *t, MnEr
         o = key_origin(c, kt);
         return fail_at(e, c, &o, kt, "%s is missing; give both train and eval", ke);
     }
-    if (files && (check_readable(c, kt, t->train, e) < 0 || check_readable(c, ke, t->eval, e) < 0))
+    if (files && ((t->train[0] && check_readable(c, kt, t->train, e) < 0) ||
+                  check_readable(c, ke, t->eval, e) < 0))
         return -1;
     return 0;
 }
@@ -978,6 +984,63 @@ static int check_method_keys(const Experiment *x, const Ctx *c, MnError *e)
     return 0;
 }
 
+/* base.from: the shape is config.json's. A model.* key given in the
+ * file or by --set must agree with it; the rest are filled in, so the
+ * resolved experiment.cfg shows the model as it is. */
+static int apply_base_from(Experiment *x, const Ctx *c, MnError *e)
+{
+    Origin o = key_origin(c, "base.from");
+    if (!x->base.from[0]) {
+        if (strcmp(x->model.tokenizer, "wordpiece") == 0) {
+            Origin ot = key_origin(c, "model.tokenizer");
+            return fail_at(e, c, &ot, "model.tokenizer",
+                           "wordpiece takes its vocab.txt from base.from, which is not set");
+        }
+        return 0;
+    }
+    if (x->base.checkpoint[0])
+        return fail_at(e, c, &o, "base.from", "give base.from or base.checkpoint, not both");
+    HfModel h;
+    MnError why;
+    if (hf_read_config(&h, x->base.from, &why) < 0)
+        return fail_at(e, c, &o, "base.from", "%s", why.msg);
+    const struct {
+        const char *key;
+        int *value;
+        int hf;
+    } shape[] = {
+        { "model.hidden", &x->model.hidden, h.shape.hidden },
+        { "model.layers", &x->model.layers, h.shape.layers },
+        { "model.heads", &x->model.heads, h.shape.heads },
+        { "model.intermediate", &x->model.intermediate, h.shape.intermediate },
+    };
+    static const char *const field[2][4] = {
+        { "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size" },
+        { "dim", "n_layers", "n_heads", "hidden_dim" },
+    };
+    for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++) {
+        Origin ok = key_origin(c, shape[i].key);
+        if (ok.seen && *shape[i].value != shape[i].hf)
+            return fail_at(e, c, &ok, shape[i].key, "%d contradicts %s %d in %s/config.json",
+                           *shape[i].value, field[h.arch][i], shape[i].hf, x->base.from);
+        *shape[i].value = shape[i].hf;
+    }
+    Origin ol = key_origin(c, "model.max_len");
+    if (ol.seen && x->model.max_len > h.shape.max_positions)
+        return fail_at(e, c, &ol, "model.max_len",
+                       "%d exceeds max_position_embeddings %d in %s/config.json",
+                       x->model.max_len, h.shape.max_positions, x->base.from);
+    if (!ol.seen)
+        x->model.max_len = h.shape.max_positions < 128 ? h.shape.max_positions : 128;
+    Origin ot = key_origin(c, "model.tokenizer");
+    if (ot.seen && strcmp(x->model.tokenizer, "wordpiece") != 0)
+        return fail_at(e, c, &ot, "model.tokenizer",
+                       "base.from brings its own vocab.txt: expected \"wordpiece\", got \"%s\"",
+                       x->model.tokenizer);
+    snprintf(x->model.tokenizer, sizeof x->model.tokenizer, "wordpiece");
+    return 0;
+}
+
 static int validate(const Experiment *x, const Ctx *c, MnError *e)
 {
     if (x->model.hidden % x->model.heads) {
@@ -986,8 +1049,10 @@ static int validate(const Experiment *x, const Ctx *c, MnError *e)
         return fail_at(e, c, &o, k, "model.hidden (%d) must be a multiple of model.heads (%d)",
                        x->model.hidden, x->model.heads);
     }
-    if (check_task(c, "original", &x->original, e) < 0 ||
-        check_task(c, "new", &x->new_task, e) < 0)
+    /* A pretrained model's own head is the original task: its held-out
+     * set is enough. */
+    if (check_task(c, "original", &x->original, x->base.from[0] != 0, e) < 0 ||
+        check_task(c, "new", &x->new_task, 0, e) < 0)
         return -1;
     if (x->base.checkpoint[0] && check_readable(c, "base.checkpoint", x->base.checkpoint, e) < 0)
         return -1;
@@ -1044,6 +1109,8 @@ static int load_into(Experiment *x, Ctx *c, config_t *cf, const char *path,
     for (int i = 0; i < n_sets; i++)
         if (apply_assignment(x, c, sets[i], e) < 0)
             return -1;
+    if (apply_base_from(x, c, e) < 0)
+        return -1;
     return validate(x, c, e);
 }
 
@@ -1089,6 +1156,8 @@ int experiment_set(Experiment *x, const char *assignment, MnError *e)
         note_groups_above(c, keys[i].key, &file);
     }
     int rc = apply_assignment(&t, c, assignment, e);
+    if (rc == 0)
+        rc = apply_base_from(&t, c, e);
     if (rc == 0)
         rc = validate(&t, c, e);
     free(c->text);

@@ -43,7 +43,7 @@ typedef struct {
 
     struct {
         int hidden, layers, heads, intermediate, max_len;
-        char tokenizer[EXP_STR];     /* "bytes" */
+        char tokenizer[EXP_STR];     /* "bytes", or "wordpiece" (base.from's vocab.txt) */
         double init_std;             /* 0.02 as BERT */
     } model;
 
@@ -51,6 +51,7 @@ typedef struct {
     TaskSource new_task;     /* key "new" */
 
     struct {
+        char from[EXP_PATH];         /* a Hugging Face model folder; "" = none */
         char checkpoint[EXP_PATH];   /* "" = pretrain */
         TrainRecipe pretrain;
     } base;

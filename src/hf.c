@@ -64,6 +64,12 @@ const char *hf_class_name(int arch)
     return arch >= 0 && arch < N_ARCHS ? archs[arch].class_name : "?";
 }
 
+static int exists_file(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
 /* ---- names ---------------------------------------------------------------- */
 
 int hf_tensor_name(const Model *m, int t, int arch, int head_task, char *out, size_t n)
@@ -106,6 +112,52 @@ int hf_tensor_name(const Model *m, int t, int arch, int head_task, char *out, si
         }
     }
     return -1;
+}
+
+int hf_adapter_name(const Model *m, int t, int arch, char *out, size_t n, char *module,
+                    size_t mn)
+{
+    const char *name = m->tensors[t].name;
+    int layer, used = 0;
+    if (sscanf(name, "bert.encoder.layer.%d.%n", &layer, &used) != 1 || used == 0)
+        return -1;
+    const char *rest = name + used;
+    for (int k = 0; k < M_COUNT; k++) {
+        size_t len = strlen(bert_module[k]);
+        if (strncmp(rest, bert_module[k], len) != 0 || rest[len] != '.')
+            continue;
+        const char *tail = rest + len + 1;
+        if (strcmp(tail, "lora_A.weight") != 0 && strcmp(tail, "lora_B.weight") != 0)
+            continue;
+        snprintf(out, n, "base_model.model.%s%s.%d.%s.%s", archs[arch].prefix, archs[arch].layer,
+                 layer, archs[arch].module[k], tail);
+        if (module)
+            snprintf(module, mn, "%s", archs[arch].module[k]);
+        return 0;
+    }
+    return -1;
+}
+
+int hf_run_files(const char *checkpoint, char *dir, size_t n)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s", checkpoint);
+    for (int up = 0; up < 6; up++) {
+        char *slash = strrchr(p, '/');
+        if (slash)
+            *slash = 0;
+        else
+            snprintf(p, sizeof p, ".");
+        char vocab[1100];
+        snprintf(vocab, sizeof vocab, "%s/hf/vocab.txt", p);
+        if (exists_file(vocab)) {
+            snprintf(dir, n, "%s/hf", p);
+            return 1;
+        }
+        if (!slash)
+            break;
+    }
+    return 0;
 }
 
 /* ---- config.json ---------------------------------------------------------- */
@@ -360,7 +412,7 @@ static int read_weights(HfModel *h, MnError *e)
     return 0;
 }
 
-int hf_open(HfModel *h, const char *dir, MnError *e)
+int hf_read_config(HfModel *h, const char *dir, MnError *e)
 {
     memset(h, 0, sizeof *h);
     snprintf(h->dir, sizeof h->dir, "%s", dir);
@@ -370,7 +422,14 @@ int hf_open(HfModel *h, const char *dir, MnError *e)
     if (!S_ISDIR(sb.st_mode))
         return mn_fail(e, "%s: not a folder (expected a Hugging Face model folder with "
                        "config.json and model.safetensors)", dir);
-    if (read_config(h, e) < 0 || read_weights(h, e) < 0) {
+    return read_config(h, e);
+}
+
+int hf_open(HfModel *h, const char *dir, MnError *e)
+{
+    if (hf_read_config(h, dir, e) < 0)
+        return -1;
+    if (read_weights(h, e) < 0) {
         hf_close(h);
         return -1;
     }

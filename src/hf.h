@@ -40,6 +40,9 @@ typedef struct {
  * it). Free with hf_close. */
 int hf_open(HfModel *h, const char *dir, MnError *e);
 void hf_close(HfModel *h);
+/* config.json alone (dir, arch, shape, init_std, labels), for checking an
+ * experiment against it without reading the weights. */
+int hf_read_config(HfModel *h, const char *dir, MnError *e);
 
 /* Copies the weights into m (built from h->shape): every encoder tensor
  * must be stored, with the shape config.json implies. The stored head
@@ -55,6 +58,18 @@ int hf_load(const HfModel *h, Model *m, int head_task, MnError *e);
  * "classifier.weight" for task head_task's head). -1 when it has none
  * (another task's head, adapters, soft tokens). */
 int hf_tensor_name(const Model *m, int t, int arch, int head_task, char *out, size_t n);
+
+/* PEFT's name of a LoRA tensor of m ("base_model.model.bert.encoder.
+ * layer.0.attention.self.query.lora_A.weight"), or -1 for any other
+ * tensor. The module name as PEFT's target_modules would give it, without
+ * the base prefix ("attention.self.query"), goes to module when not NULL. */
+int hf_adapter_name(const Model *m, int t, int arch, char *out, size_t n, char *module,
+                    size_t mn);
+
+/* A run that started from a Hugging Face folder keeps its config.json and
+ * tokenizer files in its hf/ folder; this finds it from a checkpoint's
+ * path (checkpoints/ of the run or of a branch). 1 when found. */
+int hf_run_files(const char *checkpoint, char *dir, size_t n);
 
 /* "bert", "distilbert"; the classification class name
  * ("BertForSequenceClassification"). */

@@ -13,6 +13,13 @@ static const char *const module_name[LORA_MODULES] = {
     "attention.output.dense", "intermediate.dense", "output.dense",
 };
 
+/* The same modules under DistilBERT's names (below
+ * distilbert.transformer.layer.<i>), which PEFT users write as targets. */
+static const char *const distil_module_name[LORA_MODULES] = {
+    "attention.q_lin", "attention.k_lin", "attention.v_lin",
+    "attention.out_lin", "ffn.lin1", "ffn.lin2",
+};
+
 /* PEFT: a target matches a module whose name equals it or ends in "." + it. */
 static int matches(const char *module, const char *target)
 {
@@ -37,11 +44,12 @@ int lora_parse_targets(const char *spec, unsigned *mask, char *why, size_t n)
          tok = strtok_r(NULL, " ,\t", &save)) {
         unsigned hit = 0;
         for (int k = 0; k < LORA_MODULES; k++)
-            if (matches(module_name[k], tok))
+            if (matches(module_name[k], tok) || matches(distil_module_name[k], tok))
                 hit |= 1u << k;
         if (!hit) {
             snprintf(why, n, "unknown target module \"%s\"; expected query, key, value, "
-                     "attention.output.dense, intermediate.dense or output.dense", tok);
+                     "attention.output.dense, intermediate.dense or output.dense (DistilBERT: "
+                     "q_lin, k_lin, v_lin, out_lin, lin1, lin2)", tok);
             return -1;
         }
         got |= hit;

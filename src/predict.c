@@ -169,32 +169,6 @@ static int is_dir(const char *path)
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-/* A run that started from a Hugging Face model keeps its tokenizer in
- * the run folder's hf/: look up from the checkpoint (checkpoints/ of the
- * run or of a branch). 1 when found, its folder in dir. */
-static int run_tokenizer_dir(const char *checkpoint, char *dir, size_t n)
-{
-    char p[1024];
-    snprintf(p, sizeof p, "%s", checkpoint);
-    for (int up = 0; up < 6; up++) {
-        char *slash = strrchr(p, '/');
-        if (slash)
-            *slash = 0;
-        else
-            snprintf(p, sizeof p, ".");
-        char vocab[1100];
-        snprintf(vocab, sizeof vocab, "%s/hf/vocab.txt", p);
-        struct stat sb;
-        if (stat(vocab, &sb) == 0) {
-            snprintf(dir, n, "%s/hf", p);
-            return 1;
-        }
-        if (!slash)
-            break;
-    }
-    return 0;
-}
-
 /* A model folder as it came from the hub: its own head is the task
  * "original", with the labels of its id2label. */
 static int load_folder(const char *dir, Model *m, ModelConfig *cfg, LabelSet *labels,
@@ -259,7 +233,7 @@ int predict_main(int argc, char **argv)
         return rc;
     }
     char tdir[2048];
-    if (!a.ids && run_tokenizer_dir(a.checkpoint, tdir, sizeof tdir) &&
+    if (!a.ids && hf_run_files(a.checkpoint, tdir, sizeof tdir) &&
         tokenizer_load(&tok, tdir, &e) < 0) {
         fprintf(stderr, "mneme predict: %s\n", e.msg);
         return 2;

@@ -13,6 +13,7 @@
 #include "branch.h"
 #include "checkpoint.h"
 #include "ewc.h"
+#include "hf.h"
 #include "lora.h"
 #include "prompt.h"
 #include "paths.h"
@@ -108,16 +109,24 @@ static int max3(int a, int b, int c)
     return m > c ? m : c;
 }
 
-void run_model_config(const Experiment *x, const int n_labels[N_TASKS], ModelConfig *mc)
+int run_model_config(const Experiment *x, const int n_labels[N_TASKS], ModelConfig *mc,
+                     MnError *e)
 {
     memset(mc, 0, sizeof *mc);
-    mc->vocab = TOKENIZER_VOCAB;
+    if (x->base.from[0]) {
+        HfModel h;
+        if (hf_read_config(&h, x->base.from, e) < 0)
+            return mn_wrap(e, "base.from");
+        *mc = h.shape;
+    } else {
+        mc->vocab = TOKENIZER_VOCAB;
+        mc->type_vocab = 2;
+    }
     mc->hidden = x->model.hidden;
     mc->layers = x->model.layers;
     mc->heads = x->model.heads;
     mc->intermediate = x->model.intermediate;
     mc->max_len = x->model.max_len;
-    mc->type_vocab = 2;
     mc->n_tasks = N_TASKS;
     for (int k = 0; k < N_TASKS; k++) {
         snprintf(mc->task_name[k], TASK_NAME_MAX, "%s", task_names[k]);
@@ -136,6 +145,7 @@ void run_model_config(const Experiment *x, const int n_labels[N_TASKS], ModelCon
         mc->prompt_tokens = x->finetune.virtual_tokens;
     if (strcmp(x->finetune.method, "prefix") == 0)
         mc->prefix_tokens = x->finetune.virtual_tokens;
+    return 0;
 }
 
 /* Everything a run needs in memory, whether it starts or resumes. */
@@ -151,30 +161,68 @@ static int setup(Run *r, const Experiment *x, const char *dir,
     snprintf(r->branch, sizeof r->branch, "main");
     clock_gettime(CLOCK_MONOTONIC, &r->started);
     tokenizer_bytes(&r->tok);
-    for (int k = 0; k < N_TASKS; k++)
-        if (load_task(r, k, e) < 0)
-            return -1;
+    HfModel hf;
+    memset(&hf, 0, sizeof hf);
+    if (x->base.from[0]) {
+        if (hf_open(&hf, x->base.from, e) < 0 || tokenizer_load(&r->tok, x->base.from, e) < 0) {
+            hf_close(&hf);
+            return mn_wrap(e, "base.from");
+        }
+        if (r->tok.vocab_size > hf.shape.vocab) {
+            hf_close(&hf);
+            return mn_fail(e, "base.from %s: vocab.txt has %d tokens, more than vocab_size %d",
+                           x->base.from, r->tok.vocab_size, hf.shape.vocab);
+        }
+        r->own_head = hf.head_labels > 0;
+        if (r->own_head) {
+            r->labels[TASK_ORIGINAL] = hf.labels;
+            r->fixed_labels[TASK_ORIGINAL] = 1;
+        }
+    }
+    int rc = 0;
+    for (int k = 0; k < N_TASKS && rc == 0; k++)
+        rc = load_task(r, k, e);
     int n_labels[N_TASKS];
     for (int k = 0; k < N_TASKS; k++)
         n_labels[k] = r->labels[k].n_labels;
-    run_model_config(x, n_labels, &mc);
+    if (rc < 0 || run_model_config(x, n_labels, &mc, e) < 0) {
+        hf_close(&hf);
+        return -1;
+    }
     int train_cap = x->base.pretrain.batch > x->finetune.recipe.batch ?
                     x->base.pretrain.batch : x->finetune.recipe.batch;
     if (model_create(&r->model, &mc, max3(train_cap, x->eval.batch, 1), e) < 0 ||
-        model_set_threads(&r->model, x->threads, e) < 0)
+        model_set_threads(&r->model, x->threads, e) < 0) {
+        hf_close(&hf);
         return -1;
+    }
     AdamConfig ac = { 0.9f, 0.999f, 1e-8f, 0.0f };
     if (adamw_create(&r->opt, &r->model, ac, e) < 0 ||
         batch_alloc(&r->batch, train_cap, mc.max_len, e) < 0 ||
-        batch_alloc(&r->eval_batch, x->eval.batch, mc.max_len, e) < 0)
+        batch_alloc(&r->eval_batch, x->eval.batch, mc.max_len, e) < 0) {
+        hf_close(&hf);
         return -1;
+    }
     /* Twice the batch: the replay rows are drawn into the second half. */
     r->idx = malloc(2 * (size_t)max3(train_cap, x->eval.batch, 1) * sizeof(int));
     r->anchor = malloc(r->model.n_params * sizeof(float));
-    if (!r->idx || !r->anchor)
+    if (!r->idx || !r->anchor) {
+        hf_close(&hf);
         return mn_fail(e, "out of memory");
+    }
     rng_seed(&r->rng, x->seed);
     model_init_weights(&r->model, &r->rng, (float)x->model.init_std);
+    /* The pretrained weights over the initialisation: what the file does
+     * not hold (a new head, the pooler of an MLM checkpoint) keeps it. */
+    if (x->base.from[0]) {
+        rc = hf_load(&hf, &r->model, r->own_head ? TASK_ORIGINAL : -1, e);
+        hf_close(&hf);
+        if (rc < 0)
+            return mn_wrap(e, "base.from");
+        if (!r->own_head && !r->train[TASK_ORIGINAL].n)
+            return mn_fail(e, "base.from %s has no classification head: give original.train "
+                           "(and eval) to train one in the base phase", x->base.from);
+    }
     return load_policy(r, e);
 }
 
@@ -1066,6 +1114,28 @@ static int open_metrics(Run *r, const char *mode, MnError *e)
     return 0;
 }
 
+/* A run from base.from keeps the model's config and tokenizer files in
+ * hf/: predict and export find them there, and the run does not depend
+ * on the folder it came from staying where it was. */
+static int copy_model_files(Run *r, MnError *e)
+{
+    static const char *const files[] = { "config.json", "vocab.txt", "tokenizer_config.json",
+                                         "special_tokens_map.json" };
+    char dst[EXP_PATH + 64], src[EXP_PATH + 64];
+    path_in_run(r, dst, sizeof dst, "hf");
+    if (make_dirs(dst, e) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(src, sizeof src, "%s/%s", r->x.base.from, files[i]);
+        snprintf(dst, sizeof dst, "%s/hf/%s", r->dir, files[i]);
+        if (i >= 2 && access(src, F_OK) != 0)
+            continue;              /* optional */
+        if (copy_file(src, dst, e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int run_create(Run *r, const Experiment *x, const char *dir,
                const RunHooks *hooks, MnError *e)
 {
@@ -1098,6 +1168,18 @@ int run_create(Run *r, const Experiment *x, const char *dir,
             return mn_wrap(e, "base.checkpoint %s", x->base.checkpoint);
         logf_(r, "base: loaded %s", x->base.checkpoint);
         return begin_finetune(r, e);
+    }
+    if (x->base.from[0]) {
+        if (copy_model_files(r, e) < 0)
+            return -1;
+        logf_(r, "base: %s (%s, %d layers, hidden %d, %d tokens in vocab.txt)", x->base.from,
+              hf_model_type(r->model.cfg.arch), r->model.cfg.layers, r->model.cfg.hidden,
+              r->tok.vocab_size);
+        if (r->own_head) {
+            logf_(r, "base: the model's own head is the original task (%d labels)",
+                  r->labels[TASK_ORIGINAL].n_labels);
+            return begin_finetune(r, e);
+        }
     }
     r->phase = PHASE_BASE;
     if (enter_phase(r, e) < 0)
@@ -1347,6 +1429,8 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
         events_open(&r->events, dir, -1, e) < 0)
         return -1;
     r->phase = PHASE_BASE;
+    if (x.base.from[0] && r->own_head)
+        return begin_finetune(r, e);
     if (x.base.checkpoint[0]) {
         StFile f;
         if (safetensors_read(&f, x.base.checkpoint, e) < 0)

@@ -55,6 +55,10 @@ struct Run {
     Rng rng;
     LabelSet labels[N_TASKS];
     Tokenizer tok;             /* byte-level, or the base model's WordPiece */
+    /* base.from: the model's own classification head is the original
+     * task, whose labels (id2label) are fixed before its data load */
+    int own_head;
+    int fixed_labels[N_TASKS];
     Dataset train[N_TASKS], eval[N_TASKS];
     Sampler sampler;           /* over the current phase's training set */
     Batch batch, eval_batch;
@@ -108,8 +112,9 @@ struct Run {
 };
 
 /* The model an experiment describes, heads "original" and "new" with
- * these label counts. */
-void run_model_config(const Experiment *x, const int n_labels[N_TASKS], ModelConfig *mc);
+ * these label counts; with base.from, the shape of its config.json. */
+int run_model_config(const Experiment *x, const int n_labels[N_TASKS], ModelConfig *mc,
+                     MnError *e);
 
 /* Starts a new run of x in folder dir (created; must not hold a run). */
 int run_create(Run *r, const Experiment *x, const char *dir,

@@ -1,0 +1,378 @@
+/* mneme export: a run's model back to Hugging Face, as a folder that
+ * transformers loads without code (config.json, model.safetensors and
+ * the tokenizer files) or, for a LoRA run, a PEFT adapter folder. */
+#include "export.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <libconfig.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "hf.h"
+#include "lora.h"
+#include "model.h"
+#include "paths.h"
+#include "safetensors.h"
+
+typedef struct {
+    const char *src;           /* run folder or checkpoint */
+    const char *to;
+    const char *task;
+    int merge;
+} ExportArgs;
+
+static int usage(const char *why, const char *arg)
+{
+    fprintf(stderr, "mneme export: ");
+    fprintf(stderr, why, arg);
+    fprintf(stderr, "\nusage: mneme export RUN_DIR|CHECKPOINT --to DIR [--task new|original] "
+                    "[--merge]\n");
+    return 2;
+}
+
+static int parse_args(int argc, char **argv, ExportArgs *a)
+{
+    memset(a, 0, sizeof *a);
+    a->task = "new";
+    for (int i = 0; i < argc; i++) {
+        if ((strcmp(argv[i], "--to") == 0 || strcmp(argv[i], "--task") == 0)) {
+            if (i + 1 >= argc)
+                return usage("%s needs a value", argv[i]);
+            *(strcmp(argv[i], "--to") == 0 ? &a->to : &a->task) = argv[i + 1];
+            i++;
+        } else if (strcmp(argv[i], "--merge") == 0)
+            a->merge = 1;
+        else if (argv[i][0] == '-')
+            return usage("unknown option %s", argv[i]);
+        else if (!a->src)
+            a->src = argv[i];
+        else
+            return usage("unexpected argument %s", argv[i]);
+    }
+    if (!a->src)
+        return usage("which run or checkpoint?%s", "");
+    if (!a->to)
+        return usage("--to DIR is missing%s", "");
+    return 0;
+}
+
+static int is_dir(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* A run folder's model: its final checkpoint, else the newest step. */
+static int run_checkpoint(const char *dir, char *out, size_t n, MnError *e)
+{
+    char ck[1024];
+    snprintf(ck, sizeof ck, "%s/checkpoints", dir);
+    snprintf(out, n, "%s/final.safetensors", ck);
+    if (access(out, R_OK) == 0)
+        return 0;
+    DIR *d = opendir(ck);
+    if (!d)
+        return mn_fail(e, "%s: not a run folder (no checkpoints/)", dir);
+    long best = -1;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        long step;
+        char tail[32];
+        if (sscanf(de->d_name, "step-%ld%31s", &step, tail) == 2 &&
+            strcmp(tail, ".safetensors") == 0 && step > best)
+            best = step;
+    }
+    closedir(d);
+    if (best < 0)
+        return mn_fail(e, "%s: no checkpoint to export yet", dir);
+    snprintf(out, n, "%s/step-%ld.safetensors", ck, best);
+    return 0;
+}
+
+/* The Hugging Face folder the run started from (base.from of its
+ * experiment.cfg), for PEFT's base_model_name_or_path; "" when unknown. */
+static void run_base_from(const char *hf_dir, char *out, size_t n)
+{
+    char path[2200];
+    config_t cf;
+    const char *v = NULL;
+    out[0] = 0;
+    snprintf(path, sizeof path, "%s/../experiment.cfg", hf_dir);
+    config_init(&cf);
+    if (config_read_file(&cf, path) && config_lookup_string(&cf, "base.from", &v) && v)
+        snprintf(out, n, "%s", v);
+    config_destroy(&cf);
+}
+
+static int write_json(const char *dir, const char *name, json_t *o, MnError *e)
+{
+    char path[2200], tmp[2220];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int rc = json_dump_file(o, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (rc != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return mn_fail(e, "%s: cannot write", path);
+    }
+    return 0;
+}
+
+static json_t *labels_json(const LabelSet *ls, int by_id)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < ls->n_labels; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", i);
+        if (by_id)
+            json_object_set_new(o, id, json_string(ls->names[i]));
+        else
+            json_object_set_new(o, ls->names[i], json_integer(i));
+    }
+    return o;
+}
+
+/* vocab.txt, tokenizer_config.json and special_tokens_map.json beside the
+ * weights, so AutoTokenizer loads from the same folder. */
+static int write_tokenizer(const char *hf_dir, const char *to, MnError *e)
+{
+    char src[2200], dst[2200];
+    snprintf(src, sizeof src, "%s/vocab.txt", hf_dir);
+    snprintf(dst, sizeof dst, "%s/vocab.txt", to);
+    if (copy_file(src, dst, e) < 0)
+        return -1;
+    snprintf(src, sizeof src, "%s/tokenizer_config.json", hf_dir);
+    snprintf(dst, sizeof dst, "%s/tokenizer_config.json", to);
+    if (access(src, R_OK) == 0) {
+        if (copy_file(src, dst, e) < 0)
+            return -1;
+    } else if (write_json(to, "tokenizer_config.json",
+                          json_pack("{s:b, s:s}", "do_lower_case", 1, "tokenizer_class",
+                                    "BertTokenizer"), e) < 0)
+        return -1;
+    snprintf(src, sizeof src, "%s/special_tokens_map.json", hf_dir);
+    snprintf(dst, sizeof dst, "%s/special_tokens_map.json", to);
+    if (access(src, R_OK) == 0)
+        return copy_file(src, dst, e);
+    return write_json(to, "special_tokens_map.json",
+                      json_pack("{s:s, s:s, s:s, s:s, s:s}", "unk_token", "[UNK]", "sep_token",
+                                "[SEP]", "pad_token", "[PAD]", "cls_token", "[CLS]",
+                                "mask_token", "[MASK]"), e);
+}
+
+/* config.json: the base model's, with the class and the task's labels. */
+static int write_config(const char *hf_dir, const char *to, const Model *m, const LabelSet *ls,
+                        MnError *e)
+{
+    char path[2200];
+    json_error_t je;
+    snprintf(path, sizeof path, "%s/config.json", hf_dir);
+    json_t *o = json_load_file(path, 0, &je);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return mn_fail(e, "%s: %s", path, je.text);
+    }
+    json_object_set_new(o, "architectures", json_pack("[s]", hf_class_name(m->cfg.arch)));
+    json_object_set_new(o, "id2label", labels_json(ls, 1));
+    json_object_set_new(o, "label2id", labels_json(ls, 0));
+    json_object_del(o, "_num_labels");
+    json_object_del(o, "num_labels");
+    json_object_set_new(o, "torch_dtype", json_string("float32"));
+    return write_json(to, "config.json", o, e);
+}
+
+/* Tensors whose name fn gives, under that name. */
+typedef int (*NameFn)(const Model *m, int t, int arch, int task, char *out, size_t n);
+
+static int head_or_base_name(const Model *m, int t, int arch, int task, char *out, size_t n)
+{
+    return hf_tensor_name(m, t, arch, task, out, n);
+}
+
+static int head_name_peft(const Model *m, int t, int arch, int task, char *out, size_t n)
+{
+    char name[256];
+    const char *mn = m->tensors[t].name;
+    if (strncmp(mn, "classifier.", 11) != 0 && strncmp(mn, "pre_classifier.", 15) != 0)
+        return -1;
+    if (hf_tensor_name(m, t, arch, task, name, sizeof name) < 0)
+        return -1;
+    snprintf(out, n, "base_model.model.%s", name);
+    return 0;
+}
+
+static int adapter_name(const Model *m, int t, int arch, int task, char *out, size_t n)
+{
+    if (hf_adapter_name(m, t, arch, out, n, NULL, 0) == 0)
+        return 0;
+    return head_name_peft(m, t, arch, task, out, n);
+}
+
+static int write_tensors(const char *path, const Model *m, int task, NameFn fn, MnError *e)
+{
+    StTensorOut *t = calloc((size_t)m->n_tensors, sizeof *t);
+    char (*names)[256] = calloc((size_t)m->n_tensors, sizeof *names);
+    int n = 0, rc;
+    if (!t || !names) {
+        free(t);
+        free(names);
+        return mn_fail(e, "out of memory");
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        if (fn(m, i, m->cfg.arch, task, names[n], sizeof names[n]) < 0)
+            continue;
+        const ParamTensor *pt = &m->tensors[i];
+        t[n].name = names[n];
+        t[n].ndim = pt->ndim;
+        t[n].shape[0] = pt->shape[0];
+        t[n].shape[1] = pt->shape[1];
+        t[n].data = m->params + pt->offset;
+        n++;
+    }
+    StMeta meta[] = { { "format", "pt" } };
+    rc = safetensors_write(path, t, n, meta, 1, e);
+    free(t);
+    free(names);
+    return rc;
+}
+
+/* PEFT's adapter_config.json. target_modules lists the modules as PEFT
+ * matches them (by name or "." + name at the end); "output.dense" alone
+ * would also match attention.output.dense, so that case is a regular
+ * expression, which PEFT matches against the whole name. */
+static json_t *adapter_config(const Model *m, const char *base)
+{
+    char module[LORA_MODULES][64];
+    int n = 0, output_only = 0, has_attn_out = 0;
+    for (int t = 0; t < m->n_tensors; t++) {
+        char name[256], mod[64];
+        if (hf_adapter_name(m, t, m->cfg.arch, name, sizeof name, mod, sizeof mod) < 0)
+            continue;
+        int dup = 0;
+        for (int i = 0; i < n; i++)
+            dup |= strcmp(module[i], mod) == 0;
+        if (!dup && n < LORA_MODULES)
+            snprintf(module[n++], sizeof module[0], "%s", mod);
+        output_only |= strcmp(mod, "output.dense") == 0;
+        has_attn_out |= strcmp(mod, "attention.output.dense") == 0;
+    }
+    json_t *targets;
+    if (output_only && !has_attn_out) {
+        char re[512] = ".*\\.layer\\.[0-9]+\\.(";
+        for (int i = 0; i < n; i++) {
+            strncat(re, i ? "|" : "", sizeof re - strlen(re) - 1);
+            for (const char *p = module[i]; *p && strlen(re) + 3 < sizeof re; p++) {
+                if (*p == '.')
+                    strncat(re, "\\", sizeof re - strlen(re) - 1);
+                strncat(re, (char[]){ *p, 0 }, sizeof re - strlen(re) - 1);
+            }
+        }
+        strncat(re, ")", sizeof re - strlen(re) - 1);
+        targets = json_string(re);
+    } else {
+        targets = json_array();
+        for (int i = 0; i < n; i++) {
+            /* the last part when it names one module; else the full name */
+            const char *dot = strrchr(module[i], '.');
+            const char *shortn = dot ? dot + 1 : module[i];
+            int unique = strcmp(shortn, "dense") != 0;
+            json_array_append_new(targets, json_string(unique ? shortn : module[i]));
+        }
+    }
+    json_t *save = m->cfg.head_pre ? json_pack("[s, s]", "pre_classifier", "classifier")
+                                   : json_pack("[s]", "classifier");
+    return json_pack("{s:s, s:s, s:s, s:b, s:i, s:f, s:f, s:o, s:s, s:b, s:o, s:b, s:b}",
+                     "peft_type", "LORA", "task_type", "SEQ_CLS", "base_model_name_or_path",
+                     base, "inference_mode", 1, "r", m->cfg.lora_r, "lora_alpha",
+                     (double)m->cfg.lora_alpha, "lora_dropout", (double)m->cfg.lora_dropout,
+                     "target_modules", targets, "bias", "none", "fan_in_fan_out", 0,
+                     "modules_to_save", save, "use_rslora", 0, "use_dora", 0);
+}
+
+int export_main(int argc, char **argv)
+{
+    ExportArgs a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc;
+    MnError e;
+    char ck[1200], hf_dir[1024], path[2200], base[1024];
+    StFile f;
+    ModelConfig cfg;
+    LabelSet labels[MODEL_MAX_TASKS];
+    Model m;
+    memset(&m, 0, sizeof m);
+    if (is_dir(a.src)) {
+        if (run_checkpoint(a.src, ck, sizeof ck, &e) < 0) {
+            fprintf(stderr, "mneme export: %s\n", e.msg);
+            return 2;
+        }
+    } else
+        snprintf(ck, sizeof ck, "%s", a.src);
+    if (!hf_run_files(ck, hf_dir, sizeof hf_dir)) {
+        fprintf(stderr, "mneme export: %s: no hf/ folder beside it: only a run that started "
+                "from a Hugging Face model (base.from) has a vocabulary Hugging Face can load\n",
+                a.src);
+        return 2;
+    }
+    if (safetensors_read(&f, ck, &e) < 0) {
+        fprintf(stderr, "mneme export: %s\n", e.msg);
+        return 2;
+    }
+    rc = checkpoint_read_config(&f, &cfg, labels, &e);
+    if (rc == 0)
+        rc = model_create(&m, &cfg, 1, &e);
+    if (rc == 0)
+        rc = checkpoint_load(&f, &m, NULL, NULL, &e);
+    safetensors_free(&f);
+    if (rc < 0) {
+        fprintf(stderr, "mneme export: %s: %s\n", ck, e.msg);
+        model_free(&m);
+        return 2;
+    }
+    int task = -1;
+    for (int k = 0; k < cfg.n_tasks; k++)
+        if (strcmp(cfg.task_name[k], a.task) == 0)
+            task = k;
+    rc = 2;
+    if (task < 0)
+        fprintf(stderr, "mneme export: --task %s: the model's tasks are original and new\n",
+                a.task);
+    else if (cfg.prompt_tokens || cfg.prefix_tokens)
+        fprintf(stderr, "mneme export: %s was prompt or prefix tuned; only full and LoRA "
+                "fine-tuning export to Hugging Face\n", a.src);
+    else if (make_dirs(a.to, &e) < 0)
+        fprintf(stderr, "mneme export: %s\n", e.msg);
+    else {
+        int peft = lora_present(&m) && !a.merge;
+        if (lora_present(&m) && a.merge)
+            lora_merge(&m);
+        run_base_from(hf_dir, base, sizeof base);
+        if (peft) {
+            snprintf(path, sizeof path, "%s/adapter_model.safetensors", a.to);
+            rc = write_tensors(path, &m, task, adapter_name, &e) < 0 ||
+                 write_json(a.to, "adapter_config.json", adapter_config(&m, base), &e) < 0;
+        } else {
+            snprintf(path, sizeof path, "%s/model.safetensors", a.to);
+            rc = write_tensors(path, &m, task, head_or_base_name, &e) < 0 ||
+                 write_config(hf_dir, a.to, &m, &labels[task], &e) < 0;
+        }
+        if (rc == 0)
+            rc = write_tokenizer(hf_dir, a.to, &e) < 0;
+        if (rc)
+            fprintf(stderr, "mneme export: %s\n", e.msg);
+        else
+            printf("%s: %s (%s task, %d labels) from %s\n", a.to,
+                   peft ? "PEFT LoRA adapter" : hf_class_name(cfg.arch), a.task,
+                   labels[task].n_labels, ck);
+        rc = rc ? 1 : 0;
+    }
+    model_free(&m);
+    return rc;
+}
