@@ -319,14 +319,16 @@ int builtin_generate(const char *name, unsigned long long seed, int split,
         order[i] = i % b->n_labels;
     rng_shuffle(&r, order, n);
 
+    Tokenizer bytes;
+    tokenizer_bytes(&bytes);
     for (int i = 0; i < n; i++) {
         Text t;
-        if (draw_sentence(b, &r, order[i], &t, e) < 0) {
+        if (draw_sentence(b, &r, order[i], &t, e) < 0 ||
+            dataset_set(d, &bytes, i, t.buf, NULL, order[i], e) < 0) {
             free(order);
             dataset_free(d);
             return -1;
         }
-        dataset_set(d, i, t.buf, order[i]);
     }
     free(order);
     set_labels(b, labels);

@@ -207,9 +207,12 @@ static int make_set(Dataset *d, int n)
     if (dataset_alloc(d, n, 12, &e) < 0)
         return -1;
     char text[16];
+    Tokenizer tok;
+    tokenizer_bytes(&tok);
     for (int i = 0; i < n; i++) {
         snprintf(text, sizeof text, "%.*s", 1 + i % 9, "abcdefghij");
-        dataset_set(d, i, text, i % 3);
+        if (dataset_set(d, &tok, i, text, NULL, i % 3, &e) < 0)
+            return -1;
     }
     return 0;
 }
