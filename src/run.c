@@ -92,9 +92,13 @@ static int load_task(Run *r, int k, MnError *e)
             return mn_wrap(e, "%s task", task_names[k]);
         return 0;
     }
+    DataFormat fmt;
+    task_source_format(src, &fmt);
     memset(&r->labels[k], 0, sizeof r->labels[k]);
-    if (dataset_load_tsv(&r->train[k], src->train, max_len, &r->labels[k], 1, e) < 0 ||
-        dataset_load_tsv(&r->eval[k], src->eval, max_len, &r->labels[k], 0, e) < 0)
+    if (dataset_load(&r->train[k], &r->tok, &fmt, src->train, max_len, &r->labels[k],
+                     LABELS_GROW, e) < 0 ||
+        dataset_load(&r->eval[k], &r->tok, &fmt, src->eval, max_len, &r->labels[k],
+                     LABELS_KNOWN, e) < 0)
         return -1;
     if (r->labels[k].n_labels < 2)
         return mn_fail(e, "%s: the %s task needs at least two labels", src->train,
