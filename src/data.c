@@ -309,8 +309,9 @@ static int parse_tsv(Loader *L, char *line, MnError *e)
     }
     if (nf != L->columns) {
         if (L->columns == 2 && nf > 2)
-            return mn_fail(e, "%s:%ld: more than one TAB (expected text<TAB>label, %d fields)",
-                           L->path, L->lineno, nf);
+            return mn_fail(e, "%s:%ld: more than one TAB (expected text<TAB>label, %d fields)%s",
+                           L->path, L->lineno, nf,
+                           nf == 3 ? "; sentence pairs need columns = 3" : "");
         return mn_fail(e, "%s:%ld: expected %s (%d field%s)", L->path, L->lineno,
                        tsv_shape(L->columns), nf, nf == 1 ? "" : "s");
     }

@@ -125,7 +125,7 @@ ok $([ $? = 0 ] && jq -e '(.label|IN("entail","contra")) and (.logits|length)==2
    "the pair task's head has its two labels"
 "$MNEME" run --headless "$F/formats.cfg" --out "$F/run-bad2" \
     --set 'original.text_field="sentence"' --stop-after 1 >/dev/null 2>"$F/err"
-ok $([ $? = 2 ] && contains "$F/err" "new.train.tsv:1:" && contains "$F/err" "more than one TAB"; echo $?) \
+ok $([ $? = 2 ] && contains "$F/err" "new.train.tsv:1:" && contains "$F/err" "sentence pairs need columns = 3"; echo $?) \
    "pairs read as 2 columns: exit 2 with file:line ($(cat "$F/err"))"
 printf '{"idx": 9, "text": "no sentence field", "label": 1}\n' >>"$F/orig.train.jsonl"
 "$MNEME" run --headless "$F/formats.cfg" --out "$F/run-bad" --set 'original.text_field="sentence"' \
