@@ -41,6 +41,8 @@ typedef struct {
 
 static int check_name(const char *v, char *why, size_t n);
 static int check_builtin(const char *v, char *why, size_t n);
+static int check_field(const char *v, char *why, size_t n);
+static int check_field_or_none(const char *v, char *why, size_t n);
 static int check_parts(const char *v, char *why, size_t n);
 static int check_lora_targets(const char *v, char *why, size_t n);
 static int check_theme(const char *v, char *why, size_t n);
@@ -64,15 +66,33 @@ static int check_theme(const char *v, char *why, size_t n);
          "bytes = one token per byte; wordpiece = base.from's vocab.txt (set by base.from)")              \
     FLT("model.init_std", model.init_std, 0, 1, 0.02, "standard deviation of the initial weights")        \
     STR("original.builtin", original.builtin, "", check_builtin, "built-in original task")                \
-    PATH("original.train", original.train, "original task training file (text<TAB>label)")               \
-    PATH("original.eval", original.eval, "original task held-out file (text<TAB>label)")                  \
+    PATH("original.train", original.train, "original task training file (TSV or JSONL)")                  \
+    PATH("original.eval", original.eval, "original task held-out file (TSV or JSONL)")                    \
     INT("original.train_size", original.train_size, 1, 1000000, 2000, "built-in: training examples")      \
     INT("original.eval_size", original.eval_size, 1, 1000000, 500, "built-in: held-out examples")         \
+    INT("original.columns", original.columns, 2, 3, 2,                                                    \
+        "TSV: 2 = text<TAB>label, 3 = text_a<TAB>text_b<TAB>label (a sentence pair)")                     \
+    ENUM("original.format", original.format, "auto", "auto|tsv|jsonl",                                    \
+         "file format; auto = jsonl for *.jsonl and *.json files, else tsv")                              \
+    STR("original.text_field", original.text_field, "text", check_field, "JSONL: the field holding the text") \
+    STR("original.text_b_field", original.text_b_field, "", check_field_or_none,                          \
+        "JSONL: the field holding a pair's second text; empty = single texts")                            \
+    STR("original.label_field", original.label_field, "label", check_field,                               \
+        "JSONL: the field holding the label, a string or an integer")                                     \
     STR("new.builtin", new_task.builtin, "", check_builtin, "built-in new task")                          \
-    PATH("new.train", new_task.train, "new task training file (text<TAB>label)")                          \
-    PATH("new.eval", new_task.eval, "new task held-out file (text<TAB>label)")                            \
+    PATH("new.train", new_task.train, "new task training file (TSV or JSONL)")                            \
+    PATH("new.eval", new_task.eval, "new task held-out file (TSV or JSONL)")                              \
     INT("new.train_size", new_task.train_size, 1, 1000000, 2000, "built-in: training examples")           \
     INT("new.eval_size", new_task.eval_size, 1, 1000000, 500, "built-in: held-out examples")              \
+    INT("new.columns", new_task.columns, 2, 3, 2,                                                         \
+        "TSV: 2 = text<TAB>label, 3 = text_a<TAB>text_b<TAB>label (a sentence pair)")                     \
+    ENUM("new.format", new_task.format, "auto", "auto|tsv|jsonl",                                         \
+         "file format; auto = jsonl for *.jsonl and *.json files, else tsv")                              \
+    STR("new.text_field", new_task.text_field, "text", check_field, "JSONL: the field holding the text")  \
+    STR("new.text_b_field", new_task.text_b_field, "", check_field_or_none,                               \
+        "JSONL: the field holding a pair's second text; empty = single texts")                            \
+    STR("new.label_field", new_task.label_field, "label", check_field,                                    \
+        "JSONL: the field holding the label, a string or an integer")                                     \
     PATH("base.from", base.from, "a Hugging Face BERT or DistilBERT folder (config.json, "                \
          "model.safetensors, vocab.txt) to start from; its shape replaces model.*")                        \
     PATH("base.checkpoint", base.checkpoint, "base model checkpoint; empty = pretrain one")               \
@@ -570,6 +590,22 @@ static int check_builtin(const char *v, char *why, size_t n)
     return -1;
 }
 
+static int check_field(const char *v, char *why, size_t n)
+{
+    if (v[0])
+        return 0;
+    snprintf(why, n, "expected a JSON field name, not an empty string");
+    return -1;
+}
+
+static int check_field_or_none(const char *v, char *why, size_t n)
+{
+    (void)v;
+    (void)why;
+    (void)n;
+    return 0;
+}
+
 /* The syntax of a part list; whether its layers exist needs model.layers
  * and is checked once the whole experiment is read. */
 static int check_parts(const char *v, char *why, size_t n)
@@ -909,6 +945,69 @@ static int check_readable(const Ctx *c, const char *key, const char *path, MnErr
     return 0;
 }
 
+void task_source_format(const TaskSource *t, DataFormat *fmt)
+{
+    memset(fmt, 0, sizeof *fmt);
+    if (data_kind_parse(t->format, &fmt->kind) < 0)
+        fmt->kind = DATA_AUTO;     /* validated with the experiment */
+    fmt->columns = t->columns;
+    fmt->text_field = t->text_field;
+    fmt->text_b_field = t->text_b_field;
+    fmt->label_field = t->label_field;
+}
+
+/* Format keys that would be ignored are mistakes: columns with no TSV
+ * file, field names with no JSONL file, any of them with a built-in task;
+ * and a task's train and eval rows must both be pairs or both single. */
+static int check_task_format(const Experiment *x, const Ctx *c, const char *group,
+                             const TaskSource *t, MnError *e)
+{
+    static const struct {
+        const char *name;
+        int jsonl;             /* 1: JSONL only, 0: TSV only, -1: files only */
+    } fmt_keys[] = {
+        { "columns", 0 }, { "format", -1 }, { "text_field", 1 },
+        { "text_b_field", 1 }, { "label_field", 1 },
+    };
+    DataFormat fmt;
+    task_source_format(t, &fmt);
+    /* an original task may have only its eval file (base.from) */
+    int files = t->train[0] || t->eval[0];
+    int has_tsv = (t->train[0] && data_file_kind(&fmt, t->train) == DATA_TSV) ||
+                  (t->eval[0] && data_file_kind(&fmt, t->eval) == DATA_TSV);
+    int has_jsonl = (t->train[0] && data_file_kind(&fmt, t->train) == DATA_JSONL) ||
+                    (t->eval[0] && data_file_kind(&fmt, t->eval) == DATA_JSONL);
+    for (size_t i = 0; i < sizeof fmt_keys / sizeof fmt_keys[0]; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s.%s", group, fmt_keys[i].name);
+        const Key *k = &keys[key_index(key)];
+        const char *field = (const char *)x + k->off;
+        int is_default = k->type == K_INT ? *(const int *)(const void *)field == (int)k->idef
+                                          : strcmp(field, k->sdef) == 0;
+        int used = fmt_keys[i].jsonl < 0 ? files : fmt_keys[i].jsonl ? has_jsonl : has_tsv;
+        if (!is_default && !used) {
+            Origin o = key_origin(c, key);
+            const char *what = fmt_keys[i].jsonl < 0 ? "train and eval files"
+                               : fmt_keys[i].jsonl ? "JSONL files" : "TSV files";
+            if (!files)
+                return fail_at(e, c, &o, key, "only used with %s; this task is built-in", what);
+            return fail_at(e, c, &o, key, "only used with %s, and this task has none", what);
+        }
+    }
+    if (t->train[0] && t->eval[0] &&
+        data_file_pairs(&fmt, t->train) != data_file_pairs(&fmt, t->eval)) {
+        char key[64];
+        int tsv_pairs = data_file_kind(&fmt, t->train) == DATA_TSV ?
+                        data_file_pairs(&fmt, t->train) : data_file_pairs(&fmt, t->eval);
+        snprintf(key, sizeof key, "%s.%s", group, tsv_pairs ? "columns" : "text_b_field");
+        Origin o = key_origin(c, key);
+        return fail_at(e, c, &o, key, "train and eval files must both hold pairs or both "
+                       "single texts (set %s.columns = 3 and %s.text_b_field together)",
+                       group, group);
+    }
+    return 0;
+}
+
 static int check_task(const Ctx *c, const char *group, const TaskSource *t, int eval_only_ok,
                       MnError *e)
 {
@@ -1052,7 +1151,9 @@ static int validate(const Experiment *x, const Ctx *c, MnError *e)
     /* A pretrained model's own head is the original task: its held-out
      * set is enough. */
     if (check_task(c, "original", &x->original, x->base.from[0] != 0, e) < 0 ||
-        check_task(c, "new", &x->new_task, 0, e) < 0)
+        check_task(c, "new", &x->new_task, 0, e) < 0 ||
+        check_task_format(x, c, "original", &x->original, e) < 0 ||
+        check_task_format(x, c, "new", &x->new_task, e) < 0)
         return -1;
     if (x->base.checkpoint[0] && check_readable(c, "base.checkpoint", x->base.checkpoint, e) < 0)
         return -1;

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdint.h>
 
+#include "data.h"
 #include "error.h"
 
 #define EXP_STR 64
@@ -19,7 +20,15 @@ typedef struct {
     char eval[EXP_PATH];
     int train_size;          /* built-in tasks: examples generated */
     int eval_size;
+    int columns;             /* TSV: 2 = text, label; 3 = text_a, text_b, label */
+    char format[EXP_STR];    /* auto | tsv | jsonl */
+    char text_field[EXP_STR];     /* JSONL field names */
+    char text_b_field[EXP_STR];   /* "" = single texts */
+    char label_field[EXP_STR];
 } TaskSource;
+
+/* The task's files' format, for dataset_load (pointing into t). */
+void task_source_format(const TaskSource *t, DataFormat *fmt);
 
 typedef struct {
     int epochs;

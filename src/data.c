@@ -1,10 +1,12 @@
 #include "data.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 
 #include "tokenizer.h"
@@ -70,18 +72,89 @@ int dataset_alloc(Dataset *d, int n, int max_len, MnError *e)
     return 0;
 }
 
-void dataset_set(Dataset *d, int i, const char *text, int label)
+/* Row i from an encoded sequence; seq is the caller's scratch so that a
+ * loader reuses one buffer for every row. */
+static int set_row(Dataset *d, const Tokenizer *t, int i, const char *a,
+                   const char *b, int label, TokenSeq *seq, MnError *e)
 {
+    if (tokenizer_encode(t, a, b, d->max_len, seq, e) < 0)
+        return -1;
     int *row = d->ids + (size_t)i * (size_t)d->max_len;
-    int len = tokenize(text, row, d->max_len);
-    for (int t = len; t < d->max_len; t++)
-        row[t] = TOK_PAD;
-    memset(d->types + (size_t)i * (size_t)d->max_len, 0, (size_t)d->max_len * sizeof *d->types);
+    int *types = d->types + (size_t)i * (size_t)d->max_len;
+    int len = seq->n < d->max_len ? seq->n : d->max_len;
+    memcpy(row, seq->ids, (size_t)len * sizeof *row);
+    memcpy(types, seq->types, (size_t)len * sizeof *types);
+    for (int k = len; k < d->max_len; k++) {
+        row[k] = t->pad;
+        types[k] = 0;
+    }
     d->len[i] = len;
     d->label[i] = label;
+    return 0;
 }
 
-/* ---- TSV loading ---- */
+int dataset_set(Dataset *d, const Tokenizer *t, int i, const char *a,
+                const char *b, int label, MnError *e)
+{
+    TokenSeq seq = { 0 };
+    int rc = set_row(d, t, i, a, b, label, &seq, e);
+    token_seq_free(&seq);
+    return rc;
+}
+
+/* ---- formats ---- */
+
+int data_kind_parse(const char *name, DataKind *kind)
+{
+    static const char *const names[] = { "auto", "tsv", "jsonl" };
+    for (int k = 0; k < 3; k++)
+        if (strcmp(name, names[k]) == 0) {
+            *kind = (DataKind)k;
+            return 0;
+        }
+    return -1;
+}
+
+static int ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), m = strlen(tail);
+    return n >= m && strcasecmp(s + n - m, tail) == 0;
+}
+
+DataKind data_file_kind(const DataFormat *fmt, const char *path)
+{
+    if (fmt && fmt->kind != DATA_AUTO)
+        return fmt->kind;
+    return ends_with(path, ".jsonl") || ends_with(path, ".json") ? DATA_JSONL : DATA_TSV;
+}
+
+int data_file_pairs(const DataFormat *fmt, const char *path)
+{
+    if (data_file_kind(fmt, path) == DATA_JSONL)
+        return fmt && fmt->text_b_field && fmt->text_b_field[0];
+    return fmt && fmt->columns == 3;
+}
+
+/* ---- loading ---- */
+
+typedef struct {
+    const char *path;
+    long lineno;
+    const Tokenizer *t;
+    DataKind kind;
+    int columns;
+    const char *text_field, *text_b_field, *label_field;   /* b: NULL = single */
+    LabelSet *ls;              /* the caller's scratch copy */
+    LabelMode mode;
+    int started_empty;
+    int ints;                  /* GROW: -1 undecided, 0 string labels, 1 integers */
+    long ints_line;            /* the line that decided */
+    unsigned char seen[MAX_LABELS];
+    int max_int;
+    Dataset *d;
+    int cap;
+    TokenSeq seq;
+} Loader;
 
 static int label_find(const LabelSet *ls, const char *name)
 {
@@ -89,6 +162,258 @@ static int label_find(const LabelSet *ls, const char *name)
         if (strcmp(ls->names[i], name) == 0)
             return i;
     return -1;
+}
+
+/* "a, b, c" into buf, cut with "..." when it does not fit. */
+static const char *label_list(const LabelSet *ls, char *buf, size_t n)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < ls->n_labels; i++) {
+        int w = snprintf(buf + at, n - at, "%s%s", i ? ", " : "", ls->names[i]);
+        if (w < 0 || (size_t)w >= n - at) {
+            snprintf(buf + (n > 4 ? n - 4 : 0), n > 4 ? 4 : n, "...");
+            break;
+        }
+        at += (size_t)w;
+    }
+    return buf;
+}
+
+/* A training file's labels are all names or all integers: the kinds
+ * cannot be mixed, or ids would depend on which came first. */
+static int label_kind(Loader *L, int is_int, MnError *e)
+{
+    if (L->mode != LABELS_GROW)
+        return 0;
+    if (L->ints < 0) {
+        if (is_int && !L->started_empty)
+            return mn_fail(e, "%s:%ld: integer labels cannot extend a label set that "
+                           "already has names", L->path, L->lineno);
+        L->ints = is_int;
+        L->ints_line = L->lineno;
+        return 0;
+    }
+    if (L->ints != is_int)
+        return mn_fail(e, "%s:%ld: label is %s, but line %ld's is %s; use one kind",
+                       L->path, L->lineno, is_int ? "an integer" : "a string",
+                       L->ints_line, L->ints ? "an integer" : "a string");
+    return 0;
+}
+
+static int label_of_name(Loader *L, const char *name, int *id, MnError *e)
+{
+    char list[512];
+    if (name[0] == '\0')
+        return mn_fail(e, "%s:%ld: empty label", L->path, L->lineno);
+    if (strlen(name) > LABEL_NAME_MAX - 1)
+        return mn_fail(e, "%s:%ld: label longer than %d bytes", L->path, L->lineno,
+                       LABEL_NAME_MAX - 1);
+    if (label_kind(L, 0, e) < 0)
+        return -1;
+    *id = label_find(L->ls, name);
+    if (*id >= 0)
+        return 0;
+    if (L->mode == LABELS_KNOWN)
+        return mn_fail(e, "%s:%ld: label '%s' does not occur in the training file",
+                       L->path, L->lineno, name);
+    if (L->mode == LABELS_FIXED)
+        return mn_fail(e, "%s:%ld: label '%s' is not one of the %d labels: %s", L->path,
+                       L->lineno, name, L->ls->n_labels,
+                       label_list(L->ls, list, sizeof list));
+    if (L->ls->n_labels >= MAX_LABELS)
+        return mn_fail(e, "%s:%ld: more than %d distinct labels", L->path, L->lineno,
+                       MAX_LABELS);
+    *id = L->ls->n_labels++;
+    memcpy(L->ls->names[*id], name, strlen(name) + 1);
+    return 0;
+}
+
+static int label_of_int(Loader *L, long long v, int *id, MnError *e)
+{
+    char name[32], list[512];
+    snprintf(name, sizeof name, "%lld", v);
+    if (L->mode == LABELS_KNOWN)
+        return label_of_name(L, name, id, e);
+    if (L->mode == LABELS_FIXED) {
+        if (v < 0 || v >= L->ls->n_labels)
+            return mn_fail(e, "%s:%ld: label %lld is out of range: the labels are 0..%d (%s)",
+                           L->path, L->lineno, v, L->ls->n_labels - 1,
+                           label_list(L->ls, list, sizeof list));
+        *id = (int)v;
+        return 0;
+    }
+    if (label_kind(L, 1, e) < 0)
+        return -1;
+    if (v < 0)
+        return mn_fail(e, "%s:%ld: label %lld is negative (a split without labels?)",
+                       L->path, L->lineno, v);
+    if (v >= MAX_LABELS)
+        return mn_fail(e, "%s:%ld: label %lld: integer labels run 0..%d at most",
+                       L->path, L->lineno, v, MAX_LABELS - 1);
+    *id = (int)v;
+    L->seen[v] = 1;
+    if (*id > L->max_int)
+        L->max_int = *id;
+    return 0;
+}
+
+/* Integer labels are the ids a model's id2label will carry, so every one
+ * below the largest must occur: a gap would be a head output never seen. */
+static int finish_int_labels(Loader *L, MnError *e)
+{
+    if (L->mode != LABELS_GROW || L->ints != 1)
+        return 0;
+    int k = L->max_int + 1;
+    for (int v = 0; v < k; v++)
+        if (!L->seen[v])
+            return mn_fail(e, "%s: labels are integers 0..%d, but no example has label %d",
+                           L->path, k - 1, v);
+    L->ls->n_labels = k;
+    for (int v = 0; v < k; v++)
+        snprintf(L->ls->names[v], LABEL_NAME_MAX, "%d", v);
+    return 0;
+}
+
+static int add_row(Loader *L, const char *a, const char *b, int label, MnError *e)
+{
+    Dataset *d = L->d;
+    if (d->n == L->cap) {
+        if (d->n >= INT32_MAX / 2)
+            return mn_fail(e, "%s:%ld: too many examples", L->path, L->lineno);
+        L->cap = L->cap ? L->cap * 2 : 256;
+        if (dataset_reserve(d, L->cap, e) < 0)
+            return mn_wrap(e, "%s:%ld", L->path, L->lineno);
+    }
+    if (set_row(d, L->t, d->n, a, b, label, &L->seq, e) < 0)
+        return mn_wrap(e, "%s:%ld", L->path, L->lineno);
+    d->n++;
+    return 0;
+}
+
+static const char *tsv_shape(int columns)
+{
+    return columns == 3 ? "text_a<TAB>text_b<TAB>label" : "text<TAB>label";
+}
+
+/* One non-blank TSV line: the texts and the label, or what is wrong. */
+static int parse_tsv(Loader *L, char *line, MnError *e)
+{
+    char *field[3];
+    int nf = 1;
+    field[0] = line;
+    for (char *p = line; (p = strchr(p, '\t')) != NULL; nf++) {
+        *p++ = '\0';
+        if (nf < 3)
+            field[nf] = p;
+    }
+    if (nf != L->columns) {
+        if (L->columns == 2 && nf > 2)
+            return mn_fail(e, "%s:%ld: more than one TAB (expected text<TAB>label, %d fields)%s",
+                           L->path, L->lineno, nf,
+                           nf == 3 ? "; sentence pairs need columns = 3" : "");
+        return mn_fail(e, "%s:%ld: expected %s (%d field%s)", L->path, L->lineno,
+                       tsv_shape(L->columns), nf, nf == 1 ? "" : "s");
+    }
+    const char *a = field[0], *b = L->columns == 3 ? field[1] : NULL;
+    const char *name = field[L->columns - 1];
+    if (a[0] == '\0')
+        return mn_fail(e, "%s:%ld: empty text%s", L->path, L->lineno, b ? "_a" : "");
+    if (b && b[0] == '\0')
+        return mn_fail(e, "%s:%ld: empty text_b", L->path, L->lineno);
+    int label;
+    if (label_of_name(L, name, &label, e) < 0)
+        return -1;
+    return add_row(L, a, b, label, e);
+}
+
+static const char *json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a real number";
+    case JSON_TRUE: return "true";
+    case JSON_FALSE: return "false";
+    case JSON_NULL: return "null";
+    }
+    return "a value";
+}
+
+/* A missing field is most often a name the export spells otherwise
+ * ("sentence", "premise"): list what the object has. */
+static int missing_field(const Loader *L, json_t *o, const char *field, MnError *e)
+{
+    char have[512];
+    size_t at = 0;
+    const char *k;
+    json_t *v;
+    have[0] = '\0';
+    json_object_foreach(o, k, v) {
+        int w = snprintf(have + at, sizeof have - at, "%s%s", at ? ", " : "", k);
+        if (w < 0 || (size_t)w >= sizeof have - at)
+            break;
+        at += (size_t)w;
+    }
+    return mn_fail(e, "%s:%ld: no field \"%s\" (the object has: %s)", L->path, L->lineno,
+                   field, at ? have : "no fields");
+}
+
+static int json_text(const Loader *L, json_t *o, const char *field, const char **out,
+                     MnError *e)
+{
+    json_t *v = json_object_get(o, field);
+    if (!v)
+        return missing_field(L, o, field, e);
+    if (!json_is_string(v))
+        return mn_fail(e, "%s:%ld: field \"%s\" is %s, expected a string", L->path,
+                       L->lineno, field, json_kind(v));
+    if (json_string_length(v) == 0)
+        return mn_fail(e, "%s:%ld: empty text in field \"%s\"", L->path, L->lineno, field);
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* One non-blank JSON Lines line: an object with the configured fields. */
+static int parse_jsonl(Loader *L, const char *line, size_t n, MnError *e)
+{
+    json_error_t je;
+    json_t *o = json_loadb(line, n, 0, &je);
+    if (!o)
+        return mn_fail(e, "%s:%ld: malformed JSON at column %d: %s", L->path, L->lineno,
+                       je.column, je.text);
+    int rc = -1, label;
+    const char *a = NULL, *b = NULL;
+    if (!json_is_object(o)) {
+        rc = mn_fail(e, "%s:%ld: expected a JSON object per line, found %s", L->path,
+                     L->lineno, json_kind(o));
+        goto out;
+    }
+    if (json_text(L, o, L->text_field, &a, e) < 0 ||
+        (L->text_b_field && json_text(L, o, L->text_b_field, &b, e) < 0))
+        goto out;
+    json_t *v = json_object_get(o, L->label_field);
+    if (!v) {
+        missing_field(L, o, L->label_field, e);
+        goto out;
+    }
+    if (json_is_integer(v)) {
+        if (label_of_int(L, (long long)json_integer_value(v), &label, e) < 0)
+            goto out;
+    } else if (json_is_string(v)) {
+        if (label_of_name(L, json_string_value(v), &label, e) < 0)
+            goto out;
+    } else {
+        mn_fail(e, "%s:%ld: field \"%s\" is %s, expected a string or an integer label",
+                L->path, L->lineno, L->label_field, json_kind(v));
+        goto out;
+    }
+    rc = add_row(L, a, b, label, e);
+out:
+    json_decref(o);
+    return rc;
 }
 
 static void strip_eol(char *line, size_t *n)
@@ -99,111 +424,105 @@ static void strip_eol(char *line, size_t *n)
         line[--*n] = '\0';
 }
 
-static int is_blank(const char *line)
+static int is_blank(const char *line, DataKind kind)
 {
-    return line[strspn(line, " \r")] == '\0';
+    return line[strspn(line, kind == DATA_JSONL ? " \t\r" : " \r")] == '\0';
 }
 
-/* Splits one non-blank line into text and label id, or says what is wrong
- * with it. The label set is grown only in the caller's scratch copy. */
-static int parse_line(char *line, size_t n, const char *path, long lineno,
-                      LabelSet *ls, int grow, int *label, MnError *e)
+static int load_lines(Loader *L, FILE *f, MnError *e)
 {
-    if (memchr(line, '\0', n))
-        return mn_fail(e, "%s:%ld: NUL byte in line", path, lineno);
-    char *tab = strchr(line, '\t');
-    if (!tab)
-        return mn_fail(e, "%s:%ld: expected text<TAB>label", path, lineno);
-    if (strchr(tab + 1, '\t'))
-        return mn_fail(e, "%s:%ld: more than one TAB (expected text<TAB>label)",
-                       path, lineno);
-    *tab = '\0';
-    const char *name = tab + 1;
-    if (line[0] == '\0')
-        return mn_fail(e, "%s:%ld: empty text", path, lineno);
-    if (name[0] == '\0')
-        return mn_fail(e, "%s:%ld: empty label", path, lineno);
-    if (strlen(name) > LABEL_NAME_MAX - 1)
-        return mn_fail(e, "%s:%ld: label longer than %d bytes", path, lineno,
-                       LABEL_NAME_MAX - 1);
-    int id = label_find(ls, name);
-    if (id < 0 && !grow)
-        return mn_fail(e, "%s:%ld: label '%s' does not occur in the training file",
-                       path, lineno, name);
-    if (id < 0) {
-        if (ls->n_labels >= MAX_LABELS)
-            return mn_fail(e, "%s:%ld: more than %d distinct labels", path,
-                           lineno, MAX_LABELS);
-        id = ls->n_labels++;
-        memcpy(ls->names[id], name, strlen(name) + 1);
-    }
-    *label = id;
-    return 0;
-}
-
-static int load_lines(FILE *f, Dataset *d, const char *path, LabelSet *ls,
-                      int grow, MnError *e)
-{
-    char *line = NULL;
-    size_t line_cap = 0;
+    char *buf = NULL;
+    size_t buf_cap = 0;
     ssize_t got;
-    long lineno = 0;
-    int cap = 0, rc = 0;
+    int rc = 0;
 
-    while ((got = getline(&line, &line_cap, f)) >= 0) {
+    while ((got = getline(&buf, &buf_cap, f)) >= 0) {
+        char *line = buf;
         size_t n = (size_t)got;
-        int label = -1;
-        lineno++;
+        L->lineno++;
+        /* Editors on Windows begin UTF-8 files with a byte order mark. */
+        if (L->lineno == 1 && n >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
+            line += 3;
+            n -= 3;
+        }
         strip_eol(line, &n);
-        if (is_blank(line) && !memchr(line, '\0', n))
-            continue;
-        if (parse_line(line, n, path, lineno, ls, grow, &label, e) < 0) {
-            rc = -1;
+        if (memchr(line, '\0', n)) {
+            rc = mn_fail(e, "%s:%ld: NUL byte in line", L->path, L->lineno);
             break;
         }
-        if (d->n == cap) {
-            if (d->n >= INT32_MAX / 2) {
-                rc = mn_fail(e, "%s:%ld: too many examples", path, lineno);
-                break;
-            }
-            cap = cap ? cap * 2 : 256;
-            if (dataset_reserve(d, cap, e) < 0) {
-                rc = mn_wrap(e, "%s:%ld", path, lineno);
-                break;
-            }
-        }
-        dataset_set(d, d->n++, line, label);
+        if (is_blank(line, L->kind))
+            continue;
+        rc = L->kind == DATA_JSONL ? parse_jsonl(L, line, n, e) : parse_tsv(L, line, e);
+        if (rc < 0)
+            break;
     }
     if (rc == 0 && ferror(f))
-        rc = mn_fail(e, "%s: %s", path, strerror(errno));
-    if (rc == 0 && d->n == 0)
-        rc = mn_fail(e, "%s: no examples (expected text<TAB>label lines)", path);
-    free(line);
+        rc = mn_fail(e, "%s: %s", L->path, strerror(errno));
+    if (rc == 0 && L->d->n == 0)
+        rc = L->kind == DATA_JSONL
+             ? mn_fail(e, "%s: no examples (expected one JSON object a line)", L->path)
+             : mn_fail(e, "%s: no examples (expected %s lines)", L->path,
+                       tsv_shape(L->columns));
+    if (rc == 0)
+        rc = finish_int_labels(L, e);
+    free(buf);
     return rc;
 }
 
-int dataset_load_tsv(Dataset *d, const char *path, int max_len,
-                     LabelSet *labels, int grow_labels, MnError *e)
+static const char *field_or(const char *f, const char *def)
 {
+    return f && f[0] ? f : def;
+}
+
+int dataset_load(Dataset *d, const Tokenizer *t, const DataFormat *fmt,
+                 const char *path, int max_len, LabelSet *labels,
+                 LabelMode mode, MnError *e)
+{
+    static const DataFormat plain = { DATA_AUTO, 2, NULL, NULL, NULL };
+    if (!fmt)
+        fmt = &plain;
     memset(d, 0, sizeof *d);
     if (max_len < 2)
         return mn_fail(e, "max_len %d leaves no room for [CLS] and [SEP]",
                        max_len);
+    int columns = fmt->columns ? fmt->columns : 2;
+    if (columns != 2 && columns != 3)
+        return mn_fail(e, "%s: %d columns: expected 2 (text, label) or 3 (text_a, "
+                       "text_b, label)", path, columns);
     FILE *f = fopen(path, "r");
     if (!f)
         return mn_fail(e, "%s: %s", path, strerror(errno));
 
     /* A failed load must leave the caller's labels as they were. */
     LabelSet scratch = *labels;
+    Loader L = {
+        .path = path, .t = t, .kind = data_file_kind(fmt, path), .columns = columns,
+        .text_field = field_or(fmt->text_field, "text"),
+        .text_b_field = field_or(fmt->text_b_field, NULL),
+        .label_field = field_or(fmt->label_field, "label"),
+        .ls = &scratch, .mode = mode, .started_empty = labels->n_labels == 0,
+        .ints = -1, .max_int = -1, .d = d,
+    };
     d->max_len = max_len;
-    int rc = load_lines(f, d, path, &scratch, grow_labels, e);
+    int rc = load_lines(&L, f, e);
     fclose(f);
+    token_seq_free(&L.seq);
     if (rc < 0) {
         dataset_free(d);
         return -1;
     }
     *labels = scratch;
     return 0;
+}
+
+int dataset_load_tsv(Dataset *d, const char *path, int max_len,
+                     LabelSet *labels, int grow_labels, MnError *e)
+{
+    Tokenizer t;
+    DataFormat fmt = { DATA_TSV, 2, NULL, NULL, NULL };
+    tokenizer_bytes(&t);
+    return dataset_load(d, &t, &fmt, path, max_len, labels,
+                        grow_labels ? LABELS_GROW : LABELS_KNOWN, e);
 }
 
 /* ---- batches ---- */

@@ -4,6 +4,7 @@
 
 #include "error.h"
 #include "rng.h"
+#include "tokenizer.h"
 
 #define LABEL_NAME_MAX 64
 #define MAX_LABELS 64
@@ -26,15 +27,62 @@ typedef struct {
 void dataset_free(Dataset *d);
 /* Allocates an empty data set of n rows (all PAD). */
 int dataset_alloc(Dataset *d, int n, int max_len, MnError *e);
-/* Tokenizes text into row i and sets its label. */
-void dataset_set(Dataset *d, int i, const char *text, int label);
+/* Tokenizes a, or the pair (a, b) when b is not NULL, into row i with t
+ * (tokenizer_encode at d->max_len: ids, token types, length) and sets its
+ * label. -1 only when out of memory. */
+int dataset_set(Dataset *d, const Tokenizer *t, int i, const char *a,
+                const char *b, int label, MnError *e);
 
-/* Reads a TSV file of `text<TAB>label` lines. When grow_labels is set,
- * unseen labels are added to `labels` (training file, ids by first
- * appearance); otherwise an unseen label is an error naming file and line.
- * A line without exactly one TAB, an empty text or label, or an over-long
- * label is an error "FILE:LINE: ...". Empty lines and a final newline are
- * allowed; CRLF endings are accepted. An empty file is an error. */
+/* What a data file holds and how to read it. A zeroed DataFormat is
+ * auto-detected text<TAB>label or {"text": ..., "label": ...} lines. */
+typedef enum { DATA_AUTO, DATA_TSV, DATA_JSONL } DataKind;
+
+typedef struct {
+    DataKind kind;            /* AUTO: JSONL for *.jsonl and *.json, else TSV */
+    int columns;              /* TSV: 2 = text<TAB>label (0 means 2),
+                               * 3 = text_a<TAB>text_b<TAB>label */
+    const char *text_field;   /* JSONL: NULL or "" = "text" */
+    const char *text_b_field; /* JSONL: the pair's second text; NULL or "" = none */
+    const char *label_field;  /* JSONL: NULL or "" = "label" */
+} DataFormat;
+
+/* "auto", "tsv" or "jsonl"; -1 for anything else. */
+int data_kind_parse(const char *name, DataKind *kind);
+/* The kind path is read as: fmt->kind, or by path's extension for AUTO. */
+DataKind data_file_kind(const DataFormat *fmt, const char *path);
+/* Whether path's rows are pairs (text_a, text_b) under fmt. */
+int data_file_pairs(const DataFormat *fmt, const char *path);
+
+/* How a file's labels map to ids:
+ * LABELS_KNOWN  an eval file: every label must be one of `labels` (the
+ *               training file's); an integer label is looked up as its
+ *               decimal name. An unseen one is an error naming the line.
+ * LABELS_GROW   a training file: unseen string labels are appended (ids by
+ *               first appearance). When the labels are JSON integers, and
+ *               `labels` starts empty, each integer is its own id and the
+ *               names become "0".."K-1"; each of 0..K-1 must occur.
+ * LABELS_FIXED  a label set given from outside (a pretrained model's own
+ *               head): an integer label is an index into it, a string
+ *               label must be one of its names. */
+typedef enum { LABELS_KNOWN = 0, LABELS_GROW = 1, LABELS_FIXED = 2 } LabelMode;
+
+/* Reads a data file of examples, tokenized with t, each at most max_len
+ * tokens.
+ * TSV: text<TAB>label lines, or text_a<TAB>text_b<TAB>label with
+ * columns = 3. JSONL: one JSON object per line (as a `datasets` export
+ * writes it); the text, second text and label fields are read, any other
+ * field is ignored; a label is a string or an integer.
+ * Errors read "FILE:LINE: ..." (wrong field count, malformed JSON with its
+ * column, missing field, wrong type, empty text or label, unknown label).
+ * Blank lines, a final newline, CRLF endings and a UTF-8 byte order mark
+ * are accepted; a file without examples is an error. On failure d is
+ * empty and `labels` is as it was. */
+int dataset_load(Dataset *d, const Tokenizer *t, const DataFormat *fmt,
+                 const char *path, int max_len, LabelSet *labels,
+                 LabelMode mode, MnError *e);
+
+/* dataset_load of a text<TAB>label file with the byte-level tokenizer;
+ * grow_labels is LABELS_GROW when set, else LABELS_KNOWN. */
 int dataset_load_tsv(Dataset *d, const char *path, int max_len,
                      LabelSet *labels, int grow_labels, MnError *e);
 

@@ -86,18 +86,26 @@ static int load_task(Run *r, int k, MnError *e)
     if (src->builtin[0]) {
         unsigned long long seed = r->x.seed + 7919ULL * (unsigned long long)k;
         LabelSet eval_labels;
-        if (builtin_generate(src->builtin, seed, 0, src->train_size, max_len,
+        if (builtin_generate(src->builtin, &r->tok, seed, 0, src->train_size, max_len,
                              &r->train[k], &r->labels[k], e) < 0 ||
-            builtin_generate(src->builtin, seed, 1, src->eval_size, max_len,
+            builtin_generate(src->builtin, &r->tok, seed, 1, src->eval_size, max_len,
                              &r->eval[k], &eval_labels, e) < 0)
             return mn_wrap(e, "%s task", task_names[k]);
         return 0;
     }
-    memset(&r->labels[k], 0, sizeof r->labels[k]);
-    if (dataset_load_tsv(&r->train[k], src->train, max_len, &r->labels[k], 1, e) < 0 ||
-        dataset_load_tsv(&r->eval[k], src->eval, max_len, &r->labels[k], 0, e) < 0)
+    DataFormat fmt;
+    task_source_format(src, &fmt);
+    /* A pretrained model's own head: its id2label, set by setup, is the
+     * label set both files are read against. */
+    int fixed = r->fixed_labels[k];
+    if (!fixed)
+        memset(&r->labels[k], 0, sizeof r->labels[k]);
+    if ((src->train[0] && dataset_load(&r->train[k], &r->tok, &fmt, src->train, max_len,
+                                       &r->labels[k], fixed ? LABELS_FIXED : LABELS_GROW, e) < 0) ||
+        dataset_load(&r->eval[k], &r->tok, &fmt, src->eval, max_len, &r->labels[k],
+                     fixed ? LABELS_FIXED : LABELS_KNOWN, e) < 0)
         return -1;
-    if (r->labels[k].n_labels < 2)
+    if (r->labels[k].n_labels < 2 && !fixed)
         return mn_fail(e, "%s: the %s task needs at least two labels", src->train,
                        task_names[k]);
     return 0;
@@ -219,6 +227,9 @@ static int setup(Run *r, const Experiment *x, const char *dir,
         hf_close(&hf);
         if (rc < 0)
             return mn_wrap(e, "base.from");
+        if (r->own_head && !r->train[TASK_ORIGINAL].n && x->finetune.replay.ratio > 0)
+            return mn_fail(e, "finetune.replay.ratio needs original.train: there is nothing "
+                           "to replay");
         if (!r->own_head && !r->train[TASK_ORIGINAL].n)
             return mn_fail(e, "base.from %s has no classification head: give original.train "
                            "(and eval) to train one in the base phase", x->base.from);
@@ -936,6 +947,14 @@ static int start_regularizers(Run *r, int fresh, MnError *e)
     r->fisher = calloc(r->model.n_params, sizeof(float));
     if (!r->fisher)
         return mn_fail(e, "out of memory for the Fisher");
+    /* The model's own head with only a held-out set: no original-task
+     * examples to estimate it from. A policy's EWC then pulls nothing. */
+    if (!r->train[TASK_ORIGINAL].n) {
+        if (x->finetune.ewc.lambda > 0)
+            return mn_fail(e, "finetune.ewc.lambda needs original.train: the Fisher is "
+                           "estimated on original-task examples");
+        return 0;
+    }
     char path[EXP_PATH + 64];
     if (!fresh && (fisher_path(r, path, sizeof path) < 0 || access(path, F_OK) == 0))
         return fisher_load(r, e);

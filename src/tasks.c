@@ -289,8 +289,8 @@ static void set_labels(const Builtin *b, LabelSet *labels)
         snprintf(labels->names[i], LABEL_NAME_MAX, "%s", b->labels[i].label);
 }
 
-int builtin_generate(const char *name, unsigned long long seed, int split,
-                     int n, int max_len, Dataset *d, LabelSet *labels,
+int builtin_generate(const char *name, const Tokenizer *tok, unsigned long long seed,
+                     int split, int n, int max_len, Dataset *d, LabelSet *labels,
                      MnError *e)
 {
     memset(d, 0, sizeof *d);
@@ -319,14 +319,18 @@ int builtin_generate(const char *name, unsigned long long seed, int split,
         order[i] = i % b->n_labels;
     rng_shuffle(&r, order, n);
 
+    Tokenizer bytes;
+    tokenizer_bytes(&bytes);
+    if (!tok)
+        tok = &bytes;
     for (int i = 0; i < n; i++) {
         Text t;
-        if (draw_sentence(b, &r, order[i], &t, e) < 0) {
+        if (draw_sentence(b, &r, order[i], &t, e) < 0 ||
+            dataset_set(d, tok, i, t.buf, NULL, order[i], e) < 0) {
             free(order);
             dataset_free(d);
             return -1;
         }
-        dataset_set(d, i, t.buf, order[i]);
     }
     free(order);
     set_labels(b, labels);

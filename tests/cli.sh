@@ -88,6 +88,51 @@ head -c 3000 "$CK" >"$TMP/cut.safetensors"
 echo x | "$MNEME" predict "$TMP/cut.safetensors" --task new >/dev/null 2>"$TMP/err"
 ok $([ $? = 2 ] && contains "$TMP/err" "cut.safetensors"; echo $?) "a truncated checkpoint is refused with a reason ($(cat "$TMP/err"))"
 
+# Other data formats: a `datasets` JSONL export (a "sentence" field, integer
+# ClassLabel labels, extra fields) as the original task, sentence pairs in a
+# 3-column TSV as the new one; the format keys come as --set overrides.
+F="$TMP/formats"
+mkdir -p "$F"
+i=0
+for t in "a lovely soup" "an awful match" "a fine day" "the best hotel" "a dull film" "so-so weather"; do
+    printf '{"idx": %d, "sentence": "%s", "label": %d}\n' $i "$t" $((i % 3)) >>"$F/orig.train.jsonl"
+    i=$((i + 1))
+done
+printf '\357\273\277{"idx": 0, "sentence": "lovely", "label": 0}\r\n\r\n{"idx": 1, "sentence": "awful", "label": 2}\r\n' >"$F/orig.eval.jsonl"
+printf 'a man sleeps\ta person rests\tentail\na dog runs\tno animal moves\tcontra\nkids play\tchildren play\tentail\nit rains\tthe sky is dry\tcontra\n' >"$F/new.train.tsv"
+printf 'a cat eats\tan animal eats\tentail\nhe sits\the stands\tcontra\n' >"$F/new.eval.tsv"
+cat >"$F/formats.cfg" <<'CFG'
+name = "formats";
+model = { hidden = 16; layers = 1; heads = 2; intermediate = 32; max_len = 32; };
+original = { train = "orig.train.jsonl"; eval = "orig.eval.jsonl"; };
+new = { train = "new.train.tsv"; eval = "new.eval.tsv"; };
+base = { pretrain = { epochs = 1; batch = 2; }; };
+finetune = { epochs = 1; batch = 2; };
+eval = { every = 1; };
+CFG
+"$MNEME" run --headless "$F/formats.cfg" --out "$F/run" --set 'original.text_field="sentence"' \
+    --set new.columns=3 --stop-after 5 >"$F/out" 2>"$F/err"
+ok $([ $? = 0 ] && grep -q "^finetune step *1 .*new acc" "$F/out"; echo $?) \
+   "a JSONL original task and a 3-column TSV new task train ($(tail -1 "$F/err"))"
+grep -q 'text_field = "sentence";' "$F/run/experiment.cfg" && grep -q 'columns = 3;' "$F/run/experiment.cfg"
+ok $? "the run's experiment.cfg records the format keys"
+CK=$(ls "$F"/run/checkpoints/step-*.safetensors | tail -1)
+echo lovely | "$MNEME" predict "$CK" --task original >"$F/pred" 2>"$F/err"
+ok $([ $? = 0 ] && jq -e '(.label|IN("0","1","2")) and (.logits|length)==3' "$F/pred" >/dev/null; echo $?) \
+   "integer labels 0..2 make a 3-way head named 0, 1, 2 ($(cat "$F/pred" "$F/err"))"
+echo x | "$MNEME" predict "$CK" --task new >"$F/pred" 2>"$F/err"
+ok $([ $? = 0 ] && jq -e '(.label|IN("entail","contra")) and (.logits|length)==2' "$F/pred" >/dev/null; echo $?) \
+   "the pair task's head has its two labels"
+"$MNEME" run --headless "$F/formats.cfg" --out "$F/run-bad2" \
+    --set 'original.text_field="sentence"' --stop-after 1 >/dev/null 2>"$F/err"
+ok $([ $? = 2 ] && contains "$F/err" "new.train.tsv:1:" && contains "$F/err" "sentence pairs need columns = 3"; echo $?) \
+   "pairs read as 2 columns: exit 2 with file:line ($(cat "$F/err"))"
+printf '{"idx": 9, "text": "no sentence field", "label": 1}\n' >>"$F/orig.train.jsonl"
+"$MNEME" run --headless "$F/formats.cfg" --out "$F/run-bad" --set 'original.text_field="sentence"' \
+    --set new.columns=3 --stop-after 1 >/dev/null 2>"$F/err"
+ok $([ $? = 2 ] && contains "$F/err" "orig.train.jsonl:7:" && contains "$F/err" 'no field "sentence"'; echo $?) \
+   "a JSONL line without the text field: exit 2 with file:line ($(cat "$F/err"))"
+
 # Every shipped experiment is valid and starts (one step, then a checkpoint).
 for cfg in "$MNEME_SRCDIR"/experiments/*.cfg "$MNEME_SRCDIR"/experiments/strategies/*.cfg \
            "$MNEME_SRCDIR"/experiments/policies/*.cfg; do

@@ -313,7 +313,10 @@ static int same_task(const TaskSource *a, const TaskSource *b)
 {
     return strcmp(a->builtin, b->builtin) == 0 && strcmp(a->train, b->train) == 0 &&
            strcmp(a->eval, b->eval) == 0 && a->train_size == b->train_size &&
-           a->eval_size == b->eval_size;
+           a->eval_size == b->eval_size && a->columns == b->columns &&
+           strcmp(a->format, b->format) == 0 && strcmp(a->text_field, b->text_field) == 0 &&
+           strcmp(a->text_b_field, b->text_b_field) == 0 &&
+           strcmp(a->label_field, b->label_field) == 0;
 }
 
 static int same_recipe(const TrainRecipe *a, const TrainRecipe *b)
@@ -401,6 +404,76 @@ static void test_round_trip(void)
     ok(strcmp(b.base.checkpoint, want) == 0, "written paths are absolute: %s", b.base.checkpoint);
 }
 
+/* Data format keys: defaults, round trip, and the ones that would be
+ * silently ignored. */
+static void test_data_formats(void)
+{
+    Experiment x, y;
+    ok(load(TASKS, NULL, 0, &x) == 0 && x.original.columns == 2 &&
+       strcmp(x.original.format, "auto") == 0 && strcmp(x.new_task.text_field, "text") == 0 &&
+       x.new_task.text_b_field[0] == '\0' && strcmp(x.new_task.label_field, "label") == 0,
+       "format defaults: 2 columns, auto, text, no text_b, label (%s)", e.msg);
+
+    put("p.train.tsv", "a\tb\ty\n");
+    put("p.eval.tsv", "a\tb\ty\n");
+    put("p.train.jsonl", "{}\n");
+    put("p.eval.jsonl", "{}\n");
+    put("p.train.txt", "{}\n");
+    const char *cfg =
+        "original = {\n  train = \"p.train.jsonl\";\n  eval = \"p.eval.jsonl\";\n"
+        "  text_field = \"premise\";\n  text_b_field = \"hypothesis\";\n"
+        "  label_field = \"gold\";\n};\n"
+        "new = {\n  train = \"p.train.tsv\";\n  eval = \"p.eval.tsv\";\n  columns = 3;\n"
+        "  format = \"tsv\";\n};\n";
+    int rc = load(cfg, NULL, 0, &x);
+    ok(rc == 0 && strcmp(x.original.text_b_field, "hypothesis") == 0 &&
+       strcmp(x.original.label_field, "gold") == 0 && x.new_task.columns == 3 &&
+       strcmp(x.new_task.format, "tsv") == 0, "JSONL pair fields and a 3-column TSV (%s)", e.msg);
+    const char *out = in_dir("fmt-written.cfg");
+    rc = rc == 0 && experiment_write(&x, out, &e) == 0 &&
+         experiment_load(&y, out, NULL, 0, &e) == 0;
+    ok(rc && same(&x, &y), "format keys round-trip through experiment_write (%s)", e.msg);
+
+    DataFormat f;
+    task_source_format(&x.original, &f);
+    ok(f.kind == DATA_AUTO && strcmp(f.text_field, "premise") == 0 &&
+       data_file_kind(&f, x.original.train) == DATA_JSONL && data_file_pairs(&f, x.original.train),
+       "task_source_format: auto, JSONL by extension, pairs");
+    task_source_format(&x.new_task, &f);
+    ok(f.kind == DATA_TSV && f.columns == 3 && data_file_pairs(&f, "p.train.jsonl") == 1,
+       "format = tsv wins over the extension");
+
+    ok(load("original = { train = \"p.train.txt\"; eval = \"p.eval.jsonl\";\n"
+            "  format = \"jsonl\"; };\nnew = { builtin = \"topic\"; };\n", NULL, 0, &x) == 0,
+       "format = jsonl for a file of another name (%s)", e.msg);
+    ok(load(TASKS, SET1("new.format=\"jsonl\""), 1, &x) == -1 &&
+       strstr(e.msg, "--set new.format") && strstr(e.msg, "only used with train and eval files; this task is built-in"),
+       "--set a format on a built-in task: %s", e.msg);
+
+    ERR("a bad format", "original = {\n  builtin = \"sentiment\";\n  format = \"csv\";\n};\n",
+        "exp.cfg:3:", "original.format", "auto");
+    ERR("4 columns", "new = { builtin = \"topic\"; };\noriginal = {\n  columns = 4;\n};\n",
+        "exp.cfg:3:", "original.columns", "");
+    ERR("an empty text field",
+        "new = { builtin = \"topic\"; };\noriginal = {\n  text_field = \"\";\n};\n",
+        "exp.cfg:3:", "original.text_field", "expected a JSON field name");
+    ERR("columns on a built-in task",
+        "original = { builtin = \"sentiment\"; };\nnew = {\n  builtin = \"topic\";\n"
+        "  columns = 3;\n};\n", "exp.cfg:4:", "new.columns", "only used with TSV files; this task is built-in");
+    ERR("columns with JSONL files",
+        "original = { builtin = \"sentiment\"; };\n"
+        "new = { train = \"p.train.jsonl\"; eval = \"p.eval.jsonl\";\n  columns = 3; };\n",
+        "exp.cfg:3:", "new.columns", "only used with TSV files");
+    ERR("a JSON field with TSV files",
+        "original = { builtin = \"sentiment\"; };\n"
+        "new = { train = \"p.train.tsv\"; eval = \"p.eval.tsv\";\n  label_field = \"y\"; };\n",
+        "exp.cfg:3:", "new.label_field", "only used with JSONL files");
+    ERR("pairs to train, single texts to evaluate",
+        "original = { builtin = \"sentiment\"; };\n"
+        "new = { train = \"p.train.tsv\"; eval = \"p.eval.jsonl\";\n  columns = 3; };\n",
+        "exp.cfg:3:", "new.columns", "both hold pairs or both single texts");
+}
+
 static void test_paths(void)
 {
     char cwd[PATH_MAX], want[PATH_MAX + 64];
@@ -478,6 +551,7 @@ int main(void)
     test_keys();
     test_theme();
     test_round_trip();
+    test_data_formats();
     test_paths();
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return tap_done();

@@ -199,6 +199,309 @@ static void test_file_errors(void)
     ok(rc == -1 && strstr(e.msg, "no examples"), "only blank lines: %s", e.msg);
 }
 
+/* ---- pairs, JSON Lines, label kinds ---- */
+
+static Tokenizer bytes;
+
+/* Row i is [CLS] a [SEP] b [SEP] in bytes, types 0 through the first
+ * [SEP] and 1 after, then PAD with type 0. */
+static int pair_is(const Dataset *d, int i, const char *a, const char *b)
+{
+    const int *row = d->ids + (size_t)i * (size_t)d->max_len;
+    const int *ty = d->types + (size_t)i * (size_t)d->max_len;
+    int na = (int)strlen(a), nb = (int)strlen(b), t = 0;
+    int good = row[t] == TOK_CLS && ty[t] == 0;
+    for (int k = 0; k < na; k++)
+        good &= row[++t] == TOK_BYTE0 + (unsigned char)a[k] && ty[t] == 0;
+    good &= row[++t] == TOK_SEP && ty[t] == 0;
+    for (int k = 0; k < nb; k++)
+        good &= row[++t] == TOK_BYTE0 + (unsigned char)b[k] && ty[t] == 1;
+    good &= row[++t] == TOK_SEP && ty[t] == 1;
+    good &= d->len[i] == t + 1;
+    for (t++; t < d->max_len; t++)
+        good &= row[t] == TOK_PAD && ty[t] == 0;
+    return good;
+}
+
+static int single_is(const Dataset *d, int i, const char *text)
+{
+    const int *ty = d->types + (size_t)i * (size_t)d->max_len;
+    int zero = 1;
+    for (int t = 0; t < d->max_len; t++)
+        zero &= ty[t] == 0;
+    return zero && row_is(d, i, text);
+}
+
+static const DataFormat tsv3 = { DATA_AUTO, 3, NULL, NULL, NULL };
+
+static void test_tsv_pairs(void)
+{
+    const char *p = WRITE("pairs.tsv",
+        "\xEF\xBB\xBFthe cat\ta cat sat\tyes\r\n"
+        "\r\n"
+        "abcdefgh\txy\tno\n"
+        "q\tr\tyes");
+    Dataset d;
+    LabelSet ls = { 0 };
+    MnError e = { "" };
+    int rc = dataset_load(&d, &bytes, &tsv3, p, 32, &ls, LABELS_GROW, &e);
+    ok(rc == 0 && d.n == 3 && ls.n_labels == 2, "3-column TSV loads (%s)", e.msg);
+    if (rc < 0)
+        return;
+    ok(pair_is(&d, 0, "the cat", "a cat sat"),
+       "pair row: types 0 through the first [SEP], 1 after, padding 0; BOM and CRLF gone");
+    ok(pair_is(&d, 2, "q", "r") && d.label[2] == 0, "last line without a newline");
+    ok(pair_is(&d, 1, "abcdefgh", "xy") && d.label[1] == 1, "a pair that fits is whole");
+    dataset_free(&d);
+
+    /* 8 + 2 tokens into 10 - 3: longest first cuts a to 5, b stays. */
+    rc = dataset_load(&d, &bytes, &tsv3, p, 10, &ls, LABELS_KNOWN, &e);
+    ok(rc == 0 && pair_is(&d, 1, "abcde", "xy"), "truncated longest-first to max_len 10");
+    /* 7 + 9 into 7: both are cut, to about half each (the exact split is
+     * the tokenizer's longest_first, tested there). */
+    ok(rc == 0 && d.len[0] == 10 && (pair_is(&d, 0, "the", "a ca") || pair_is(&d, 0, "the ", "a c")),
+       "both long: both cut to fit max_len 10");
+    if (rc == 0)
+        dataset_free(&d);
+
+    /* A 2-column file's rows have all-zero types. */
+    p = WRITE("single.tsv", "\xEF\xBB\xBFhello\tx\n");
+    memset(&ls, 0, sizeof ls);
+    rc = dataset_load(&d, &bytes, NULL, p, 12, &ls, LABELS_GROW, &e);
+    ok(rc == 0 && single_is(&d, 0, "hello") && strcmp(ls.names[0], "x") == 0,
+       "single texts: types 0, BOM stripped (%s)", e.msg);
+    if (rc == 0)
+        dataset_free(&d);
+}
+
+/* Loads content as name with fmt and checks the error names "name:LINE:"
+ * (line 0: just "name:") and contains want; nothing is kept. */
+static void load_error(const char *what, const char *name, const char *content,
+                       const DataFormat *fmt, LabelMode mode, const LabelSet *given,
+                       int line, const char *want)
+{
+    char where[128];
+    const char *p = write_file(name, content, strlen(content));
+    if (line)
+        snprintf(where, sizeof where, "%s:%d: ", name, line);
+    else
+        snprintf(where, sizeof where, "%s: ", name);
+    Dataset d = { 0 };
+    LabelSet ls = { 0 };
+    MnError e = { "" };
+    if (given)
+        ls = *given;
+    LabelSet before = ls;
+    int rc = dataset_load(&d, &bytes, fmt, p, 32, &ls, mode, &e);
+    ok(rc == -1 && strstr(e.msg, where) && strstr(e.msg, want),
+       "%s: %s", what, e.msg);
+    ok(d.ids == NULL && d.n == 0 && memcmp(&before, &ls, sizeof ls) == 0,
+       "%s: nothing kept, labels unchanged", what);
+    if (rc == 0)
+        dataset_free(&d);
+}
+
+static void test_tsv_pair_errors(void)
+{
+    load_error("2 fields for 3 columns", "p1.tsv", "a\tb\tyes\nonly\tno\n", &tsv3,
+               LABELS_GROW, NULL, 2, "expected text_a<TAB>text_b<TAB>label (2 fields)");
+    load_error("4 fields for 3 columns", "p2.tsv", "a\tb\tc\td\n", &tsv3, LABELS_GROW, NULL,
+               1, "expected text_a<TAB>text_b<TAB>label (4 fields)");
+    load_error("1 field for 2 columns", "p3.tsv", "a\tx\nnothing\n", NULL, LABELS_GROW, NULL,
+               2, "expected text<TAB>label (1 field)");
+    load_error("empty text_a", "p4.tsv", "\tb\tyes\n", &tsv3, LABELS_GROW, NULL, 1,
+               "empty text_a");
+    load_error("empty text_b", "p5.tsv", "a\tb\tyes\n\na\t\tyes\n", &tsv3, LABELS_GROW, NULL,
+               3, "empty text_b");
+    load_error("empty pair label", "p6.tsv", "a\tb\t\r\n", &tsv3, LABELS_GROW, NULL, 1,
+               "empty label");
+    load_error("pairs without examples", "p7.tsv", "\n\n", &tsv3, LABELS_GROW, NULL, 0,
+               "no examples (expected text_a<TAB>text_b<TAB>label lines)");
+}
+
+static void test_jsonl(void)
+{
+    /* As `datasets` writes it (pandas escapes "/" and non-ASCII), with a
+     * BOM, CRLF, blank lines and fields that are not used. */
+    const char *p = WRITE("train.jsonl",
+        "\xEF\xBB\xBF{\"idx\":0,\"text\":\"caf\\u00e9 and\\/or tea\",\"label\":\"pos\"}\r\n"
+        "\r\n"
+        "  \n"
+        "{\"text\": \"bad\", \"label\": \"neg\", \"meta\": {\"a\": [1, 2]}}\n"
+        "{\"label\":\"pos\",\"text\":\"good\"}");
+    Dataset d;
+    LabelSet ls = { 0 };
+    MnError e = { "" };
+    int rc = dataset_load(&d, &bytes, NULL, p, 32, &ls, LABELS_GROW, &e);
+    ok(rc == 0 && d.n == 3, "JSONL with string labels loads (%s)", e.msg);
+    if (rc < 0)
+        return;
+    ok(ls.n_labels == 2 && strcmp(ls.names[0], "pos") == 0 && strcmp(ls.names[1], "neg") == 0 &&
+       d.label[0] == 0 && d.label[1] == 1 && d.label[2] == 0,
+       "string labels get ids by first appearance");
+    ok(single_is(&d, 0, "caf\xc3\xa9 and/or tea"), "escapes decoded to UTF-8, types 0");
+    ok(single_is(&d, 2, "good"), "field order does not matter; last line without newline");
+    dataset_free(&d);
+
+    /* The eval file may be .json, and its labels are the training ones. */
+    const char *q = WRITE("eval.json", "{\"text\":\"ok\",\"label\":\"neg\"}\n");
+    rc = dataset_load(&d, &bytes, NULL, q, 32, &ls, LABELS_KNOWN, &e);
+    ok(rc == 0 && d.n == 1 && d.label[0] == 1 && ls.n_labels == 2,
+       ".json is JSON Lines too; eval labels map to training ids (%s)", e.msg);
+    if (rc == 0)
+        dataset_free(&d);
+
+    /* format = jsonl for a file of any name; field names configurable;
+     * pairs from two fields. */
+    DataFormat nli = { DATA_JSONL, 2, "premise", "hypothesis", "gold" };
+    p = WRITE("nli.txt",
+        "{\"premise\":\"a man\",\"hypothesis\":\"a person\",\"gold\":\"entail\",\"idx\":7}\n");
+    memset(&ls, 0, sizeof ls);
+    rc = dataset_load(&d, &bytes, &nli, p, 32, &ls, LABELS_GROW, &e);
+    ok(rc == 0 && pair_is(&d, 0, "a man", "a person") && strcmp(ls.names[0], "entail") == 0,
+       "JSONL pairs from named fields with token types (%s)", e.msg);
+    if (rc == 0)
+        dataset_free(&d);
+    ok(data_file_kind(NULL, "x.JSONL") == DATA_JSONL && data_file_kind(NULL, "x.tsv") == DATA_TSV &&
+       data_file_kind(NULL, "jsonl") == DATA_TSV && data_file_kind(&nli, "x.tsv") == DATA_JSONL,
+       "data_file_kind: by extension unless the format says");
+    DataKind k;
+    ok(data_kind_parse("jsonl", &k) == 0 && k == DATA_JSONL && data_kind_parse("csv", &k) == -1,
+       "data_kind_parse");
+}
+
+/* A `datasets` ClassLabel column exports integers: they are the ids. */
+static void test_int_labels(void)
+{
+    const char *p = WRITE("sst2.train.jsonl",
+        "{\"idx\": 0, \"sentence\": \"hide new secretions from the parental units \", \"label\": 0}\n"
+        "{\"idx\": 1, \"sentence\": \"contains no wit , only labored gags \", \"label\": 2}\n"
+        "{\"idx\": 2, \"sentence\": \"that loves its characters \", \"label\": 1}\n"
+        "{\"idx\": 3, \"sentence\": \"remains utterly satisfied \", \"label\": 2}\n");
+    DataFormat sst = { DATA_AUTO, 0, "sentence", "", NULL };
+    Dataset d;
+    LabelSet ls = { 0 };
+    MnError e = { "" };
+    int rc = dataset_load(&d, &bytes, &sst, p, 64, &ls, LABELS_GROW, &e);
+    ok(rc == 0 && d.n == 4, "a datasets export with integer labels loads (%s)", e.msg);
+    if (rc < 0)
+        return;
+    ok(ls.n_labels == 3 && strcmp(ls.names[0], "0") == 0 && strcmp(ls.names[1], "1") == 0 &&
+       strcmp(ls.names[2], "2") == 0, "integer labels are named 0..K-1");
+    ok(d.label[0] == 0 && d.label[1] == 2 && d.label[2] == 1 && d.label[3] == 2,
+       "each integer is its own id, not the order of appearance");
+    ok(row_is(&d, 2, "that loves its characters "), "text from the sentence field");
+    dataset_free(&d);
+
+    /* Eval: integers, or their names as strings, map to the same ids. */
+    const char *q = WRITE("sst2.eval.jsonl",
+        "{\"sentence\": \"x\", \"label\": 2}\n{\"sentence\": \"y\", \"label\": \"1\"}\n");
+    rc = dataset_load(&d, &bytes, &sst, q, 64, &ls, LABELS_KNOWN, &e);
+    ok(rc == 0 && d.label[0] == 2 && d.label[1] == 1, "eval integer labels keep their ids (%s)",
+       e.msg);
+    if (rc == 0)
+        dataset_free(&d);
+    load_error("unseen eval integer", "ev.jsonl",
+               "{\"text\":\"a\",\"label\":1}\n{\"text\":\"b\",\"label\":3}\n", NULL,
+               LABELS_KNOWN, &ls, 2, "label '3' does not occur in the training file");
+
+    load_error("a gap in integer labels", "gap.jsonl",
+               "{\"text\":\"a\",\"label\":0}\n{\"text\":\"b\",\"label\":3}\n"
+               "{\"text\":\"c\",\"label\":2}\n{\"text\":\"d\",\"label\":0}\n",
+               NULL, LABELS_GROW, NULL, 0, "labels are integers 0..3, but no example has label 1");
+    load_error("a negative label (a test split)", "neg.jsonl",
+               "{\"text\":\"a\",\"label\":0}\n{\"text\":\"b\",\"label\":-1}\n", NULL, LABELS_GROW,
+               NULL, 2, "label -1 is negative");
+    load_error("an integer label too large", "big.jsonl",
+               "{\"text\":\"a\",\"label\":64}\n", NULL, LABELS_GROW, NULL, 1,
+               "integer labels run 0..63 at most");
+    load_error("integer after string labels", "mix1.jsonl",
+               "{\"text\":\"a\",\"label\":\"pos\"}\n\n{\"text\":\"b\",\"label\":1}\n", NULL,
+               LABELS_GROW, NULL, 3, "label is an integer, but line 1's is a string");
+    load_error("string after integer labels", "mix2.jsonl",
+               "{\"text\":\"a\",\"label\":0}\n{\"text\":\"b\",\"label\":\"1\"}\n", NULL,
+               LABELS_GROW, NULL, 2, "label is a string, but line 1's is an integer");
+    LabelSet named = { 2, { "pos", "neg" } };
+    load_error("integers extending named labels", "mix3.jsonl",
+               "{\"text\":\"a\",\"label\":0}\n", NULL, LABELS_GROW, &named, 1,
+               "integer labels cannot extend a label set that already has names");
+}
+
+/* A pretrained model's own head fixes the labels (its id2label). */
+static void test_fixed_labels(void)
+{
+    LabelSet model = { 3, { "negative", "neutral", "positive" } };
+    LabelSet ls = model;
+    const char *p = WRITE("fixed.jsonl",
+        "{\"text\":\"a\",\"label\":2}\n{\"text\":\"b\",\"label\":\"neutral\"}\n"
+        "{\"text\":\"c\",\"label\":0}\n");
+    Dataset d;
+    MnError e = { "" };
+    int rc = dataset_load(&d, &bytes, NULL, p, 16, &ls, LABELS_FIXED, &e);
+    ok(rc == 0 && d.n == 3 && d.label[0] == 2 && d.label[1] == 1 && d.label[2] == 0,
+       "fixed labels: integers index them, strings are their names (%s)", e.msg);
+    ok(memcmp(&ls, &model, sizeof ls) == 0, "a fixed label set is not changed");
+    if (rc == 0)
+        dataset_free(&d);
+
+    p = WRITE("fixed.tsv", "x\tpositive\ny\tnegative\n");
+    rc = dataset_load(&d, &bytes, NULL, p, 16, &ls, LABELS_FIXED, &e);
+    ok(rc == 0 && d.label[0] == 2 && d.label[1] == 0, "a TSV file against fixed labels");
+    if (rc == 0)
+        dataset_free(&d);
+
+    load_error("fixed: integer out of range", "f1.jsonl",
+               "{\"text\":\"a\",\"label\":1}\n{\"text\":\"b\",\"label\":3}\n", NULL, LABELS_FIXED,
+               &model, 2, "label 3 is out of range: the labels are 0..2 (negative, neutral, positive)");
+    load_error("fixed: negative integer", "f2.jsonl", "{\"text\":\"a\",\"label\":-1}\n", NULL,
+               LABELS_FIXED, &model, 1, "label -1 is out of range");
+    load_error("fixed: unknown name", "f3.jsonl",
+               "{\"text\":\"a\",\"label\":\"neutral\"}\n{\"text\":\"b\",\"label\":\"mixed\"}\n",
+               NULL, LABELS_FIXED, &model, 2,
+               "label 'mixed' is not one of the 3 labels: negative, neutral, positive");
+}
+
+static void test_jsonl_errors(void)
+{
+    load_error("malformed JSON", "m.jsonl",
+               "{\"text\":\"a\",\"label\":\"x\"}\n{\"text\": \"a\" \"label\": 1}\n", NULL,
+               LABELS_GROW, NULL, 2, "malformed JSON at column 20");
+    load_error("two objects on a line", "m2.jsonl",
+               "{\"text\":\"a\",\"label\":\"x\"} {\"text\":\"b\",\"label\":\"x\"}\n", NULL,
+               LABELS_GROW, NULL, 1, "malformed JSON");
+    load_error("a JSON array file", "arr.json",
+               "[{\"text\":\"a\",\"label\":\"x\"}]\n", NULL, LABELS_GROW, NULL, 1,
+               "expected a JSON object per line, found an array");
+    load_error("a missing text field", "mf.jsonl",
+               "{\"text\":\"a\",\"label\":\"x\"}\n{\"idx\":1,\"sentence\":\"a\",\"label\":\"x\"}\n",
+               NULL, LABELS_GROW, NULL, 2, "no field \"text\" (the object has: idx, sentence, label)");
+    load_error("a missing label field", "ml.jsonl", "{\"text\":\"a\"}\n", NULL, LABELS_GROW,
+               NULL, 1, "no field \"label\" (the object has: text)");
+    DataFormat pair = { DATA_AUTO, 0, NULL, "text_b", NULL };
+    load_error("a missing second text", "mb.jsonl",
+               "{\"text\":\"a\",\"text_b\":\"b\",\"label\":\"x\"}\n{\"text\":\"a\",\"label\":\"x\"}\n",
+               &pair, LABELS_GROW, NULL, 2, "no field \"text_b\"");
+    load_error("text not a string", "ts.jsonl", "{\"text\":5,\"label\":\"x\"}\n", NULL,
+               LABELS_GROW, NULL, 1, "field \"text\" is an integer, expected a string");
+    load_error("text null", "tn.jsonl", "{\"text\":null,\"label\":\"x\"}\n", NULL, LABELS_GROW,
+               NULL, 1, "field \"text\" is null, expected a string");
+    load_error("empty text", "te.jsonl", "\n{\"text\":\"\",\"label\":\"x\"}\n", NULL,
+               LABELS_GROW, NULL, 2, "empty text in field \"text\"");
+    load_error("label a real number", "lr.jsonl", "{\"text\":\"a\",\"label\":1.0}\n", NULL,
+               LABELS_GROW, NULL, 1, "field \"label\" is a real number, expected a string or an integer");
+    load_error("label a boolean", "lb.jsonl", "{\"text\":\"a\",\"label\":true}\n", NULL,
+               LABELS_GROW, NULL, 1, "field \"label\" is true, expected");
+    load_error("empty string label", "le.jsonl", "{\"text\":\"a\",\"label\":\"\"}\n", NULL,
+               LABELS_GROW, NULL, 1, "empty label");
+    load_error("a NUL escape", "nul.jsonl", "{\"text\":\"a\\u0000b\",\"label\":\"x\"}\n", NULL,
+               LABELS_GROW, NULL, 1, "malformed JSON");
+    load_error("unseen eval string label", "ue.jsonl", "{\"text\":\"a\",\"label\":\"maybe\"}\n",
+               NULL, LABELS_KNOWN, &(LabelSet){ 2, { "pos", "neg" } }, 1,
+               "label 'maybe' does not occur in the training file");
+    load_error("no examples", "blank.jsonl", "\n  \r\n", NULL, LABELS_GROW, NULL, 0,
+               "no examples (expected one JSON object a line)");
+}
+
 /* ---- sampler ---- */
 
 static int make_set(Dataset *d, int n)
@@ -207,9 +510,12 @@ static int make_set(Dataset *d, int n)
     if (dataset_alloc(d, n, 12, &e) < 0)
         return -1;
     char text[16];
+    Tokenizer tok;
+    tokenizer_bytes(&tok);
     for (int i = 0; i < n; i++) {
         snprintf(text, sizeof text, "%.*s", 1 + i % 9, "abcdefghij");
-        dataset_set(d, i, text, i % 3);
+        if (dataset_set(d, &tok, i, text, NULL, i % 3, &e) < 0)
+            return -1;
     }
     return 0;
 }
@@ -329,6 +635,13 @@ int main(void)
     test_long_line();
     test_errors();
     test_file_errors();
+    tokenizer_bytes(&bytes);
+    test_tsv_pairs();
+    test_tsv_pair_errors();
+    test_jsonl();
+    test_int_labels();
+    test_fixed_labels();
+    test_jsonl_errors();
     test_sampler();
     test_batch();
     char cmd[128];

@@ -48,6 +48,8 @@ static void make_data(Dataset *d, int n, int n_labels, char first, uint64_t seed
 {
     MnError e;
     Rng r;
+    Tokenizer tok;
+    tokenizer_bytes(&tok);
     rng_seed(&r, seed);
     if (dataset_alloc(d, n, MAXLEN, &e) < 0) {
         printf("Bail out! %s\n", e.msg);
@@ -59,7 +61,10 @@ static void make_data(Dataset *d, int n, int n_labels, char first, uint64_t seed
         for (int k = 0; k < len; k++)
             text[k] = (char)(first + label * 5 + (int)rng_below(&r, 5));
         text[len] = '\0';
-        dataset_set(d, i, text, label);
+        if (dataset_set(d, &tok, i, text, NULL, label, &e) < 0) {
+            printf("Bail out! %s\n", e.msg);
+            exit(1);
+        }
     }
 }
 

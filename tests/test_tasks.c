@@ -151,8 +151,8 @@ static int task_load(Task *t, const char *name, int n_train, int n_eval)
 {
     MnError e;
     memset(t, 0, sizeof *t);
-    if (builtin_generate(name, 7, 0, n_train, 64, &t->train, &t->labels, &e) < 0 ||
-        builtin_generate(name, 7, 1, n_eval, 64, &t->eval, &t->labels, &e) < 0) {
+    if (builtin_generate(name, NULL, 7, 0, n_train, 64, &t->train, &t->labels, &e) < 0 ||
+        builtin_generate(name, NULL, 7, 1, n_eval, 64, &t->eval, &t->labels, &e) < 0) {
         diag("%s: %s", name, e.msg);
         return -1;
     }
@@ -187,12 +187,12 @@ static void test_table(void)
     Dataset d;
     LabelSet ls;
     MnError e = { "" };
-    int rc = builtin_generate("nope", 1, 0, 10, 64, &d, &ls, &e);
+    int rc = builtin_generate("nope", NULL, 1, 0, 10, 64, &d, &ls, &e);
     ok(rc == -1 && strstr(e.msg, "'nope'") && strstr(e.msg, "sentiment") &&
        strstr(e.msg, "topic"), "unknown task error lists the known ones: %s", e.msg);
-    rc = builtin_generate("topic", 1, 0, 10, 32, &d, &ls, &e);
+    rc = builtin_generate("topic", NULL, 1, 0, 10, 32, &d, &ls, &e);
     ok(rc == -1 && strstr(e.msg, "max_len"), "too small max_len: %s", e.msg);
-    rc = builtin_generate("topic", 1, 0, 0, 64, &d, &ls, &e);
+    rc = builtin_generate("topic", NULL, 1, 0, 0, 64, &d, &ls, &e);
     ok(rc == -1, "size 0: %s", e.msg);
 }
 
@@ -209,16 +209,16 @@ static void test_determinism(const char *name)
     Dataset a, b, c, s;
     LabelSet la, lb;
     MnError e;
-    builtin_generate(name, 99, 0, 300, 64, &a, &la, &e);
-    builtin_generate(name, 99, 0, 300, 64, &b, &lb, &e);
+    builtin_generate(name, NULL, 99, 0, 300, 64, &a, &la, &e);
+    builtin_generate(name, NULL, 99, 0, 300, 64, &b, &lb, &e);
     ok(same_data(&a, &b) && !memcmp(&la, &lb, sizeof la),
        "%s: same seed and split give identical data", name);
-    builtin_generate(name, 99, 1, 300, 64, &c, &lb, &e);
+    builtin_generate(name, NULL, 99, 1, 300, 64, &c, &lb, &e);
     ok(!same_data(&a, &c), "%s: eval split differs from train", name);
-    builtin_generate(name, 100, 0, 300, 64, &s, &lb, &e);
+    builtin_generate(name, NULL, 100, 0, 300, 64, &s, &lb, &e);
     ok(!same_data(&a, &s), "%s: another seed gives other data", name);
     dataset_free(&b);
-    builtin_generate(name, 99, 0, 300, 128, &b, &lb, &e);
+    builtin_generate(name, NULL, 99, 0, 300, 128, &b, &lb, &e);
     int same_text = 1;
     for (int i = 0; i < a.n; i++)
         same_text &= a.len[i] == b.len[i] && a.label[i] == b.label[i] &&
@@ -241,7 +241,7 @@ static void test_shape(const char *name, int n_labels, const char *const *names)
     Dataset d;
     LabelSet ls;
     MnError e;
-    if (builtin_generate(name, 5, 0, N, 128, &d, &ls, &e) < 0) {
+    if (builtin_generate(name, NULL, 5, 0, N, 128, &d, &ls, &e) < 0) {
         ok(0, "%s: generate: %s", name, e.msg);
         return;
     }
