@@ -18,6 +18,7 @@
 void dataset_free(Dataset *d)
 {
     free(d->ids);
+    free(d->mlm);
     free(d->types);
     free(d->len);
     free(d->label);
@@ -538,10 +539,11 @@ int batch_alloc(Batch *b, int cap, int max_len, MnError *e)
                        max_len);
     b->ids = calloc((size_t)cap * (size_t)max_len, sizeof *b->ids);
     b->types = calloc((size_t)cap * (size_t)max_len, sizeof *b->types);
+    b->mlm = calloc((size_t)cap * (size_t)max_len, sizeof *b->mlm);
     b->len = calloc((size_t)cap, sizeof *b->len);
     b->label = calloc((size_t)cap, sizeof *b->label);
     b->task = calloc((size_t)cap, sizeof *b->task);
-    if (!b->ids || !b->types || !b->len || !b->label || !b->task) {
+    if (!b->ids || !b->types || !b->mlm || !b->len || !b->label || !b->task) {
         batch_free(b);
         return mn_fail(e, "out of memory for a batch of %d rows", cap);
     }
@@ -553,6 +555,7 @@ int batch_alloc(Batch *b, int cap, int max_len, MnError *e)
 void batch_free(Batch *b)
 {
     free(b->ids);
+    free(b->mlm);
     free(b->types);
     free(b->len);
     free(b->label);
@@ -589,6 +592,9 @@ void batch_fill_parts(Batch *b, const BatchPart *parts, int n_parts)
                 dst[t] = TOK_PAD;
                 dst_types[t] = 0;
             }
+            int *dst_mlm = b->mlm + (size_t)rows * (size_t)T;
+            for (int t = 0; t < T; t++)
+                dst_mlm[t] = d->mlm && t < len ? d->mlm[(size_t)i * (size_t)d->max_len + t] : -1;
             b->len[rows] = len;
             b->label[rows] = d->label[i];
             b->task[rows] = parts[p].task;

@@ -22,6 +22,9 @@ typedef struct {
     int *types;    /* [n * max_len] token types: 0, or 1 for a pair's second text */
     int *len;      /* [n] */
     int *label;    /* [n], index into the task's LabelSet */
+    int *mlm;      /* masked language modelling: [n * max_len], the original
+                    * id at each masked position, -1 elsewhere; NULL for a
+                    * classification data set */
 } Dataset;
 
 void dataset_free(Dataset *d);
@@ -97,6 +100,8 @@ typedef struct {
     int *len;      /* [cap] */
     int *label;    /* [cap] */
     int *task;     /* [cap] head index per row */
+    int *mlm;      /* [cap * max_len] masked ids as Dataset.mlm, the same
+                    * layout as ids; filled from a data set that has them */
 } Batch;
 
 int batch_alloc(Batch *b, int cap, int max_len, MnError *e);

@@ -6,7 +6,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
-#include <libconfig.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,21 +92,6 @@ static int run_checkpoint(const char *dir, char *out, size_t n, MnError *e)
         return mn_fail(e, "%s: no checkpoint to export yet", dir);
     snprintf(out, n, "%s/step-%ld.safetensors", ck, best);
     return 0;
-}
-
-/* The Hugging Face folder the run started from (base.from of its
- * experiment.cfg), for PEFT's base_model_name_or_path; "" when unknown. */
-static void run_base_from(const char *hf_dir, char *out, size_t n)
-{
-    char path[2200];
-    config_t cf;
-    const char *v = NULL;
-    out[0] = 0;
-    snprintf(path, sizeof path, "%s/../experiment.cfg", hf_dir);
-    config_init(&cf);
-    if (config_read_file(&cf, path) && config_lookup_string(&cf, "base.from", &v) && v)
-        snprintf(out, n, "%s", v);
-    config_destroy(&cf);
 }
 
 static int write_json(const char *dir, const char *name, json_t *o, MnError *e)
@@ -353,7 +337,7 @@ int export_main(int argc, char **argv)
         int peft = lora_present(&m) && !a.merge;
         if (lora_present(&m) && a.merge)
             lora_merge(&m);
-        run_base_from(hf_dir, base, sizeof base);
+        hf_run_base_from(hf_dir, base, sizeof base);
         if (peft) {
             snprintf(path, sizeof path, "%s/adapter_model.safetensors", a.to);
             rc = write_tensors(path, &m, task, adapter_name, &e) < 0 ||

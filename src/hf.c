@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <libconfig.h>
+
 #include "layers.h"
 
 /* The parts of a block, in mneme's (BERT's) names. */
@@ -317,6 +319,7 @@ static int read_config(HfModel *h, MnError *e)
                 "embeddings; Hugging Face keeps sinusoidal ones fixed)", path);
         goto out;
     }
+    h->tie_embeddings = !json_is_false(json_object_get(o, "tie_word_embeddings"));
     json_t *ir = json_object_get(o, "initializer_range");
     h->init_std = json_is_number(ir) ? json_number_value(ir) : 0.02;
     if (read_labels(o, path, &h->labels, e) < 0)
@@ -493,4 +496,66 @@ int hf_load(const HfModel *h, Model *m, int head_task, MnError *e)
         }
     }
     return 0;
+}
+
+/* ---- the MLM head ------------------------------------------------------------ */
+
+/* Names of the MLM head's parts: transform dense, LayerNorm, decoder,
+ * decoder bias (two names for BERT's: older files store it twice). */
+static const char *const mlm_names[][7] = {
+    [ARCH_BERT] = { "cls.predictions.transform.dense.weight",
+                    "cls.predictions.transform.dense.bias",
+                    "cls.predictions.transform.LayerNorm.weight",
+                    "cls.predictions.transform.LayerNorm.bias", "cls.predictions.decoder.weight",
+                    "cls.predictions.bias", "cls.predictions.decoder.bias" },
+    [ARCH_DISTILBERT] = { "vocab_transform.weight", "vocab_transform.bias",
+                          "vocab_layer_norm.weight", "vocab_layer_norm.bias",
+                          "vocab_projector.weight", "vocab_projector.bias", NULL },
+};
+
+static int get_stored(const HfModel *h, const char *name, const char *alt, float *dst, int ndim,
+                      int64_t rows, int64_t cols, MnError *e)
+{
+    char stored[256];
+    int64_t shape[2] = { rows, cols };
+    if (!find_stored(h, name, stored, sizeof stored) &&
+        !(alt && find_stored(h, alt, stored, sizeof stored)))
+        return mn_fail(e, "%s/model.safetensors: tensor %s is missing: original.mlm needs the "
+                       "pretrained model's MLM head (a classifier checkpoint has none)",
+                       h->dir, name);
+    if (safetensors_get_f32(&h->st, stored, dst, ndim, shape, e) < 0)
+        return mn_wrap(e, "%s/model.safetensors", h->dir);
+    return 0;
+}
+
+int hf_load_mlm(const HfModel *h, MlmHead *head, MnError *e)
+{
+    const ModelConfig *c = &h->shape;
+    const char *const *n = mlm_names[h->arch];
+    if (mlm_head_alloc(head, c->hidden, c->vocab, c->act, c->ln_eps, h->tie_embeddings, e) < 0)
+        return -1;
+    int C = c->hidden, V = c->vocab;
+    if (get_stored(h, n[0], NULL, head->dense_w, 2, C, C, e) < 0 ||
+        get_stored(h, n[1], NULL, head->dense_b, 1, C, 0, e) < 0 ||
+        get_stored(h, n[2], NULL, head->ln_g, 1, C, 0, e) < 0 ||
+        get_stored(h, n[3], NULL, head->ln_b, 1, C, 0, e) < 0 ||
+        (!head->tied && get_stored(h, n[4], NULL, head->decoder, 2, V, C, e) < 0) ||
+        get_stored(h, n[5], n[6], head->bias, 1, V, 0, e) < 0) {
+        mlm_head_free(head);
+        return -1;
+    }
+    return 0;
+}
+
+void hf_run_base_from(const char *hf_dir, char *out, size_t n)
+{
+    char path[1100];
+    config_t cf;
+    const char *v = NULL;
+    out[0] = 0;
+    snprintf(path, sizeof path, "%s/../experiment.cfg", hf_dir);
+    config_init(&cf);
+    if (config_read_file(&cf, path) && config_lookup_string(&cf, "base.from", &v) && v)
+        snprintf(out, n, "%s", v);
+    config_destroy(&cf);
 }

@@ -15,6 +15,7 @@
 #include "data.h"
 #include "error.h"
 #include "model.h"
+#include "mlm.h"
 #include "safetensors.h"
 
 typedef struct {
@@ -31,6 +32,7 @@ typedef struct {
     int head_labels;           /* rows of the stored classifier; 0: no head */
     int has_pooler;            /* BERT: bert.pooler.dense is stored */
     int has_pre;               /* DistilBERT: pre_classifier is stored */
+    int tie_embeddings;        /* tie_word_embeddings (default true) */
 } HfModel;
 
 /* Reads DIR/config.json and DIR/model.safetensors and checks that they
@@ -52,6 +54,17 @@ int hf_read_config(HfModel *h, const char *dir, MnError *e);
  * not stored (the pooler of a BertForMaskedLM file, a head) keeps m's
  * initialisation. */
 int hf_load(const HfModel *h, Model *m, int head_task, MnError *e);
+
+/* The model's masked-language-modelling head (BERT's cls.predictions.*,
+ * DistilBERT's vocab_transform, vocab_layer_norm, vocab_projector) into
+ * head, allocated here. The decoder is tied to the word embeddings unless
+ * config.json's tie_word_embeddings is false (then it must be stored). An
+ * error names what is missing: a classifier checkpoint has no MLM head. */
+int hf_load_mlm(const HfModel *h, MlmHead *head, MnError *e);
+
+/* The folder a run started from: base.from of the experiment.cfg beside
+ * its hf/ folder (hf_run_files); "" when unknown. */
+void hf_run_base_from(const char *hf_dir, char *out, size_t n);
 
 /* The Hugging Face name of tensor t of m under arch (as
  * *ForSequenceClassification stores it: "bert.encoder.layer.0...",

@@ -885,7 +885,7 @@ static void pool_backward(const Model *m, Activations *a, const Batch *b, float 
  * of labelled rows to *loss and *counted. With soft tokens the model's
  * sequences are b->T + n long and a->len holds their lengths. */
 static void forward_rows(const Model *m, Activations *a, const Batch *b,
-                         double *loss, int *counted)
+                         double *loss, int *counted, int encode_only)
 {
     const ModelConfig *c = &m->cfg;
     const float *P = m->params;
@@ -910,7 +910,7 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
     layernorm_forward_eps(a->emb_ln, a->emb_mean, a->emb_rstd, a->emb,
                       P + o->ln_g, P + o->ln_b, BT, C, c->ln_eps);
     x = a->emb_ln;
-    const int cls = cls_only(m, T);
+    const int cls = cls_only(m, T) && !encode_only;
     for (int l = 0; l < c->layers; l++) {
         const BlockOffsets *bo = &o->block[l];
         BlockActs *k = &a->block[l];
@@ -930,6 +930,8 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
         block_tail_forward(m, a, l, x, C, BT, T, 1);
         x = k->ln2;
     }
+    if (encode_only)
+        return;
     if (cls)
         memcpy(a->cls, x, (size_t)B * C * sizeof(float));
     else
@@ -1107,6 +1109,7 @@ typedef struct {
     int n;                     /* workers with rows (<= B) */
     float inv_count;
     int lowest;
+    int encode_only;           /* the encoder's output for every row, no heads */
     double loss[MODEL_MAX_THREADS];
     int counted[MODEL_MAX_THREADS];
 } StepJob;
@@ -1135,7 +1138,7 @@ static void forward_job(void *arg, int i, int nw)
     act_view(&v, &j->m->act, c->layers, r0, j->b->T + prompt_now(j->m), c->hidden,
              c->intermediate, c->heads, c->lora_r, prefix_now(j->m), i, att_scratch(c));
     batch_view(&bv, j->b, r0, r1);
-    forward_rows(j->m, &v, &bv, &j->loss[i], &j->counted[i]);
+    forward_rows(j->m, &v, &bv, &j->loss[i], &j->counted[i], j->encode_only);
 }
 
 /* Gradient buffer of worker i: worker 0 accumulates straight into
@@ -1195,6 +1198,7 @@ static void reduce_job(void *arg, int i, int nw)
 static void job_init(StepJob *j, Model *m, const Batch *b)
 {
     int n = workers_count(m->pool);
+    memset(j, 0, sizeof *j);
     j->m = m;
     j->b = b;
     j->n = n < b->B ? n : b->B > 0 ? b->B : 1;
@@ -1221,6 +1225,21 @@ float model_forward(Model *m, const Batch *b)
         counted += j.counted[i];
     }
     return counted ? (float)(loss / counted) : 0.0f;
+}
+
+void model_encode(Model *m, const Batch *b)
+{
+    StepJob j;
+    m->act.B = b->B;
+    m->act.T = b->T;
+    job_init(&j, m, b);
+    j.encode_only = 1;
+    workers_run(m->pool, forward_job, &j);
+}
+
+const float *model_encoded(const Model *m)
+{
+    return m->act.block[m->cfg.layers - 1].ln2;
 }
 
 void model_backward(Model *m, const Batch *b)

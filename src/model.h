@@ -222,6 +222,11 @@ int model_find_group(const Model *m, const char *name);
  * label >= 0 (0 when none). Each row uses the head b->task[row]. Logits
  * and probabilities of row r start at act.logits + r * act.max_labels. */
 float model_forward(Model *m, const Batch *b);
+/* The encoder alone over every row (the last block over all rows, no
+ * pooler or heads): model_encoded then gives its output, [B*T, C] rows of
+ * the batch's T (soft prompt tokens included), e.g. for the MLM head. */
+void model_encode(Model *m, const Batch *b);
+const float *model_encoded(const Model *m);
 /* Accumulates into m->grads the gradient of the mean loss of the last
  * forward (same batch). Frozen groups get no gradient, and no work is
  * done below the lowest trainable group. */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "hf.h"
+#include "mlm.h"
 #include "model.h"
 #include "safetensors.h"
 #include "tokenizer.h"
@@ -43,7 +45,7 @@ static int parse_args(int argc, char **argv, PredictArgs *a)
         }
     }
     if (!a->checkpoint || !a->task) {
-        fprintf(stderr, "usage: mneme predict CHECKPOINT|MODEL_DIR --task NAME [--ids | --pair]\n");
+        fprintf(stderr, "usage: mneme predict CHECKPOINT|MODEL_DIR --task NAME|mlm [--ids | --pair]\n");
         return 2;
     }
     return 0;
@@ -169,27 +171,137 @@ static int is_dir(const char *path)
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-/* A model folder as it came from the hub: its own head is the task
- * "original", with the labels of its id2label. */
+/* The fill-mask output for one line: the top 5 tokens at each [MASK]. */
+static int predict_mlm_line(Model *m, const MlmHead *h, const Tokenizer *tok, const char *line,
+                            const Batch *b, int n, long lineno, int use_ids)
+{
+    MnError e;
+    int pos[512], np = 0;
+    for (int t = 0; t < n && np < (int)(sizeof pos / sizeof pos[0]); t++)
+        if (b->ids[t] == tok->mask)
+            pos[np++] = t;
+    if (!np) {
+        fprintf(stderr, "mneme predict: stdin:%ld: no [MASK] (id %d) to fill\n", lineno, tok->mask);
+        return 2;
+    }
+    float *logits = malloc((size_t)np * (size_t)h->vocab * sizeof *logits);
+    if (!logits || mlm_logits(m, h, b, pos, np, logits, &e) < 0) {
+        fprintf(stderr, "mneme predict: %s\n", logits ? e.msg : "out of memory");
+        free(logits);
+        return 1;
+    }
+    json_t *masks = json_array();
+    for (int i = 0; i < np; i++) {
+        const float *l = logits + (size_t)i * h->vocab;
+        int top[5], k = 0;
+        double mx = l[0], sum = 0.0;
+        for (int v = 1; v < h->vocab; v++)
+            if (l[v] > mx)
+                mx = l[v];
+        for (int v = 0; v < h->vocab; v++)
+            sum += exp((double)l[v] - mx);
+        /* the five best, highest first (ties: the lower id) */
+        for (; k < 5 && k < h->vocab; k++) {
+            int best = -1;
+            for (int v = 0; v < h->vocab; v++) {
+                int taken = 0;
+                for (int j = 0; j < k; j++)
+                    taken |= top[j] == v;
+                if (!taken && (best < 0 || l[v] > l[best]))
+                    best = v;
+            }
+            top[k] = best;
+        }
+        json_t *arr = json_array();
+        for (int j = 0; j < k; j++) {
+            char buf[16];
+            json_array_append_new(arr, json_pack("{s:i, s:s, s:f}", "id", top[j], "token",
+                                                 tokenizer_token(tok, top[j], buf), "score",
+                                                 exp((double)l[top[j]] - mx) / sum));
+        }
+        json_array_append_new(masks, json_pack("{s:i, s:o}", "position", pos[i], "top", arr));
+    }
+    json_t *o = json_pack("{s:s, s:o}", use_ids ? "ids" : "text", line, "masks", masks);
+    char *out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
+    if (out)
+        puts(out);
+    free(out);
+    json_decref(o);
+    free(logits);
+    return 0;
+}
+
+static int predict_mlm_lines(Model *m, const MlmHead *h, const Tokenizer *tok, int use_ids)
+{
+    Batch b;
+    MnError e;
+    TokenSeq seq = { 0 };
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long lineno = 0;
+    int status = 0;
+    if (batch_alloc(&b, 1, m->cfg.max_len, &e) < 0) {
+        fprintf(stderr, "mneme predict: %s\n", e.msg);
+        return 1;
+    }
+    while (status == 0 && (len = getline(&line, &cap, stdin)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
+        int n;
+        memset(b.types, 0, (size_t)m->cfg.max_len * sizeof *b.types);
+        if (use_ids)
+            n = parse_ids(line, b.ids, m->cfg.max_len, m->cfg.vocab, lineno);
+        else if (tokenizer_encode(tok, line, NULL, m->cfg.max_len, &seq, &e) < 0) {
+            fprintf(stderr, "mneme predict: stdin:%ld: %s\n", lineno, e.msg);
+            n = -1;
+        } else {
+            n = seq.n;
+            memcpy(b.ids, seq.ids, (size_t)n * sizeof *b.ids);
+        }
+        if (n < 0) {
+            status = 2;
+            break;
+        }
+        b.B = 1;
+        b.T = n;
+        b.len[0] = n;
+        b.task[0] = 0;
+        b.label[0] = -1;
+        status = predict_mlm_line(m, h, tok, line, &b, n, lineno, use_ids);
+    }
+    free(line);
+    token_seq_free(&seq);
+    batch_free(&b);
+    return status;
+}
+
+/* A model folder as it came from the hub: its own head, when it has one,
+ * is the task "original", with the labels of its id2label; with mlm, its
+ * MLM head goes to head. */
 static int load_folder(const char *dir, Model *m, ModelConfig *cfg, LabelSet *labels,
-                       Tokenizer *tok, int need_tok, MnError *e)
+                       Tokenizer *tok, int need_tok, MlmHead *head, MnError *e)
 {
     HfModel h;
     if (hf_open(&h, dir, e) < 0)
         return -1;
-    if (!h.head_labels) {
+    if (!h.head_labels && !head) {
         hf_close(&h);
-        return mn_fail(e, "%s: the model has no classification head (classifier.weight)", dir);
+        return mn_fail(e, "%s: the model has no classification head (classifier.weight); "
+                       "--task mlm fills [MASK] with its MLM head", dir);
     }
     *cfg = h.shape;
     cfg->max_len = cfg->max_positions;
     cfg->n_tasks = 1;
     snprintf(cfg->task_name[0], TASK_NAME_MAX, "original");
-    cfg->n_labels[0] = h.head_labels;
+    cfg->n_labels[0] = h.head_labels ? h.head_labels : 1;
     labels[0] = h.labels;
     int rc = model_create(m, cfg, 1, e);
     if (rc == 0)
-        rc = hf_load(&h, m, 0, e);
+        rc = hf_load(&h, m, h.head_labels ? 0 : -1, e);
+    if (rc == 0 && head)
+        rc = hf_load_mlm(&h, head, e);
     hf_close(&h);
     if (rc == 0 && need_tok && tokenizer_load(tok, dir, e) < 0)
         rc = -1;
@@ -199,73 +311,93 @@ static int load_folder(const char *dir, Model *m, ModelConfig *cfg, LabelSet *la
     return rc;
 }
 
+/* A run's checkpoint: the model, and the task's index in it. */
+static int load_checkpoint(const char *path, const char *task_name, Model *m,
+                           ModelConfig *cfg, LabelSet *labels, int *task, MnError *e)
+{
+    StFile f;
+    if (safetensors_read(&f, path, e) < 0)
+        return -1;
+    int rc = checkpoint_read_config(&f, cfg, labels, e);
+    *task = -1;
+    for (int k = 0; rc == 0 && k < cfg->n_tasks; k++)
+        if (strcmp(cfg->task_name[k], task_name) == 0)
+            *task = k;
+    if (rc == 0 && *task < 0 && strcmp(task_name, "mlm") != 0) {
+        char have[256] = "";
+        for (int k = 0; k < cfg->n_tasks; k++)
+            snprintf(have + strlen(have), sizeof have - strlen(have), " %s", cfg->task_name[k]);
+        rc = mn_fail(e, "%s has no task '%s' (it has:%s, and mlm for a run from a Hugging "
+                     "Face model)", path, task_name, have);
+    }
+    if (rc == 0)
+        rc = model_create(m, cfg, 1, e);
+    if (rc == 0)
+        rc = checkpoint_load(&f, m, NULL, NULL, e);
+    safetensors_free(&f);
+    return rc;
+}
+
+/* The MLM head of the model a run started from (base.from). */
+static int run_mlm_head(const char *hf_dir, MlmHead *head, MnError *e)
+{
+    char base[1024];
+    HfModel h;
+    hf_run_base_from(hf_dir, base, sizeof base);
+    if (!base[0])
+        return mn_fail(e, "%s: the run's experiment.cfg names no base.from", hf_dir);
+    if (hf_open(&h, base, e) < 0)
+        return mn_wrap(e, "the run's base.from");
+    int rc = hf_load_mlm(&h, head, e);
+    hf_close(&h);
+    return rc;
+}
+
 int predict_main(int argc, char **argv)
 {
     PredictArgs a;
-    StFile f;
     ModelConfig cfg;
     LabelSet labels[MODEL_MAX_TASKS];
     Model m;
     MnError e;
     Tokenizer tok;
-    int rc = parse_args(argc, argv, &a), task = -1;
+    MlmHead head;
+    char tdir[1024];
+    int rc = parse_args(argc, argv, &a), task = 0;
     if (rc)
         return rc;
+    int mlm = strcmp(a.task, "mlm") == 0;
     tokenizer_bytes(&tok);
+    memset(&m, 0, sizeof m);
+    memset(&head, 0, sizeof head);
     if (is_dir(a.checkpoint)) {
-        memset(&m, 0, sizeof m);
-        if (load_folder(a.checkpoint, &m, &cfg, labels, &tok, !a.ids, &e) < 0) {
-            fprintf(stderr, "mneme predict: %s\n", e.msg);
-            model_free(&m);
-            tokenizer_free(&tok);
-            return 2;
-        }
-        if (strcmp(a.task, "original") != 0) {
-            fprintf(stderr, "mneme predict: %s has one task, its own head: --task original\n",
-                    a.checkpoint);
-            model_free(&m);
-            tokenizer_free(&tok);
-            return 2;
-        }
-        rc = predict_lines(&m, &tok, labels, 0, a.ids, a.pair);
-        model_free(&m);
-        tokenizer_free(&tok);
-        return rc;
+        /* --ids with mlm still needs the tokenizer's [MASK] id */
+        rc = load_folder(a.checkpoint, &m, &cfg, labels, &tok, !a.ids || mlm, mlm ? &head : NULL,
+                         &e);
+        if (rc == 0 && !mlm && strcmp(a.task, "original") != 0)
+            rc = mn_fail(&e, "%s has one task, its own head: --task original (or mlm)",
+                         a.checkpoint);
+    } else {
+        int has_hf = hf_run_files(a.checkpoint, tdir, sizeof tdir);
+        rc = 0;
+        if (has_hf && (!a.ids || mlm))
+            rc = tokenizer_load(&tok, tdir, &e);
+        if (rc == 0 && mlm && !has_hf)
+            rc = mn_fail(&e, "%s: --task mlm needs a run started from a Hugging Face model "
+                         "(base.from)", a.checkpoint);
+        if (rc == 0)
+            rc = load_checkpoint(a.checkpoint, a.task, &m, &cfg, labels, &task, &e);
+        if (rc == 0 && mlm)
+            rc = run_mlm_head(tdir, &head, &e);
     }
-    char tdir[2048];
-    if (!a.ids && hf_run_files(a.checkpoint, tdir, sizeof tdir) &&
-        tokenizer_load(&tok, tdir, &e) < 0) {
+    if (rc < 0) {
         fprintf(stderr, "mneme predict: %s\n", e.msg);
-        return 2;
-    }
-    if (safetensors_read(&f, a.checkpoint, &e) < 0) {
-        fprintf(stderr, "mneme predict: %s\n", e.msg);
-        return 2;
-    }
-    if (checkpoint_read_config(&f, &cfg, labels, &e) < 0) {
-        fprintf(stderr, "mneme predict: %s: %s\n", a.checkpoint, e.msg);
-        safetensors_free(&f);
-        return 2;
-    }
-    for (int k = 0; k < cfg.n_tasks; k++)
-        if (strcmp(cfg.task_name[k], a.task) == 0)
-            task = k;
-    if (task < 0) {
-        fprintf(stderr, "mneme predict: %s has no task '%s' (it has:", a.checkpoint, a.task);
-        for (int k = 0; k < cfg.n_tasks; k++)
-            fprintf(stderr, " %s", cfg.task_name[k]);
-        fprintf(stderr, ")\n");
-        safetensors_free(&f);
-        return 2;
-    }
-    if (model_create(&m, &cfg, 1, &e) < 0 || checkpoint_load(&f, &m, NULL, NULL, &e) < 0) {
-        fprintf(stderr, "mneme predict: %s: %s\n", a.checkpoint, e.msg);
-        safetensors_free(&f);
-        model_free(&m);
-        return 2;
-    }
-    safetensors_free(&f);
-    rc = predict_lines(&m, &tok, labels, task, a.ids, a.pair);
+        rc = 2;
+    } else if (mlm)
+        rc = predict_mlm_lines(&m, &head, &tok, a.ids);
+    else
+        rc = predict_lines(&m, &tok, labels, task, a.ids, a.pair);
+    mlm_head_free(&head);
     model_free(&m);
     tokenizer_free(&tok);
     return rc;

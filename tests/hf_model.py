@@ -6,6 +6,8 @@
   hf_model.py logits DIR [--pair]   token ids (or, with --pair, "a<TAB>b"
                                     texts of whole vocabulary words) on stdin,
                                     one JSON array of logits a line out
+  hf_model.py mlm DIR               token ids on stdin; for each [MASK] (id 4)
+                                    the MLM head's top 5 ids and probabilities
 
 The forward pass is written here from the published architectures with
 numpy in float64, independently of mneme's code, so that the test compares
@@ -203,7 +205,35 @@ class Ref:
                     return t[alt]
         raise KeyError(name)
 
-    def logits(self, ids, types):
+    def hidden(self, ids, types):
+        return self.logits(ids, types, hidden=True)
+
+    def mlm(self, ids):
+        c, t = self.cfg, self.t
+        x = self.hidden(np.array(ids), np.zeros(len(ids), dtype=int))
+        if self.distil:
+            w, b = t["vocab_transform.weight"], t["vocab_transform.bias"]
+            g, be = t["vocab_layer_norm.weight"], t["vocab_layer_norm.bias"]
+            bias, act, eps = t["vocab_projector.bias"], c["activation"], 1e-12
+        else:
+            w, b = t["cls.predictions.transform.dense.weight"], t["cls.predictions.transform.dense.bias"]
+            g = t["cls.predictions.transform.LayerNorm.weight"]
+            be = t["cls.predictions.transform.LayerNorm.bias"]
+            bias, act, eps = t["cls.predictions.bias"], c.get("hidden_act", "gelu"), c.get("layer_norm_eps", 1e-12)
+        dec = self.get("embeddings.word_embeddings.weight")
+        out = []
+        for p, tok in enumerate(ids):
+            if tok != 4:
+                continue
+            h = layer_norm(gelu(x[p] @ w.T + b, act), g, be, eps)
+            lg = h @ dec.T + bias
+            pr = np.exp(lg - lg.max())
+            pr /= pr.sum()
+            top = sorted(range(len(pr)), key=lambda v: (-pr[v], v))[:5]
+            out.append({"position": p, "top": [[v, float(pr[v])] for v in top]})
+        return out
+
+    def logits(self, ids, types, hidden=False):
         c, g = self.cfg, self.get
         distil = self.distil
         C = c["dim"] if distil else c["hidden_size"]
@@ -235,6 +265,8 @@ class Ref:
                            g(p + mods["ln1"] + ".bias"), eps)
             f = lin("out", gelu(lin("i", x), act))
             x = layer_norm(f + x, g(p + mods["ln2"] + ".weight"), g(p + mods["ln2"] + ".bias"), eps)
+        if hidden:
+            return x
         cls = x[0]
         if distil:
             pooled = np.maximum(self.t["pre_classifier.weight"] @ cls + self.t["pre_classifier.bias"], 0)
@@ -258,6 +290,12 @@ def logits(args):
             ids = [int(v) for v in line.split()]
             types = [0] * len(ids)
         print(json.dumps([float(v) for v in ref.logits(np.array(ids), np.array(types))]))
+
+
+def mlm(args):
+    ref = Ref(args.dir)
+    for line in sys.stdin:
+        print(json.dumps(ref.mlm([int(v) for v in line.split()])))
 
 
 def main():
@@ -288,8 +326,10 @@ def main():
     lg = sub.add_parser("logits")
     lg.add_argument("dir")
     lg.add_argument("--pair", action="store_true")
+    ml = sub.add_parser("mlm")
+    ml.add_argument("dir")
     args = ap.parse_args()
-    make(args) if args.cmd == "make" else logits(args)
+    {"make": make, "logits": logits, "mlm": mlm}[args.cmd](args)
 
 
 if __name__ == "__main__":

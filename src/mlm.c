@@ -1,0 +1,327 @@
+#include "mlm.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "layers.h"
+#include "rng.h"
+
+/* OpenBLAS's cblas.h includes <complex.h>, whose I is not ours. */
+#undef I
+
+/* Masked rows a worker takes through the head at once: the [rows, V]
+ * logits stay a few megabytes even for a 30k vocabulary. */
+#define MLM_CHUNK 32
+/* Masking streams, apart from every other use of the seed. */
+#define MLM_STREAM 0x4D4C4D00ULL      /* "MLM" */
+
+int mlm_head_alloc(MlmHead *h, int hidden, int vocab, int act, float eps, int tied,
+                   MnError *e)
+{
+    memset(h, 0, sizeof *h);
+    size_t C = (size_t)hidden, V = (size_t)vocab;
+    size_t n = C * C + 3 * C + (tied ? 0 : V * C) + V;
+    h->buf = calloc(n, sizeof *h->buf);
+    if (!h->buf)
+        return mn_fail(e, "out of memory for the MLM head (%zu floats)", n);
+    h->hidden = hidden;
+    h->vocab = vocab;
+    h->act = act;
+    h->eps = eps;
+    h->tied = tied;
+    float *p = h->buf;
+    h->dense_w = p, p += C * C;
+    h->dense_b = p, p += C;
+    h->ln_g = p, p += C;
+    h->ln_b = p, p += C;
+    if (!tied)
+        h->decoder = p, p += V * C;
+    h->bias = p;
+    return 0;
+}
+
+void mlm_head_free(MlmHead *h)
+{
+    free(h->buf);
+    memset(h, 0, sizeof *h);
+}
+
+/* ---- masking ---------------------------------------------------------------- */
+
+static int maskable(const Tokenizer *t, int id)
+{
+    return id != t->cls && id != t->sep && id != t->pad && id != t->unk && id != t->mask;
+}
+
+/* Masks row i of d (already tokenized): the same positions for the same
+ * (seed, line) whatever else the file holds. */
+static void mask_row(Dataset *d, int i, const Tokenizer *t, unsigned long long seed, long line,
+                     int train)
+{
+    int *ids = d->ids + (size_t)i * (size_t)d->max_len;
+    int *lab = d->mlm + (size_t)i * (size_t)d->max_len;
+    int cand[512], nc = 0, n = d->len[i];
+    for (int p = 0; p < d->max_len; p++)
+        lab[p] = -1;
+    for (int p = 0; p < n && nc < (int)(sizeof cand / sizeof cand[0]); p++)
+        if (maskable(t, ids[p]))
+            cand[nc++] = p;
+    if (nc == 0)
+        return;
+    int k = (int)floor(MLM_PROB * nc + 0.5);
+    if (k < 1)
+        k = 1;
+    Rng r;
+    rng_seed_stream(&r, seed, MLM_STREAM + (uint64_t)line);
+    /* the first k of a partial shuffle */
+    for (int j = 0; j < k; j++) {
+        int s = j + (int)rng_below(&r, (uint32_t)(nc - j));
+        int tmp = cand[j];
+        cand[j] = cand[s];
+        cand[s] = tmp;
+        int p = cand[j];
+        lab[p] = ids[p];
+        float u = train ? rng_uniform(&r) : 0.0f;
+        if (u < 0.8f)
+            ids[p] = t->mask;
+        else if (u < 0.9f)
+            ids[p] = (int)rng_below(&r, (uint32_t)t->vocab_size);
+    }
+}
+
+int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char *path,
+                  int max_len, unsigned long long seed, MnError *e)
+{
+    memset(eval, 0, sizeof *eval);
+    memset(train, 0, sizeof *train);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return mn_fail(e, "%s: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    long lineno = 0, examples = 0;
+    int rc = 0;
+    TokenSeq seq = { 0 };
+    Dataset *ds[2] = { train, eval };
+    int cap_rows[2] = { 0, 0 };
+    for (int k = 0; k < 2; k++)
+        if (dataset_alloc(ds[k], 0, max_len, e) < 0) {
+            rc = -1;
+            break;
+        }
+    while (rc == 0 && (got = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        size_t n = (size_t)got;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = 0;
+        if (memchr(line, 0, n)) {
+            rc = mn_fail(e, "%s:%ld: NUL byte in line", path, lineno);
+            break;
+        }
+        if (line[strspn(line, " \t")] == 0)
+            continue;
+        if (tokenizer_encode(t, line, NULL, max_len, &seq, e) < 0) {
+            rc = mn_wrap(e, "%s:%ld", path, lineno);
+            break;
+        }
+        int held = examples % 5 == 4;
+        Dataset *d = ds[held];
+        examples++;
+        if (d->n == cap_rows[held]) {
+            int want = cap_rows[held] ? 2 * cap_rows[held] : 256;
+            /* dataset_alloc sizes every array once: grow them here */
+            int *ids = realloc(d->ids, (size_t)want * (size_t)max_len * sizeof *ids);
+            if (ids)
+                d->ids = ids;
+            int *types = ids ? realloc(d->types, (size_t)want * (size_t)max_len * sizeof *types) : NULL;
+            if (types)
+                d->types = types;
+            int *mlm = types ? realloc(d->mlm, (size_t)want * (size_t)max_len * sizeof *mlm) : NULL;
+            if (mlm)
+                d->mlm = mlm;
+            int *len = mlm ? realloc(d->len, (size_t)want * sizeof *len) : NULL;
+            if (len)
+                d->len = len;
+            int *label = len ? realloc(d->label, (size_t)want * sizeof *label) : NULL;
+            if (label)
+                d->label = label;
+            if (!label) {
+                rc = mn_fail(e, "%s:%ld: out of memory", path, lineno);
+                break;
+            }
+            cap_rows[held] = want;
+        }
+        int i = d->n++;
+        int *ids = d->ids + (size_t)i * (size_t)max_len;
+        int *types = d->types + (size_t)i * (size_t)max_len;
+        for (int p = 0; p < max_len; p++) {
+            ids[p] = p < seq.n ? seq.ids[p] : t->pad;
+            types[p] = p < seq.n ? seq.types[p] : 0;
+        }
+        d->len[i] = seq.n;
+        d->label[i] = 0;
+        mask_row(d, i, t, seed, lineno, !held);
+    }
+    if (rc == 0 && ferror(f))
+        rc = mn_fail(e, "%s: %s", path, strerror(errno));
+    if (rc == 0 && eval->n == 0)
+        rc = mn_fail(e, "%s: %ld lines of text; every fifth is held out for evaluation, so it "
+                     "needs at least 5", path, examples);
+    free(line);
+    token_seq_free(&seq);
+    fclose(f);
+    if (rc < 0) {
+        dataset_free(eval);
+        dataset_free(train);
+    }
+    return rc;
+}
+
+/* ---- the head ------------------------------------------------------------------ */
+
+/* Rows of hidden states x [n, C] → logits [n, V] through the head; x
+ * is scratch once read. */
+static void head_forward(const MlmHead *h, const float *word, float *x, int n, float *pre,
+                         float *act, float *mean, float *rstd, float *logits)
+{
+    const int C = h->hidden, V = h->vocab;
+    linear_forward(pre, x, h->dense_w, h->dense_b, n, C, C);
+    if (h->act == ACT_GELU_TANH)
+        gelu_tanh_forward_grad(act, x, pre, n * C);
+    else
+        gelu_forward(act, pre, n * C);
+    layernorm_forward_eps(pre, mean, rstd, act, h->ln_g, h->ln_b, n, C, h->eps);
+    const float *dec = h->tied ? word : h->decoder;
+    for (int r = 0; r < n; r++)
+        memcpy(logits + (size_t)r * V, h->bias, (size_t)V * sizeof *logits);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, pre, C, dec, C, 1.0f,
+                logits, V);
+}
+
+typedef struct {
+    Model *m;
+    const MlmHead *h;
+    const float *enc;          /* [BT, C] */
+    const int *rows;           /* encoder rows of the masked tokens */
+    const int *label;
+    int n;
+    float *scratch;            /* per worker */
+    size_t per_worker;
+    double loss[MODEL_MAX_THREADS];
+    long correct[MODEL_MAX_THREADS];
+} ScoreJob;
+
+static void score_job(void *arg, int w, int nw)
+{
+    ScoreJob *j = arg;
+    const int C = j->h->hidden, V = j->h->vocab;
+    float *x = j->scratch + (size_t)w * j->per_worker, *pre = x + MLM_CHUNK * C;
+    float *act = pre + MLM_CHUNK * C, *logits = act + MLM_CHUNK * C;
+    float *mean = logits + (size_t)MLM_CHUNK * V, *rstd = mean + MLM_CHUNK;
+    const float *word = j->m->params + j->m->off.word;
+    int lo = (int)((long)j->n * w / nw), hi = (int)((long)j->n * (w + 1) / nw);
+    j->loss[w] = 0.0;
+    j->correct[w] = 0;
+    for (int c0 = lo; c0 < hi; c0 += MLM_CHUNK) {
+        int c = hi - c0 < MLM_CHUNK ? hi - c0 : MLM_CHUNK;
+        for (int r = 0; r < c; r++)
+            memcpy(x + (size_t)r * C, j->enc + (size_t)j->rows[c0 + r] * C, (size_t)C * sizeof *x);
+        head_forward(j->h, word, x, c, pre, act, mean, rstd, logits);
+        for (int r = 0; r < c; r++) {
+            const float *l = logits + (size_t)r * V;
+            int best = 0;
+            for (int v = 1; v < V; v++)
+                if (l[v] > l[best])
+                    best = v;
+            double sum = 0.0;
+            for (int v = 0; v < V; v++)
+                sum += exp((double)l[v] - l[best]);
+            j->loss[w] += log(sum) + l[best] - l[j->label[c0 + r]];
+            j->correct[w] += best == j->label[c0 + r];
+        }
+    }
+}
+
+static float *worker_scratch(const Model *m, const MlmHead *h, size_t *per)
+{
+    *per = (size_t)MLM_CHUNK * (3 * (size_t)h->hidden + (size_t)h->vocab + 2);
+    return malloc(*per * (size_t)model_threads(m) * sizeof(float));
+}
+
+int mlm_score(Model *m, const MlmHead *h, const Dataset *d, int limit, Batch *scratch,
+              MlmScore *s, MnError *e)
+{
+    int n = limit > 0 && limit < d->n ? limit : d->n, cap = scratch->cap;
+    int *idx = malloc((size_t)cap * sizeof *idx);
+    int *rows = malloc((size_t)cap * (size_t)scratch->max_len * sizeof *rows);
+    int *label = malloc((size_t)cap * (size_t)scratch->max_len * sizeof *label);
+    size_t per;
+    float *ws = worker_scratch(m, h, &per);
+    double loss = 0.0;
+    long correct = 0, tokens = 0;
+    memset(s, 0, sizeof *s);
+    if (!idx || !rows || !label || !ws) {
+        free(idx), free(rows), free(label), free(ws);
+        return mn_fail(e, "out of memory for the MLM evaluation");
+    }
+    for (int start = 0; start < n; start += cap) {
+        int B = n - start < cap ? n - start : cap;
+        for (int i = 0; i < B; i++)
+            idx[i] = start + i;
+        batch_fill(scratch, d, idx, B, 0);
+        model_encode(m, scratch);
+        int T = scratch->T + (m->virtual_on ? m->cfg.prompt_tokens : 0);
+        int np = T - scratch->T, k = 0;
+        for (int r = 0; r < B; r++)
+            for (int t = 0; t < scratch->T; t++) {
+                int lab = scratch->mlm[(size_t)r * scratch->T + t];
+                if (lab < 0)
+                    continue;
+                /* soft prompt tokens sit after [CLS] */
+                rows[k] = r * T + (t == 0 ? 0 : t + np);
+                label[k++] = lab;
+            }
+        ScoreJob j = { m, h, model_encoded(m), rows, label, k, ws, per, { 0 }, { 0 } };
+        model_run_parallel(m, score_job, &j);
+        for (int w = 0; w < model_threads(m); w++) {
+            loss += j.loss[w];
+            correct += j.correct[w];
+        }
+        tokens += k;
+    }
+    if (tokens) {
+        s->loss = loss / (double)tokens;
+        s->acc = (double)correct / (double)tokens;
+    }
+    s->tokens = tokens;
+    free(idx), free(rows), free(label), free(ws);
+    return 0;
+}
+
+int mlm_logits(Model *m, const MlmHead *h, const Batch *b, const int *pos, int n,
+               float *logits, MnError *e)
+{
+    const int C = h->hidden;
+    float *x = malloc((size_t)3 * C * sizeof *x), *mean = malloc(2 * sizeof *mean);
+    if (!x || !mean) {
+        free(x), free(mean);
+        return mn_fail(e, "out of memory");
+    }
+    model_encode(m, b);
+    const float *enc = model_encoded(m);
+    int np = m->virtual_on ? m->cfg.prompt_tokens : 0;
+    for (int i = 0; i < n; i++) {
+        int row = pos[i] == 0 ? 0 : pos[i] + np;
+        memcpy(x, enc + (size_t)row * C, (size_t)C * sizeof *x);
+        head_forward(h, m->params + m->off.word, x, 1, x + C, x + 2 * C, mean, mean + 1,
+                     logits + (size_t)i * h->vocab);
+    }
+    free(x), free(mean);
+    return 0;
+}
