@@ -16,28 +16,40 @@
  * list of CJK ranges.
  *
  * Where the other BERT tokenizers differ from this one (the fast one is
- * what transformers uses by default, and what we match):
+ * what transformers uses by default, and what we match), as their sources
+ * read:
  *
- * - transformers' Python BertTokenizer (BasicTokenizer) takes whitespace to
- *   be " ", \t, \n, \r and category Zs only, so U+2028 and U+2029 (Zl, Zp)
- *   stay inside a word, which then becomes [UNK]; the fast one splits there.
- * - Python drops only categories Cc and Cf (and U+0000, U+FFFD) as control
- *   characters; the fast one also drops private-use characters (Co), which
- *   Python keeps and so turns their word into [UNK].
- * - Python lowercases first and strips accents after, and Python's
- *   str.lower() is context-sensitive for final sigma (Σ at the end of a word
- *   becomes ς, elsewhere σ); the fast one strips accents, then lowercases
- *   each character alone (Σ is always σ; İ U+0130 is "i" + U+0307, whose
- *   dot survives when accents are not stripped).
- * - Python's CJK ranges end the extensions at U+2B81F and add U+2B820..
- *   U+2CEAF only in later versions; the fast one has U+2B920..U+2CEAF and
- *   leaves U+2B820..U+2B91F (part of Extension E) out.
- * - Pair truncation ("longest_first"): Python removes one token at a time
- *   from the longer side; the fast one computes both cuts at once: when both
- *   are longer than half the room, the first gets room/2 and the second the
- *   rest (the second keeps the odd token).
- * - Google's original tokenization.py is the Python one without special
- *   tokens: "[MASK]" in its input is split into "[", "mask", "]".
+ * - Whitespace: transformers' Python BertTokenizer (BasicTokenizer) and
+ *   Google's original tokenization.py take " ", \t, \n, \r and category Zs
+ *   only, so U+2028 and U+2029 (Zl, Zp) stay inside a word, which then
+ *   becomes [UNK]; the fast one splits there (Rust's char::is_whitespace).
+ * - Control characters: the fast one drops Cc, Cf and Co (private use) but
+ *   keeps unassigned code points (Cn), whose word becomes [UNK];
+ *   transformers' Python drops every category C* (Cn too); Google's drops
+ *   only Cc and Cf, so a private-use character makes its word [UNK].
+ * - Case and accents: the Python ones lowercase first and strip accents
+ *   after, with str.lower(), which turns a word-final Σ into ς; the fast
+ *   one strips accents, then lowercases each character alone (Σ is always
+ *   σ; İ U+0130 becomes "i" U+0307, whose dot stays when accents are not
+ *   stripped).
+ * - CJK ideographs: the Python ones space U+2B820..U+2CEAF apart; the fast
+ *   one U+2B920..U+2CEAF only, so U+2B820..U+2B91F (in Extension E) is
+ *   split by whitespace and punctuation like any letter.
+ * - Word length: Google's WordpieceTokenizer allows 200 characters by
+ *   default; transformers and the fast one 100.
+ * - Special tokens: Google's knows none ("[MASK]" gives "[", "mask", "]").
+ * - Pair truncation (longest_first): transformers' Python removes one token
+ *   at a time from the longer text (from the second on a tie), so the first
+ *   keeps an odd token; the fast one computes both cuts at once and gives it
+ *   to the longer, the second on a tie (tokenizer.c, pair_budget).
+ * - Unicode versions: the library's control, accent (Mn) and punctuation
+ *   classes come from Unicode 8.0 tables (the unicode_categories crate), its
+ *   lowercase from Rust's newer tables; here all come from utf8proc. About
+ *   440 code points assigned since Unicode 8.0 as Cf or Mn (Arabic Quranic
+ *   marks U+08D4..U+08E2, Egyptian format controls U+13430..) are dropped
+ *   here and kept (as [UNK]) by the library, some 120 newer punctuation
+ *   marks (U+2E43..) split a word here and not there, and case pairs new in
+ *   Unicode 16 lowercase there and not here.
  */
 #include "wordpiece.h"
 
