@@ -313,14 +313,6 @@ static void test_pairs(void)
     token_seq_free(&s);
     tokenizer_free(&t);
 
-    /* The same cuts for the byte-level kind, where a byte is a word. */
-    Tokenizer bytes;
-    tokenizer_bytes(&bytes);
-    int B = TOK_BYTE0 + 'x';
-    ok(encode_is(&bytes, "xxxxx", "xxx", 8, 8, 2, B, B, B, 3, B, B, 3, 0, 0, 0, 0, 0, 1, 1, 1),
-       "byte-level: 5+3 in room 5");
-    ok(encode_is(&bytes, "xxxxxxxxxx", "xxxxxxxxx", 6, 6, 2, B, 3, B, B, 3, 0, 0, 0, 1, 1, 1),
-       "byte-level: 10+9 with max_len 6, a tie");
 }
 
 static void test_speed(void)
