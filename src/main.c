@@ -15,6 +15,7 @@
 #include "export.h"
 #include "predict.h"
 #include "runs.h"
+#include "tokenize_cmd.h"
 #include "ui/ui.h"
 
 #define MAX_SETS 256
@@ -27,6 +28,7 @@ static const char usage_text[] =
     "       mneme run --resume RUN_DIR [--headless] [--quiet] [--stop-after STEPS]\n"
     "       mneme predict CHECKPOINT|MODEL_DIR --task NAME [--ids | --pair]\n"
     "       mneme export RUN_DIR|CHECKPOINT --to DIR [--task new|original] [--merge]\n"
+    "       mneme tokenize MODEL_DIR [--pair] [--max-len N]\n"
     "       mneme bench EXPERIMENT.cfg [--set KEY=VALUE]... [--steps N] [--full-last-block]\n"
     "       mneme runs [DIR]\n"
     "       mneme fork RUN_DIR --name NAME [--at STEP] [--set KEY=VALUE]... [--create-only]\n"
@@ -302,7 +304,7 @@ int main(int argc, char **argv)
     } commands[] = {
         { "run", cmd_run }, { "predict", predict_main }, { "bench", cmd_bench },
         { "runs", runs_main }, { "fork", cmd_fork }, { "replay", cmd_replay },
-        { "compare", compare_main }, { "export", export_main },
+        { "compare", compare_main }, { "export", export_main }, { "tokenize", tokenize_main },
     };
     for (size_t i = 0; argc > 1 && i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)

@@ -118,12 +118,17 @@ void tokenizer_free(Tokenizer *t)
     memset(t, 0, sizeof *t);
 }
 
-int tokenizer_pieces(const Tokenizer *t, const char *text, int type, TokenSeq *s,
-                     MnError *e)
+/* The tokens of text, but done after the word that brings their count to
+ * `stop` or more (stop <= 0: all); for the byte-level kind a byte is a
+ * word. */
+static int pieces_until(const Tokenizer *t, const char *text, int type, int stop,
+                        TokenSeq *s, MnError *e)
 {
     if (t->kind == TOKENIZER_WORDPIECE)
-        return wordpiece_pieces(t->wp, text, type, s, e);
+        return wordpiece_pieces_until(t->wp, text, type, stop, s, e);
     size_t n = strlen(text);
+    if (stop > 0 && n > (size_t)stop)
+        n = (size_t)stop;
     if (n > 1u << 30)
         return mn_fail(e, "text of %zu bytes is too long", n);
     if (seq_reserve(s, (int)n, e) < 0)
@@ -135,9 +140,18 @@ int tokenizer_pieces(const Tokenizer *t, const char *text, int type, TokenSeq *s
     return 0;
 }
 
+int tokenizer_pieces(const Tokenizer *t, const char *text, int type, TokenSeq *s,
+                     MnError *e)
+{
+    return pieces_until(t, text, type, 0, s, e);
+}
+
 /* The fast tokenizer's longest-first truncation of a pair to `room` text
- * tokens: not one token at a time from the longer side, but both cut at
- * once, the shorter keeping what it can. */
+ * tokens (truncate_encodings in the tokenizers library): not one token at a
+ * time from the longer side, but both cut at once. When the shorter side
+ * fits in half the room it stays whole and the longer gets the rest;
+ * otherwise the shorter gets room/2 and the longer the other half, with the
+ * odd token (equal lengths: the second gets it). */
 static void pair_budget(int na, int nb, int room, int *ka, int *kb)
 {
     int n1 = na, n2 = nb, swap = n1 > n2;
@@ -169,7 +183,12 @@ int tokenizer_encode(const Tokenizer *t, const char *a, const char *b, int max_l
     s->n = 0;
     if (max_len > 0 && max_len < specials)
         return mn_fail(e, "max_len %d leaves no room for the special tokens", max_len);
-    if (tokenizer_pieces(t, a, 0, &pa, e) < 0 || (b && tokenizer_pieces(t, b, 1, &pb, e) < 0))
+    /* The library stops tokenizing a text after the word that reaches
+     * max_len tokens, and shares out the room by the lengths it has then:
+     * two texts longer than max_len may count as equal, or the shorter as
+     * the longer, which decides who gets an odd token. */
+    if (pieces_until(t, a, 0, max_len, &pa, e) < 0 ||
+        (b && pieces_until(t, b, 1, max_len, &pb, e) < 0))
         goto out;
     int ka = pa.n, kb = pb.n;
     if (max_len > 0 && ka + kb > max_len - specials) {

@@ -23,7 +23,16 @@ int wordpiece_special(const WordPiece *wp, const char *token);
 /* Appends the pieces of text (no [CLS]/[SEP] added) with `type`. */
 int wordpiece_pieces(const WordPiece *wp, const char *text, int type, TokenSeq *s,
                      MnError *e);
+/* The same, but done after the word that brings the count of tokens
+ * appended to `stop` or more (stop <= 0: never), as the library does when
+ * it truncates to max_length = stop: this decides which side of a pair
+ * gets the odd token. */
+int wordpiece_pieces_until(const WordPiece *wp, const char *text, int type, int stop,
+                           TokenSeq *s, MnError *e);
 const char *wordpiece_token(const WordPiece *wp, int id);
 int wordpiece_id(const WordPiece *wp, const char *token);
+/* The text after normalisation alone (no special tokens split out), as
+ * UTF-8 that the caller frees; NULL when out of memory. For tests. */
+char *wordpiece_normalize(const WordPiece *wp, const char *text);
 
 #endif

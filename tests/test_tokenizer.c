@@ -84,10 +84,54 @@ static void test_truncation(void)
        "max_len 2 gives [CLS][SEP]");
 }
 
+/* tokenizer_encode(a, b, max_len) gives ids [CLS] a... [SEP] b... [SEP]
+ * with na and nb bytes of each, and types 0 then 1. */
+static int pair_is(const Tokenizer *t, const char *a, const char *b, int max_len, int na, int nb)
+{
+    TokenSeq s = { 0 };
+    MnError e;
+    int n = 3 + na + nb;
+    int same = tokenizer_encode(t, a, b, max_len, &s, &e) == 0 && s.n == n &&
+               s.ids[0] == TOK_CLS && s.ids[1 + na] == TOK_SEP && s.ids[n - 1] == TOK_SEP;
+    for (int i = 0; same && i < n; i++) {
+        same = s.types[i] == (i > 1 + na);
+        if (i > 0 && i < 1 + na)
+            same = same && s.ids[i] == TOK_BYTE0 + (unsigned char)a[i - 1];
+        if (i > 1 + na && i < n - 1)
+            same = same && s.ids[i] == TOK_BYTE0 + (unsigned char)b[i - 2 - na];
+    }
+    if (!same)
+        diag("(%s | %s, %d): %d tokens, wanted %d + %d", a, b, max_len, s.n, na, nb);
+    token_seq_free(&s);
+    return same;
+}
+
+/* Pairs cut longest-first as the fast tokenizer does, a byte being a word. */
+static void test_pairs(void)
+{
+    Tokenizer t;
+    tokenizer_bytes(&t);
+    ok(pair_is(&t, "abc", "de", 0, 3, 2), "a pair: [CLS] a [SEP] b [SEP], types 0 then 1");
+    ok(pair_is(&t, "abcde", "xyz", 8, 3, 2), "5+3 in room 5: the longer keeps 3, the shorter 2");
+    ok(pair_is(&t, "abcdef", "x", 6, 2, 1), "6+1 in room 3: only the longer is cut");
+    ok(pair_is(&t, "abcd", "wxyz", 8, 2, 3), "a tie in an odd room: the second gets the odd byte");
+    ok(pair_is(&t, "abcdefghij", "abcdefghi", 6, 1, 2),
+       "10+9 with max_len 6: both count as 6, a tie");
+    ok(pair_is(&t, "abcdefghi", "abcd", 6, 2, 1), "9+4 with max_len 6: the first is the longer");
+    ok(pair_is(&t, "ab", "cd", 3, 0, 0), "max_len 3 leaves the special tokens only");
+    TokenSeq s = { 0 };
+    MnError e;
+    ok(tokenizer_encode(&t, "hello", NULL, 4, &s, &e) == 0 && s.n == 4 &&
+       s.ids[2] == TOK_BYTE0 + 'e' && s.ids[3] == TOK_SEP, "a single text is cut, [SEP] kept");
+    ok(tokenizer_encode(&t, "a", "b", 2, &s, &e) < 0, "max_len 2 cannot hold a pair");
+    token_seq_free(&s);
+}
+
 int main(void)
 {
     test_specials();
     test_bytes();
     test_truncation();
+    test_pairs();
     return tap_done();
 }
