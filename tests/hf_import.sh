@@ -46,6 +46,34 @@ same_logits "DistilBERT, distilbert. prefix" "$TMP/distil"
 $HFM make "$TMP/distil_np" --seed 7 --arch distilbert --prefix 0 --act gelu_new
 same_logits "DistilBERT without prefix, gelu_new" "$TMP/distil_np"
 
+# The MLM head (tied to the word embeddings, as Hugging Face loads it):
+# predict --task mlm against the same numpy forward, top 5 ids and
+# probabilities at every [MASK].
+printf '2 5 4 7 3\n2 4 10 4 12 3\n2 20 21 22 4 3\n' > "$TMP/mids"
+same_mlm() {
+    $HFM mlm "$2" < "$TMP/mids" > "$TMP/want" &&
+        "$MNEME" predict "$2" --task mlm --ids < "$TMP/mids" > "$TMP/got" 2> "$TMP/err"
+    if [ $? != 0 ]; then
+        ok 1 "$1: predict --task mlm ran ($(cat "$TMP/err"))"
+        return
+    fi
+    jq -c '[.masks[] | {position, top: [.top[] | [.id, .score]]}]' "$TMP/got" > "$TMP/got_m"
+    res=$(paste -d '\t' "$TMP/want" "$TMP/got_m" | jq -R -s '
+        [split("\n")[] | select(length > 0) | split("\t") | map(fromjson)
+         | [.[0], .[1]] | transpose[] | [.[0].position == .[1].position,
+           ([.[0].top, .[1].top] | transpose[] | [.[0][0] == .[1][0], ((.[0][1] - .[1][1]) | fabs)])]]
+        | [flatten[] | select(type == "boolean")] as $same
+        | [flatten[] | select(type == "number")] as $d
+        | "\($same | all) \($d | max)"' -r)
+    set -- "$1" $res
+    ok "$([ "$2" = true ] && lt "$3" 1e-5; echo $?)" \
+        "$1: predict --task mlm gives the same top 5 at each [MASK] (ids equal: $2, max prob diff $3)"
+}
+$HFM make "$TMP/bert_mlm" --seed 8 --mlm 1 --labels 0
+same_mlm "BERT MLM head (BertForMaskedLM layout, no pooler stored)" "$TMP/bert_mlm"
+$HFM make "$TMP/distil_mlm" --seed 9 --arch distilbert --mlm 1 --labels 0 --prefix 1
+same_mlm "DistilBERT MLM head" "$TMP/distil_mlm"
+
 # Every import error says which file and which field or tensor.
 # refused NAME DIR TEXT: predict exits 2 and names TEXT
 refused() {
@@ -83,5 +111,14 @@ refused "predict on a folder without a head" "$TMP/e12" 'has no classification h
 refused "a folder that does not exist" "$TMP/nowhere" 'nowhere: cannot open: No such file or directory'
 $HFM make "$TMP/e13" --drop bert.embeddings.LayerNorm.weight
 refused "a missing LayerNorm" "$TMP/e13" 'tensor bert.embeddings.LayerNorm.weight is missing'
+mlm_refused() {
+    "$MNEME" predict "$2" --task mlm --ids < "$TMP/mids" > /dev/null 2> "$TMP/err"
+    st=$?
+    ok "$([ $st = 2 ] && contains "$TMP/err" "$3"; echo $?)" "$1 is refused: $(cat "$TMP/err")"
+}
+mlm_refused "--task mlm on a classifier without an MLM head" "$TMP/bert" \
+    'tensor cls.predictions.transform.dense.weight is missing: original.mlm needs the pretrained model'"'"'s MLM head'
+$HFM make "$TMP/e14" --mlm 1 --set 'tie_word_embeddings=false'
+mlm_refused "an untied decoder that is not stored" "$TMP/e14" 'tensor cls.predictions.decoder.weight is missing'
 
 done_testing
