@@ -66,6 +66,8 @@ static int check_theme(const char *v, char *why, size_t n);
          "bytes = one token per byte; wordpiece = base.from's vocab.txt (set by base.from)")              \
     FLT("model.init_std", model.init_std, 0, 1, 0.02, "standard deviation of the initial weights")        \
     STR("original.builtin", original.builtin, "", check_builtin, "built-in original task")                \
+    PATH("original.mlm", original.mlm, "plain text, one example a line: the original task is "            \
+         "masked-language modelling with base.from's MLM head (every fifth line held out)")               \
     PATH("original.train", original.train, "original task training file (TSV or JSONL)")                  \
     PATH("original.eval", original.eval, "original task held-out file (TSV or JSONL)")                    \
     INT("original.train_size", original.train_size, 1, 1000000, 2000, "built-in: training examples")      \
@@ -1022,6 +1024,15 @@ static int check_task(const Ctx *c, const char *group, const TaskSource *t, int 
                        "(%s = { builtin = \"...\"; }; or train and eval files)", group);
     int files = t->train[0] || t->eval[0];
     Origin o;
+    if (t->mlm[0]) {
+        char km[64];
+        snprintf(km, sizeof km, "%s.mlm", group);
+        o = key_origin(c, km);
+        if (t->builtin[0] || files)
+            return fail_at(e, c, &o, km, "give mlm, or builtin, or train and eval, not two of them "
+                           "(with --set, clear the other: %s=\"\")", t->builtin[0] ? kb : kt);
+        return check_readable(c, km, t->mlm, e);
+    }
     if (t->builtin[0] && files) {
         o = key_origin(c, kb);
         return fail_at(e, c, &o, kb, "give either builtin or train and eval, not both "
@@ -1157,6 +1168,20 @@ static int validate(const Experiment *x, const Ctx *c, MnError *e)
         return -1;
     if (x->base.checkpoint[0] && check_readable(c, "base.checkpoint", x->base.checkpoint, e) < 0)
         return -1;
+    if (x->original.mlm[0]) {
+        Origin o = key_origin(c, "original.mlm");
+        if (!x->base.from[0])
+            return fail_at(e, c, &o, "original.mlm",
+                           "needs base.from: the pretrained model's MLM head scores the text");
+        /* Their gradient would go through the MLM head: not yet. */
+        if (x->finetune.replay.ratio > 0 || x->finetune.ewc.lambda > 0) {
+            const char *k = x->finetune.replay.ratio > 0 ? "finetune.replay.ratio"
+                                                         : "finetune.ewc.lambda";
+            Origin ok = key_origin(c, k);
+            return fail_at(e, c, &ok, k, "not yet with original.mlm (masked-language modelling "
+                           "is evaluated, not trained)");
+        }
+    }
     char why[256];
     if (parts_parse(x->finetune.freeze.parts, x->model.layers, NULL, why, sizeof why) < 0) {
         Origin o = key_origin(c, "finetune.freeze.parts");

@@ -16,6 +16,7 @@
 
 typedef struct {
     char builtin[EXP_STR];   /* "" when train/eval files are given */
+    char mlm[EXP_PATH];      /* original only: masked-language modelling text */
     char train[EXP_PATH];    /* resolved against the experiment's folder */
     char eval[EXP_PATH];
     int train_size;          /* built-in tasks: examples generated */

@@ -41,19 +41,29 @@ static json_t *score_json(int has, const TaskScore *s)
     return json_pack("{s:f, s:f}", "loss", s->loss, "acc", s->acc);
 }
 
+/* An MLM score also carries its perplexity, exp(loss per masked token). */
+static json_t *original_json(const EvalRecord *r, int has, const TaskScore *s)
+{
+    json_t *o = score_json(has, s);
+    if (has && r->original_mlm && o)
+        json_object_set_new(o, "ppl", json_real(exp(s->loss)));
+    return o;
+}
+
 char *eval_record_json(const EvalRecord *r, const char *branch)
 {
     json_t *o = json_pack("{s:I, s:f, s:s, s:s, s:f, s:o, s:o}",
                           "step", (json_int_t)r->step, "epoch", r->epoch,
                           "branch", branch, "phase", r->phase, "lr", r->lr,
                           "new", score_json(r->has_new, &r->new_task),
-                          "original", score_json(r->has_original, &r->original));
+                          "original", original_json(r, r->has_original, &r->original));
     if (!o)
         return NULL;
     json_object_set_new(o, "train_loss", r->has_train_loss ? json_real(r->train_loss) : json_null());
     json_object_set_new(o, "ewc_lambda", json_real(r->ewc_lambda));
     if (r->has_adapter_off)
-        json_object_set_new(o, "original_adapter_off", score_json(1, &r->original_adapter_off));
+        json_object_set_new(o, "original_adapter_off",
+                            original_json(r, 1, &r->original_adapter_off));
     if (strcmp(r->phase, "finetune") == 0)
         json_object_set_new(o, "crossover_step",
                             r->crossover_step >= 0 ? json_integer(r->crossover_step) : json_null());
@@ -100,6 +110,8 @@ int eval_record_parse(const char *line, EvalRecord *r, MnError *e)
     r->ewc_lambda = json_number_value(json_object_get(o, "ewc_lambda"));
     parse_score(json_object_get(o, "original_adapter_off"), &r->has_adapter_off,
                 &r->original_adapter_off);
+    json_t *orig = json_object_get(o, "original");
+    r->original_mlm = json_is_object(orig) && json_object_get(orig, "ppl") != NULL;
     json_t *cx = json_object_get(o, "crossover_step");
     r->crossover_step = json_is_integer(cx) ? (long)json_integer_value(cx) : -1;
     r->has_train_loss = json_is_number(tl);

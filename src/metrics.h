@@ -24,6 +24,8 @@ typedef struct {
     int has_adapter_off;       /* LoRA: the original task with the adapter off */
     TaskScore original_adapter_off;
     long crossover_step;       /* the crossover once found (finetune), else -1 */
+    int original_mlm;          /* the original task is masked-language modelling:
+                                * its loss per masked token, also as perplexity */
     double elapsed_s;
 } EvalRecord;
 

@@ -83,6 +83,13 @@ static int load_task(Run *r, int k, MnError *e)
 {
     const TaskSource *src = k == TASK_ORIGINAL ? &r->x.original : &r->x.new_task;
     int max_len = r->x.model.max_len;
+    if (src->mlm[0]) {
+        /* one label, which no head is asked: the MLM head scores it */
+        r->labels[k].n_labels = 1;
+        snprintf(r->labels[k].names[0], LABEL_NAME_MAX, "mlm");
+        return mlm_load_text(&r->eval[k], &r->train[k], &r->tok, src->mlm, max_len,
+                             r->x.seed ^ 0x6D6C6D5EULL, e);
+    }
     if (src->builtin[0]) {
         unsigned long long seed = r->x.seed + 7919ULL * (unsigned long long)k;
         LabelSet eval_labels;
@@ -181,7 +188,12 @@ static int setup(Run *r, const Experiment *x, const char *dir,
             return mn_fail(e, "base.from %s: vocab.txt has %d tokens, more than vocab_size %d",
                            x->base.from, r->tok.vocab_size, hf.shape.vocab);
         }
-        r->own_head = hf.head_labels > 0;
+        r->original_mlm = x->original.mlm[0] != 0;
+        r->own_head = hf.head_labels > 0 && !r->original_mlm;
+        if (r->original_mlm && hf_load_mlm(&hf, &r->mlm_head, e) < 0) {
+            hf_close(&hf);
+            return mn_wrap(e, "base.from");
+        }
         if (r->own_head) {
             r->labels[TASK_ORIGINAL] = hf.labels;
             r->fixed_labels[TASK_ORIGINAL] = 1;
@@ -230,7 +242,7 @@ static int setup(Run *r, const Experiment *x, const char *dir,
         if (r->own_head && !r->train[TASK_ORIGINAL].n && x->finetune.replay.ratio > 0)
             return mn_fail(e, "finetune.replay.ratio needs original.train: there is nothing "
                            "to replay");
-        if (!r->own_head && !r->train[TASK_ORIGINAL].n)
+        if (!r->own_head && !r->original_mlm && !r->train[TASK_ORIGINAL].n)
             return mn_fail(e, "base.from %s has no classification head: give original.train "
                            "(and eval) to train one in the base phase", x->base.from);
     }
@@ -290,6 +302,16 @@ static int enter_phase(Run *r, MnError *e)
 
 TaskScore run_evaluate(Run *r, int task, int limit)
 {
+    if (task == TASK_ORIGINAL && r->original_mlm) {
+        MlmScore ms;
+        MnError e;
+        TaskScore s = { 0.0, 0.0 };
+        if (mlm_score(&r->model, &r->mlm_head, &r->eval[task], limit, &r->eval_batch, &ms, &e) < 0)
+            logf_(r, "MLM evaluation: %s", e.msg);
+        else
+            s = (TaskScore){ ms.loss, ms.acc };
+        return s;
+    }
     const Dataset *d = &r->eval[task];
     int n = limit > 0 && limit < d->n ? limit : d->n;
     int cap = r->eval_batch.cap, correct = 0;
@@ -725,6 +747,7 @@ static int record_eval(Run *r, MnError *e)
     snprintf(rec.phase, sizeof rec.phase, "%s", phase_name(r->phase));
     rec.lr = r->step > 0 ? r->last_lr : schedule_lr(&r->sched, 0);
     rec.has_original = 1;
+    rec.original_mlm = r->original_mlm;
     rec.original = run_evaluate(r, TASK_ORIGINAL, r->x.eval.original_samples);
     if (r->phase == PHASE_FINETUNE) {
         rec.has_new = 1;
@@ -948,8 +971,9 @@ static int start_regularizers(Run *r, int fresh, MnError *e)
     if (!r->fisher)
         return mn_fail(e, "out of memory for the Fisher");
     /* The model's own head with only a held-out set: no original-task
-     * examples to estimate it from. A policy's EWC then pulls nothing. */
-    if (!r->train[TASK_ORIGINAL].n) {
+     * examples to estimate it from; MLM text has no classification
+     * gradient. A policy's EWC then pulls nothing. */
+    if (!r->train[TASK_ORIGINAL].n || r->original_mlm) {
         if (x->finetune.ewc.lambda > 0)
             return mn_fail(e, "finetune.ewc.lambda needs original.train: the Fisher is "
                            "estimated on original-task examples");
@@ -1197,6 +1221,12 @@ int run_create(Run *r, const Experiment *x, const char *dir,
         if (r->own_head) {
             logf_(r, "base: the model's own head is the original task (%d labels)",
                   r->labels[TASK_ORIGINAL].n_labels);
+            return begin_finetune(r, e);
+        }
+        if (r->original_mlm) {
+            logf_(r, "base: the original task is masked-language modelling on %s (%d held-out "
+                  "texts, %d others)", x->original.mlm, r->eval[TASK_ORIGINAL].n,
+                  r->train[TASK_ORIGINAL].n);
             return begin_finetune(r, e);
         }
     }
@@ -1448,7 +1478,7 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
         events_open(&r->events, dir, -1, e) < 0)
         return -1;
     r->phase = PHASE_BASE;
-    if (x.base.from[0] && r->own_head)
+    if (x.base.from[0] && (r->own_head || r->original_mlm))
         return begin_finetune(r, e);
     if (x.base.checkpoint[0]) {
         StFile f;
@@ -1464,6 +1494,7 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
 void run_free(Run *r)
 {
     tokenizer_free(&r->tok);
+    mlm_head_free(&r->mlm_head);
     if (r->metrics)
         fclose(r->metrics);
     for (int k = 0; k < N_TASKS; k++) {

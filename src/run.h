@@ -17,6 +17,7 @@
 #include "error.h"
 #include "events.h"
 #include "metrics.h"
+#include "mlm.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "optim.h"
@@ -59,6 +60,10 @@ struct Run {
      * task, whose labels (id2label) are fixed before its data load */
     int own_head;
     int fixed_labels[N_TASKS];
+    /* original.mlm: the original task is masked-language modelling, scored
+     * by the base model's MLM head */
+    int original_mlm;
+    MlmHead mlm_head;
     Dataset train[N_TASKS], eval[N_TASKS];
     Sampler sampler;           /* over the current phase's training set */
     Batch batch, eval_batch;
