@@ -42,7 +42,8 @@ void token_seq_free(TokenSeq *s);
 /* The byte-level tokenizer (never fails, owns nothing). */
 void tokenizer_bytes(Tokenizer *t);
 /* WordPiece from DIR/vocab.txt and DIR/tokenizer_config.json
- * (do_lower_case, strip_accents); errors name the file and line. */
+ * (do_lower_case, strip_accents, tokenize_chinese_chars); errors name
+ * the file and line. */
 int tokenizer_load(Tokenizer *t, const char *dir, MnError *e);
 void tokenizer_free(Tokenizer *t);
 
