@@ -1,0 +1,213 @@
+#!/bin/sh
+# A run from a Hugging Face folder, as a user brings one: the model's own
+# head is the original task (its baseline is what the folder itself
+# predicts), fine-tuning trains a new head on WordPiece-tokenized data,
+# freezing and LoRA work on the imported layers, and the result goes back
+# out: mneme export gives a folder whose logits are bit-identical to the
+# run's own checkpoint, or a PEFT adapter with PEFT's names and shapes.
+# Then masked-language modelling as the original task, and the errors.
+. "$MNEME_SRCDIR/tests/lib.sh"
+PY=/usr/bin/python3
+if ! "$PY" -c 'import numpy' 2>/dev/null; then
+    echo "1..0 # SKIP python3-numpy is not installed (apt-get install python3-numpy)"
+    exit 0
+fi
+HFM="$PY $MNEME_SRCDIR/tests/hf_model.py"
+
+# Texts of the model's vocabulary words; the new task: is "great" in it?
+"$PY" - "$TMP" <<'EOF'
+import random, sys
+d = sys.argv[1]
+words = ("the a movie film was is great awful good bad plot acting not very "
+         "and but it i liked hated boring fun story end").split()
+rng = random.Random(5)
+def text():
+    return " ".join(rng.choice(words) for _ in range(rng.randint(3, 9)))
+with open(f"{d}/orig.eval.tsv", "w") as f:
+    for i in range(60):
+        f.write(f"{text()}\tclass{rng.randint(0, 1)}\n")
+for name, n in (("new.train.tsv", 160), ("new.eval.tsv", 60)):
+    with open(f"{d}/{name}", "w") as f:
+        for i in range(n):
+            t = text()
+            f.write(f"{t}\t{'yes' if 'great' in t.split() else 'no'}\n")
+with open(f"{d}/general.txt", "w") as f:
+    for i in range(50):
+        f.write(text().capitalize() + ".\n")
+EOF
+$HFM make "$TMP/bert" --seed 11 --labels 2 --hidden 16 --positions 40
+$HFM make "$TMP/distil" --seed 12 --labels 2 --arch distilbert --hidden 16 --positions 40
+$HFM make "$TMP/bert_mlm" --seed 13 --labels 0 --mlm 1 --hidden 16 --positions 40
+
+cat > "$TMP/exp.cfg" <<'EOF'
+name = "hf";
+seed = 3;
+threads = 1;
+base = { from = "bert"; };
+original = { eval = "orig.eval.tsv"; };
+new = { train = "new.train.tsv"; eval = "new.eval.tsv"; };
+finetune = { epochs = 3; lr = 1e-3; batch = 16; };
+eval = { every = 5; };
+EOF
+
+"$MNEME" run --headless "$TMP/exp.cfg" --out "$TMP/run" --quiet > "$TMP/out" 2>&1
+ok $? "a run from a Hugging Face BERT folder finishes ($(tail -n 2 "$TMP/out"))"
+for f in config.json vocab.txt tokenizer_config.json; do
+    [ -f "$TMP/run/hf/$f" ]
+    ok $? "the run keeps hf/$f"
+done
+grep -q 'hidden = 16;' "$TMP/run/experiment.cfg" && grep -q 'tokenizer = "wordpiece";' "$TMP/run/experiment.cfg" &&
+    grep -q 'max_len = 40;' "$TMP/run/experiment.cfg"
+ok $? "experiment.cfg records the shape of config.json, max_len from its 40 positions, wordpiece"
+
+# The baseline of the original task is the folder's own head on its eval set.
+cut -f1 "$TMP/orig.eval.tsv" | "$MNEME" predict "$TMP/bert" --task original > "$TMP/pred"
+want=$(paste "$TMP/pred" "$TMP/orig.eval.tsv" | awk -F'\t' '{ split($1, a, "\"label\":\""); split(a[2], b, "\""); n++; if (b[1] == $3) c++ } END { printf "%.6f", c / n }')
+got=$(jq -r 'select(.phase == "finetune" and .step == 0) | .original.acc' "$TMP/run/metrics.jsonl")
+ok "$(awk -v a="$want" -v b="$got" 'BEGIN { exit !(a - b < 1e-6 && b - a < 1e-6) }'; echo $?)" \
+    "the baseline original accuracy is the imported head's own ($got, predict on the folder: $want)"
+new_acc=$(jq -r 'select(.phase == "finetune") | .new.acc' "$TMP/run/metrics.jsonl" | tail -n 1)
+ok "$(ge "$new_acc" 0.75; echo $?)" "the new task is learned on WordPiece tokens (accuracy $new_acc)"
+
+# Export, and the exported folder back in: bit-identical logits.
+"$MNEME" export "$TMP/run" --to "$TMP/exp_new" > "$TMP/out" 2>&1
+ok $? "mneme export writes a Hugging Face folder ($(cat "$TMP/out"))"
+jq -e '.architectures == ["BertForSequenceClassification"] and .id2label == {"0": "no", "1": "yes"}
+       and .label2id == {"no": 0, "yes": 1} and .hidden_size == 16 and .model_type == "bert"' \
+    "$TMP/exp_new/config.json" > /dev/null
+ok $? "its config.json has the class, the new task's id2label/label2id and the shape"
+for f in model.safetensors vocab.txt tokenizer_config.json special_tokens_map.json; do
+    [ -f "$TMP/exp_new/$f" ]
+    ok $? "the export has $f"
+done
+cut -f1 "$TMP/new.eval.tsv" > "$TMP/texts"
+"$MNEME" predict "$TMP/run/checkpoints/final.safetensors" --task new < "$TMP/texts" | jq -c .logits > "$TMP/a"
+"$MNEME" predict "$TMP/exp_new" --task original < "$TMP/texts" | jq -c .logits > "$TMP/b"
+cmp -s "$TMP/a" "$TMP/b" && [ -s "$TMP/a" ]
+ok $? "export then import: logits bit-identical to the run's checkpoint ($(wc -l < "$TMP/a") texts)"
+"$PY" - "$TMP/exp_new/model.safetensors" > "$TMP/keys" <<'EOF'
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
+    h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+for k, v in sorted(h.items()):
+    if k != "__metadata__":
+        print(k, v["dtype"], v["shape"])
+EOF
+grep -q '^bert.encoder.layer.1.attention.self.query.weight F32 \[16, 16\]$' "$TMP/keys" &&
+    grep -q '^classifier.weight F32 \[2, 16\]$' "$TMP/keys" && grep -q '^bert.pooler.dense.bias F32 \[16\]$' "$TMP/keys" &&
+    grep -q '^bert.embeddings.position_embeddings.weight F32 \[40, 16\]$' "$TMP/keys" &&
+    ! grep -q 'original\|lora' "$TMP/keys"
+ok $? "model.safetensors holds Hugging Face names only, every position row, one classifier"
+
+# A model.* key that contradicts config.json names both; max_len is bounded.
+"$MNEME" run --headless "$TMP/exp.cfg" --out "$TMP/r_bad" --set model.hidden=32 > /dev/null 2> "$TMP/err"
+ok "$([ $? = 2 ] && contains "$TMP/err" "--set model.hidden: 32 contradicts hidden_size 16 in" &&
+      contains "$TMP/err" "config.json"; echo $?)" "a contradicting model key is refused ($(cat "$TMP/err"))"
+printf 'model = { layers = 3; };\n' >> "$TMP/exp.cfg"
+"$MNEME" run --headless "$TMP/exp.cfg" --out "$TMP/r_bad" > /dev/null 2> "$TMP/err"
+ok "$([ $? = 2 ] && contains "$TMP/err" "exp.cfg:9: model.layers: 3 contradicts num_hidden_layers 2"; echo $?)" \
+    "in the file it names file and line ($(cat "$TMP/err"))"
+sed -i '$d' "$TMP/exp.cfg"
+"$MNEME" run --headless "$TMP/exp.cfg" --out "$TMP/r_bad" --set model.max_len=64 > /dev/null 2> "$TMP/err"
+ok "$([ $? = 2 ] && contains "$TMP/err" "64 exceeds max_position_embeddings 40"; echo $?)" \
+    "max_len beyond the positions is refused ($(cat "$TMP/err"))"
+
+# Freezing by the same names: the frozen parts do not move.
+"$MNEME" run --headless "$TMP/exp.cfg" --out "$TMP/run_frz" --quiet \
+    --set 'finetune.freeze.parts="embeddings layer.0"' > /dev/null 2>&1
+ok $? "a run with embeddings and layer.0 frozen finishes"
+jq -e '.drift["layer.0"] == 0 and .drift.embeddings == 0 and .drift["layer.1"] > 0' \
+    "$TMP/run_frz/summary.json" > /dev/null
+ok $? "frozen imported layers do not move, the others do ($(jq -c .drift "$TMP/run_frz/summary.json"))"
+
+# LoRA: a PEFT adapter folder with PEFT's names, shapes and config.
+"$MNEME" run --headless "$TMP/exp.cfg" --out "$TMP/run_lora" --quiet --set finetune.method=lora \
+    --set finetune.lora.r=4 --set finetune.lora.alpha=8 > /dev/null 2>&1
+ok $? "a LoRA run on the imported BERT finishes"
+"$MNEME" export "$TMP/run_lora" --to "$TMP/peft" > "$TMP/out" 2>&1
+ok $? "export of a LoRA run ($(cat "$TMP/out"))"
+jq -e --arg base "$TMP/bert" '.peft_type == "LORA" and .task_type == "SEQ_CLS" and .r == 4 and
+       .lora_alpha == 8 and .target_modules == ["query", "value"] and
+       .modules_to_save == ["classifier"] and (.base_model_name_or_path | endswith("/bert"))' \
+    "$TMP/peft/adapter_config.json" > /dev/null
+ok $? "adapter_config.json: LORA, SEQ_CLS, r, alpha, targets, modules_to_save, base ($(jq -c '{r, lora_alpha, target_modules, modules_to_save}' "$TMP/peft/adapter_config.json"))"
+"$PY" - "$TMP/peft/adapter_model.safetensors" > "$TMP/keys" <<'EOF'
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
+    h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+for k, v in sorted(h.items()):
+    if k != "__metadata__":
+        print(k, v["shape"])
+EOF
+grep -q '^base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight \[4, 16\]$' "$TMP/keys" &&
+    grep -q '^base_model.model.bert.encoder.layer.1.attention.self.value.lora_B.weight \[16, 4\]$' "$TMP/keys" &&
+    grep -q '^base_model.model.classifier.weight \[2, 16\]$' "$TMP/keys" &&
+    [ "$(wc -l < "$TMP/keys")" = 10 ]
+ok $? "adapter_model.safetensors: PEFT key names, lora_A [r, in], lora_B [out, r], the head ($(wc -l < "$TMP/keys") tensors)"
+"$MNEME" export "$TMP/run_lora" --to "$TMP/merged" --merge > /dev/null 2>&1
+"$MNEME" predict "$TMP/run_lora/checkpoints/final.safetensors" --task new < "$TMP/texts" | jq -c .logits > "$TMP/a"
+"$MNEME" predict "$TMP/merged" --task original < "$TMP/texts" | jq -c .logits > "$TMP/b"
+diff=$(paste -d '\t' "$TMP/a" "$TMP/b" | jq -R -s '[split("\n")[] | select(length > 0) | split("\t")
+       | map(fromjson) | transpose[] | (.[0] - .[1]) | fabs] | max')
+ok "$(lt "$diff" 1e-4; echo $?)" "export --merge folds the adapter in: logits as the run's (max diff $diff)"
+
+# DistilBERT: LoRA targets in its own names, its head in modules_to_save.
+sed 's/from = "bert"/from = "distil"/' "$TMP/exp.cfg" > "$TMP/exp_d.cfg"
+"$MNEME" run --headless "$TMP/exp_d.cfg" --out "$TMP/run_d" --quiet --set finetune.method=lora \
+    --set 'finetune.lora.targets="q_lin v_lin"' > "$TMP/out" 2>&1
+ok $? "a LoRA run on an imported DistilBERT with targets q_lin v_lin ($(tail -n 1 "$TMP/out"))"
+"$MNEME" export "$TMP/run_d" --to "$TMP/peft_d" > /dev/null 2>&1
+jq -e '.target_modules == ["q_lin", "v_lin"] and .modules_to_save == ["pre_classifier", "classifier"]' \
+    "$TMP/peft_d/adapter_config.json" > /dev/null
+ok $? "DistilBERT's adapter config: q_lin, v_lin; pre_classifier and classifier saved"
+"$PY" - "$TMP/peft_d/adapter_model.safetensors" > "$TMP/keys" <<'EOF'
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
+    h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+print("\n".join(sorted(k for k in h if k != "__metadata__")))
+EOF
+grep -q '^base_model.model.distilbert.transformer.layer.0.attention.q_lin.lora_A.weight$' "$TMP/keys" &&
+    grep -q '^base_model.model.pre_classifier.weight$' "$TMP/keys"
+ok $? "DistilBERT adapter keys use its names"
+"$MNEME" export "$TMP/run_d" --to "$TMP/exp_d" --merge > /dev/null 2>&1
+jq -e '.architectures == ["DistilBertForSequenceClassification"]' "$TMP/exp_d/config.json" > /dev/null
+ok $? "DistilBERT exports as DistilBertForSequenceClassification"
+
+# Masked-language modelling as the original task.
+cat > "$TMP/mlm.cfg" <<'EOF'
+name = "mlm";
+seed = 3;
+threads = 1;
+base = { from = "bert_mlm"; };
+original = { mlm = "general.txt"; };
+new = { train = "new.train.tsv"; eval = "new.eval.tsv"; };
+finetune = { epochs = 3; lr = 3e-3; batch = 16; };
+eval = { every = 10; };
+EOF
+"$MNEME" run --headless "$TMP/mlm.cfg" --out "$TMP/run_mlm" --quiet > "$TMP/out" 2>&1
+ok $? "a run with MLM as the original task finishes ($(tail -n 1 "$TMP/out"))"
+jq -e -s '[.[] | select(.phase == "finetune")] | length > 2 and
+          all(.original.acc >= 0 and .original.acc <= 1 and
+              ((.original.ppl - (.original.loss | exp)) | fabs) < 1e-4 * .original.ppl)' \
+    "$TMP/run_mlm/metrics.jsonl" > /dev/null
+ok $? "every evaluation reports masked-token accuracy, loss and perplexity = exp(loss) (metrics keep 6 digits)"
+first=$(jq -r 'select(.phase == "finetune") | .original.loss' "$TMP/run_mlm/metrics.jsonl" | head -n 1)
+last=$(jq -r 'select(.phase == "finetune") | .original.loss' "$TMP/run_mlm/metrics.jsonl" | tail -n 1)
+ok "$(awk -v a="$first" -v b="$last" 'BEGIN { exit !(a != b) }'; echo $?)" \
+    "fine-tuning moves the MLM loss (from $first to $last): forgetting is measured"
+"$MNEME" run --headless "$TMP/mlm.cfg" --out "$TMP/run_mlm2" --quiet > /dev/null 2>&1
+cmp -s "$TMP/run_mlm/metrics.jsonl" "$TMP/run_mlm2/metrics.jsonl" ||
+    [ "$(jq -c 'del(.elapsed_s)' "$TMP/run_mlm/metrics.jsonl")" = "$(jq -c 'del(.elapsed_s)' "$TMP/run_mlm2/metrics.jsonl")" ]
+ok $? "the same experiment scores the same masked positions: identical metrics"
+echo "the movie was [MASK] ." | "$MNEME" predict "$TMP/run_mlm/checkpoints/final.safetensors" --task mlm > "$TMP/out" 2>&1
+jq -e '.masks[0].position == 4 and (.masks[0].top | length) == 5' "$TMP/out" > /dev/null
+ok $? "predict --task mlm on the run's checkpoint fills [MASK] at position 4 ($(head -c 120 "$TMP/out"))"
+"$MNEME" run --headless "$TMP/mlm.cfg" --out "$TMP/r_bad" --set finetune.replay.ratio=0.25 > /dev/null 2> "$TMP/err"
+ok "$([ $? = 2 ] && contains "$TMP/err" "finetune.replay.ratio: not yet with original.mlm"; echo $?)" \
+    "MLM replay is refused with a reason for now ($(cat "$TMP/err"))"
+sed 's/from = "bert_mlm"/from = "bert"/' "$TMP/mlm.cfg" > "$TMP/mlm_bad.cfg"
+"$MNEME" run --headless "$TMP/mlm_bad.cfg" --out "$TMP/r_bad" > /dev/null 2> "$TMP/err"
+ok "$([ $? = 2 ] && contains "$TMP/err" "cls.predictions.transform.dense.weight is missing"; echo $?)" \
+    "original.mlm on a classifier without an MLM head names what is missing ($(cat "$TMP/err"))"
+
+done_testing
