@@ -210,4 +210,38 @@ sed 's/from = "bert_mlm"/from = "bert"/' "$TMP/mlm.cfg" > "$TMP/mlm_bad.cfg"
 ok "$([ $? = 2 ] && contains "$TMP/err" "cls.predictions.transform.dense.weight is missing"; echo $?)" \
     "original.mlm on a classifier without an MLM head names what is missing ($(cat "$TMP/err"))"
 
+# The workbench on a 12-layer imported model in an 80x24 terminal: every
+# block is on screen (ranges when they share a state), and :freeze takes
+# the same names.
+if command -v tmux >/dev/null 2>&1; then
+    . "$MNEME_SRCDIR/tests/tmux.sh"
+    $HFM make "$TMP/bert12" --seed 14 --labels 2 --hidden 16 --layers 12 --positions 40
+    sed 's/from = "bert"/from = "bert12"/' "$TMP/exp.cfg" > "$TMP/exp12.cfg"
+    cat > "$TMP/pane.sh" <<SH
+"$MNEME" "$TMP/exp12.cfg" --set finetune.epochs=2000 --set finetune.freeze.keep_last=3 --out "$TMP/run12" 2>"$TMP/stderr"
+echo "mneme-exit=\$?"
+exec sleep 600
+SH
+    ui_session 80 24 "$TMP/pane.sh"
+    wait_for 30 "layer.9-11"
+    st=$?
+    [ $st = 0 ] && grep -q "emb+layer.0-8 *. frozen" "$TMP/pane" && grep -q "pooler" "$TMP/pane" &&
+        grep -q "classifier.new" "$TMP/pane" && ! grep -q "more" "$TMP/pane"
+    st=$?
+    ok $st "80x24, 12 imported layers with the last 3 trainable: two rows cover them all"
+    show_pane_if $st
+    T send-keys -t ui ':freeze layer.10-11' Enter
+    T resize-window -t ui -x 80 -y 40
+    wait_for 15 "layer.9 "
+    st=$?
+    [ $st = 0 ] && grep -q "layer.0-8 *. frozen" "$TMP/pane" && grep -q "layer.10-11 *. frozen" "$TMP/pane"
+    st=$?
+    ok $st ":freeze layer.10-11 on the imported model, 80x40: the panel splits the ranges as the states change"
+    show_pane_if $st
+    quit_ui "mneme-exit="
+    ok "$(grep -q "mneme-exit=0" "$TMP/pane"; echo $?)" "the workbench quits cleanly"
+else
+    diag "tmux not installed: the workbench check is skipped"
+fi
+
 done_testing

@@ -261,6 +261,70 @@ static void test_drift_and_loss(void)
     snapshot_free(&s);
 }
 
+/* A 24-layer model in a panel of a few rows: blocks in the same state
+ * share a row, and when they differ (layer decay) neighbours are joined,
+ * so every block stays on screen as a range. */
+static void test_deep_model(void)
+{
+    Snapshot s;
+    Canvas c;
+    ScreenOptions o = { VIEW_ACCURACY, NULL, NULL, 0, 0 };
+    fake_snapshot(&s);
+    int n = 0;
+    snprintf(s.groups[n].name, sizeof s.groups[n].name, "embeddings");
+    s.groups[n++].trainable = 0;
+    for (int l = 0; l < 24; l++, n++) {
+        snprintf(s.groups[n].name, sizeof s.groups[n].name, "layer.%d", l);
+        s.groups[n].trainable = l >= 20;
+        s.groups[n].lr = 2e-5;
+        s.groups[n].drift = l >= 20 ? 0.01 * l : 0.0;
+    }
+    snprintf(s.groups[n].name, sizeof s.groups[n].name, "pooler");
+    s.groups[n].trainable = 1, s.groups[n].lr = 2e-5, s.groups[n++].drift = 0.1;
+    snprintf(s.groups[n].name, sizeof s.groups[n].name, "classifier.original");
+    s.groups[n].trainable = 0, s.groups[n++].drift = 0;
+    snprintf(s.groups[n].name, sizeof s.groups[n].name, "classifier.new");
+    s.groups[n].trainable = 1, s.groups[n].lr = 2e-5, s.groups[n++].drift = 0.5;
+    s.n_groups = n;
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "layer.0-19") && canvas_has(&c, "layer.20-23") && !canvas_has(&c, "more"),
+       "24 layers, 4 unfrozen: two rows, layer.0-19 frozen and layer.20-23 training");
+    canvas_free(&c);
+
+    /* layer decay: every block at its own rate */
+    for (int l = 0; l < 24; l++) {
+        s.groups[1 + l].trainable = 1;
+        s.groups[1 + l].lr = 2e-5 * pow(0.9, 23 - l);
+    }
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    int top = canvas_has(&c, "┌ learning rate per layer"), covered = 0, last = -1, rows = 0;
+    char row[1024];
+    for (int y = top; top && y < c.h; y++) {
+        canvas_row(&c, y, row, sizeof row);
+        int a, b;
+        char *p = strstr(row, "layer.");
+        if (!p)
+            continue;
+        if (sscanf(p, "layer.%d-%d", &a, &b) == 2 || (sscanf(p, "layer.%d", &a) == 1 && (b = a, 1))) {
+            covered += a == last + 1;
+            last = b;
+            rows++;
+        }
+    }
+    ok(last == 23 && covered == rows && !canvas_has(&c, "more"),
+       "24 layers at 24 rates in a small panel: %d rows of ranges cover layer.0 to layer.23 in order",
+       rows);
+    canvas_free(&c);
+    canvas_init(&c, 120, 60, 1);
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "layer.23 ") && canvas_has(&c, "layer.0 ") && !canvas_has(&c, "layer.0-"),
+       "with room, every block has its own row");
+    canvas_free(&c);
+    snapshot_free(&s);
+}
+
 static void test_screen(void)
 {
     Snapshot s;
@@ -593,6 +657,7 @@ int main(void)
     test_braille();
     test_layout();
     test_drift_and_loss();
+    test_deep_model();
     test_screen();
     test_themes();
     test_log_scroll();

@@ -280,17 +280,128 @@ static void draw_plot(Canvas *c, Rect r, const Snapshot *s, const ScreenOptions 
 
 /* ---- layers ---- */
 
-/* Each group: name, a bar of its rate against the highest, the rate, and
- * (when there is room and it is known) its drift since the base. */
+/* A row of the panel: groups [first, last], one group or a range of
+ * blocks shown together. */
+typedef struct {
+    int first, last;
+} LayerRow;
+
+/* The block number of "layer.<n>..." and what follows it ("", ".lora");
+ * -1 for any other group. */
+static int block_of(const char *name, const char **suffix)
+{
+    int n, used = 0;
+    if (sscanf(name, "layer.%d%n", &n, &used) != 1 || used == 0)
+        return -1;
+    *suffix = name + used;
+    return n;
+}
+
+/* Whether group b may join a row ending with group a: the next block of
+ * the same kind. */
+static int adjacent_blocks(const Snapshot *s, int a, int b)
+{
+    const char *sa, *sb;
+    int na = block_of(s->groups[a].name, &sa), nb = block_of(s->groups[b].name, &sb);
+    return na >= 0 && nb == na + 1 && strcmp(sa, sb) == 0;
+}
+
+static int same_state(const SnapGroup *a, const SnapGroup *b)
+{
+    return a->trainable == b->trainable && (!a->trainable || a->lr == b->lr);
+}
+
+/* Whether two neighbouring rows may share one: blocks in sequence, or
+ * the embeddings and the blocks from layer.0 on. */
+static int joinable(const Snapshot *s, const LayerRow *a, const LayerRow *b)
+{
+    const char *suffix;
+    if (adjacent_blocks(s, a->last, b->first))
+        return 1;
+    return a->first == a->last && strcmp(s->groups[a->first].name, "embeddings") == 0 &&
+           block_of(s->groups[b->first].name, &suffix) == 0 && suffix[0] == 0;
+}
+
+static int uniform(const Snapshot *s, const LayerRow *a, const LayerRow *b)
+{
+    for (int g = a->first; g <= b->last; g++)
+        if (!same_state(&s->groups[a->first], &s->groups[g]))
+            return 0;
+    return 1;
+}
+
+/* Rows for the panel: blocks in the same state (frozen, or training at
+ * the same rate) share a row; when a deep model (12, 24 layers) still
+ * does not fit, the frozen embeddings join the frozen blocks above them,
+ * and then neighbouring block rows are joined, smallest pairs first, so
+ * every block stays on screen. Returns the row count (it may exceed max
+ * when what is left are not blocks). */
+static int plan_rows(const Snapshot *s, LayerRow *rows, int max)
+{
+    int n = 0;
+    for (int g = 0; g < s->n_groups; g++) {
+        if (n > 0 && adjacent_blocks(s, rows[n - 1].last, g) &&
+            same_state(&s->groups[rows[n - 1].last], &s->groups[g])) {
+            rows[n - 1].last = g;
+            continue;
+        }
+        rows[n++] = (LayerRow){ g, g };
+    }
+    for (int pass = 0; pass < 2; pass++)
+        while (n > max) {
+            int best = -1, best_size = 0;
+            for (int i = 0; i + 1 < n; i++)
+                if (joinable(s, &rows[i], &rows[i + 1]) &&
+                    (pass || uniform(s, &rows[i], &rows[i + 1]))) {
+                    int size = rows[i + 1].last - rows[i].first;
+                    if (best < 0 || size < best_size) {
+                        best = i;
+                        best_size = size;
+                    }
+                }
+            if (best < 0)
+                break;
+            rows[best].last = rows[best + 1].last;
+            memmove(&rows[best + 1], &rows[best + 2], (size_t)(n - best - 2) * sizeof *rows);
+            n--;
+        }
+    return n;
+}
+
+static void row_name(const Snapshot *s, const LayerRow *row, char *out, size_t n)
+{
+    const char *suffix = "";
+    if (row->first == row->last) {
+        snprintf(out, n, "%s", s->groups[row->first].name);
+        return;
+    }
+    int emb = strcmp(s->groups[row->first].name, "embeddings") == 0;
+    int a = emb ? 0 : block_of(s->groups[row->first].name, &suffix);
+    int b = block_of(s->groups[row->last].name, &suffix);
+    if (a == b)
+        snprintf(out, n, "%slayer.%d%s", emb ? "emb+" : "", b, suffix);
+    else
+        snprintf(out, n, "%slayer.%d-%d%s", emb ? "emb+" : "", a, b, suffix);
+}
+
+/* Each row: name, a bar of its rate against the highest, the rate, and
+ * (when there is room and it is known) its drift since the base. A range
+ * of blocks shows its highest rate and drift. */
 static void draw_layers(Canvas *c, Rect r, const Snapshot *s)
 {
     canvas_box(c, r, "learning rate per layer", EL_BORDER);
     int rows = r.h - 2, name_w = 8, num_w = 9, drift_w = 0;
     int known = 0;
     double max = 0;
-    for (int g = 0; g < s->n_groups; g++) {
-        int len = text_width(s->groups[g].name);
+    LayerRow plan[SNAP_GROUPS];
+    int n_rows = plan_rows(s, plan, rows > 0 ? rows : 1);
+    for (int i = 0; i < n_rows; i++) {
+        char name[64];
+        row_name(s, &plan[i], name, sizeof name);
+        int len = text_width(name);
         name_w = len > name_w ? len : name_w;
+    }
+    for (int g = 0; g < s->n_groups; g++) {
         known |= s->groups[g].drift >= 0;
         if (s->groups[g].trainable && s->groups[g].lr > max)
             max = s->groups[g].lr;
@@ -307,34 +418,48 @@ static void draw_layers(Canvas *c, Rect r, const Snapshot *s)
     int drift_x = r.x + 2 + name_w + 1 + bar_w + 1 + num_w + 1;
     if (drift_w)
         canvas_text(c, drift_x, r.y, -1, " drift ", EL_TITLE);
-    int shown = s->n_groups <= rows ? s->n_groups : rows - 1;
-    for (int g = 0; g < shown; g++) {
-        const SnapGroup *sg = &s->groups[g];
-        int y = r.y + 1 + g, x = r.x + 2;
-        canvas_text(c, x, y, name_w, sg->name, EL_NORMAL);
+    int shown = n_rows <= rows ? n_rows : rows - 1;
+    for (int i = 0; i < shown; i++) {
+        const LayerRow *row = &plan[i];
+        int y = r.y + 1 + i, x = r.x + 2, trainable = 0;
+        double lr = 0, drift = -1;
+        for (int g = row->first; g <= row->last; g++) {
+            const SnapGroup *sg = &s->groups[g];
+            if (sg->trainable && (!trainable || sg->lr > lr))
+                lr = sg->lr;
+            trainable |= sg->trainable;
+            if (sg->drift > drift)
+                drift = sg->drift;
+        }
+        char name[64];
+        row_name(s, row, name, sizeof name);
+        canvas_text(c, x, y, name_w, name, EL_NORMAL);
         x += name_w + 1;
-        if (drift_w && sg->drift >= 0) {
+        if (drift_w && drift >= 0) {
             char num[32];
-            snprintf(num, sizeof num, "%.4f", sg->drift);
+            snprintf(num, sizeof num, "%.4f", drift);
             canvas_text(c, drift_x, y, drift_w, num, EL_NORMAL);
         }
-        if (!sg->trainable) {
+        if (!trainable) {
             canvas_put(c, x, y, c->utf8 ? 0x2591 : '-', EL_FROZEN);
             canvas_text(c, x + 2, y, bar_w + num_w - 1, "frozen", EL_FROZEN);
             continue;
         }
-        int len = max > 0 ? (int)lround(sg->lr / max * bar_w) : 0;
-        if (len < 1 && sg->lr > 0)
+        int len = max > 0 ? (int)lround(lr / max * bar_w) : 0;
+        if (len < 1 && lr > 0)
             len = 1;
-        for (int i = 0; i < len; i++)
-            canvas_put(c, x + i, y, c->utf8 ? 0x2587 : '#', EL_BAR);
+        for (int k = 0; k < len; k++)
+            canvas_put(c, x + k, y, c->utf8 ? 0x2587 : '#', EL_BAR);
         char num[32];
-        snprintf(num, sizeof num, "%.1e", sg->lr);
+        snprintf(num, sizeof num, "%.1e", lr);
         canvas_text(c, x + bar_w + 1, y, num_w, num, EL_NORMAL);
     }
-    if (shown < s->n_groups) {
+    if (shown < n_rows) {
         char more[48];
-        snprintf(more, sizeof more, "... %d more", s->n_groups - shown);
+        int left = 0;
+        for (int i = shown; i < n_rows; i++)
+            left += plan[i].last - plan[i].first + 1;
+        snprintf(more, sizeof more, "... %d more", left);
         canvas_text(c, r.x + 2, r.y + 1 + shown, r.w - 4, more, EL_AXIS);
     }
 }
