@@ -325,3 +325,97 @@ int mlm_logits(Model *m, const MlmHead *h, const Batch *b, const int *pos, int n
     free(x), free(mean);
     return 0;
 }
+
+/* ---- training through the head ----------------------------------------------- */
+
+int mlm_train_step(Model *m, const MlmHead *h, const Batch *b, float scale, double *loss,
+                   MnError *e)
+{
+    const int C = h->hidden, V = h->vocab, np = m->virtual_on ? m->cfg.prompt_tokens : 0;
+    const int T = b->T + np;
+    const size_t BT = (size_t)b->B * (size_t)T;
+    int *rows = malloc(BT * sizeof *rows), *label = malloc(BT * sizeof *label);
+    float *w = malloc(BT * sizeof *w), *d_out = calloc(BT * (size_t)C, sizeof *d_out);
+    size_t per = (size_t)MLM_CHUNK * (5 * (size_t)C + 2 * (size_t)V + 2);
+    float *ws = malloc(per * sizeof *ws);
+    *loss = 0.0;
+    if (!rows || !label || !w || !d_out || !ws) {
+        free(rows), free(label), free(w), free(d_out), free(ws);
+        return mn_fail(e, "out of memory for an MLM step");
+    }
+    /* each row's loss is the mean over its masked tokens; the step's, the
+     * mean over rows, times scale */
+    int k = 0, n_rows = 0;
+    for (int r = 0; r < b->B; r++) {
+        int first = k;
+        for (int t = 0; t < b->T; t++) {
+            int lab = b->mlm[(size_t)r * b->T + t];
+            if (lab < 0)
+                continue;
+            rows[k] = r * T + (t == 0 ? 0 : t + np);
+            label[k++] = lab;
+        }
+        for (int i = first; i < k; i++)
+            w[i] = 1.0f / (float)(k - first);
+        n_rows += k > first;
+    }
+    for (int i = 0; i < k; i++)
+        w[i] *= scale / (float)n_rows;
+    model_encode(m, b);
+    const float *enc = model_encoded(m);
+    float *x = ws, *pre = x + MLM_CHUNK * C, *deriv = pre + MLM_CHUNK * C;
+    float *act = deriv + MLM_CHUNK * C, *hn = act + MLM_CHUNK * C, *dh = hn + MLM_CHUNK * C;
+    float *logits = dh + MLM_CHUNK * C, *dlog = logits + (size_t)MLM_CHUNK * V;
+    float *mean = dlog + (size_t)MLM_CHUNK * V, *rstd = mean + MLM_CHUNK;
+    const float *word = m->params + m->off.word, *dec = h->tied ? word : h->decoder;
+    float *dword = h->tied && m->groups[0].trainable ? m->grads + m->off.word : NULL;
+    double total = 0.0;
+    for (int c0 = 0; c0 < k; c0 += MLM_CHUNK) {
+        int c = k - c0 < MLM_CHUNK ? k - c0 : MLM_CHUNK;
+        for (int r = 0; r < c; r++)
+            memcpy(x + (size_t)r * C, enc + (size_t)rows[c0 + r] * C, (size_t)C * sizeof *x);
+        linear_forward(pre, x, h->dense_w, h->dense_b, c, C, C);
+        if (h->act == ACT_GELU_TANH)
+            gelu_tanh_forward_grad(act, deriv, pre, c * C);
+        else
+            gelu_forward_grad(act, deriv, pre, c * C);
+        layernorm_forward_eps(hn, mean, rstd, act, h->ln_g, h->ln_b, c, C, h->eps);
+        for (int r = 0; r < c; r++)
+            memcpy(logits + (size_t)r * V, h->bias, (size_t)V * sizeof *logits);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, V, C, 1.0f, hn, C, dec, C, 1.0f,
+                    logits, V);
+        /* d(loss)/d(logits) = w (softmax - onehot) */
+        for (int r = 0; r < c; r++) {
+            const float *l = logits + (size_t)r * V;
+            float *d = dlog + (size_t)r * V;
+            float mx = l[0];
+            for (int v = 1; v < V; v++)
+                mx = l[v] > mx ? l[v] : mx;
+            double sum = 0.0;
+            for (int v = 0; v < V; v++)
+                sum += exp((double)(l[v] - mx));
+            float wr = w[c0 + r];
+            for (int v = 0; v < V; v++)
+                d[v] = wr * (float)(exp((double)(l[v] - mx)) / sum);
+            d[label[c0 + r]] -= wr;
+            total += (double)wr / scale * (log(sum) + mx - l[label[c0 + r]]);
+        }
+        /* the decoder is frozen, or is the word embeddings (tied) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c, C, V, 1.0f, dlog, V, dec, C,
+                    0.0f, dh, C);
+        if (dword)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, c, 1.0f, dlog, V, hn, C,
+                        1.0f, dword, C);
+        layernorm_backward_set(x, NULL, NULL, dh, act, h->ln_g, mean, rstd, c, C);
+        for (long i = 0; i < (long)c * C; i++)
+            x[i] *= deriv[i];
+        /* d(x) = d(pre) W: each masked row once */
+        for (int r = 0; r < c; r++)
+            cblas_sgemv(CblasRowMajor, CblasTrans, C, C, 1.0f, h->dense_w, C, x + (size_t)r * C, 1,
+                        1.0f, d_out + (size_t)rows[c0 + r] * C, 1);
+    }
+    model_backward_encoded(m, b, d_out);
+    *loss = total;
+    free(rows), free(label), free(w), free(d_out), free(ws);
+    return 0;
+}

@@ -56,6 +56,15 @@ typedef struct {
 int mlm_score(Model *m, const MlmHead *h, const Dataset *d, int limit, Batch *scratch,
               MlmScore *s, MnError *e);
 
+/* One MLM step's gradient: forward of b (rows with masked tokens) through
+ * the encoder and the frozen head, and the backward of scale times the
+ * loss (the mean over rows of each row's mean over its masked tokens)
+ * into m->grads, accumulated, through the encoder and, when the decoder
+ * is tied and the embeddings train, into the word embeddings. *loss is
+ * the unscaled loss. */
+int mlm_train_step(Model *m, const MlmHead *h, const Batch *b, float scale, double *loss,
+                   MnError *e);
+
 /* The vocabulary logits at positions pos[0..n) of a one-row batch,
  * into logits [n, vocab]. */
 int mlm_logits(Model *m, const MlmHead *h, const Batch *b, const int *pos, int n,

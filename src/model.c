@@ -1008,7 +1008,7 @@ static void lora_bwd(const Model *m, Activations *a, const BlockActs *k,
  * labelled rows of the WHOLE batch (the loss is the batch mean); lowest is
  * the lowest trainable group (see model_backward). */
 static void backward_rows(const Model *m, Activations *a, const Batch *b, float *G,
-                          float inv_count, int lowest)
+                          float inv_count, int lowest, const float *d_out)
 {
     const ModelConfig *c = &m->cfg;
     const float *P = m->params;
@@ -1018,6 +1018,14 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
     int BT = B * T, ML = a->max_labels, L = c->layers;
     int pooler_group = 1 + L;
     const int *len = np ? a->len : b->len;
+    float *dx = a->d_a, *d_res = a->d_b, *d_ctx = a->d_c;
+    int cls = cls_only(m, T);
+    if (d_out) {
+        /* from the encoder's output (model_encode: every row) */
+        memcpy(dx, d_out, (size_t)BT * C * sizeof(float));
+        cls = 0;
+        goto blocks;
+    }
 
     /* a head's own pre_classifier trains with the head */
     int need_pooled = lowest <= pooler_group || c->head_pre;
@@ -1045,8 +1053,6 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
     if (!need_cls)
         return;
 
-    float *dx = a->d_a, *d_res = a->d_b, *d_ctx = a->d_c;
-    const int cls = cls_only(m, T);
     if (!cls) {
         zero(dx, (size_t)BT * C);
         for (int r = 0; r < B; r++)
@@ -1054,6 +1060,7 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
                    (size_t)C * sizeof(float));
     }
 
+blocks:
     for (int l = L - 1; l >= 0 && lowest <= l + 1; l--) {
         const BlockOffsets *bo = &o->block[l];
         BlockActs *k = &a->block[l];
@@ -1110,6 +1117,7 @@ typedef struct {
     float inv_count;
     int lowest;
     int encode_only;           /* the encoder's output for every row, no heads */
+    const float *d_out;        /* backward from d(encoder output) [BT, C] */
     double loss[MODEL_MAX_THREADS];
     int counted[MODEL_MAX_THREADS];
 } StepJob;
@@ -1169,7 +1177,9 @@ static void backward_job(void *arg, int i, int nw)
     act_view(&v, &m->act, c->layers, r0, j->b->T + prompt_now(m), c->hidden, c->intermediate,
              c->heads, c->lora_r, prefix_now(m), i, att_scratch(c));
     batch_view(&bv, j->b, r0, r1);
-    backward_rows(m, &v, &bv, G, j->inv_count, j->lowest);
+    backward_rows(m, &v, &bv, G, j->inv_count, j->lowest,
+                  j->d_out ? j->d_out + (size_t)r0 * (size_t)(j->b->T + prompt_now(m)) * c->hidden
+                           : NULL);
 }
 
 /* m->grads += worker 1's + worker 2's + ..., in that order for every
@@ -1227,6 +1237,8 @@ float model_forward(Model *m, const Batch *b)
     return counted ? (float)(loss / counted) : 0.0f;
 }
 
+static void backward_from(Model *m, const Batch *b, float scale, const float *d_out);
+
 void model_encode(Model *m, const Batch *b)
 {
     StepJob j;
@@ -1243,6 +1255,21 @@ const float *model_encoded(const Model *m)
 }
 
 void model_backward(Model *m, const Batch *b)
+{
+    model_backward_scaled(m, b, 1.0f);
+}
+
+void model_backward_encoded(Model *m, const Batch *b, const float *d_out)
+{
+    backward_from(m, b, 1.0f, d_out);
+}
+
+void model_backward_scaled(Model *m, const Batch *b, float scale)
+{
+    backward_from(m, b, scale, NULL);
+}
+
+static void backward_from(Model *m, const Batch *b, float scale, const float *d_out)
 {
     StepJob j;
     int pooler_group = 1 + m->cfg.layers, counted = 0;
@@ -1273,9 +1300,10 @@ void model_backward(Model *m, const Batch *b)
     if (b->label)
         for (int r = 0; r < b->B; r++)
             counted += b->label[r] >= 0;
-    if (!counted)
+    if (!counted && !d_out)
         return;
-    j.inv_count = 1.0f / (float)counted;
+    j.inv_count = counted ? scale / (float)counted : 0.0f;
+    j.d_out = d_out;
     workers_run(m->pool, backward_job, &j);
     if (j.n > 1)
         workers_run(m->pool, reduce_job, &j);

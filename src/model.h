@@ -231,6 +231,12 @@ const float *model_encoded(const Model *m);
  * forward (same batch). Frozen groups get no gradient, and no work is
  * done below the lowest trainable group. */
 void model_backward(Model *m, const Batch *b);
+/* The same for scale times the mean loss (a share of a mixed step). */
+void model_backward_scaled(Model *m, const Batch *b, float scale);
+/* After model_encode of b: accumulates the gradient given d(encoder
+ * output) d_out [B*T, C] (model_encoded's layout), for a head outside
+ * the model (the MLM head). */
+void model_backward_encoded(Model *m, const Batch *b, const float *d_out);
 void model_zero_grads(Model *m);
 
 /* Splits every forward and backward over n workers (the calling thread and
