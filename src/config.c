@@ -1173,14 +1173,6 @@ static int validate(const Experiment *x, const Ctx *c, MnError *e)
         if (!x->base.from[0])
             return fail_at(e, c, &o, "original.mlm",
                            "needs base.from: the pretrained model's MLM head scores the text");
-        /* Their gradient would go through the MLM head: not yet. */
-        if (x->finetune.replay.ratio > 0 || x->finetune.ewc.lambda > 0) {
-            const char *k = x->finetune.replay.ratio > 0 ? "finetune.replay.ratio"
-                                                         : "finetune.ewc.lambda";
-            Origin ok = key_origin(c, k);
-            return fail_at(e, c, &ok, k, "not yet with original.mlm (masked-language modelling "
-                           "is evaluated, not trained)");
-        }
     }
     char why[256];
     if (parts_parse(x->finetune.freeze.parts, x->model.layers, NULL, why, sizeof why) < 0) {

@@ -73,16 +73,28 @@ static int check_fisher_args(const Model *m, const Dataset *d, int task,
 
 /* Sum over the selected rows of the squared gradient of each row's loss.
  * The gradient of the mean over one row is that row's own gradient. */
-static void sum_per_example(Model *m, const Dataset *d, int task, int n,
-                            Batch *scratch, float *fisher)
+/* The gradient of the batch's mean loss, by the heads or by grad. */
+static int batch_grad(Model *m, Batch *b, FisherGrad grad, void *ctx, MnError *e)
+{
+    if (grad)
+        return grad(ctx, m, b, e);
+    model_forward(m, b);
+    model_backward(m, b);
+    return 0;
+}
+
+static int sum_per_example(Model *m, const Dataset *d, int task, int n,
+                           Batch *scratch, float *fisher, FisherGrad grad, void *ctx,
+                           MnError *e)
 {
     for (int i = 0; i < n; i++) {
         model_zero_grads(m);
         batch_fill(scratch, d, &i, 1, task);
-        model_forward(m, scratch);
-        model_backward(m, scratch);
+        if (batch_grad(m, scratch, grad, ctx, e) < 0)
+            return -1;
         add_squares(m, fisher, 1.0f);
     }
+    return 0;
 }
 
 /* Sum over batches of (b * mean-loss gradient)^2, i.e. of the squared sum
@@ -92,8 +104,9 @@ static void sum_per_example(Model *m, const Dataset *d, int task, int n,
  * (b - 1) times the squared mean gradient, so the estimate is biased
  * upward wherever the original-task gradient is not near zero (it is
  * exact for b = 1) and noisier. A last partial batch counts by its rows. */
-static void sum_per_batch(Model *m, const Dataset *d, int task, int n,
-                          Batch *scratch, int *idx, float *fisher)
+static int sum_per_batch(Model *m, const Dataset *d, int task, int n,
+                         Batch *scratch, int *idx, float *fisher, FisherGrad grad, void *ctx,
+                         MnError *e)
 {
     for (int start = 0; start < n; start += scratch->cap) {
         int b = n - start < scratch->cap ? n - start : scratch->cap;
@@ -101,14 +114,21 @@ static void sum_per_batch(Model *m, const Dataset *d, int task, int n,
             idx[r] = start + r;
         model_zero_grads(m);
         batch_fill(scratch, d, idx, b, task);
-        model_forward(m, scratch);
-        model_backward(m, scratch);
+        if (batch_grad(m, scratch, grad, ctx, e) < 0)
+            return -1;
         add_squares(m, fisher, (float)b);
     }
+    return 0;
 }
 
 int ewc_fisher(Model *m, const Dataset *d, int task, int samples,
                FisherMode mode, Batch *scratch, float *fisher, MnError *e)
+{
+    return ewc_fisher_with(m, d, task, samples, mode, scratch, fisher, NULL, NULL, e);
+}
+
+int ewc_fisher_with(Model *m, const Dataset *d, int task, int samples, FisherMode mode,
+                    Batch *scratch, float *fisher, FisherGrad grad, void *ctx, MnError *e)
 {
     if (check_fisher_args(m, d, task, samples, mode, scratch, e) < 0)
         return -1;
@@ -126,16 +146,15 @@ int ewc_fisher(Model *m, const Dataset *d, int task, int samples,
         m->groups[g].trainable = 1;
     }
     memset(fisher, 0, m->n_params * sizeof *fisher);
-    if (mode == FISHER_EMPIRICAL)
-        sum_per_example(m, d, task, n, scratch, fisher);
-    else
-        sum_per_batch(m, d, task, n, scratch, idx, fisher);
+    int rc = mode == FISHER_EMPIRICAL
+                 ? sum_per_example(m, d, task, n, scratch, fisher, grad, ctx, e)
+                 : sum_per_batch(m, d, task, n, scratch, idx, fisher, grad, ctx, e);
     scale_tensors(m, fisher, 1.0f / (float)n);
     for (int g = 0; g < m->n_groups; g++)
         m->groups[g].trainable = saved[g];
     model_zero_grads(m);
     free(idx);
-    return 0;
+    return rc;
 }
 
 double ewc_penalty(const Model *m, const float *anchor, const float *fisher,

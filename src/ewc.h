@@ -42,6 +42,13 @@ typedef enum {
 int ewc_fisher(Model *m, const Dataset *d, int task, int samples,
                FisherMode mode, Batch *scratch, float *fisher, MnError *e);
 
+/* The same for another loss: grad accumulates the gradient of a batch's
+ * mean loss into m->grads (forward and backward), as the MLM head's does
+ * for masked-language modelling. */
+typedef int (*FisherGrad)(void *ctx, Model *m, Batch *b, MnError *e);
+int ewc_fisher_with(Model *m, const Dataset *d, int task, int samples, FisherMode mode,
+                    Batch *scratch, float *fisher, FisherGrad grad, void *ctx, MnError *e);
+
 /* strength * sum over trainable tensors of F_i (theta_i - anchor_i)^2,
  * with F_i = 1 when fisher is NULL (L2-SP). Summed in double. */
 double ewc_penalty(const Model *m, const float *anchor, const float *fisher,

@@ -190,7 +190,9 @@ static int setup(Run *r, const Experiment *x, const char *dir,
         }
         r->original_mlm = x->original.mlm[0] != 0;
         r->own_head = hf.head_labels > 0 && !r->original_mlm;
-        if (r->original_mlm && hf_load_mlm(&hf, &r->mlm_head, e) < 0) {
+        if (r->original_mlm && (hf_load_mlm(&hf, &r->mlm_head, e) < 0 ||
+                                batch_alloc(&r->mlm_batch, x->finetune.recipe.batch,
+                                            x->model.max_len, e) < 0)) {
             hf_close(&hf);
             return mn_wrap(e, "base.from");
         }
@@ -956,6 +958,14 @@ static int fisher_load(Run *r, MnError *e)
 
 /* What the finetune phase needs besides the data stream: the weights it
  * started from (θ*, for EWC, L2-SP and drift) and, for EWC, the Fisher. */
+/* The gradient of the MLM loss of a batch of training text, for EWC. */
+static int mlm_fisher_grad(void *ctx, Model *m, Batch *b, MnError *e)
+{
+    Run *r = ctx;
+    double loss;
+    return mlm_train_step(m, &r->mlm_head, b, 1.0f, &loss, e);
+}
+
 static int start_regularizers(Run *r, int fresh, MnError *e)
 {
     const Experiment *x = &r->x;
@@ -971,9 +981,8 @@ static int start_regularizers(Run *r, int fresh, MnError *e)
     if (!r->fisher)
         return mn_fail(e, "out of memory for the Fisher");
     /* The model's own head with only a held-out set: no original-task
-     * examples to estimate it from; MLM text has no classification
-     * gradient. A policy's EWC then pulls nothing. */
-    if (!r->train[TASK_ORIGINAL].n || r->original_mlm) {
+     * examples to estimate it from. A policy's EWC then pulls nothing. */
+    if (!r->train[TASK_ORIGINAL].n) {
         if (x->finetune.ewc.lambda > 0)
             return mn_fail(e, "finetune.ewc.lambda needs original.train: the Fisher is "
                            "estimated on original-task examples");
@@ -992,8 +1001,10 @@ static int start_regularizers(Run *r, int fresh, MnError *e)
         memcpy(r->model.params, r->anchor, r->model.n_params * sizeof(float));
     }
     FisherMode mode = strcmp(x->finetune.ewc.fisher, "batch") == 0 ? FISHER_BATCH : FISHER_EMPIRICAL;
-    int rc = ewc_fisher(&r->model, &r->train[TASK_ORIGINAL], TASK_ORIGINAL,
-                        x->finetune.ewc.fisher_samples, mode, &r->eval_batch, r->fisher, e);
+    /* masked-language modelling: the Fisher of the MLM loss */
+    int rc = ewc_fisher_with(&r->model, &r->train[TASK_ORIGINAL], TASK_ORIGINAL,
+                             x->finetune.ewc.fisher_samples, mode, &r->eval_batch, r->fisher,
+                             r->original_mlm ? mlm_fisher_grad : NULL, r, e);
     if (now) {
         memcpy(r->model.params, now, r->model.n_params * sizeof(float));
         free(now);
@@ -1103,7 +1114,9 @@ int run_step(Run *r, MnError *e)
         { &r->train[task], r->idx, fresh, task },
         { &r->train[TASK_ORIGINAL], replay_idx, r->replay_rows, TASK_ORIGINAL },
     };
-    batch_fill_parts(&r->batch, parts, r->replay_rows ? 2 : 1);
+    /* MLM replay rows go through the MLM head in a batch of their own */
+    const int mlm_replay = r->replay_rows && r->original_mlm && r->phase == PHASE_FINETUNE;
+    batch_fill_parts(&r->batch, parts, r->replay_rows && !mlm_replay ? 2 : 1);
     model_zero_grads(&r->model);
     /* Dropout masks follow from the seed and the step alone, so a resumed
      * run draws the same ones. */
@@ -1111,7 +1124,22 @@ int run_step(Run *r, MnError *e)
     r->model.dropout_seed = r->x.seed * 0x9E3779B97F4A7C15ULL + (unsigned long long)r->step +
                             ((unsigned long long)r->phase << 40);
     float loss = model_forward(&r->model, &r->batch);
-    model_backward(&r->model, &r->batch);
+    if (mlm_replay) {
+        /* each row weighs alike: the new rows' mean and the MLM rows'
+         * mean (each row's over its masked tokens) by their shares */
+        const float rows = (float)(fresh + r->replay_rows);
+        double mlm_loss;
+        model_backward_scaled(&r->model, &r->batch, (float)fresh / rows);
+        batch_fill(&r->mlm_batch, &r->train[TASK_ORIGINAL], replay_idx, r->replay_rows,
+                   TASK_ORIGINAL);
+        if (mlm_train_step(&r->model, &r->mlm_head, &r->mlm_batch, (float)r->replay_rows / rows,
+                           &mlm_loss, e) < 0) {
+            r->model.training = 0;
+            return -1;
+        }
+        loss = (float)((fresh * (double)loss + r->replay_rows * mlm_loss) / rows);
+    } else
+        model_backward(&r->model, &r->batch);
     r->model.training = 0;
     if (r->phase == PHASE_FINETUNE) {
         if (r->fisher && r->ewc_lambda > 0)
@@ -1494,6 +1522,7 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
 void run_free(Run *r)
 {
     tokenizer_free(&r->tok);
+    batch_free(&r->mlm_batch);
     mlm_head_free(&r->mlm_head);
     if (r->metrics)
         fclose(r->metrics);

@@ -64,6 +64,7 @@ struct Run {
      * by the base model's MLM head */
     int original_mlm;
     MlmHead mlm_head;
+    Batch mlm_batch;           /* MLM replay rows of a step */
     Dataset train[N_TASKS], eval[N_TASKS];
     Sampler sampler;           /* over the current phase's training set */
     Batch batch, eval_batch;

@@ -202,9 +202,24 @@ ok $? "the same experiment scores the same masked positions: identical metrics"
 echo "the movie was [MASK] ." | "$MNEME" predict "$TMP/run_mlm/checkpoints/final.safetensors" --task mlm > "$TMP/out" 2>&1
 jq -e '.masks[0].position == 4 and (.masks[0].top | length) == 5' "$TMP/out" > /dev/null
 ok $? "predict --task mlm on the run's checkpoint fills [MASK] at position 4 ($(head -c 120 "$TMP/out"))"
-"$MNEME" run --headless "$TMP/mlm.cfg" --out "$TMP/r_bad" --set finetune.replay.ratio=0.25 > /dev/null 2> "$TMP/err"
-ok "$([ $? = 2 ] && contains "$TMP/err" "finetune.replay.ratio: not yet with original.mlm"; echo $?)" \
-    "MLM replay is refused with a reason for now ($(cat "$TMP/err"))"
+"$MNEME" run --headless "$TMP/mlm.cfg" --out "$TMP/run_replay" --quiet --set finetune.replay.ratio=0.25 \
+    > "$TMP/out" 2>&1
+ok $? "MLM replay: a quarter of each batch is masked text through the MLM head ($(tail -n 1 "$TMP/out"))"
+moved() { jq -r 'select(.phase == "finetune") | .original.loss' "$1" |
+          awk 'NR == 1 { a = $1 } { b = $1 } END { d = b - a; print (d < 0 ? -d : d) }'; }
+final() { jq -r 'select(.phase == "finetune") | .original.loss' "$1" | tail -n 1; }
+plain=$(moved "$TMP/run_mlm/metrics.jsonl")
+ok "$(lt "$(final "$TMP/run_replay/metrics.jsonl")" "$(final "$TMP/run_mlm/metrics.jsonl")"; echo $?)" \
+    "replaying masked text ends with a lower MLM loss than without (the model trains on it: $(final "$TMP/run_replay/metrics.jsonl") vs $(final "$TMP/run_mlm/metrics.jsonl"))"
+"$MNEME" replay "$TMP/run_replay" --out "$TMP/replayed" --quiet > "$TMP/out" 2>&1
+ok $? "mneme replay reproduces the MLM-replay run from its folder ($(tail -n 1 "$TMP/out"))"
+"$MNEME" run --headless "$TMP/mlm.cfg" --out "$TMP/run_ewc" --quiet --set finetune.ewc.lambda=1e4 \
+    > "$TMP/out" 2>&1
+ok $? "EWC with the MLM Fisher ($(tail -n 1 "$TMP/out"))"
+ewc=$(moved "$TMP/run_ewc/metrics.jsonl")
+jq -e -s 'map(select(.phase == "finetune")) | all(.ewc_lambda == 10000)' "$TMP/run_ewc/metrics.jsonl" > /dev/null &&
+    lt "$ewc" "$plain"
+ok $? "EWC on the MLM Fisher keeps the MLM loss closer too (moved $ewc, without $plain)"
 sed 's/from = "bert_mlm"/from = "bert"/' "$TMP/mlm.cfg" > "$TMP/mlm_bad.cfg"
 "$MNEME" run --headless "$TMP/mlm_bad.cfg" --out "$TMP/r_bad" > /dev/null 2> "$TMP/err"
 ok "$([ $? = 2 ] && contains "$TMP/err" "cls.predictions.transform.dense.weight is missing"; echo $?)" \
