@@ -328,6 +328,9 @@ int export_main(int argc, char **argv)
     if (task < 0)
         fprintf(stderr, "mneme export: --task %s: the model's tasks are original and new\n",
                 a.task);
+    else if (labels[task].n_labels == 1 && strcmp(labels[task].names[0], "mlm") == 0)
+        fprintf(stderr, "mneme export: the %s task of %s is masked-language modelling, which "
+                "the base model's own MLM head does; export --task new\n", a.task, a.src);
     else if (cfg.prompt_tokens || cfg.prefix_tokens)
         fprintf(stderr, "mneme export: %s was prompt or prefix tuned; only full and LoRA "
                 "fine-tuning export to Hugging Face\n", a.src);

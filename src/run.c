@@ -1186,8 +1186,8 @@ static int open_metrics(Run *r, const char *mode, MnError *e)
 }
 
 /* A run from base.from keeps the model's config and tokenizer files in
- * hf/: predict and export find them there, and the run does not depend
- * on the folder it came from staying where it was. */
+ * hf/, where predict and export find them. (A resume reads base.from
+ * again: its weights are the start of the run, and the MLM head.) */
 static int copy_model_files(Run *r, MnError *e)
 {
     static const char *const files[] = { "config.json", "vocab.txt", "tokenizer_config.json",

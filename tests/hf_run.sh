@@ -225,13 +225,30 @@ sed 's/from = "bert_mlm"/from = "bert"/' "$TMP/mlm.cfg" > "$TMP/mlm_bad.cfg"
 ok "$([ $? = 2 ] && contains "$TMP/err" "cls.predictions.transform.dense.weight is missing"; echo $?)" \
     "original.mlm on a classifier without an MLM head names what is missing ($(cat "$TMP/err"))"
 
+# A Lua policy on the imported model, by the same names: gradual
+# unfreezing opens one block of the 12 every 2 steps, from the top.
+$HFM make "$TMP/bert12" --seed 14 --labels 2 --hidden 16 --layers 12 --positions 40
+sed 's/from = "bert"/from = "bert12"/' "$TMP/exp.cfg" > "$TMP/exp12.cfg"
+sed 's/every = 200/every = 2/' "$MNEME_SRCDIR/lua/policies/gradual_unfreeze.lua" > "$TMP/unfreeze.lua"
+"$MNEME" run --headless "$TMP/exp12.cfg" --out "$TMP/run_pol" --quiet \
+    --set "finetune.policy=\"$TMP/unfreeze.lua\"" \
+    --set policy.path="\"$MNEME_SRCDIR/lua\"" > "$TMP/out" 2>&1
+ok $? "gradual_unfreeze runs on a 12-layer imported BERT ($(tail -n 1 "$TMP/out"))"
+opened=$(jq -r 'select(.source == "policy" and .to == 0) | "\(.set)@\(.step)"' "$TMP/run_pol/events.jsonl" |
+         tr '\n' ' ')
+case "$opened" in
+*layer.10.frozen@*layer.0.frozen@*) st=0 ;;
+*) st=1 ;;
+esac
+ok $st "its changes, block by block by their imported names, are recorded with their steps ($opened)"
+jq -e '.drift["layer.0"] < .drift["layer.11"]' "$TMP/run_pol/summary.json" > /dev/null
+ok $? "the top block, open longest, moved more than the bottom one ($(jq -c '[.drift["layer.0"], .drift["layer.11"]]' "$TMP/run_pol/summary.json"))"
+
 # The workbench on a 12-layer imported model in an 80x24 terminal: every
 # block is on screen (ranges when they share a state), and :freeze takes
 # the same names.
 if command -v tmux >/dev/null 2>&1; then
     . "$MNEME_SRCDIR/tests/tmux.sh"
-    $HFM make "$TMP/bert12" --seed 14 --labels 2 --hidden 16 --layers 12 --positions 40
-    sed 's/from = "bert"/from = "bert12"/' "$TMP/exp.cfg" > "$TMP/exp12.cfg"
     cat > "$TMP/pane.sh" <<SH
 "$MNEME" "$TMP/exp12.cfg" --set finetune.epochs=2000 --set finetune.freeze.keep_last=3 --out "$TMP/run12" 2>"$TMP/stderr"
 echo "mneme-exit=\$?"
