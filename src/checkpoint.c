@@ -63,9 +63,10 @@ static char *model_json(const Model *m, const LabelSet *labels)
         json_object_set_new(o, "arch", json_integer(c->arch));
     }
     if (c->lora_r > 0)
-        json_object_set_new(o, "lora", json_pack("{s:i, s:f, s:i}", "r", c->lora_r, "alpha",
+        json_object_set_new(o, "lora", json_pack("{s:i, s:f, s:i, s:f}", "r", c->lora_r, "alpha",
                                                  (double)c->lora_alpha, "targets",
-                                                 (int)c->lora_targets));
+                                                 (int)c->lora_targets, "dropout",
+                                                 (double)c->lora_dropout));
     if (c->prompt_tokens > 0)
         json_object_set_new(o, "prompt", json_pack("{s:i}", "tokens", c->prompt_tokens));
     if (c->prefix_tokens > 0)
@@ -246,6 +247,8 @@ int checkpoint_read_config(const StFile *f, ModelConfig *cfg, LabelSet *labels, 
             return mn_fail(e, "mneme.model metadata: the lora entry is malformed");
         }
         cfg->lora_alpha = (float)json_number_value(json_object_get(lora, "alpha"));
+        /* absent in checkpoints from before it was recorded */
+        cfg->lora_dropout = (float)json_number_value(json_object_get(lora, "dropout"));
         cfg->lora_targets = (unsigned)targets;
     }
     static const char *const virt[2] = { "prompt", "prefix" };

@@ -383,10 +383,12 @@ static int read_weights(HfModel *h, MnError *e)
         snprintf(other, sizeof other, "%s/pytorch_model.bin", h->dir);
         if (exists(other))
             return mn_fail(e, "%s: only pytorch_model.bin is there; mneme reads safetensors. "
-                           "Convert it where transformers is installed: python3 -c \"from "
-                           "transformers import AutoModel; AutoModel.from_pretrained('%s')"
-                           ".save_pretrained('%s', safe_serialization=True)\"; or use the "
-                           "folder's model.safetensors from the hub",
+                           "Convert it, every head kept, where torch and safetensors are "
+                           "installed: python3 -c \"import torch; from safetensors.torch import "
+                           "save_file; sd = torch.load('%s/pytorch_model.bin', map_location="
+                           "'cpu'); save_file({k: v.clone().contiguous() for k, v in sd.items()}, "
+                           "'%s/model.safetensors', metadata={'format': 'pt'})\"; or fetch the "
+                           "hub's model.safetensors",
                            h->dir, h->dir, h->dir);
         return mn_fail(e, "%s: no model.safetensors", h->dir);
     }

@@ -107,6 +107,10 @@ static int load_task(Run *r, int k, MnError *e)
     int fixed = r->fixed_labels[k];
     if (!fixed)
         memset(&r->labels[k], 0, sizeof r->labels[k]);
+    if (!src->train[0] && !fixed)
+        return mn_fail(e, "%s.train is missing: base.from %s has no classification head to "
+                       "score %s with; give %s.train to train one in the base phase, or "
+                       "original.mlm", task_names[k], r->x.base.from, src->eval, task_names[k]);
     if ((src->train[0] && dataset_load(&r->train[k], &r->tok, &fmt, src->train, max_len,
                                        &r->labels[k], fixed ? LABELS_FIXED : LABELS_GROW, e) < 0) ||
         dataset_load(&r->eval[k], &r->tok, &fmt, src->eval, max_len, &r->labels[k],
