@@ -336,7 +336,7 @@ int mlm_train_step(Model *m, const MlmHead *h, const Batch *b, float scale, doub
     const size_t BT = (size_t)b->B * (size_t)T;
     int *rows = malloc(BT * sizeof *rows), *label = malloc(BT * sizeof *label);
     float *w = malloc(BT * sizeof *w), *d_out = calloc(BT * (size_t)C, sizeof *d_out);
-    size_t per = (size_t)MLM_CHUNK * (5 * (size_t)C + 2 * (size_t)V + 2);
+    size_t per = (size_t)MLM_CHUNK * (6 * (size_t)C + 2 * (size_t)V + 2);
     float *ws = malloc(per * sizeof *ws);
     *loss = 0.0;
     if (!rows || !label || !w || !d_out || !ws) {

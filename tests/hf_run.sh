@@ -122,15 +122,15 @@ ok $? "frozen imported layers do not move, the others do ($(jq -c .drift "$TMP/r
 
 # LoRA: a PEFT adapter folder with PEFT's names, shapes and config.
 "$MNEME" run --headless "$TMP/exp.cfg" --out "$TMP/run_lora" --quiet --set finetune.method=lora \
-    --set finetune.lora.r=4 --set finetune.lora.alpha=8 > /dev/null 2>&1
+    --set finetune.lora.r=4 --set finetune.lora.alpha=8 --set finetune.lora.dropout=0.1 > /dev/null 2>&1
 ok $? "a LoRA run on the imported BERT finishes"
 "$MNEME" export "$TMP/run_lora" --to "$TMP/peft" > "$TMP/out" 2>&1
 ok $? "export of a LoRA run ($(cat "$TMP/out"))"
 jq -e --arg base "$TMP/bert" '.peft_type == "LORA" and .task_type == "SEQ_CLS" and .r == 4 and
-       .lora_alpha == 8 and .target_modules == ["query", "value"] and
+       .lora_alpha == 8 and (.lora_dropout - 0.1 | fabs) < 1e-6 and .target_modules == ["query", "value"] and
        .modules_to_save == ["classifier"] and (.base_model_name_or_path | endswith("/bert"))' \
     "$TMP/peft/adapter_config.json" > /dev/null
-ok $? "adapter_config.json: LORA, SEQ_CLS, r, alpha, targets, modules_to_save, base ($(jq -c '{r, lora_alpha, target_modules, modules_to_save}' "$TMP/peft/adapter_config.json"))"
+ok $? "adapter_config.json: LORA, SEQ_CLS, r, alpha, dropout, targets, modules_to_save, base ($(jq -c '{r, lora_alpha, target_modules, modules_to_save}' "$TMP/peft/adapter_config.json"))"
 "$PY" - "$TMP/peft/adapter_model.safetensors" > "$TMP/keys" <<'EOF'
 import json, struct, sys
 with open(sys.argv[1], "rb") as f:
@@ -220,6 +220,11 @@ ewc=$(moved "$TMP/run_ewc/metrics.jsonl")
 jq -e -s 'map(select(.phase == "finetune")) | all(.ewc_lambda == 10000)' "$TMP/run_ewc/metrics.jsonl" > /dev/null &&
     lt "$ewc" "$plain"
 ok $? "EWC on the MLM Fisher keeps the MLM loss closer too (moved $ewc, without $plain)"
+sed 's/from = "bert"/from = "bert_mlm"/' "$TMP/exp.cfg" > "$TMP/nohead.cfg"
+"$MNEME" run --headless "$TMP/nohead.cfg" --out "$TMP/r_bad" > /dev/null 2> "$TMP/err"
+ok "$([ $? = 2 ] && contains "$TMP/err" "original.train is missing: base.from" &&
+      contains "$TMP/err" "has no classification head"; echo $?)" \
+    "a model without a head and only original.eval: original.train is named ($(cat "$TMP/err"))"
 sed 's/from = "bert_mlm"/from = "bert"/' "$TMP/mlm.cfg" > "$TMP/mlm_bad.cfg"
 "$MNEME" run --headless "$TMP/mlm_bad.cfg" --out "$TMP/r_bad" > /dev/null 2> "$TMP/err"
 ok "$([ $? = 2 ] && contains "$TMP/err" "cls.predictions.transform.dense.weight is missing"; echo $?)" \
