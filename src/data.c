@@ -25,8 +25,7 @@ void dataset_free(Dataset *d)
     memset(d, 0, sizeof *d);
 }
 
-/* Sizes the row arrays for `rows` rows, keeping what is already there. */
-static int dataset_reserve(Dataset *d, int rows, MnError *e)
+int dataset_reserve(Dataset *d, int rows, MnError *e)
 {
     if (rows < 1)
         rows = 1;
@@ -40,7 +39,11 @@ static int dataset_reserve(Dataset *d, int rows, MnError *e)
                      : NULL;
     if (types)
         d->types = types;
-    int *len = types ? realloc(d->len, (size_t)rows * sizeof *len) : NULL;
+    int *mlm = types && d->mlm ? realloc(d->mlm, (size_t)rows * (size_t)d->max_len * sizeof *mlm)
+                               : types;
+    if (mlm && d->mlm)
+        d->mlm = mlm;
+    int *len = mlm ? realloc(d->len, (size_t)rows * sizeof *len) : NULL;
     if (len)
         d->len = len;
     int *label = len ? realloc(d->label, (size_t)rows * sizeof *label) : NULL;

@@ -30,6 +30,9 @@ typedef struct {
 void dataset_free(Dataset *d);
 /* Allocates an empty data set of n rows (all PAD). */
 int dataset_alloc(Dataset *d, int n, int max_len, MnError *e);
+/* Sizes the row arrays (and mlm, when there) for `rows` rows, keeping
+ * what is already there; n is unchanged. */
+int dataset_reserve(Dataset *d, int rows, MnError *e);
 /* Tokenizes a, or the pair (a, b) when b is not NULL, into row i with t
  * (tokenizer_encode at d->max_len: ids, token types, length) and sets its
  * label. -1 only when out of memory. */

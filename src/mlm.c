@@ -110,11 +110,13 @@ int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char 
     TokenSeq seq = { 0 };
     Dataset *ds[2] = { train, eval };
     int cap_rows[2] = { 0, 0 };
-    for (int k = 0; k < 2; k++)
-        if (dataset_alloc(ds[k], 0, max_len, e) < 0) {
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        if (dataset_alloc(ds[k], 0, max_len, e) < 0)
             rc = -1;
-            break;
-        }
+        /* present, so that dataset_reserve grows it with the rest */
+        else if (!(ds[k]->mlm = malloc((size_t)max_len * sizeof *ds[k]->mlm)))
+            rc = mn_fail(e, "out of memory");
+    }
     while (rc == 0 && (got = getline(&line, &cap, f)) >= 0) {
         lineno++;
         size_t n = (size_t)got;
@@ -135,24 +137,8 @@ int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char 
         examples++;
         if (d->n == cap_rows[held]) {
             int want = cap_rows[held] ? 2 * cap_rows[held] : 256;
-            /* dataset_alloc sizes every array once: grow them here */
-            int *ids = realloc(d->ids, (size_t)want * (size_t)max_len * sizeof *ids);
-            if (ids)
-                d->ids = ids;
-            int *types = ids ? realloc(d->types, (size_t)want * (size_t)max_len * sizeof *types) : NULL;
-            if (types)
-                d->types = types;
-            int *mlm = types ? realloc(d->mlm, (size_t)want * (size_t)max_len * sizeof *mlm) : NULL;
-            if (mlm)
-                d->mlm = mlm;
-            int *len = mlm ? realloc(d->len, (size_t)want * sizeof *len) : NULL;
-            if (len)
-                d->len = len;
-            int *label = len ? realloc(d->label, (size_t)want * sizeof *label) : NULL;
-            if (label)
-                d->label = label;
-            if (!label) {
-                rc = mn_fail(e, "%s:%ld: out of memory", path, lineno);
+            if (dataset_reserve(d, want, e) < 0) {
+                rc = mn_wrap(e, "%s:%ld", path, lineno);
                 break;
             }
             cap_rows[held] = want;

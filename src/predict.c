@@ -87,61 +87,106 @@ static int parse_ids(const char *line, int *ids, int max_len, int vocab, long li
     return n;
 }
 
+/* Lines of stdin, each as a one-row batch of the model's input. */
+typedef struct {
+    const Model *m;
+    const Tokenizer *tok;
+    int use_ids, pair;
+    Batch b;
+    TokenSeq seq;
+    char *line;
+    size_t cap;
+    long lineno;
+} Input;
+
+static int input_open(Input *in, const Model *m, const Tokenizer *tok, int use_ids, int pair)
+{
+    MnError e;
+    memset(in, 0, sizeof *in);
+    in->m = m;
+    in->tok = tok;
+    in->use_ids = use_ids;
+    in->pair = pair;
+    if (batch_alloc(&in->b, 1, m->cfg.max_len, &e) < 0) {
+        fprintf(stderr, "mneme predict: %s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void input_close(Input *in)
+{
+    free(in->line);
+    token_seq_free(&in->seq);
+    batch_free(&in->b);
+}
+
+/* The next line into in->b (head task), 0 at the end of input, or -1
+ * after saying what is wrong with the line. */
+static int input_next(Input *in, int task)
+{
+    MnError e;
+    ssize_t len = getline(&in->line, &in->cap, stdin);
+    if (len < 0)
+        return 0;
+    char *line = in->line;
+    in->lineno++;
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        line[--len] = 0;
+    int n, max_len = in->m->cfg.max_len;
+    Batch *b = &in->b;
+    memset(b->types, 0, (size_t)max_len * sizeof *b->types);
+    if (in->use_ids)
+        n = parse_ids(line, b->ids, max_len, in->m->cfg.vocab, in->lineno);
+    else {
+        char *second = NULL;
+        if (in->pair) {
+            second = strchr(line, '\t');
+            if (!second || strchr(second + 1, '\t')) {
+                fprintf(stderr, "mneme predict: stdin:%ld: expected text<TAB>text\n", in->lineno);
+                return -1;
+            }
+            *second++ = 0;
+        }
+        n = tokenizer_encode(in->tok, line, second, max_len, &in->seq, &e);
+        if (n < 0)
+            fprintf(stderr, "mneme predict: stdin:%ld: %s\n", in->lineno, e.msg);
+        else {
+            n = in->seq.n;
+            memcpy(b->ids, in->seq.ids, (size_t)n * sizeof *b->ids);
+            memcpy(b->types, in->seq.types, (size_t)n * sizeof *b->types);
+        }
+        if (second)
+            second[-1] = '\t';
+    }
+    if (n < 0)
+        return -1;
+    b->B = 1;
+    b->T = n;
+    b->len[0] = n;
+    b->task[0] = task;
+    b->label[0] = -1;
+    return 1;
+}
+
+static void print_json(json_t *o)
+{
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
+    if (s)
+        puts(s);
+    free(s);
+    json_decref(o);
+}
+
 static int predict_lines(Model *m, const Tokenizer *tok, const LabelSet *labels, int task,
                          int use_ids, int pair)
 {
-    Batch b;
-    MnError e;
-    TokenSeq seq = { 0 };
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    long lineno = 0;
-    int status = 0, K = m->cfg.n_labels[task];
-    if (batch_alloc(&b, 1, m->cfg.max_len, &e) < 0) {
-        fprintf(stderr, "mneme predict: %s\n", e.msg);
+    Input in;
+    int rc, K = m->cfg.n_labels[task];
+    if (input_open(&in, m, tok, use_ids, pair) < 0)
         return 1;
-    }
-    while ((len = getline(&line, &cap, stdin)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = 0;
-        int n;
-        memset(b.types, 0, (size_t)m->cfg.max_len * sizeof *b.types);
-        if (use_ids)
-            n = parse_ids(line, b.ids, m->cfg.max_len, m->cfg.vocab, lineno);
-        else {
-            char *second = NULL;
-            if (pair) {
-                second = strchr(line, '\t');
-                if (!second || strchr(second + 1, '\t')) {
-                    fprintf(stderr, "mneme predict: stdin:%ld: expected text<TAB>text\n", lineno);
-                    status = 2;
-                    break;
-                }
-                *second++ = 0;
-            }
-            n = tokenizer_encode(tok, line, second, m->cfg.max_len, &seq, &e);
-            if (n < 0)
-                fprintf(stderr, "mneme predict: stdin:%ld: %s\n", lineno, e.msg);
-            else {
-                n = seq.n;
-                memcpy(b.ids, seq.ids, (size_t)n * sizeof *b.ids);
-                memcpy(b.types, seq.types, (size_t)n * sizeof *b.types);
-            }
-            if (second)
-                second[-1] = '\t';
-        }
-        if (n < 0) {
-            status = 2;
-            break;
-        }
-        b.B = 1;
-        b.T = n;
-        b.len[0] = n;
-        b.task[0] = task;
-        b.label[0] = -1;
-        model_forward(m, &b);
+    while ((rc = input_next(&in, task)) > 0) {
+        model_forward(m, &in.b);
         const float *logits = m->act.logits, *probs = m->act.probs;
         int best = 0;
         json_t *lg = json_array();
@@ -150,19 +195,12 @@ static int predict_lines(Model *m, const Tokenizer *tok, const LabelSet *labels,
             if (probs[k] > probs[best])
                 best = k;
         }
-        json_t *o = json_pack("{s:s, s:s, s:o, s:f}", use_ids ? "ids" : "text", line,
-                              "label", labels[task].names[best], "logits", lg,
-                              "prob", (double)probs[best]);
-        char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
-        if (s)
-            puts(s);
-        free(s);
-        json_decref(o);
+        print_json(json_pack("{s:s, s:s, s:o, s:f}", use_ids ? "ids" : "text", in.line, "label",
+                             labels[task].names[best], "logits", lg, "prob",
+                             (double)probs[best]));
     }
-    free(line);
-    token_seq_free(&seq);
-    batch_free(&b);
-    return status;
+    input_close(&in);
+    return rc < 0 ? 2 : 0;
 }
 
 static int is_dir(const char *path)
@@ -221,59 +259,20 @@ static int predict_mlm_line(Model *m, const MlmHead *h, const Tokenizer *tok, co
         }
         json_array_append_new(masks, json_pack("{s:i, s:o}", "position", pos[i], "top", arr));
     }
-    json_t *o = json_pack("{s:s, s:o}", use_ids ? "ids" : "text", line, "masks", masks);
-    char *out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
-    if (out)
-        puts(out);
-    free(out);
-    json_decref(o);
+    print_json(json_pack("{s:s, s:o}", use_ids ? "ids" : "text", line, "masks", masks));
     free(logits);
     return 0;
 }
 
 static int predict_mlm_lines(Model *m, const MlmHead *h, const Tokenizer *tok, int use_ids)
 {
-    Batch b;
-    MnError e;
-    TokenSeq seq = { 0 };
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    long lineno = 0;
-    int status = 0;
-    if (batch_alloc(&b, 1, m->cfg.max_len, &e) < 0) {
-        fprintf(stderr, "mneme predict: %s\n", e.msg);
+    Input in;
+    int rc, status = 0;
+    if (input_open(&in, m, tok, use_ids, 0) < 0)
         return 1;
-    }
-    while (status == 0 && (len = getline(&line, &cap, stdin)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = 0;
-        int n;
-        memset(b.types, 0, (size_t)m->cfg.max_len * sizeof *b.types);
-        if (use_ids)
-            n = parse_ids(line, b.ids, m->cfg.max_len, m->cfg.vocab, lineno);
-        else if (tokenizer_encode(tok, line, NULL, m->cfg.max_len, &seq, &e) < 0) {
-            fprintf(stderr, "mneme predict: stdin:%ld: %s\n", lineno, e.msg);
-            n = -1;
-        } else {
-            n = seq.n;
-            memcpy(b.ids, seq.ids, (size_t)n * sizeof *b.ids);
-        }
-        if (n < 0) {
-            status = 2;
-            break;
-        }
-        b.B = 1;
-        b.T = n;
-        b.len[0] = n;
-        b.task[0] = 0;
-        b.label[0] = -1;
-        status = predict_mlm_line(m, h, tok, line, &b, n, lineno, use_ids);
-    }
-    free(line);
-    token_seq_free(&seq);
-    batch_free(&b);
+    while (status == 0 && (rc = input_next(&in, 0)) != 0)
+        status = rc < 0 ? 2 : predict_mlm_line(m, h, tok, in.line, &in.b, in.b.T, in.lineno, use_ids);
+    input_close(&in);
     return status;
 }
 
