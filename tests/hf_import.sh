@@ -46,6 +46,16 @@ same_logits "DistilBERT, distilbert. prefix" "$TMP/distil"
 $HFM make "$TMP/distil_np" --seed 7 --arch distilbert --prefix 0 --act gelu_new
 same_logits "DistilBERT without prefix, gelu_new" "$TMP/distil_np"
 
+# Sentence pairs through WordPiece: [CLS] a [SEP] b [SEP] with token types
+# 0 then 1, against the reference's own tokenization of whole words.
+printf 'The movie was GREAT\tbut the plot, not very good!\nI liked it\tboring story\n' > "$TMP/pairs"
+$HFM logits "$TMP/bert" --pair < "$TMP/pairs" > "$TMP/want" 2> "$TMP/err" &&
+    "$MNEME" predict "$TMP/bert" --task original --pair < "$TMP/pairs" | jq -c .logits > "$TMP/got_logits"
+diff=$(paste -d '\t' "$TMP/want" "$TMP/got_logits" | jq -R -s '
+    [split("\n")[] | select(length > 0) | split("\t") | map(fromjson)
+     | transpose[] | (.[0] - .[1]) | fabs] | max')
+ok "$(lt "$diff" 2e-5; echo $?)" "sentence pairs: WordPiece ids and token types 0/1 give the reference's logits (max diff $diff)"
+
 # The MLM head (tied to the word embeddings, as Hugging Face loads it):
 # predict --task mlm against the same numpy forward, top 5 ids and
 # probabilities at every [MASK].

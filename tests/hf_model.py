@@ -282,8 +282,12 @@ def logits(args):
         line = line.rstrip("\n")
         if args.pair:
             a, b = line.split("\t")
-            ia = [vocab[w] for w in a.lower().split()]
-            ib = [vocab[w] for w in b.lower().split()]
+            def words(t):
+                # whole vocabulary words and punctuation, as BERT splits them
+                for p in ",.!?":
+                    t = t.replace(p, f" {p} ")
+                return [vocab[w] for w in t.lower().split()]
+            ia, ib = words(a), words(b)
             ids = [2] + ia + [3] + ib + [3]
             types = [0] * (len(ia) + 2) + [1] * (len(ib) + 1)
         else:
