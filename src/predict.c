@@ -388,6 +388,9 @@ int predict_main(int argc, char **argv)
             rc = load_checkpoint(a.checkpoint, a.task, &m, &cfg, labels, &task, &e);
         if (rc == 0 && mlm)
             rc = run_mlm_head(tdir, &head, &e);
+        if (rc == 0 && tok.vocab_size > cfg.vocab)
+            rc = mn_fail(&e, "%s: its vocab.txt has %d tokens, more than the model's %d rows",
+                         tdir, tok.vocab_size, cfg.vocab);
     }
     if (rc < 0) {
         fprintf(stderr, "mneme predict: %s\n", e.msg);
