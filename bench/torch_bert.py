@@ -6,8 +6,9 @@ Model: word + position + token-type embeddings -> LayerNorm -> L post-LN
 blocks {self-attention (fused q|k|v projection, 1/sqrt(D) scaling, softmax)
 -> dense -> residual -> LayerNorm -> intermediate dense -> GELU (erf form)
 -> dense -> residual -> LayerNorm} -> pooler (dense + tanh on the first
-token) -> classifier head. LayerNorm eps 1e-12, no dropout, vocabulary 261
-(mneme's byte tokenizer), 4 labels.
+token) -> classifier head. LayerNorm eps 1e-12, no dropout, 4 labels;
+vocabulary 261 (mneme's byte tokenizer) and `seq` positions unless --vocab
+and --positions say otherwise (a Hugging Face shape: 30522 and 512).
 
 Step: zero grads, forward, cross-entropy, backward, clip_grad_norm_(1.0),
 AdamW (betas 0.9/0.999, eps 1e-8, weight decay 0.01). Full-length random
@@ -18,12 +19,14 @@ Run it with the Debian interpreter, which has torch 1.13:
     OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/torch_bert.py \
         --hidden 128 --layers 4 --heads 4 --intermediate 512 --seq 64 \
         --batch 32 --threads 1
-Prints one JSON object.
+Prints one JSON object; peak_rss_kib is the process's peak resident set
+(getrusage), model and optimizer state included.
 """
 import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import time
 
@@ -74,10 +77,10 @@ class Block(nn.Module):
 
 
 class Bert(nn.Module):
-    def __init__(self, C, L, H, I, T):
+    def __init__(self, C, L, H, I, T, vocab=VOCAB, positions=None):
         super().__init__()
-        self.word = nn.Embedding(VOCAB, C)
-        self.pos = nn.Embedding(T, C)
+        self.word = nn.Embedding(vocab, C)
+        self.pos = nn.Embedding(positions or T, C)
         self.tok_type = nn.Embedding(TYPE_VOCAB, C)
         self.ln = nn.LayerNorm(C, eps=1e-12)
         self.blocks = nn.ModuleList(Block(C, H, I) for _ in range(L))
@@ -116,6 +119,9 @@ def main():
     ap.add_argument("--seq", type=int, default=64)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--vocab", type=int, default=VOCAB)
+    ap.add_argument("--positions", type=int, default=0,
+                    help="position embeddings (default: --seq)")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--seed", type=int, default=42)
@@ -123,14 +129,15 @@ def main():
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    model = Bert(a.hidden, a.layers, a.heads, a.intermediate, a.seq)
+    model = Bert(a.hidden, a.layers, a.heads, a.intermediate, a.seq, a.vocab,
+                 a.positions or a.seq)
     # Same optimizer semantics as mneme: no decay on biases and LayerNorm.
     decay = [p for n, p in model.named_parameters() if p.dim() == 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
-    ids = torch.randint(5, VOCAB, (a.batch, a.seq))
+    ids = torch.randint(5, a.vocab, (a.batch, a.seq))
     ids[:, 0] = 2  # [CLS]
     labels = torch.randint(0, LABELS, (a.batch,))
 
@@ -154,12 +161,15 @@ def main():
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS", ""),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "model": {"hidden": a.hidden, "layers": a.layers, "heads": a.heads,
-                  "intermediate": a.intermediate, "seq": a.seq},
+                  "intermediate": a.intermediate, "seq": a.seq,
+                  "vocab": a.vocab, "positions": a.positions or a.seq},
+        "params": sum(p.numel() for p in model.parameters()),
         "batch": a.batch, "steps": a.steps,
         "step_ms_median": step * 1e3,
         "steps_per_s": 1.0 / step,
         "tokens_per_s": a.batch * a.seq / step,
         "gflops": flops / step * 1e-9,
+        "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }, indent=2))
 
 
