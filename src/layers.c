@@ -488,12 +488,24 @@ void gelu_forward_grad(float *out, float *deriv, const float *in, int n)
 /* The tanh form (Hugging Face "gelu_new"):
  * 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), and its
  * derivative 0.5 (1 + t) + 0.5 x (1 - t^2) u'(x). */
+/* tanh(u) = (1 - e) / (1 + e) with e = e^(-2|u|), sign restored: one
+ * exponential of a non-positive argument, which vectorises where libm's
+ * tanhf does not. |u| is capped at 40, where tanh is 1 in float. */
+static inline float tanh_vec(float u)
+{
+    const float a = fabsf(u) < 40.0f ? fabsf(u) : 40.0f;
+    const float e = exp_in_range(-2.0f * a);
+    const float t = (1.0f - e) / (1.0f + e);
+    return u < 0.0f ? -t : t;
+}
+
+VEC_CLONES
 void gelu_tanh_forward_grad(float *out, float *deriv, const float *in, int n)
 {
     const float k = 0.7978845608028654f, c = 0.044715f;
     for (int i = 0; i < n; i++) {
         const float x = in[i];
-        const float t = tanhf(k * (x + c * x * x * x));
+        const float t = tanh_vec(k * (x + c * x * x * x));
         out[i] = 0.5f * x * (1.0f + t);
         deriv[i] = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * c * x * x);
     }
