@@ -83,6 +83,10 @@ while [ $i -lt 4 ]; do
     d="$TMP/killed$i"
     "$MNEME" run --headless "$CFG" $KSETS --out "$d" --quiet >/dev/null 2>&1 &
     pid=$!
+    # from when the folder holds its experiment: a kill before that leaves
+    # nothing to resume (on a busy machine that took over 0.05 s)
+    n=0
+    while [ ! -s "$d/experiment.cfg" ] && [ $n -lt 500 ]; do sleep 0.01; n=$((n + 1)); done
     sleep "$(awk -v s="$$$i" 'BEGIN { srand(s); printf "%.2f", 0.05 + rand() * 1.2 }')"
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
