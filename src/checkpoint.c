@@ -85,7 +85,7 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
     char *mjson = model_json(m, labels);
     char step[32], epoch[32], cursor[32], rng[32], lsum[64], lcount[32], elapsed[64];
     char repoch[32], rcursor[32], evlines[32], lambda[64], lr_over[64], peak[64];
-    char groups[(MODEL_MAX_LAYERS + 2 + MODEL_MAX_TASKS) * 40] = "";
+    char groups[CHECKPOINT_MAX_GROUPS * 40] = "";
     char *group_t = NULL;
     if (!t || !names || !mjson) {
         rc = mn_fail(e, "%s: out of memory", path);

@@ -14,6 +14,10 @@
 
 #define CHECKPOINT_FORMAT "mneme-1"
 
+/* Every group a model can have: embeddings, blocks, pooler, heads, an
+ * adapter group per block, prompt and prefix. */
+#define CHECKPOINT_MAX_GROUPS (2 * MODEL_MAX_LAYERS + 4 + MODEL_MAX_TASKS)
+
 /* What a checkpoint records beside the tensors. */
 typedef struct {
     char phase[16];            /* base | finetune | done */
@@ -27,8 +31,8 @@ typedef struct {
     double lr;                 /*   this one, instead of the schedule's */
     int has_groups;            /* groups' trainable flags and multipliers: */
     int n_groups;
-    unsigned char trainable[MODEL_MAX_LAYERS + 2 + MODEL_MAX_TASKS];
-    float lr_scale[MODEL_MAX_LAYERS + 2 + MODEL_MAX_TASKS];
+    unsigned char trainable[CHECKPOINT_MAX_GROUPS];
+    float lr_scale[CHECKPOINT_MAX_GROUPS];
     unsigned long long rng_state;
     double loss_sum;           /* training loss since the last evaluation */
     long loss_count;

@@ -271,7 +271,7 @@ static int read_config(HfModel *h, MnError *e)
     c->head_pre = a->head_pre;
     if (get_int(o, path, "vocab_size", 30522, 5, 1 << 22, &c->vocab, e) < 0 ||
         get_int(o, path, a->f_hidden, a->d_hidden, 1, 4096, &c->hidden, e) < 0 ||
-        get_int(o, path, a->f_layers, a->d_layers, 1, MODEL_MAX_LAYERS, &c->layers, e) < 0 ||
+        get_int(o, path, a->f_layers, a->d_layers, 1, HF_MAX_LAYERS, &c->layers, e) < 0 ||
         get_int(o, path, a->f_heads, a->d_heads, 1, 64, &c->heads, e) < 0 ||
         get_int(o, path, a->f_inter, a->d_inter, 1, 16384, &c->intermediate, e) < 0 ||
         get_int(o, path, "max_position_embeddings", 512, 2, 8192, &c->max_positions, e) < 0)

@@ -18,6 +18,11 @@
 #include "mlm.h"
 #include "safetensors.h"
 
+/* As many blocks as an experiment's model.layers takes. */
+#define HF_MAX_LAYERS 48
+/* Predict on a folder sizes its buffers for this many tokens at most. */
+#define HF_PREDICT_MAX_LEN 512
+
 typedef struct {
     char dir[1024];
     int arch;                  /* ARCH_BERT | ARCH_DISTILBERT */

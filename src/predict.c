@@ -214,18 +214,20 @@ static int predict_mlm_line(Model *m, const MlmHead *h, const Tokenizer *tok, co
                             const Batch *b, int n, long lineno, int use_ids)
 {
     MnError e;
-    int pos[512], np = 0;
-    for (int t = 0; t < n && np < (int)(sizeof pos / sizeof pos[0]); t++)
+    int *pos = malloc((size_t)(n > 0 ? n : 1) * sizeof *pos), np = 0;
+    for (int t = 0; pos && t < n; t++)
         if (b->ids[t] == tok->mask)
             pos[np++] = t;
-    if (!np) {
+    if (pos && !np) {
         fprintf(stderr, "mneme predict: stdin:%ld: no [MASK] (id %d) to fill\n", lineno, tok->mask);
+        free(pos);
         return 2;
     }
-    float *logits = malloc((size_t)np * (size_t)h->vocab * sizeof *logits);
+    float *logits = pos ? malloc((size_t)np * (size_t)h->vocab * sizeof *logits) : NULL;
     if (!logits || mlm_logits(m, h, b, pos, np, logits, &e) < 0) {
         fprintf(stderr, "mneme predict: %s\n", logits ? e.msg : "out of memory");
         free(logits);
+        free(pos);
         return 1;
     }
     json_t *masks = json_array();
@@ -261,6 +263,7 @@ static int predict_mlm_line(Model *m, const MlmHead *h, const Tokenizer *tok, co
     }
     print_json(json_pack("{s:s, s:o}", use_ids ? "ids" : "text", line, "masks", masks));
     free(logits);
+    free(pos);
     return 0;
 }
 
@@ -291,7 +294,8 @@ static int load_folder(const char *dir, Model *m, ModelConfig *cfg, LabelSet *la
                        "--task mlm fills [MASK] with its MLM head", dir);
     }
     *cfg = h.shape;
-    cfg->max_len = cfg->max_positions;
+    /* buffers for what a text can hold, not for 8192 positions */
+    cfg->max_len = cfg->max_positions < HF_PREDICT_MAX_LEN ? cfg->max_positions : HF_PREDICT_MAX_LEN;
     cfg->n_tasks = 1;
     snprintf(cfg->task_name[0], TASK_NAME_MAX, "original");
     cfg->n_labels[0] = h.head_labels ? h.head_labels : 1;
@@ -365,7 +369,12 @@ int predict_main(int argc, char **argv)
     int rc = parse_args(argc, argv, &a), task = 0;
     if (rc)
         return rc;
-    int mlm = strcmp(a.task, "mlm") == 0;
+    int mlm = strcmp(a.task, "mlm") == 0, tok_loaded = 0;
+    if (mlm && a.pair) {
+        fprintf(stderr, "mneme predict: --task mlm fills [MASK] in single texts; --pair is for "
+                "a classification head\n");
+        return 2;
+    }
     tokenizer_bytes(&tok);
     memset(&m, 0, sizeof m);
     memset(&head, 0, sizeof head);
@@ -379,8 +388,10 @@ int predict_main(int argc, char **argv)
     } else {
         int has_hf = hf_run_files(a.checkpoint, tdir, sizeof tdir);
         rc = 0;
-        if (has_hf && (!a.ids || mlm))
+        if (has_hf && (!a.ids || mlm)) {
             rc = tokenizer_load(&tok, tdir, &e);
+            tok_loaded = rc == 0;
+        }
         if (rc == 0 && mlm && !has_hf)
             rc = mn_fail(&e, "%s: --task mlm needs a run started from a Hugging Face model "
                          "(base.from)", a.checkpoint);
@@ -388,10 +399,17 @@ int predict_main(int argc, char **argv)
             rc = load_checkpoint(a.checkpoint, a.task, &m, &cfg, labels, &task, &e);
         if (rc == 0 && mlm)
             rc = run_mlm_head(tdir, &head, &e);
-        if (rc == 0 && tok.vocab_size > cfg.vocab)
+        if (rc == 0 && tok_loaded && tok.vocab_size > cfg.vocab)
             rc = mn_fail(&e, "%s: its vocab.txt has %d tokens, more than the model's %d rows",
                          tdir, tok.vocab_size, cfg.vocab);
+        if (rc == 0 && mlm && (head.hidden != cfg.hidden || head.vocab != cfg.vocab))
+            rc = mn_fail(&e, "the MLM head of the run's base.from (hidden %d, vocabulary %d) "
+                         "does not fit %s (hidden %d, vocabulary %d): has that folder changed?",
+                         head.hidden, head.vocab, a.checkpoint, cfg.hidden, cfg.vocab);
     }
+    if (rc == 0 && a.pair && cfg.type_vocab == 1)
+        rc = mn_fail(&e, "%s has one token type (type_vocab_size 1): it takes no sentence pairs",
+                     a.checkpoint);
     if (rc < 0) {
         fprintf(stderr, "mneme predict: %s\n", e.msg);
         rc = 2;

@@ -215,6 +215,17 @@ static int setup(Run *r, const Experiment *x, const char *dir,
         hf_close(&hf);
         return -1;
     }
+    /* a pair's second text has token type 1, which such a model lacks */
+    for (int k = 0; k < N_TASKS && mc.type_vocab == 1; k++)
+        for (int s = 0; s < 2; s++) {
+            const Dataset *d = s ? &r->eval[k] : &r->train[k];
+            for (size_t i = 0; i < (size_t)d->n * (size_t)d->max_len; i++)
+                if (d->types[i] > 0) {
+                    hf_close(&hf);
+                    return mn_fail(e, "the %s task holds sentence pairs, but base.from has one "
+                                   "token type (type_vocab_size 1)", task_names[k]);
+                }
+        }
     int train_cap = x->base.pretrain.batch > x->finetune.recipe.batch ?
                     x->base.pretrain.batch : x->finetune.recipe.batch;
     if (model_create(&r->model, &mc, max3(train_cap, x->eval.batch, 1), e) < 0 ||

@@ -99,6 +99,15 @@ grep -q '^bert.encoder.layer.1.attention.self.query.weight F32 \[16, 16\]$' "$TM
     ! grep -q 'original\|lora' "$TMP/keys"
 ok $? "model.safetensors holds Hugging Face names only, every position row, one classifier"
 
+echo "2 9 10 3" | "$MNEME" predict "$TMP/run/checkpoints/final.safetensors" --task new --ids > "$TMP/out" 2>&1
+ok "$(jq -e '.logits | length == 2' "$TMP/out" > /dev/null; echo $?)" "predict --ids on the run's checkpoint ($(head -c 100 "$TMP/out"))"
+$HFM make "$TMP/onetype" --seed 15 --labels 2 --hidden 16 --positions 40 --types 1
+printf 'the movie\tgreat fun\n' | "$MNEME" predict "$TMP/onetype" --task original --pair > /dev/null 2> "$TMP/err"
+ok "$([ $? = 2 ] && contains "$TMP/err" "type_vocab_size 1): it takes no sentence pairs"; echo $?)" \
+    "a model with one token type refuses sentence pairs ($(cat "$TMP/err"))"
+echo "a [MASK]	b" | "$MNEME" predict "$TMP/bert" --task mlm --pair > /dev/null 2> "$TMP/err"
+ok "$([ $? = 2 ] && contains "$TMP/err" "--pair is for a classification head"; echo $?)" "predict --task mlm --pair is refused"
+
 # A model.* key that contradicts config.json names both; max_len is bounded.
 "$MNEME" run --headless "$TMP/exp.cfg" --out "$TMP/r_bad" --set model.hidden=32 > /dev/null 2> "$TMP/err"
 ok "$([ $? = 2 ] && contains "$TMP/err" "--set model.hidden: 32 contradicts hidden_size 16 in" &&
