@@ -6,12 +6,7 @@
 # folder must give the same logits. Then every import error, with its
 # message.
 . "$MNEME_SRCDIR/tests/lib.sh"
-PY=/usr/bin/python3
-if ! "$PY" -c 'import numpy' 2>/dev/null; then
-    echo "1..0 # SKIP python3-numpy is not installed (apt-get install python3-numpy)"
-    exit 0
-fi
-HFM="$PY $MNEME_SRCDIR/tests/hf_model.py"
+need_hf_model
 
 printf '2 5 6 7 3\n2 9 10 11 12 13 14 15 3\n2 3\n2 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 3\n' \
     > "$TMP/ids"

@@ -7,12 +7,7 @@
 # run's own checkpoint, or a PEFT adapter with PEFT's names and shapes.
 # Then masked-language modelling as the original task, and the errors.
 . "$MNEME_SRCDIR/tests/lib.sh"
-PY=/usr/bin/python3
-if ! "$PY" -c 'import numpy' 2>/dev/null; then
-    echo "1..0 # SKIP python3-numpy is not installed (apt-get install python3-numpy)"
-    exit 0
-fi
-HFM="$PY $MNEME_SRCDIR/tests/hf_model.py"
+need_hf_model
 
 # Texts of the model's vocabulary words; the new task: is "great" in it?
 "$PY" - "$TMP" <<'EOF'

@@ -41,3 +41,14 @@ json() { jq -r "$2" "$1"; }
 # ge A B / lt A B: floating-point comparisons for assertions
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+
+# need_hf_model: PY and HFM (tests/hf_model.py, which writes small Hugging
+# Face folders and computes their outputs with numpy), or a TAP skip
+need_hf_model() {
+    PY=/usr/bin/python3
+    if ! "$PY" -c 'import numpy' 2>/dev/null; then
+        echo "1..0 # SKIP python3-numpy is not installed (apt-get install python3-numpy)"
+        exit 0
+    fi
+    HFM="$PY $MNEME_SRCDIR/tests/hf_model.py"
+}
