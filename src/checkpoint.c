@@ -156,6 +156,7 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
         { "mneme.elapsed_s", elapsed },
         { "mneme.adam_group_steps", group_t ? group_t : "" },
         { "mneme.policy_params", st->policy_params },
+        { "mneme.metrics", st->metrics ? st->metrics : "" },
     };
     rc = safetensors_write(path, t, n, meta, (int)(sizeof meta / sizeof meta[0]), e);
 out:

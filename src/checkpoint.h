@@ -38,6 +38,9 @@ typedef struct {
     long loss_count;
     double elapsed_s;
     char policy_params[8192];  /* policy_params_text: set by hand */
+    /* metrics.jsonl's lines up to this step (saving only; a reader finds
+     * them as the "mneme.metrics" metadata) */
+    const char *metrics;
 } RunStateRecord;
 
 /* Writes model (and, when opt is not NULL, its moments) with the state and

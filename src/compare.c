@@ -8,6 +8,7 @@
 
 #include "branch.h"
 #include "config.h"
+#include "runlock.h"
 
 static double number_at(json_t *o, const char *a, const char *b, const char *c)
 {
@@ -39,13 +40,19 @@ static void read_row(const char *dir, double weight, BranchRow *row)
     }
     snprintf(path, sizeof path, "%s/summary.json", dir);
     json_t *o = json_load_file(path, 0, &je);
-    snprintf(row->status, sizeof row->status, "%s", o ? "?" : "pretraining");
+    const char *st = json_string_value(json_object_get(o, "status"));
+    /* The lock says whether a process trains in it now; a summary still
+     * saying "running" without one outlived a crash or a kill -9. */
+    const int live = run_lock_holder(dir) != 0;
+    if (live)
+        st = o ? "running" : "pretraining";
+    else if (!st || strcmp(st, "running") == 0)
+        st = "interrupted";
+    snprintf(row->status, sizeof row->status, "%s", st);
     if (!o)
         return;
-    const char *st = json_string_value(json_object_get(o, "status"));
-    if (st)
-        snprintf(row->status, sizeof row->status, "%s", st);
-    row->has_summary = 1;
+    /* a run that ended before fine-tuning has a status, no figures */
+    row->has_summary = json_is_object(json_object_get(o, "final"));
     row->final_step = (long)number_at(o, "final", "step", NULL);
     row->new_acc = number_at(o, "final", "new", "acc");
     row->orig_base = number_at(o, "baseline", "original", "acc");

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "metrics.h"
 
@@ -55,6 +56,13 @@ int events_write(EventLog *log, json_t *ev, MnError *e)
     if (bad)
         return mn_fail(e, "events.jsonl: %s", strerror(errno));
     log->lines++;
+    return 0;
+}
+
+int events_sync(EventLog *log, MnError *e)
+{
+    if (log->f && (fflush(log->f) != 0 || fsync(fileno(log->f)) != 0))
+        return mn_fail(e, "events.jsonl: %s", strerror(errno));
     return 0;
 }
 

@@ -19,6 +19,8 @@ typedef struct {
 int events_open(EventLog *log, const char *dir, long keep_lines, MnError *e);
 /* Appends ev (taken over) as one line, flushed. */
 int events_write(EventLog *log, json_t *ev, MnError *e);
+/* Makes what was written durable (a checkpoint is about to count it). */
+int events_sync(EventLog *log, MnError *e);
 void events_close(EventLog *log);
 
 #endif

@@ -206,7 +206,9 @@ int summary_write(const char *path, const History *h, const char *name,
         const EvalRecord *r = &h->v[i];
         if (!is_finetune(r))
             continue;
-        if (!base)
+        /* the evaluation before the first step, and no other: after a
+         * gap in the history a later one would pass for it */
+        if (!base && r->step == 0)
             base = r;
         /* Trapezoids between evaluations: steps at low accuracy cost more
          * the longer the model stayed there. */
@@ -216,7 +218,7 @@ int summary_write(const char *path, const History *h, const char *name,
         fin = r;
         if (!best || r->new_task.acc > best->new_task.acc)
             best = r;
-        if (base->original.acc - r->original.acc > max_drop)
+        if (base && base->original.acc - r->original.acc > max_drop)
             max_drop = base->original.acc - r->original.acc;
     }
     int cx = crossover_find(h);

@@ -17,6 +17,7 @@
 #include "lora.h"
 #include "prompt.h"
 #include "paths.h"
+#include "runlock.h"
 #include "safetensors.h"
 #include "strategy.h"
 #include "tasks.h"
@@ -679,7 +680,7 @@ static int stop_update(Run *r, const EvalRecord *rec)
     const Experiment *x = &r->x;
     const EvalRecord *base = NULL;
     for (int i = 0; i < r->history.n && !base; i++)
-        if (strcmp(r->history.v[i].phase, "finetune") == 0)
+        if (strcmp(r->history.v[i].phase, "finetune") == 0 && r->history.v[i].step == 0)
             base = &r->history.v[i];
     if (x->stop.max_original_drop > 0 && base &&
         base->original.acc - rec->original.acc > x->stop.max_original_drop) {
@@ -755,6 +756,23 @@ static int write_summary(Run *r, const char *path, const char *status, MnError *
     return rc;
 }
 
+/* Keeps a metrics line (with its newline) for the next checkpoint. */
+static int metrics_keep(Run *r, const char *line, size_t len, MnError *e)
+{
+    if (r->metrics_len + len + 1 > r->metrics_cap) {
+        size_t cap = (r->metrics_len + len + 1) * 2;
+        char *t = realloc(r->metrics_text, cap);
+        if (!t)
+            return mn_fail(e, "out of memory for the metric history");
+        r->metrics_text = t;
+        r->metrics_cap = cap;
+    }
+    memcpy(r->metrics_text + r->metrics_len, line, len);
+    r->metrics_len += len;
+    r->metrics_text[r->metrics_len] = 0;
+    return 0;
+}
+
 static int record_eval(Run *r, MnError *e)
 {
     EvalRecord rec;
@@ -803,9 +821,14 @@ static int record_eval(Run *r, MnError *e)
     if (!line)
         return mn_fail(e, "out of memory");
     int bad = fprintf(r->metrics, "%s\n", line) < 0 || fflush(r->metrics) != 0;
-    free(line);
-    if (bad)
+    if (bad) {
+        free(line);
         return mn_fail(e, "%s/metrics.jsonl: %s", r->dir, strerror(errno));
+    }
+    int kept = metrics_keep(r, line, strlen(line), e) < 0 ? -1 : metrics_keep(r, "\n", 1, e);
+    free(line);
+    if (kept < 0)
+        return -1;
     if (r->phase == PHASE_FINETUNE) {
         char path[EXP_PATH + 32];
         if (stop_update(r, &rec) && checkpoint_or_pause(r, "best", e) < 0)
@@ -880,6 +903,12 @@ static int save_checkpoint(Run *r, const char *name, MnError *e)
     st.lr = r->lr_value;
     if (r->policy)
         policy_params_text(r->policy, st.policy_params, sizeof st.policy_params);
+    st.metrics = r->metrics_text;
+    /* the logs must hold at least what the checkpoint says they do */
+    if (r->metrics && (fflush(r->metrics) != 0 || fsync(fileno(r->metrics)) != 0))
+        return mn_fail(e, "%s/metrics.jsonl: %s", r->dir, strerror(errno));
+    if (events_sync(&r->events, e) < 0)
+        return mn_wrap(e, "%s", r->dir);
     if (name)
         snprintf(path, sizeof path, "%s/checkpoints/%s.safetensors", r->dir, name);
     else
@@ -1070,7 +1099,7 @@ static int finish(Run *r, MnError *e)
         return rc < 0 ? -1 : 2;
     }
     path_in_run(r, path, sizeof path, "summary.json");
-    if (write_summary(r, path, r->stop_reason[0] ? "stopped" : "finished", e) < 0)
+    if (write_summary(r, path, "finished", e) < 0)
         return -1;
     if (r->stop_reason[0])
         logf_(r, "stopped early: %s", r->stop_reason);
@@ -1233,12 +1262,20 @@ int run_create(Run *r, const Experiment *x, const char *dir,
         return mn_fail(e, "%s already holds a run; continue it with --resume or choose another --out", dir);
     }
     snprintf(path, sizeof path, "%s/checkpoints", dir);
-    if (make_dirs(path, e) < 0) {
+    int fd = make_dirs(path, e) < 0 ? -1 : run_lock_take(dir, e);
+    if (fd < 0) {
         memset(r, 0, sizeof *r);
         return -1;
     }
-    if (setup(r, x, dir, hooks, e) < 0)
+    int rc = setup(r, x, dir, hooks, e);
+    r->lock_fd = fd;
+    r->has_lock = 1;
+    if (rc < 0)
         return -1;
+    /* another process may have started it while this one read its data */
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    if (stat(path, &st) == 0)
+        return mn_fail(e, "%s already holds a run; continue it with --resume or choose another --out", dir);
     logf_(r, "run folder %s", dir);
     path_in_run(r, path, sizeof path, "experiment.cfg");
     if (experiment_write(x, path, e) < 0 || open_metrics(r, "w", e) < 0 ||
@@ -1248,7 +1285,7 @@ int run_create(Run *r, const Experiment *x, const char *dir,
         StFile f;
         if (safetensors_read(&f, x->base.checkpoint, e) < 0)
             return -1;
-        int rc = checkpoint_load(&f, &r->model, NULL, NULL, e);
+        rc = checkpoint_load(&f, &r->model, NULL, NULL, e);
         safetensors_free(&f);
         if (rc < 0)
             return mn_wrap(e, "base.checkpoint %s", x->base.checkpoint);
@@ -1369,49 +1406,109 @@ static int list_checkpoints(const char *dir, CkName **out, int *n_out)
         v[n++] = c;
     }
     closedir(d);
-    qsort(v, (size_t)n, sizeof *v, ck_newer_first);
+    if (n > 1)
+        qsort(v, (size_t)n, sizeof *v, ck_newer_first);
     *out = v;
     *n_out = n;
     return 0;
 }
 
-/* Keeps the metrics lines that the checkpoint had already seen, so a
- * resumed run appends without duplicates or gaps. */
-static int rewind_metrics(Run *r, Phase phase, long step, MnError *e)
+/* Says what rewind_metrics found wrong with a line, the first few times. */
+static void report_line(Run *r, int *reported, long lineno, const char *what)
+{
+    if (++*reported <= 5)
+        logf_(r, "%s/metrics.jsonl:%ld: %s", r->dir, lineno, what);
+    else if (*reported == 6)
+        logf_(r, "%s/metrics.jsonl: more damaged lines; each was handled the same way", r->dir);
+}
+
+/* Rewrites metrics.jsonl to the evaluations the checkpoint had seen and
+ * fills the history from them, so a resumed run appends without
+ * duplicates or gaps. The checkpoint's own copy of the lines (ck_lines)
+ * is the truth: a line of the file that is damaged, cut short or missing
+ * is restored from it, and said so. A checkpoint from before it kept that
+ * copy leaves the file as the only source: a damaged line is skipped (and
+ * said so), every intact one up to the checkpoint kept. */
+static int rewind_metrics(Run *r, Phase phase, long step, const char *ck_lines, MnError *e)
 {
     char path[EXP_PATH + 32];
     path_in_run(r, path, sizeof path, "metrics.jsonl");
     FILE *f = fopen(path, "r");
-    char *line = NULL, *kept = NULL;
-    size_t cap = 0, kept_len = 0;
+    char *line = NULL;
+    size_t cap = 0;
     ssize_t len;
-    int lineno = 0;
-    if (!f)
-        return errno == ENOENT ? 0 : mn_fail(e, "%s: %s", path, strerror(errno));
-    while ((len = getline(&line, &cap, f)) > 0) {
+    long lineno = 0;
+    int reported = 0, rc = 0;
+    const char *ck = ck_lines;
+    r->metrics_len = 0;
+    if (!f && errno != ENOENT)
+        return mn_fail(e, "%s: %s", path, strerror(errno));
+    while (f && (len = getline(&line, &cap, f)) > 0) {
         EvalRecord rec;
         Phase p;
         lineno++;
-        if (line[len - 1] != '\n')
-            break;          /* a line cut short by a crash */
-        if (eval_record_parse(line, &rec, NULL) < 0 || phase_parse(rec.phase, &p) < 0)
+        const int whole = line[len - 1] == '\n';
+        if (ck) {
+            if (!*ck)
+                break;              /* evaluations after the checkpoint */
+            const char *nl = strchr(ck, '\n');
+            size_t n = nl ? (size_t)(nl - ck) + 1 : strlen(ck);
+            if (!whole || (size_t)len != n || memcmp(line, ck, n) != 0)
+                report_line(r, &reported, lineno, "damaged; restored from the checkpoint");
+            ck += n;
+            continue;
+        }
+        if (!whole) {
+            report_line(r, &reported, lineno, "cut short; dropped");
             break;
+        }
+        if (eval_record_parse(line, &rec, NULL) < 0 || phase_parse(rec.phase, &p) < 0) {
+            report_line(r, &reported, lineno, "damaged; skipped");
+            continue;
+        }
         if (p > phase || (p == phase && rec.step > step))
             break;
-        if (history_push(&r->history, &rec, e) < 0)
+        if (metrics_keep(r, line, (size_t)len, e) < 0) {
+            rc = -1;
             break;
-        char *nk = realloc(kept, kept_len + (size_t)len + 1);
-        if (!nk)
-            break;
-        kept = nk;
-        memcpy(kept + kept_len, line, (size_t)len);
-        kept_len += (size_t)len;
+        }
     }
     free(line);
-    fclose(f);
-    int rc = write_file_atomic(path, kept ? kept : "", kept_len, e);
-    free(kept);
-    return rc;
+    if (f)
+        fclose(f);
+    if (rc < 0)
+        return -1;
+    if (ck && *ck) {
+        int missing = 0;
+        for (const char *c = ck; *c; c++)
+            missing += *c == '\n';
+        logf_(r, "%s/metrics.jsonl: %d evaluation%s missing; restored from the checkpoint", r->dir,
+              missing, missing == 1 ? "" : "s");
+    }
+    if (ck_lines && metrics_keep(r, ck_lines, strlen(ck_lines), e) < 0)
+        return -1;
+    /* the history, from what is now kept */
+    history_free(&r->history);
+    lineno = 0;
+    for (const char *c = r->metrics_text; c && *c;) {
+        const char *nl = strchr(c, '\n');
+        size_t n = nl ? (size_t)(nl - c) : strlen(c);
+        char *one = strndup(c, n);
+        EvalRecord rec;
+        MnError why;
+        lineno++;
+        if (!one)
+            return mn_fail(e, "out of memory");
+        int bad = eval_record_parse(one, &rec, &why);
+        free(one);
+        if (bad < 0)
+            return mn_fail(e, "the checkpoint's copy of metrics.jsonl is malformed at line %ld: %s",
+                           lineno, why.msg);
+        if (history_push(&r->history, &rec, e) < 0)
+            return -1;
+        c += nl ? n + 1 : n;
+    }
+    return write_file_atomic(path, r->metrics_text ? r->metrics_text : "", r->metrics_len, e);
 }
 
 /* The name a forked run was given, from its branch.json. */
@@ -1427,11 +1524,87 @@ static void read_branch_name(Run *r)
     json_decref(o);
 }
 
+/* Where a checkpoint's model differs from the one experiment.cfg builds:
+ * the first field that does, or 0 when none does. */
+static int shape_differs(const ModelConfig *ck, const ModelConfig *m, char *out, size_t n)
+{
+    const struct { const char *name; int a, b; } f[] = {
+        { "model.vocab", ck->vocab, m->vocab }, { "model.hidden", ck->hidden, m->hidden },
+        { "model.layers", ck->layers, m->layers }, { "model.heads", ck->heads, m->heads },
+        { "model.intermediate", ck->intermediate, m->intermediate },
+        { "model.max_len", ck->max_len, m->max_len },
+        { "type_vocab", ck->type_vocab, m->type_vocab }, { "heads", ck->n_tasks, m->n_tasks },
+        { "finetune.lora.r", ck->lora_r, m->lora_r },
+        { "prompt tokens", ck->prompt_tokens, m->prompt_tokens },
+        { "prefix tokens", ck->prefix_tokens, m->prefix_tokens },
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i].a != f[i].b) {
+            snprintf(out, n, "%s is %d there, %d here", f[i].name, f[i].a, f[i].b);
+            return 1;
+        }
+    for (int k = 0; k < ck->n_tasks; k++)
+        if (ck->n_labels[k] != m->n_labels[k]) {
+            snprintf(out, n, "the %s task has %d labels there, %d here", ck->task_name[k],
+                     ck->n_labels[k], m->n_labels[k]);
+            return 1;
+        }
+    return 0;
+}
+
+/* Files a write cut short by a crash left in the run folder (summary.json's,
+ * metrics.jsonl's): never complete, never needed. */
+static void remove_stale_temporaries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    for (struct dirent *de; (de = readdir(d));)
+        if (strstr(de->d_name, ".tmp.")) {
+            char stale[EXP_PATH + 300];
+            snprintf(stale, sizeof stale, "%s/%s", dir, de->d_name);
+            unlink(stale);
+        }
+    closedir(d);
+}
+
+/* Everything in memory as a fresh start has it (the lock stays held). */
+static int setup_again(Run *r, const Experiment *x, const char *dir, const RunHooks *hooks,
+                       MnError *e)
+{
+    int fd = r->lock_fd;
+    r->has_lock = 0;
+    run_free(r);
+    int rc = setup(r, x, dir, hooks, e);
+    r->lock_fd = fd;
+    r->has_lock = 1;
+    return rc;
+}
+
+/* A finished run's summary (and merged weights) are written after its
+ * final checkpoint: a crash between the two leaves them missing or stale,
+ * so a resume writes them again. */
+static int rewrite_finished(Run *r, MnError *e)
+{
+    char path[EXP_PATH + 48];
+    path_in_run(r, path, sizeof path, "summary.json");
+    if (write_summary(r, path, "finished", e) < 0)
+        return -1;
+    path_in_run(r, path, sizeof path, "checkpoints/merged.safetensors");
+    if (lora_present(&r->model) && r->x.finetune.lora.merge && access(path, F_OK) != 0) {
+        lora_merge(&r->model);
+        if (checkpoint_export(path, &r->model, r->labels, e) < 0)
+            return -1;
+        logf_(r, "merged weights for export in %s", path);
+    }
+    return 0;
+}
+
 /* restart: record the continuation in events.jsonl, so that a replay
  * restarts at the same step (a restart starts the policy afresh). */
 static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart, MnError *e)
 {
-    char path[EXP_PATH + 320];
+    char path[EXP_PATH + 320], differs[256];
     Experiment x;
     CkName *cks;
     int n_cks;
@@ -1444,29 +1617,62 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
         memset(r, 0, sizeof *r);
         return -1;
     }
-    if (setup(r, &x, dir, hooks, e) < 0)
+    int fd = run_lock_take(dir, e);
+    if (fd < 0) {
+        memset(r, 0, sizeof *r);
+        return -1;
+    }
+    int rc = setup(r, &x, dir, hooks, e);
+    r->lock_fd = fd;
+    r->has_lock = 1;
+    if (rc < 0)
         return -1;
     read_branch_name(r);
+    remove_stale_temporaries(dir);
     snprintf(path, sizeof path, "%s/checkpoints", dir);
+    if (make_dirs(path, e) < 0)
+        return -1;
     list_checkpoints(path, &cks, &n_cks);
+    int tried = 0;
     for (int i = 0; i < n_cks; i++) {
         StFile f;
         RunStateRecord st;
         MnError why;
+        ModelConfig ck_cfg;
         snprintf(path, sizeof path, "%s/checkpoints/%s", dir, cks[i].name);
         if (safetensors_read(&f, path, &why) < 0) {
             logf_(r, "skipping %s", why.msg);
             continue;
         }
-        int rc = checkpoint_load(&f, &r->model, &r->opt, &st, &why);
-        safetensors_free(&f);
+        /* An intact checkpoint of another shape means experiment.cfg was
+         * changed: starting over would overwrite the run. */
+        if (checkpoint_read_config(&f, &ck_cfg, NULL, &why) == 0 &&
+            shape_differs(&ck_cfg, &r->model.cfg, differs, sizeof differs)) {
+            safetensors_free(&f);
+            free(cks);
+            return mn_fail(e, "%s/experiment.cfg no longer matches the run's checkpoints (%s, "
+                           "in %s): restore it, or start a new run with --out", dir, differs,
+                           cks[i].name);
+        }
+        tried = 1;
         Phase p;
+        rc = checkpoint_load(&f, &r->model, &r->opt, &st, &why);
         if (rc < 0 || phase_parse(st.phase, &p) < 0) {
+            safetensors_free(&f);
             logf_(r, "skipping %s: %s", path, rc < 0 ? why.msg : "unknown phase");
             continue;
         }
+        char *ck_metrics = NULL;
+        const char *m = safetensors_meta(&f, "mneme.metrics");
+        if (m && !(ck_metrics = strdup(m))) {
+            safetensors_free(&f);
+            free(cks);
+            return mn_fail(e, "out of memory");
+        }
+        safetensors_free(&f);
         r->phase = p;
         if (enter_phase(r, e) < 0) {
+            free(ck_metrics);
             free(cks);
             return -1;
         }
@@ -1490,7 +1696,9 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
         r->loss_sum = st.loss_sum;
         r->loss_count = st.loss_count;
         r->elapsed_before = st.elapsed_s;
-        if (rewind_metrics(r, p, st.step, e) < 0 || open_metrics(r, "a", e) < 0)
+        rc = rewind_metrics(r, p, st.step, ck_metrics, e);
+        free(ck_metrics);
+        if (rc < 0 || open_metrics(r, "a", e) < 0)
             return -1;
         if (events_open(&r->events, dir, st.events_lines, e) < 0)
             return -1;
@@ -1512,12 +1720,19 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
                 return -1;
         }
         logf_(r, "resumed from %s (%s step %ld)", path, st.phase, st.step);
-        return 0;
+        if (p == PHASE_DONE)
+            return rewrite_finished(r, e);
+        path_in_run(r, path, sizeof path, "summary.json");
+        return p == PHASE_FINETUNE ? write_summary(r, path, "running", e) : 0;
     }
     free(cks);
-    /* Nothing complete to continue from: start over, same seed. */
+    /* Nothing complete to continue from: start over, same seed, from the
+     * state a new run has (a checkpoint that failed half-way through
+     * loading has left its tensors behind). */
     logf_(r, "no complete checkpoint in %s/checkpoints: starting the run over", dir);
-    if (rewind_metrics(r, PHASE_BASE, -1, e) < 0 || open_metrics(r, "w", e) < 0 ||
+    if (tried && setup_again(r, &x, dir, hooks, e) < 0)
+        return -1;
+    if (rewind_metrics(r, PHASE_BASE, -1, "", e) < 0 || open_metrics(r, "w", e) < 0 ||
         events_open(&r->events, dir, -1, e) < 0)
         return -1;
     r->phase = PHASE_BASE;
@@ -1527,15 +1742,27 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
         StFile f;
         if (safetensors_read(&f, x.base.checkpoint, e) < 0)
             return -1;
-        int rc = checkpoint_load(&f, &r->model, NULL, NULL, e);
+        rc = checkpoint_load(&f, &r->model, NULL, NULL, e);
         safetensors_free(&f);
         return rc < 0 ? -1 : begin_finetune(r, e);
     }
     return enter_phase(r, e);
 }
 
+int run_mark_ended(Run *r, const char *status, MnError *e)
+{
+    char path[EXP_PATH + 32];
+    if (!r->metrics || r->phase == PHASE_DONE)
+        return 0;
+    path_in_run(r, path, sizeof path, "summary.json");
+    return write_summary(r, path, status, e);
+}
+
 void run_free(Run *r)
 {
+    if (r->has_lock)
+        run_lock_release(r->lock_fd);
+    free(r->metrics_text);
     tokenizer_free(&r->tok);
     batch_free(&r->mlm_batch);
     mlm_head_free(&r->mlm_head);

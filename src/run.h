@@ -111,6 +111,12 @@ struct Run {
 
     History history;
     FILE *metrics;             /* metrics.jsonl, appended */
+    /* metrics.jsonl's lines so far, as written: every checkpoint holds
+     * them, so no damage to the file can lose an evaluation before it */
+    char *metrics_text;
+    size_t metrics_len, metrics_cap;
+    int lock_fd;               /* the run folder's lock (runlock.h), */
+    int has_lock;              /*   while this process trains in it */
     double elapsed_before;     /* seconds spent before this process resumed */
     struct timespec started;
 
@@ -128,6 +134,11 @@ int run_create(Run *r, const Experiment *x, const char *dir,
 /* Continues the run in dir from its last complete checkpoint. */
 int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e);
 void run_free(Run *r);
+
+/* Records in summary.json how a run that has not finished ended:
+ * "stopped" (quit or a signal), "paused" or "failed". A finished run's
+ * summary is left as it is. */
+int run_mark_ended(Run *r, const char *status, MnError *e);
 
 /* One optimizer step, then whatever falls due after it (evaluation,
  * checkpoint, end of phase). Returns 1 when the run has finished, 0 when

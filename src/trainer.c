@@ -693,10 +693,21 @@ static void open_branches(Trainer *t)
     closedir(d);
 }
 
+/* summary.json tells a run that ended here from a live one. */
+static void mark_ended(Branch *b)
+{
+    MnError e;
+    const char *status = b->failed ? "failed" : b->paused ? "paused" : "stopped";
+    if (!b->finished && run_mark_ended(&b->run, status, &e) < 0)
+        fprintf(stderr, "mneme: %s\n", e.msg);
+}
+
 static void trainer_free(Trainer *t)
 {
-    for (int i = 0; i < t->n_br; i++)
+    for (int i = 0; i < t->n_br; i++) {
+        mark_ended(t->br[i]);
         branch_free(t->br[i]);
+    }
     snapshot_free(&t->snap);
     pthread_cond_destroy(&t->wake);
     pthread_mutex_destroy(&t->lock);

@@ -75,8 +75,9 @@ ok $? "and the paused run has a checkpoint to resume from"
 "$MNEME" run --headless "$CFG" --set finetune.policy="$POL/stop_at_crossover.lua" --out "$TMP/sc" --quiet >/dev/null 2>&1
 ok $? "stop_at_crossover runs"
 cx=$(jq .crossover_step "$TMP/sc/summary.json")
-ok $([ "$(jq -r .status "$TMP/sc/summary.json")" = stopped ] && [ "$(tail -1 "$TMP/sc/metrics.jsonl" | jq .step)" = "$cx" ]; echo $?) \
-   "it stops at the crossover step ($cx) with status stopped ($(jq -r .stop_reason "$TMP/sc/summary.json"))"
+ok $([ "$(jq -r .status "$TMP/sc/summary.json")" = finished ] && [ "$(jq -r .stop_reason "$TMP/sc/summary.json")" != null ] &&
+     [ "$(tail -1 "$TMP/sc/metrics.jsonl" | jq .step)" = "$cx" ]; echo $?) \
+   "it stops at the crossover step ($cx), finished with a stop_reason ($(jq -r .stop_reason "$TMP/sc/summary.json"))"
 
 # guard_original pauses (exit 0: asked for) after a tagged checkpoint
 "$MNEME" run --headless "$CFG" --set finetune.policy="$POL/guard_original.lua" --out "$TMP/go" --quiet >/dev/null 2>"$TMP/err"
