@@ -262,6 +262,32 @@ int checkpoint_read_config(const StFile *f, ModelConfig *cfg, LabelSet *labels, 
             return mn_fail(e, "mneme.model metadata: the %s entry is malformed", virt[v]);
         }
     }
+    /* before anything is sized by them */
+    const struct { const char *name; int v, lo, hi; } range[] = {
+        { "vocab", cfg->vocab, 5, 1 << 24 }, { "hidden", cfg->hidden, 1, 1 << 16 },
+        { "layers", cfg->layers, 1, MODEL_MAX_LAYERS }, { "heads", cfg->heads, 1, 1 << 12 },
+        { "intermediate", cfg->intermediate, 1, 1 << 20 }, { "max_len", cfg->max_len, 1, 1 << 16 },
+        { "max_positions", cfg->max_positions, cfg->max_len, 1 << 20 },
+        { "type_vocab", cfg->type_vocab, 0, 1 << 10 }, { "head_pre", cfg->head_pre, 0, 1 },
+        { "lora.r", cfg->lora_r, 0, 1 << 12 },
+        { "prompt.tokens", cfg->prompt_tokens, 0, MODEL_MAX_VIRTUAL },
+        { "prefix.tokens", cfg->prefix_tokens, 0, MODEL_MAX_VIRTUAL },
+    };
+    for (size_t i = 0; i < sizeof range / sizeof range[0]; i++)
+        if (range[i].v < range[i].lo || range[i].v > range[i].hi) {
+            json_decref(o);
+            return mn_fail(e, "mneme.model metadata: %s is %d, outside %d..%d", range[i].name,
+                           range[i].v, range[i].lo, range[i].hi);
+        }
+    if (cfg->ln_eps != 0.0f && !(cfg->ln_eps > 0.0f && cfg->ln_eps < 1.0f)) {
+        json_decref(o);
+        return mn_fail(e, "mneme.model metadata: ln_eps %g is outside (0, 1)", (double)cfg->ln_eps);
+    }
+    if (cfg->lora_r > 0 && !(cfg->lora_alpha > 0.0f && cfg->lora_alpha < 1e6f &&
+                             cfg->lora_dropout >= 0.0f && cfg->lora_dropout < 1.0f)) {
+        json_decref(o);
+        return mn_fail(e, "mneme.model metadata: lora alpha or dropout out of range");
+    }
     cfg->n_tasks = (int)json_array_size(tasks);
     for (int k = 0; k < cfg->n_tasks; k++) {
         json_t *tk = json_array_get(tasks, (size_t)k);
@@ -313,6 +339,118 @@ static int load_tensor_set(const StFile *f, const Model *m, float *base,
     return 0;
 }
 
+/* Run state is checked field by field: a file without mneme's header
+ * checksum (or one made by hand) must not slip an absurd step, cursor or
+ * rate past resume into arithmetic that overflows. */
+#define MAX_STEP 1000000000000L            /* 1e12 optimizer steps */
+#define MAX_POSITION (1 << 30)             /* epochs, cursors */
+
+static int meta_long(const StFile *f, const char *key, long lo, long hi, int optional, long *v,
+                     MnError *e)
+{
+    const char *s = safetensors_meta(f, key);
+    if (!s && optional)
+        return 0;
+    if (parse_long(s, v) < 0)
+        return mn_fail(e, "metadata %s is %s", key, s ? "not an integer" : "missing");
+    if (*v < lo || *v > hi)
+        return mn_fail(e, "metadata %s is %ld, outside %ld..%ld", key, *v, lo, hi);
+    return 0;
+}
+
+static int meta_double(const StFile *f, const char *key, double lo, double hi, int optional,
+                       double *v, MnError *e)
+{
+    const char *s = safetensors_meta(f, key);
+    if (!s && optional)
+        return 0;
+    if (parse_double(s, v) < 0)
+        return mn_fail(e, "metadata %s is %s", key, s ? "not a number" : "missing");
+    if (!(*v >= lo && *v <= hi))
+        return mn_fail(e, "metadata %s is %g, outside %g..%g", key, *v, lo, hi);
+    return 0;
+}
+
+/* "trainable:scale,..." for each of the model's n groups. */
+static int parse_groups(const char *gs, int n, RunStateRecord *st, MnError *e)
+{
+    if (!gs || !*gs)
+        return 0;           /* from before groups were recorded */
+    if (n > CHECKPOINT_MAX_GROUPS)
+        return mn_fail(e, "metadata mneme.groups: the model has too many groups");
+    for (int g = 0; g < n; g++) {
+        char *end;
+        errno = 0;
+        long t = strtol(gs, &end, 10);
+        if (end == gs || *end != ':' || (t != 0 && t != 1))
+            return mn_fail(e, "metadata mneme.groups is malformed at group %d (expected 0 or 1, "
+                           "then ':' and a multiplier)", g);
+        double scale = strtod(end + 1, &end);
+        if (errno || !(scale >= 0.0 && scale <= 1e6))
+            return mn_fail(e, "metadata mneme.groups: group %d's multiplier is outside 0..1e6", g);
+        if ((g + 1 < n && *end != ',') || (g + 1 == n && *end))
+            return mn_fail(e, "metadata mneme.groups lists %s groups than the model's %d",
+                           *end ? "more" : "fewer", n);
+        st->trainable[g] = (unsigned char)t;
+        st->lr_scale[g] = (float)scale;
+        gs = end + 1;
+    }
+    st->n_groups = n;
+    st->has_groups = 1;
+    return 0;
+}
+
+static int load_run_state(const StFile *f, const Model *m, RunStateRecord *st, MnError *e)
+{
+    const char *phase = safetensors_meta(f, "mneme.phase");
+    long v;
+    memset(st, 0, sizeof *st);
+    if (!phase || strlen(phase) >= sizeof st->phase)
+        return mn_fail(e, "metadata mneme.phase is missing");
+    snprintf(st->phase, sizeof st->phase, "%s", phase);
+    const char *rng = safetensors_meta(f, "mneme.rng");
+    char *end;
+    errno = 0;
+    st->rng_state = rng ? strtoull(rng, &end, 10) : 0;
+    if (!rng || errno || end == rng || *end || rng[0] == '-')
+        return mn_fail(e, "metadata mneme.rng is missing or not an unsigned 64-bit integer");
+    if (meta_long(f, "mneme.step", 0, MAX_STEP, 0, &st->step, e) < 0 ||
+        meta_long(f, "mneme.loss_count", 0, MAX_STEP, 0, &st->loss_count, e) < 0 ||
+        meta_double(f, "mneme.loss_sum", -1e300, 1e300, 0, &st->loss_sum, e) < 0 ||
+        meta_double(f, "mneme.elapsed_s", 0.0, 1e12, 0, &st->elapsed_s, e) < 0 ||
+        meta_long(f, "mneme.events_lines", 0, MAX_STEP, 1, &st->events_lines, e) < 0 ||
+        meta_double(f, "mneme.ewc_lambda", 0.0, 1e12, 1, &st->ewc_lambda, e) < 0 ||
+        meta_double(f, "mneme.lr_peak", 0.0, 10.0, 1, &st->lr_peak, e) < 0)
+        return -1;
+    if (meta_long(f, "mneme.sampler_epoch", 0, MAX_POSITION, 0, &v, e) < 0)
+        return -1;
+    st->sampler_epoch = (int)v;
+    if (meta_long(f, "mneme.sampler_cursor", 0, MAX_POSITION, 0, &v, e) < 0)
+        return -1;
+    st->sampler_cursor = (int)v;
+    /* Absent in checkpoints of runs without replay. */
+    v = 0;
+    if (meta_long(f, "mneme.replay_epoch", 0, MAX_POSITION, 1, &v, e) < 0)
+        return -1;
+    st->replay_epoch = (int)v;
+    v = 0;
+    if (meta_long(f, "mneme.replay_cursor", 0, MAX_POSITION, 1, &v, e) < 0)
+        return -1;
+    st->replay_cursor = (int)v;
+    const char *lo = safetensors_meta(f, "mneme.lr_override");
+    if (lo && *lo) {
+        if (meta_double(f, "mneme.lr_override", 0.0, 10.0, 0, &st->lr, e) < 0)
+            return -1;
+        st->lr_override = 1;
+    }
+    const char *pp = safetensors_meta(f, "mneme.policy_params");
+    if (pp && strlen(pp) >= sizeof st->policy_params)
+        return mn_fail(e, "metadata mneme.policy_params is longer than %zu bytes",
+                       sizeof st->policy_params - 1);
+    snprintf(st->policy_params, sizeof st->policy_params, "%s", pp ? pp : "");
+    return parse_groups(safetensors_meta(f, "mneme.groups"), m->n_groups, st, e);
+}
+
 int checkpoint_load(const StFile *f, Model *m, AdamW *opt, RunStateRecord *st, MnError *e)
 {
     if (load_tensor_set(f, m, m->params, "", opt == NULL, e) < 0)
@@ -326,68 +464,15 @@ int checkpoint_load(const StFile *f, Model *m, AdamW *opt, RunStateRecord *st, M
             char *end;
             if (!s || !*s)
                 return mn_fail(e, "metadata mneme.adam_group_steps is missing");
+            errno = 0;
             opt->group_t[g] = strtol(s, &end, 10);
-            if (end == s || (*end != ',' && *end != 0) || (g + 1 < opt->n_groups && *end != ','))
+            if (end == s || errno || (*end != ',' && *end != 0) || (g + 1 < opt->n_groups && *end != ','))
                 return mn_fail(e, "metadata mneme.adam_group_steps is malformed");
+            if (opt->group_t[g] < 0 || opt->group_t[g] > MAX_STEP)
+                return mn_fail(e, "metadata mneme.adam_group_steps: group %d's count %ld is "
+                               "outside 0..%ld", g, opt->group_t[g], MAX_STEP);
             s = *end ? end + 1 : end;
         }
     }
-    if (st) {
-        const char *phase = safetensors_meta(f, "mneme.phase");
-        long ep, cur, cnt;
-        double rng;
-        memset(st, 0, sizeof *st);
-        if (!phase || strlen(phase) >= sizeof st->phase)
-            return mn_fail(e, "metadata mneme.phase is missing");
-        snprintf(st->phase, sizeof st->phase, "%s", phase);
-        if (parse_long(safetensors_meta(f, "mneme.step"), &st->step) ||
-            parse_long(safetensors_meta(f, "mneme.sampler_epoch"), &ep) ||
-            parse_long(safetensors_meta(f, "mneme.sampler_cursor"), &cur) ||
-            parse_double(safetensors_meta(f, "mneme.loss_sum"), &st->loss_sum) ||
-            parse_long(safetensors_meta(f, "mneme.loss_count"), &cnt) ||
-            parse_double(safetensors_meta(f, "mneme.elapsed_s"), &st->elapsed_s) ||
-            parse_double(safetensors_meta(f, "mneme.rng"), &rng))
-            return mn_fail(e, "run state in the metadata is missing or malformed");
-        st->sampler_epoch = (int)ep;
-        st->sampler_cursor = (int)cur;
-        long evl;
-        double d;
-        if (parse_long(safetensors_meta(f, "mneme.events_lines"), &evl) == 0)
-            st->events_lines = evl;
-        if (parse_double(safetensors_meta(f, "mneme.ewc_lambda"), &d) == 0)
-            st->ewc_lambda = d;
-        if (parse_double(safetensors_meta(f, "mneme.lr_peak"), &d) == 0)
-            st->lr_peak = d;
-        const char *lo = safetensors_meta(f, "mneme.lr_override");
-        if (lo && *lo && parse_double(lo, &d) == 0) {
-            st->lr_override = 1;
-            st->lr = d;
-        }
-        const char *pp = safetensors_meta(f, "mneme.policy_params");
-        snprintf(st->policy_params, sizeof st->policy_params, "%s", pp ? pp : "");
-        const char *gs = safetensors_meta(f, "mneme.groups");
-        for (int g = 0; gs && *gs && g < (int)sizeof st->trainable; g++) {
-            char *end;
-            long t = strtol(gs, &end, 10);
-            if (*end != ':')
-                break;
-            double scale = strtod(end + 1, &end);
-            st->trainable[g] = (unsigned char)(t != 0);
-            st->lr_scale[g] = (float)scale;
-            st->n_groups = g + 1;
-            if (*end != ',')
-                break;
-            gs = end + 1;
-        }
-        st->has_groups = st->n_groups > 0;
-        /* Absent in checkpoints of runs without replay. */
-        if (parse_long(safetensors_meta(f, "mneme.replay_epoch"), &ep) == 0 &&
-            parse_long(safetensors_meta(f, "mneme.replay_cursor"), &cur) == 0) {
-            st->replay_epoch = (int)ep;
-            st->replay_cursor = (int)cur;
-        }
-        st->loss_count = cnt;
-        st->rng_state = strtoull(safetensors_meta(f, "mneme.rng"), NULL, 10);
-    }
-    return 0;
+    return st ? load_run_state(f, m, st, e) : 0;
 }

@@ -1644,17 +1644,21 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
             logf_(r, "skipping %s", why.msg);
             continue;
         }
+        tried = 1;
+        if (checkpoint_read_config(&f, &ck_cfg, NULL, &why) < 0) {
+            safetensors_free(&f);
+            logf_(r, "skipping %s: %s", path, why.msg);
+            continue;
+        }
         /* An intact checkpoint of another shape means experiment.cfg was
          * changed: starting over would overwrite the run. */
-        if (checkpoint_read_config(&f, &ck_cfg, NULL, &why) == 0 &&
-            shape_differs(&ck_cfg, &r->model.cfg, differs, sizeof differs)) {
+        if (shape_differs(&ck_cfg, &r->model.cfg, differs, sizeof differs)) {
             safetensors_free(&f);
             free(cks);
             return mn_fail(e, "%s/experiment.cfg no longer matches the run's checkpoints (%s, "
                            "in %s): restore it, or start a new run with --out", dir, differs,
                            cks[i].name);
         }
-        tried = 1;
         Phase p;
         rc = checkpoint_load(&f, &r->model, &r->opt, &st, &why);
         if (rc < 0 || phase_parse(st.phase, &p) < 0) {

@@ -2,8 +2,11 @@
  *
  * Integrity: the writer stores "mneme.checksum" in __metadata__, the 64-bit
  * FNV-1a hash (offset basis 0xcbf29ce484222325, prime 0x100000001b3) of
- * the data section's bytes, as 16 lowercase hex digits. The reader checks
- * it when present; files from other tools carry none and are accepted. */
+ * the data section's bytes, as 16 lowercase hex digits, and
+ * "mneme.header_checksum", the same hash of the header's bytes as written
+ * with that entry's own 16 digits all '0' (so the metadata, the data
+ * checksum among it, cannot be edited unseen either). The reader checks
+ * both when present; files from other tools carry none and are accepted. */
 #include "safetensors.h"
 
 #include <errno.h>
@@ -20,6 +23,10 @@
 /* The reference implementation's limit: anything larger is not a header. */
 #define ST_MAX_HEADER 100000000ULL
 #define ST_CHECKSUM_KEY "mneme.checksum"
+#define ST_HEADER_CHECKSUM_KEY "mneme.header_checksum"
+/* how the entry reads in a compact header, up to its digits */
+#define ST_HEADER_CHECKSUM_AT "\"" ST_HEADER_CHECKSUM_KEY "\":\""
+#define ST_UNSET_CHECKSUM "0000000000000000"
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
 
@@ -220,7 +227,8 @@ static int build_meta(json_t *root, const char *path, const StMeta *meta,
             return mn_fail(e, "%s: metadata entry %d is NULL", path, i);
         /* A caller copying metadata from a file it read passes the old
          * checksum along; ours replaces it below. */
-        if (strcmp(meta[i].key, ST_CHECKSUM_KEY) == 0)
+        if (strcmp(meta[i].key, ST_CHECKSUM_KEY) == 0 ||
+            strcmp(meta[i].key, ST_HEADER_CHECKSUM_KEY) == 0)
             continue;
         if (set_new(m, meta[i].key, json_string(meta[i].value)) < 0)
             return mn_fail(e, "%s: metadata \"%s\" is duplicated or not "
@@ -228,9 +236,26 @@ static int build_meta(json_t *root, const char *path, const StMeta *meta,
     }
     char hex[17];
     snprintf(hex, sizeof hex, "%016" PRIx64, hash);
-    if (json_object_set_new(m, ST_CHECKSUM_KEY, json_string(hex)) < 0)
+    if (json_object_set_new(m, ST_CHECKSUM_KEY, json_string(hex)) < 0 ||
+        json_object_set_new(m, ST_HEADER_CHECKSUM_KEY, json_string(ST_UNSET_CHECKSUM)) < 0)
         return mn_fail(e, "%s: out of memory", path);
     return 0;
+}
+
+/* Where the header checksum's digits are in a header's bytes: the one
+ * place its key is followed by a string (metadata values are escaped, so
+ * none can hold the sequence). NULL when absent or ambiguous. */
+static unsigned char *header_checksum_digits(unsigned char *header, size_t n)
+{
+    const size_t at = strlen(ST_HEADER_CHECKSUM_AT);
+    unsigned char *found = NULL;
+    for (unsigned char *p = header; (p = memmem(p, n - (size_t)(p - header), ST_HEADER_CHECKSUM_AT, at));
+         p += at) {
+        if (found)
+            return NULL;
+        found = p + at;
+    }
+    return found && (size_t)(found - header) + 16 <= n ? found : NULL;
 }
 
 /* Builds the padded header text: JSON, then spaces so that the data
@@ -274,6 +299,17 @@ static char *build_header(const char *path, const StTensorOut *t,
         memset(text + n, ' ', pad);
         text[n + pad] = '\0';
         *len = n + pad;
+        /* hashed with its own digits unset, then they are set */
+        unsigned char *digits = header_checksum_digits((unsigned char *)text, n + pad);
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016" PRIx64, fnv1a(FNV_OFFSET, (unsigned char *)text, n + pad));
+        if (digits)
+            memcpy(digits, hex, 16);
+        else {
+            free(text);
+            text = NULL;
+            mn_fail(e, "%s: cannot place the header checksum", path);
+        }
     } else {
         mn_fail(e, "%s: out of memory", path);
     }
@@ -646,6 +682,35 @@ static int verify_checksum(const StFile *f, const char *path, MnError *e)
     return 0;
 }
 
+static int verify_header_checksum(const StFile *f, const char *path, MnError *e)
+{
+    const char *want = safetensors_meta(f, ST_HEADER_CHECKSUM_KEY);
+    uint64_t w;
+    if (!want)
+        return 0;
+    if (parse_hex64(want, &w) < 0)
+        return mn_fail(e, "%s: malformed %s \"%.32s\" (expected 16 hex digits)", path,
+                       ST_HEADER_CHECKSUM_KEY, want);
+    size_t n = f->data_start - 8;
+    unsigned char *copy = malloc(n ? n : 1);
+    if (!copy)
+        return mn_fail(e, "%s: out of memory", path);
+    memcpy(copy, f->buf + 8, n);
+    unsigned char *digits = header_checksum_digits(copy, n);
+    if (digits)
+        memcpy(digits, ST_UNSET_CHECKSUM, 16);
+    uint64_t got = digits ? fnv1a(FNV_OFFSET, copy, n) : 0;
+    free(copy);
+    if (!digits)
+        return mn_fail(e, "%s: the header checksum is not where it belongs: the header was edited",
+                       path);
+    if (got != w)
+        return mn_fail(e, "%s: checksum mismatch: the header (its metadata or tensor table) is "
+                       "damaged or was edited (stored %016" PRIx64 ", computed %016" PRIx64 ")",
+                       path, w, got);
+    return 0;
+}
+
 static json_t *load_header(StFile *f, const char *path, MnError *e)
 {
     if (f->size < 8) {
@@ -715,6 +780,7 @@ int safetensors_read(StFile *f, const char *path, MnError *e)
     int rc = -1;
     if (root && parse_entries(f, root, path, e) == 0
         && check_coverage(f, path, e) == 0
+        && verify_header_checksum(f, path, e) == 0
         && verify_checksum(f, path, e) == 0)
         rc = 0;
     json_decref(root);

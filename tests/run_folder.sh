@@ -150,4 +150,42 @@ ok $([ $rc = 2 ] && contains "$TMP/err" "no longer matches" && contains "$TMP/er
    "an experiment.cfg of another shape is refused: $(cat "$TMP/err")"
 ok $([ "$(cat "$TMP"/shape/checkpoints/* | md5sum)" = "$sum_before" ]; echo $?) "and the checkpoints are left as they were"
 
+# ---- 5. the metadata is checksummed, and range checked without one -----
+"$MNEME" run --headless "$CFG" --out "$TMP/meta" --stop-after 250 --quiet >/dev/null 2>&1
+$EDIT "$TMP/meta/checkpoints/step-59.safetensors" --set mneme.step=58
+"$MNEME" run --resume "$TMP/meta" >"$TMP/out" 2>&1
+ok $? "resumed after the newest checkpoint's step was edited"
+contains "$TMP/out" "step-59.safetensors: checksum mismatch: the header (its metadata or tensor table) is damaged or was edited"
+ok $? "the edited checkpoint is refused with the reason"
+contains "$TMP/out" "resumed from $TMP/meta/checkpoints/step-40.safetensors"
+ok $? "and the one before it is used"
+strip "$TMP/meta" >"$TMP/meta.m"
+cmp -s "$TMP/whole.m" "$TMP/meta.m"
+ok $? "the metrics equal the uninterrupted run's"
+# The same edits on a file without the checksums: each field is range checked.
+"$MNEME" run --headless "$CFG" --out "$TMP/range" --stop-after 250 --quiet >/dev/null 2>&1
+cp "$TMP/range/checkpoints/base.safetensors" "$TMP/base.keep"
+ck="$TMP/range/checkpoints/base.safetensors"
+refused() {   # refused DESCRIPTION EXPECTED-MESSAGE st_edit-ARGS...
+    desc=$1 want=$2; shift 2
+    cp "$TMP/base.keep" "$ck"
+    rm -f "$TMP"/range/checkpoints/step-*.safetensors "$TMP"/range/checkpoints/base-step-*.safetensors
+    $EDIT "$ck" --strip-checksums "$@"
+    "$MNEME" run --resume "$TMP/range" --stop-after 1 >"$TMP/out" 2>&1
+    contains "$TMP/out" "$want"
+    ok $? "$desc: $(grep -F -- "$want" "$TMP/out" | head -1 | sed 's/.*base.safetensors: //')"
+}
+refused "a step past any run" "metadata mneme.step is 99999999999999, outside 0..1000000000000" --set mneme.step=99999999999999
+refused "a negative cursor" "metadata mneme.sampler_cursor is -3, outside 0..1073741824" --set mneme.sampler_cursor=-3
+refused "a cursor beyond int" "metadata mneme.sampler_cursor is 4294967296, outside" --set mneme.sampler_cursor=4294967296
+refused "a non-finite rate" "metadata mneme.lr_peak is inf, outside 0..10" --set mneme.lr_peak=inf
+refused "a negative EWC lambda" "metadata mneme.ewc_lambda is -1, outside" --set mneme.ewc_lambda=-0x1p+0
+refused "group flags of another model" "metadata mneme.groups lists fewer groups than the model's" --set "mneme.groups=1:0x1p+0"
+refused "a group flag that is not 0 or 1" "mneme.groups is malformed at group 0" --set "mneme.groups=7:0x1p+0,1:0x1p+0,1:0x1p+0,1:0x1p+0,1:0x1p+0"
+refused "an optimizer step count that would overflow" "mneme.adam_group_steps: group 0's count 9223372036854775807 is outside" \
+    --set "mneme.adam_group_steps=9223372036854775807,0,0,0,0"
+refused "a vocabulary of one token" "mneme.model metadata: vocab is 1, outside 5..16777216" \
+    --set 'mneme.model={"vocab":1,"hidden":32,"layers":1,"heads":2,"intermediate":64,"max_len":64,"type_vocab":2,"tasks":[{"name":"original","labels":["a","b"]}]}'
+refused "an rng state that is not a number" "metadata mneme.rng is missing or not an unsigned 64-bit integer" --set mneme.rng=12x
+
 done_testing
