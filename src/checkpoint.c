@@ -87,7 +87,8 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
     char repoch[32], rcursor[32], evlines[32], lambda[64], lr_over[64], peak[64];
     char groups[CHECKPOINT_MAX_GROUPS * 40] = "";
     char *group_t = NULL;
-    if (!t || !names || !mjson) {
+    char *recent = malloc((size_t)CHECKPOINT_RECENT_LOSSES * 24 + 1);
+    if (!t || !names || !mjson || !recent) {
         rc = mn_fail(e, "%s: out of memory", path);
         goto out;
     }
@@ -121,6 +122,9 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
     for (int g = 0, used = 0; g < m->n_groups; g++)
         used += snprintf(groups + used, sizeof groups - (size_t)used, "%s%d:%a", g ? "," : "",
                          m->groups[g].trainable, (double)m->groups[g].lr_scale);
+    recent[0] = 0;
+    for (int i = 0, used = 0; i < st->n_recent && i < CHECKPOINT_RECENT_LOSSES; i++)
+        used += snprintf(recent + used, 25, "%s%a", i ? "," : "", (double)st->recent[i]);
     fmt_hex(lsum, sizeof lsum, st->loss_sum);
     snprintf(lcount, sizeof lcount, "%ld", st->loss_count);
     fmt_hex(elapsed, sizeof elapsed, st->elapsed_s);
@@ -157,6 +161,7 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
         { "mneme.adam_group_steps", group_t ? group_t : "" },
         { "mneme.policy_params", st->policy_params },
         { "mneme.metrics", st->metrics ? st->metrics : "" },
+        { "mneme.recent_losses", recent },
     };
     rc = safetensors_write(path, t, n, meta, (int)(sizeof meta / sizeof meta[0]), e);
 out:
@@ -164,6 +169,7 @@ out:
     free(names);
     free(mjson);
     free(group_t);
+    free(recent);
     return rc;
 }
 
@@ -448,6 +454,17 @@ static int load_run_state(const StFile *f, const Model *m, RunStateRecord *st, M
         return mn_fail(e, "metadata mneme.policy_params is longer than %zu bytes",
                        sizeof st->policy_params - 1);
     snprintf(st->policy_params, sizeof st->policy_params, "%s", pp ? pp : "");
+    /* absent in checkpoints from before divergence was watched */
+    const char *rl = safetensors_meta(f, "mneme.recent_losses");
+    for (const char *c = rl; c && *c && st->n_recent < CHECKPOINT_RECENT_LOSSES;) {
+        char *stop;
+        double x = strtod(c, &stop);
+        if (stop == c || (*stop && *stop != ',') || !(x > -1e30 && x < 1e30))
+            return mn_fail(e, "metadata mneme.recent_losses is malformed at entry %d",
+                           st->n_recent);
+        st->recent[st->n_recent++] = (float)x;
+        c = *stop ? stop + 1 : stop;
+    }
     return parse_groups(safetensors_meta(f, "mneme.groups"), m->n_groups, st, e);
 }
 

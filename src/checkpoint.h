@@ -18,6 +18,10 @@
  * adapter group per block, prompt and prefix. */
 #define CHECKPOINT_MAX_GROUPS (2 * MODEL_MAX_LAYERS + 4 + MODEL_MAX_TASKS)
 
+/* The training losses divergence is judged on: stop.diverge_window
+ * (at most 1000) steps and the 5 after them. */
+#define CHECKPOINT_RECENT_LOSSES 1005
+
 /* What a checkpoint records beside the tensors. */
 typedef struct {
     char phase[16];            /* base | finetune | done */
@@ -38,6 +42,8 @@ typedef struct {
     long loss_count;
     double elapsed_s;
     char policy_params[8192];  /* policy_params_text: set by hand */
+    int n_recent;              /* the latest training losses, oldest first */
+    float recent[CHECKPOINT_RECENT_LOSSES];
     /* metrics.jsonl's lines up to this step (saving only; a reader finds
      * them as the "mneme.metrics" metadata) */
     const char *metrics;

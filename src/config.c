@@ -163,6 +163,9 @@ static int check_theme(const char *v, char *why, size_t n);
     FLT("stop.max_original_drop", stop.max_original_drop, 0, 1, 0,                                          \
         "stop when original accuracy falls this far below baseline; 0 = off")                             \
     INT("stop.patience", stop.patience, 0, INT_MAX, 0, "evaluations without improvement; 0 = off")     \
+    FLT("stop.diverge", stop.diverge, 0, 1e12, 10,                                                          \
+        "diverged: loss not finite, or its mean over 5 steps this many times the window's median; 0 = non-finite only") \
+    INT("stop.diverge_window", stop.diverge_window, 10, 1000, 50, "steps whose median loss divergence is measured against") \
     BOOL("policy.watch", policy.watch, 0, "reload the policy when its file changes")                      \
     PATH("policy.path", policy.path, "a folder of your own Lua modules for require")                     \
     STR("ui.theme", ui.theme, "default", check_theme,                                                      \

@@ -106,6 +106,8 @@ typedef struct {
         double original_weight;      /* combined = new loss + w * original loss */
         double max_original_drop;    /* 0 = off; stop when exceeded */
         int patience;                /* evaluations without improvement; 0 = off */
+        double diverge;              /* loss / recent median that counts as divergence; 0 = non-finite only */
+        int diverge_window;          /* steps that median is taken over */
     } stop;
 
     struct {

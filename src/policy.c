@@ -927,7 +927,8 @@ static void make_metatables(lua_State *L)
 
 /* ---- loading ----------------------------------------------------------- */
 
-static const char *const hooks[] = { "setup", "on_step", "on_eval", "on_checkpoint", NULL };
+static const char *const hooks[] = { "setup", "on_step", "on_eval", "on_checkpoint", "on_diverge",
+                                     NULL };
 
 static int is_hook(const char *k)
 {
@@ -963,7 +964,8 @@ static void check_policy_table(lua_State *L, Box *b, const char *path)
         if (k && is_hook(k) && !lua_isfunction(L, -1))
             luaL_error(L, "%s: %s must be a function (got %s)", path, k, luaL_typename(L, -1));
         if (k && !strncmp(k, "on_", 3) && !is_hook(k))
-            luaL_error(L, "%s: unknown hook '%s' (hooks: setup, on_step, on_eval, on_checkpoint)", path, k);
+            luaL_error(L, "%s: unknown hook '%s' (hooks: setup, on_step, on_eval, on_checkpoint, "
+                       "on_diverge)", path, k);
         lua_pop(L, 1);
     }
     if (lua_getfield(L, t, "name") == LUA_TSTRING)

@@ -317,6 +317,16 @@ int replay_run(const char *src, const char *out_dir, const RunHooks *hooks,
             rc = -1;
         else if (st == 1)
             break;
+        if (st >= 0 && r.diverged_at >= 0) {
+            /* Rolled back as the recorded run was, or the runs differ. */
+            json_t *ev = next < evs.n ? evs.v[next] : NULL;
+            if (ev && !strcmp(str_of(ev, "command"), "diverge") &&
+                (long)json_integer_value(json_object_get(ev, "step")) == r.diverged_at)
+                next++;
+            else
+                rc = mn_fail(e, "the replay diverged at %s step %ld, where the recorded run did not",
+                             phase_name(r.phase), r.diverged_at);
+        }
         /* A frontend checkpoints when the run pauses itself, as here. */
         if (st == 2 && !r.checkpoint_due)
             rc = run_checkpoint(&r, NULL, e);

@@ -70,6 +70,13 @@ static int phase_task(const Run *r)
     return r->phase == PHASE_BASE ? TASK_ORIGINAL : TASK_NEW;
 }
 
+/* A checkpoint file of the run, by the phase and step its name says. */
+typedef struct {
+    Phase phase;
+    long step;
+    char name[256];
+} CkName;
+
 static int load_policy(Run *r, MnError *e);
 static int checkpoint_or_pause(Run *r, const char *name, MnError *e);
 
@@ -179,6 +186,7 @@ static int setup(Run *r, const Experiment *x, const char *dir,
     r->x = *x;
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     snprintf(r->branch, sizeof r->branch, "main");
+    r->diverged_at = -1;
     clock_gettime(CLOCK_MONOTONIC, &r->started);
     tokenizer_bytes(&r->tok);
     HfModel hf;
@@ -904,6 +912,8 @@ static int save_checkpoint(Run *r, const char *name, MnError *e)
     if (r->policy)
         policy_params_text(r->policy, st.policy_params, sizeof st.policy_params);
     st.metrics = r->metrics_text;
+    st.n_recent = r->n_recent;
+    memcpy(st.recent, r->recent, (size_t)r->n_recent * sizeof st.recent[0]);
     /* the logs must hold at least what the checkpoint says they do */
     if (r->metrics && (fflush(r->metrics) != 0 || fsync(fileno(r->metrics)) != 0))
         return mn_fail(e, "%s/metrics.jsonl: %s", r->dir, strerror(errno));
@@ -1065,6 +1075,7 @@ static int begin_finetune(Run *r, MnError *e)
 {
     r->phase = PHASE_FINETUNE;
     r->step = 0;
+    r->n_recent = 0;
     r->loss_sum = 0.0;
     r->loss_count = 0;
     adamw_reset(&r->opt);
@@ -1116,6 +1127,192 @@ static int finish(Run *r, MnError *e)
     return 1;
 }
 
+/* Takes the state a checkpoint recorded (not the tensors: checkpoint_load
+ * has put those in place). */
+static void apply_state(Run *r, Phase p, const RunStateRecord *st)
+{
+    r->step = st->step;
+    if (p != PHASE_DONE)
+        sampler_seek(&r->sampler, st->sampler_epoch, st->sampler_cursor);
+    if (r->replay_rows)
+        sampler_seek(&r->replay, st->replay_epoch, st->replay_cursor);
+    r->rng.state = st->rng_state;
+    /* What hands and policies changed stands as it was at the checkpoint. */
+    if (st->has_groups && st->n_groups == r->model.n_groups)
+        for (int g = 0; g < st->n_groups; g++) {
+            r->model.groups[g].trainable = st->trainable[g];
+            r->model.groups[g].lr_scale = st->lr_scale[g];
+        }
+    r->lr_override = st->lr_override;
+    r->lr_value = st->lr;
+    /* A rate changed by hand (:set finetune.lr) stands after a resume. */
+    if (st->lr_peak > 0)
+        r->sched.peak = (float)st->lr_peak;
+    r->loss_sum = st->loss_sum;
+    r->loss_count = st->loss_count;
+    r->n_recent = st->n_recent;
+    memcpy(r->recent, st->recent, (size_t)st->n_recent * sizeof r->recent[0]);
+    if (p == PHASE_FINETUNE)
+        r->ewc_lambda = st->ewc_lambda;
+    /* the parameters set by hand, which the file does not hold */
+    if (r->policy)
+        policy_params_restore(r->policy, st->policy_params);
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Whether the training loss just taken has diverged: it is not finite,
+ * or the mean of the last five is stop.diverge times the median of the
+ * stop.diverge_window losses before them and above a uniform guess's
+ * loss (so that a loss near zero may jump tenfold without counting).
+ * Sets *median to that median (NAN when not taken). */
+#define DIVERGE_LAST 5
+static int diverged(Run *r, float loss, double *mean, double *median)
+{
+    const int w = r->x.stop.diverge_window, keep = w + DIVERGE_LAST;
+    *mean = *median = NAN;
+    if (r->n_recent == keep || r->n_recent == CHECKPOINT_RECENT_LOSSES) {
+        memmove(r->recent, r->recent + 1, (size_t)(r->n_recent - 1) * sizeof r->recent[0]);
+        r->n_recent--;
+    }
+    r->recent[r->n_recent++] = loss;
+    if (!isfinite(loss))
+        return 1;
+    if (r->x.stop.diverge <= 0 || r->n_recent < keep)
+        return 0;
+    *mean = 0.0;
+    for (int i = w; i < keep; i++)
+        *mean += r->recent[i] / (double)DIVERGE_LAST;
+    const int labels = r->labels[phase_task(r)].n_labels;
+    if (!(*mean > log(labels > 1 ? labels : 2)))
+        return 0;
+    float sorted[CHECKPOINT_RECENT_LOSSES];
+    memcpy(sorted, r->recent, (size_t)w * sizeof sorted[0]);
+    qsort(sorted, (size_t)w, sizeof sorted[0], cmp_float);
+    *median = w % 2 ? sorted[w / 2] : 0.5 * ((double)sorted[w / 2 - 1] + sorted[w / 2]);
+    return *mean > r->x.stop.diverge * *median;
+}
+
+static int list_checkpoints(const char *dir, CkName **out, int *n_out);
+static int open_metrics(Run *r, const char *mode, MnError *e);
+static int rewind_metrics(Run *r, Phase phase, long step, const char *ck_lines, MnError *e);
+static int shape_differs(const ModelConfig *ck, const ModelConfig *m, char *out, size_t n);
+
+/* Puts the run back to checkpoints/<name> of its current phase: weights,
+ * moments, data position, rates, the metrics up to it. Events stay: they
+ * record what happened, the rollback among it. */
+static int restore_checkpoint(Run *r, const char *name, MnError *e)
+{
+    char path[EXP_PATH + 320], differs[256];
+    StFile f;
+    RunStateRecord *st = malloc(sizeof *st);
+    ModelConfig cfg;
+    Phase p = r->phase;
+    if (!st)
+        return mn_fail(e, "out of memory");
+    snprintf(path, sizeof path, "%s/checkpoints/%s", r->dir, name);
+    if (safetensors_read(&f, path, e) < 0) {
+        free(st);
+        return -1;
+    }
+    int rc = checkpoint_read_config(&f, &cfg, NULL, e);
+    if (rc == 0 && shape_differs(&cfg, &r->model.cfg, differs, sizeof differs))
+        rc = mn_fail(e, "%s: %s", path, differs);
+    if (rc == 0)
+        rc = checkpoint_load(&f, &r->model, &r->opt, st, e);
+    if (rc == 0 && (phase_parse(st->phase, &p) < 0 || p != r->phase))
+        rc = mn_fail(e, "%s: of another phase", path);
+    const char *m = rc == 0 ? safetensors_meta(&f, "mneme.metrics") : NULL;
+    char *ck_metrics = m ? strdup(m) : NULL;
+    safetensors_free(&f);
+    if (rc == 0 && m && !ck_metrics)
+        rc = mn_fail(e, "out of memory");
+    if (rc == 0) {
+        apply_state(r, p, st);
+        if (r->metrics)
+            fclose(r->metrics);
+        r->metrics = NULL;
+        rc = rewind_metrics(r, p, st->step, ck_metrics, e) < 0 ||
+             open_metrics(r, "a", e) < 0 ? -1 : 0;
+    }
+    free(ck_metrics);
+    free(st);
+    if (rc < 0)
+        return -1;
+    r->stop_best = INFINITY;
+    r->stop_best_step = -1;
+    r->stop_bad = 0;
+    r->stop_reason[0] = 0;
+    for (int i = 0; i < r->history.n && p == PHASE_FINETUNE; i++)
+        if (strcmp(r->history.v[i].phase, "finetune") == 0 && r->history.v[i].has_new)
+            stop_update(r, &r->history.v[i]);
+    return 0;
+}
+
+/* The loss diverged at this step: back to the newest checkpoint of the
+ * phase before it, and pause, so the rate can be lowered. Returns 2 (a
+ * pause), or -1 when there is nothing to go back to. */
+static int rollback(Run *r, float loss, double mean, double median, MnError *e)
+{
+    char dir[EXP_PATH + 32], why[200];
+    const long at = r->step;
+    CkName *cks;
+    int n_cks;
+    if (isfinite(loss))
+        snprintf(why, sizeof why, "mean training loss %.3g over the last %d steps, over %g times "
+                 "the median %.3g of the %d steps before", mean, DIVERGE_LAST, r->x.stop.diverge,
+                 median, r->x.stop.diverge_window);
+    else
+        snprintf(why, sizeof why, "training loss became %f", (double)loss);
+    path_in_run(r, dir, sizeof dir, "checkpoints");
+    list_checkpoints(dir, &cks, &n_cks);
+    json_t *ev = json_pack("{s:s, s:f}", "reason", why, "median", isfinite(median) ? median : -1.0);
+    if (run_record(r, "run", "diverge", ev, e) < 0) {
+        free(cks);
+        return -1;
+    }
+    for (int i = 0; i < n_cks; i++) {
+        MnError skip;
+        if (cks[i].phase != r->phase || cks[i].step >= at)
+            continue;
+        if (restore_checkpoint(r, cks[i].name, &skip) < 0) {
+            logf_(r, "rollback: skipping %s", skip.msg);
+            continue;
+        }
+        const double lr = r->lr_override ? r->lr_value : r->sched.peak;
+        snprintf(r->pause_reason, sizeof r->pause_reason,
+                 "diverged at %s step %ld (%s); rolled back to step %ld (checkpoints/%s). Lower "
+                 "the learning rate (:set finetune.lr %.2g) and go on; headless, go on in a branch: "
+                 "mneme fork %.*s --name NAME --at %ld --set finetune.lr=%.2g",
+                 phase_name(r->phase), at, why, r->step, cks[i].name, lr / 10,
+                 (int)(sizeof r->pause_reason - 700), r->dir, r->step, lr / 10);
+        free(cks);
+        r->diverged_at = at;
+        r->pause_is_error = 0;
+        logf_(r, "%s", r->pause_reason);
+        /* The policy may decide: what it changes (a lower rate, say) is
+         * recorded as an event, and the run goes on with it. */
+        const long events = r->events.lines;
+        if (call_policy(r, "on_diverge", why, 0, e) < 0)
+            return -1;
+        if (!r->pause_is_error && r->events.lines > events &&
+            strncmp(r->pause_reason, "diverged at", 11) == 0) {
+            logf_(r, "policy %s went on from step %ld with its changes", policy_name(r->policy),
+                  r->step);
+            r->pause_reason[0] = 0;
+            return 0;
+        }
+        return 2;
+    }
+    free(cks);
+    return mn_fail(e, "diverged at %s step %ld (%s), with no checkpoint of the phase before it to "
+                   "go back to; lower the learning rate", phase_name(r->phase), at, why);
+}
+
 int run_step(Run *r, MnError *e)
 {
     if (r->phase == PHASE_DONE)
@@ -1123,6 +1320,7 @@ int run_step(Run *r, MnError *e)
     /* Called again after a pause: the frontend has resumed. */
     if (!r->pause_is_error)
         r->pause_reason[0] = 0;
+    r->diverged_at = -1;
     if (r->checkpoint_due) {
         char name[sizeof r->due_name];
         snprintf(name, sizeof name, "%s", r->due_name);
@@ -1199,9 +1397,9 @@ int run_step(Run *r, MnError *e)
     r->last_train_loss = loss;
     r->loss_sum += loss;
     r->loss_count++;
-    if (!isfinite(loss))
-        return mn_fail(e, "training loss became %f at %s step %ld; lower the learning rate",
-                       loss, phase_name(r->phase), r->step);
+    double mean, median;
+    if (diverged(r, loss, &mean, &median))
+        return rollback(r, loss, mean, median, e);
 
     if (r->step % r->x.eval.every == 0 || r->step == r->total_steps)
         if (record_eval(r, e) < 0)
@@ -1345,12 +1543,6 @@ static int resume_finetune_state(Run *r, const char *dir, MnError *e)
             stop_update(r, &r->history.v[i]);
     return 0;
 }
-
-typedef struct {
-    Phase phase;
-    long step;
-    char name[256];
-} CkName;
 
 /* Newest first: finished, then finetune steps, base, then base steps. */
 static int ck_rank(const CkName *c)
@@ -1680,25 +1872,7 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
             free(cks);
             return -1;
         }
-        r->step = st.step;
-        if (p != PHASE_DONE)
-            sampler_seek(&r->sampler, st.sampler_epoch, st.sampler_cursor);
-        if (r->replay_rows)
-            sampler_seek(&r->replay, st.replay_epoch, st.replay_cursor);
-        r->rng.state = st.rng_state;
-        /* What hands and policies changed stands as it was at the checkpoint. */
-        if (st.has_groups && st.n_groups == r->model.n_groups)
-            for (int g = 0; g < st.n_groups; g++) {
-                r->model.groups[g].trainable = st.trainable[g];
-                r->model.groups[g].lr_scale = st.lr_scale[g];
-            }
-        r->lr_override = st.lr_override;
-        r->lr_value = st.lr;
-        /* A rate changed by hand (:set finetune.lr) stands after a resume. */
-        if (st.lr_peak > 0)
-            r->sched.peak = (float)st.lr_peak;
-        r->loss_sum = st.loss_sum;
-        r->loss_count = st.loss_count;
+        apply_state(r, p, &st);
         r->elapsed_before = st.elapsed_s;
         rc = rewind_metrics(r, p, st.step, ck_metrics, e);
         free(ck_metrics);
@@ -1706,9 +1880,6 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
             return -1;
         if (events_open(&r->events, dir, st.events_lines, e) < 0)
             return -1;
-        /* the parameters set by hand, which the file does not hold */
-        if (r->policy)
-            policy_params_restore(r->policy, st.policy_params);
         int bad = restart && p != PHASE_DONE && run_record(r, "run", "restart",
                                         json_pack("{s:s}", "checkpoint", cks[i].name), e) < 0;
         free(cks);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "checkpoint.h"
 #include "config.h"
 #include "data.h"
 #include "error.h"
@@ -80,6 +81,11 @@ struct Run {
     double loss_sum;           /* training loss since the last evaluation */
     long loss_count;
     float last_train_loss;
+    /* Divergence (stop.diverge): the latest training losses of this
+     * phase, oldest first, and the step the last one was caught at */
+    float recent[CHECKPOINT_RECENT_LOSSES];
+    int n_recent;
+    long diverged_at;          /* -1: none since the last pause */
 
     /* Strategies of the finetune phase */
     Sampler replay;            /* original-task rows mixed into batches */

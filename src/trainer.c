@@ -335,7 +335,8 @@ static void publish_now(Trainer *t, const char *message, int wait)
         sb->total_steps = b->run.total_steps;
         sb->original_weight = b->run.x.stop.original_weight;
         snprintf(sb->message, sizeof sb->message, "%s", b->message);
-        sb->error_pause = b->paused && (b->run.pause_is_error || b->run.checkpoint_due);
+        sb->error_pause = b->paused && (b->run.pause_is_error || b->run.checkpoint_due ||
+                                         b->run.diverged_at >= 0);
         sb->stopped = b->stopped;
         sb->has_policy = b->run.policy != NULL;
         copy_history(&sb->hist, &sb->n_hist, &sb->cap_hist, &b->run.history);

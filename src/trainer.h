@@ -70,7 +70,7 @@ typedef struct {
     long step, total_steps;
     double original_weight;    /* stop.original_weight: the combined metric */
     char message[1100];        /* why it paused or failed */
-    int error_pause;           /* paused by a policy error or a failed checkpoint */
+    int error_pause;           /* paused by a policy error, a failed checkpoint or divergence */
     int stopped;               /* paused by TrainerOptions.stop_after */
     int has_policy;
     EvalRecord *hist;          /* owned by the snapshot; only grows */
