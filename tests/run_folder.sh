@@ -99,8 +99,9 @@ grep -q '^live  *interrupted' "$TMP/runs"
 ok $? "killed without a word: mneme runs says interrupted, not running"
 "$MNEME" run --resume "$TMP/live" --quiet --stop-after 5 >/dev/null 2>&1
 ok $? "the lock did not outlive the killed process"
-"$MNEME" run --headless "$CFG" --set finetune.lr=10 --set finetune.clip_norm=0 --set finetune.weight_decay=1 \
-    --set finetune.warmup_steps=0 --out "$TMP/fail" --quiet >/dev/null 2>&1
+# (diverged before the first checkpoint: nothing to roll back to)
+"$MNEME" run --headless "$CFG" --set base.pretrain.lr=10 --set base.pretrain.clip_norm=0 --set base.pretrain.weight_decay=1 \
+    --set base.pretrain.warmup_steps=0 --out "$TMP/fail" --quiet >/dev/null 2>&1
 ok $([ $? = 1 ] && [ "$(summary "$TMP/fail" .status)" = failed ]; echo $?) \
    "a run that fails says failed ($(summary "$TMP/fail" .status))"
 
