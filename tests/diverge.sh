@@ -67,4 +67,35 @@ ok $([ "$(grep -c '"command":"diverge"' "$TMP/handled/events.jsonl")" = 1 ] &&
 "$MNEME" replay "$TMP/handled" --out "$TMP/replay" --quiet >"$TMP/out" 2>&1
 ok $? "the replay rolls back at the same step and matches: $(cat "$TMP/out")"
 
+# In the workbench: the footer says so, :set lowers the rate, space goes on.
+if command -v tmux >/dev/null 2>&1; then
+    . "$MNEME_SRCDIR/tests/tmux.sh"
+    cat >"$TMP/ui.sh" <<SH
+cd "$TMP"
+"$MNEME" "$CFG" $NAN --out "$TMP/ui" 2>"$TMP/ui.err"
+echo "mneme-exit=\$?"
+exec sleep 600
+SH
+    ui_session 120 30 "$TMP/ui.sh"
+    wait_for 60 "rolled back to step 0"
+    rc=$?
+    ok $rc "the workbench shows the divergence and the rollback"
+    show_pane_if $rc
+    ok $(grep -q "paused" "$TMP/pane" && tail -3 "$TMP/pane" | grep -q "diverged"; echo $?) \
+       "paused, with the reason in the footer: $(tail -3 "$TMP/pane" | grep -o 'diverged[^.]*' | head -1)"
+    T send-keys -t ui ":set finetune.lr 0.001" Enter
+    sleep 0.5
+    T send-keys -t ui Space
+    wait_for 60 "finished"
+    rc=$?
+    ok $rc "a lower rate, then space: the run goes on past step 20 and finishes"
+    show_pane_if $rc
+    ok $([ "$(jq -r .status "$TMP/ui/summary.json")" = finished ] &&
+         grep -q '"command":"set".*0.001' "$TMP/ui/events.jsonl"; echo $?) "summary finished; the new rate is in events.jsonl"
+    quit_ui "mneme-exit="
+    ok $(grep -q "mneme-exit=0" "$TMP/pane"; echo $?) "and it quits cleanly"
+else
+    echo "# SKIP the workbench part: tmux is not installed"
+fi
+
 done_testing

@@ -483,7 +483,12 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
         if (((dirty & 1) && now - last_draw >= FRAME_S) ||
             ((dirty & 2) && now - last_draw >= DATA_FRAME_S)) {
             opt.prompt = prompt.active ? prompt.text : NULL;
-            opt.status = asking ? quit_question : prompt.status[0] ? prompt.status : NULL;
+            /* a pause nobody asked for (divergence, a policy error, a
+             * failed checkpoint) keeps its reason in the footer */
+            const SnapBranch *fb = snap.n_branches > 0 ? &snap.branches[snap.followed] : NULL;
+            const char *why = fb && fb->state == TS_PAUSED && fb->error_pause && fb->message[0] ?
+                              fb->message : NULL;
+            opt.status = asking ? quit_question : prompt.status[0] ? prompt.status : why;
             screen_draw(&canvas, &snap, &opt);
             blit(&canvas, &shown, &theme, colour, repaint);
             repaint = 0;
