@@ -121,6 +121,34 @@ static void input_close(Input *in)
     batch_free(&in->b);
 }
 
+/* Rows of the word embedding table as loaded: an id at or past it would
+ * read beyond the table. */
+static int embedding_rows(const Model *m)
+{
+    int t = model_find_tensor(m, "bert.embeddings.word_embeddings.weight");
+    return t >= 0 ? m->tensors[t].shape[0] : m->cfg.vocab;
+}
+
+/* Every id of the row inside the tables it indexes, whichever tokenizer
+ * (or --ids) made it. */
+static int ids_fit(const Model *m, const Batch *b, int n, long lineno)
+{
+    int rows = embedding_rows(m), types = m->cfg.type_vocab;
+    for (int t = 0; t < n; t++) {
+        if (b->ids[t] < 0 || b->ids[t] >= rows) {
+            fprintf(stderr, "mneme predict: stdin:%ld: token id %d is outside the model's "
+                    "%d word embeddings\n", lineno, b->ids[t], rows);
+            return -1;
+        }
+        if (types > 0 && (b->types[t] < 0 || b->types[t] >= types)) {
+            fprintf(stderr, "mneme predict: stdin:%ld: token type %d is outside the model's "
+                    "%d token types\n", lineno, b->types[t], types);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The next line into in->b (head task), 0 at the end of input, or -1
  * after saying what is wrong with the line. */
 static int input_next(Input *in, int task)
@@ -137,7 +165,7 @@ static int input_next(Input *in, int task)
     Batch *b = &in->b;
     memset(b->types, 0, (size_t)max_len * sizeof *b->types);
     if (in->use_ids)
-        n = parse_ids(line, b->ids, max_len, in->m->cfg.vocab, in->lineno);
+        n = parse_ids(line, b->ids, max_len, embedding_rows(in->m), in->lineno);
     else {
         char *second = NULL;
         if (in->pair) {
@@ -159,7 +187,7 @@ static int input_next(Input *in, int task)
         if (second)
             second[-1] = '\t';
     }
-    if (n < 0)
+    if (n < 0 || ids_fit(in->m, b, n, in->lineno) < 0)
         return -1;
     b->B = 1;
     b->T = n;
@@ -402,6 +430,12 @@ int predict_main(int argc, char **argv)
         if (rc == 0 && tok_loaded && tok.vocab_size > cfg.vocab)
             rc = mn_fail(&e, "%s: its vocab.txt has %d tokens, more than the model's %d rows",
                          tdir, tok.vocab_size, cfg.vocab);
+        /* Without the run's vocab.txt the text goes through the byte-level
+         * tokenizer, whose model has a row for every byte and no more. */
+        if (rc == 0 && !tok_loaded && (!a.ids || mlm) && tok.vocab_size != embedding_rows(&m))
+            rc = mn_fail(&e, "%s: the model has %d word embeddings, but the byte-level "
+                         "tokenizer has %d ids (and no hf/vocab.txt is beside the run)",
+                         a.checkpoint, embedding_rows(&m), tok.vocab_size);
         if (rc == 0 && mlm && (head.hidden != cfg.hidden || head.vocab != cfg.vocab))
             rc = mn_fail(&e, "the MLM head of the run's base.from (hidden %d, vocabulary %d) "
                          "does not fit %s (hidden %d, vocabulary %d): has that folder changed?",
