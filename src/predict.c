@@ -2,12 +2,15 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sys/stat.h>
+
+#include <libconfig.h>
 
 #include "checkpoint.h"
 #include "data.h"
@@ -342,6 +345,76 @@ static int load_folder(const char *dir, Model *m, ModelConfig *cfg, LabelSet *la
     return rc;
 }
 
+static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape)
+{
+    if (ndim == 2)
+        snprintf(buf, n, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
+    else
+        snprintf(buf, n, "[%lld]", (long long)shape[0]);
+}
+
+/* Everything the asked output reads must be in the file, shaped as the
+ * metadata says: checkpoint_load lets a base checkpoint lack the new head
+ * and the adapters (training keeps their initialisation), which for a
+ * prediction would be the same logits for every line. The other tasks'
+ * heads are not read (task < 0: none is). */
+static int require_tensors(const StFile *f, const Model *m, int task, const char *path,
+                           MnError *e)
+{
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *pt = &m->tensors[i];
+        const char *g = m->groups[pt->group].name;
+        if (strncmp(g, "classifier.", 11) == 0 &&
+            (task < 0 || strcmp(g + 11, m->cfg.task_name[task]) != 0))
+            continue;
+        int64_t want[2] = { pt->shape[0], pt->shape[1] };
+        char ws[48], hs[48];
+        shape_text(ws, sizeof ws, pt->ndim, want);
+        const StTensorInfo *ti = safetensors_find(f, pt->name);
+        if (!ti)
+            return mn_fail(e, "%s: tensor %s is missing (its metadata, mneme.model, needs it "
+                           "as %s)", path, pt->name, ws);
+        if (ti->ndim != pt->ndim || ti->shape[0] != want[0] ||
+            (pt->ndim == 2 && ti->shape[1] != want[1])) {
+            shape_text(hs, sizeof hs, ti->ndim, ti->shape);
+            return mn_fail(e, "%s: tensor %s has shape %s, but its metadata (mneme.model) "
+                           "needs %s", path, pt->name, ti->ndim > 2 ? "of more than 2 "
+                           "dimensions" : hs, ws);
+        }
+    }
+    return 0;
+}
+
+/* The attention heads shape no tensor, so a metadata that says otherwise
+ * would load and predict differently without a word: a checkpoint in a
+ * run's checkpoints/ folder must agree with that run's experiment.cfg. */
+static int heads_match_run(const char *path, const ModelConfig *cfg, MnError *e)
+{
+    char exp[PATH_MAX + 32];
+    char *dir = realpath(path, NULL);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash)
+        *slash = 0;
+    char *base = slash ? strrchr(dir, '/') : NULL;
+    if (!base || strcmp(base + 1, "checkpoints") != 0) {
+        free(dir);
+        return 0;
+    }
+    *base = 0;
+    snprintf(exp, sizeof exp, "%s/experiment.cfg", dir);
+    free(dir);
+    config_t c;
+    int heads = 0, rc = 0;
+    config_init(&c);
+    if (config_read_file(&c, exp) && config_lookup_int(&c, "model.heads", &heads) &&
+        heads != cfg->heads)
+        rc = mn_fail(e, "%s: its metadata (mneme.model) says heads %d, but the run's %s "
+                     "says model.heads = %d: the checkpoint was altered or belongs to "
+                     "another run", path, cfg->heads, exp, heads);
+    config_destroy(&c);
+    return rc;
+}
+
 /* A run's checkpoint: the model, and the task's index in it. */
 static int load_checkpoint(const char *path, const char *task_name, Model *m,
                            ModelConfig *cfg, LabelSet *labels, int *task, MnError *e)
@@ -362,7 +435,11 @@ static int load_checkpoint(const char *path, const char *task_name, Model *m,
                      "Face model)", path, task_name, have);
     }
     if (rc == 0)
+        rc = heads_match_run(path, cfg, e);
+    if (rc == 0)
         rc = model_create(m, cfg, 1, e);
+    if (rc == 0)
+        rc = require_tensors(&f, m, *task, path, e);
     if (rc == 0)
         rc = checkpoint_load(&f, m, NULL, NULL, e);
     safetensors_free(&f);

@@ -48,4 +48,22 @@ printf '2 5 3\n' | "$MNEME" predict "$TMP/vocab6.st" --task new --ids >"$TMP/out
 ok "$([ $? = 0 ] && jq -e '.logits | length == 2' "$TMP/out" >/dev/null; echo $?)" \
    "--ids inside the table still predict ($(cat "$TMP/err"))"
 
+# Item: the asked head is required, shaped as the metadata says.
+$EDIT "$CK" "$TMP/renamed.st" --rename classifier.new.weight=classifier.neu.weight
+predict_refused "a renamed new head is refused, naming the tensor" \
+    "$TMP/renamed.st" 'abc\nxyz\n' "tensor classifier.new.weight is missing" --task new
+printf 'abc\n' | "$MNEME" predict "$TMP/renamed.st" --task original >"$TMP/out" 2>"$TMP/err"
+ok "$([ $? = 0 ] && [ "$(wc -l <"$TMP/out")" = 1 ]; echo $?)" \
+   "the other task's head still predicts without it ($(cat "$TMP/err"))"
+$EDIT "$CK" "$TMP/oneway.st" --rows classifier.new.weight=1
+predict_refused "a mis-shaped new head is refused with both shapes" \
+    "$TMP/oneway.st" 'abc\n' "has shape [1, 16], but its metadata (mneme.model) needs [2, 16]" --task new
+$EDIT "$CK" "$TMP/labels3.st" --model-task-labels new=3
+predict_refused "a head whose label count the metadata changed is refused" \
+    "$TMP/labels3.st" 'abc\n' "needs [3, 16]" --task new
+# The attention heads shape no tensor: the run's experiment.cfg says it.
+$EDIT "$CK" "$TMP/run/checkpoints/heads1.safetensors" --model heads=1
+predict_refused "a checkpoint whose heads differ from its run's experiment.cfg is refused" \
+    "$TMP/run/checkpoints/heads1.safetensors" 'abc\n' "says heads 1, but the run's" --task new
+
 done_testing

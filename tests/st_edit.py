@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Damages a mneme checkpoint on purpose, for the bad-input tests.
 
-    st_edit.py IN OUT [--model KEY=INT]... [--rows NAME=N]... [--rename OLD=NEW]...
-                      [--drop NAME]...
+    st_edit.py IN OUT [--model KEY=INT]... [--model-task-labels TASK=N]...
+                      [--rows NAME=N]... [--rename OLD=NEW]... [--drop NAME]...
 
 --model sets an integer field of the mneme.model metadata (vocab, heads, ...),
+--model-task-labels gives a task N labels there (l0, l1, ...),
 --rows keeps the first N rows of a tensor, --rename and --drop do what they
 say (optimizer moments included when NAME is a parameter). Standard library
 only: the tests that use it must not need numpy.
@@ -44,6 +45,11 @@ def main(argv):
         if op == "--model":
             k, v = arg.split("=", 1)
             model[k] = int(v)
+        elif op == "--model-task-labels":
+            k, v = arg.split("=", 1)
+            for t in model["tasks"]:
+                if t["name"] == k:
+                    t["labels"] = ["l%d" % i for i in range(int(v))]
         elif op == "--rows":
             k, v = arg.split("=", 1)
             for n in related(k):
