@@ -20,6 +20,7 @@
 #include "paths.h"
 #include "strategy.h"
 #include "tasks.h"
+#include "utf8.h"
 
 /* ---- the table of keys ------------------------------------------------ */
 
@@ -660,6 +661,12 @@ static int store_string(Experiment *x, const Ctx *c, const Key *k, const Value *
         describe(v, got, sizeof got);
         return fail_at(e, c, o, k->key, "expected a string, got %s", got);
     }
+    /* the run writes its strings (the name first) into JSON files, which
+     * hold UTF-8 only */
+    long bad = utf8_invalid_at(v->s, strlen(v->s));
+    if (bad >= 0)
+        return fail_at(e, c, o, k->key, "expected UTF-8 text, got byte 0x%02X at offset %ld",
+                       (unsigned char)v->s[bad], bad);
     if (k->choices && !in_choices(k->choices, v->s)) {
         choices_text(k->choices, why, sizeof why);
         return fail_at(e, c, o, k->key, "expected %s, got \"%.60s\"", why, v->s);

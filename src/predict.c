@@ -15,6 +15,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "hf.h"
+#include "lines.h"
 #include "mlm.h"
 #include "model.h"
 #include "safetensors.h"
@@ -97,8 +98,8 @@ typedef struct {
     int use_ids, pair;
     Batch b;
     TokenSeq seq;
-    char *line;
-    size_t cap;
+    LineReader lr;
+    char *line;                /* the current line, in lr's buffer */
     long lineno;
 } Input;
 
@@ -110,6 +111,7 @@ static int input_open(Input *in, const Model *m, const Tokenizer *tok, int use_i
     in->tok = tok;
     in->use_ids = use_ids;
     in->pair = pair;
+    line_reader_init(&in->lr, stdin, "stdin");
     if (batch_alloc(&in->b, 1, m->cfg.max_len, &e) < 0) {
         fprintf(stderr, "mneme predict: %s\n", e.msg);
         return -1;
@@ -119,7 +121,7 @@ static int input_open(Input *in, const Model *m, const Tokenizer *tok, int use_i
 
 static void input_close(Input *in)
 {
-    free(in->line);
+    line_reader_free(&in->lr);
     token_seq_free(&in->seq);
     batch_free(&in->b);
 }
@@ -157,13 +159,15 @@ static int ids_fit(const Model *m, const Batch *b, int n, long lineno)
 static int input_next(Input *in, int task)
 {
     MnError e;
-    ssize_t len = getline(&in->line, &in->cap, stdin);
-    if (len < 0)
-        return 0;
+    size_t len;
+    int got = line_reader_next(&in->lr, &in->line, &len, &e);
+    if (got <= 0) {
+        if (got < 0)
+            fprintf(stderr, "mneme predict: %s\n", e.msg);
+        return got;
+    }
     char *line = in->line;
-    in->lineno++;
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-        line[--len] = 0;
+    in->lineno = in->lr.lineno;
     int n, max_len = in->m->cfg.max_len;
     Batch *b = &in->b;
     memset(b->types, 0, (size_t)max_len * sizeof *b->types);
@@ -200,13 +204,19 @@ static int input_next(Input *in, int task)
     return 1;
 }
 
-static void print_json(json_t *o)
+/* One output line per input line: a result that cannot be written is an
+ * error naming the line, never a line left out. */
+static int print_json(json_t *o, long lineno)
 {
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7))
+                : NULL;
     if (s)
         puts(s);
+    else
+        fprintf(stderr, "mneme predict: stdin:%ld: out of memory for the result\n", lineno);
     free(s);
     json_decref(o);
+    return s ? 0 : -1;
 }
 
 static int predict_lines(Model *m, const Tokenizer *tok, const LabelSet *labels, int task,
@@ -226,9 +236,12 @@ static int predict_lines(Model *m, const Tokenizer *tok, const LabelSet *labels,
             if (probs[k] > probs[best])
                 best = k;
         }
-        print_json(json_pack("{s:s, s:s, s:o, s:f}", use_ids ? "ids" : "text", in.line, "label",
-                             labels[task].names[best], "logits", lg, "prob",
-                             (double)probs[best]));
+        if (print_json(json_pack("{s:s, s:s, s:o, s:f}", use_ids ? "ids" : "text", in.line,
+                                 "label", labels[task].names[best], "logits", lg, "prob",
+                                 (double)probs[best]), in.lineno) < 0) {
+            input_close(&in);
+            return 1;
+        }
     }
     input_close(&in);
     return rc < 0 ? 2 : 0;
@@ -292,10 +305,11 @@ static int predict_mlm_line(Model *m, const MlmHead *h, const Tokenizer *tok, co
         }
         json_array_append_new(masks, json_pack("{s:i, s:o}", "position", pos[i], "top", arr));
     }
-    print_json(json_pack("{s:s, s:o}", use_ids ? "ids" : "text", line, "masks", masks));
+    int rc = print_json(json_pack("{s:s, s:o}", use_ids ? "ids" : "text", line, "masks", masks),
+                        lineno);
     free(logits);
     free(pos);
-    return 0;
+    return rc < 0 ? 1 : 0;
 }
 
 static int predict_mlm_lines(Model *m, const MlmHead *h, const Tokenizer *tok, int use_ids)

@@ -27,10 +27,14 @@ ok $? "a small run for the damaged checkpoints ($(tail -1 "$TMP/err"))"
 CK="$TMP/run/checkpoints/final.safetensors"
 
 # predict_refused DESCRIPTION CHECKPOINT INPUT TEXT [PREDICT-ARGS...]:
-# exit 2, TEXT in the message, nothing on stdout (INPUT: printf format)
+# exit 2, TEXT in the message, nothing on stdout (INPUT: a printf format,
+# or @FILE)
 predict_refused() {
     desc=$1 ck=$2 text=$4
-    printf "$3" >"$TMP/in"
+    case $3 in
+        @*) cp "${3#@}" "$TMP/in" ;;
+        *) printf "$3" >"$TMP/in" ;;
+    esac
     shift 4
     "$MNEME" predict "$ck" "$@" <"$TMP/in" >"$TMP/out" 2>"$TMP/err"
     st=$?
@@ -65,5 +69,71 @@ predict_refused "a head whose label count the metadata changed is refused" \
 $EDIT "$CK" "$TMP/run/checkpoints/heads1.safetensors" --model heads=1
 predict_refused "a checkpoint whose heads differ from its run's experiment.cfg is refused" \
     "$TMP/run/checkpoints/heads1.safetensors" 'abc\n' "says heads 1, but the run's" --task new
+
+# Item: text that is not UTF-8, or holds a NUL, is an error naming the line;
+# the lines before it keep their output.
+predict_utf8() {   # predict_utf8 DESCRIPTION INPUT TEXT
+    printf "$2" >"$TMP/in"
+    "$MNEME" predict "$CK" --task new <"$TMP/in" >"$TMP/out" 2>"$TMP/err"
+    st=$?
+    ok "$([ $st = 2 ] && contains "$TMP/err" "$3" && [ "$(wc -l <"$TMP/out")" = 1 ] &&
+          jq -e '.text == "abc"' "$TMP/out" >/dev/null; echo $?)" \
+       "$1 (exit $st, $(wc -l <"$TMP/out") lines out: $(cat "$TMP/err"))"
+}
+predict_utf8 "predict: invalid UTF-8 on line 2 is an error naming it" \
+    'abc\ncaf\351\nxyz\n' "stdin:2: not valid UTF-8 (byte 0xE9 at column 4)"
+predict_utf8 "predict: a NUL byte on line 2 is an error naming it" \
+    'abc\nab\000cd\nxyz\n' "stdin:2: NUL byte at column 3"
+printf 'caf\303\251\nna\303\257ve\r\r\n' >"$TMP/in"
+"$MNEME" predict "$CK" --task new <"$TMP/in" >"$TMP/out" 2>"$TMP/err"
+ok "$([ $? = 0 ] && [ "$(jq -r .text "$TMP/out" | tr '\n' ' ')" = "café naïve " ]; echo $?)" \
+   "predict: one line out per UTF-8 line in, without its CR CR LF ($(cat "$TMP/err"))"
+head -c 20000000 /dev/zero >"$TMP/zeros"
+predict_refused "predict: a line of 20 MB of zeros is refused at once" \
+    "$CK" "@$TMP/zeros" "stdin:1: line longer than 16 MiB" --task new
+
+# The same in a run's data files: a label with invalid UTF-8 used to vanish
+# from the checkpoint's labels; /dev/zero used to be read forever.
+mkdir -p "$TMP/data"
+for i in 1 2 3 4 5 6; do printf 'good soup %d\tpos\nbad soup %d\tneg\n' $i $i; done >"$TMP/data/ok.tsv"
+cp "$TMP/data/ok.tsv" "$TMP/data/latin1.tsv"
+printf 'odd soup\tw\351ird\n' >>"$TMP/data/latin1.tsv"
+cat >"$TMP/data/files.cfg" <<'CFG'
+name = "files";
+threads = 1;
+model = { hidden = 16; layers = 1; heads = 2; intermediate = 32; max_len = 32; };
+original = { train = "latin1.tsv"; eval = "ok.tsv"; };
+new = { train = "ok.tsv"; eval = "ok.tsv"; };
+base = { pretrain = { epochs = 1; batch = 4; }; };
+finetune = { epochs = 1; batch = 4; };
+CFG
+"$MNEME" run --headless "$TMP/data/files.cfg" --out "$TMP/r-latin1" >/dev/null 2>"$TMP/err"
+ok "$([ $? = 2 ] && contains "$TMP/err" "latin1.tsv:13: not valid UTF-8 (byte 0xE9 at column 11)"; echo $?)" \
+   "a TSV label that is not UTF-8: exit 2 naming file:line ($(cat "$TMP/err"))"
+timeout 60 "$MNEME" run --headless "$TMP/data/files.cfg" --out "$TMP/r-zero" \
+    --set original.train=/dev/zero >/dev/null 2>"$TMP/err"
+ok "$([ $? = 2 ] && contains "$TMP/err" "/dev/zero:1: line longer than 16 MiB"; echo $?)" \
+   "/dev/zero as a TSV: exit 2 at line 1, not an endless read ($(cat "$TMP/err"))"
+
+# A read that blocks (a FIFO whose writer sends no newline) ends on SIGTERM.
+mkfifo "$TMP/data/fifo"
+exec 3<>"$TMP/data/fifo"
+printf 'no newline yet' >&3
+"$MNEME" run --headless "$TMP/data/files.cfg" --out "$TMP/r-fifo" \
+    --set original.train="$TMP/data/fifo" >/dev/null 2>"$TMP/err" &
+pid=$!
+for _ in $(seq 100); do   # until it has the FIFO open to read it
+    ls -l /proc/$pid/fd 2>/dev/null | grep -q "data/fifo" && break
+    sleep 0.1
+done
+sleep 0.3
+kill -TERM $pid
+for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+if kill -0 $pid 2>/dev/null; then kill -KILL $pid; fi
+wait $pid
+st=$?
+exec 3>&-
+ok "$([ $st = 2 ] && contains "$TMP/err" "fifo:1: reading was interrupted by a signal"; echo $?)" \
+   "SIGTERM during a blocked read of a data file ends the run (exit $st: $(cat "$TMP/err"))"
 
 done_testing

@@ -132,6 +132,11 @@ static void test_ranges(void)
     ERR("beyond 64 bits", TASKS "seed = 99999999999999999999;\n", "exp.cfg:3:", "seed",
         "beyond 64 bits");
     ERR("negative seed", TASKS "seed = -1;\n", "exp.cfg:3:", "seed", "expected an integer >= 0");
+    /* the name goes into summary.json, which holds UTF-8 only */
+    ERR("a name that is not UTF-8", TASKS "name = \"caf\xe9\";\n", "exp.cfg:3:", "name",
+        "expected UTF-8 text, got byte 0xE9 at offset 3");
+    expect_error("--set a name that is not UTF-8", TASKS, SET1("name=caf\xe9"), 1, "--set name:",
+                 "name", "expected UTF-8 text");
     ok(load(TASKS "seed = 3000000000;\n", NULL, 0, &x) == 0 && x.seed == 3000000000ULL,
        "a bare 3000000000 is a fine 64-bit seed (%s)", e.msg);
     ok(load(TASKS "seed = 9000000000000000000L;\n", NULL, 0, &x) == 0 &&
