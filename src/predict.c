@@ -345,7 +345,9 @@ static int load_folder(const char *dir, Model *m, ModelConfig *cfg, LabelSet *la
     snprintf(cfg->task_name[0], TASK_NAME_MAX, "original");
     cfg->n_labels[0] = h.head_labels ? h.head_labels : 1;
     labels[0] = h.labels;
-    int rc = model_create(m, cfg, 1, e);
+    int rc = model_check_memory(cfg, 1, 1, 0, e);
+    if (rc == 0)
+        rc = model_create(m, cfg, 1, e);
     if (rc == 0)
         rc = hf_load(&h, m, h.head_labels ? 0 : -1, e);
     if (rc == 0 && head)
@@ -450,6 +452,8 @@ static int load_checkpoint(const char *path, const char *task_name, Model *m,
     }
     if (rc == 0)
         rc = heads_match_run(path, cfg, e);
+    if (rc == 0)
+        rc = model_check_memory(cfg, 1, 1, 0, e);
     if (rc == 0)
         rc = model_create(m, cfg, 1, e);
     if (rc == 0)

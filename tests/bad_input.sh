@@ -136,4 +136,22 @@ exec 3>&-
 ok "$([ $st = 2 ] && contains "$TMP/err" "fifo:1: reading was interrupted by a signal"; echo $?)" \
    "SIGTERM during a blocked read of a data file ends the run (exit $st: $(cat "$TMP/err"))"
 
+# Item: a model too large for the machine is refused before it is
+# allocated, with the estimate and the memory there is.
+start=$(date +%s)
+timeout 60 "$MNEME" run --headless "$TMP/small.cfg" --out "$TMP/r-huge" --set model.hidden=4096 \
+    --set model.heads=64 --set model.intermediate=16384 --set model.layers=48 \
+    --set model.max_len=512 --set finetune.batch=65536 >/dev/null 2>"$TMP/err"
+st=$? took=$(($(date +%s) - start))
+ok "$([ $st = 2 ] && [ $took -lt 30 ] && contains "$TMP/err" "model: needs about" &&
+      contains "$TMP/err" "9686212640 parameters" && contains "$TMP/err" "is available (";
+      echo $?)" "a model of hundreds of TiB is refused at once (exit $st, ${took}s: $(cat "$TMP/err"))"
+MNEME_MEMORY_LIMIT=1M "$MNEME" run --headless "$TMP/small.cfg" --out "$TMP/r-limit" \
+    >/dev/null 2>"$TMP/err"
+ok "$([ $? = 2 ] && contains "$TMP/err" "but 1.0 MiB is available (MNEME_MEMORY_LIMIT)"; echo $?)" \
+   "MNEME_MEMORY_LIMIT=1M refuses the small model, naming the limit ($(cat "$TMP/err"))"
+$EDIT "$CK" "$TMP/huge.st" --model layers=48 --model hidden=4096 --model intermediate=16384
+MNEME_MEMORY_LIMIT=8G predict_refused "predict: metadata claiming a 72 GiB model is refused before allocating" \
+    "$TMP/huge.st" 'abc\n' "but 8.0 GiB is available (MNEME_MEMORY_LIMIT)" --task new
+
 done_testing
