@@ -20,6 +20,7 @@
 #include "paths.h"
 #include "strategy.h"
 #include "tasks.h"
+#include "utf8.h"
 
 /* ---- the table of keys ------------------------------------------------ */
 
@@ -528,10 +529,12 @@ static void describe(const Value *v, char *buf, size_t n)
     }
 }
 
-static void int_range(const Key *k, char *buf, size_t n)
+/* A key bounded only by its type reads ">= lo", unless the value is past
+ * that bound: then the bound is what the user needs to see. */
+static void int_range(const Key *k, int above, char *buf, size_t n)
 {
     long long top = k->type == K_INT64 ? INT64_MAX : INT_MAX;
-    if (k->ihi == top)
+    if (k->ihi == top && !above)
         snprintf(buf, n, "an integer >= %lld", k->ilo);
     else
         snprintf(buf, n, "%lld..%lld", k->ilo, k->ihi);
@@ -615,7 +618,7 @@ static int check_field_or_none(const char *v, char *why, size_t n)
  * and is checked once the whole experiment is read. */
 static int check_parts(const char *v, char *why, size_t n)
 {
-    return parts_parse(v, MODEL_MAX_LAYERS, NULL, why, n);
+    return parts_parse(v, -1, NULL, why, n);
 }
 
 /* The theme must exist (its contents are the workbench's to read). */
@@ -663,6 +666,12 @@ static int store_string(Experiment *x, const Ctx *c, const Key *k, const Value *
         describe(v, got, sizeof got);
         return fail_at(e, c, o, k->key, "expected a string, got %s", got);
     }
+    /* the run writes its strings (the name first) into JSON files, which
+     * hold UTF-8 only */
+    long bad = utf8_invalid_at(v->s, strlen(v->s));
+    if (bad >= 0)
+        return fail_at(e, c, o, k->key, "expected UTF-8 text, got byte 0x%02X at offset %ld",
+                       (unsigned char)v->s[bad], bad);
     if (k->choices && !in_choices(k->choices, v->s)) {
         choices_text(k->choices, why, sizeof why);
         return fail_at(e, c, o, k->key, "expected %s, got \"%.60s\"", why, v->s);
@@ -697,7 +706,7 @@ static int apply_value(Experiment *x, Ctx *c, size_t ki, const Value *v, const O
         if (v->kind != V_INT)
             return fail_at(e, c, o, k->key, "expected an integer, got %s", got);
         if (v->overflow || v->i < k->ilo || v->i > k->ihi) {
-            int_range(k, range, sizeof range);
+            int_range(k, v->overflow || v->i > k->ihi, range, sizeof range);
             return fail_at(e, c, o, k->key, "expected %s, got %s", range, got);
         }
         if (k->type == K_INT)

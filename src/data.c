@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <sys/types.h>
 
+#include "lines.h"
 #include "tokenizer.h"
 
 /* Sampler shuffles use streams above this base so that they never coincide
@@ -420,14 +421,6 @@ out:
     return rc;
 }
 
-static void strip_eol(char *line, size_t *n)
-{
-    if (*n > 0 && line[*n - 1] == '\n')
-        line[--*n] = '\0';
-    if (*n > 0 && line[*n - 1] == '\r')
-        line[--*n] = '\0';
-}
-
 static int is_blank(const char *line, DataKind kind)
 {
     return line[strspn(line, kind == DATA_JSONL ? " \t\r" : " \r")] == '\0';
@@ -435,33 +428,21 @@ static int is_blank(const char *line, DataKind kind)
 
 static int load_lines(Loader *L, FILE *f, MnError *e)
 {
-    char *buf = NULL;
-    size_t buf_cap = 0;
-    ssize_t got;
-    int rc = 0;
+    LineReader lr;
+    char *line;
+    size_t n;
+    int rc;
 
-    while ((got = getline(&buf, &buf_cap, f)) >= 0) {
-        char *line = buf;
-        size_t n = (size_t)got;
-        L->lineno++;
-        /* Editors on Windows begin UTF-8 files with a byte order mark. */
-        if (L->lineno == 1 && n >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
-            line += 3;
-            n -= 3;
-        }
-        strip_eol(line, &n);
-        if (memchr(line, '\0', n)) {
-            rc = mn_fail(e, "%s:%ld: NUL byte in line", L->path, L->lineno);
-            break;
-        }
+    line_reader_init(&lr, f, L->path);
+    while ((rc = line_reader_next(&lr, &line, &n, e)) > 0) {
+        L->lineno = lr.lineno;
         if (is_blank(line, L->kind))
             continue;
         rc = L->kind == DATA_JSONL ? parse_jsonl(L, line, n, e) : parse_tsv(L, line, e);
         if (rc < 0)
             break;
     }
-    if (rc == 0 && ferror(f))
-        rc = mn_fail(e, "%s: %s", L->path, strerror(errno));
+    line_reader_free(&lr);
     if (rc == 0 && L->d->n == 0)
         rc = L->kind == DATA_JSONL
              ? mn_fail(e, "%s: no examples (expected one JSON object a line)", L->path)
@@ -469,7 +450,6 @@ static int load_lines(Loader *L, FILE *f, MnError *e)
                        tsv_shape(L->columns));
     if (rc == 0)
         rc = finish_int_labels(L, e);
-    free(buf);
     return rc;
 }
 

@@ -80,8 +80,10 @@ typedef enum { LABELS_KNOWN = 0, LABELS_GROW = 1, LABELS_FIXED = 2 } LabelMode;
  * field is ignored; a label is a string or an integer.
  * Errors read "FILE:LINE: ..." (wrong field count, malformed JSON with its
  * column, missing field, wrong type, empty text or label, unknown label).
- * Blank lines, a final newline, CRLF endings and a UTF-8 byte order mark
- * are accepted; a file without examples is an error. On failure d is
+ * Lines are read as lines.h reads them (CRLF and a byte order mark
+ * accepted; a NUL byte, invalid UTF-8 or an endless line is an error).
+ * Blank lines and a final newline are accepted; a file without examples
+ * is an error. On failure d is
  * empty and `labels` is as it was. */
 int dataset_load(Dataset *d, const Tokenizer *t, const DataFormat *fmt,
                  const char *path, int max_len, LabelSet *labels,

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "layers.h"
+#include "lines.h"
 #include "rng.h"
 
 /* OpenBLAS's cblas.h includes <complex.h>, whose I is not ours. */
@@ -102,14 +103,15 @@ int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char 
     FILE *f = fopen(path, "r");
     if (!f)
         return mn_fail(e, "%s: %s", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t got;
+    LineReader lr;
+    char *line;
+    size_t n;
     long lineno = 0, examples = 0;
     int rc = 0;
     TokenSeq seq = { 0 };
     Dataset *ds[2] = { train, eval };
     int cap_rows[2] = { 0, 0 };
+    line_reader_init(&lr, f, path);
     for (int k = 0; k < 2 && rc == 0; k++) {
         if (dataset_alloc(ds[k], 0, max_len, e) < 0)
             rc = -1;
@@ -117,15 +119,9 @@ int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char 
         else if (!(ds[k]->mlm = malloc((size_t)max_len * sizeof *ds[k]->mlm)))
             rc = mn_fail(e, "out of memory");
     }
-    while (rc == 0 && (got = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        size_t n = (size_t)got;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = 0;
-        if (memchr(line, 0, n)) {
-            rc = mn_fail(e, "%s:%ld: NUL byte in line", path, lineno);
-            break;
-        }
+    while (rc == 0 && (rc = line_reader_next(&lr, &line, &n, e)) > 0) {
+        rc = 0;
+        lineno = lr.lineno;
         if (line[strspn(line, " \t")] == 0)
             continue;
         if (tokenizer_encode(t, line, NULL, max_len, &seq, e) < 0) {
@@ -154,12 +150,10 @@ int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char 
         d->label[i] = 0;
         mask_row(d, i, t, seed, lineno, !held);
     }
-    if (rc == 0 && ferror(f))
-        rc = mn_fail(e, "%s: %s", path, strerror(errno));
     if (rc == 0 && eval->n == 0)
         rc = mn_fail(e, "%s: %ld lines of text; every fifth is held out for evaluation, so it "
                      "needs at least 5", path, examples);
-    free(line);
+    line_reader_free(&lr);
     token_seq_free(&seq);
     fclose(f);
     if (rc < 0) {

@@ -10,6 +10,7 @@
 
 #include "blas_core.h"
 #include "layers.h"
+#include "sysmem.h"
 #include "workers.h"
 
 /* OpenBLAS's cblas.h includes <complex.h>; its I would shadow the
@@ -231,71 +232,86 @@ static float *falloc(size_t n, int *failed)
     return p;
 }
 
-static int alloc_activations(Model *m, int B, MnError *e)
+/* Activation buffers are allocated, or only counted, by the same code:
+ * the memory estimate cannot drift from what a model allocates. */
+typedef struct {
+    int count_only;
+    size_t floats;
+    int failed;
+} FloatAlloc;
+
+static float *take(FloatAlloc *fa, size_t n)
+{
+    fa->floats += n ? n : 1;
+    return fa->count_only ? NULL : falloc(n, &fa->failed);
+}
+
+static int alloc_activations(Model *m, int B, FloatAlloc *fa, MnError *e)
 {
     const ModelConfig *c = &m->cfg;
     Activations *a = &m->act;
     size_t T = (size_t)seq_cap(c), C = (size_t)c->hidden;
     size_t I = (size_t)c->intermediate, H = (size_t)c->heads;
     size_t BT = (size_t)B * T;
-    int failed = 0;
 
     a->cap_B = B;
     a->max_labels = 1;
     for (int k = 0; k < c->n_tasks; k++)
         if (c->n_labels[k] > a->max_labels)
             a->max_labels = c->n_labels[k];
-    a->emb = falloc(BT * C, &failed);
-    a->emb_ln = falloc(BT * C, &failed);
-    a->emb_mean = falloc(BT, &failed);
-    a->emb_rstd = falloc(BT, &failed);
+    a->emb = take(fa, BT * C);
+    a->emb_ln = take(fa, BT * C);
+    a->emb_mean = take(fa, BT);
+    a->emb_rstd = take(fa, BT);
     for (int l = 0; l < c->layers; l++) {
         BlockActs *k = &a->block[l];
-        k->qkv = falloc(BT * 3 * C, &failed);
-        k->att = falloc((size_t)B * H * T * (T + (size_t)c->prefix_tokens), &failed);
-        k->ctx = falloc(BT * C, &failed);
-        k->res1 = falloc(BT * C, &failed);
-        k->ln1 = falloc(BT * C, &failed);
-        k->ln1_mean = falloc(BT, &failed);
-        k->ln1_rstd = falloc(BT, &failed);
-        k->inter = falloc(BT * I, &failed);
-        k->gelu = falloc(BT * I, &failed);
-        k->res2 = falloc(BT * C, &failed);
-        k->ln2 = falloc(BT * C, &failed);
-        k->ln2_mean = falloc(BT, &failed);
-        k->ln2_rstd = falloc(BT, &failed);
+        k->qkv = take(fa, BT * 3 * C);
+        k->att = take(fa, (size_t)B * H * T * (T + (size_t)c->prefix_tokens));
+        k->ctx = take(fa, BT * C);
+        k->res1 = take(fa, BT * C);
+        k->ln1 = take(fa, BT * C);
+        k->ln1_mean = take(fa, BT);
+        k->ln1_rstd = take(fa, BT);
+        k->inter = take(fa, BT * I);
+        k->gelu = take(fa, BT * I);
+        k->res2 = take(fa, BT * C);
+        k->ln2 = take(fa, BT * C);
+        k->ln2_mean = take(fa, BT);
+        k->ln2_rstd = take(fa, BT);
         for (int t = 0; t < LORA_MODULES; t++)
             if (has_lora(c) && (c->lora_targets & (1u << t)))
-                k->lora_u[t] = falloc(BT * (size_t)c->lora_r, &failed);
+                k->lora_u[t] = take(fa, BT * (size_t)c->lora_r);
     }
-    a->cls = falloc((size_t)B * C, &failed);
-    a->pool_pre = falloc((size_t)B * C, &failed);
-    a->pooled = falloc((size_t)B * C, &failed);
-    a->logits = falloc((size_t)B * a->max_labels, &failed);
-    a->probs = falloc((size_t)B * a->max_labels, &failed);
-    a->d_a = falloc(BT * C, &failed);
-    a->d_b = falloc(BT * C, &failed);
-    a->d_c = falloc(BT * C, &failed);
-    a->d_qkv = falloc(BT * 3 * C, &failed);
-    a->d_gelu = falloc(BT * I, &failed);
-    a->d_att = falloc((size_t)att_scratch(c), &failed);
+    a->cls = take(fa, (size_t)B * C);
+    a->pool_pre = take(fa, (size_t)B * C);
+    a->pooled = take(fa, (size_t)B * C);
+    a->logits = take(fa, (size_t)B * a->max_labels);
+    a->probs = take(fa, (size_t)B * a->max_labels);
+    a->d_a = take(fa, BT * C);
+    a->d_b = take(fa, BT * C);
+    a->d_c = take(fa, BT * C);
+    a->d_qkv = take(fa, BT * 3 * C);
+    a->d_gelu = take(fa, BT * I);
+    a->d_att = take(fa, (size_t)att_scratch(c));
     if (c->prompt_tokens > 0) {
-        a->len = calloc((size_t)B, sizeof *a->len);
-        failed |= a->len == NULL;
+        fa->floats += (size_t)B;       /* ints, as wide as floats */
+        a->len = fa->count_only ? NULL : calloc((size_t)B, sizeof *a->len);
+        fa->failed |= !fa->count_only && a->len == NULL;
     }
-    a->d_cls = falloc((size_t)B * C, &failed);
-    a->d_pool = falloc((size_t)B * C, &failed);
-    a->d_logits = falloc((size_t)B * a->max_labels, &failed);
+    a->d_cls = take(fa, (size_t)B * C);
+    a->d_pool = take(fa, (size_t)B * C);
+    a->d_logits = take(fa, (size_t)B * a->max_labels);
     if (has_lora(c)) {
-        a->d_lora = falloc(BT * (size_t)c->lora_r, &failed);
-        a->cls_in = falloc((size_t)B * C, &failed);
+        a->d_lora = take(fa, BT * (size_t)c->lora_r);
+        a->cls_in = take(fa, (size_t)B * C);
     }
     if (has_lora(c) && c->lora_dropout > 0.0f) {
-        a->lora_xd = falloc(BT * (I > C ? I : C), &failed);
-        a->lora_dxd = falloc(BT * (I > C ? I : C), &failed);
+        a->lora_xd = take(fa, BT * (I > C ? I : C));
+        a->lora_dxd = take(fa, BT * (I > C ? I : C));
     }
-    if (failed)
-        return mn_fail(e, "out of memory for activations (batch %d, max_len %zu)", B, T);
+    if (fa->failed)
+        return mn_fail(e, "out of memory for activations (batch %d, max_len %zu: %.1f MiB)", B,
+                       T, (double)fa->floats * sizeof(float) / (1 << 20));
     return 0;
 }
 
@@ -318,9 +334,10 @@ static void free_activations(Activations *a, int layers)
     memset(a, 0, sizeof *a);
 }
 
-int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e)
+/* m->cfg from cfg (defaults filled in) and the tensor table; no buffers.
+ * The shape rules are checked here, for model_create and the estimate. */
+static int make_table(Model *m, const ModelConfig *cfg, MnError *e)
 {
-    int failed = 0;
     memset(m, 0, sizeof *m);
     if (cfg->layers < 1 || cfg->layers > MODEL_MAX_LAYERS)
         return mn_fail(e, "model: layers must be 1..%d", MODEL_MAX_LAYERS);
@@ -361,20 +378,89 @@ int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e)
         return mn_fail(e, "out of memory for the parameter table");
     }
     build_table(m);
-    cfg = &m->cfg;
+    return 0;
+}
+
+/* "512 B", "12.3 MiB", "172.8 GiB" */
+static const char *human_size(double bytes, char buf[32])
+{
+    static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+    int u = 0;
+    while (bytes >= 1024.0 && u < 6) {
+        bytes /= 1024.0;
+        u++;
+    }
+    snprintf(buf, 32, u ? "%.1f %s" : "%.0f %s", bytes, unit[u]);
+    return buf;
+}
+
+int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e)
+{
+    int failed = 0;
+    if (make_table(m, cfg, e) < 0)
+        return -1;
     m->params = falloc(m->n_params, &failed);
     m->grads = falloc(m->n_params, &failed);
     if (failed) {
+        size_t n = m->n_params;
+        char b[32];
         model_free(m);
-        return mn_fail(e, "out of memory for %zu parameters", m->n_params);
+        return mn_fail(e, "out of memory for %zu parameters (%s with their gradients)", n,
+                       human_size(2.0 * (double)n * sizeof(float), b));
     }
-    if (alloc_activations(m, max_batch, e) < 0) {
+    FloatAlloc fa = { 0, 0, 0 };
+    if (alloc_activations(m, max_batch, &fa, e) < 0) {
         model_free(m);
         return -1;
     }
     m->lora_scale = has_lora(&m->cfg) ? m->cfg.lora_alpha / (float)m->cfg.lora_r : 0.0f;
     m->virtual_on = m->prompt_group >= 0 || m->prefix_group >= 0;
     return 0;
+}
+
+int model_memory(const ModelConfig *cfg, int max_batch, int threads, int copies,
+                 ModelMemory *mm, MnError *e)
+{
+    Model m;
+    if (make_table(&m, cfg, e) < 0)
+        return -1;
+    FloatAlloc fa = { 1, 0, 0 };
+    alloc_activations(&m, max_batch < 1 ? 1 : max_batch, &fa, e);
+    threads = threads < 1 ? 1 : threads > MODEL_MAX_THREADS ? MODEL_MAX_THREADS : threads;
+    double n = (double)m.n_params, f = sizeof(float);
+    memset(mm, 0, sizeof *mm);
+    mm->n_params = m.n_params;
+    /* parameters, gradients, and each worker past the first its own
+     * gradients and attention scratch (model_set_threads) */
+    mm->params = f * n * (2 + (threads - 1));
+    mm->state = f * n * (copies > 0 ? copies : 0);
+    mm->activations = f * ((double)fa.floats + (double)(threads - 1) * (double)att_scratch(&m.cfg));
+    mm->total = mm->params + mm->state + mm->activations;
+    model_free(&m);
+    return 0;
+}
+
+int model_check_memory(const ModelConfig *cfg, int max_batch, int threads, int copies,
+                       MnError *e)
+{
+    ModelMemory mm;
+    const char *source;
+    if (model_memory(cfg, max_batch, threads, copies, &mm, e) < 0)
+        return -1;
+    double avail = mem_available(&source);
+    if (avail == -2)
+        return mn_fail(e, "MNEME_MEMORY_LIMIT=%s: expected a size in bytes, or with K, M, G "
+                       "or T (8G), or off", getenv("MNEME_MEMORY_LIMIT"));
+    if (avail < 0 || mm.total <= avail)
+        return 0;
+    char t[32], p[32], st[32], a[32], av[32];
+    return mn_fail(e, "model: needs about %s (%zu parameters: %s with gradients, %s optimizer "
+                   "state and anchors, %s activations for batches of %d x %d tokens), but %s "
+                   "is available (%s); make the model, max_len or batch smaller, or set "
+                   "MNEME_MEMORY_LIMIT", human_size(mm.total, t), mm.n_params,
+                   human_size(mm.params, p), human_size(mm.state, st),
+                   human_size(mm.activations, a), max_batch, cfg->max_len + cfg->prompt_tokens,
+                   human_size(avail, av), source);
 }
 
 static void free_pool(Model *m)

@@ -200,6 +200,24 @@ typedef struct {
  * until model_init_weights. */
 int model_create(Model *m, const ModelConfig *cfg, int max_batch, MnError *e);
 void model_free(Model *m);
+
+/* What a model of cfg takes in memory, in bytes, computed without
+ * allocating it: parameters and gradients (and the gradients of every
+ * worker past the first of `threads`), `copies` more buffers of the
+ * parameters' size (AdamW's two moments, an anchor, EWC's Fisher), and the
+ * activations for batches of max_batch rows, counted by the code that
+ * allocates them. */
+typedef struct {
+    size_t n_params;
+    double params, state, activations, total;
+} ModelMemory;
+int model_memory(const ModelConfig *cfg, int max_batch, int threads, int copies,
+                 ModelMemory *mm, MnError *e);
+/* Refuses a model whose model_memory is above what the machine has
+ * available (sysmem.h), before anything is allocated: the message names
+ * both figures and what the estimate is made of. */
+int model_check_memory(const ModelConfig *cfg, int max_batch, int threads, int copies,
+                       MnError *e);
 /* BERT's initialisation: normal(0, std) weights, zero biases, LayerNorm
  * gamma 1 beta 0. Soft tokens and prefixes are drawn last (normal(0,
  * std), after the adapters) and switched OFF: a freshly initialised model

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,9 +10,12 @@
 
 #include <sys/stat.h>
 
+#include <libconfig.h>
+
 #include "checkpoint.h"
 #include "data.h"
 #include "hf.h"
+#include "lines.h"
 #include "mlm.h"
 #include "model.h"
 #include "safetensors.h"
@@ -94,8 +98,8 @@ typedef struct {
     int use_ids, pair;
     Batch b;
     TokenSeq seq;
-    char *line;
-    size_t cap;
+    LineReader lr;
+    char *line;                /* the current line, in lr's buffer */
     long lineno;
 } Input;
 
@@ -107,6 +111,7 @@ static int input_open(Input *in, const Model *m, const Tokenizer *tok, int use_i
     in->tok = tok;
     in->use_ids = use_ids;
     in->pair = pair;
+    line_reader_init(&in->lr, stdin, "stdin");
     if (batch_alloc(&in->b, 1, m->cfg.max_len, &e) < 0) {
         fprintf(stderr, "mneme predict: %s\n", e.msg);
         return -1;
@@ -116,9 +121,37 @@ static int input_open(Input *in, const Model *m, const Tokenizer *tok, int use_i
 
 static void input_close(Input *in)
 {
-    free(in->line);
+    line_reader_free(&in->lr);
     token_seq_free(&in->seq);
     batch_free(&in->b);
+}
+
+/* Rows of the word embedding table as loaded: an id at or past it would
+ * read beyond the table. */
+static int embedding_rows(const Model *m)
+{
+    int t = model_find_tensor(m, "bert.embeddings.word_embeddings.weight");
+    return t >= 0 ? m->tensors[t].shape[0] : m->cfg.vocab;
+}
+
+/* Every id of the row inside the tables it indexes, whichever tokenizer
+ * (or --ids) made it. */
+static int ids_fit(const Model *m, const Batch *b, int n, long lineno)
+{
+    int rows = embedding_rows(m), types = m->cfg.type_vocab;
+    for (int t = 0; t < n; t++) {
+        if (b->ids[t] < 0 || b->ids[t] >= rows) {
+            fprintf(stderr, "mneme predict: stdin:%ld: token id %d is outside the model's "
+                    "%d word embeddings\n", lineno, b->ids[t], rows);
+            return -1;
+        }
+        if (types > 0 && (b->types[t] < 0 || b->types[t] >= types)) {
+            fprintf(stderr, "mneme predict: stdin:%ld: token type %d is outside the model's "
+                    "%d token types\n", lineno, b->types[t], types);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* The next line into in->b (head task), 0 at the end of input, or -1
@@ -126,18 +159,20 @@ static void input_close(Input *in)
 static int input_next(Input *in, int task)
 {
     MnError e;
-    ssize_t len = getline(&in->line, &in->cap, stdin);
-    if (len < 0)
-        return 0;
+    size_t len;
+    int got = line_reader_next(&in->lr, &in->line, &len, &e);
+    if (got <= 0) {
+        if (got < 0)
+            fprintf(stderr, "mneme predict: %s\n", e.msg);
+        return got;
+    }
     char *line = in->line;
-    in->lineno++;
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-        line[--len] = 0;
+    in->lineno = in->lr.lineno;
     int n, max_len = in->m->cfg.max_len;
     Batch *b = &in->b;
     memset(b->types, 0, (size_t)max_len * sizeof *b->types);
     if (in->use_ids)
-        n = parse_ids(line, b->ids, max_len, in->m->cfg.vocab, in->lineno);
+        n = parse_ids(line, b->ids, max_len, embedding_rows(in->m), in->lineno);
     else {
         char *second = NULL;
         if (in->pair) {
@@ -159,7 +194,7 @@ static int input_next(Input *in, int task)
         if (second)
             second[-1] = '\t';
     }
-    if (n < 0)
+    if (n < 0 || ids_fit(in->m, b, n, in->lineno) < 0)
         return -1;
     b->B = 1;
     b->T = n;
@@ -169,13 +204,19 @@ static int input_next(Input *in, int task)
     return 1;
 }
 
-static void print_json(json_t *o)
+/* One output line per input line: a result that cannot be written is an
+ * error naming the line, never a line left out. */
+static int print_json(json_t *o, long lineno)
 {
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7))
+                : NULL;
     if (s)
         puts(s);
+    else
+        fprintf(stderr, "mneme predict: stdin:%ld: out of memory for the result\n", lineno);
     free(s);
     json_decref(o);
+    return s ? 0 : -1;
 }
 
 static int predict_lines(Model *m, const Tokenizer *tok, const LabelSet *labels, int task,
@@ -195,9 +236,12 @@ static int predict_lines(Model *m, const Tokenizer *tok, const LabelSet *labels,
             if (probs[k] > probs[best])
                 best = k;
         }
-        print_json(json_pack("{s:s, s:s, s:o, s:f}", use_ids ? "ids" : "text", in.line, "label",
-                             labels[task].names[best], "logits", lg, "prob",
-                             (double)probs[best]));
+        if (print_json(json_pack("{s:s, s:s, s:o, s:f}", use_ids ? "ids" : "text", in.line,
+                                 "label", labels[task].names[best], "logits", lg, "prob",
+                                 (double)probs[best]), in.lineno) < 0) {
+            input_close(&in);
+            return 1;
+        }
     }
     input_close(&in);
     return rc < 0 ? 2 : 0;
@@ -261,10 +305,11 @@ static int predict_mlm_line(Model *m, const MlmHead *h, const Tokenizer *tok, co
         }
         json_array_append_new(masks, json_pack("{s:i, s:o}", "position", pos[i], "top", arr));
     }
-    print_json(json_pack("{s:s, s:o}", use_ids ? "ids" : "text", line, "masks", masks));
+    int rc = print_json(json_pack("{s:s, s:o}", use_ids ? "ids" : "text", line, "masks", masks),
+                        lineno);
     free(logits);
     free(pos);
-    return 0;
+    return rc < 0 ? 1 : 0;
 }
 
 static int predict_mlm_lines(Model *m, const MlmHead *h, const Tokenizer *tok, int use_ids)
@@ -300,7 +345,9 @@ static int load_folder(const char *dir, Model *m, ModelConfig *cfg, LabelSet *la
     snprintf(cfg->task_name[0], TASK_NAME_MAX, "original");
     cfg->n_labels[0] = h.head_labels ? h.head_labels : 1;
     labels[0] = h.labels;
-    int rc = model_create(m, cfg, 1, e);
+    int rc = model_check_memory(cfg, 1, 1, 0, e);
+    if (rc == 0)
+        rc = model_create(m, cfg, 1, e);
     if (rc == 0)
         rc = hf_load(&h, m, h.head_labels ? 0 : -1, e);
     if (rc == 0 && head)
@@ -311,6 +358,76 @@ static int load_folder(const char *dir, Model *m, ModelConfig *cfg, LabelSet *la
     if (rc == 0 && need_tok && tok->vocab_size > cfg->vocab)
         rc = mn_fail(e, "%s: vocab.txt has %d tokens, more than vocab_size %d", dir,
                      tok->vocab_size, cfg->vocab);
+    return rc;
+}
+
+static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape)
+{
+    if (ndim == 2)
+        snprintf(buf, n, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
+    else
+        snprintf(buf, n, "[%lld]", (long long)shape[0]);
+}
+
+/* Everything the asked output reads must be in the file, shaped as the
+ * metadata says: checkpoint_load lets a base checkpoint lack the new head
+ * and the adapters (training keeps their initialisation), which for a
+ * prediction would be the same logits for every line. The other tasks'
+ * heads are not read (task < 0: none is). */
+static int require_tensors(const StFile *f, const Model *m, int task, const char *path,
+                           MnError *e)
+{
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *pt = &m->tensors[i];
+        const char *g = m->groups[pt->group].name;
+        if (strncmp(g, "classifier.", 11) == 0 &&
+            (task < 0 || strcmp(g + 11, m->cfg.task_name[task]) != 0))
+            continue;
+        int64_t want[2] = { pt->shape[0], pt->shape[1] };
+        char ws[48], hs[48];
+        shape_text(ws, sizeof ws, pt->ndim, want);
+        const StTensorInfo *ti = safetensors_find(f, pt->name);
+        if (!ti)
+            return mn_fail(e, "%s: tensor %s is missing (its metadata, mneme.model, needs it "
+                           "as %s)", path, pt->name, ws);
+        if (ti->ndim != pt->ndim || ti->shape[0] != want[0] ||
+            (pt->ndim == 2 && ti->shape[1] != want[1])) {
+            shape_text(hs, sizeof hs, ti->ndim, ti->shape);
+            return mn_fail(e, "%s: tensor %s has shape %s, but its metadata (mneme.model) "
+                           "needs %s", path, pt->name, ti->ndim > 2 ? "of more than 2 "
+                           "dimensions" : hs, ws);
+        }
+    }
+    return 0;
+}
+
+/* The attention heads shape no tensor, so a metadata that says otherwise
+ * would load and predict differently without a word: a checkpoint in a
+ * run's checkpoints/ folder must agree with that run's experiment.cfg. */
+static int heads_match_run(const char *path, const ModelConfig *cfg, MnError *e)
+{
+    char exp[PATH_MAX + 32];
+    char *dir = realpath(path, NULL);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash)
+        *slash = 0;
+    char *base = slash ? strrchr(dir, '/') : NULL;
+    if (!base || strcmp(base + 1, "checkpoints") != 0) {
+        free(dir);
+        return 0;
+    }
+    *base = 0;
+    snprintf(exp, sizeof exp, "%s/experiment.cfg", dir);
+    free(dir);
+    config_t c;
+    int heads = 0, rc = 0;
+    config_init(&c);
+    if (config_read_file(&c, exp) && config_lookup_int(&c, "model.heads", &heads) &&
+        heads != cfg->heads)
+        rc = mn_fail(e, "%s: its metadata (mneme.model) says heads %d, but the run's %s "
+                     "says model.heads = %d: the checkpoint was altered or belongs to "
+                     "another run", path, cfg->heads, exp, heads);
+    config_destroy(&c);
     return rc;
 }
 
@@ -334,7 +451,13 @@ static int load_checkpoint(const char *path, const char *task_name, Model *m,
                      "Face model)", path, task_name, have);
     }
     if (rc == 0)
+        rc = heads_match_run(path, cfg, e);
+    if (rc == 0)
+        rc = model_check_memory(cfg, 1, 1, 0, e);
+    if (rc == 0)
         rc = model_create(m, cfg, 1, e);
+    if (rc == 0)
+        rc = require_tensors(&f, m, *task, path, e);
     if (rc == 0)
         rc = checkpoint_load(&f, m, NULL, NULL, e);
     safetensors_free(&f);
@@ -402,6 +525,12 @@ int predict_main(int argc, char **argv)
         if (rc == 0 && tok_loaded && tok.vocab_size > cfg.vocab)
             rc = mn_fail(&e, "%s: its vocab.txt has %d tokens, more than the model's %d rows",
                          tdir, tok.vocab_size, cfg.vocab);
+        /* Without the run's vocab.txt the text goes through the byte-level
+         * tokenizer, whose model has a row for every byte and no more. */
+        if (rc == 0 && !tok_loaded && (!a.ids || mlm) && tok.vocab_size != embedding_rows(&m))
+            rc = mn_fail(&e, "%s: the model has %d word embeddings, but the byte-level "
+                         "tokenizer has %d ids (and no hf/vocab.txt is beside the run)",
+                         a.checkpoint, embedding_rows(&m), tok.vocab_size);
         if (rc == 0 && mlm && (head.hidden != cfg.hidden || head.vocab != cfg.vocab))
             rc = mn_fail(&e, "the MLM head of the run's base.from (hidden %d, vocabulary %d) "
                          "does not fit %s (hidden %d, vocabulary %d): has that folder changed?",

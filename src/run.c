@@ -237,7 +237,11 @@ static int setup(Run *r, const Experiment *x, const char *dir,
         }
     int train_cap = x->base.pretrain.batch > x->finetune.recipe.batch ?
                     x->base.pretrain.batch : x->finetune.recipe.batch;
-    if (model_create(&r->model, &mc, max3(train_cap, x->eval.batch, 1), e) < 0 ||
+    /* refused before allocating: AdamW's moments, the anchor, and the
+     * Fisher when EWC (or a policy that may turn it on) needs one */
+    int copies = 3 + (x->finetune.ewc.lambda > 0 || x->finetune.policy[0]);
+    if (model_check_memory(&mc, max3(train_cap, x->eval.batch, 1), x->threads, copies, e) < 0 ||
+        model_create(&r->model, &mc, max3(train_cap, x->eval.batch, 1), e) < 0 ||
         model_set_threads(&r->model, x->threads, e) < 0) {
         hf_close(&hf);
         return -1;

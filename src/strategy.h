@@ -13,7 +13,9 @@
  * separated by spaces or commas; "layer.N" or "layer.N-M"; "all").
  * frozen, when not NULL, has n_layers + 2 entries (embeddings, each
  * block, pooler) and gets 1 for every part named. Returns -1 with the
- * reason in why for an unknown part or a layer outside 0..n_layers-1. */
+ * reason in why for an unknown part or a layer outside 0..n_layers-1.
+ * n_layers < 0 checks the syntax only (before the model's depth is known:
+ * a range error must then name the real one). */
 int parts_parse(const char *spec, int n_layers, unsigned char *frozen, char *why, size_t n);
 
 /* Sets trainable and lr_scale of every group for the finetune phase:

@@ -61,6 +61,8 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "lines.h"
+
 /* BertTokenizerFast's max_input_chars_per_word. */
 #define MAX_WORD_CHARS 100
 
@@ -125,16 +127,15 @@ static int read_vocab(WordPiece *wp, const char *path, MnError *e)
     FILE *f = fopen(path, "rb");
     if (!f)
         return mn_fail(e, "%s: %s", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0, room = 0;
-    ssize_t len;
-    int rc = 0;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        /* One token a line; \n or \r\n ends it. */
-        if (len > 0 && line[len - 1] == '\n')
-            line[--len] = 0;
-        if (len > 0 && line[len - 1] == '\r')
-            line[--len] = 0;
+    /* One token a line; the reader refuses what could not be a token
+     * (invalid UTF-8 would be dropped from predict's JSON output) */
+    LineReader lr;
+    char *line;
+    size_t len, room = 0;
+    int rc;
+    line_reader_init(&lr, f, path);
+    while ((rc = line_reader_next(&lr, &line, &len, e)) > 0) {
+        rc = 0;
         if (wp->n == INT32_MAX / 4) {
             rc = mn_fail(e, "%s:%d: too many tokens", path, wp->n + 1);
             break;
@@ -154,9 +155,7 @@ static int read_vocab(WordPiece *wp, const char *path, MnError *e)
         }
         wp->n++;
     }
-    if (!rc && ferror(f))
-        rc = mn_fail(e, "%s: %s", path, strerror(errno));
-    free(line);
+    line_reader_free(&lr);
     fclose(f);
     if (rc)
         return rc;

@@ -132,6 +132,26 @@ static void test_ranges(void)
     ERR("beyond 64 bits", TASKS "seed = 99999999999999999999;\n", "exp.cfg:3:", "seed",
         "beyond 64 bits");
     ERR("negative seed", TASKS "seed = -1;\n", "exp.cfg:3:", "seed", "expected an integer >= 0");
+    /* past INT_MAX, ">= 0" would not say what is wrong */
+    ERR("an oversized checkpoint.every names the real bound", TASKS
+        "checkpoint = { every = 3000000000; };\n", "exp.cfg:3:", "checkpoint.every",
+        "expected 0..2147483647, got 3000000000");
+    ERR("a negative checkpoint.every", TASKS "checkpoint = { every = -1; };\n", "exp.cfg:3:",
+        "checkpoint.every", "expected an integer >= 0, got -1");
+    /* the model's own range, not the most layers a model may have */
+    ERR("layer.-1 on a 1-layer model", TASKS "model = { layers = 1; };\n"
+        "finetune = { freeze = { parts = \"layer.-1\"; }; };\n", "exp.cfg:4:",
+        "finetune.freeze.parts", "layer.-1: expected layers within 0..0");
+    ERR("layer.70 on a 2-layer model", TASKS "finetune = { freeze = { parts = \"layer.70\"; }; };\n",
+        "exp.cfg:3:", "finetune.freeze.parts", "layer.70: expected layers within 0..1");
+    expect_error("--set layer.-1 on a 1-layer model", TASKS "model = { layers = 1; };\n",
+                 SET1("finetune.freeze.parts=layer.-1"), 1, "--set finetune.freeze.parts",
+                 "finetune.freeze.parts", "within 0..0");
+    /* the name goes into summary.json, which holds UTF-8 only */
+    ERR("a name that is not UTF-8", TASKS "name = \"caf\xe9\";\n", "exp.cfg:3:", "name",
+        "expected UTF-8 text, got byte 0xE9 at offset 3");
+    expect_error("--set a name that is not UTF-8", TASKS, SET1("name=caf\xe9"), 1, "--set name:",
+                 "name", "expected UTF-8 text");
     ok(load(TASKS "seed = 3000000000;\n", NULL, 0, &x) == 0 && x.seed == 3000000000ULL,
        "a bare 3000000000 is a fine 64-bit seed (%s)", e.msg);
     ok(load(TASKS "seed = 9000000000000000000L;\n", NULL, 0, &x) == 0 &&

@@ -146,7 +146,14 @@ static void test_errors(void)
     BAD("long label", "x\t"
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
         1, "label longer than 63");
-    BAD("NUL byte", "ok\tpos\nab\0c\tneg\n", 2, "NUL");
+    BAD("NUL byte", "ok\tpos\nab\0c\tneg\n", 2, "NUL byte at column 3");
+    /* A label that JSON cannot hold would vanish from the checkpoint. */
+    BAD("invalid UTF-8 label", "ok\tpos\nx\tw\xe9ird\n", 2,
+        "not valid UTF-8 (byte 0xE9 at column 4)");
+    BAD("invalid UTF-8 text", "caf\xc3\xa9\tpos\nab\x80" "c\tneg\n", 2,
+        "not valid UTF-8 (byte 0x80 at column 3)");
+    BAD("an overlong UTF-8 form", "\xc0\xaf\tpos\n", 1, "byte 0xC0 at column 1");
+    BAD("a UTF-8 sequence cut by the TAB", "ok\xe2\x82\tpos\n", 1, "byte 0xE2 at column 3");
 
     /* 63 bytes is the longest label that fits. */
     const char *p = WRITE("label63.tsv", "x\t"
@@ -176,6 +183,33 @@ static void test_errors(void)
     expect_error("unseen eval label", "a\tpos\nb\tneg\n\nc\tmaybe\n",
                  sizeof "a\tpos\nb\tneg\n\nc\tmaybe\n" - 1, 4,
                  "label 'maybe' does not occur in the training file", 0);
+}
+
+/* A file that is not text ends in an error naming the line, at once,
+ * not after reading it all into memory. */
+static void test_endless_line(void)
+{
+    Dataset d;
+    LabelSet ls = { 0 };
+    MnError e = { "" };
+    int rc = dataset_load_tsv(&d, "/dev/zero", 32, &ls, 1, &e);
+    ok(rc == -1 && strstr(e.msg, "/dev/zero:1: line longer than 16 MiB"),
+       "/dev/zero: an error at line 1 (%s)", e.msg);
+}
+
+/* CRLF converted once more gives \r\r\n: the label must not keep a \r. */
+static void test_crcrlf(void)
+{
+    const char *p = WRITE("crcrlf.tsv", "good soup\tpos\r\r\nbad soup\tneg\r\r\n");
+    Dataset d;
+    LabelSet ls = { 0 };
+    MnError e = { "" };
+    int rc = dataset_load_tsv(&d, p, 32, &ls, 1, &e);
+    ok(rc == 0 && ls.n_labels == 2 && strcmp(ls.names[0], "pos") == 0 &&
+       strcmp(ls.names[1], "neg") == 0, "\\r\\r\\n endings: labels pos and neg (%s)", e.msg);
+    ok(rc == 0 && row_is(&d, 1, "bad soup"), "\\r\\r\\n endings: the text keeps no \\r");
+    if (rc == 0)
+        dataset_free(&d);
 }
 
 static void test_file_errors(void)
@@ -635,6 +669,8 @@ int main(void)
     test_long_line();
     test_errors();
     test_file_errors();
+    test_endless_line();
+    test_crcrlf();
     tokenizer_bytes(&bytes);
     test_tsv_pairs();
     test_tsv_pair_errors();

@@ -146,6 +146,10 @@ static void test_errors(void)
        strstr(e.msg, "[SEP]"), "nor without [SEP]: %s", e.msg);
     ok(tokenizer_load(&t, model_dir("", NULL), &e) < 0 && strstr(e.msg, "empty"),
        "an empty vocab.txt is refused: %s", e.msg);
+    /* predict writes tokens into JSON, which cannot hold such a one */
+    ok(tokenizer_load(&t, model_dir("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ncaf\xe9\n", NULL),
+                      &e) < 0 && strstr(e.msg, "vocab.txt:6: not valid UTF-8 (byte 0xE9 at column 4)"),
+       "a token that is not UTF-8 is refused with its line: %s", e.msg);
     ok(tokenizer_load(&t, model_dir(vocab_text("\n", 1), "{\n  \"do_lower_case\": true,\n  oops\n}\n"),
                       &e) < 0 && strstr(e.msg, "tokenizer_config.json:3:"),
        "malformed tokenizer_config.json: file and line: %s", e.msg);
