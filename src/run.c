@@ -1463,6 +1463,8 @@ int run_create(Run *r, const Experiment *x, const char *dir,
         memset(r, 0, sizeof *r);
         return mn_fail(e, "%s already holds a run; continue it with --resume or choose another --out", dir);
     }
+    /* refused input must not leave a folder behind that it made */
+    const int made = stat(dir, &st) != 0;
     snprintf(path, sizeof path, "%s/checkpoints", dir);
     int fd = make_dirs(path, e) < 0 ? -1 : run_lock_take(dir, e);
     if (fd < 0) {
@@ -1472,8 +1474,11 @@ int run_create(Run *r, const Experiment *x, const char *dir,
     int rc = setup(r, x, dir, hooks, e);
     r->lock_fd = fd;
     r->has_lock = 1;
-    if (rc < 0)
+    if (rc < 0) {
+        if (made)
+            remove_tree(dir);
         return -1;
+    }
     /* another process may have started it while this one read its data */
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     if (stat(path, &st) == 0)

@@ -151,6 +151,11 @@ ok $([ $rc = 2 ] && contains "$TMP/err" "no longer matches" && contains "$TMP/er
    "an experiment.cfg of another shape is refused: $(cat "$TMP/err")"
 ok $([ "$(cat "$TMP"/shape/checkpoints/* | md5sum)" = "$sum_before" ]; echo $?) "and the checkpoints are left as they were"
 
+printf 'hello\n' >"$TMP/broken.tsv"
+"$MNEME" run --headless "$CFG" --set new.builtin="" --set new.train="$TMP/broken.tsv" --set new.eval="$TMP/broken.tsv" \
+    --out "$TMP/refused" --quiet >/dev/null 2>&1
+ok $([ $? = 2 ] && [ ! -e "$TMP/refused" ]; echo $?) "a broken data file: refused, and no run folder is left behind"
+
 # ---- 5. the metadata is checksummed, and range checked without one -----
 "$MNEME" run --headless "$CFG" --out "$TMP/meta" --stop-after 250 --quiet >/dev/null 2>&1
 $EDIT "$TMP/meta/checkpoints/step-59.safetensors" --set mneme.step=58
