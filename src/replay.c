@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blas_core.h"
 #include "branch.h"
 #include "paths.h"
 
@@ -291,6 +292,8 @@ int replay_run(const char *src, const char *out_dir, const RunHooks *hooks,
         free(x);
         return -1;
     }
+    /* as the trainer does: OpenBLAS's own thread count changes the sums */
+    blas_set_threads(x->threads);
     int rc = run_create(&r, x, out_dir, hooks, e);
     free(x);
     int next = 0;

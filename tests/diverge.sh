@@ -66,6 +66,11 @@ ok $([ "$(grep -c '"command":"diverge"' "$TMP/handled/events.jsonl")" = 1 ] &&
    "events.jsonl holds the divergence and the policy's change"
 "$MNEME" replay "$TMP/handled" --out "$TMP/replay" --quiet >"$TMP/out" 2>&1
 ok $? "the replay rolls back at the same step and matches: $(cat "$TMP/out")"
+# OpenBLAS left to its own thread count (as outside make check): the
+# replay sets the experiment's, as the run did, and still matches.
+env -u OPENBLAS_NUM_THREADS "$MNEME" run --headless "$CFG" --out "$TMP/free" --quiet >/dev/null 2>&1 &&
+env -u OPENBLAS_NUM_THREADS "$MNEME" replay "$TMP/free" --out "$TMP/free-replay" --quiet >"$TMP/out" 2>&1
+ok $? "without OPENBLAS_NUM_THREADS, a replay matches too: $(cat "$TMP/out")"
 
 # In the workbench: the footer says so, :set lowers the rate, space goes on.
 if command -v tmux >/dev/null 2>&1; then
