@@ -15,6 +15,7 @@
 #include "checkpoint.h"
 #include "hf.h"
 #include "lora.h"
+#include "metrics.h"
 #include "model.h"
 #include "paths.h"
 #include "safetensors.h"
@@ -96,16 +97,15 @@ static int run_checkpoint(const char *dir, char *out, size_t n, MnError *e)
 
 static int write_json(const char *dir, const char *name, json_t *o, MnError *e)
 {
-    char path[2200], tmp[2220];
+    char path[2200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int rc = json_dump_file(o, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
-    if (rc != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return mn_fail(e, "%s: cannot write", path);
-    }
-    return 0;
+    if (!text)
+        return mn_fail(e, "%s: out of memory", path);
+    int rc = write_file_atomic(path, text, strlen(text), e);
+    free(text);
+    return rc;
 }
 
 static json_t *labels_json(const LabelSet *ls, int by_id)
@@ -183,7 +183,8 @@ static int head_name_peft(const Model *m, int t, int arch, int task, char *out, 
 {
     char name[256];
     const char *mn = m->tensors[t].name;
-    if (strncmp(mn, "classifier.", 11) != 0 && strncmp(mn, "pre_classifier.", 15) != 0)
+    if (strncmp(mn, "classifier.", 11) != 0 && strncmp(mn, "pre_classifier.", 15) != 0 &&
+        strncmp(mn, "bert.pooler.", 12) != 0)
         return -1;
     if (hf_tensor_name(m, t, arch, task, name, sizeof name) < 0)
         return -1;
@@ -269,14 +270,78 @@ static json_t *adapter_config(const Model *m, const char *base)
             json_array_append_new(targets, json_string(unique ? shortn : module[i]));
         }
     }
+    /* The pooler too: a base saved without one (an MLM checkpoint) would
+     * get another random one at load, and the logits would differ. */
     json_t *save = m->cfg.head_pre ? json_pack("[s, s]", "pre_classifier", "classifier")
-                                   : json_pack("[s]", "classifier");
+                                   : json_pack("[s, s]", "pooler", "classifier");
     return json_pack("{s:s, s:s, s:s, s:b, s:i, s:f, s:f, s:o, s:s, s:b, s:o, s:b, s:b}",
                      "peft_type", "LORA", "task_type", "SEQ_CLS", "base_model_name_or_path",
                      base, "inference_mode", 1, "r", m->cfg.lora_r, "lora_alpha",
                      (double)m->cfg.lora_alpha, "lora_dropout", (double)m->cfg.lora_dropout,
                      "target_modules", targets, "bias", "none", "fan_in_fan_out", 0,
                      "modules_to_save", save, "use_rslora", 0, "use_dora", 0);
+}
+
+/* Whether an existing --to may be replaced: empty, or what an export
+ * wrote (never a folder of the user's that holds something else). */
+static int replaceable(const char *to)
+{
+    DIR *d = opendir(to);
+    if (!d)
+        return 0;
+    int others = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        const char *n = de->d_name;
+        if (!strcmp(n, ".") || !strcmp(n, ".."))
+            continue;
+        static const char *const ours[] = { "config.json", "model.safetensors",
+                                             "adapter_config.json", "adapter_model.safetensors",
+                                             "vocab.txt", "tokenizer_config.json",
+                                             "special_tokens_map.json", NULL };
+        int mine = 0;
+        for (int i = 0; ours[i]; i++)
+            mine |= !strcmp(n, ours[i]);
+        others |= !mine;
+    }
+    closedir(d);
+    return !others;
+}
+
+/* The export is written into a folder beside --to and renamed into place
+ * at the end, so a failure (a full disk) leaves no half-written model
+ * where a loader would find it. */
+static int stage_folder(const char *to, char *stage, size_t n, MnError *e)
+{
+    if (access(to, F_OK) == 0 && (!is_dir(to) || !replaceable(to)))
+        return mn_fail(e, "%s exists and holds more than an export: choose another --to", to);
+    if (snprintf(stage, n, "%s.tmp.%ld", to, (long)getpid()) >= (int)n)
+        return mn_fail(e, "%s: the path is too long", to);
+    remove_tree(stage);
+    if (mkdir(stage, 0755) < 0 && make_dirs(stage, e) < 0)
+        return mn_wrap(e, "%s", to);
+    return 0;
+}
+
+static int publish_folder(const char *stage, const char *to, MnError *e)
+{
+    char old[2200];
+    snprintf(old, sizeof old, "%s.old.%ld", to, (long)getpid());
+    int had = access(to, F_OK) == 0;
+    if (had && rename(to, old) < 0) {
+        int err = errno;
+        remove_tree(stage);
+        return mn_fail(e, "%s: cannot replace it: %s", to, strerror(err));
+    }
+    if (rename(stage, to) < 0) {
+        int err = errno;
+        if (had)
+            rename(old, to);
+        remove_tree(stage);
+        return mn_fail(e, "%s: %s", to, strerror(err));
+    }
+    if (had)
+        remove_tree(old);
+    return 0;
 }
 
 int export_main(int argc, char **argv)
@@ -286,7 +351,7 @@ int export_main(int argc, char **argv)
     if (rc)
         return rc;
     MnError e;
-    char ck[1200], hf_dir[1024], path[2200], base[1024];
+    char ck[1200], hf_dir[1024], path[2200], base[1024], stage[1100];
     StFile f;
     ModelConfig cfg;
     LabelSet labels[MODEL_MAX_TASKS];
@@ -334,24 +399,30 @@ int export_main(int argc, char **argv)
     else if (cfg.prompt_tokens || cfg.prefix_tokens)
         fprintf(stderr, "mneme export: %s was prompt or prefix tuned; only full and LoRA "
                 "fine-tuning export to Hugging Face\n", a.src);
-    else if (make_dirs(a.to, &e) < 0)
+    else if (stage_folder(a.to, stage, sizeof stage, &e) < 0)
         fprintf(stderr, "mneme export: %s\n", e.msg);
     else {
         int peft = lora_present(&m) && !a.merge;
         if (lora_present(&m) && a.merge)
             lora_merge(&m);
         hf_run_base_from(hf_dir, base, sizeof base);
-        if (peft) {
-            snprintf(path, sizeof path, "%s/adapter_model.safetensors", a.to);
+        /* config.json in both: for an adapter it carries the labels, which
+         * the base model is loaded with (AutoConfig.from_pretrained) */
+        rc = write_config(hf_dir, stage, &m, &labels[task], &e) < 0;
+        if (peft && rc == 0) {
+            snprintf(path, sizeof path, "%s/adapter_model.safetensors", stage);
             rc = write_tensors(path, &m, task, adapter_name, &e) < 0 ||
-                 write_json(a.to, "adapter_config.json", adapter_config(&m, base), &e) < 0;
-        } else {
-            snprintf(path, sizeof path, "%s/model.safetensors", a.to);
-            rc = write_tensors(path, &m, task, head_or_base_name, &e) < 0 ||
-                 write_config(hf_dir, a.to, &m, &labels[task], &e) < 0;
+                 write_json(stage, "adapter_config.json", adapter_config(&m, base), &e) < 0;
+        } else if (rc == 0) {
+            snprintf(path, sizeof path, "%s/model.safetensors", stage);
+            rc = write_tensors(path, &m, task, head_or_base_name, &e) < 0;
         }
         if (rc == 0)
-            rc = write_tokenizer(hf_dir, a.to, &e) < 0;
+            rc = write_tokenizer(hf_dir, stage, &e) < 0;
+        if (rc == 0)
+            rc = publish_folder(stage, a.to, &e) < 0;
+        else
+            remove_tree(stage);
         if (rc)
             fprintf(stderr, "mneme export: %s\n", e.msg);
         else

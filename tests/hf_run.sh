@@ -132,7 +132,7 @@ ok $? "a LoRA run on the imported BERT finishes"
 ok $? "export of a LoRA run ($(cat "$TMP/out"))"
 jq -e --arg base "$TMP/bert" '.peft_type == "LORA" and .task_type == "SEQ_CLS" and .r == 4 and
        .lora_alpha == 8 and (.lora_dropout - 0.1 | fabs) < 1e-6 and .target_modules == ["query", "value"] and
-       .modules_to_save == ["classifier"] and (.base_model_name_or_path | endswith("/bert"))' \
+       .modules_to_save == ["pooler", "classifier"] and (.base_model_name_or_path | endswith("/bert"))' \
     "$TMP/peft/adapter_config.json" > /dev/null
 ok $? "adapter_config.json: LORA, SEQ_CLS, r, alpha, dropout, targets, modules_to_save, base ($(jq -c '{r, lora_alpha, target_modules, modules_to_save}' "$TMP/peft/adapter_config.json"))"
 "$PY" - "$TMP/peft/adapter_model.safetensors" > "$TMP/keys" <<'EOF'
@@ -146,8 +146,20 @@ EOF
 grep -q '^base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight \[4, 16\]$' "$TMP/keys" &&
     grep -q '^base_model.model.bert.encoder.layer.1.attention.self.value.lora_B.weight \[16, 4\]$' "$TMP/keys" &&
     grep -q '^base_model.model.classifier.weight \[2, 16\]$' "$TMP/keys" &&
-    [ "$(wc -l < "$TMP/keys")" = 10 ]
-ok $? "adapter_model.safetensors: PEFT key names, lora_A [r, in], lora_B [out, r], the head ($(wc -l < "$TMP/keys") tensors)"
+    grep -q '^base_model.model.bert.pooler.dense.weight \[16, 16\]$' "$TMP/keys" &&
+    [ "$(wc -l < "$TMP/keys")" = 12 ]
+ok $? "adapter_model.safetensors: PEFT key names, lora_A [r, in], lora_B [out, r], the pooler and head ($(wc -l < "$TMP/keys") tensors)"
+jq -e '(.id2label | length) == 2 and (.label2id | length) == 2' "$TMP/peft/config.json" > /dev/null
+ok $? "the adapter folder's config.json carries the labels ($(jq -c .id2label "$TMP/peft/config.json"))"
+"$MNEME" export "$TMP/run_lora" --to "$TMP/peft" > /dev/null 2>&1
+ok $? "exporting again over an earlier export replaces it"
+mkdir -p "$TMP/mine" && echo keep > "$TMP/mine/notes.txt"
+"$MNEME" export "$TMP/run_lora" --to "$TMP/mine" > /dev/null 2> "$TMP/err"
+ok $([ $? != 0 ] && contains "$TMP/err" "holds more than an export" && [ "$(ls "$TMP/mine")" = notes.txt ]; echo $?) \
+   "a folder of the user's is not overwritten: $(cat "$TMP/err")"
+MNEME_FAULT_WRITE_AFTER=100 "$MNEME" export "$TMP/run_lora" --to "$TMP/full" > /dev/null 2> "$TMP/err"
+ok $([ $? != 0 ] && [ ! -e "$TMP/full" ] && [ -z "$(ls -d "$TMP"/full.tmp.* 2>/dev/null)" ]; echo $?) \
+   "a disk that fills during an export leaves nothing half-written: $(cat "$TMP/err")"
 "$MNEME" export "$TMP/run_lora" --to "$TMP/merged" --merge > /dev/null 2>&1
 "$MNEME" predict "$TMP/run_lora/checkpoints/final.safetensors" --task new < "$TMP/texts" | jq -c .logits > "$TMP/a"
 "$MNEME" predict "$TMP/merged" --task original < "$TMP/texts" | jq -c .logits > "$TMP/b"
