@@ -48,8 +48,12 @@ out=compare-$(date +%Y%m%d-%H%M%S).jsonl
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 # torch's OpenBLAS would otherwise run Prescott kernels on Debian's 0.3.21
-# (mneme switches by itself, see src/blas_core.c).
-core=${OPENBLAS_CORETYPE:-SkylakeX}
+# (mneme switches by itself, see src/blas_core.c): the best this CPU runs,
+# as mneme picks it (SkylakeX kernels on a CPU without AVX-512 crash).
+if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then best=SkylakeX
+elif grep -qw avx2 /proc/cpuinfo 2>/dev/null; then best=Haswell
+else best=Prescott; fi
+core=${OPENBLAS_CORETYPE:-$best}
 
 # hidden layers heads intermediate seq batch
 shape() {
