@@ -35,6 +35,7 @@ typedef struct Box {
     PolicyView *view;
     PolicyAction *acts;
     int max_acts, n_acts;
+    int n_forks;                    /* forks queued in this call */
     char name[64];
     char *source;
     size_t source_len;
@@ -808,18 +809,45 @@ static int run_newindex(lua_State *L)
 
 /* ---- actions ----------------------------------------------------------- */
 
-static int queue_action(lua_State *L, PolicyActionKind kind, const char *text, const char *overrides)
+static PolicyAction *push_action(lua_State *L, PolicyActionKind kind, const char *text, const char *overrides)
 {
     Box *b = box_of(L);
     if (!b->view)
-        return luaL_error(L, "actions are only available inside a hook");
+        luaL_error(L, "actions are only available inside a hook");
     if (!b->acts || b->n_acts >= b->max_acts)
-        return luaL_error(L, "too many actions in one call (at most %d)", b->max_acts);
+        luaL_error(L, "too many actions in one call (at most %d)", b->max_acts);
     PolicyAction *a = &b->acts[b->n_acts++];
     a->kind = kind;
     snprintf(a->text, sizeof a->text, "%s", text);
     snprintf(a->overrides, sizeof a->overrides, "%s", overrides);
+    a->refused[0] = 0;
+    return a;
+}
+
+static int queue_action(lua_State *L, PolicyActionKind kind, const char *text, const char *overrides)
+{
+    push_action(L, kind, text, overrides);
     return 0;
+}
+
+/* run:fork returns true, or nil and why when the branch could not run
+ * beside the others: the policy can react, and the refusal is still
+ * recorded and shown (the action carries it). */
+static int queue_fork(lua_State *L, const char *name, const char *overrides)
+{
+    Box *b = box_of(L);
+    const PolicyView *v = view_of(L);
+    PolicyAction *a = push_action(L, POLICY_FORK, name, overrides);
+    if (v->branch_limit > 0 && v->open_branches + b->n_forks >= v->branch_limit) {
+        snprintf(a->refused, sizeof a->refused, "at most %d branches can be open at once, "
+                 "the run included", v->branch_limit);
+        lua_pushnil(L);
+        lua_pushfstring(L, "fork %s refused: %s", name, a->refused);
+        return 2;
+    }
+    b->n_forks++;
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static const char *check_tag(lua_State *L, int arg, const char *what)
@@ -894,7 +922,7 @@ static int run_method(lua_State *L)
         if (!*name)
             return luaL_error(L, "run:fork needs a name");
         fork_overrides(L, 3, ov, sizeof ov);
-        return queue_action(L, POLICY_FORK, name, ov);
+        return queue_fork(L, name, ov);
     }
     /* layer(name) */
     const char *name = luaL_checkstring(L, 2);
@@ -1292,6 +1320,7 @@ int policy_call(Policy *p, const char *hook, PolicyView *v, const char *arg,
     b->acts = acts;
     b->max_acts = max_acts;
     b->n_acts = 0;
+    b->n_forks = 0;
     CallCtx c = { hook, arg };
     if (box_run(b, call_protected, &c, e) < 0) {
         *v = p->saved;

@@ -76,6 +76,9 @@ typedef struct {
     double ewc_lambda;         /* read/write, >= 0 */
     PolicyMetrics metrics, baseline, best;
     long crossover_step;       /* -1: none (nil in Lua) */
+    int branch_limit;          /* > 0: at most this many branches open at
+                                * once (run:fork refuses beyond); 0: none */
+    int open_branches;         /* open now, the run itself included */
     int n_layers;
     PolicyLayer layers[POLICY_MAX_LAYERS];
 } PolicyView;
@@ -89,6 +92,8 @@ typedef struct {
     PolicyActionKind kind;
     char text[256];
     char overrides[512];
+    char refused[160];         /* a fork refused in the call (run:fork
+                                * returned nil and this): record, log */
 } PolicyAction;
 
 /* One change a hook made to the view, for events.jsonl: what is "lr",

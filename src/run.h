@@ -44,6 +44,10 @@ typedef struct {
      * may run it alongside. */
     void (*on_branch)(void *ctx, const Run *run, const char *dir);
     void *ctx;
+    /* With max_branches > 0, a policy's run:fork is refused (and told so)
+     * once open_branches(ctx) branches, the run included, are open. */
+    int max_branches;
+    int (*open_branches)(void *ctx);
 } RunHooks;
 
 struct Run {

@@ -169,6 +169,12 @@ static void hook_eval(void *ctx, const Run *r, const EvalRecord *rec)
 
 static void hook_branch(void *ctx, const Run *r, const char *dir);
 
+static int hook_open_branches(void *ctx)
+{
+    Branch *b = ctx;
+    return b->t->n_br;
+}
+
 static RunHooks hooks_for(Branch *b)
 {
     RunHooks h;
@@ -177,6 +183,8 @@ static RunHooks hooks_for(Branch *b)
     h.on_log = hook_log;
     h.on_branch = hook_branch;
     h.ctx = b;
+    h.max_branches = SNAP_BRANCHES;
+    h.open_branches = hook_open_branches;
     return h;
 }
 
@@ -478,13 +486,17 @@ static void hook_branch(void *ctx, const Run *r, const char *dir)
     Branch *parent = ctx, *b;
     Trainer *t = parent->t;
     MnError e;
+    char line[1400];
+    /* told to every frontend, like the run's own lines */
     if (!(b = branch_new(t, &e))) {
-        branch_logf(parent, "the branch in %s is not opened here: %s", dir, e.msg);
+        snprintf(line, sizeof line, "error: the branch in %s does not run: %s", dir, e.msg);
+        hook_log(parent, line);
         return;
     }
     RunHooks h = hooks_for(b);
     if (run_resume(&b->run, dir, &h, &e) < 0) {
-        branch_logf(parent, "error: opening the branch in %s: %s", dir, e.msg);
+        snprintf(line, sizeof line, "error: opening the branch in %s: %s", dir, e.msg);
+        hook_log(parent, line);
         run_free(&b->run);
         free(b);
         return;
