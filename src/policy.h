@@ -35,6 +35,7 @@
 #ifndef MNEME_POLICY_H
 #define MNEME_POLICY_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "error.h"
@@ -42,6 +43,7 @@
 #define POLICY_MAX_LAYERS 72
 #define POLICY_MEMORY_CAP ((size_t)64 << 20)      /* bytes per Lua state */
 #define POLICY_INSTRUCTION_BUDGET 10000000LL      /* Lua instructions per call */
+#define POLICY_TIME_LIMIT_S 1.0   /* wall-clock seconds per call, whatever it calls */
 #define POLICY_MAX_ACTIONS 16     /* max_acts the run passes (mneme-policy(7) promises it) */
 
 /* One part of the model, in model order: embeddings, layer.0.., pooler,
@@ -135,6 +137,17 @@ int policy_set_param(Policy *p, const char *name, const char *value_text, MnErro
 /* Limits for the current state and later reloads (tests and the
  * experiment's policy keys); 0 keeps a limit as it is. */
 void policy_set_limits(Policy *p, size_t memory_bytes, long long instructions);
+
+/* The wall-clock limit of one call (tests; default POLICY_TIME_LIMIT_S):
+ * a watchdog thread stops the call at the next Lua instruction once it
+ * has passed. Library functions that loop in C refuse sizes that would
+ * keep one of them running for long (mneme-policy(7)). */
+void policy_set_time_limit(Policy *p, double seconds);
+
+/* Once *flag is non-zero (the run is quitting: a signal, q), a call ends
+ * within milliseconds with "stopped: the run is quitting". The flag outlives the policy; it is read from
+ * the watchdog's thread. */
+void policy_set_stop_flag(Policy *p, const atomic_int *flag);
 
 /* The name the policy gives itself (default: the file name without .lua),
  * its path, and its source text as loaded. */

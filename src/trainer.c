@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,9 @@ struct Trainer {
     TrainerOptions opt;
     int n_br, followed, turn, quit;
     int lost;                  /* a checkpoint at quit failed */
+    /* set by trainer_stop on the frontend's thread: a policy call in
+     * progress (its watchdog reads this) ends at once */
+    atomic_int stopping;
 };
 
 const char *trainer_state_name(TrainerState s)
@@ -211,6 +215,8 @@ static Branch *branch_new(Trainer *t, MnError *e)
 /* Takes a branch that branch_create left resumed in b->run. */
 static void adopt(Trainer *t, Branch *b, const char *parent, long step, int paused)
 {
+    if (b->run.policy)
+        policy_set_stop_flag(b->run.policy, &t->stopping);
     snprintf(b->parent, sizeof b->parent, "%s", parent);
     b->fork_step = step;
     b->paused = paused;
@@ -743,6 +749,8 @@ Trainer *trainer_open(const Experiment *x, const char *dir, Experiment *x_out,
         trainer_free(t);
         return NULL;
     }
+    if (b->run.policy)
+        policy_set_stop_flag(b->run.policy, &t->stopping);
     b->rate_steps = b->run.step;   /* a resumed run's steps are not this window's */
     if (!x) {
         blas_set_threads(b->run.x.threads);
@@ -854,6 +862,7 @@ int trainer_stop(Trainer *t)
 {
     Command q = { CMD_QUIT, 0, "", "" };
     int failed = 0;
+    atomic_store(&t->stopping, 1);
     trainer_post(t, &q);
     pthread_join(t->thread, NULL);
     for (int i = 0; i < t->n_br; i++)
