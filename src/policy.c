@@ -346,11 +346,11 @@ static int safe_move(lua_State *L)
     return original(L)(L);
 }
 
-/* The length as the library function takes it (__len included). */
+/* The length as the library function takes it (__len included); 0 for a
+ * value that is no table, which the function itself then refuses. */
 static lua_Integer table_len(lua_State *L, int arg)
 {
-    luaL_checkany(L, arg);
-    return luaL_len(L, arg);
+    return lua_type(L, arg) == LUA_TTABLE ? luaL_len(L, arg) : 0;
 }
 
 static int safe_concat(lua_State *L)
