@@ -17,7 +17,7 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "pattern_cost.h"
+#include "lua_patterns.h"
 #include "watchdog.h"
 
 #define HOOK_EVERY 1000             /* instructions between budget checks */
@@ -30,7 +30,6 @@
 #define SPAN_MAX ((lua_Integer)1 << 20)     /* table.move, concat, insert, remove */
 #define SORT_MAX ((lua_Integer)1 << 18)     /* table.sort elements */
 #define SORT_BYTES_MAX ((double)(1 << 27))  /* string bytes times log2(n) */
-#define PATTERN_STEPS_MAX 2.5e8
 #define PACK_FORMAT_MAX 4096
 #define LOAD_MAX ((size_t)1 << 20)
 
@@ -154,48 +153,90 @@ static int is_poisoned(lua_State *L, lua_State *co)
     return yes;
 }
 
+/* Why the current call must stop now, or NULL. */
+static const char *stop_reason(Box *b, char *buf, size_t n)
+{
+    int expired = atomic_load(&b->expired);
+    if (!b->in_call)
+        return "policy code ran outside a hook";
+    if (expired == WATCHDOG_STOP)
+        return "stopped: the run is quitting";
+    if (expired == WATCHDOG_DEADLINE) {
+        snprintf(buf, n, "time limit exceeded (%.3g s per call): an endless loop or a search too slow?",
+                 b->time_limit);
+        return buf;
+    }
+    if (b->mem_hit) {
+        snprintf(buf, n, "memory limit exceeded (%zu MiB)", b->cap >> 20);
+        return buf;
+    }
+    if (b->spent > b->budget) {
+        snprintf(buf, n, "instruction budget exceeded (%lld per call): an endless loop?", b->budget);
+        return buf;
+    }
+    return NULL;
+}
+
+static void box_hook(lua_State *L, lua_Debug *ar);
+
 /* Once a call has overrun, every thread fires the hook at each
  * instruction and raises again, so a pcall in the script cannot swallow
  * the stop: the error reaches the top at the first unprotected
- * instruction. */
-static void box_hook(lua_State *L, lua_Debug *ar)
+ * instruction. ar: where the script is. */
+static void stop_call(lua_State *L, Box *b, lua_Debug *ar, const char *why)
 {
-    Box *b = box_of(L);
-    if (!b->failing) {
-        b->spent += lua_gethookcount(L);
-        const char *why;
-        char buf[128];
-        int expired = atomic_load(&b->expired);
-        if (!b->in_call)
-            why = "policy code ran outside a hook";
-        else if (expired == WATCHDOG_STOP)
-            why = "stopped: the run is quitting";
-        else if (expired == WATCHDOG_DEADLINE) {
-            snprintf(buf, sizeof buf, "time limit exceeded (%.3g s per call): an endless loop or a "
-                     "search too slow?", b->time_limit);
-            why = buf;
-        } else if (b->mem_hit) {
-            snprintf(buf, sizeof buf, "memory limit exceeded (%zu MiB)", b->cap >> 20);
-            why = buf;
-        } else if (b->spent > b->budget) {
-            snprintf(buf, sizeof buf, "instruction budget exceeded (%lld per call): an endless loop?", b->budget);
-            why = buf;
-        } else
-            return;
-        b->failing = 1;
-        if (L != b->L)
-            poison(L);
-        lua_getinfo(L, "Sl", ar);
-        if (ar->currentline > 0)
-            snprintf(b->fail_msg, sizeof b->fail_msg, "%s:%d: %s", ar->short_src, ar->currentline, why);
-        else
-            snprintf(b->fail_msg, sizeof b->fail_msg, "%s: %s", ar->short_src, why);
-    }
+    b->failing = 1;
+    if (L != b->L)
+        poison(L);
+    if (ar && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+        snprintf(b->fail_msg, sizeof b->fail_msg, "%s:%d: %s", ar->short_src, ar->currentline, why);
+    else
+        snprintf(b->fail_msg, sizeof b->fail_msg, "%s: %s", ar ? ar->short_src : b->p->path, why);
+}
+
+static void raise_stop(lua_State *L, Box *b)
+{
     lua_sethook(L, box_hook, LUA_MASKCOUNT, 1);
     if (L != b->L)
         lua_sethook(b->L, box_hook, LUA_MASKCOUNT, 1);
     lua_pushstring(L, b->fail_msg);
     lua_error(L);
+}
+
+static void box_hook(lua_State *L, lua_Debug *ar)
+{
+    Box *b = box_of(L);
+    if (!b->failing) {
+        char buf[128];
+        b->spent += lua_gethookcount(L);
+        const char *why = stop_reason(b, buf, sizeof buf);
+        if (!why)
+            return;
+        stop_call(L, b, ar, why);
+    }
+    raise_stop(L, b);
+}
+
+/* The pattern matcher's steps count as instructions; past the budget or
+ * the time limit a search stops as a loop would, at the line that called
+ * it. */
+static void box_charge(lua_State *L, long steps)
+{
+    Box *b = box_of(L);
+    if (!b->failing) {
+        char buf[128];
+        lua_Debug ar;
+        b->spent += steps;
+        const char *why = stop_reason(b, buf, sizeof buf);
+        if (!why)
+            return;
+        /* the script's line, past pcall or the like */
+        int level = 1, found = 0;
+        while (!found && lua_getstack(L, level++, &ar))
+            found = lua_getinfo(L, "Sl", &ar) && ar.currentline > 0;
+        stop_call(L, b, found ? &ar : NULL, why);
+    }
+    raise_stop(L, b);
 }
 
 /* ---- running protected code -------------------------------------------- */
@@ -393,48 +434,6 @@ static int safe_sort(lua_State *L)
     if (bytes * log2((double)n + 1) > SORT_BYTES_MAX)
         return luaL_error(L, "table.sort: too many string bytes to compare (%d in %d elements)",
                           (int)fmin(bytes, INT_MAX), (int)n);
-    return original(L)(L);
-}
-
-/* Lua's matcher backtracks in C, in time exponential in a pattern's
- * repetitions: a search whose worst case is too long is not started. */
-static int check_pattern(lua_State *L, const char *fn, int plain_arg, int may_anchor)
-{
-    size_t n, lp;
-    luaL_checklstring(L, 1, &n);
-    const char *p = luaL_checklstring(L, 2, &lp);
-    int plain = plain_arg && lua_toboolean(L, plain_arg);
-    double cost = pattern_cost(p, lp, n, plain, may_anchor);
-    if (cost > PATTERN_STEPS_MAX) {
-        char why[200];
-        snprintf(why, sizeof why, "%s: pattern too costly for a subject of %zu bytes (up to %.2g steps, "
-                 "at most %.2g): fewer repetitions or a shorter subject", fn, n, cost, PATTERN_STEPS_MAX);
-        return luaL_error(L, "%s", why);
-    }
-    return 0;
-}
-
-static int safe_find(lua_State *L)
-{
-    check_pattern(L, "string.find", 4, 1);
-    return original(L)(L);
-}
-
-static int safe_match(lua_State *L)
-{
-    check_pattern(L, "string.match", 0, 1);
-    return original(L)(L);
-}
-
-static int safe_gmatch(lua_State *L)
-{
-    check_pattern(L, "string.gmatch", 0, 0);
-    return original(L)(L);
-}
-
-static int safe_gsub(lua_State *L)
-{
-    check_pattern(L, "string.gsub", 0, 1);
     return original(L)(L);
 }
 
@@ -760,10 +759,9 @@ static int sandbox_init(lua_State *L)
     lua_setmetatable(L, -2);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &poisoned_key);
     wrap_field(L, LUA_STRLIBNAME, "rep", safe_rep);
-    wrap_field(L, LUA_STRLIBNAME, "find", safe_find);
-    wrap_field(L, LUA_STRLIBNAME, "match", safe_match);
-    wrap_field(L, LUA_STRLIBNAME, "gmatch", safe_gmatch);
-    wrap_field(L, LUA_STRLIBNAME, "gsub", safe_gsub);
+    lua_getglobal(L, LUA_STRLIBNAME);
+    lua_patterns_register(L, -1, box_charge);
+    lua_pop(L, 1);
     wrap_field(L, LUA_STRLIBNAME, "pack", safe_pack_format);
     wrap_field(L, LUA_STRLIBNAME, "unpack", safe_pack_format);
     wrap_field(L, LUA_STRLIBNAME, "packsize", safe_pack_format);

@@ -487,10 +487,11 @@ static void test_sandbox(void)
         { "concat_index", "exceeded" },
         { "concat_big", "table.concat: range too large" },
         { "remove_len", "table.remove: range too large" },
-        { "pattern", "string.find: pattern too costly" },
-        { "pattern_gsub", "string.gsub: pattern too costly" },
-        { "plain_find", "string.find: pattern too costly" },
-        { "pattern_loop", "time limit exceeded" },
+        { "pattern", "instruction budget exceeded" },
+        { "pattern_gsub", "instruction budget exceeded" },
+        { "plain_find", "instruction budget exceeded" },
+        { "pattern_loop", "instruction budget exceeded" },
+        { "pattern_pcall", "instruction budget exceeded" },
         { "concat_op", "time limit exceeded" },
         { "coroutine_op", "time limit exceeded" },
         { "load_big", "at most 1048576 bytes" },
@@ -553,6 +554,8 @@ static void test_sandbox(void)
         "  return s:find(string.sub(s, 1, 1 << 22) .. 'b', 1, true) end\n"
         "A.pattern_loop = function() local s = string.rep('a', 200)\n"
         "  while true do s:find('(a*)(a*)b') end end\n"
+        "A.pattern_pcall = function() local s = string.rep('a', 40)\n"
+        "  while true do pcall(string.find, s, string.rep('a?', 40) .. s) end end\n"
         "A.concat_op = function() local s = string.rep('x', 1 << 24); while true do local t = s .. 'y' end end\n"
         "A.coroutine_op = function() coroutine.wrap(function() local s = string.rep('x', 1 << 24)\n"
         "  while true do local t = s .. 'y' end end)() end\n"
