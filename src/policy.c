@@ -357,8 +357,10 @@ static int safe_load(lua_State *L)
     return original(L)(L);
 }
 
-/* string.rep and table.move loop in C without running instructions, so
- * the count hook cannot stop them: bound their work first. */
+/* Library functions that loop in C run no instructions, so the count
+ * hook cannot stop them: their work is bounded first, and charged to the
+ * budget as instructions (one an element, or 64 bytes), so that a loop
+ * of such calls runs out of budget as any loop does. */
 static int safe_rep(lua_State *L)
 {
     size_t l, lsep = 0;
@@ -371,6 +373,7 @@ static int safe_rep(lua_State *L)
     }
     if ((double)n * (double)(l + lsep) > (double)box_of(L)->cap)
         return luaL_error(L, "string.rep: result larger than the memory limit");
+    box_charge(L, (long)((double)n * (double)(l + lsep) / 64));
     return original(L)(L);
 }
 
@@ -378,6 +381,8 @@ static int check_span(lua_State *L, const char *fn, lua_Integer from, lua_Intege
 {
     if (to >= from && (lua_Unsigned)to - (lua_Unsigned)from >= (lua_Unsigned)SPAN_MAX)
         return luaL_error(L, "%s: range too large (at most %d elements a call)", fn, (int)SPAN_MAX);
+    if (to >= from)
+        box_charge(L, (long)(to - from + 1));
     return 0;
 }
 
@@ -434,6 +439,7 @@ static int safe_sort(lua_State *L)
     if (bytes * log2((double)n + 1) > SORT_BYTES_MAX)
         return luaL_error(L, "table.sort: too many string bytes to compare (%d in %d elements)",
                           (int)fmin(bytes, INT_MAX), (int)n);
+    box_charge(L, (long)(((double)n + bytes / 64) * log2((double)n + 2)));
     return original(L)(L);
 }
 

@@ -481,8 +481,8 @@ static void test_sandbox(void)
         /* C functions the count hook cannot reach: refused sizes, or the
          * wall-clock limit at the next instruction */
         { "move_big", "table.move: range too large" },
-        { "move_loop", "time limit exceeded" },
-        { "sort_loop", "time limit exceeded" },
+        { "move_loop", "instruction budget exceeded" },
+        { "sort_loop", "instruction budget exceeded" },
         { "sort_big", "table.sort: at most" },
         { "concat_index", "exceeded" },
         { "concat_big", "table.concat: range too large" },
