@@ -407,18 +407,26 @@ static int safe_concat(lua_State *L)
     return original(L)(L);
 }
 
-/* insert and remove with a position shift the elements above it. */
+/* insert and remove at a position shift the elements from there up. */
+static void check_shift(lua_State *L, const char *fn)
+{
+    int is_int;
+    lua_Integer pos = lua_tointegerx(L, 2, &is_int);
+    if (is_int)
+        check_span(L, fn, pos, table_len(L, 1));
+}
+
 static int safe_insert(lua_State *L)
 {
     if (lua_gettop(L) >= 3)
-        check_span(L, "table.insert", 1, table_len(L, 1));
+        check_shift(L, "table.insert");
     return original(L)(L);
 }
 
 static int safe_remove(lua_State *L)
 {
     if (lua_gettop(L) >= 2)
-        check_span(L, "table.remove", 1, table_len(L, 1));
+        check_shift(L, "table.remove");
     return original(L)(L);
 }
 

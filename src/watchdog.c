@@ -15,6 +15,7 @@ struct Watchdog {
     const atomic_int *stop;
     /* under lock */
     int armed, quit;
+    int idle;                       /* waiting without a timeout */
     struct timespec deadline;       /* CLOCK_MONOTONIC; tv_sec < 0: none */
 };
 
@@ -42,7 +43,9 @@ static void *watch(void *arg)
     pthread_mutex_lock(&w->lock);
     while (!w->quit) {
         if (!w->armed) {
+            w->idle = 1;
             pthread_cond_wait(&w->wake, &w->lock);
+            w->idle = 0;
             continue;
         }
         struct timespec poll = now_plus(POLL_NS);
@@ -105,7 +108,10 @@ void watchdog_arm(Watchdog *w, double seconds)
         w->deadline = now_plus((long)(seconds * 1e9));
     else
         w->deadline.tv_sec = -1;
-    pthread_cond_signal(&w->wake);
+    /* Polling, it sees the new arming within POLL_NS: no wake-up, which
+     * would cost a switch of threads at every call. */
+    if (w->idle)
+        pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
 }
 
