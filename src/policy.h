@@ -123,9 +123,10 @@ int policy_reload(Policy *p, MnError *e);
 /* Calls hook ("setup", "on_step", "on_eval", "on_checkpoint" with the
  * path in arg) with v as `run`; a hook the policy lacks is a no-op. Up to
  * max_acts queued actions are copied to acts and counted in *n_acts.
- * Returns -1 on a runtime error, an exhausted instruction budget or the
- * memory cap, with "file:line: message" in e; the view is then restored
- * and *n_acts is 0. */
+ * Returns -1 on a runtime error, an exhausted instruction budget, the
+ * memory cap, the time limit or a stop (policy_set_stop_flag), with
+ * "file:line: message" in e; the view is then restored and *n_acts is 0.
+ * run:fork beyond v's branch_limit queues a fork carrying its refusal. */
 int policy_call(Policy *p, const char *hook, PolicyView *v, const char *arg,
                 PolicyAction *acts, int max_acts, int *n_acts, MnError *e);
 

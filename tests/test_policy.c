@@ -393,6 +393,37 @@ static void test_actions(void)
     policy_free(p);
 }
 
+/* At the open-branch limit run:fork returns nil and why, and the action
+ * carries the refusal for the run to record and show. */
+static void test_fork_limit(void)
+{
+    Policy *p = load_text("forks.lua",
+        "return { on_step = function(run)\n"
+        "  local a, why_a = run:fork('one')\n"
+        "  local b, why_b = run:fork('two')\n"
+        "  run:log(tostring(a) .. ' ' .. tostring(why_a) .. ' / ' .. tostring(b) .. ' ' .. tostring(why_b))\n"
+        "end }\n");
+    PolicyView v;
+    if (!ok(p != NULL, "a forking policy loads"))
+        return;
+    make_view(&v);
+    int rc = call(p, "on_step", &v, NULL);
+    ok(rc == 0 && n_acts == 3 && !acts[0].refused[0] && !acts[1].refused[0] &&
+           !strcmp(acts[2].text, "true nil / true nil"),
+       "without a limit both forks are queued: %s", rc < 0 ? err.msg : acts[2].text);
+    make_view(&v);
+    v.branch_limit = 8;
+    v.open_branches = 7;
+    rc = call(p, "on_step", &v, NULL);
+    ok(rc == 0 && n_acts == 3 && !acts[0].refused[0] && acts[1].kind == POLICY_FORK &&
+           strstr(acts[1].refused, "at most 8 branches"),
+       "with one place left, the second fork is refused: %s", rc < 0 ? err.msg : acts[1].refused);
+    ok(rc == 0 && !strcmp(acts[2].text, "true nil / nil fork two refused: at most 8 branches can be open at once, "
+                                          "the run included"),
+       "and the policy is told: %s", rc < 0 ? err.msg : acts[2].text);
+    policy_free(p);
+}
+
 /* Each case writes lr first, so a restored view shows the error undid it. */
 static void test_checks(void)
 {
@@ -787,6 +818,7 @@ int main(void)
     test_run_object();
     test_actions();
     test_checks();
+    test_fork_limit();
     test_sandbox();
     test_load_errors();
     test_reload();
