@@ -48,6 +48,9 @@ typedef struct {
      * once open_branches(ctx) branches, the run included, are open. */
     int max_branches;
     int (*open_branches)(void *ctx);
+    int making;                /* branches being made, not yet open, that
+                                * hold their places (a branch's setup may
+                                * fork while it is made) */
 } RunHooks;
 
 struct Run {

@@ -173,10 +173,16 @@ static void hook_eval(void *ctx, const Run *r, const EvalRecord *rec)
 
 static void hook_branch(void *ctx, const Run *r, const char *dir);
 
+/* A branch being made (its setup may fork too) counts before it is
+ * adopted. */
 static int hook_open_branches(void *ctx)
 {
     Branch *b = ctx;
-    return b->t->n_br;
+    const Trainer *t = b->t;
+    for (int i = 0; i < t->n_br; i++)
+        if (t->br[i] == b)
+            return t->n_br;
+    return t->n_br + 1;
 }
 
 static RunHooks hooks_for(Branch *b)

@@ -37,6 +37,33 @@ for b in b1 b2 b3 b4 b5 b6 b7; do
 done
 ok $([ $n_run = 7 ]; echo $?) "every branch made runs to the end ($n_run of 7)"
 
+# a branch whose setup forks while it is being made: it holds its own
+# place, so every branch made still runs
+cat >"$TMP/chain.lua" <<'LUA'
+local P = { name = "chain", params = { kids = 0, root = true } }
+function P.setup(run)
+  for i = 1, P.params.kids do
+    local ok, err = run:fork("k" .. i, { ["policy.kids"] = 0, ["policy.root"] = false })
+    if err then run:log("told: " .. err) end
+  end
+end
+function P.on_eval(run, m)
+  if run.step == 20 and P.params.root then
+    for i = 1, 3 do run:fork("b" .. i) end
+    run:fork("parent", { ["policy.kids"] = 5, ["policy.root"] = false })
+  end
+end
+return P
+LUA
+"$MNEME" run --headless "$CFG" $SETS --set finetune.policy="$TMP/chain.lua" --out "$TMP/chain" >"$TMP/out" 2>&1
+ok $? "a run whose branch forks from its setup finishes"
+n_run=0
+for b in "$TMP"/chain/branches/*; do
+    [ "$(json "$b/summary.json" .status)" = finished ] && n_run=$((n_run + 1))
+done
+[ $n_run = 7 ] && grep -q "told: fork k4 refused: at most 8" "$TMP/out" && ! grep -q "does not run" "$TMP/out"
+ok $? "the setup's forks beyond the limit are refused, and all 7 branches made run ($n_run)"
+
 # a policy naming a file for its branch: refused before anything is read
 printf 'return topsecret hunter2\n' >"$TMP/secret.txt"
 mkdir -p "$TMP/mods"
