@@ -216,6 +216,27 @@ static int write_branch_json(const char *dir, const char *name, const char *pare
     return rc;
 }
 
+/* A key whose value names a file or folder (finetune.policy, policy.path),
+ * in the experiment's table of keys. */
+static int is_path_key(const char *key)
+{
+    for (const ExperimentKeyInfo *k = experiment_keys(); k->key; k++)
+        if (strcmp(k->key, key) == 0)
+            return strcmp(k->type, "path") == 0;
+    return 0;
+}
+
+/* A policy may steer its branches but not choose what files they read:
+ * a file it named as the branch's policy would be compiled, and the
+ * compiler's error would quote that file into the log. */
+static int check_policy_override(const char *key, const char *source, MnError *e)
+{
+    if (strcmp(source, "policy") == 0 && is_path_key(key))
+        return mn_fail(e, "%s names a file: a policy's fork may not set it (the branch keeps "
+                       "this policy; fork with policy.NAME parameters instead)", key);
+    return 0;
+}
+
 int branch_create(const char *run_dir, const char *checkpoint, const char *name,
                   const char *const *sets, int n_sets, const char *source,
                   const RunHooks *hooks, Run *out, char *dir_out, size_t n, MnError *e)
@@ -228,7 +249,8 @@ int branch_create(const char *run_dir, const char *checkpoint, const char *name,
     if (branch_name_check(name, e) < 0)
         return -1;
     for (int i = 0; i < n_sets; i++)
-        if (run_fork_override(sets[i], key, sizeof key, value, sizeof value, &is_param, e) < 0)
+        if (run_fork_override(sets[i], key, sizeof key, value, sizeof value, &is_param, e) < 0 ||
+            check_policy_override(key, source, e) < 0)
             return -1;
     /* The overrides are checked against the experiment before anything is
      * written, so a typo leaves no half-made branch. */

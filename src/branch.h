@@ -28,7 +28,8 @@ int branch_find_checkpoint(const char *run_dir, long step, char *path, size_t n,
  * `checkpoint`, with the KEY=VALUE overrides sets[] (see
  * run_fork_override), and continues it into *out (resumed, ready to
  * step; out NULL: closed again). dir_out gets the branch folder. On any
- * failure nothing is left behind. */
+ * failure nothing is left behind. From source "policy", a key that names
+ * a file (finetune.policy, policy.path) is refused. */
 int branch_create(const char *run_dir, const char *checkpoint, const char *name,
                   const char *const *sets, int n_sets, const char *source,
                   const RunHooks *hooks, Run *out, char *dir_out, size_t n, MnError *e);

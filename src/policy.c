@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,14 +17,30 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "lua_patterns.h"
+#include "watchdog.h"
+
 #define HOOK_EVERY 1000             /* instructions between budget checks */
 #define MEMORY_SLACK ((size_t)1 << 20)   /* room to raise the memory error */
 #define SOURCE_MAX ((size_t)4 << 20)
 #define MAX_OVERRIDES 64
+/* What one call of a library function that loops in C may take on, so
+ * that each ends in a fraction of a second and the watchdog's stop lands
+ * at the next instruction (mneme-policy(7) lists them). */
+#define SPAN_MAX ((lua_Integer)1 << 20)     /* table.move, concat, insert, remove */
+#define SORT_MAX ((lua_Integer)1 << 18)     /* table.sort elements */
+#define SORT_BYTES_MAX ((double)(1 << 27))  /* string bytes times log2(n) */
+#define PACK_FORMAT_MAX 4096
+#define LOAD_MAX ((size_t)1 << 20)
 
 typedef struct Box {
     lua_State *L;
     struct Policy *p;
+    Watchdog *dog;                  /* stops a call at its deadline or on stop */
+    atomic_int expired;             /* a WatchdogReason once it fired */
+    double time_limit;
+    pthread_mutex_t co_lock;        /* running, for the watchdog's thread */
+    lua_State *running;             /* the coroutine being resumed, or NULL */
     size_t used, cap;
     size_t refused;                 /* size of the last refused request */
     int mem_hit;                    /* refused even after an emergency GC */
@@ -35,6 +53,7 @@ typedef struct Box {
     PolicyView *view;
     PolicyAction *acts;
     int max_acts, n_acts;
+    int n_forks;                    /* forks queued in this call */
     char name[64];
     char *source;
     size_t source_len;
@@ -53,6 +72,8 @@ struct Policy {
     unsigned long long seed;
     size_t mem_cap;
     long long budget;
+    double time_limit;
+    const atomic_int *stop;         /* the run is stopping: end any call */
     Override overrides[MAX_OVERRIDES];
     int n_overrides;
     PolicyView saved;               /* the view as the run filled it */
@@ -132,41 +153,90 @@ static int is_poisoned(lua_State *L, lua_State *co)
     return yes;
 }
 
+/* Why the current call must stop now, or NULL. */
+static const char *stop_reason(Box *b, char *buf, size_t n)
+{
+    int expired = atomic_load(&b->expired);
+    if (!b->in_call)
+        return "policy code ran outside a hook";
+    if (expired == WATCHDOG_STOP)
+        return "stopped: the run is quitting";
+    if (expired == WATCHDOG_DEADLINE) {
+        snprintf(buf, n, "time limit exceeded (%.3g s per call): an endless loop or a search too slow?",
+                 b->time_limit);
+        return buf;
+    }
+    if (b->mem_hit) {
+        snprintf(buf, n, "memory limit exceeded (%zu MiB)", b->cap >> 20);
+        return buf;
+    }
+    if (b->spent > b->budget) {
+        snprintf(buf, n, "instruction budget exceeded (%lld per call): an endless loop?", b->budget);
+        return buf;
+    }
+    return NULL;
+}
+
+static void box_hook(lua_State *L, lua_Debug *ar);
+
 /* Once a call has overrun, every thread fires the hook at each
  * instruction and raises again, so a pcall in the script cannot swallow
  * the stop: the error reaches the top at the first unprotected
- * instruction. */
-static void box_hook(lua_State *L, lua_Debug *ar)
+ * instruction. ar: where the script is. */
+static void stop_call(lua_State *L, Box *b, lua_Debug *ar, const char *why)
 {
-    Box *b = box_of(L);
-    if (!b->failing) {
-        b->spent += lua_gethookcount(L);
-        const char *why;
-        char buf[128];
-        if (!b->in_call)
-            why = "policy code ran outside a hook";
-        else if (b->mem_hit) {
-            snprintf(buf, sizeof buf, "memory limit exceeded (%zu MiB)", b->cap >> 20);
-            why = buf;
-        } else if (b->spent > b->budget) {
-            snprintf(buf, sizeof buf, "instruction budget exceeded (%lld per call): an endless loop?", b->budget);
-            why = buf;
-        } else
-            return;
-        b->failing = 1;
-        if (L != b->L)
-            poison(L);
-        lua_getinfo(L, "Sl", ar);
-        if (ar->currentline > 0)
-            snprintf(b->fail_msg, sizeof b->fail_msg, "%s:%d: %s", ar->short_src, ar->currentline, why);
-        else
-            snprintf(b->fail_msg, sizeof b->fail_msg, "%s: %s", ar->short_src, why);
-    }
+    b->failing = 1;
+    if (L != b->L)
+        poison(L);
+    if (ar && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+        snprintf(b->fail_msg, sizeof b->fail_msg, "%s:%d: %s", ar->short_src, ar->currentline, why);
+    else
+        snprintf(b->fail_msg, sizeof b->fail_msg, "%s: %s", ar ? ar->short_src : b->p->path, why);
+}
+
+static void raise_stop(lua_State *L, Box *b)
+{
     lua_sethook(L, box_hook, LUA_MASKCOUNT, 1);
     if (L != b->L)
         lua_sethook(b->L, box_hook, LUA_MASKCOUNT, 1);
     lua_pushstring(L, b->fail_msg);
     lua_error(L);
+}
+
+static void box_hook(lua_State *L, lua_Debug *ar)
+{
+    Box *b = box_of(L);
+    if (!b->failing) {
+        char buf[128];
+        b->spent += lua_gethookcount(L);
+        const char *why = stop_reason(b, buf, sizeof buf);
+        if (!why)
+            return;
+        stop_call(L, b, ar, why);
+    }
+    raise_stop(L, b);
+}
+
+/* The pattern matcher's steps count as instructions; past the budget or
+ * the time limit a search stops as a loop would, at the line that called
+ * it. */
+static void box_charge(lua_State *L, long steps)
+{
+    Box *b = box_of(L);
+    if (!b->failing) {
+        char buf[128];
+        lua_Debug ar;
+        b->spent += steps;
+        const char *why = stop_reason(b, buf, sizeof buf);
+        if (!why)
+            return;
+        /* the script's line, past pcall or the like */
+        int level = 1, found = 0;
+        while (!found && lua_getstack(L, level++, &ar))
+            found = lua_getinfo(L, "Sl", &ar) && ar.currentline > 0;
+        stop_call(L, b, found ? &ar : NULL, why);
+    }
+    raise_stop(L, b);
 }
 
 /* ---- running protected code -------------------------------------------- */
@@ -181,11 +251,27 @@ static int msgh(lua_State *L)
     return 1;
 }
 
+/* The watchdog's thread, at the deadline or on stop: the count hook fires
+ * at the next instruction of whichever thread runs (lua_sethook may be
+ * called from another thread or a signal handler for this). */
+static void box_fire(void *ctx, WatchdogReason why)
+{
+    Box *b = ctx;
+    atomic_store(&b->expired, why);
+    pthread_mutex_lock(&b->co_lock);
+    if (b->running)
+        lua_sethook(b->running, box_hook, LUA_MASKCOUNT, 1);
+    lua_sethook(b->L, box_hook, LUA_MASKCOUNT, 1);
+    pthread_mutex_unlock(&b->co_lock);
+}
+
 /* Runs f(ctx) under the budget; every API call that may allocate goes
  * through here, since an unprotected error would abort the process. */
 static int box_run(Box *b, lua_CFunction f, void *ctx, MnError *e)
 {
     lua_State *L = b->L;
+    atomic_store(&b->expired, 0);
+    b->running = NULL;
     b->in_call = 1;
     b->failing = 0;
     b->mem_hit = 0;
@@ -198,7 +284,9 @@ static int box_run(Box *b, lua_CFunction f, void *ctx, MnError *e)
     lua_pushcfunction(L, msgh);
     lua_pushcfunction(L, f);
     lua_pushlightuserdata(L, ctx);
+    watchdog_arm(b->dog, b->time_limit);
     int st = lua_pcall(L, 1, 0, base + 1);
+    watchdog_disarm(b->dog);
     int rc = 0;
     if (st != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
@@ -234,8 +322,33 @@ static lua_CFunction original(lua_State *L)
     return lua_tocfunction(L, lua_upvalueindex(1));
 }
 
+/* The compiler runs in C: a chunk is bounded, and a reader function's
+ * pieces are gathered (each call of it under the budget) first. */
 static int safe_load(lua_State *L)
 {
+    if (lua_type(L, 1) == LUA_TFUNCTION) {
+        luaL_Buffer buf;
+        size_t total = 0;
+        luaL_buffinit(L, &buf);
+        for (;;) {
+            lua_pushvalue(L, 1);
+            lua_call(L, 0, 1);
+            size_t len;
+            const char *piece = lua_tolstring(L, -1, &len);
+            if (lua_isnil(L, -1) || (piece && len == 0)) {
+                lua_pop(L, 1);
+                break;
+            }
+            if (!piece || lua_type(L, -1) != LUA_TSTRING)
+                return luaL_error(L, "load: the reader function must return a string");
+            if ((total += len) > LOAD_MAX)
+                return luaL_error(L, "load: a chunk may have at most %d bytes", (int)LOAD_MAX);
+            luaL_addvalue(&buf);
+        }
+        luaL_pushresult(&buf);
+        lua_replace(L, 1);
+    } else if (lua_type(L, 1) == LUA_TSTRING && lua_rawlen(L, 1) > LOAD_MAX)
+        return luaL_error(L, "load: a chunk may have at most %d bytes", (int)LOAD_MAX);
     int with_env = lua_gettop(L) >= 4;
     lua_settop(L, with_env ? 4 : 2);
     lua_pushliteral(L, "t");        /* never binary chunks */
@@ -244,8 +357,10 @@ static int safe_load(lua_State *L)
     return original(L)(L);
 }
 
-/* string.rep and table.move loop in C without running instructions, so
- * the count hook cannot stop them: bound their work first. */
+/* Library functions that loop in C run no instructions, so the count
+ * hook cannot stop them: their work is bounded first, and charged to the
+ * budget as instructions (one an element, or 64 bytes), so that a loop
+ * of such calls runs out of budget as any loop does. */
 static int safe_rep(lua_State *L)
 {
     size_t l, lsep = 0;
@@ -258,15 +373,117 @@ static int safe_rep(lua_State *L)
     }
     if ((double)n * (double)(l + lsep) > (double)box_of(L)->cap)
         return luaL_error(L, "string.rep: result larger than the memory limit");
+    box_charge(L, (long)((double)n * (double)(l + lsep) / 64));
     return original(L)(L);
+}
+
+static int check_span(lua_State *L, const char *fn, lua_Integer from, lua_Integer to)
+{
+    if (to >= from && (lua_Unsigned)to - (lua_Unsigned)from >= (lua_Unsigned)SPAN_MAX)
+        return luaL_error(L, "%s: range too large (at most %d elements a call)", fn, (int)SPAN_MAX);
+    if (to >= from)
+        box_charge(L, (long)(to - from + 1));
+    return 0;
 }
 
 static int safe_move(lua_State *L)
 {
-    lua_Integer f = luaL_checkinteger(L, 2), to = luaL_checkinteger(L, 3);
-    if (to >= f && (lua_Unsigned)to - (lua_Unsigned)f >= (1u << 24))
-        return luaL_error(L, "table.move: range too large");
+    check_span(L, "table.move", luaL_checkinteger(L, 2), luaL_checkinteger(L, 3));
     return original(L)(L);
+}
+
+/* The length as the library function takes it (__len included); 0 for a
+ * value that is no table, which the function itself then refuses. */
+static lua_Integer table_len(lua_State *L, int arg)
+{
+    return lua_type(L, arg) == LUA_TTABLE ? luaL_len(L, arg) : 0;
+}
+
+static int safe_concat(lua_State *L)
+{
+    lua_Integer i = luaL_optinteger(L, 3, 1);
+    lua_Integer j = lua_isnoneornil(L, 4) ? table_len(L, 1) : luaL_checkinteger(L, 4);
+    check_span(L, "table.concat", i, j);
+    return original(L)(L);
+}
+
+/* insert and remove at a position shift the elements from there up. */
+static void check_shift(lua_State *L, const char *fn)
+{
+    int is_int;
+    lua_Integer pos = lua_tointegerx(L, 2, &is_int);
+    if (is_int)
+        check_span(L, fn, pos, table_len(L, 1));
+}
+
+static int safe_insert(lua_State *L)
+{
+    if (lua_gettop(L) >= 3)
+        check_shift(L, "table.insert");
+    return original(L)(L);
+}
+
+static int safe_remove(lua_State *L)
+{
+    if (lua_gettop(L) >= 2)
+        check_shift(L, "table.remove");
+    return original(L)(L);
+}
+
+/* Comparisons of strings cost their length: the bytes a sort may compare
+ * are bounded too (elements the table holds itself). */
+static int safe_sort(lua_State *L)
+{
+    lua_Integer n = table_len(L, 1);
+    if (n > SORT_MAX)
+        return luaL_error(L, "table.sort: at most %d elements a call", (int)SORT_MAX);
+    double bytes = 0;
+    if (lua_type(L, 1) == LUA_TTABLE)
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (lua_rawgeti(L, 1, i) == LUA_TSTRING)
+                bytes += (double)lua_rawlen(L, -1);
+            lua_pop(L, 1);
+        }
+    if (bytes * log2((double)n + 1) > SORT_BYTES_MAX)
+        return luaL_error(L, "table.sort: too many string bytes to compare (%d in %d elements)",
+                          (int)fmin(bytes, INT_MAX), (int)n);
+    box_charge(L, (long)(((double)n + bytes / 64) * log2((double)n + 2)));
+    return original(L)(L);
+}
+
+/* pack formats are read item by item in C */
+static int safe_pack_format(lua_State *L)
+{
+    size_t lf;
+    luaL_checklstring(L, 1, &lf);
+    if (lf > PACK_FORMAT_MAX)
+        return luaL_error(L, "string.pack formats may have at most %d characters", PACK_FORMAT_MAX);
+    return original(L)(L);
+}
+
+/* The coroutine being resumed is where the watchdog's stop must land. */
+static int safe_resume(lua_State *L)
+{
+    Box *b = box_of(L);
+    lua_State *co = lua_tothread(L, 1);
+    if (!co)
+        return original(L)(L);
+    int n = lua_gettop(L);
+    lua_pushcfunction(L, original(L));
+    lua_insert(L, 1);
+    pthread_mutex_lock(&b->co_lock);
+    lua_State *prev = b->running;
+    b->running = co;
+    pthread_mutex_unlock(&b->co_lock);
+    int st = lua_pcall(L, n, LUA_MULTRET, 0);
+    pthread_mutex_lock(&b->co_lock);
+    b->running = prev;
+    pthread_mutex_unlock(&b->co_lock);
+    if (atomic_load(&b->expired))
+        lua_sethook(L, box_hook, LUA_MASKCOUNT, 1);
+    if (st != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L);
 }
 
 /* Lua runs an error handler, and finalizers and __close methods on some
@@ -543,6 +760,7 @@ static int sandbox_init(lua_State *L)
     wrap_field(L, NULL, "xpcall", safe_xpcall);
     wrap_field(L, NULL, "setmetatable", safe_setmetatable);
     wrap_field(L, LUA_COLIBNAME, "close", safe_coclose);
+    wrap_field(L, LUA_COLIBNAME, "resume", safe_resume);
     lua_getglobal(L, LUA_COLIBNAME);
     lua_getfield(L, -1, "close");
     lua_pushcclosure(L, safe_cowrap, 1);
@@ -555,7 +773,17 @@ static int sandbox_init(lua_State *L)
     lua_setmetatable(L, -2);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &poisoned_key);
     wrap_field(L, LUA_STRLIBNAME, "rep", safe_rep);
+    lua_getglobal(L, LUA_STRLIBNAME);
+    lua_patterns_register(L, -1, box_charge);
+    lua_pop(L, 1);
+    wrap_field(L, LUA_STRLIBNAME, "pack", safe_pack_format);
+    wrap_field(L, LUA_STRLIBNAME, "unpack", safe_pack_format);
+    wrap_field(L, LUA_STRLIBNAME, "packsize", safe_pack_format);
     wrap_field(L, LUA_TABLIBNAME, "move", safe_move);
+    wrap_field(L, LUA_TABLIBNAME, "concat", safe_concat);
+    wrap_field(L, LUA_TABLIBNAME, "insert", safe_insert);
+    wrap_field(L, LUA_TABLIBNAME, "remove", safe_remove);
+    wrap_field(L, LUA_TABLIBNAME, "sort", safe_sort);
     lua_pushcfunction(L, sandbox_print);
     lua_setglobal(L, "print");
     sandbox_package(L);
@@ -808,18 +1036,45 @@ static int run_newindex(lua_State *L)
 
 /* ---- actions ----------------------------------------------------------- */
 
-static int queue_action(lua_State *L, PolicyActionKind kind, const char *text, const char *overrides)
+static PolicyAction *push_action(lua_State *L, PolicyActionKind kind, const char *text, const char *overrides)
 {
     Box *b = box_of(L);
     if (!b->view)
-        return luaL_error(L, "actions are only available inside a hook");
+        luaL_error(L, "actions are only available inside a hook");
     if (!b->acts || b->n_acts >= b->max_acts)
-        return luaL_error(L, "too many actions in one call (at most %d)", b->max_acts);
+        luaL_error(L, "too many actions in one call (at most %d)", b->max_acts);
     PolicyAction *a = &b->acts[b->n_acts++];
     a->kind = kind;
     snprintf(a->text, sizeof a->text, "%s", text);
     snprintf(a->overrides, sizeof a->overrides, "%s", overrides);
+    a->refused[0] = 0;
+    return a;
+}
+
+static int queue_action(lua_State *L, PolicyActionKind kind, const char *text, const char *overrides)
+{
+    push_action(L, kind, text, overrides);
     return 0;
+}
+
+/* run:fork returns true, or nil and why when the branch could not run
+ * beside the others: the policy can react, and the refusal is still
+ * recorded and shown (the action carries it). */
+static int queue_fork(lua_State *L, const char *name, const char *overrides)
+{
+    Box *b = box_of(L);
+    const PolicyView *v = view_of(L);
+    PolicyAction *a = push_action(L, POLICY_FORK, name, overrides);
+    if (v->branch_limit > 0 && v->open_branches + b->n_forks >= v->branch_limit) {
+        snprintf(a->refused, sizeof a->refused, "at most %d branches can be open at once, "
+                 "the run included", v->branch_limit);
+        lua_pushnil(L);
+        lua_pushfstring(L, "fork %s refused: %s", name, a->refused);
+        return 2;
+    }
+    b->n_forks++;
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static const char *check_tag(lua_State *L, int arg, const char *what)
@@ -894,7 +1149,7 @@ static int run_method(lua_State *L)
         if (!*name)
             return luaL_error(L, "run:fork needs a name");
         fork_overrides(L, 3, ov, sizeof ov);
-        return queue_action(L, POLICY_FORK, name, ov);
+        return queue_fork(L, name, ov);
     }
     /* layer(name) */
     const char *name = luaL_checkstring(L, 2);
@@ -1049,10 +1304,12 @@ static void box_free(Box *b)
 {
     if (!b)
         return;
+    watchdog_close(b->dog);
     if (b->L) {
         b->in_call = 0;             /* finalizers may not run policy code now */
         lua_close(b->L);
     }
+    pthread_mutex_destroy(&b->co_lock);
     free(b->source);
     free(b);
 }
@@ -1065,12 +1322,16 @@ static int box_open(Policy *p, Box **out, MnError *e)
     b->p = p;
     b->cap = p->mem_cap;
     b->budget = p->budget;
+    b->time_limit = p->time_limit;
     b->ref_policy = b->ref_run = b->ref_layers = LUA_NOREF;
+    pthread_mutex_init(&b->co_lock, NULL);
     default_name(b, p->path);
-    if (read_source(p->path, &b->source, &b->source_len, e) < 0) {
-        free(b);
+    if (read_source(p->path, &b->source, &b->source_len, e) < 0 ||
+        watchdog_open(&b->dog, box_fire, b, e) < 0) {
+        box_free(b);
         return -1;
     }
+    watchdog_set_stop_flag(b->dog, p->stop);
     b->L = lua_newstate(box_alloc, b);
     if (!b->L) {
         box_free(b);
@@ -1216,6 +1477,7 @@ int policy_load(Policy **out, const char *path, const char *const *search_dirs, 
     p->seed = seed;
     p->mem_cap = POLICY_MEMORY_CAP;
     p->budget = POLICY_INSTRUCTION_BUDGET;
+    p->time_limit = POLICY_TIME_LIMIT_S;
     p->path = strdup(path);
     p->dirs = calloc((size_t)(n_dirs > 0 ? n_dirs : 1), sizeof *p->dirs);
     int bad = !p->path || !p->dirs;
@@ -1294,6 +1556,7 @@ int policy_call(Policy *p, const char *hook, PolicyView *v, const char *arg,
     b->acts = acts;
     b->max_acts = max_acts;
     b->n_acts = 0;
+    b->n_forks = 0;
     CallCtx c = { hook, arg };
     if (box_run(b, call_protected, &c, e) < 0) {
         *v = p->saved;
@@ -1317,6 +1580,18 @@ void policy_set_limits(Policy *p, size_t memory_bytes, long long instructions)
         p->mem_cap = p->box->cap = memory_bytes;
     if (instructions > 0)
         p->budget = p->box->budget = instructions;
+}
+
+void policy_set_time_limit(Policy *p, double seconds)
+{
+    if (seconds > 0)
+        p->time_limit = p->box->time_limit = seconds;
+}
+
+void policy_set_stop_flag(Policy *p, const atomic_int *flag)
+{
+    p->stop = flag;
+    watchdog_set_stop_flag(p->box->dog, flag);
 }
 
 const char *policy_name(const Policy *p)

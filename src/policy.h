@@ -35,6 +35,7 @@
 #ifndef MNEME_POLICY_H
 #define MNEME_POLICY_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "error.h"
@@ -42,6 +43,7 @@
 #define POLICY_MAX_LAYERS 72
 #define POLICY_MEMORY_CAP ((size_t)64 << 20)      /* bytes per Lua state */
 #define POLICY_INSTRUCTION_BUDGET 10000000LL      /* Lua instructions per call */
+#define POLICY_TIME_LIMIT_S 1.0   /* wall-clock seconds per call, whatever it calls */
 #define POLICY_MAX_ACTIONS 16     /* max_acts the run passes (mneme-policy(7) promises it) */
 
 /* One part of the model, in model order: embeddings, layer.0.., pooler,
@@ -76,6 +78,9 @@ typedef struct {
     double ewc_lambda;         /* read/write, >= 0 */
     PolicyMetrics metrics, baseline, best;
     long crossover_step;       /* -1: none (nil in Lua) */
+    int branch_limit;          /* > 0: at most this many branches open at
+                                * once (run:fork refuses beyond); 0: none */
+    int open_branches;         /* open now, the run itself included */
     int n_layers;
     PolicyLayer layers[POLICY_MAX_LAYERS];
 } PolicyView;
@@ -89,6 +94,8 @@ typedef struct {
     PolicyActionKind kind;
     char text[256];
     char overrides[512];
+    char refused[160];         /* a fork refused in the call (run:fork
+                                * returned nil and this): record, log */
 } PolicyAction;
 
 /* One change a hook made to the view, for events.jsonl: what is "lr",
@@ -116,9 +123,10 @@ int policy_reload(Policy *p, MnError *e);
 /* Calls hook ("setup", "on_step", "on_eval", "on_checkpoint" with the
  * path in arg) with v as `run`; a hook the policy lacks is a no-op. Up to
  * max_acts queued actions are copied to acts and counted in *n_acts.
- * Returns -1 on a runtime error, an exhausted instruction budget or the
- * memory cap, with "file:line: message" in e; the view is then restored
- * and *n_acts is 0. */
+ * Returns -1 on a runtime error, an exhausted instruction budget, the
+ * memory cap, the time limit or a stop (policy_set_stop_flag), with
+ * "file:line: message" in e; the view is then restored and *n_acts is 0.
+ * run:fork beyond v's branch_limit queues a fork carrying its refusal. */
 int policy_call(Policy *p, const char *hook, PolicyView *v, const char *arg,
                 PolicyAction *acts, int max_acts, int *n_acts, MnError *e);
 
@@ -130,6 +138,17 @@ int policy_set_param(Policy *p, const char *name, const char *value_text, MnErro
 /* Limits for the current state and later reloads (tests and the
  * experiment's policy keys); 0 keeps a limit as it is. */
 void policy_set_limits(Policy *p, size_t memory_bytes, long long instructions);
+
+/* The wall-clock limit of one call (tests; default POLICY_TIME_LIMIT_S):
+ * a watchdog thread stops the call at the next Lua instruction once it
+ * has passed. Library functions that loop in C refuse sizes that would
+ * keep one of them running for long (mneme-policy(7)). */
+void policy_set_time_limit(Policy *p, double seconds);
+
+/* Once *flag is non-zero (the run is quitting: a signal, q), a call ends
+ * within milliseconds with "stopped: the run is quitting". The flag outlives the policy; it is read from
+ * the watchdog's thread. */
+void policy_set_stop_flag(Policy *p, const atomic_int *flag);
 
 /* The name the policy gives itself (default: the file name without .lua),
  * its path, and its source text as loaded. */

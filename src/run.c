@@ -461,6 +461,8 @@ static void fill_view(Run *r, int with_drift)
     score_view(&v->baseline, base);
     score_view(&v->best, best);
     v->crossover_step = last ? last->crossover_step : -1;
+    v->branch_limit = r->hooks.open_branches ? r->hooks.max_branches : 0;
+    v->open_branches = r->hooks.open_branches ? r->hooks.open_branches(r->hooks.ctx) + r->hooks.making : 1;
     v->n_layers = m->n_groups < POLICY_MAX_LAYERS ? m->n_groups : POLICY_MAX_LAYERS;
     for (int g = 0; g < v->n_layers; g++) {
         PolicyLayer *l = &v->layers[g];
@@ -551,8 +553,15 @@ static int run_action(Run *r, const PolicyAction *a, int in_checkpoint_hook, MnE
         snprintf(ov, sizeof ov, "%s", a->overrides);
         json_object_set_new(ev, "overrides", json_string(a->overrides));
         int n = branch_split_overrides(ov, sets, 64);
-        /* A refused fork is the policy's mistake, not the run's: logged. */
-        if (run_fork(r, a->text, sets, n, "policy", &r->hooks, NULL, dir, sizeof dir, &why) < 0) {
+        /* A refused fork is the policy's mistake, not the run's: logged,
+         * on every frontend. Refused in the call: the policy was told. */
+        if (a->refused[0])
+            mn_fail(&why, "%s", a->refused);
+        /* the branch being made holds a place for the forks of its setup */
+        RunHooks h = r->hooks;
+        h.making++;
+        if (a->refused[0] ||
+            run_fork(r, a->text, sets, n, "policy", &h, NULL, dir, sizeof dir, &why) < 0) {
             json_object_set_new(ev, "refused", json_string(why.msg));
             logf_(r, "policy %s: fork %s refused: %s", policy_name(r->policy), a->text, why.msg);
             break;

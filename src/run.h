@@ -45,6 +45,13 @@ typedef struct {
      * may run it alongside. */
     void (*on_branch)(void *ctx, const Run *run, const char *dir);
     void *ctx;
+    /* With max_branches > 0, a policy's run:fork is refused (and told so)
+     * once open_branches(ctx) branches, the run included, are open. */
+    int max_branches;
+    int (*open_branches)(void *ctx);
+    int making;                /* branches being made, not yet open, that
+                                * hold their places (a branch's setup may
+                                * fork while it is made) */
 } RunHooks;
 
 struct Run {

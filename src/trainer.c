@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,9 @@ struct Trainer {
     TrainerOptions opt;
     int n_br, followed, turn, quit;
     int lost;                  /* a checkpoint at quit failed */
+    /* set by trainer_stop on the frontend's thread: a policy call in
+     * progress (its watchdog reads this) ends at once */
+    atomic_int stopping;
 };
 
 const char *trainer_state_name(TrainerState s)
@@ -169,6 +173,18 @@ static void hook_eval(void *ctx, const Run *r, const EvalRecord *rec)
 
 static void hook_branch(void *ctx, const Run *r, const char *dir);
 
+/* A branch being made (its setup may fork too) counts before it is
+ * adopted. */
+static int hook_open_branches(void *ctx)
+{
+    Branch *b = ctx;
+    const Trainer *t = b->t;
+    for (int i = 0; i < t->n_br; i++)
+        if (t->br[i] == b)
+            return t->n_br;
+    return t->n_br + 1;
+}
+
 static RunHooks hooks_for(Branch *b)
 {
     RunHooks h;
@@ -177,6 +193,8 @@ static RunHooks hooks_for(Branch *b)
     h.on_log = hook_log;
     h.on_branch = hook_branch;
     h.ctx = b;
+    h.max_branches = SNAP_BRANCHES;
+    h.open_branches = hook_open_branches;
     return h;
 }
 
@@ -203,6 +221,8 @@ static Branch *branch_new(Trainer *t, MnError *e)
 /* Takes a branch that branch_create left resumed in b->run. */
 static void adopt(Trainer *t, Branch *b, const char *parent, long step, int paused)
 {
+    if (b->run.policy)
+        policy_set_stop_flag(b->run.policy, &t->stopping);
     snprintf(b->parent, sizeof b->parent, "%s", parent);
     b->fork_step = step;
     b->paused = paused;
@@ -479,13 +499,17 @@ static void hook_branch(void *ctx, const Run *r, const char *dir)
     Branch *parent = ctx, *b;
     Trainer *t = parent->t;
     MnError e;
+    char line[1400];
+    /* told to every frontend, like the run's own lines */
     if (!(b = branch_new(t, &e))) {
-        branch_logf(parent, "the branch in %s is not opened here: %s", dir, e.msg);
+        snprintf(line, sizeof line, "error: the branch in %s does not run: %s", dir, e.msg);
+        hook_log(parent, line);
         return;
     }
     RunHooks h = hooks_for(b);
     if (run_resume(&b->run, dir, &h, &e) < 0) {
-        branch_logf(parent, "error: opening the branch in %s: %s", dir, e.msg);
+        snprintf(line, sizeof line, "error: opening the branch in %s: %s", dir, e.msg);
+        hook_log(parent, line);
         run_free(&b->run);
         free(b);
         return;
@@ -743,6 +767,8 @@ Trainer *trainer_open(const Experiment *x, const char *dir, Experiment *x_out,
         trainer_free(t);
         return NULL;
     }
+    if (b->run.policy)
+        policy_set_stop_flag(b->run.policy, &t->stopping);
     b->rate_steps = b->run.step;   /* a resumed run's steps are not this window's */
     if (!x) {
         blas_set_threads(b->run.x.threads);
@@ -854,6 +880,7 @@ int trainer_stop(Trainer *t)
 {
     Command q = { CMD_QUIT, 0, "", "" };
     int failed = 0;
+    atomic_store(&t->stopping, 1);
     trainer_post(t, &q);
     pthread_join(t->thread, NULL);
     for (int i = 0; i < t->n_br; i++)

@@ -393,6 +393,37 @@ static void test_actions(void)
     policy_free(p);
 }
 
+/* At the open-branch limit run:fork returns nil and why, and the action
+ * carries the refusal for the run to record and show. */
+static void test_fork_limit(void)
+{
+    Policy *p = load_text("forks.lua",
+        "return { on_step = function(run)\n"
+        "  local a, why_a = run:fork('one')\n"
+        "  local b, why_b = run:fork('two')\n"
+        "  run:log(tostring(a) .. ' ' .. tostring(why_a) .. ' / ' .. tostring(b) .. ' ' .. tostring(why_b))\n"
+        "end }\n");
+    PolicyView v;
+    if (!ok(p != NULL, "a forking policy loads"))
+        return;
+    make_view(&v);
+    int rc = call(p, "on_step", &v, NULL);
+    ok(rc == 0 && n_acts == 3 && !acts[0].refused[0] && !acts[1].refused[0] &&
+           !strcmp(acts[2].text, "true nil / true nil"),
+       "without a limit both forks are queued: %s", rc < 0 ? err.msg : acts[2].text);
+    make_view(&v);
+    v.branch_limit = 8;
+    v.open_branches = 7;
+    rc = call(p, "on_step", &v, NULL);
+    ok(rc == 0 && n_acts == 3 && !acts[0].refused[0] && acts[1].kind == POLICY_FORK &&
+           strstr(acts[1].refused, "at most 8 branches"),
+       "with one place left, the second fork is refused: %s", rc < 0 ? err.msg : acts[1].refused);
+    ok(rc == 0 && !strcmp(acts[2].text, "true nil / nil fork two refused: at most 8 branches can be open at once, "
+                                          "the run included"),
+       "and the policy is told: %s", rc < 0 ? err.msg : acts[2].text);
+    policy_free(p);
+}
+
 /* Each case writes lr first, so a restored view shows the error undid it. */
 static void test_checks(void)
 {
@@ -478,6 +509,24 @@ static void test_sandbox(void)
         { "load_text", "got 2 3" },
         { "bad_arg", "bad argument #1 to 'setmetatable'" },
         { "table_pcall", "memory limit exceeded" },
+        /* C functions the count hook cannot reach: refused sizes, or the
+         * wall-clock limit at the next instruction */
+        { "move_big", "table.move: range too large" },
+        { "move_loop", "instruction budget exceeded" },
+        { "sort_loop", "instruction budget exceeded" },
+        { "sort_big", "table.sort: at most" },
+        { "concat_index", "exceeded" },
+        { "concat_big", "table.concat: range too large" },
+        { "remove_len", "table.remove: range too large" },
+        { "pattern", "instruction budget exceeded" },
+        { "pattern_gsub", "instruction budget exceeded" },
+        { "plain_find", "instruction budget exceeded" },
+        { "pattern_loop", "instruction budget exceeded" },
+        { "pattern_pcall", "instruction budget exceeded" },
+        { "concat_op", "time limit exceeded" },
+        { "coroutine_op", "time limit exceeded" },
+        { "load_big", "at most 1048576 bytes" },
+        { "patterns_ok", "patterns fine" },
     };
     Policy *p = load_text("escape.lua",
         "local P = { params = { attack = 'none' } }\n"
@@ -520,6 +569,35 @@ static void test_sandbox(void)
         "A.load_text = function() local f = load('return 1 + 1'); local g = load('return x', 'g', 't', { x = 3 })\n"
         "  error('got ' .. f() .. ' ' .. g()) end\n"
         "A.bad_arg = function() setmetatable(1, {}) end\n"
+        "local big, sorted = {}, {}\n"
+        "for i = 1, 2e5 do sorted[i] = (i * 7919) % 200003 end\n"
+        "A.move_big = function() while true do table.move(big, 1, (1 << 24) - 2, 1, {}) end end\n"
+        "A.move_loop = function() while true do table.move(big, 1, (1 << 20) - 1, 1, {}) end end\n"
+        "A.sort_loop = function() while true do table.sort(sorted) end end\n"
+        "A.sort_big = function() table.sort(setmetatable({}, { __len = function() return 1e9 end })) end\n"
+        "A.concat_index = function() local t = setmetatable({}, { __index = function() return '' end })\n"
+        "  while true do table.concat(t, '', 1, 1e6) end end\n"
+        "A.concat_big = function() table.concat(setmetatable({}, { __index = type }), '', 1, 1e12) end\n"
+        "A.remove_len = function() table.remove(setmetatable({}, { __len = function() return 1e9 end }), 1) end\n"
+        "A.pattern = function() return string.find(string.rep('a', 40), string.rep('a?', 40) .. string.rep('a', 40)) end\n"
+        "A.pattern_gsub = function() return (string.rep('a', 5000)):gsub('.-.-.-b', '') end\n"
+        "A.plain_find = function() local s = string.rep('a', 1 << 23)\n"
+        "  return s:find(string.sub(s, 1, 1 << 22) .. 'b', 1, true) end\n"
+        "A.pattern_loop = function() local s = string.rep('a', 200)\n"
+        "  while true do s:find('(a*)(a*)b') end end\n"
+        "A.pattern_pcall = function() local s = string.rep('a', 40)\n"
+        "  while true do pcall(string.find, s, string.rep('a?', 40) .. s) end end\n"
+        "A.concat_op = function() local s = string.rep('x', 1 << 24); while true do local t = s .. 'y' end end\n"
+        "A.coroutine_op = function() coroutine.wrap(function() local s = string.rep('x', 1 << 24)\n"
+        "  while true do local t = s .. 'y' end end)() end\n"
+        "A.load_big = function() return load(string.rep(' ', 2 << 20)) end\n"
+        "A.patterns_ok = function() assert(('layer.12'):match('^layer%.(%d+)$') == '12')\n"
+        "  local n = 0; for w in string.rep('ab,', 300):gmatch('[^,]+') do n = n + 1 end; assert(n == 300)\n"
+        "  assert(select(2, string.rep('x=1 ', 50):gsub('(%w+)=(%w+)', '%2=%1')) == 50)\n"
+        "  local t = { 3, 1, 2 }; table.sort(t); assert(table.concat(t, ',') == '1,2,3')\n"
+        "  table.insert(t, 1, 0); assert(table.remove(t, 1) == 0 and #t == 3)\n"
+        "  local done; assert(load(function() if not done then done = true; return 'return 7' end end)() == 7)\n"
+        "  error('patterns fine') end\n"
         "function P.on_step(run)\n"
         "  assert(type(os.clock()) == 'number' and type(os.time()) == 'number')\n"
         "  assert(package.cpath == nil and string.dump == nil and collectgarbage('count') > 0)\n"
@@ -542,8 +620,9 @@ static void test_sandbox(void)
         int rc = call(p, "on_step", &v, NULL);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
-        ok(rc < 0 && strstr(err.msg, cases[i].msg) && strstr(err.msg, "escape.lua:") && v.lr == 1e-3,
-           "%s: refused with file:line (%.0f ms): %s", cases[i].attack, ms, rc < 0 ? err.msg : "no error");
+        /* the time limit is 1 s: whatever the attack, the call ends soon after */
+        ok(rc < 0 && strstr(err.msg, cases[i].msg) && strstr(err.msg, "escape.lua:") && v.lr == 1e-3 && ms < 2000,
+           "%s: refused with file:line within 2 s (%.0f ms): %s", cases[i].attack, ms, rc < 0 ? err.msg : "no error");
         policy_set_param(p, "attack", "none", &err);
         rc = call(p, "on_step", &v, NULL);
         ok(rc == 0 && v.lr == 0.123, "  and the policy is still usable: %s", rc < 0 ? err.msg : "yes");
@@ -739,6 +818,7 @@ int main(void)
     test_run_object();
     test_actions();
     test_checks();
+    test_fork_limit();
     test_sandbox();
     test_load_errors();
     test_reload();
