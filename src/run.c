@@ -1864,10 +1864,10 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
          * changed: starting over would overwrite the run. */
         if (shape_differs(&ck_cfg, &r->model.cfg, differs, sizeof differs)) {
             safetensors_free(&f);
+            mn_fail(e, "%s/experiment.cfg no longer matches the run's checkpoints (%s, in %s): "
+                    "restore it, or start a new run with --out", dir, differs, cks[i].name);
             free(cks);
-            return mn_fail(e, "%s/experiment.cfg no longer matches the run's checkpoints (%s, "
-                           "in %s): restore it, or start a new run with --out", dir, differs,
-                           cks[i].name);
+            return -1;
         }
         Phase p;
         rc = checkpoint_load(&f, &r->model, &r->opt, &st, &why);
