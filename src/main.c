@@ -245,7 +245,6 @@ static int cmd_replay(int argc, char **argv)
 static int cmd_default(int argc, char **argv)
 {
     char path[EXP_PATH];
-    char *args[2];
     RunArgs a;
     int rc;
     if (argc > 0) {
@@ -256,15 +255,26 @@ static int cmd_default(int argc, char **argv)
                 return usage_error("--resume takes a run folder only%s", "");
             return ui_main(NULL, a.resume, a.theme);
         }
-        return cmd_run(argc, argv);
+        if (a.experiment || a.resume)
+            return cmd_run(argc, argv);
     }
+    /* options alone (--theme, --out, --set) apply to the default experiment */
     if (find_data_file("experiments/demo.cfg", path, sizeof path) < 0) {
         fprintf(stderr, "mneme: experiments/demo.cfg not found (set MNEME_DATA to mneme's data folder)\n");
         return 2;
     }
+    char **args = malloc(((size_t)argc + 2) * sizeof *args);
+    if (!args) {
+        fprintf(stderr, "mneme: out of memory\n");
+        return 1;
+    }
     args[0] = path;
-    args[1] = NULL;
-    return cmd_run(1, args);
+    for (int i = 0; i < argc; i++)
+        args[i + 1] = argv[i];
+    args[argc + 1] = NULL;
+    rc = cmd_run(argc + 1, args);
+    free(args);
+    return rc;
 }
 
 static int cmd_bench(int argc, char **argv)

@@ -141,4 +141,10 @@ for cfg in "$MNEME_SRCDIR"/experiments/*.cfg "$MNEME_SRCDIR"/experiments/strateg
     ok $? "shipped experiment $n starts ($(head -c 200 "$TMP/err"))"
 done
 
+# Options alone apply to the default experiment, as mneme(1) says.
+(cd "$TMP" && "$MNEME" --headless --theme light --set seed=3 --out "$TMP/dflt" --quiet --stop-after 1 >/dev/null 2>"$TMP/err")
+ok $([ $? = 0 ] && ! contains "$TMP/err" "which experiment" && grep -q 'seed = 3' "$TMP/dflt/experiment.cfg" &&
+     grep -q '^name = "demo"' "$TMP/dflt/experiment.cfg"; echo $?) \
+   "mneme --theme/--set/--out with no experiment run the default one ($(head -c 120 "$TMP/err"))"
+
 done_testing
