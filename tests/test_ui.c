@@ -230,6 +230,23 @@ static void test_drift_and_loss(void)
     ok(canvas_has(&c, "1.2e-05   0.0312"), "60 columns, the narrowest: rate and drift still fit");
     canvas_free(&c);
 
+    /* a drift of 100 or more kept to the column: it used to run into the border */
+    s.groups[1].drift = 159.8918;
+    s.groups[2].drift = 3.2e5;
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    int r1 = canvas_has(&c, "  159.9"), r2 = canvas_has(&c, "3.2e+05");
+    char line[1024] = "";
+    if (r1)
+        canvas_row(&c, r1 - 1, line, sizeof line);
+    size_t ll = strlen(line);
+    ok(r1 && r2 && strstr(line, "159.9 ") != NULL && ll > 3 && strcmp(line + ll - 3, "│") == 0 &&
+       !canvas_has(&c, "159.89"),
+       "a drift of 159.89 shows as 159.9, 3.2e5 as 3.2e+05, inside the border (%s)", line);
+    canvas_free(&c);
+    s.groups[1].drift = 0.0312;
+    s.groups[2].drift = 1.25;
+
     canvas_init(&c, 100, 30, 1);
     screen_draw(&c, &s, &o);
     int loss = canvas_has(&c, "┌ training loss");

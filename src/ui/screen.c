@@ -437,7 +437,13 @@ static void draw_layers(Canvas *c, Rect r, const Snapshot *s)
         x += name_w + 1;
         if (drift_w && drift >= 0) {
             char num[32];
-            snprintf(num, sizeof num, "%.4f", drift);
+            /* seven characters whatever the size: the column is eight wide */
+            if (drift < 10.0)
+                snprintf(num, sizeof num, "%.4f", drift);
+            else if (drift < 1e4)
+                snprintf(num, sizeof num, "%.1f", drift);
+            else
+                snprintf(num, sizeof num, "%.1e", drift);
             canvas_text(c, drift_x, y, drift_w, num, EL_NORMAL);
         }
         if (!trainable) {
