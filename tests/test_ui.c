@@ -471,6 +471,23 @@ static void test_log_scroll(void)
     screen_draw(&c, &s, &o);
     ok(canvas_has(&c, "quit? checkpoint and quit: y / n") == 30, "the quit question shows in the footer");
     canvas_free(&c);
+    /* at 80 columns the keys used to run under it: "l losquit? ..." */
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    char foot[1024];
+    canvas_row(&c, 23, foot, sizeof foot);
+    const char *q = strstr(foot, "quit? checkpoint");
+    ok(q && q > foot && q[-1] == ' ' && strstr(foot, "q quit") && strstr(foot, "? help") &&
+       !strstr(foot, "l los") == !strstr(foot, "l loss"),
+       "80 columns: keys that fit, then the question, nothing drawn over (%s)", foot);
+    o.status = "diverged at finetune step 20 (training loss became -nan); rolled back to step 0 "
+               "(checkpoints/base.safetensors). Lower the learning rate and go on";
+    screen_draw(&c, &s, &o);
+    canvas_row(&c, 23, foot, sizeof foot);
+    ok(strncmp(foot, " diverged at finetune step 20", 29) == 0 && !strstr(foot, "q quit"),
+       "a message longer than the row takes all of it, from its start (%s)", foot);
+    o.status = NULL;
+    canvas_free(&c);
     snapshot_free(&s);
 }
 

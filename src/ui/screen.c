@@ -93,21 +93,37 @@ static void draw_footer(Canvas *c, Rect r, const Snapshot *s, const ScreenOption
 {
     char line[256];
     const char *sep = c->utf8 ? " \xc2\xb7 " : " | ";
+    const int has_status = o->status && *o->status;
+    const int n = has_status ? text_width(o->status) : 0;
     if (o->prompt) {
         fill_row(c, r, EL_NORMAL);
         canvas_put(c, r.x, r.y, ':', EL_NORMAL);
         canvas_text(c, r.x + 1, r.y, r.w - 1, o->prompt, EL_NORMAL);
-    } else {
-        /* as many keys as fit, and always help and quit */
-        const char *parts[] = {
-            s->state == TS_PAUSED ? "space resume" : "space pause", "c checkpoint",
-            ": command", "l loss", "e eval", "r reload",
-        };
-        char tail[64];
-        if (o->view == VIEW_LOSS)
-            parts[3] = "l accuracy";
-        snprintf(tail, sizeof tail, "? help%sq quit", sep);
-        int room = r.w - 1 - text_width(tail);
+        if (has_status) {
+            int x = r.x + r.w - n - 1, min = r.x + 2 + text_width(o->prompt);
+            canvas_text(c, x < min ? min : x, r.y, r.x + r.w - (x < min ? min : x), o->status,
+                        EL_PAUSED);
+        }
+        return;
+    }
+    /* A message has the right of the row (all of it when long); the keys
+     * get what is left, so the two are never drawn over each other. */
+    fill_row(c, r, EL_FOOTER);
+    int status_x = r.x + r.w - n - 1;
+    if (status_x < r.x + 1)
+        status_x = r.x + 1;
+    int room_all = has_status ? status_x - r.x - 3 : r.w - 1;
+    /* as many keys as fit, and always help and quit */
+    const char *parts[] = {
+        s->state == TS_PAUSED ? "space resume" : "space pause", "c checkpoint",
+        ": command", "l loss", "e eval", "r reload",
+    };
+    char tail[64];
+    if (o->view == VIEW_LOSS)
+        parts[3] = "l accuracy";
+    snprintf(tail, sizeof tail, "? help%sq quit", sep);
+    if (text_width(tail) <= room_all) {
+        int room = room_all - text_width(tail);
         size_t k = 0;
         line[0] = 0;
         for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
@@ -117,17 +133,10 @@ static void draw_footer(Canvas *c, Rect r, const Snapshot *s, const ScreenOption
             k += (size_t)snprintf(line + k, sizeof line - k, "%s%s", parts[i], sep);
         }
         snprintf(line + k, sizeof line - k, "%s", tail);
-        fill_row(c, r, EL_FOOTER);
-        canvas_text(c, r.x + 1, r.y, r.w - 1, line, EL_FOOTER);
+        canvas_text(c, r.x + 1, r.y, room_all, line, EL_FOOTER);
     }
-    if (o->status && *o->status) {
-        int n = (int)strlen(o->status);
-        int x = r.x + r.w - n - 1;
-        int min = o->prompt ? r.x + 2 + (int)strlen(o->prompt) : r.x + r.w / 2;
-        if (x < min)
-            x = min;
-        canvas_text(c, x, r.y, r.x + r.w - x, o->status, EL_PAUSED);
-    }
+    if (has_status)
+        canvas_text(c, status_x, r.y, r.x + r.w - status_x, o->status, EL_PAUSED);
 }
 
 /* ---- the plot ---- */
