@@ -577,9 +577,11 @@ static void apply_commands(Trainer *t)
             else {
                 record(b, "reload", NULL);
                 b->clean = 0;
-                if (run_policy_reload(&b->run, &e) == 0)
-                    branch_log(b, "policy reloaded");
-                else
+                /* the run says "policy NAME reloaded" itself */
+                if (run_policy_reload(&b->run, &e) == 0) {
+                    if (b->paused)
+                        branch_log(b, "the run stays paused: space goes on");
+                } else
                     branch_logf(b, "error: reload: %s", e.msg);
             }
             break;

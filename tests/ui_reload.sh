@@ -1,0 +1,44 @@
+#!/bin/sh
+# The workbench and a policy that fails: the run pauses with the error in
+# the footer; the fixed file reloaded with r is logged once, and the log
+# says the run stays paused until space.
+. "$MNEME_SRCDIR/tests/lib.sh"
+CFG="$MNEME_SRCDIR/tests/data/tiny.cfg"
+if ! command -v tmux >/dev/null 2>&1; then
+    echo "1..0 # SKIP tmux is not installed"
+    exit 0
+fi
+. "$MNEME_SRCDIR/tests/tmux.sh"
+cat >"$TMP/fails.lua" <<'LUA'
+local P = { name = "fails", params = {} }
+function P.on_step(run)
+  if run.step == 5 then error("boom at five") end
+end
+return P
+LUA
+cat >"$TMP/ui.sh" <<SH
+cd "$TMP"
+"$MNEME" "$CFG" --set finetune.policy="$TMP/fails.lua" --out "$TMP/run" 2>"$TMP/err"
+echo "mneme-exit=\$?"
+exec sleep 600
+SH
+ui_session 120 30 "$TMP/ui.sh"
+wait_for 60 "boom at five"
+rc=$?
+ok $rc "the policy's error is shown"
+show_pane_if $rc
+ok $(tail -1 "$TMP/pane" | grep -q "boom at five"; echo $?) "in the footer: $(tail -1 "$TMP/pane" | cut -c1-80)"
+sed -i 's/error("boom at five")/run:log("fine at five")/' "$TMP/fails.lua"
+T send-keys -t ui r
+wait_for 20 "space goes on"
+rc=$?
+ok $rc "after r: the log says the run stays paused until space"
+show_pane_if $rc
+ok $([ "$(grep -c 'reloaded' "$TMP/pane")" = 1 ] && grep -q "policy fails reloaded" "$TMP/pane"; echo $?) \
+   "the reload is logged once ($(grep -c reloaded "$TMP/pane") lines)"
+T send-keys -t ui Space
+wait_for 60 "finished"
+ok $? "space: the run goes on to the end"
+quit_ui "mneme-exit="
+ok $(grep -q "mneme-exit=0" "$TMP/pane"; echo $?) "and quits cleanly"
+done_testing
