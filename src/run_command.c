@@ -19,8 +19,12 @@ int run_set_lr(Run *r, double v, const char *source, char *msg, size_t n, MnErro
     snprintf(assign, sizeof assign, "finetune.lr=%.9g", v);
     int bad = experiment_set(copy, assign, e) < 0;
     free(copy);
-    if (bad)
+    if (bad) {
+        /* the check speaks of the command line's --set; here it is :set */
+        if (strncmp(e->msg, "--set ", 6) == 0)
+            memmove(e->msg, e->msg + 6, strlen(e->msg + 6) + 1);
         return mn_wrap(e, "set");
+    }
     double from = r->x.finetune.recipe.lr;
     r->x.finetune.recipe.lr = v;
     if (r->phase == PHASE_FINETUNE) {

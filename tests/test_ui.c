@@ -532,6 +532,12 @@ static void test_commands(void)
     ok(command_parse("eval", &uc, err, sizeof err) == 0 && uc.cmd.kind == CMD_EVALUATE, "eval");
     ok(command_parse("frobnicate", &uc, err, sizeof err) < 0 && strstr(err, "unknown command 'frobnicate'"),
        "an unknown command: %s", err);
+    ok(command_parse("frezee layer.0", &uc, err, sizeof err) < 0 && strstr(err, "did you mean freeze?"),
+       "a near miss is named: %s", err);
+    ok(command_parse("chekpoint", &uc, err, sizeof err) < 0 && strstr(err, "did you mean checkpoint?"),
+       "another near miss: %s", err);
+    ok(command_parse("set lr 2e-5", &uc, err, sizeof err) == 0 && uc.cmd.kind == CMD_SET_LR &&
+       near(uc.cmd.value, 2e-5), "set lr 2e-5: the short name fork accepts");
     ok(command_parse("set finetune.lr abc", &uc, err, sizeof err) < 0 && strstr(err, "'abc'"),
        "set with a bad number: %s", err);
     ok(command_parse("set finetune.lr -1", &uc, err, sizeof err) < 0, "a negative rate is refused");

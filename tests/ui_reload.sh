@@ -28,6 +28,10 @@ rc=$?
 ok $rc "the policy's error is shown"
 show_pane_if $rc
 ok $(tail -1 "$TMP/pane" | grep -q "boom at five"; echo $?) "in the footer: $(tail -1 "$TMP/pane" | cut -c1-80)"
+T send-keys -t ui ":set lr 50" Enter
+wait_for 20 "expected 0..10"
+ok $([ $? = 0 ] && ! grep -q -- "--set" "$TMP/pane"; echo $?) \
+   ":set lr 50 is refused in the workbench's words: $(grep -o 'set: finetune.lr[^│]*' "$TMP/pane" | head -1)"
 sed -i 's/error("boom at five")/run:log("fine at five")/' "$TMP/fails.lua"
 T send-keys -t ui r
 wait_for 20 "space goes on"

@@ -124,6 +124,49 @@ static int parse_fork(const char *line, UiCommand *out, char *err, size_t n)
     return 0;
 }
 
+/* Edit distance with transpositions (optimal string alignment), for "did
+ * you mean": short words only. */
+static int distance(const char *a, const char *b)
+{
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    int d[33][33];
+    if (la > 32 || lb > 32)
+        return 99;
+    for (int i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (int j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (int i = 1; i <= la; i++)
+        for (int j = 1; j <= lb; j++) {
+            int cost = a[i - 1] != b[j - 1];
+            int v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v)
+                v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[la][lb];
+}
+
+/* The command nearest to a mistyped name, when one is near enough. */
+static const char *nearest_command(const char *name)
+{
+    const char *best = NULL;
+    int best_d = 3;
+    for (int i = 0; i < command_count; i++) {
+        int dd = distance(name, command_table[i].name);
+        if (dd < best_d) {
+            best_d = dd;
+            best = command_table[i].name;
+        }
+    }
+    return best;
+}
+
 int command_parse(const char *line, UiCommand *out, char *err, size_t n)
 {
     char name[64], a1[128], a2[128], extra[16];
@@ -141,7 +184,11 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
     for (int i = 0; i < command_count; i++)
         known |= strcmp(name, command_table[i].name) == 0;
     if (!known) {
-        snprintf(err, n, "unknown command '%.60s' (tab completes)", name);
+        const char *near = nearest_command(name);
+        if (near)
+            snprintf(err, n, "unknown command '%.60s': did you mean %s?", name, near);
+        else
+            snprintf(err, n, "unknown command '%.60s' (tab completes)", name);
         return -1;
     }
     if (strcmp(name, "set") == 0) {
@@ -167,9 +214,11 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
             rest_after_two(line, out->cmd.text, sizeof out->cmd.text);
             return 0;
         }
+        /* the short names fork's KEY=VALUE accepts too */
         int ewc = strcmp(a1, "ewc.lambda") == 0 || strcmp(a1, "finetune.ewc.lambda") == 0;
-        if (strcmp(a1, "finetune.lr") != 0 && !ewc) {
-            snprintf(err, n, "set: finetune.lr, ewc.lambda and policy.NAME can change during a run, not '%.60s'", a1);
+        int lr = strcmp(a1, "finetune.lr") == 0 || strcmp(a1, "lr") == 0;
+        if (!lr && !ewc) {
+            snprintf(err, n, "set: finetune.lr (lr), ewc.lambda and policy.NAME can change during a run, not '%.60s'", a1);
             return -1;
         }
         double v = strtod(a2, &end);
