@@ -23,7 +23,11 @@ static int parse_layer_range(const char *tok, int n_layers, int *lo, int *hi, ch
     }
     if (*end)
         goto bad;
-    if (n_layers >= 0 && (a < 0 || b < a || b >= n_layers)) {
+    if (a >= 0 && b < a) {
+        snprintf(why, n, "layer.%s: a range goes upward (layer.%ld-%ld)", tok, b, a);
+        return -1;
+    }
+    if (n_layers >= 0 && (a < 0 || b >= n_layers)) {
         snprintf(why, n, "layer.%s: expected layers within 0..%d", tok, n_layers - 1);
         return -1;
     }

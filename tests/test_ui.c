@@ -551,6 +551,10 @@ static void test_commands(void)
        "unfreeze all");
     ok(command_parse("freeze layers.1", &uc, err, sizeof err) < 0 && strstr(err, "unknown part"),
        "freeze of an unknown part: %s", err);
+    ok(command_parse("freeze layer.1-0", &uc, err, sizeof err) < 0 && strstr(err, "goes upward (layer.0-1)") &&
+       !strstr(err, "63"), "a range backwards says so, not 'within 0..63': %s", err);
+    ok(command_parse("freeze layer.40", &uc, err, sizeof err) == 0,
+       "a layer beyond this model is the trainer's to refuse, with the model's range");
     ok(command_parse("freeze", &uc, err, sizeof err) < 0 && strstr(err, "which parts"),
        "freeze without parts: %s", err);
     ok(command_parse("set finetune.lr", &uc, err, sizeof err) < 0 && strstr(err, "usage"), "set without a value: usage");

@@ -239,7 +239,7 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
         while (isspace((unsigned char)*rest))
             rest++;
         /* The layer range is checked against the model by the trainer. */
-        if (!*rest || parts_parse(rest, MODEL_MAX_LAYERS, NULL, why, sizeof why) < 0) {
+        if (!*rest || parts_parse(rest, -1, NULL, why, sizeof why) < 0) {
             snprintf(err, n, "%s: %s", name, *rest ? why : "which parts? e.g. layer.0-1, embeddings, all");
             return -1;
         }
