@@ -285,8 +285,14 @@ static int setup(Run *r, const Experiment *x, const char *dir,
 static int enter_phase(Run *r, MnError *e)
 {
     Model *m = &r->model;
-    if (r->phase == PHASE_DONE)
-        return 0;
+    if (r->phase == PHASE_DONE) {
+        /* a finished run keeps its fine-tuning's length, epochs and
+         * schedule, so that it is shown (and reviewed) as it ended */
+        r->phase = PHASE_FINETUNE;
+        int rc = enter_phase(r, e);
+        r->phase = PHASE_DONE;
+        return rc;
+    }
     const TrainRecipe *rc = recipe(r);
     int task = phase_task(r);
     if (task == TASK_NEW)
@@ -427,7 +433,7 @@ static double group_drift(const Run *r, int g)
 
 double run_drift(const Run *r, int g)
 {
-    if (!r->anchor || r->phase != PHASE_FINETUNE || g < 0 || g >= r->model.n_groups)
+    if (!r->anchor || r->phase == PHASE_BASE || g < 0 || g >= r->model.n_groups)
         return -1.0;
     return group_drift(r, g);
 }
@@ -1892,6 +1898,9 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
         }
         apply_state(r, p, &st);
         r->elapsed_before = st.elapsed_s;
+        /* the rate of the last step taken, for what shows it before the next */
+        r->last_lr = r->lr_override ? (float)r->lr_value
+                                    : schedule_lr(&r->sched, r->step > 0 ? r->step - 1 : 0);
         rc = rewind_metrics(r, p, st.step, ck_metrics, e);
         free(ck_metrics);
         if (rc < 0 || open_metrics(r, "a", e) < 0)

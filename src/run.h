@@ -210,7 +210,7 @@ int run_save_state(Run *r, MnError *e);
 
 /* Relative L2 distance of group g's weights from the base fine-tuning
  * started from, ||θ_g − θ*_g|| / ||θ*_g|| (as summary.json's drift): a
- * pass over the group's weights. Negative outside the finetune phase. */
+ * pass over the group's weights. Negative before fine-tuning began. */
 double run_drift(const Run *r, int g);
 
 double run_elapsed(const Run *r);

@@ -45,4 +45,25 @@ wait_for 60 "finished"
 ok $? "space: the run goes on to the end"
 quit_ui "mneme-exit="
 ok $(grep -q "mneme-exit=0" "$TMP/pane"; echo $?) "and quits cleanly"
+
+# The finished run opened again: for review, drawn as it ended.
+total=$(jq -s 'map(select(.phase == "finetune")) | last | .step' "$TMP/run/metrics.jsonl")
+cat >"$TMP/review.sh" <<SH
+"$MNEME" --resume "$TMP/run"
+echo "mneme-exit=\$?"
+exec sleep 600
+SH
+ui_session 120 30 "$TMP/review.sh"
+wait_for 20 "here for review"
+rc=$?
+ok $rc "a finished run opens with a footer that says so and how to fork"
+show_pane_if $rc
+ok $(head -1 "$TMP/pane" | grep -q "step $total/$total · epoch 6.00 · finished"; echo $?) \
+   "header: its last step of its length, its epochs ($(head -1 "$TMP/pane" | cut -c1-70))"
+axis=$(grep -E '^│ +0 +[0-9]+ ' "$TMP/pane" | head -1 | tr -s ' │' ' ')
+ok $(echo "$axis" | grep -q ' 20 40 60 80 100 '; echo $?) "the step axis spans the run: $axis"
+ok $(grep -q 'layer.0 .*[1-9]\.[0-9]e-0[0-9] *[0-9]\.[0-9]' "$TMP/pane" && ! grep -q '0.0e+00' "$TMP/pane"; echo $?) \
+   "each layer shows its last rate and its drift, not zeros"
+quit_ui "mneme-exit="
+ok $(grep -q "mneme-exit=0" "$TMP/pane"; echo $?) "review ends cleanly"
 done_testing

@@ -488,6 +488,8 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             const SnapBranch *fb = snap.n_branches > 0 ? &snap.branches[snap.followed] : NULL;
             const char *why = fb && fb->state == TS_PAUSED && fb->error_pause && fb->message[0] ?
                               fb->message : NULL;
+            if (fb && fb->state == TS_FINISHED)
+                why = "finished: here for review; :fork NAME @STEP goes on from a checkpoint";
             opt.status = asking ? quit_question : prompt.status[0] ? prompt.status : why;
             screen_draw(&canvas, &snap, &opt);
             blit(&canvas, &shown, &theme, colour, repaint);
