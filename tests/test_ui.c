@@ -202,7 +202,7 @@ static void test_drift_and_loss(void)
 {
     Snapshot s;
     Canvas c;
-    ScreenOptions o = { VIEW_ACCURACY, NULL, NULL, 0, 0 };
+    ScreenOptions o = { .view = VIEW_ACCURACY };
     fake_snapshot(&s);
     canvas_init(&c, 80, 24, 1);
     screen_draw(&c, &s, &o);
@@ -285,7 +285,7 @@ static void test_deep_model(void)
 {
     Snapshot s;
     Canvas c;
-    ScreenOptions o = { VIEW_ACCURACY, NULL, NULL, 0, 0 };
+    ScreenOptions o = { .view = VIEW_ACCURACY };
     fake_snapshot(&s);
     int n = 0;
     snprintf(s.groups[n].name, sizeof s.groups[n].name, "embeddings");
@@ -346,7 +346,7 @@ static void test_screen(void)
 {
     Snapshot s;
     Canvas c;
-    ScreenOptions o = { VIEW_ACCURACY, NULL, NULL, 0, 0 };
+    ScreenOptions o = { .view = VIEW_ACCURACY };
     fake_snapshot(&s);
 
     canvas_init(&c, 80, 24, 1);
@@ -381,8 +381,31 @@ static void test_screen(void)
     o.help = 1;
     canvas_init(&c, 80, 24, 1);
     screen_draw(&c, &s, &o);
-    ok(canvas_has(&c, "help: keys and :commands") && canvas_has(&c, ":set KEY VALUE") &&
-       canvas_has(&c, "checkpoint and quit"), "?: help lists the keys and the command table");
+    ok(canvas_has(&c, "help (more below)") && canvas_has(&c, "? or Esc closes") &&
+       canvas_has(&c, "space") && canvas_has(&c, "checkpoint and quit (asks"),
+       "?: at 80x24 the help page starts with the keys, says there is more and how to close it");
+    int max = screen_help_scroll_max(80, 24);
+    o.help_scroll = max;
+    screen_draw(&c, &s, &o);
+    ok(max > 0 && canvas_has(&c, "help (more above)") && canvas_has(&c, ":quit") &&
+       canvas_has(&c, ":fork NAME [@STEP] [KEY=VALUE]...") &&
+       canvas_has(&c, "branch the run (now, or at a checkpoint's step)") && canvas_has(&c, "with other settings"),
+       "scrolled to its end (%d rows): every command, a long usage whole on a row of its own", max);
+
+    int seen_all = 1;
+    for (int i = 0; i < command_count; i++) {
+        char want[64];
+        snprintf(want, sizeof want, ":%s", command_table[i].name);
+        int found = 0;
+        for (int sc = 0; sc <= max && !found; sc++) {
+            o.help_scroll = sc;
+            screen_draw(&c, &s, &o);
+            found = canvas_has(&c, want) != 0;
+        }
+        seen_all &= found;
+    }
+    ok(seen_all, "scrolling shows every one of the %d commands", command_count);
+    o.help_scroll = 0;
     canvas_free(&c);
     o.help = 0;
     o.prompt = "set finetune.lr 1e-5";
@@ -436,7 +459,7 @@ static void test_log_scroll(void)
 {
     Snapshot s;
     Canvas c;
-    ScreenOptions o = { VIEW_ACCURACY, NULL, NULL, 0, 0 };
+    ScreenOptions o = { .view = VIEW_ACCURACY };
     fake_snapshot(&s);
     s.n_log = 0;
     for (int i = 0; i < 40; i++) {
@@ -663,7 +686,7 @@ static void test_branches(void)
        near(f.combined, 0.7) && f.crossover == 60, "a branch's figures: last evaluation, forgetting, combined");
     ok(branch_best(&s) == 1, "the best trade-off is the lowest combined metric");
 
-    ScreenOptions o = { VIEW_ACCURACY, NULL, NULL, 0, 0 };
+    ScreenOptions o = { .view = VIEW_ACCURACY };
     canvas_init(&c, 100, 30, 1);
     screen_draw(&c, &s, &o);
     ok(canvas_has(&c, "tiny · lower · finetune") == 1, "the header names the followed branch");

@@ -66,4 +66,33 @@ ok $(grep -q 'layer.0 .*[1-9]\.[0-9]e-0[0-9] *[0-9]\.[0-9]' "$TMP/pane" && ! gre
    "each layer shows its last rate and its drift, not zeros"
 quit_ui "mneme-exit="
 ok $(grep -q "mneme-exit=0" "$TMP/pane"; echo $?) "review ends cleanly"
+
+# Help at 80x24: a modal page that scrolls; keys do not reach the run.
+cat >"$TMP/help.sh" <<SH
+"$MNEME" "$CFG" --set finetune.epochs=3000 --out "$TMP/help"
+echo "mneme-exit=\$?"
+exec sleep 600
+SH
+ui_session 80 24 "$TMP/help.sh"
+wait_until 30 sh -c "head -1 '$TMP/pane' | grep -q 'finetune'"
+T send-keys -t ui '?'
+wait_for 10 "help (more below)"
+rc=$?
+ok $rc "? opens the help page, which says there is more"
+show_pane_if $rc
+ok $(grep -q "? or Esc closes" "$TMP/pane"; echo $?) "and how to close it"
+T send-keys -t ui Space
+sleep 0.5
+T send-keys -t ui End
+wait_for 10 "help (more above)"
+rc=$?
+ok $([ $rc = 0 ] && grep -q ':quit' "$TMP/pane" && grep -q ':fork NAME \[@STEP\] \[KEY=VALUE\]\.\.\.' "$TMP/pane"; echo $?) \
+   "End scrolls to the last commands, whole"
+show_pane_if $rc
+ok $(head -1 "$TMP/pane" | grep -q "running"; echo $?) "space inside the help did not pause the run"
+T send-keys -t ui q
+wait_until 10 sh -c "! grep -q 'help (more' '$TMP/pane'"
+ok $([ $? = 0 ] && ! grep -q "quit?" "$TMP/pane"; echo $?) "q closes the help, and does not ask to quit"
+quit_ui "mneme-exit="
+ok $(grep -q "mneme-exit=0" "$TMP/pane"; echo $?) "then q quits as usual"
 done_testing

@@ -593,27 +593,119 @@ static const struct {
     { "q", "checkpoint and quit (asks: y / n)" },
 };
 
-static void draw_help(Canvas *c, Rect area)
+/* One row of the help page: a key or a command's usage (titled), then
+ * what it does at column at. */
+typedef struct {
+    char key[64];
+    char text[256];
+    int at;
+} HelpRow;
+
+#define HELP_ROWS 128
+
+/* The help page laid out for an inner width w: a usage too long for its
+ * column gets a row of its own, and text wraps at word boundaries. */
+static int help_rows(int w, HelpRow *rows)
 {
-    int n = (int)(sizeof keys / sizeof keys[0]);
-    Rect r = { area.x + 2, area.y + 1, area.w - 4, n + command_count + 3 };
-    if (r.h > area.h - 1)
-        r.h = area.h - 1;
+    int n = 0;
+    const int n_keys = (int)(sizeof keys / sizeof keys[0]);
+    for (int i = 0; i < n_keys + 1 + command_count && n < HELP_ROWS - 8; i++) {
+        char key[64];
+        const char *text;
+        int col;
+        if (i < n_keys) {
+            snprintf(key, sizeof key, "%s", keys[i].key);
+            text = keys[i].help;
+            col = 12;
+        } else if (i == n_keys) {
+            rows[n].key[0] = rows[n].text[0] = 0;
+            rows[n++].at = 0;
+            continue;
+        } else {
+            const CommandInfo *ci = &command_table[i - n_keys - 1];
+            snprintf(key, sizeof key, ":%s%s%s", ci->name, ci->args[0] ? " " : "", ci->args);
+            text = ci->help;
+            col = 25;
+        }
+        if (col > w / 2)
+            col = 4;
+        int own_row = text_width(key) + 1 > col;
+        snprintf(rows[n].key, sizeof rows[n].key, "%s", key);
+        rows[n].text[0] = 0;
+        rows[n].at = col;
+        if (own_row)
+            n++;
+        /* the text, wrapped to w - col */
+        int room = w - col;
+        if (room < 8)
+            room = 8;
+        const char *p = text;
+        int first = !own_row;
+        while (*p && n < HELP_ROWS) {
+            int len = (int)strlen(p);
+            int take = len;
+            if (take > room) {
+                take = room;
+                while (take > 0 && p[take] != ' ')
+                    take--;
+                if (take == 0)
+                    take = room;
+            }
+            if (!first) {
+                rows[n].key[0] = 0;
+                rows[n].at = col;
+            }
+            snprintf(rows[n].text, sizeof rows[n].text, "%.*s", take, p);
+            n++;
+            first = 0;
+            p += take;
+            while (*p == ' ')
+                p++;
+        }
+    }
+    return n;
+}
+
+static Rect help_rect(Rect area)
+{
+    return area;
+}
+
+int screen_help_scroll_max(int w, int h)
+{
+    HelpRow rows[HELP_ROWS];
+    Rect r = help_rect((Rect){ 0, 1, w, h - 2 });
+    int n = help_rows(r.w - 4, rows);
+    int shown = r.h - 2;
+    return n > shown ? n - shown : 0;
+}
+
+/* A page of its own over everything but the header and footer: it scrolls,
+ * and its border says how to move and close it. */
+static void draw_help(Canvas *c, Rect area, int scroll)
+{
+    HelpRow rows[HELP_ROWS];
+    Rect r = help_rect(area);
+    int n = help_rows(r.w - 4, rows), shown = r.h - 2;
+    if (scroll > n - shown)
+        scroll = n - shown;
+    if (scroll < 0)
+        scroll = 0;
     for (int y = r.y; y < r.y + r.h; y++)
         for (int x = r.x; x < r.x + r.w; x++)
             canvas_put(c, x, y, ' ', EL_NORMAL);
-    canvas_box(c, r, "help: keys and :commands", EL_BORDER);
-    int y = r.y + 1;
-    for (int i = 0; i < n && y < r.y + r.h - 1; i++, y++) {
-        canvas_text(c, r.x + 2, y, 10, keys[i].key, EL_TITLE);
-        canvas_text(c, r.x + 12, y, r.w - 14, keys[i].help, EL_NORMAL);
-    }
-    y++;
-    for (int i = 0; i < command_count && y < r.y + r.h - 1; i++, y++) {
-        char usage[64];
-        snprintf(usage, sizeof usage, ":%s %s", command_table[i].name, command_table[i].args);
-        canvas_text(c, r.x + 2, y, 22, usage, EL_TITLE);
-        canvas_text(c, r.x + 25, y, r.w - 27, command_table[i].help, EL_NORMAL);
+    char title[128];
+    const char *more = scroll + shown < n ? (scroll > 0 ? " (more above and below)" : " (more below)")
+                                          : scroll > 0 ? " (more above)" : "";
+    snprintf(title, sizeof title, "help%s: %s scroll, ? or Esc closes", more,
+             c->utf8 ? "\xe2\x86\x91\xe2\x86\x93 PgUp PgDn" : "up/down PgUp PgDn");
+    canvas_box(c, r, title, EL_BORDER);
+    for (int i = 0; i < shown && scroll + i < n; i++) {
+        const HelpRow *h = &rows[scroll + i];
+        int y = r.y + 1 + i;
+        canvas_text(c, r.x + 2, y, r.w - 4, h->key, EL_TITLE);
+        if (h->text[0])
+            canvas_text(c, r.x + 2 + h->at, y, r.w - 4 - h->at, h->text, EL_NORMAL);
     }
 }
 
@@ -674,6 +766,6 @@ void screen_draw(Canvas *c, const Snapshot *s, const ScreenOptions *o)
     draw_footer(c, l.footer, s, o);
     if (o->help) {
         Rect area = { 0, 1, c->w, c->h - 2 };
-        draw_help(c, area);
+        draw_help(c, area, o->help_scroll);
     }
 }

@@ -28,11 +28,15 @@ typedef struct {
     PlotView view;
     const char *status;        /* a frontend message for the footer, or NULL */
     const char *prompt;        /* the `:` line being typed, or NULL */
-    int help;                  /* show the keys and commands over the plot */
+    int help;                  /* show the keys and commands, a page of their own */
     int log_scroll;            /* log lines scrolled back from the newest;
                                 * 0 follows the log */
+    int help_scroll;           /* help rows scrolled past */
 
 } ScreenOptions;
+
+/* How far the help page of a w×h terminal scrolls. */
+int screen_help_scroll_max(int w, int h);
 
 /* The log lines the layout's log panel shows for a w×h terminal. */
 int screen_log_rows(int w, int h, int n_groups);

@@ -280,7 +280,7 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
     Experiment resumed;
     Snapshot snap;
     Canvas canvas = { 0 }, shown = { 0 };
-    ScreenOptions opt = { VIEW_ACCURACY, NULL, NULL, 0, 0 };
+    ScreenOptions opt = { .view = VIEW_ACCURACY };
     SCREEN *scr;
     struct sigaction sa;
     int colour, status = 0, utf8, dirty = 1, asking = 0, hangup = 0;
@@ -371,6 +371,31 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             say(&prompt, "quit cancelled");
             ch = ERR;
         }
+        if (opt.help && ch != ERR && ch != KEY_RESIZE) {
+            /* the help page is modal: it scrolls and closes, and nothing
+             * reaches the run underneath */
+            int max = screen_help_scroll_max(COLS, LINES);
+            if (ch == '?' || ch == 27 || ch == 'q' || ch == 'Q' || ch == '\n' || ch == '\r')
+                opt.help = 0;
+            else if (ch == KEY_DOWN || ch == 'j')
+                opt.help_scroll++;
+            else if (ch == KEY_UP || ch == 'k')
+                opt.help_scroll--;
+            else if (ch == KEY_NPAGE || ch == ' ')
+                opt.help_scroll += LINES > 6 ? LINES - 6 : 1;
+            else if (ch == KEY_PPAGE)
+                opt.help_scroll -= LINES > 6 ? LINES - 6 : 1;
+            else if (ch == KEY_HOME)
+                opt.help_scroll = 0;
+            else if (ch == KEY_END)
+                opt.help_scroll = max;
+            if (opt.help_scroll > max)
+                opt.help_scroll = max;
+            if (opt.help_scroll < 0)
+                opt.help_scroll = 0;
+            dirty = 1;
+            ch = ERR;
+        }
         if (prompt.active && ch != ERR && ch != KEY_RESIZE) {
             if (prompt_key(&prompt, ch, t, &theme, &colour, &repaint, &opt))
                 break;
@@ -415,7 +440,8 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             dirty = 1;
             break;
         case '?':
-            opt.help = !opt.help;
+            opt.help = 1;
+            opt.help_scroll = 0;
             dirty = 1;
             break;
         case 27:
