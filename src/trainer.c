@@ -128,9 +128,26 @@ static void post_logf(Trainer *t, const char *fmt, ...)
     post_log(t, line);
 }
 
+/* Every line about a run also goes to its folder's log.txt, whole: the
+ * screen keeps the last few hundred, and cuts what does not fit. */
+static void log_to_file(const Run *r, const char *line)
+{
+    char path[4200], stamped[4096];
+    if (!r->dir[0])
+        return;
+    snprintf(path, sizeof path, "%s/log.txt", r->dir);
+    FILE *f = fopen(path, "a");
+    if (!f)
+        return;            /* the log is a convenience: training goes on */
+    stamp(stamped, sizeof stamped, line);
+    fprintf(f, "%s\n", stamped);
+    fclose(f);
+}
+
 /* A line about branch b: named when the family has more than one. */
 static void branch_log(Branch *b, const char *line)
 {
+    log_to_file(&b->run, line);
     if (b->t->n_br > 1)
         post_logf(b->t, "[%s] %s", b->run.branch, line);
     else

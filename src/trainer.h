@@ -47,7 +47,7 @@ typedef struct {
 
 #define SNAP_GROUPS 64
 #define SNAP_LOG 256
-#define SNAP_LINE 200
+#define SNAP_LINE 400
 
 typedef struct {
     char name[48];

@@ -88,6 +88,8 @@ SH
     show_pane_if $rc
     ok $(grep -q "paused" "$TMP/pane" && tail -3 "$TMP/pane" | grep -q "diverged"; echo $?) \
        "paused, with the reason in the footer: $(tail -3 "$TMP/pane" | grep -o 'diverged[^.]*' | head -1)"
+    ok $(grep -q "rolled back to step 0 (checkpoints/base.safetensors). Lower the learning rate .*mneme fork $TMP/ui --name NAME --at 0" \
+         "$TMP/ui/log.txt"; echo $?) "log.txt in the run folder holds the whole message, which the screen cuts"
     T send-keys -t ui ":set finetune.lr 0.001" Enter
     sleep 0.5
     T send-keys -t ui Space

@@ -514,6 +514,32 @@ static void test_log_scroll(void)
     snapshot_free(&s);
 }
 
+/* A long log line wraps instead of being cut at the panel's edge. */
+static void test_log_wrap(void)
+{
+    Snapshot s;
+    Canvas c;
+    ScreenOptions o = { .view = VIEW_ACCURACY };
+    fake_snapshot(&s);
+    snapshot_log(&s, "12:00:01 [withpol] paused: policies/freeze.lua:9: attempt to index a nil "
+                     "value (field 'layers') in on_eval, cut before");
+    canvas_init(&c, 80, 30, 1);
+    screen_draw(&c, &s, &o);
+    int y1 = canvas_has(&c, "[withpol] paused: policies/freeze.lua:9:");
+    int y2 = canvas_has(&c, "(field 'layers') in on_eval, cut before");
+    ok(y1 && y2 && y2 == y1 + 1, "80x30: a long log line wraps onto the next row, at a blank (rows %d, %d)",
+       y1, y2);
+    char row[1024];
+    if (y2)
+        canvas_row(&c, y2 - 1, row, sizeof row);
+    ok(y2 && strncmp(row, "│          ", strlen("│          ")) == 0,
+       "the wrapped part is indented past the time stamp");
+    ok(canvas_has(&c, "eval finetune step 100") && y1 > canvas_has(&c, "eval finetune step 100"),
+       "the line before it still shows, above it");
+    canvas_free(&c);
+    snapshot_free(&s);
+}
+
 static void test_themes(void)
 {
     Theme t;
@@ -726,6 +752,7 @@ int main(void)
     test_drift_and_loss();
     test_deep_model();
     test_screen();
+    test_log_wrap();
     test_themes();
     test_log_scroll();
     return tap_done();

@@ -32,6 +32,11 @@ T send-keys -t ui ":set lr 50" Enter
 wait_for 20 "expected 0..10"
 ok $([ $? = 0 ] && ! grep -q -- "--set" "$TMP/pane"; echo $?) \
    ":set lr 50 is refused in the workbench's words: $(grep -o 'set: finetune.lr[^│]*' "$TMP/pane" | head -1)"
+ok $(tail -1 "$TMP/pane" | grep -q "error: set: finetune.lr: expected 0..10"; echo $?) \
+   "the error stays in the footer: $(tail -1 "$TMP/pane" | sed 's/  */ /g')"
+sleep 2.5
+T capture-pane -p -t ui >"$TMP/pane"
+ok $(tail -1 "$TMP/pane" | grep -q "expected 0..10"; echo $?) "still there seconds later, until a key"
 sed -i 's/error("boom at five")/run:log("fine at five")/' "$TMP/fails.lua"
 T send-keys -t ui r
 wait_for 20 "space goes on"

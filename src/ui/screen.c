@@ -551,9 +551,53 @@ int screen_log_clamp(int scroll, int n_log, int rows)
     return scroll < 0 ? 0 : scroll > max ? max : scroll;
 }
 
+/* The byte after the first n cells of s. */
+static const char *skip_cells(const char *s, int n)
+{
+    for (; *s && n > 0; n--)
+        do
+            s++;
+        while (((unsigned char)*s & 0xC0) == 0x80);
+    return s;
+}
+
+/* One row's worth of p at room cells: up to the last blank that fits (a
+ * word is only split when it is longer than half the row). Sets *cells. */
+static const char *wrap_next(const char *p, int room, int *cells)
+{
+    const char *end = skip_cells(p, room);
+    if (*end && *end != ' ') {
+        const char *b = end;
+        while (b > p && b[-1] != ' ')
+            b--;
+        if (b > p && text_width(p) - text_width(b) <= room / 2)
+            end = b;
+    }
+    char seg[SNAP_LINE];
+    snprintf(seg, sizeof seg, "%.*s", (int)(end - p), p);
+    *cells = text_width(seg);
+    return end;
+}
+
+/* Rows a log line takes at width w: it wraps, the rows after the first
+ * indented past its time stamp. */
+#define LOG_INDENT 9
+static int log_line_rows(const char *line, int w)
+{
+    int rows = 0, cells;
+    for (const char *p = line; *p; rows++) {
+        p = wrap_next(p, rows ? w - LOG_INDENT : w, &cells);
+        while (*p == ' ')
+            p++;
+        if (w - LOG_INDENT < 4)
+            return 1;
+    }
+    return rows ? rows : 1;
+}
+
 static void draw_log(Canvas *c, Rect r, const Snapshot *s, int scroll)
 {
-    int rows = r.h - 2;
+    int rows = r.h - 2, w = r.w - 4;
     char title[96];
     scroll = screen_log_clamp(scroll, s->n_log, rows);
     if (scroll > 0)
@@ -561,16 +605,36 @@ static void draw_log(Canvas *c, Rect r, const Snapshot *s, int scroll)
     else
         snprintf(title, sizeof title, "log");
     canvas_box(c, r, title, EL_BORDER);
-    int last = s->n_log - scroll;
-    int first = last > rows ? last - rows : 0;
-    for (int i = first; i < last; i++) {
+    /* the newest lines that fit, each whole when it can be: a long line
+     * wraps instead of being cut at the border */
+    int last = s->n_log - scroll, first = last, used = 0;
+    while (first > 0 && used + log_line_rows(s->log[first - 1], w) <= rows)
+        used += log_line_rows(s->log[--first], w);
+    if (first == last && last > 0)
+        first = last - 1;          /* one line taller than the panel: its start */
+    int y = r.y + 1;
+    for (int i = first; i < last && y < r.y + 1 + rows; i++) {
         const char *line = s->log[i];
         Element el = EL_LOG;
         if (strstr(line, "error"))
             el = EL_ERROR;
         else if (strstr(line, "warning") || strstr(line, "paused"))
             el = EL_WARN;
-        canvas_text(c, r.x + 2, r.y + 1 + (i - first), r.w - 4, line, el);
+        const char *p = line;
+        int x = r.x + 2, room = w, cells;
+        while (*p && y < r.y + 1 + rows) {
+            const char *next = wrap_next(p, room, &cells);
+            canvas_text(c, x, y++, cells, p, el);
+            p = next;
+            while (*p == ' ')
+                p++;
+            x = r.x + 2 + LOG_INDENT;
+            room = w - LOG_INDENT;
+            if (room < 4)
+                break;
+        }
+        if (!*line)
+            y++;
     }
 }
 

@@ -286,6 +286,7 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
     int colour, status = 0, utf8, dirty = 1, asking = 0, hangup = 0;
     int repaint = 1;           /* the next blit copies every cell */
     unsigned long logged = 0;  /* snap.n_logged when last seen */
+    char error[SNAP_LINE] = "";  /* the last error logged, until a key dismisses it */
     double last_draw = 0;
 
     if (!usable_terminal())
@@ -357,6 +358,10 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
         memset(&cmd, 0, sizeof cmd);
         if (stop_signal)
             break;
+        if (ch != ERR && ch != KEY_RESIZE && error[0]) {
+            error[0] = 0;
+            dirty = 1;
+        }
         if (ch == ERR && terminal_gone(err)) {
             /* as SIGHUP: checkpoint, restore, exit */
             hangup = 1;
@@ -490,6 +495,13 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
                 opt.log_scroll = screen_log_clamp(
                     opt.log_scroll + (int)(snap.n_logged - logged), snap.n_log,
                     screen_log_rows(COLS, LINES, snap.n_groups));
+            /* an error among the new lines stays in the footer: the log
+             * scrolls it away in seconds */
+            unsigned long fresh = snap.n_logged - logged;
+            for (int i = fresh < (unsigned long)snap.n_log ? snap.n_log - (int)fresh : 0;
+                 i < snap.n_log; i++)
+                if (strstr(snap.log[i], "error"))
+                    snprintf(error, sizeof error, "%s", snap.log[i] + (strlen(snap.log[i]) > 9 ? 9 : 0));
             logged = snap.n_logged;
             dirty |= 2;        /* new data: at the slower rate */
         }
@@ -516,7 +528,8 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
                               fb->message : NULL;
             if (fb && fb->state == TS_FINISHED)
                 why = "finished: here for review; :fork NAME @STEP goes on from a checkpoint";
-            opt.status = asking ? quit_question : prompt.status[0] ? prompt.status : why;
+            opt.status = asking ? quit_question : prompt.status[0] ? prompt.status :
+                         error[0] ? error : why;
             screen_draw(&canvas, &snap, &opt);
             blit(&canvas, &shown, &theme, colour, repaint);
             repaint = 0;
