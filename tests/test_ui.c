@@ -540,6 +540,43 @@ static void test_log_wrap(void)
     snapshot_free(&s);
 }
 
+/* L: the log as a page of its own, whole lines, both ways, errors alone. */
+static void test_log_page(void)
+{
+    Snapshot s;
+    Canvas c;
+    ScreenOptions o = { .view = VIEW_ACCURACY, .log_page = 1 };
+    fake_snapshot(&s);
+    for (int i = 0; i < 40; i++) {
+        char line[128];
+        snprintf(line, sizeof line, "12:00:%02d entry %02d", i % 60, i);
+        snapshot_log(&s, line);
+    }
+    snapshot_log(&s, "12:01:00 error: set: finetune.lr: expected 0..10, got 50");
+    snapshot_log(&s, "12:01:01 a line far longer than the screen, whose end is found by scrolling "
+                     "right: ........................................................ THE END");
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "log: 43 lines") && canvas_has(&c, "L or Esc closes") &&
+       canvas_has(&c, "entry 39") && canvas_has(&c, "error: set: finetune.lr") && !canvas_has(&c, "THE END"),
+       "L: a page of the newest lines, cut at the right edge");
+    o.log_page_x = 80;
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "THE END") != 0, "scrolled right: the end of the long line");
+    o.log_page_x = 0;
+    o.log_page_scroll = 100;
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "eval finetune step 100") && canvas_has(&c, "entry 00") && !canvas_has(&c, "entry 39"),
+       "scrolled back: the oldest lines");
+    o.log_page_scroll = 0;
+    o.log_page_errors = 1;
+    screen_draw(&c, &s, &o);
+    ok(canvas_has(&c, "log (errors): 1 line") && canvas_has(&c, "error: set: finetune.lr") &&
+       !canvas_has(&c, "entry 39"), "e: the errors alone");
+    canvas_free(&c);
+    snapshot_free(&s);
+}
+
 static void test_themes(void)
 {
     Theme t;
@@ -753,6 +790,7 @@ int main(void)
     test_deep_model();
     test_screen();
     test_log_wrap();
+    test_log_page();
     test_themes();
     test_log_scroll();
     return tap_done();

@@ -37,6 +37,16 @@ ok $(tail -1 "$TMP/pane" | grep -q "error: set: finetune.lr: expected 0..10"; ec
 sleep 2.5
 T capture-pane -p -t ui >"$TMP/pane"
 ok $(tail -1 "$TMP/pane" | grep -q "expected 0..10"; echo $?) "still there seconds later, until a key"
+T send-keys -t ui L
+wait_for 10 "L or Esc closes"
+ok $? "L opens the log as a page"
+T send-keys -t ui e
+wait_for 10 "log (errors)"
+ok $([ $? = 0 ] && grep -q "error: set: finetune.lr" "$TMP/pane" && ! grep -q "resumed\|run folder" "$TMP/pane"; echo $?) \
+   "e shows the errors alone"
+T send-keys -t ui L
+wait_until 10 sh -c "! grep -q 'L or Esc closes' '$TMP/pane'"
+ok $? "L closes it"
 sed -i 's/error("boom at five")/run:log("fine at five")/' "$TMP/fails.lua"
 T send-keys -t ui r
 wait_for 20 "space goes on"

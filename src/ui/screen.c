@@ -638,6 +638,56 @@ static void draw_log(Canvas *c, Rect r, const Snapshot *s, int scroll)
     }
 }
 
+/* ---- the log page (L) ---- */
+
+static int is_error_line(const char *line)
+{
+    return strstr(line, "error") != NULL || strstr(line, "refused") != NULL ||
+           strstr(line, "diverged") != NULL || strstr(line, "failed") != NULL;
+}
+
+int screen_log_page_lines(const Snapshot *s, int errors_only)
+{
+    int n = 0;
+    for (int i = 0; i < s->n_log; i++)
+        n += !errors_only || is_error_line(s->log[i]);
+    return n;
+}
+
+/* Every line kept, whole: it scrolls both ways, and can show the errors
+ * alone. */
+static void draw_log_page(Canvas *c, Rect r, const Snapshot *s, const ScreenOptions *o)
+{
+    int rows = r.h - 2, w = r.w - 4;
+    int n = screen_log_page_lines(s, o->log_page_errors);
+    int back = o->log_page_scroll;
+    if (back > n - rows)
+        back = n - rows;
+    if (back < 0)
+        back = 0;
+    for (int y = r.y; y < r.y + r.h; y++)
+        fill_row(c, (Rect){ r.x, y, r.w, 1 }, EL_NORMAL);
+    char title[200];
+    snprintf(title, sizeof title, "log%s: %d line%s%s, %s scroll, e %s, L or Esc closes",
+             o->log_page_errors ? " (errors)" : "", n, n == 1 ? "" : "s",
+             back ? " (scrolled back)" : "",
+             c->utf8 ? "\xe2\x86\x91\xe2\x86\x93\xe2\x86\x90\xe2\x86\x92" : "arrows",
+             o->log_page_errors ? "all lines" : "errors only");
+    canvas_box(c, r, title, EL_BORDER);
+    int last = n - back, first = last > rows ? last - rows : 0;
+    int k = 0, y = r.y + 1;
+    for (int i = 0; i < s->n_log && y < r.y + 1 + rows; i++) {
+        const char *line = s->log[i];
+        if (o->log_page_errors && !is_error_line(line))
+            continue;
+        if (k++ < first)
+            continue;
+        Element el = strstr(line, "error") ? EL_ERROR :
+                     strstr(line, "warning") || strstr(line, "paused") ? EL_WARN : EL_LOG;
+        canvas_text(c, r.x + 2, y++, w, skip_cells(line, o->log_page_x), el);
+    }
+}
+
 /* ---- help ---- */
 
 static const struct {
@@ -654,6 +704,7 @@ static const struct {
     { ":", "type a command (tab completes, up/down: history)" },
     { "?", "this help" },
     { "PgUp/PgDn", "scroll the log (End: follow it again)" },
+    { "L", "the log as a page: every line whole, scrolls both ways, e shows errors only" },
     { "q", "checkpoint and quit (asks: y / n)" },
 };
 
@@ -828,6 +879,10 @@ void screen_draw(Canvas *c, const Snapshot *s, const ScreenOptions *o)
         draw_loss(c, l.loss, s);
     draw_log(c, l.log, s, o->log_scroll);
     draw_footer(c, l.footer, s, o);
+    if (o->log_page) {
+        Rect area = { 0, 1, c->w, c->h - 2 };
+        draw_log_page(c, area, s, o);
+    }
     if (o->help) {
         Rect area = { 0, 1, c->w, c->h - 2 };
         draw_help(c, area, o->help_scroll);

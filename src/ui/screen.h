@@ -32,8 +32,15 @@ typedef struct {
     int log_scroll;            /* log lines scrolled back from the newest;
                                 * 0 follows the log */
     int help_scroll;           /* help rows scrolled past */
+    int log_page;              /* the log as a page of its own (L) */
+    int log_page_scroll;       /*   lines back from the newest, */
+    int log_page_x;            /*   columns scrolled right, */
+    int log_page_errors;       /*   errors only */
 
 } ScreenOptions;
+
+/* Lines the log page shows of s (all, or the errors only). */
+int screen_log_page_lines(const Snapshot *s, int errors_only);
 
 /* How far the help page of a w×h terminal scrolls. */
 int screen_help_scroll_max(int w, int h);

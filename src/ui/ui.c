@@ -401,6 +401,41 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             dirty = 1;
             ch = ERR;
         }
+        if (opt.log_page && !opt.help && !prompt.active && ch != ERR && ch != KEY_RESIZE) {
+            /* the log page is modal too: its own keys only, so reading
+             * never pauses or quits the run underneath */
+            int rows = LINES - 4 > 1 ? LINES - 4 : 1;
+            int n = screen_log_page_lines(&snap, opt.log_page_errors);
+            if (ch == 'L' || ch == 27 || ch == 'q' || ch == 'Q')
+                opt.log_page = 0;
+            else if (ch == 'e' || ch == 'E') {
+                opt.log_page_errors = !opt.log_page_errors;
+                opt.log_page_scroll = 0;
+            } else if (ch == KEY_UP || ch == 'k')
+                opt.log_page_scroll++;
+            else if (ch == KEY_DOWN || ch == 'j')
+                opt.log_page_scroll--;
+            else if (ch == KEY_PPAGE)
+                opt.log_page_scroll += rows;
+            else if (ch == KEY_NPAGE || ch == ' ')
+                opt.log_page_scroll -= rows;
+            else if (ch == KEY_HOME)
+                opt.log_page_scroll = n;
+            else if (ch == KEY_END)
+                opt.log_page_scroll = 0;
+            else if (ch == KEY_RIGHT || ch == 'l')
+                opt.log_page_x += 8;
+            else if (ch == KEY_LEFT || ch == 'h')
+                opt.log_page_x = opt.log_page_x > 8 ? opt.log_page_x - 8 : 0;
+            if (opt.log_page_scroll > n - rows)
+                opt.log_page_scroll = n - rows;
+            if (opt.log_page_scroll < 0)
+                opt.log_page_scroll = 0;
+            if (opt.log_page_x > SNAP_LINE)
+                opt.log_page_x = SNAP_LINE;
+            dirty = 1;
+            ch = ERR;
+        }
         if (prompt.active && ch != ERR && ch != KEY_RESIZE) {
             if (prompt_key(&prompt, ch, t, &theme, &colour, &repaint, &opt))
                 break;
@@ -442,6 +477,11 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             prompt.active = 1;
             snprintf(prompt.text, sizeof prompt.text, "fork ");
             prompt.browse = prompt.n_history;
+            dirty = 1;
+            break;
+        case 'L':
+            opt.log_page = 1;
+            opt.log_page_scroll = opt.log_page_x = 0;
             dirty = 1;
             break;
         case '?':
