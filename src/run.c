@@ -951,6 +951,19 @@ static int save_checkpoint(Run *r, const char *name, MnError *e)
     return 0;
 }
 
+int run_keep_checkpoint(Run *r, const char *path, const char *kind, MnError *e)
+{
+    const char *base = strrchr(path, '/');
+    char dst[EXP_PATH + 400];
+    base = base ? base + 1 : path;
+    if (strncmp(base, "step-", 5) != 0)
+        return 0;            /* base, final and named ones are never rotated */
+    snprintf(dst, sizeof dst, "%s/checkpoints/%s-%s", r->dir, kind, base);
+    if (access(dst, F_OK) == 0)
+        unlink(dst);         /* one of an earlier process at the same step */
+    return link_or_copy(path, dst, e);
+}
+
 int run_save_state(Run *r, MnError *e)
 {
     return save_checkpoint(r, NULL, e);

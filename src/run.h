@@ -204,6 +204,11 @@ int run_continue_as_branch(Run *r, const char *dir, const char *base_cfg, const 
 int run_fork_override(const char *set, char *key, size_t nk, char *value, size_t nv,
                       int *is_param, MnError *e);
 
+/* Keeps the step checkpoint at path (one of r's) from checkpoint.keep's
+ * rotation, as checkpoints/<kind>-step-N: where the user paused or forked
+ * is where they may fork again. Others are left as they are. */
+int run_keep_checkpoint(Run *r, const char *path, const char *kind, MnError *e);
+
 /* Writes the checkpoint of the current step without calling the policy's
  * on_checkpoint (a fork's or a replay's bookkeeping is not the run's). */
 int run_save_state(Run *r, MnError *e);

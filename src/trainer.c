@@ -415,6 +415,10 @@ static int checkpoint_now(Branch *b, const char *why, const char *name)
         branch_logf(b, "error: checkpoint failed: %s", e.msg);
         return -1;
     }
+    /* a pause is where the user looks, and may fork from: kept */
+    if (!strcmp(why, "pause") && r->phase == PHASE_FINETUNE &&
+        run_keep_checkpoint(r, r->last_checkpoint, "pause", &e) < 0)
+        branch_logf(b, "warning: the pause checkpoint may be rotated away: %s", e.msg);
     b->clean = 1;
     if (name && *name)
         branch_logf(b, "%s: checkpoint %s at %s step %ld", why, tag, phase_name(r->phase), r->step);
@@ -501,6 +505,10 @@ static void fork_branch(Trainer *t, Branch *parent, const Command *c)
         free(b);
         return;
     }
+    /* a fork point stays forkable in the parent too */
+    if (run_keep_checkpoint(&parent->run, c->value < 0 ? parent->run.last_checkpoint : ck, "fork",
+                            &e) < 0)
+        branch_logf(parent, "warning: the fork point may be rotated away: %s", e.msg);
     json_t *ov = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(ov, json_string(sets[i]));
