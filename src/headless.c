@@ -176,7 +176,8 @@ static int drive(Trainer *t, const char *dir, long stop_after)
 static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
 {
     Printer p = { o->quiet, o->stop_after };
-    TrainerOptions to = { on_eval, on_log, &p, o->stop_after, 1 };
+    TrainerOptions to = { .on_eval = on_eval, .on_log = on_log, .ctx = &p, .stop_after = o->stop_after,
+                          .quiet_commands = 1 };
     MnError e;
     announce(&p);
     catch_signals();

@@ -710,7 +710,22 @@ static void *trainer_main(void *arg)
     return NULL;
 }
 
-/* A resumed run's branches come back paused, for comparing and steering. */
+/* How a run's last process ended, by its summary.json: 1 when it was
+ * paused then, 0 when it was running (quit, signal), -1 when unknown. */
+static int ended_paused(const char *dir)
+{
+    char path[4600];
+    json_error_t je;
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    json_t *o = json_load_file(path, 0, &je);
+    const char *st = json_string_value(json_object_get(o, "status"));
+    int rc = !st ? -1 : !strcmp(st, "paused") ? 1 : !strcmp(st, "stopped") ? 0 : -1;
+    json_decref(o);
+    return rc;
+}
+
+/* A resumed run's branches come back paused, for comparing and steering,
+ * or (restore_states) as they were when the last process ended. */
 static void open_branches(Trainer *t)
 {
     char path[4200];
@@ -728,6 +743,7 @@ static void open_branches(Trainer *t)
         if (!b)
             break;
         RunHooks h = hooks_for(b);
+        const int was_paused = t->opt.restore_states ? ended_paused(dir) != 0 : 1;
         if (run_resume(&b->run, dir, &h, &e) < 0) {
             post_logf(t, "branch %s not opened: %s", de->d_name, e.msg);
             run_free(&b->run);
@@ -739,7 +755,8 @@ static void open_branches(Trainer *t)
         json_error_t je;
         json_t *o = json_load_file(info, 0, &je);
         const char *parent = json_string_value(json_object_get(o, "parent"));
-        adopt(t, b, parent ? parent : "main", (long)json_integer_value(json_object_get(o, "step")), 1);
+        adopt(t, b, parent ? parent : "main", (long)json_integer_value(json_object_get(o, "step")),
+              was_paused);
         json_decref(o);
     }
     closedir(d);
@@ -790,6 +807,7 @@ Trainer *trainer_open(const Experiment *x, const char *dir, Experiment *x_out,
     t->br[t->n_br++] = b;
     if (x)
         blas_set_threads(x->threads);
+    const int main_paused = !x && t->opt.restore_states && ended_paused(dir) == 1;
     if ((x ? run_create(&b->run, x, dir, &h, e) : run_resume(&b->run, dir, &h, e)) < 0) {
         trainer_free(t);
         return NULL;
@@ -804,6 +822,10 @@ Trainer *trainer_open(const Experiment *x, const char *dir, Experiment *x_out,
             post_log(t, "this run has already finished");
             if (t->opt.on_log)
                 t->opt.on_log(t->opt.ctx, b->run.branch, 1, "this run has already finished");
+        } else if (main_paused) {
+            b->paused = 1;
+            post_logf(t, "resumed at %s step %ld, paused as it was when it ended (space goes on)",
+                      phase_name(b->run.phase), b->run.step);
         } else
             post_logf(t, "resumed at %s step %ld", phase_name(b->run.phase), b->run.step);
         if (x_out)
@@ -830,7 +852,8 @@ Trainer *trainer_start(const Experiment *x, const char *out_dir, MnError *e)
 
 Trainer *trainer_resume(const char *run_dir, Experiment *x, MnError *e)
 {
-    return trainer_open(NULL, run_dir, x, NULL, e);
+    TrainerOptions o = { .restore_states = 1 };
+    return trainer_open(NULL, run_dir, x, &o, e);
 }
 
 void trainer_post(Trainer *t, const Command *c)

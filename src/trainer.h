@@ -122,6 +122,9 @@ typedef struct {
                                 * this many steps in this process */
     int quiet_commands;        /* the frontend's commands are not recorded
                                 * in events.jsonl (reload, quit: headless) */
+    int restore_states;        /* a resumed family comes back as it ended:
+                                * each branch running or paused (the
+                                * workbench); else main runs, branches wait */
 } TrainerOptions;
 
 /* trainer_start or (x NULL) trainer_resume, with options (NULL: none). */

@@ -93,11 +93,22 @@ SH
 ui_session 118 60 "$TMP/again.sh"
 wait_until 30 sh -c "grep -q 'lower  *main@[0-9]*  *paused' '$TMP/pane'"
 st=$?; ok $st "--resume: the branch list shows lower again, paused"; show_pane_if $st
+ok $(grep -q 'main  *paused' "$TMP/pane"; echo $?) "main comes back paused too, as it ended"
 T send-keys -t ui Tab
 wait_until 10 sh -c "head -1 '$TMP/pane' | grep -q ' lower · finetune'"
 ok $? "and Tab follows it"
+T send-keys -t ui space
+wait_until 10 sh -c "grep -q 'lower  *main@[0-9]*  *running' '$TMP/pane'"
+ok $? "space: lower runs, main stays paused"
+main_step=$(ls "$TMP/run/checkpoints" | sed -n 's/^step-\([0-9]*\)\.safetensors$/\1/p' | sort -n | tail -1)
 quit_ui "mneme-exit=0"
 ok $? "quits cleanly"
+ok $(grep -q "quit at finetune step $main_step; continue in the workbench with: mneme --resume $TMP/run" "$TMP/stderr.again"; echo $?) \
+   "the quit hint names main's step ($main_step), not the followed branch's, and the workbench's command"
+ui_session 118 60 "$TMP/again.sh"
+wait_until 30 sh -c "grep -q 'lower  *main@[0-9]*  *running' '$TMP/pane' && grep -q 'main  *paused' '$TMP/pane'"
+st=$?; ok $st "resumed again: lower running and main paused, exactly as they ended"; show_pane_if $st
+quit_ui "mneme-exit=0"
 
 # A full disk at a checkpoint: the workbench shows the error and pauses;
 # resuming tries again; quitting still gives the terminal back.

@@ -600,16 +600,18 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
     snapshot_free(&snap);
     if (hangup) {
         fprintf(stderr, "mneme: the terminal went away; checkpointed; continue with: "
-                "mneme run --resume %s\n", out_dir);
+                "mneme --resume %s (headless: mneme run --resume %s)\n", out_dir, out_dir);
         return 1;
     }
     if (stop_signal) {
-        fprintf(stderr, "mneme: stopped by signal %d; continue with: mneme run --resume %s\n",
-                (int)stop_signal, out_dir);
+        fprintf(stderr, "mneme: stopped by signal %d; continue with: mneme --resume %s "
+                "(headless: mneme run --resume %s)\n", (int)stop_signal, out_dir, out_dir);
         return 1;
     }
-    if (status == 0 && snap.state != TS_FINISHED)
-        fprintf(stderr, "mneme: quit at %s step %ld; continue with: mneme run --resume %s\n",
-                snap.phase, snap.step, out_dir);
+    /* the run's own step, whichever branch was followed at the end */
+    const SnapBranch *m = snap.n_branches > 0 ? &snap.branches[0] : NULL;
+    if (status == 0 && m && m->state != TS_FINISHED)
+        fprintf(stderr, "mneme: quit at %s step %ld; continue in the workbench with: mneme --resume %s "
+                "(headless: mneme run --resume %s)\n", m->phase, m->step, out_dir, out_dir);
     return status;
 }
