@@ -766,7 +766,8 @@ static void open_branches(Trainer *t)
 static void mark_ended(Branch *b)
 {
     MnError e;
-    const char *status = b->failed ? "failed" : b->paused ? "paused" : "stopped";
+    /* --stop-after's pause is a stop the script asked for, not a user's */
+    const char *status = b->failed ? "failed" : b->paused && !b->stopped ? "paused" : "stopped";
     if (!b->finished && run_mark_ended(&b->run, status, &e) < 0)
         fprintf(stderr, "mneme: %s\n", e.msg);
 }

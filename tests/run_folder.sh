@@ -17,8 +17,8 @@ strip "$TMP/whole" >"$TMP/whole.m"
 
 # ---- 1. a damaged metrics line is restored from the checkpoint ----------
 "$MNEME" run --headless "$CFG" --out "$TMP/r" --stop-after 250 --quiet >/dev/null 2>&1
-ok $([ "$(summary "$TMP/r" .status)" = paused ]; echo $?) \
-   "--stop-after leaves the status paused, not running ($(summary "$TMP/r" .status))"
+ok $([ "$(summary "$TMP/r" .status)" = stopped ]; echo $?) \
+   "--stop-after leaves the status stopped, not running ($(summary "$TMP/r" .status))"
 sed -i '2s/.*/x/' "$TMP/r/metrics.jsonl"
 "$MNEME" run --resume "$TMP/r" >"$TMP/out" 2>&1
 ok $? "resumed after line 2 of metrics.jsonl was damaged"
