@@ -268,7 +268,7 @@ static void test_drift_and_loss(void)
     screen_draw(&c, &s, &o);
     loss = canvas_has(&c, "┌ training loss");
     int plot = canvas_has(&c, "┌ accuracy");
-    ok(loss && loss == plot && canvas_has(&c, "original ━━  baseline ┄┄ ┐┌ training loss"),
+    ok(loss && loss == plot && canvas_has(&c, "original ┅┅  baseline ┄┄ ┐┌ training loss"),
        "170x40: the loss panel beside the plot, the legend still in the plot's border");
     layers = canvas_has(&c, "┌ learning rate per layer");
     canvas_row(&c, layers - 1, row, sizeof row);
@@ -353,7 +353,36 @@ static void test_screen(void)
     screen_draw(&c, &s, &o);
     ok(canvas_has(&c, " tiny · main · finetune · step 120/400 · epoch 6.00") == 1 &&
        canvas_has(&c, "41.5 steps/s") == 1, "the header is the first row");
-    ok(canvas_has(&c, "new ━━") && canvas_has(&c, "original ━━"), "the legend names both curves");
+    ok(canvas_has(&c, "new ━━") && canvas_has(&c, "original ┅┅"), "the legend names both curves");
+    {
+        /* the same values on both curves: the original's dots are sparser,
+         * so the two differ by glyph and not by colour alone */
+        Snapshot one = s;
+        EvalRecord h[8];
+        int dots[2] = { 0, 0 };
+        for (int k = 0; k < 2; k++) {
+            for (int i = 0; i < s.n_hist && i < 8; i++) {
+                h[i] = s.hist[i];
+                h[i].has_new = k == 1;
+                h[i].has_original = k == 0;
+                h[i].new_task.loss = h[i].original.loss = 2.0 - 0.2 * i;
+                h[i].has_train_loss = 0;
+                h[i].crossover_step = -1;
+            }
+            one.hist = h;
+            one.n_hist = s.n_hist < 8 ? s.n_hist : 8;
+            Canvas d;
+            ScreenOptions lo = { .view = VIEW_LOSS };   /* no baseline there */
+            canvas_init(&d, 80, 24, 1);
+            screen_draw(&d, &one, &lo);
+            for (int i = 0; i < d.w * d.h; i++)
+                if (d.cells[i].ch > 0x2800 && d.cells[i].ch <= 0x28FF)
+                    dots[k] += __builtin_popcount(d.cells[i].ch - 0x2800);
+            canvas_free(&d);
+        }
+        ok(dots[0] > 0 && dots[0] * 10 < dots[1] * 7, "the original curve is dotted: %d dots against the new's %d",
+           dots[0], dots[1]);
+    }
     ok(canvas_has(&c, "crossover @60 (new 0.74, original 0.71)") > 0,
        "the crossover is marked with its step and both accuracies");
     ok(canvas_has(&c, "1.0") && canvas_has(&c, "0.0") && canvas_has(&c, " 400"), "axis labels: accuracy and step");
@@ -577,6 +606,22 @@ static void test_log_page(void)
     snapshot_free(&s);
 }
 
+static void test_colour_reduction(void)
+{
+    Theme t;
+    MnError e;
+    ok(theme_load(&t, "light", &e) == 0, "the light theme loads");
+    int nw = theme_nearest_colour(t.el[EL_NEW].fg, 8), og = theme_nearest_colour(t.el[EL_ORIGINAL].fg, 8);
+    int bl = theme_nearest_colour(t.el[EL_BASELINE].fg, 8), bar = theme_nearest_colour(t.el[EL_BAR].fg, 8);
+    ok(nw == 2 && og == 5 && bl != og && bl != nw && bar == 4,
+       "light on 8 colours: new green, original magenta, baseline apart from both (%d), bars blue, "
+       "not all green and red as with %% 8 (%d %d %d %d)", bl, nw, og, bl, bar);
+    ok(theme_nearest_colour(244, 16) == 8 && theme_nearest_colour(244, 8) == 7 &&
+       theme_nearest_colour(3, 8) == 3 && theme_nearest_colour(-1, 8) == -1 &&
+       theme_nearest_colour(200, 256) == 200, "greys, colours a terminal has, and the default are kept or mapped "
+       "(%d %d)", theme_nearest_colour(244, 16), theme_nearest_colour(244, 8));
+}
+
 static void test_themes(void)
 {
     Theme t;
@@ -791,6 +836,7 @@ int main(void)
     test_screen();
     test_log_wrap();
     test_log_page();
+    test_colour_reduction();
     test_themes();
     test_log_scroll();
     return tap_done();

@@ -52,7 +52,7 @@ head -1 "$TMP/pane" >"$TMP/header"
 ok $(grep -q "mneme · tiny · main · finetune · step [0-9]*/[0-9]* · epoch" "$TMP/header" && grep -q "steps/s" "$TMP/header"; echo $?) \
    "header: experiment, branch, phase, step/total, epoch, steps/s ($(cat "$TMP/header"))"
 ok $(grep -q "running" "$TMP/header"; echo $?) "header: state running"
-ok $(grep -q "accuracy" "$TMP/pane" && grep -qF "new ━━" "$TMP/pane" && grep -qF "original ━━" "$TMP/pane"; echo $?) \
+ok $(grep -q "accuracy" "$TMP/pane" && grep -qF "new ━━" "$TMP/pane" && grep -qF "original ┅┅" "$TMP/pane"; echo $?) \
    "the accuracy plot has both curves' legend"
 # braille is U+2800-U+28FF: bytes E2 A0-A3 xx in UTF-8
 ok $(LC_ALL=C grep -q "$(printf '\342')[$(printf '\240-\243')]" "$TMP/pane"; echo $?) "curves are drawn in braille"

@@ -165,8 +165,9 @@ static int has_task(const EvalRecord *e, int task, PlotView v)
 static void legend(Canvas *c, Rect r, PlotView v)
 {
     const char *line = c->utf8 ? "\xe2\x94\x81\xe2\x94\x81" : "==";
+    const char *dashed = c->utf8 ? "\xe2\x94\x85\xe2\x94\x85" : "--";
     const char *dots = c->utf8 ? "\xe2\x94\x84\xe2\x94\x84" : "..";
-    /* " new ━━  original ━━  baseline ┄┄ " right-aligned in the top border;
+    /* " new ━━  original ┅┅  baseline ┄┄ " right-aligned in the top border;
      * the loss view has the training loss instead of the baseline */
     int width = 5 + 2 + 11 + 2 + (v == VIEW_LOSS ? 8 : 11) + 2 + 1;
     int x = r.x + r.w - width - 1;
@@ -175,7 +176,7 @@ static void legend(Canvas *c, Rect r, PlotView v)
     x += canvas_text(c, x, r.y, -1, " new ", EL_NEW);
     x += canvas_text(c, x, r.y, -1, line, EL_NEW);
     x += canvas_text(c, x, r.y, -1, "  original ", EL_ORIGINAL);
-    x += canvas_text(c, x, r.y, -1, line, EL_ORIGINAL);
+    x += canvas_text(c, x, r.y, -1, dashed, EL_ORIGINAL);
     if (v == VIEW_LOSS) {
         x += canvas_text(c, x, r.y, -1, "  train ", EL_TRAIN);
         x += canvas_text(c, x, r.y, -1, line, EL_TRAIN);
@@ -268,7 +269,9 @@ static void draw_plot(Canvas *c, Rect r, const Snapshot *s, const ScreenOptions 
             /* the training loss is noisy: an exponential moving average */
             smooth = have && k == 2 ? 0.7 * smooth + 0.3 * v : v;
             int x = axis_pixel(&xa, (double)e->step, dw);
-            pen_to(&ras, &pen, x, dh - 1 - axis_pixel(&ya, smooth, dh), 1, el);
+            /* the original task dotted: told from the new one by its glyph
+             * too, on a mono theme or a terminal of few colours */
+            pen_to(&ras, &pen, x, dh - 1 - axis_pixel(&ya, smooth, dh), k == 0 ? 2 : 1, el);
             have = 1;
         }
     }

@@ -176,3 +176,51 @@ int theme_load(Theme *t, const char *name_or_path, MnError *e)
     config_destroy(&cfg);
     return rc;
 }
+
+/* xterm's palette: the 16 system colours, the 6x6x6 cube, the greys. */
+static void colour_rgb(int c, int rgb[3])
+{
+    static const int sys[16][3] = {
+        { 0, 0, 0 }, { 205, 0, 0 }, { 0, 205, 0 }, { 205, 205, 0 }, { 0, 0, 238 },
+        { 205, 0, 205 }, { 0, 205, 205 }, { 229, 229, 229 }, { 127, 127, 127 }, { 255, 0, 0 },
+        { 0, 255, 0 }, { 255, 255, 0 }, { 92, 92, 255 }, { 255, 0, 255 }, { 0, 255, 255 },
+        { 255, 255, 255 },
+    };
+    if (c < 16) {
+        memcpy(rgb, sys[c], sizeof sys[c]);
+    } else if (c < 232) {
+        static const int level[6] = { 0, 95, 135, 175, 215, 255 };
+        c -= 16;
+        rgb[0] = level[c / 36];
+        rgb[1] = level[c / 6 % 6];
+        rgb[2] = level[c % 6];
+    } else {
+        rgb[0] = rgb[1] = rgb[2] = 8 + 10 * (c - 232);
+    }
+}
+
+int theme_nearest_colour(int c, int n_colours)
+{
+    if (c < 0 || c < n_colours || n_colours < 1)
+        return c;
+    if (n_colours > 16)
+        n_colours = 16;
+    int want[3], best = 0;
+    long best_d = -1;
+    colour_rgb(c > 255 ? 255 : c, want);
+    const int grey = want[0] == want[1] && want[1] == want[2];
+    for (int i = 0; i < n_colours; i++) {
+        int have[3];
+        colour_rgb(i, have);
+        if (grey && (have[0] != have[1] || have[1] != have[2]))
+            continue;          /* a grey stays a grey, not a dull yellow */
+        long d = 0;
+        for (int k = 0; k < 3; k++)
+            d += (long)(want[k] - have[k]) * (want[k] - have[k]);
+        if (best_d < 0 || d < best_d) {
+            best_d = d;
+            best = i;
+        }
+    }
+    return best;
+}

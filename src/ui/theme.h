@@ -31,4 +31,10 @@ void theme_default(Theme *t);
  * are ignored and named in t->warning. */
 int theme_load(Theme *t, const char *name_or_path, MnError *e);
 
+/* The colour a terminal of n_colours shows for xterm colour c: c itself
+ * when it has it, else the nearest of its first 8 or 16 by RGB distance
+ * (c % 8 turned dark green, magenta and brown all into green). Negative c
+ * (the terminal's default) is kept. */
+int theme_nearest_colour(int c, int n_colours);
+
 #endif

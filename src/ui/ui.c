@@ -92,10 +92,8 @@ static int setup_colours(const Theme *t)
     use_default_colors();
     for (int i = 0; i < EL_COUNT; i++) {
         short fg = (short)t->el[i].fg, bg = (short)t->el[i].bg;
-        if (fg >= COLORS)
-            fg = (short)(fg % 8);
-        if (bg >= COLORS)
-            bg = (short)(bg % 8);
+        fg = (short)theme_nearest_colour(fg, COLORS);
+        bg = (short)theme_nearest_colour(bg, COLORS);
         init_pair((short)(i + 1), fg, bg);
     }
     return 1;
