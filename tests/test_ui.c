@@ -386,6 +386,21 @@ static void test_screen(void)
     ok(canvas_has(&c, "crossover @60 (new 0.74, original 0.71)") > 0,
        "the crossover is marked with its step and both accuracies");
     ok(canvas_has(&c, "1.0") && canvas_has(&c, "0.0") && canvas_has(&c, " 400"), "axis labels: accuracy and step");
+    {
+        ScreenOptions z = o;
+        z.zoom = 100;
+        Canvas d;
+        canvas_init(&d, 80, 24, 1);
+        screen_draw(&d, &s, &z);
+        int axis = canvas_has(&d, "crossover @60") - 1;   /* the row above the border */
+        char row[1024] = "";
+        if (axis > 0)
+            canvas_row(&d, axis - 1, row, sizeof row);
+        ok(canvas_has(&d, "accuracy (zoomed: + - 0)") && axis > 0 && !strstr(row, " 400") && strstr(row, " 40 ") && strstr(row, "120"),
+           "zoomed to the last 100 steps: the axis runs to step 120, not 400 (%s)", row);
+        ok(canvas_has(&d, "crossover @60") != 0, "the crossover in the window stays marked");
+        canvas_free(&d);
+    }
     ok(canvas_has(&c, "embeddings     ░ frozen") > 0, "a frozen group reads frozen");
     ok(canvas_has(&c, "▇ 2.0e-05") > 0 && canvas_has(&c, "1.2e-05") > 0, "trainable groups: a bar and the rate");
     ok(canvas_has(&c, "eval finetune step 100") > 0, "the log panel shows the log");

@@ -291,7 +291,9 @@ void axes_labels(Canvas *c, Rect p, int label_w, const Axis *xa, const Axis *ya)
         snprintf(lab, sizeof lab, "%4.*f", decimals, v);
         canvas_text(c, p.x - label_w, p.y + p.h - 1 - axis_pixel(ya, v, p.h), label_w - 1, lab, EL_AXIS);
     }
-    for (double v = xa->lo; v <= xa->hi + 1e-9; v += xa->step) {
+    /* ticks at multiples of the step, from the first one in range */
+    double first = xa->step > 0 ? ceil(xa->lo / xa->step - 1e-9) * xa->step : xa->lo;
+    for (double v = first; v <= xa->hi + 1e-9; v += xa->step) {
         char lab[24];
         int col = p.x + axis_pixel(xa, v, p.w);
         int len = snprintf(lab, sizeof lab, "%.0f", v);

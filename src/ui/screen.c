@@ -191,7 +191,11 @@ static void draw_plot(Canvas *c, Rect r, const Snapshot *s, const ScreenOptions 
 {
     const char *phase = plot_phase(s);
     const int label_w = 5;
-    canvas_box(c, r, o->view == VIEW_LOSS ? "loss" : "accuracy", EL_BORDER);
+    char title[64];
+    const int zoomed = o->zoom > 0 && o->zoom < s->total_steps;
+    snprintf(title, sizeof title, "%s%s", o->view == VIEW_LOSS ? "loss" : "accuracy",
+             zoomed ? " (zoomed: + - 0)" : "");
+    canvas_box(c, r, title, EL_BORDER);
     legend(c, r, o->view);
     int px = r.x + 1 + label_w, py = r.y + 1;
     int pw = r.w - 2 - label_w, ph = r.h - 3;   /* one row for step labels */
@@ -218,9 +222,20 @@ static void draw_plot(Canvas *c, Rect r, const Snapshot *s, const ScreenOptions 
         ya = n ? axis_nice(0, hi, ph > 8 ? 4 : 2) : axis_nice(0, 1, 2);
     else if (ph < 8)
         ya.step = 0.5;
-    Axis xa = axis_nice(0, s->total_steps > 0 ? (double)s->total_steps : 1,
-                        pw / 14 > 1 ? pw / 14 : 1);
-    xa.lo = 0;
+    /* zoomed, the last o->zoom steps up to now: a crossover at step 42 of
+     * 18,900 is otherwise lost in the first column */
+    double x_hi = s->total_steps > 0 ? (double)s->total_steps : 1, x_lo = 0;
+    if (zoomed) {
+        x_hi = s->step > o->zoom ? (double)s->step : (double)o->zoom;
+        x_lo = x_hi - (double)o->zoom;
+    }
+    Axis xa = axis_nice(x_lo, x_hi, pw / 14 > 1 ? pw / 14 : 1);
+    if (!zoomed)
+        xa.lo = 0;
+    else {
+        xa.lo = x_lo;
+        xa.hi = x_hi;
+    }
 
     axes_labels(c, (Rect){ px, py, pw, ph }, label_w, &xa, &ya);
 
@@ -263,7 +278,8 @@ static void draw_plot(Canvas *c, Rect r, const Snapshot *s, const ScreenOptions 
         Element el = k == 2 ? EL_TRAIN : k ? EL_NEW : EL_ORIGINAL;
         for (int i = 0; i < s->n_hist; i++) {
             const EvalRecord *e = &s->hist[i];
-            if (strcmp(e->phase, phase) != 0 || !has_task(e, k, o->view))
+            if (strcmp(e->phase, phase) != 0 || !has_task(e, k, o->view) ||
+                (zoomed && e->step < xa.lo))
                 continue;
             double v = value_of(e, k, o->view);
             /* the training loss is noisy: an exponential moving average */
@@ -278,7 +294,7 @@ static void draw_plot(Canvas *c, Rect r, const Snapshot *s, const ScreenOptions 
     raster_blit(&ras, c, px, py);
     raster_free(&ras);
 
-    if (cross) {
+    if (cross && (!zoomed || cross->step >= xa.lo)) {
         char lab[160];
         int col = px + axis_pixel(&xa, (double)cross->step, pw);
         int row = py + ph - 1 - axis_pixel(&ya, value_of(cross, 1, o->view), ph);
@@ -708,6 +724,7 @@ static const struct {
     { "?", "this help" },
     { "PgUp/PgDn", "scroll the log (End: follow it again)" },
     { "L", "the log as a page: every line whole, scrolls both ways, e shows errors only" },
+    { "+ - 0", "zoom the plot in on the latest steps, out, back to the whole phase" },
     { "q", "checkpoint and quit (asks: y / n)" },
 };
 

@@ -32,6 +32,8 @@ typedef struct {
     int log_scroll;            /* log lines scrolled back from the newest;
                                 * 0 follows the log */
     int help_scroll;           /* help rows scrolled past */
+    long zoom;                 /* the plot's steps: the last this many
+                                * (+ and -), 0 for the whole phase */
     int log_page;              /* the log as a page of its own (L) */
     int log_page_scroll;       /*   lines back from the newest, */
     int log_page_x;            /*   columns scrolled right, */

@@ -477,6 +477,22 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             prompt.browse = prompt.n_history;
             dirty = 1;
             break;
+        case '+':
+        case '=':
+            /* zoom in on the latest steps; - out, 0 the whole phase */
+            opt.zoom = opt.zoom > 0 ? opt.zoom / 2 : snap.total_steps / 2;
+            if (opt.zoom < 20)
+                opt.zoom = 20;
+            dirty = 1;
+            break;
+        case '-':
+            opt.zoom = opt.zoom > 0 && opt.zoom * 2 < snap.total_steps ? opt.zoom * 2 : 0;
+            dirty = 1;
+            break;
+        case '0':
+            opt.zoom = 0;
+            dirty = 1;
+            break;
         case 'L':
             opt.log_page = 1;
             opt.log_page_scroll = opt.log_page_x = 0;
