@@ -347,6 +347,9 @@ static void publish_now(Trainer *t, const char *message, int wait)
     if (r->phase != PHASE_DONE)
         rate = r->lr_override ? r->lr_value : schedule_lr(&r->sched, r->step);
     s->lr = rate;
+    s->has_ewc = r->fisher != NULL;
+    s->ewc_lambda = r->ewc_lambda;
+    snprintf(s->policy, sizeof s->policy, "%s", r->policy ? policy_name(r->policy) : "");
     s->state = state_of(t, f);
     if (message)
         snprintf(s->message, sizeof s->message, "%s", message);

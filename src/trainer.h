@@ -84,6 +84,9 @@ typedef struct {
     long step, total_steps;
     int steps_per_epoch;
     double lr;                 /* the last step's base rate */
+    int has_ewc;               /* the run has a Fisher: ewc_lambda applies */
+    double ewc_lambda;
+    char policy[64];           /* the policy's name, "" when none */
     double steps_per_s;
     TrainerState state;
     char message[SNAP_LINE];   /* why paused / what failed */

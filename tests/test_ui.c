@@ -353,6 +353,24 @@ static void test_screen(void)
     screen_draw(&c, &s, &o);
     ok(canvas_has(&c, " tiny · main · finetune · step 120/400 · epoch 6.00") == 1 &&
        canvas_has(&c, "41.5 steps/s") == 1, "the header is the first row");
+    {
+        Snapshot k = s;
+        k.lr = 2e-5;
+        k.has_ewc = 1;
+        k.ewc_lambda = 50;
+        snprintf(k.policy, sizeof k.policy, "warmup_linear");
+        Canvas d;
+        canvas_init(&d, 160, 40, 1);
+        screen_draw(&d, &k, &o);
+        ok(canvas_has(&d, "steps/s · lr 2.0e-05 · λ 50 · policy warmup_linear") == 1,
+           "a wide header shows the base rate, EWC's lambda and the policy");
+        canvas_free(&d);
+        canvas_init(&d, 80, 24, 1);
+        screen_draw(&d, &k, &o);
+        ok(canvas_has(&d, "step 120/400") == 1 && !canvas_has(&d, "policy warmup"),
+           "at 80 columns they give way to the step and state");
+        canvas_free(&d);
+    }
     ok(canvas_has(&c, "new ━━") && canvas_has(&c, "original ┅┅"), "the legend names both curves");
     {
         /* the same values on both curves: the original's dots are sparser,
@@ -385,7 +403,8 @@ static void test_screen(void)
     }
     ok(canvas_has(&c, "crossover @60 (new 0.74, original 0.71)") > 0,
        "the crossover is marked with its step and both accuracies");
-    ok(canvas_has(&c, "1.0") && canvas_has(&c, "0.0") && canvas_has(&c, " 400"), "axis labels: accuracy and step");
+    ok(canvas_has(&c, "1.0") && canvas_has(&c, "0.0") && canvas_has(&c, " 400") && !canvas_has(&c, "-0 "),
+       "axis labels: accuracy and step (and a first tick of 0, not -0)");
     {
         ScreenOptions z = o;
         z.zoom = 100;

@@ -293,6 +293,8 @@ void axes_labels(Canvas *c, Rect p, int label_w, const Axis *xa, const Axis *ya)
     }
     /* ticks at multiples of the step, from the first one in range */
     double first = xa->step > 0 ? ceil(xa->lo / xa->step - 1e-9) * xa->step : xa->lo;
+    if (first == 0)
+        first = 0;             /* not -0 */
     for (double v = first; v <= xa->hi + 1e-9; v += xa->step) {
         char lab[24];
         int col = p.x + axis_pixel(xa, v, p.w);

@@ -71,17 +71,27 @@ static void draw_header(Canvas *c, Rect r, const Snapshot *s)
         long left = (long)((double)(s->total_steps - s->step) / s->steps_per_s);
         snprintf(eta, sizeof eta, "%sETA %ld:%02ld", sep, left / 60, left % 60);
     }
+    /* the knobs a practitioner watches: the base rate, EWC's lambda, the
+     * policy */
+    char knobs[160];
+    int k = snprintf(knobs, sizeof knobs, "%slr %.1e", sep, s->lr);
+    if (s->has_ewc && k < (int)sizeof knobs)
+        k += snprintf(knobs + k, sizeof knobs - (size_t)k, "%s%s %g", sep,
+                      c->utf8 ? "\xce\xbb" : "lambda", s->ewc_lambda);
+    if (s->policy[0] && k < (int)sizeof knobs)
+        snprintf(knobs + k, sizeof knobs - (size_t)k, "%spolicy %.40s", sep, s->policy);
     /* the less important parts go first when the line does not fit: the
-     * ETA, the program's name, the epoch */
-    for (int drop = 0; drop < 4; drop++) {
+     * ETA, the program's name, the knobs, the epoch */
+    for (int drop = 0; drop < 5; drop++) {
         char ep[32] = "";
-        if (drop < 3)
+        if (drop < 4)
             snprintf(ep, sizeof ep, "%sepoch %.2f", sep, epoch);
-        snprintf(line, sizeof line, "%s%s%s%s%s%s%s%sstep %ld/%ld%s%s%s%s%s%.1f steps/s%s",
+        snprintf(line, sizeof line, "%s%s%s%s%s%s%s%sstep %ld/%ld%s%s%s%s%s%.1f steps/s%s%s",
                  drop < 2 ? " mneme" : "", drop < 2 ? sep : " ", s->experiment, sep,
                  s->branch[0] ? s->branch : "main", sep,
                  s->phase, sep, s->step, s->total_steps, ep, sep, mark,
-                 trainer_state_name(s->state), sep, s->steps_per_s, drop < 1 ? eta : "");
+                 trainer_state_name(s->state), sep, s->steps_per_s, drop < 3 ? knobs : "",
+                 drop < 1 ? eta : "");
         if (text_width(line) <= r.w)
             break;
     }
