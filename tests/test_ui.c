@@ -855,6 +855,43 @@ static void test_branches(void)
     ok(colours[0] > 5 && colours[1] > 5, "each branch's curves in its own colour (%d, %d cells)", colours[0], colours[1]);
     ok(fork_mark == 1, "the fork point is marked on the step axis");
     canvas_free(&c);
+
+    /* 80x24: the per-layer panel gives its rows, so there is a plot; the
+     * table's columns are shorter, none cut */
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    int braille = 0;
+    for (int i = 0; i < c.w * c.h; i++)
+        braille += c.cells[i].ch > 0x2800 && c.cells[i].ch <= 0x28FF;
+    table = canvas_has(&c, "branch       from       state");
+    row[0] = 0;
+    if (table > 0)
+        canvas_row(&c, table - 1, row, sizeof row);
+    ok(braille > 10 && canvas_has(&c, "1.0") && !canvas_has(&c, "learning rate per layer"),
+       "80x24: the compare view draws the curves (%d braille cells)", braille);
+    ok(table > 0 && strstr(row, "forget  cross    comb"), "and a table whose every column fits: %s", row);
+    canvas_row(&c, table + 1, row, sizeof row);
+    ok(strstr(row, "* lower") && strstr(row, "0.7000"), "with the figures: %s", row);
+    canvas_free(&c);
+
+    /* two branches that end alike: their names on separate rows, and the
+     * hidden one says whose curve covers it */
+    for (int i = 0; i < s.branches[1].n_hist; i++)
+        s.branches[1].hist[i] = s.branches[0].hist[i];
+    canvas_init(&c, 120, 40, 1);
+    screen_draw(&c, &s, &o);
+    int r_low = canvas_has(&c, "lower=main"), r_main = 0;
+    int plot_end = canvas_has(&c, "branch           forked from");
+    for (int y = 1; y < plot_end && !r_main; y++) {
+        canvas_row(&c, y, row, sizeof row);
+        char *m = strstr(row, "main");
+        if (m && (m == row || m[-1] != '='))
+            r_main = y + 1;
+    }
+    ok(r_low > 0 && r_main > 0 && r_low != r_main,
+       "identical curves: the names on separate rows, the hidden one reads lower=main (rows %d, %d)",
+       r_main, r_low);
+    canvas_free(&c);
     snapshot_free(&s);
 }
 

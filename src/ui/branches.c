@@ -68,6 +68,14 @@ void branch_list_draw(Canvas *c, Rect r, const Snapshot *s)
         if (f.has && n > 0)
             snprintf(line + n, sizeof line - (size_t)n, "  new %.3f  original %.3f", f.new_acc,
                      f.original_acc);
+        /* narrow: shorter columns rather than figures cut at the edge */
+        if ((int)strlen(line) > r.w - 5) {
+            n = snprintf(line, sizeof line, "%-10.10s %-9.9s %-8s %ld", b->name, from,
+                         state_word(b->state), b->step);
+            if (f.has && n > 0)
+                snprintf(line + n, sizeof line - (size_t)n, " new %.3f orig %.3f", f.new_acc,
+                         f.original_acc);
+        }
         int y = r.y + 1 + i;
         Element el = b->state == TS_ERROR ? EL_ERROR : b->state == TS_PAUSED ? EL_WARN : EL_NORMAL;
         if (i == s->followed)
@@ -80,8 +88,15 @@ void branch_list_draw(Canvas *c, Rect r, const Snapshot *s)
 static void draw_table(Canvas *c, Rect r, const Snapshot *s, int best)
 {
     char line[256];
-    snprintf(line, sizeof line, "  %-16s %-14s %-9s %7s %8s %10s %9s %9s", "branch", "forked from",
-             "state", "new acc", "orig acc", "forgetting", "crossover", "combined");
+    /* narrow: every column still, each shorter (80 columns hold it) */
+    const int narrow = r.w < 92;
+    if (narrow)
+        snprintf(line, sizeof line, "  %-12s %-10s %-8s %6s %6s %7s %6s %7s", "branch", "from",
+                 "state", "new", "orig", "forget", "cross", "comb");
+    else
+        snprintf(line, sizeof line, "  %-16s %-14s %-9s %7s %8s %10s %9s %9s", "branch",
+                 "forked from", "state", "new acc", "orig acc", "forgetting", "crossover",
+                 "combined");
     canvas_text(c, r.x, r.y, r.w, line, EL_TITLE);
     for (int i = 0; i < s->n_branches && 1 + i < r.h; i++) {
         const SnapBranch *b = &s->branches[i];
@@ -92,7 +107,11 @@ static void draw_table(Canvas *c, Rect r, const Snapshot *s, int best)
             snprintf(from, sizeof from, "%s@%ld", b->parent, b->fork_step);
         if (f.crossover >= 0)
             snprintf(cx, sizeof cx, "%ld", f.crossover);
-        if (f.has)
+        if (f.has && narrow)
+            snprintf(line, sizeof line, "%s %-12.12s %-10.10s %-8.8s %6.3f %6.3f %7.3f %6s %7.4f",
+                     i == best ? "*" : " ", b->name, from, state_word(b->state), f.new_acc,
+                     f.original_acc, f.forgetting, cx, f.combined);
+        else if (f.has)
             snprintf(line, sizeof line, "%s %-16.16s %-14.14s %-9s %7.3f %8.3f %10.3f %9s %9.4f",
                      i == best ? "*" : " ", b->name, from, state_word(b->state), f.new_acc,
                      f.original_acc, f.forgetting, cx, f.combined);
@@ -152,21 +171,49 @@ void compare_draw(Canvas *c, Rect r, const Snapshot *s)
     }
     raster_blit(&ras, c, px, py);
     raster_free(&ras);
-    /* fork points, on the step axis, and each branch's name at its end */
-    for (int i = 0; i < s->n_branches; i++) {
+    /* fork points, on the step axis, and each branch's name at its end:
+     * a name that would land on another's row moves to a free one, and a
+     * branch whose curve ends where an earlier one's does (hidden under
+     * it) says so, "name=other" */
+    int label_row[SNAP_BRANCHES], label_col[SNAP_BRANCHES], n_labels = 0;
+    BranchFigures figs[SNAP_BRANCHES];
+    for (int i = 0; i < s->n_branches && i < SNAP_BRANCHES; i++) {
         const SnapBranch *b = &s->branches[i];
-        BranchFigures f;
-        branch_figures(b, &f);
+        BranchFigures *f = &figs[i];
+        branch_figures(b, f);
         if (b->fork_step >= 0)
             canvas_put(c, px + axis_pixel(&xa, (double)b->fork_step, pw), py + ph - 1,
                        c->utf8 ? 0x2442 : 'Y', branch_element(i));
-        if (f.has) {
-            int col = px + axis_pixel(&xa, (double)f.step, pw) + 1;
-            int row = py + ph - 1 - axis_pixel(&ya, f.new_acc, ph);
-            if (col + 8 > px + pw)
-                col = px + pw - 8;
-            canvas_text(c, col, row, 8, b->name, branch_element(i));
+        if (!f->has)
+            continue;
+        char label[64];
+        snprintf(label, sizeof label, "%s", b->name);
+        for (int j = 0; j < i; j++)
+            if (figs[j].has && figs[j].step == f->step && figs[j].new_acc == f->new_acc &&
+                figs[j].original_acc == f->original_acc && figs[j].combined == f->combined) {
+                snprintf(label, sizeof label, "%.24s=%.24s", b->name, s->branches[j].name);
+                break;
+            }
+        int w = (int)strlen(label) > 16 ? 16 : (int)strlen(label);
+        int col = px + axis_pixel(&xa, (double)f->step, pw) + 1;
+        int row = py + ph - 1 - axis_pixel(&ya, f->new_acc, ph);
+        if (col + w > px + pw)
+            col = px + pw - w;
+        for (int tries = 0; tries < 2 * ph; tries++) {
+            int clash = 0;
+            for (int k = 0; k < n_labels; k++)
+                clash |= label_row[k] == row && col < label_col[k] + 17 && label_col[k] < col + w + 1;
+            if (!clash)
+                break;
+            row = tries % 2 ? row + tries + 1 : row - tries - 1;
+            if (row < py)
+                row = py + tries;
+            if (row > py + ph - 1)
+                row = py + ph - 1 - tries;
         }
+        label_row[n_labels] = row;
+        label_col[n_labels++] = col;
+        canvas_text(c, col, row, w, label, branch_element(i));
     }
     draw_table(c, (Rect){ r.x + 1, py + ph + 1, r.w - 2, table_h }, s, best);
 }

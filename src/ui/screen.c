@@ -900,11 +900,21 @@ void screen_draw(Canvas *c, const Snapshot *s, const ScreenOptions *o)
     if (br.w > 0)
         branch_list_draw(c, br, s);
     draw_header(c, l.header, s);
-    if (o->view == VIEW_COMPARE)
-        compare_draw(c, l.plot, s);
-    else
+    if (o->view == VIEW_COMPARE) {
+        /* comparing, the per-layer panel below gives its rows to the
+         * curves and the table: at 80x24 they would not fit otherwise */
+        Rect cmp = l.plot;
+        int below = l.layers.x == l.plot.x && l.layers.w == l.plot.w &&
+                    l.layers.y == l.plot.y + l.plot.h;
+        if (below)
+            cmp.h += l.layers.h;
+        compare_draw(c, cmp, s);
+        if (!below)
+            draw_layers(c, l.layers, s);
+    } else {
         draw_plot(c, l.plot, s, o);
-    draw_layers(c, l.layers, s);
+        draw_layers(c, l.layers, s);
+    }
     if (l.loss.w > 0)
         draw_loss(c, l.loss, s);
     draw_log(c, l.log, s, o->log_scroll);
