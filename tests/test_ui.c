@@ -725,6 +725,44 @@ static void test_commands(void)
     ok(command_parse("set finetune.lr", &uc, err, sizeof err) < 0 && strstr(err, "usage"), "set without a value: usage");
     ok(command_parse("pause now", &uc, err, sizeof err) < 0 && strstr(err, "no arguments"), "pause takes no arguments");
     ok(command_parse("", &uc, err, sizeof err) < 0, "an empty line is refused with a hint");
+    {
+        char l[64] = "";
+        size_t at = 0;
+        const char *typed = "set finetune.lr 0.5";
+        for (const char *q = typed; *q; q++)
+            line_edit(l, sizeof l, &at, EDIT_INSERT, *q);
+        line_edit(l, sizeof l, &at, EDIT_KILL_WORD, 0);
+        for (const char *q = "1e-4"; *q; q++)
+            line_edit(l, sizeof l, &at, EDIT_INSERT, *q);
+        ok(!strcmp(l, "set finetune.lr 1e-4") && at == strlen(l), "Ctrl-W deletes the last word: %s", l);
+        line_edit(l, sizeof l, &at, EDIT_HOME, 0);
+        line_edit(l, sizeof l, &at, EDIT_RIGHT, 0);
+        line_edit(l, sizeof l, &at, EDIT_RIGHT, 0);
+        line_edit(l, sizeof l, &at, EDIT_RIGHT, 0);
+        line_edit(l, sizeof l, &at, EDIT_DELETE, 0);
+        line_edit(l, sizeof l, &at, EDIT_INSERT, '_');
+        line_edit(l, sizeof l, &at, EDIT_LEFT, 0);
+        line_edit(l, sizeof l, &at, EDIT_BACKSPACE, 0);
+        ok(!strcmp(l, "se_finetune.lr 1e-4") && at == 2, "Home, right, delete, insert, left, backspace: %s", l);
+        line_edit(l, sizeof l, &at, EDIT_END, 0);
+        line_edit(l, sizeof l, &at, EDIT_LEFT, 0);
+        line_edit(l, sizeof l, &at, EDIT_LEFT, 0);
+        line_edit(l, sizeof l, &at, EDIT_KILL_START, 0);
+        ok(!strcmp(l, "-4") && at == 0, "Ctrl-U deletes back to the start: %s", l);
+        l[0] = 0;
+        at = 0;
+        ok(line_edit(l, sizeof l, &at, EDIT_BACKSPACE, 0) == -1, "backspace on an empty line closes it");
+        const char *parts[] = { "embeddings", "layer.0", "layer.1", "pooler", "classifier.new" };
+        snprintf(l, sizeof l, "freeze layer.0 cl");
+        ok(command_complete_parts(l, sizeof l, parts, 5) == 1 && !strcmp(l, "freeze layer.0 classifier.new"),
+           "tab after freeze completes the model's part names: %s", l);
+        snprintf(l, sizeof l, "unfreeze la");
+        ok(command_complete_parts(l, sizeof l, parts, 5) == 2 && !strcmp(l, "unfreeze layer."),
+           "to their common prefix when several match: %s", l);
+        snprintf(l, sizeof l, "che");
+        ok(command_complete_parts(l, sizeof l, parts, 5) == 1 && !strcmp(l, "checkpoint"),
+           "and commands as before: %s", l);
+    }
     snprintf(line, sizeof line, "set f");
     ok(command_complete(line, sizeof line) == 1 && strcmp(line, "set finetune.lr ") == 0, "tab: set f -> set finetune.lr");
     snprintf(line, sizeof line, "se");

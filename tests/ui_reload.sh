@@ -37,6 +37,9 @@ ok $(tail -1 "$TMP/pane" | grep -q "error: set: finetune.lr: expected 0..10"; ec
 sleep 2.5
 T capture-pane -p -t ui >"$TMP/pane"
 ok $(tail -1 "$TMP/pane" | grep -q "expected 0..10"; echo $?) "still there seconds later, until a key"
+T send-keys -t ui ":xet lr 0.9" C-w "0.002" Home Delete s Enter
+wait_until 10 grep -q '"set":"finetune.lr".*"to":0.002' "$TMP/run/events.jsonl"
+ok $? "the command line edits: Ctrl-W, Home, Delete (':xet lr 0.9' became 'set lr 0.002')"
 T send-keys -t ui L
 wait_for 10 "L or Esc closes"
 ok $? "L opens the log as a page"

@@ -320,3 +320,93 @@ int command_complete(char *line, size_t n)
     }
     return count;
 }
+
+int command_complete_parts(char *line, size_t n, const char *const *parts, int n_parts)
+{
+    const char *last = strrchr(line, ' ');
+    int is_parts = strncmp(line, "freeze ", 7) == 0 || strncmp(line, "unfreeze ", 9) == 0;
+    if (!is_parts || !last)
+        return command_complete(line, n);
+    static const char *const always[] = { "all", "embeddings", "pooler" };
+    const char *word = last + 1;
+    size_t len = strlen(word), common = 0;
+    const char *first = NULL;
+    int count = 0;
+    for (int i = 0; i < n_parts + 3; i++) {
+        const char *c = i < 3 ? always[i] : parts[i - 3];
+        if (!c || strncmp(c, word, len) != 0 || (i >= 3 && !strcmp(c, "pooler")))
+            continue;
+        if (!first) {
+            first = c;
+            common = strlen(c);
+        } else {
+            size_t k = 0;
+            while (k < common && c[k] == first[k])
+                k++;
+            common = k;
+        }
+        count++;
+    }
+    size_t at = (size_t)(word - line);
+    if (first && common > len && at + common < n) {
+        memcpy(line + at, first, common);
+        line[at + common] = 0;
+    }
+    return count;
+}
+
+int line_edit(char *line, size_t n, size_t *at, EditKey k, int ch)
+{
+    size_t len = strlen(line);
+    if (*at > len)
+        *at = len;
+    switch (k) {
+    case EDIT_INSERT:
+        if (ch >= 0x20 && ch < 0x7f && len + 1 < n) {
+            memmove(line + *at + 1, line + *at, len - *at + 1);
+            line[(*at)++] = (char)ch;
+        }
+        break;
+    case EDIT_LEFT:
+        if (*at > 0)
+            (*at)--;
+        break;
+    case EDIT_RIGHT:
+        if (*at < len)
+            (*at)++;
+        break;
+    case EDIT_HOME:
+        *at = 0;
+        break;
+    case EDIT_END:
+        *at = len;
+        break;
+    case EDIT_BACKSPACE:
+        if (len == 0)
+            return -1;
+        if (*at > 0) {
+            memmove(line + *at - 1, line + *at, len - *at + 1);
+            (*at)--;
+        }
+        break;
+    case EDIT_DELETE:
+        if (*at < len)
+            memmove(line + *at, line + *at + 1, len - *at);
+        break;
+    case EDIT_KILL_START:
+        memmove(line, line + *at, len - *at + 1);
+        *at = 0;
+        break;
+    case EDIT_KILL_WORD: {
+        size_t from = *at;
+        while (from > 0 && line[from - 1] == ' ')
+            from--;
+        while (from > 0 && line[from - 1] != ' ')
+            from--;
+        memmove(line + from, line + *at, len - *at + 1);
+        *at = from;
+        break;
+    }
+    }
+    return 0;
+}

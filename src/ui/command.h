@@ -38,5 +38,18 @@ void command_sanitise(const char *name, char *out, size_t n);
 /* Completes line in place (capacity n) to the longest common prefix of
  * the commands and keys it starts; returns the number of candidates. */
 int command_complete(char *line, size_t n);
+/* As command_complete, and after "freeze " or "unfreeze " the last word
+ * against the model's part names (parts, n_parts) too. */
+int command_complete_parts(char *line, size_t n, const char *const *parts, int n_parts);
+
+/* Editing the line: cursor moves, deletions, Ctrl-U and Ctrl-W. */
+typedef enum {
+    EDIT_INSERT, EDIT_LEFT, EDIT_RIGHT, EDIT_HOME, EDIT_END,
+    EDIT_BACKSPACE, EDIT_DELETE, EDIT_KILL_START, EDIT_KILL_WORD
+} EditKey;
+/* Applies k to line (capacity n) whose cursor is at *at (ch: the
+ * character EDIT_INSERT types). Returns -1 for a backspace on an empty
+ * line (which closes it), else 0. */
+int line_edit(char *line, size_t n, size_t *at, EditKey k, int ch);
 
 #endif

@@ -158,6 +158,7 @@ typedef struct {
     int n_history, browse;     /* browse: index into history while moving */
     char status[256];
     double status_until;
+    size_t cursor;             /* in text */
 } Prompt;
 
 static void say(Prompt *p, const char *msg)
@@ -215,7 +216,7 @@ static int run_command(Trainer *t, const UiCommand *uc, Theme *theme, int *colou
 
 /* A key while the `:` line is open; returns 1 when a command asks to quit. */
 static int prompt_key(Prompt *p, int ch, Trainer *t, Theme *theme, int *colour, int *repaint,
-                      ScreenOptions *opt)
+                      ScreenOptions *opt, const Snapshot *snap)
 {
     size_t len = strlen(p->text);
     char err[256];
@@ -231,16 +232,18 @@ static int prompt_key(Prompt *p, int ch, Trainer *t, Theme *theme, int *colour, 
         }
         return run_command(t, &uc, theme, colour, repaint, opt, p);
     }
+    (void)len;
     if (ch == 27) {
         p->active = 0;
-    } else if (ch == KEY_BACKSPACE || ch == 127 || ch == 8) {
-        if (len == 0)
-            p->active = 0;
-        else
-            p->text[len - 1] = 0;
     } else if (ch == '\t') {
-        if (command_complete(p->text, sizeof p->text) == 0)
+        /* commands and keys, and the model's parts after freeze */
+        const char *parts[SNAP_GROUPS];
+        int n_parts = 0;
+        for (int g = 0; g < snap->n_groups && g < SNAP_GROUPS; g++)
+            parts[n_parts++] = snap->groups[g].name;
+        if (command_complete_parts(p->text, sizeof p->text, parts, n_parts) == 0)
             say(p, "no completion");
+        p->cursor = strlen(p->text);
     } else if (ch == KEY_UP || ch == KEY_DOWN) {
         p->browse += ch == KEY_UP ? -1 : 1;
         if (p->browse < 0)
@@ -250,9 +253,22 @@ static int prompt_key(Prompt *p, int ch, Trainer *t, Theme *theme, int *colour, 
             p->text[0] = 0;
         } else
             snprintf(p->text, sizeof p->text, "%s", p->history[p->browse]);
-    } else if (ch >= 0x20 && ch < 0x7f && len + 1 < sizeof p->text) {
-        p->text[len] = (char)ch;
-        p->text[len + 1] = 0;
+        p->cursor = strlen(p->text);
+    } else {
+        static const struct { int key; EditKey edit; } map[] = {
+            { KEY_LEFT, EDIT_LEFT }, { KEY_RIGHT, EDIT_RIGHT }, { KEY_HOME, EDIT_HOME },
+            { 1, EDIT_HOME }, { KEY_END, EDIT_END }, { 5, EDIT_END },
+            { KEY_BACKSPACE, EDIT_BACKSPACE }, { 127, EDIT_BACKSPACE }, { 8, EDIT_BACKSPACE },
+            { KEY_DC, EDIT_DELETE }, { 21, EDIT_KILL_START }, { 23, EDIT_KILL_WORD },
+        };
+        EditKey k = EDIT_INSERT;
+        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+            if (map[i].key == ch)
+                k = map[i].edit;
+        if (k == EDIT_INSERT && !(ch >= 0x20 && ch < 0x7f))
+            return 0;
+        if (line_edit(p->text, sizeof p->text, &p->cursor, k, ch) < 0)
+            p->active = 0;
     }
     return 0;
 }
@@ -435,7 +451,7 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             ch = ERR;
         }
         if (prompt.active && ch != ERR && ch != KEY_RESIZE) {
-            if (prompt_key(&prompt, ch, t, &theme, &colour, &repaint, &opt))
+            if (prompt_key(&prompt, ch, t, &theme, &colour, &repaint, &opt, &snap))
                 break;
             dirty = 1;
             ch = ERR;
@@ -474,6 +490,7 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             /* the name and overrides are typed on the command line */
             prompt.active = 1;
             snprintf(prompt.text, sizeof prompt.text, "fork ");
+            prompt.cursor = strlen(prompt.text);
             prompt.browse = prompt.n_history;
             dirty = 1;
             break;
@@ -512,6 +529,7 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
         case ':':
             prompt.active = 1;
             prompt.text[0] = 0;
+            prompt.cursor = 0;
             prompt.browse = prompt.n_history;
             dirty = 1;
             break;
@@ -588,7 +606,7 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             blit(&canvas, &shown, &theme, colour, repaint);
             repaint = 0;
             if (prompt.active) {
-                move(LINES - 1, 1 + (int)strlen(prompt.text));
+                move(LINES - 1, 1 + (int)prompt.cursor);
                 curs_set(1);
                 refresh();
             } else
