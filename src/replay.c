@@ -186,6 +186,20 @@ static int apply_event(Replay *p, Run *r, json_t *ev, int *applied, MnError *e)
     }
     if (!strcmp(cmd, "restart") || !strcmp(cmd, "branch"))
         return round_trip(p, r, ev, e);
+    if (!strcmp(cmd, "policy")) {
+        /* the source as it was attached, under its own file name, which
+         * the reloads after it then replace */
+        const char *file = str_of(ev, "file"), *base = strrchr(file, '/');
+        char dir[4400];
+        snprintf(dir, sizeof dir, "%s/.policy", p->out);
+        if (make_dirs(dir, e) < 0)
+            return -1;
+        snprintf(p->policy_live, sizeof p->policy_live, "%s/%s", dir, base ? base + 1 : file);
+        snprintf(path, sizeof path, "%s/%s", p->src, str_of(ev, "source_file"));
+        if (copy_file(path, p->policy_live, e) < 0)
+            return mn_wrap(e, "the policy attached at step %ld", r->step);
+        return run_attach_policy(r, p->policy_live, src, msg, sizeof msg, e);
+    }
     if (!strcmp(str_of(ev, "action"), "reload") && p->policy_live[0]) {
         snprintf(path, sizeof path, "%s/%s", p->src, str_of(ev, "source_file"));
         if (copy_file(path, p->policy_live, e) < 0)

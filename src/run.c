@@ -673,6 +673,66 @@ static int load_policy(Run *r, MnError *e)
     return 0;
 }
 
+static int start_regularizers(Run *r, int fresh, MnError *e);
+
+int run_attach_policy(Run *r, const char *file, const char *source, char *msg, size_t n,
+                      MnError *e)
+{
+    char abs[EXP_PATH], was[EXP_PATH], src_file[64];
+    if (r->phase != PHASE_FINETUNE)
+        return mn_fail(e, "policy: a policy runs in the finetune phase, not %s", phase_name(r->phase));
+    absolute_path(file, abs, sizeof abs);
+    if (access(abs, R_OK) != 0)
+        return mn_fail(e, "policy %s: %s", abs, strerror(errno));
+    /* loaded beside the old one, which stays on any failure */
+    Policy *old = r->policy;
+    snprintf(was, sizeof was, "%s", r->x.finetune.policy);
+    snprintf(r->x.finetune.policy, sizeof r->x.finetune.policy, "%s", abs);
+    r->policy = NULL;
+    if (load_policy(r, e) < 0) {
+        r->policy = old;
+        snprintf(r->x.finetune.policy, sizeof r->x.finetune.policy, "%s", was);
+        return -1;
+    }
+    if (old)
+        policy_free(old);
+    /* a policy may raise EWC's lambda: it gets a Fisher, as at the start
+     * (and as a resume would compute one) */
+    if (!r->fisher) {
+        const double lambda = r->ewc_lambda, best = r->stop_best;
+        const long best_step = r->stop_best_step;
+        const int bad = r->stop_bad;
+        char reason[sizeof r->stop_reason];
+        snprintf(reason, sizeof reason, "%s", r->stop_reason);
+        int rc = start_regularizers(r, 0, e);
+        r->ewc_lambda = lambda;
+        r->stop_best = best;
+        r->stop_best_step = best_step;
+        r->stop_bad = bad;
+        snprintf(r->stop_reason, sizeof r->stop_reason, "%s", reason);
+        if (rc < 0)
+            return -1;
+    }
+    /* experiment.cfg stays as the run began (a replay starts from it);
+     * the event tells a resume to attach it again */
+    snprintf(src_file, sizeof src_file, "policy/%ld.lua", r->step);
+    if (save_policy_source(r, e) < 0)
+        return -1;
+    json_t *ev = event_base(r, source);
+    json_object_set_new(ev, "command", json_string("policy"));
+    json_object_set_new(ev, "file", json_string(abs));
+    json_object_set_new(ev, "policy", json_string(policy_name(r->policy)));
+    json_object_set_new(ev, "source_file", json_string(src_file));
+    if (record_event(r, ev, e) < 0)
+        return -1;
+    snprintf(msg, n, "policy %s runs from step %ld (%s)", policy_name(r->policy), r->step, abs);
+    if (r->pause_is_error) {
+        r->pause_reason[0] = 0;
+        r->pause_is_error = 0;
+    }
+    return call_policy(r, "setup", NULL, 0, e);
+}
+
 int run_policy_reload(Run *r, MnError *e)
 {
     if (!r->policy)
@@ -1829,6 +1889,45 @@ static int rewrite_finished(Run *r, MnError *e)
     return 0;
 }
 
+/* The policy the last "policy" event up to the checkpoint attached, in
+ * place of experiment.cfg's. */
+static void reattach_policy(Run *r)
+{
+    char path[EXP_PATH + 32], file[EXP_PATH] = "";
+    path_in_run(r, path, sizeof path, "events.jsonl");
+    FILE *f = fopen(path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    for (long i = 0; f && i < r->events.lines && getline(&line, &cap, f) > 0; i++) {
+        json_t *o = json_loads(line, 0, NULL);
+        const char *cmd = json_string_value(json_object_get(o, "command"));
+        const char *fl = json_string_value(json_object_get(o, "file"));
+        if (cmd && fl && !strcmp(cmd, "policy"))
+            snprintf(file, sizeof file, "%s", fl);
+        json_decref(o);
+    }
+    free(line);
+    if (f)
+        fclose(f);
+    if (!file[0] || !strcmp(file, r->x.finetune.policy))
+        return;
+    Policy *old = r->policy;
+    char was[EXP_PATH];
+    MnError why;
+    snprintf(was, sizeof was, "%s", r->x.finetune.policy);
+    snprintf(r->x.finetune.policy, sizeof r->x.finetune.policy, "%s", file);
+    r->policy = NULL;
+    if (load_policy(r, &why) < 0) {
+        logf_(r, "warning: the policy attached to this run does not load, %s runs instead: %s",
+              was[0] ? was : "none", why.msg);
+        r->policy = old;
+        snprintf(r->x.finetune.policy, sizeof r->x.finetune.policy, "%s", was);
+        return;
+    }
+    if (old)
+        policy_free(old);
+}
+
 /* restart: record the continuation in events.jsonl, so that a replay
  * restarts at the same step (a restart starts the policy afresh). */
 static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart, MnError *e)
@@ -1920,6 +2019,11 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
             return -1;
         if (events_open(&r->events, dir, st.events_lines, e) < 0)
             return -1;
+        if (p == PHASE_FINETUNE) {
+            reattach_policy(r);
+            if (r->policy)
+                policy_params_restore(r->policy, st.policy_params);
+        }
         int bad = restart && p != PHASE_DONE && run_record(r, "run", "restart",
                                         json_pack("{s:s}", "checkpoint", cks[i].name), e) < 0;
         free(cks);

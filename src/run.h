@@ -182,6 +182,12 @@ int run_set_frozen(Run *r, const char *parts, int frozen, const char *source,
                    char *msg, size_t n, MnError *e);
 int run_set_policy_param(Run *r, const char *name, const char *text, const char *source,
                          char *msg, size_t n, MnError *e);
+/* Runs the policy in file from this step on, in place of the run's (if
+ * any, which stays when the new one does not load): written into the
+ * run's experiment.cfg, its source saved as policy/<step>.lua, recorded
+ * as a "policy" event, its setup called. */
+int run_attach_policy(Run *r, const char *file, const char *source, char *msg, size_t n,
+                      MnError *e);
 
 /* Appends one event (step, phase and source filled in here) to
  * events.jsonl; fields are taken over from extra. */

@@ -452,6 +452,11 @@ static void hand_change(Branch *b, const Command *c)
     case CMD_SET_POLICY:
         rc = run_set_policy_param(r, c->arg, c->text, "ui", msg, sizeof msg, &e);
         break;
+    case CMD_ATTACH_POLICY:
+        rc = run_attach_policy(r, c->text, "ui", msg, sizeof msg, &e);
+        if (rc == 0)
+            policy_set_stop_flag(r->policy, &b->t->stopping);
+        break;
     default:
         return;
     }
@@ -618,6 +623,7 @@ static void apply_commands(Trainer *t)
         case CMD_FREEZE:
         case CMD_UNFREEZE:
         case CMD_SET_POLICY:
+        case CMD_ATTACH_POLICY:
             hand_change(b, &q[i]);
             b->clean = 0;
             break;

@@ -64,6 +64,37 @@ ok $? "space: the run goes on to the end"
 quit_ui "mneme-exit="
 ok $(grep -q "mneme-exit=0" "$TMP/pane"; echo $?) "and quits cleanly"
 
+# :policy FILE attaches a policy to a run that had none: recorded, its
+# source saved, attached again on resume, and replayed.
+cat >"$TMP/slow.lua" <<'LUA'
+local P = { name = "slow", params = {} }
+function P.on_step(run) run.lr = 2e-4 end
+return P
+LUA
+cat >"$TMP/attach.sh" <<SH
+"$MNEME" "$CFG" --set finetune.epochs=8 --out "$TMP/att"
+echo "mneme-exit=\$?"
+exec sleep 600
+SH
+ui_session 160 40 "$TMP/attach.sh"
+wait_until 60 sh -c "head -1 '$TMP/pane' | grep -q 'finetune · step [1-9]'"
+T send-keys -t ui Space
+wait_for 20 "paused ·"
+T send-keys -t ui ":policy $TMP/slow.lua" Enter
+wait_until 20 grep -q '"command":"policy"' "$TMP/att/events.jsonl"
+rc=$?
+at=$(jq -rs 'map(select(.command == "policy"))[0].step' "$TMP/att/events.jsonl")
+ok $([ $rc = 0 ] && [ -f "$TMP/att/policy/$at.lua" ] && grep -q "policy slow runs from step $at" "$TMP/att/log.txt"; echo $?) \
+   ":policy FILE attaches it at step $at: recorded, its source saved, logged"
+ok $(head -1 "$TMP/pane" | grep -q "policy slow"; echo $?) "the header names it"
+quit_ui "mneme-exit="
+"$MNEME" run --resume "$TMP/att" --quiet >/dev/null 2>&1
+ok $([ $? = 0 ] && [ "$(jq -s "map(select(.phase == \"finetune\" and .step > $at + 1)) | .[0].lr" "$TMP/att/metrics.jsonl")" = 0.0002 ]; echo $?) \
+   "quit and resumed headless: the attached policy runs again and sets the rate"
+
+"$MNEME" replay "$TMP/att" --out "$TMP/att-replay" --quiet >"$TMP/out" 2>&1
+ok $? "the replay attaches it at the same step and matches: $(cat "$TMP/out")"
+
 # The finished run opened again: for review, drawn as it ended.
 total=$(jq -s 'map(select(.phase == "finetune")) | last | .step' "$TMP/run/metrics.jsonl")
 cat >"$TMP/review.sh" <<SH

@@ -16,6 +16,7 @@ const CommandInfo command_table[] = {
     { "eval", "", "evaluate both tasks now (shown in the log)" },
     { "pause", "", "pause or resume training" },
     { "reload", "", "load the policy file again" },
+    { "policy", "FILE", "run the policy in FILE from this step (recorded; replaces the run's)" },
     { "loss", "", "toggle the loss and accuracy views" },
     { "theme", "NAME", "switch the theme (default, light, mono or a path)" },
     { "fork", "NAME [@STEP] [KEY=VALUE]...", "branch the run (now, or at a checkpoint's step) with other settings" },
@@ -28,7 +29,7 @@ const int command_count = (int)(sizeof command_table / sizeof command_table[0]);
 /* What completion offers: commands and, after them, their arguments. */
 static const char *const completions[] = {
     "set finetune.lr ", "set ewc.lambda ", "set policy.", "freeze ", "unfreeze all", "checkpoint", "eval",
-    "pause", "reload", "loss",
+    "pause", "reload", "policy ", "loss",
     "theme default", "theme light", "theme mono", "quit",
     "fork ", "follow ", "compare",
 };
@@ -177,7 +178,7 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
     memset(out, 0, sizeof *out);
     out->kind = UC_TRAINER;
     if (!name[0]) {
-        snprintf(err, n, "type a command: set, freeze, unfreeze, checkpoint, eval, pause, reload, loss, theme, fork, follow, compare, quit");
+        snprintf(err, n, "type a command: set, freeze, unfreeze, checkpoint, eval, pause, reload, policy, loss, theme, fork, follow, compare, quit");
         return -1;
     }
     int known = 0;
@@ -190,6 +191,21 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
         else
             snprintf(err, n, "unknown command '%.60s' (tab completes)", name);
         return -1;
+    }
+    if (strcmp(name, "policy") == 0 ||
+        (strcmp(name, "set") == 0 && strcmp(a1, "finetune.policy") == 0)) {
+        const char *file = strcmp(name, "policy") == 0 ? a1 : a2;
+        if (!file[0]) {
+            snprintf(err, n, "policy FILE: which file? e.g. policy policies/freeze.lua");
+            return -1;
+        }
+        if (strlen(file) >= sizeof out->cmd.text) {
+            snprintf(err, n, "policy: the path is longer than %zu characters", sizeof out->cmd.text - 1);
+            return -1;
+        }
+        out->cmd.kind = CMD_ATTACH_POLICY;
+        snprintf(out->cmd.text, sizeof out->cmd.text, "%s", file);
+        return 0;
     }
     if (strcmp(name, "set") == 0) {
         char *end;
