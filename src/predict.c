@@ -121,40 +121,31 @@ static void input_close(Input *in)
     batch_free(&in->b);
 }
 
-/* The next line into in->b (head task), 0 at the end of input, or -1
- * after saying what is wrong with the line. */
-static int input_next(Input *in, int task)
+int predict_line(const Tokenizer *tok, int vocab, int max_len, int use_ids, int pair,
+                 char *line, long lineno, TokenSeq *seq, Batch *b)
 {
     MnError e;
-    ssize_t len = getline(&in->line, &in->cap, stdin);
-    if (len < 0)
-        return 0;
-    char *line = in->line;
-    in->lineno++;
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-        line[--len] = 0;
-    int n, max_len = in->m->cfg.max_len;
-    Batch *b = &in->b;
+    int n;
     memset(b->types, 0, (size_t)max_len * sizeof *b->types);
-    if (in->use_ids)
-        n = parse_ids(line, b->ids, max_len, in->m->cfg.vocab, in->lineno);
+    if (use_ids)
+        n = parse_ids(line, b->ids, max_len, vocab, lineno);
     else {
         char *second = NULL;
-        if (in->pair) {
+        if (pair) {
             second = strchr(line, '\t');
             if (!second || strchr(second + 1, '\t')) {
-                fprintf(stderr, "mneme predict: stdin:%ld: expected text<TAB>text\n", in->lineno);
+                fprintf(stderr, "mneme predict: stdin:%ld: expected text<TAB>text\n", lineno);
                 return -1;
             }
             *second++ = 0;
         }
-        n = tokenizer_encode(in->tok, line, second, max_len, &in->seq, &e);
+        n = tokenizer_encode(tok, line, second, max_len, seq, &e);
         if (n < 0)
-            fprintf(stderr, "mneme predict: stdin:%ld: %s\n", in->lineno, e.msg);
+            fprintf(stderr, "mneme predict: stdin:%ld: %s\n", lineno, e.msg);
         else {
-            n = in->seq.n;
-            memcpy(b->ids, in->seq.ids, (size_t)n * sizeof *b->ids);
-            memcpy(b->types, in->seq.types, (size_t)n * sizeof *b->types);
+            n = seq->n;
+            memcpy(b->ids, seq->ids, (size_t)n * sizeof *b->ids);
+            memcpy(b->types, seq->types, (size_t)n * sizeof *b->types);
         }
         if (second)
             second[-1] = '\t';
@@ -164,8 +155,25 @@ static int input_next(Input *in, int task)
     b->B = 1;
     b->T = n;
     b->len[0] = n;
-    b->task[0] = task;
     b->label[0] = -1;
+    return n;
+}
+
+/* The next line into in->b (head task), 0 at the end of input, or -1
+ * after saying what is wrong with the line. */
+static int input_next(Input *in, int task)
+{
+    ssize_t len = getline(&in->line, &in->cap, stdin);
+    if (len < 0)
+        return 0;
+    char *line = in->line;
+    in->lineno++;
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        line[--len] = 0;
+    if (predict_line(in->tok, in->m->cfg.vocab, in->m->cfg.max_len, in->use_ids, in->pair, line,
+                     in->lineno, &in->seq, &in->b) < 0)
+        return -1;
+    in->b.task[0] = task;
     return 1;
 }
 
