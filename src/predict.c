@@ -144,6 +144,18 @@ int predict_line(const Tokenizer *tok, int vocab, int max_len, int use_ids, int 
             fprintf(stderr, "mneme predict: stdin:%ld: %s\n", lineno, e.msg);
         else {
             n = seq->n;
+            /* A checkpoint's table may be smaller than the tokenizer's
+             * (a crafted file, or one for another tokenizer). */
+            for (int i = 0; i < n; i++)
+                if (seq->ids[i] >= vocab) {
+                    fprintf(stderr, "mneme predict: stdin:%ld: token %d of the text has id %d, "
+                            "outside the model's vocabulary 0..%d\n", lineno, i, seq->ids[i],
+                            vocab - 1);
+                    n = -1;
+                    break;
+                }
+        }
+        if (n >= 0) {
             memcpy(b->ids, seq->ids, (size_t)n * sizeof *b->ids);
             memcpy(b->types, seq->types, (size_t)n * sizeof *b->types);
         }
