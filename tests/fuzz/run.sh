@@ -33,7 +33,7 @@ mkdir -p "$out/obj" "$work" || exit 1
 printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n' \
     >"$out/probe.c"
 "$cc" -fsanitize=fuzzer,address,undefined "$out/probe.c" -o "$out/probe" >"$out/probe.log" 2>&1 ||
-    skip "$cc cannot link -fsanitize=fuzzer (on Debian: apt-get install libclang-rt-14-dev)"
+    skip "$cc cannot link -fsanitize=fuzzer (libFuzzer needs clang and its runtime; on Debian: apt-get install clang libclang-rt-14-dev)"
 
 # The engine, instrumented; an object is rebuilt when its source or any
 # header is newer.
