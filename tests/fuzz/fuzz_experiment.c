@@ -15,6 +15,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * @include of /dev/zero): not what is being tested. */
     if (memmem(data, size, "/dev", 4) || memmem(data, size, "/proc", 5))
         return 0;
+    static int files;
+    if (!files) {
+        /* the data files the seeds name, so that their checks pass */
+        static const char rows[] = "good\tpositive\nbad\tnegative\n";
+        fuzz_write("reviews.train.tsv", rows, sizeof rows - 1, path, sizeof path);
+        fuzz_write("reviews.eval.tsv", rows, sizeof rows - 1, path, sizeof path);
+        files = 1;
+    }
     Experiment *x = malloc(sizeof *x), *y = malloc(sizeof *y);
     char *text = fuzz_string(data, size);
     if (x && y && text) {
