@@ -352,6 +352,12 @@ static int make_table(Model *m, const ModelConfig *cfg, MnError *e)
     if (cfg->prompt_tokens < 0 || cfg->prompt_tokens > MODEL_MAX_VIRTUAL ||
         cfg->prefix_tokens < 0 || cfg->prefix_tokens > MODEL_MAX_VIRTUAL)
         return mn_fail(e, "model: virtual tokens must be 0..%d", MODEL_MAX_VIRTUAL);
+    /* A checkpoint's or config.json's shape comes from a file: a negative
+     * size would become an absurd allocation. */
+    if (cfg->intermediate < 1 || cfg->max_len < 1 || cfg->max_positions < 0)
+        return mn_fail(e, "model: intermediate (%d) and max_len (%d) must be positive, "
+                       "max_positions (%d) not negative", cfg->intermediate, cfg->max_len,
+                       cfg->max_positions);
     if (cfg->max_positions != 0 && cfg->max_positions < cfg->max_len)
         return mn_fail(e, "model: max_len %d exceeds the %d positions", cfg->max_len,
                        cfg->max_positions);

@@ -154,6 +154,52 @@ static int ids_fit(const Model *m, const Batch *b, int n, long lineno)
     return 0;
 }
 
+int predict_line(const Tokenizer *tok, int vocab, int max_len, int use_ids, int pair,
+                 char *line, long lineno, TokenSeq *seq, Batch *b)
+{
+    MnError e;
+    int n;
+    memset(b->types, 0, (size_t)max_len * sizeof *b->types);
+    if (use_ids)
+        n = parse_ids(line, b->ids, max_len, vocab, lineno);
+    else {
+        char *second = NULL;
+        if (pair) {
+            second = strchr(line, '\t');
+            if (!second || strchr(second + 1, '\t')) {
+                fprintf(stderr, "mneme predict: stdin:%ld: expected text<TAB>text\n", lineno);
+                return -1;
+            }
+            *second++ = 0;
+        }
+        n = tokenizer_encode(tok, line, second, max_len, seq, &e);
+        if (n < 0)
+            fprintf(stderr, "mneme predict: stdin:%ld: %s\n", lineno, e.msg);
+        else {
+            n = seq->n;
+            memcpy(b->ids, seq->ids, (size_t)n * sizeof *b->ids);
+            memcpy(b->types, seq->types, (size_t)n * sizeof *b->types);
+        }
+        if (second)
+            second[-1] = '\t';
+        /* a tokenizer's ids past a small model's table (a byte-level
+         * checkpoint with fewer rows than bytes) */
+        for (int t = 0; t < n; t++)
+            if (b->ids[t] < 0 || b->ids[t] >= vocab) {
+                fprintf(stderr, "mneme predict: stdin:%ld: token id %d is outside the model's "
+                        "%d word embeddings\n", lineno, b->ids[t], vocab);
+                return -1;
+            }
+    }
+    if (n < 0)
+        return -1;
+    b->B = 1;
+    b->T = n;
+    b->len[0] = n;
+    b->label[0] = -1;
+    return n;
+}
+
 /* The next line into in->b (head task), 0 at the end of input, or -1
  * after saying what is wrong with the line. */
 static int input_next(Input *in, int task)
@@ -166,41 +212,12 @@ static int input_next(Input *in, int task)
             fprintf(stderr, "mneme predict: %s\n", e.msg);
         return got;
     }
-    char *line = in->line;
     in->lineno = in->lr.lineno;
-    int n, max_len = in->m->cfg.max_len;
-    Batch *b = &in->b;
-    memset(b->types, 0, (size_t)max_len * sizeof *b->types);
-    if (in->use_ids)
-        n = parse_ids(line, b->ids, max_len, embedding_rows(in->m), in->lineno);
-    else {
-        char *second = NULL;
-        if (in->pair) {
-            second = strchr(line, '\t');
-            if (!second || strchr(second + 1, '\t')) {
-                fprintf(stderr, "mneme predict: stdin:%ld: expected text<TAB>text\n", in->lineno);
-                return -1;
-            }
-            *second++ = 0;
-        }
-        n = tokenizer_encode(in->tok, line, second, max_len, &in->seq, &e);
-        if (n < 0)
-            fprintf(stderr, "mneme predict: stdin:%ld: %s\n", in->lineno, e.msg);
-        else {
-            n = in->seq.n;
-            memcpy(b->ids, in->seq.ids, (size_t)n * sizeof *b->ids);
-            memcpy(b->types, in->seq.types, (size_t)n * sizeof *b->types);
-        }
-        if (second)
-            second[-1] = '\t';
-    }
-    if (n < 0 || ids_fit(in->m, b, n, in->lineno) < 0)
+    int n = predict_line(in->tok, embedding_rows(in->m), in->m->cfg.max_len, in->use_ids, in->pair,
+                         in->line, in->lineno, &in->seq, &in->b);
+    if (n < 0 || ids_fit(in->m, &in->b, n, in->lineno) < 0)
         return -1;
-    b->B = 1;
-    b->T = n;
-    b->len[0] = n;
-    b->task[0] = task;
-    b->label[0] = -1;
+    in->b.task[0] = task;
     return 1;
 }
 

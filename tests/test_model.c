@@ -165,6 +165,34 @@ static void test_freezing(void)
     model_free(&m);
 }
 
+/* Shapes read from a file (a checkpoint's mneme.model, a config.json)
+ * that model_create must refuse rather than try to allocate: found by
+ * fuzz_checkpoint (corpus checkpoint/intermediate-negative,
+ * checkpoint/max-len-negative). */
+static void test_refused_shapes(void)
+{
+    static const struct {
+        const char *what;
+        int intermediate, max_len, max_positions;
+    } bad[] = {
+        { "a negative intermediate size", -4, 8, 0 },
+        { "a negative max_len", 16, -3, 0 },
+        { "max_len 0", 16, 0, 0 },
+        { "negative max_positions", 16, 8, -1 },
+    };
+    TestShape s = { 8, 1, 2, 16, 8, 2, 2, 1 };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ModelConfig c = test_model_config(s);
+        Model m;
+        MnError e;
+        c.intermediate = bad[i].intermediate;
+        c.max_len = bad[i].max_len;
+        c.max_positions = bad[i].max_positions;
+        ok(model_create(&m, &c, 1, &e) < 0 && strstr(e.msg, "must be"), "%s is refused: %s",
+           bad[i].what, e.msg);
+    }
+}
+
 static void test_layout(void)
 {
     Model m;
@@ -252,6 +280,7 @@ int main(int argc, char **argv)
     blas_core_fix(argv);
     blas_core_describe(core, sizeof core);
     diag("%s", core);
+    test_refused_shapes();
     test_layout();
     test_gradients(tasks);
     test_gradients(task_runs);
