@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,7 +207,8 @@ int checkpoint_export(const char *path, const Model *m, const LabelSet *labels, 
 static int json_int(json_t *o, const char *key, int *v)
 {
     json_t *x = json_object_get(o, key);
-    if (!json_is_integer(x))
+    /* out of int's range is malformed, not a value cut to its low bits */
+    if (!json_is_integer(x) || json_integer_value(x) < INT_MIN || json_integer_value(x) > INT_MAX)
         return -1;
     *v = (int)json_integer_value(x);
     return 0;

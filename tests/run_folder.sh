@@ -192,6 +192,8 @@ refused "an optimizer step count that would overflow" "mneme.adam_group_steps: g
     --set "mneme.adam_group_steps=9223372036854775807,0,0,0,0"
 refused "a vocabulary of one token" "mneme.model metadata: vocab is 1, outside 5..16777216" \
     --set 'mneme.model={"vocab":1,"hidden":32,"layers":1,"heads":2,"intermediate":64,"max_len":64,"type_vocab":2,"tasks":[{"name":"original","labels":["a","b"]}]}'
+refused "a vocabulary past int, which used to be cut to its low bits" "mneme.model metadata lacks a field or has the wrong type" \
+    --set 'mneme.model={"vocab":4294967557,"hidden":32,"layers":1,"heads":2,"intermediate":64,"max_len":64,"type_vocab":2,"tasks":[{"name":"original","labels":["a","b"]}]}'
 refused "an rng state that is not a number" "metadata mneme.rng is missing or not an unsigned 64-bit integer" --set mneme.rng=12x
 
 done_testing
