@@ -333,9 +333,7 @@ static Origin key_origin(const Ctx *c, const char *key)
 
 /* ---- suggestions ------------------------------------------------------- */
 
-/* Optimal string alignment distance: typos are mostly one edit or one
- * swapped pair of letters. */
-static int edit_distance(const char *a, const char *b)
+int edit_distance(const char *a, const char *b)
 {
     enum { M = 64 };
     int d[M][M];

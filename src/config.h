@@ -156,4 +156,8 @@ typedef struct {
 } ExperimentKeyInfo;
 const ExperimentKeyInfo *experiment_keys(void);
 
+/* Optimal string alignment distance, for "did you mean": typos are mostly
+ * one edit or one swapped pair of letters. INT_MAX for words of 64 or more. */
+int edit_distance(const char *a, const char *b);
+
 #endif

@@ -52,3 +52,13 @@ need_hf_model() {
     fi
     HFM="$PY $MNEME_SRCDIR/tests/hf_model.py"
 }
+
+# need_tmux: the real-terminal tests skip (with a reason) without tmux,
+# else get its helpers (tests/tmux.sh)
+need_tmux() {
+    if ! command -v tmux >/dev/null 2>&1; then
+        echo "1..0 # SKIP tmux is not installed (apt-get install tmux)"
+        exit 0
+    fi
+    . "$MNEME_SRCDIR/tests/tmux.sh"
+}

@@ -4,11 +4,7 @@
 # fork there again minutes later.
 . "$MNEME_SRCDIR/tests/lib.sh"
 CFG="$MNEME_SRCDIR/tests/data/tiny.cfg"
-if ! command -v tmux >/dev/null 2>&1; then
-    echo "1..0 # SKIP tmux is not installed"
-    exit 0
-fi
-. "$MNEME_SRCDIR/tests/tmux.sh"
+need_tmux
 cat >"$TMP/ui.sh" <<SH
 "$MNEME" "$CFG" --set finetune.epochs=3000 --set checkpoint.every=10 --set checkpoint.keep=2 --out "$TMP/run"
 echo "mneme-exit=\$?"

@@ -4,11 +4,7 @@
 # says the run stays paused until space.
 . "$MNEME_SRCDIR/tests/lib.sh"
 CFG="$MNEME_SRCDIR/tests/data/tiny.cfg"
-if ! command -v tmux >/dev/null 2>&1; then
-    echo "1..0 # SKIP tmux is not installed"
-    exit 0
-fi
-. "$MNEME_SRCDIR/tests/tmux.sh"
+need_tmux
 cat >"$TMP/fails.lua" <<'LUA'
 local P = { name = "fails", params = {} }
 function P.on_step(run)

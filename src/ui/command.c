@@ -1,5 +1,6 @@
 #include "ui/command.h"
 
+#include "config.h"
 #include "strategy.h"
 
 #include <ctype.h>
@@ -125,41 +126,13 @@ static int parse_fork(const char *line, UiCommand *out, char *err, size_t n)
     return 0;
 }
 
-/* Edit distance with transpositions (optimal string alignment), for "did
- * you mean": short words only. */
-static int distance(const char *a, const char *b)
-{
-    int la = (int)strlen(a), lb = (int)strlen(b);
-    int d[33][33];
-    if (la > 32 || lb > 32)
-        return 99;
-    for (int i = 0; i <= la; i++)
-        d[i][0] = i;
-    for (int j = 0; j <= lb; j++)
-        d[0][j] = j;
-    for (int i = 1; i <= la; i++)
-        for (int j = 1; j <= lb; j++) {
-            int cost = a[i - 1] != b[j - 1];
-            int v = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < v)
-                v = d[i][j - 1] + 1;
-            if (d[i - 1][j - 1] + cost < v)
-                v = d[i - 1][j - 1] + cost;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < v)
-                v = d[i - 2][j - 2] + 1;
-            d[i][j] = v;
-        }
-    return d[la][lb];
-}
-
 /* The command nearest to a mistyped name, when one is near enough. */
 static const char *nearest_command(const char *name)
 {
     const char *best = NULL;
     int best_d = 3;
     for (int i = 0; i < command_count; i++) {
-        int dd = distance(name, command_table[i].name);
+        int dd = edit_distance(name, command_table[i].name);
         if (dd < best_d) {
             best_d = dd;
             best = command_table[i].name;
@@ -310,47 +283,17 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
     return 0;
 }
 
-int command_complete(char *line, size_t n)
+/* Completes word (the end of line, capacity n) to the longest common
+ * prefix of the candidates it starts; returns how many there are. */
+static int complete_word(char *line, size_t n, const char *word, const char *const *cand,
+                         int n_cand)
 {
     const char *first = NULL;
-    size_t len = strlen(line), common = 0;
-    int count = 0;
-    for (size_t i = 0; i < sizeof completions / sizeof completions[0]; i++) {
-        const char *c = completions[i];
-        if (strncmp(c, line, len) != 0)
-            continue;
-        if (!first) {
-            first = c;
-            common = strlen(c);
-        } else {
-            size_t k = 0;
-            while (k < common && c[k] == first[k])
-                k++;
-            common = k;
-        }
-        count++;
-    }
-    if (first && common > len && common < n) {
-        memcpy(line, first, common);
-        line[common] = 0;
-    }
-    return count;
-}
-
-int command_complete_parts(char *line, size_t n, const char *const *parts, int n_parts)
-{
-    const char *last = strrchr(line, ' ');
-    int is_parts = strncmp(line, "freeze ", 7) == 0 || strncmp(line, "unfreeze ", 9) == 0;
-    if (!is_parts || !last)
-        return command_complete(line, n);
-    static const char *const always[] = { "all", "embeddings", "pooler" };
-    const char *word = last + 1;
     size_t len = strlen(word), common = 0;
-    const char *first = NULL;
     int count = 0;
-    for (int i = 0; i < n_parts + 3; i++) {
-        const char *c = i < 3 ? always[i] : parts[i - 3];
-        if (!c || strncmp(c, word, len) != 0 || (i >= 3 && !strcmp(c, "pooler")))
+    for (int i = 0; i < n_cand; i++) {
+        const char *c = cand[i];
+        if (!c || strncmp(c, word, len) != 0)
             continue;
         if (!first) {
             first = c;
@@ -369,6 +312,25 @@ int command_complete_parts(char *line, size_t n, const char *const *parts, int n
         line[at + common] = 0;
     }
     return count;
+}
+
+int command_complete(char *line, size_t n)
+{
+    return complete_word(line, n, line, completions, (int)(sizeof completions / sizeof completions[0]));
+}
+
+int command_complete_parts(char *line, size_t n, const char *const *parts, int n_parts)
+{
+    const char *last = strrchr(line, ' ');
+    int is_parts = strncmp(line, "freeze ", 7) == 0 || strncmp(line, "unfreeze ", 9) == 0;
+    if (!is_parts || !last)
+        return command_complete(line, n);
+    /* the model's group names, and the words parts_parse takes beside them */
+    const char *cand[SNAP_GROUPS + 2] = { "all", "embeddings" };
+    int k = 2;
+    for (int i = 0; i < n_parts && k < SNAP_GROUPS + 2; i++)
+        cand[k++] = parts[i];
+    return complete_word(line, n, last + 1, cand, k);
 }
 
 int line_edit(char *line, size_t n, size_t *at, EditKey k, int ch)
