@@ -68,7 +68,7 @@ function P.on_step(run) run.lr = 2e-4 end
 return P
 LUA
 cat >"$TMP/attach.sh" <<SH
-"$MNEME" "$CFG" --set finetune.epochs=8 --out "$TMP/att"
+"$MNEME" "$CFG" --set finetune.epochs=60 --out "$TMP/att"
 echo "mneme-exit=\$?"
 exec sleep 600
 SH

@@ -81,16 +81,16 @@ static void draw_header(Canvas *c, Rect r, const Snapshot *s)
     if (s->policy[0] && k < (int)sizeof knobs)
         snprintf(knobs + k, sizeof knobs - (size_t)k, "%spolicy %.40s", sep, s->policy);
     /* the less important parts go first when the line does not fit: the
-     * ETA, the program's name, the knobs, the epoch */
+     * ETA, the knobs, the program's name, the epoch */
     for (int drop = 0; drop < 5; drop++) {
         char ep[32] = "";
         if (drop < 4)
             snprintf(ep, sizeof ep, "%sepoch %.2f", sep, epoch);
         snprintf(line, sizeof line, "%s%s%s%s%s%s%s%sstep %ld/%ld%s%s%s%s%s%.1f steps/s%s%s",
-                 drop < 2 ? " mneme" : "", drop < 2 ? sep : " ", s->experiment, sep,
+                 drop < 3 ? " mneme" : "", drop < 3 ? sep : " ", s->experiment, sep,
                  s->branch[0] ? s->branch : "main", sep,
                  s->phase, sep, s->step, s->total_steps, ep, sep, mark,
-                 trainer_state_name(s->state), sep, s->steps_per_s, drop < 3 ? knobs : "",
+                 trainer_state_name(s->state), sep, s->steps_per_s, drop < 2 ? knobs : "",
                  drop < 1 ? eta : "");
         if (text_width(line) <= r.w)
             break;
