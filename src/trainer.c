@@ -466,6 +466,68 @@ static void hand_change(Branch *b, const Command *c)
         branch_log(b, msg);
 }
 
+static int by_step(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* :checkpoints: the fine-tuning steps b has checkpoints of, by their
+ * names (reading the files would cost their size), what kept each. */
+static void list_checkpoints_of(Branch *b)
+{
+    char dir[4200], line[SNAP_LINE];
+    long steps[256];
+    char kinds[256][8];
+    int n = 0;
+    snprintf(dir, sizeof dir, "%s/checkpoints", b->run.dir);
+    DIR *d = opendir(dir);
+    for (struct dirent *de; d && (de = readdir(d)) && n < 256;) {
+        static const char *const kind[] = { "step-", "pause-step-", "fork-step-" };
+        const char *nm = de->d_name;
+        long s = -1;
+        char tag[8] = "";
+        if (strstr(nm, ".tmp.") || !strstr(nm, ".safetensors"))
+            continue;
+        if (!strcmp(nm, "base.safetensors"))
+            s = 0, snprintf(tag, sizeof tag, "base");
+        else if (!strcmp(nm, "final.safetensors"))
+            s = b->run.phase == PHASE_DONE ? b->run.step : -1, snprintf(tag, sizeof tag, "final");
+        else if (!strncmp(nm, "tag-", 4) && strstr(nm, "-step-"))
+            s = strtol(strstr(nm, "-step-") + 6, NULL, 10), snprintf(tag, sizeof tag, "tag");
+        for (int k = 0; k < 3 && s < 0; k++)
+            if (!strncmp(nm, kind[k], strlen(kind[k])) && nm[strlen(kind[k])] >= '0' &&
+                nm[strlen(kind[k])] <= '9') {
+                s = strtol(nm + strlen(kind[k]), NULL, 10);
+                snprintf(tag, sizeof tag, "%s", k == 1 ? "pause" : k == 2 ? "fork" : "");
+            }
+        if (s < 0)
+            continue;
+        steps[n] = s;
+        snprintf(kinds[n++], sizeof kinds[0], "%s", tag);
+    }
+    if (d)
+        closedir(d);
+    /* one entry a step, with what kept it */
+    long order[256];
+    for (int i = 0; i < n; i++)
+        order[i] = steps[i];
+    qsort(order, (size_t)n, sizeof order[0], by_step);
+    int used = snprintf(line, sizeof line, "checkpoints (fork NAME @STEP):");
+    for (int i = 0; i < n && used < (int)sizeof line - 24; i++) {
+        if (i > 0 && order[i] == order[i - 1])
+            continue;
+        char why[32] = "";
+        for (int k = 0; k < n; k++)
+            if (steps[k] == order[i] && kinds[k][0] && strlen(why) + strlen(kinds[k]) + 2 < sizeof why)
+                snprintf(why + strlen(why), sizeof why - strlen(why), "%s%s", why[0] ? "," : "",
+                         kinds[k]);
+        used += snprintf(line + used, sizeof line - (size_t)used, " %ld%s%s%s", order[i],
+                         why[0] ? " (" : "", why, why[0] ? ")" : "");
+    }
+    branch_log(b, n ? line : "no checkpoints of fine-tuning yet");
+}
+
 /* An evaluation off the schedule: logged, not added to the history (the
  * metrics stay those of the experiment's own evaluations). */
 static void evaluate_now(Branch *b)
@@ -629,6 +691,9 @@ static void apply_commands(Trainer *t)
             break;
         case CMD_EVALUATE:
             evaluate_now(b);
+            break;
+        case CMD_LIST_CHECKPOINTS:
+            list_checkpoints_of(b);
             break;
         case CMD_FORK:
             fork_branch(t, b, &q[i]);

@@ -30,6 +30,7 @@ typedef enum {
     CMD_EVALUATE,              /* evaluate now, into the log only */
     CMD_SET_POLICY,            /* policy parameter arg = text */
     CMD_ATTACH_POLICY,         /* run the policy file text from this step */
+    CMD_LIST_CHECKPOINTS,      /* log the steps a fork can start from */
     CMD_QUIT,                  /* checkpoint (unless finished), then stop */
     CMD_FORK,                  /* arg: the branch name; text: "KEY=VALUE …";
                                 * value: the step to fork at, < 0 = now */

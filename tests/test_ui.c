@@ -760,7 +760,7 @@ static void test_commands(void)
         ok(command_complete_parts(l, sizeof l, parts, 5) == 2 && !strcmp(l, "unfreeze layer."),
            "to their common prefix when several match: %s", l);
         snprintf(l, sizeof l, "che");
-        ok(command_complete_parts(l, sizeof l, parts, 5) == 1 && !strcmp(l, "checkpoint"),
+        ok(command_complete_parts(l, sizeof l, parts, 5) == 2 && !strcmp(l, "checkpoint"),
            "and commands as before: %s", l);
     }
     snprintf(line, sizeof line, "set f");

@@ -31,6 +31,11 @@ ok $rc "fork again @$at: the pause's step is still there to fork from"
 show_pane_if $rc
 ok $([ -f "$TMP/run/checkpoints/fork-step-$at.safetensors" ] || [ -f "$TMP/run/checkpoints/pause-step-$at.safetensors" ]; echo $?) \
    "and the fork point stays"
+T send-keys -t ui ":checkpoints" Enter
+wait_until 10 grep -q "checkpoints (fork NAME @STEP):" "$TMP/run/log.txt"
+line=$(grep "checkpoints (fork NAME @STEP):" "$TMP/run/log.txt" | tail -1)
+ok $(echo "$line" | grep -q " 0 (base)" && echo "$line" | grep -q " $at (pause"; echo $?) \
+   ":checkpoints lists the steps a fork can start from, and what kept each: $(echo "$line" | cut -c1-100)"
 T send-keys -t ui ":fork nowhere @$((at + 3))" Enter
 wait_for 20 "has no checkpoint at fine-tuning step $((at + 3)); it has:"
 rc=$?

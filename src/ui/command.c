@@ -17,6 +17,7 @@ const CommandInfo command_table[] = {
     { "eval", "", "evaluate both tasks now (shown in the log)" },
     { "pause", "", "pause or resume training" },
     { "reload", "", "load the policy file again" },
+    { "checkpoints", "", "list the steps there are checkpoints of (where a fork can start)" },
     { "policy", "FILE", "run the policy in FILE from this step (recorded; replaces the run's)" },
     { "loss", "", "toggle the loss and accuracy views" },
     { "theme", "NAME", "switch the theme (default, light, mono or a path)" },
@@ -30,7 +31,7 @@ const int command_count = (int)(sizeof command_table / sizeof command_table[0]);
 /* What completion offers: commands and, after them, their arguments. */
 static const char *const completions[] = {
     "set finetune.lr ", "set ewc.lambda ", "set policy.", "freeze ", "unfreeze all", "checkpoint", "eval",
-    "pause", "reload", "policy ", "loss",
+    "pause", "reload", "policy ", "checkpoints", "loss",
     "theme default", "theme light", "theme mono", "quit",
     "fork ", "follow ", "compare",
 };
@@ -151,7 +152,7 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
     memset(out, 0, sizeof *out);
     out->kind = UC_TRAINER;
     if (!name[0]) {
-        snprintf(err, n, "type a command: set, freeze, unfreeze, checkpoint, eval, pause, reload, policy, loss, theme, fork, follow, compare, quit");
+        snprintf(err, n, "type a command: set, freeze, unfreeze, checkpoint, checkpoints, eval, pause, reload, policy, loss, theme, fork, follow, compare, quit");
         return -1;
     }
     int known = 0;
@@ -276,6 +277,7 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
         out->kind = UC_COMPARE;
     else
         out->cmd.kind = strcmp(name, "checkpoint") == 0 ? CMD_CHECKPOINT
+                        : strcmp(name, "checkpoints") == 0 ? CMD_LIST_CHECKPOINTS
                         : strcmp(name, "eval") == 0     ? CMD_EVALUATE
                         : strcmp(name, "pause") == 0    ? CMD_PAUSE
                         : strcmp(name, "reload") == 0   ? CMD_RELOAD
