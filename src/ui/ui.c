@@ -43,6 +43,11 @@ static void restore_terminal(void)
 {
     if (curses_on) {
         curses_on = 0;
+        /* a terminal without an alternate screen (vt100) keeps what was
+         * drawn: what is printed after must not land on the old footer */
+        move(LINES - 1, 0);
+        clrtoeol();
+        refresh();
         endwin();
     }
 }
