@@ -12,6 +12,7 @@
 
 #include "blas_core.h"
 #include "branch.h"
+#include "paths.h"
 #include "run.h"
 
 #define QUEUE_MAX 32
@@ -633,6 +634,62 @@ static void follow(Trainer *t, const Command *c)
         post_logf(t, "following branch %s", t->br[i]->run.branch);
 }
 
+static void mark_ended(Branch *b);
+
+/* :drop NAME: the branch stops (its work checkpointed), leaves the family
+ * on screen, and its folder moves to branches/.dropped/, where a resume
+ * does not open it and from where it can be moved back by hand. */
+static void drop_branch(Trainer *t, const Command *c)
+{
+    int i;
+    for (i = 0; i < t->n_br && strcmp(t->br[i]->run.branch, c->arg) != 0; i++)
+        ;
+    if (i == t->n_br) {
+        branch_logf(t->br[0], "error: drop: no branch named %s", c->arg);
+        return;
+    }
+    if (i == 0) {
+        branch_logf(t->br[0], "error: drop: %s is the run itself; q ends it", c->arg);
+        return;
+    }
+    Branch *b = t->br[i];
+    char dir[4200], parked[4400], name[64];
+    snprintf(name, sizeof name, "%s", b->run.branch);
+    snprintf(dir, sizeof dir, "%s", b->run.dir);
+    if (!b->finished && !b->failed && !b->clean)
+        checkpoint_now(b, "drop", NULL);
+    mark_ended(b);
+    branch_free(b);
+    memmove(&t->br[i], &t->br[i + 1], (size_t)(t->n_br - i - 1) * sizeof t->br[0]);
+    t->n_br--;
+    if (t->followed == i)
+        t->followed = 0;
+    else if (t->followed > i)
+        t->followed--;
+    /* every branch after it moved up a place: the histories start over */
+    pthread_mutex_lock(&t->lock);
+    for (int k = 0; k < SNAP_BRANCHES; k++)
+        t->snap.branches[k].n_hist = 0;
+    t->snap.n_hist = 0;
+    t->snap.generation++;
+    pthread_mutex_unlock(&t->lock);
+    const char *slash = strrchr(dir, '/');
+    snprintf(parked, sizeof parked, "%.*s/.dropped", slash ? (int)(slash - dir) : 0, dir);
+    MnError e;
+    if (make_dirs(parked, &e) == 0) {
+        snprintf(parked + strlen(parked), sizeof parked - strlen(parked), "/%s-%ld", name,
+                 (long)time(NULL));
+        if (rename(dir, parked) < 0)
+            parked[0] = 0;
+    } else
+        parked[0] = 0;
+    record(t->br[0], "drop", json_pack("{s:s}", "branch", name));
+    if (parked[0])
+        branch_logf(t->br[0], "dropped %s; its folder is now %s", name, parked);
+    else
+        branch_logf(t->br[0], "dropped %s (its folder %s stays: it could not be moved)", name, dir);
+}
+
 /* Applies the queued commands to the followed branch. Trainer thread;
  * takes the lock only to empty the queue. */
 static void apply_commands(Trainer *t)
@@ -700,6 +757,9 @@ static void apply_commands(Trainer *t)
             break;
         case CMD_FOLLOW:
             follow(t, &q[i]);
+            break;
+        case CMD_DROP:
+            drop_branch(t, &q[i]);
             break;
         case CMD_QUIT:
             /* Every branch keeps its work: a checkpoint each. */
@@ -978,7 +1038,8 @@ int trainer_snapshot(Trainer *t, Snapshot *out)
     const Snapshot *s = &t->snap;
     if (s->version != out->version) {
         EvalRecord *hist = out->hist;
-        int cap = out->cap_hist, have = out->generation == s->generation ? out->n_hist : 0;
+        const int same = out->generation == s->generation;
+        int cap = out->cap_hist, have = same ? out->n_hist : 0;
         SnapBranch keep[SNAP_BRANCHES];
         memcpy(keep, out->branches, sizeof keep);
         *out = *s;
@@ -991,7 +1052,7 @@ int trainer_snapshot(Trainer *t, Snapshot *out)
             o->cap_hist = keep[i].cap_hist;
             if (i < s->n_branches)
                 copy_snap_history(&o->hist, &o->n_hist, &o->cap_hist, s->branches[i].hist,
-                                  s->branches[i].n_hist, keep[i].n_hist);
+                                  s->branches[i].n_hist, same ? keep[i].n_hist : 0);
             else
                 o->n_hist = 0;
         }

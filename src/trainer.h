@@ -34,8 +34,10 @@ typedef enum {
     CMD_QUIT,                  /* checkpoint (unless finished), then stop */
     CMD_FORK,                  /* arg: the branch name; text: "KEY=VALUE …";
                                 * value: the step to fork at, < 0 = now */
-    CMD_FOLLOW                 /* arg: the branch's name; "" and value < 0:
+    CMD_FOLLOW,                /* arg: the branch's name; "" and value < 0:
                                 * the next one, else value: its index */
+    CMD_DROP                   /* arg: a branch's name: stop it (with a
+                                * checkpoint) and set its folder aside */
 } CommandKind;
 
 typedef struct {

@@ -41,6 +41,15 @@ wait_for 20 "has no checkpoint at fine-tuning step $((at + 3)); it has:"
 rc=$?
 ok $([ $rc = 0 ] && tail -1 "$TMP/pane" | grep -q "it has:"; echo $?) \
    "a step without a checkpoint: the error lists the steps there are, in the footer"
+T send-keys -t ui ":drop main" Enter
+wait_until 10 grep -q "error: drop: main is the run itself" "$TMP/run/log.txt"
+ok $? ":drop main is refused: the run itself is ended with q"
+T send-keys -t ui ":drop again" Enter
+wait_until 10 grep -q "dropped again; its folder is now $TMP/run/branches/.dropped/again-" "$TMP/run/log.txt"
+ok $([ $? = 0 ] && [ ! -e "$TMP/run/branches/again" ] && ls -d "$TMP"/run/branches/.dropped/again-* >/dev/null 2>&1; echo $?) \
+   ":drop again stops the branch and sets its folder aside"
+wait_until 10 sh -c "! grep -q 'again  *main@' '$TMP/pane'"
+ok $? "and the branch list no longer shows it"
 quit_ui "mneme-exit="
 ok $(grep -q "mneme-exit=0" "$TMP/pane"; echo $?) "quits cleanly"
 done_testing

@@ -23,6 +23,7 @@ const CommandInfo command_table[] = {
     { "theme", "NAME", "switch the theme (default, light, mono or a path)" },
     { "fork", "NAME [@STEP] [KEY=VALUE]...", "branch the run (now, or at a checkpoint's step) with other settings" },
     { "follow", "NAME", "follow and steer another branch (Tab: the next)" },
+    { "drop", "NAME", "stop a branch and set its folder aside (branches/.dropped/)" },
     { "compare", "", "toggle the view of every branch's curves and figures" },
     { "quit", "", "checkpoint and quit" },
 };
@@ -33,7 +34,7 @@ static const char *const completions[] = {
     "set finetune.lr ", "set ewc.lambda ", "set policy.", "freeze ", "unfreeze all", "checkpoint", "eval",
     "pause", "reload", "policy ", "checkpoints", "loss",
     "theme default", "theme light", "theme mono", "quit",
-    "fork ", "follow ", "compare",
+    "fork ", "follow ", "drop ", "compare",
 };
 
 /* Splits off the next blank-separated word into w (capacity n). */
@@ -239,6 +240,15 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
     }
     if (strcmp(name, "fork") == 0)
         return parse_fork(line, out, err, n);
+    if (strcmp(name, "drop") == 0) {
+        if (!a1[0] || a2[0]) {
+            snprintf(err, n, "usage: drop NAME (a branch's name)");
+            return -1;
+        }
+        out->cmd.kind = CMD_DROP;
+        snprintf(out->cmd.arg, sizeof out->cmd.arg, "%s", a1);
+        return 0;
+    }
     if (strcmp(name, "follow") == 0) {
         if (!a1[0] || a2[0]) {
             snprintf(err, n, "usage: follow NAME (a branch's name, or main)");
