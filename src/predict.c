@@ -134,23 +134,17 @@ static int embedding_rows(const Model *m)
     return t >= 0 ? m->tensors[t].shape[0] : m->cfg.vocab;
 }
 
-/* Every id of the row inside the tables it indexes, whichever tokenizer
- * (or --ids) made it. */
-static int ids_fit(const Model *m, const Batch *b, int n, long lineno)
+/* Every token type of the row inside the model's table (predict_line
+ * has checked the ids against the word embeddings). */
+static int types_fit(const Model *m, const Batch *b, int n, long lineno)
 {
-    int rows = embedding_rows(m), types = m->cfg.type_vocab;
-    for (int t = 0; t < n; t++) {
-        if (b->ids[t] < 0 || b->ids[t] >= rows) {
-            fprintf(stderr, "mneme predict: stdin:%ld: token id %d is outside the model's "
-                    "%d word embeddings\n", lineno, b->ids[t], rows);
-            return -1;
-        }
-        if (types > 0 && (b->types[t] < 0 || b->types[t] >= types)) {
+    int types = m->cfg.type_vocab;
+    for (int t = 0; t < n && types > 0; t++)
+        if (b->types[t] < 0 || b->types[t] >= types) {
             fprintf(stderr, "mneme predict: stdin:%ld: token type %d is outside the model's "
                     "%d token types\n", lineno, b->types[t], types);
             return -1;
         }
-    }
     return 0;
 }
 
@@ -215,7 +209,7 @@ static int input_next(Input *in, int task)
     in->lineno = in->lr.lineno;
     int n = predict_line(in->tok, embedding_rows(in->m), in->m->cfg.max_len, in->use_ids, in->pair,
                          in->line, in->lineno, &in->seq, &in->b);
-    if (n < 0 || ids_fit(in->m, &in->b, n, in->lineno) < 0)
+    if (n < 0 || types_fit(in->m, &in->b, n, in->lineno) < 0)
         return -1;
     in->b.task[0] = task;
     return 1;

@@ -673,7 +673,7 @@ static int load_policy(Run *r, MnError *e)
     return 0;
 }
 
-static int start_regularizers(Run *r, int fresh, MnError *e);
+static int ensure_fisher(Run *r, int fresh, MnError *e);
 
 int run_attach_policy(Run *r, const char *file, const char *source, char *msg, size_t n,
                       MnError *e)
@@ -698,21 +698,8 @@ int run_attach_policy(Run *r, const char *file, const char *source, char *msg, s
         policy_free(old);
     /* a policy may raise EWC's lambda: it gets a Fisher, as at the start
      * (and as a resume would compute one) */
-    if (!r->fisher) {
-        const double lambda = r->ewc_lambda, best = r->stop_best;
-        const long best_step = r->stop_best_step;
-        const int bad = r->stop_bad;
-        char reason[sizeof r->stop_reason];
-        snprintf(reason, sizeof reason, "%s", r->stop_reason);
-        int rc = start_regularizers(r, 0, e);
-        r->ewc_lambda = lambda;
-        r->stop_best = best;
-        r->stop_best_step = best_step;
-        r->stop_bad = bad;
-        snprintf(r->stop_reason, sizeof r->stop_reason, "%s", reason);
-        if (rc < 0)
-            return -1;
-    }
+    if (ensure_fisher(r, 0, e) < 0)
+        return -1;
     /* experiment.cfg stays as the run began (a replay starts from it);
      * the event tells a resume to attach it again */
     snprintf(src_file, sizeof src_file, "policy/%ld.lua", r->step);
@@ -1112,14 +1099,12 @@ static int mlm_fisher_grad(void *ctx, Model *m, Batch *b, MnError *e)
     return mlm_train_step(m, &r->mlm_head, b, 1.0f, &loss, e);
 }
 
-static int start_regularizers(Run *r, int fresh, MnError *e)
+/* EWC's Fisher, when the experiment or a policy may use it: loaded from
+ * the run folder (not fresh) or estimated at the weights fine-tuning
+ * started from. */
+static int ensure_fisher(Run *r, int fresh, MnError *e)
 {
     const Experiment *x = &r->x;
-    r->ewc_lambda = x->finetune.ewc.lambda;
-    r->stop_best = INFINITY;
-    r->stop_best_step = -1;
-    r->stop_bad = 0;
-    r->stop_reason[0] = 0;
     /* A policy may raise lambda at any step, so it gets a Fisher too. */
     if ((x->finetune.ewc.lambda <= 0 && !r->policy) || r->fisher)
         return 0;
@@ -1161,6 +1146,16 @@ static int start_regularizers(Run *r, int fresh, MnError *e)
           x->finetune.ewc.fisher_samples < r->train[TASK_ORIGINAL].n ?
           x->finetune.ewc.fisher_samples : r->train[TASK_ORIGINAL].n);
     return fisher_save(r, e);
+}
+
+static int start_regularizers(Run *r, int fresh, MnError *e)
+{
+    r->ewc_lambda = r->x.finetune.ewc.lambda;
+    r->stop_best = INFINITY;
+    r->stop_best_step = -1;
+    r->stop_bad = 0;
+    r->stop_reason[0] = 0;
+    return ensure_fisher(r, fresh, e);
 }
 
 static int begin_finetune(Run *r, MnError *e)
@@ -1294,35 +1289,68 @@ static int open_metrics(Run *r, const char *mode, MnError *e);
 static int rewind_metrics(Run *r, Phase phase, long step, const char *ck_lines, MnError *e);
 static int shape_differs(const ModelConfig *ck, const ModelConfig *m, char *out, size_t n);
 
+/* Loads checkpoints/<name> into the model and optimizer, its run state
+ * into *st and its phase into *p, with a copy of the metrics lines it
+ * holds (*metrics, NULL in older files; the caller frees). Returns 0;
+ * -2 when the file is intact but of another shape than the run's model;
+ * -1 when it is damaged (the model may hold part of it). why says what,
+ * naming the file. */
+static int load_run_checkpoint(Run *r, const char *name, RunStateRecord *st, Phase *p,
+                               char **metrics, MnError *why)
+{
+    char path[EXP_PATH + 320], differs[256];
+    StFile f;
+    ModelConfig cfg;
+    *metrics = NULL;
+    snprintf(path, sizeof path, "%s/checkpoints/%s", r->dir, name);
+    if (safetensors_read(&f, path, why) < 0)
+        return -1;
+    int rc = checkpoint_read_config(&f, &cfg, NULL, why);
+    if (rc == 0 && shape_differs(&cfg, &r->model.cfg, differs, sizeof differs)) {
+        safetensors_free(&f);
+        snprintf(why->msg, sizeof why->msg, "%s", differs);
+        return -2;
+    }
+    if (rc == 0)
+        rc = checkpoint_load(&f, &r->model, &r->opt, st, why);
+    if (rc == 0 && phase_parse(st->phase, p) < 0)
+        rc = mn_fail(why, "unknown phase");
+    const char *m = rc == 0 ? safetensors_meta(&f, "mneme.metrics") : NULL;
+    if (m && !(*metrics = strdup(m)))
+        rc = mn_fail(why, "out of memory");
+    safetensors_free(&f);
+    return rc < 0 ? mn_wrap(why, "%s", path) : 0;
+}
+
+/* The early-stopping state, replayed over the history: as it was when
+ * each evaluation was made. */
+static void replay_stop_rules(Run *r)
+{
+    r->stop_best = INFINITY;
+    r->stop_best_step = -1;
+    r->stop_bad = 0;
+    r->stop_reason[0] = 0;
+    for (int i = 0; i < r->history.n; i++)
+        if (strcmp(r->history.v[i].phase, "finetune") == 0 && r->history.v[i].has_new)
+            stop_update(r, &r->history.v[i]);
+}
+
 /* Puts the run back to checkpoints/<name> of its current phase: weights,
  * moments, data position, rates, the metrics up to it. Events stay: they
  * record what happened, the rollback among it. */
 static int restore_checkpoint(Run *r, const char *name, MnError *e)
 {
-    char path[EXP_PATH + 320], differs[256];
-    StFile f;
     RunStateRecord *st = malloc(sizeof *st);
-    ModelConfig cfg;
     Phase p = r->phase;
+    char *ck_metrics;
     if (!st)
         return mn_fail(e, "out of memory");
-    snprintf(path, sizeof path, "%s/checkpoints/%s", r->dir, name);
-    if (safetensors_read(&f, path, e) < 0) {
-        free(st);
-        return -1;
-    }
-    int rc = checkpoint_read_config(&f, &cfg, NULL, e);
-    if (rc == 0 && shape_differs(&cfg, &r->model.cfg, differs, sizeof differs))
-        rc = mn_fail(e, "%s: %s", path, differs);
-    if (rc == 0)
-        rc = checkpoint_load(&f, &r->model, &r->opt, st, e);
-    if (rc == 0 && (phase_parse(st->phase, &p) < 0 || p != r->phase))
-        rc = mn_fail(e, "%s: of another phase", path);
-    const char *m = rc == 0 ? safetensors_meta(&f, "mneme.metrics") : NULL;
-    char *ck_metrics = m ? strdup(m) : NULL;
-    safetensors_free(&f);
-    if (rc == 0 && m && !ck_metrics)
-        rc = mn_fail(e, "out of memory");
+    int rc = load_run_checkpoint(r, name, st, &p, &ck_metrics, e);
+    if (rc == -2)
+        mn_wrap(e, "%s: another shape", name);
+    rc = rc < 0 ? -1 : 0;
+    if (rc == 0 && p != r->phase)
+        rc = mn_fail(e, "%s: of another phase", name);
     if (rc == 0) {
         apply_state(r, p, st);
         if (r->metrics)
@@ -1335,13 +1363,8 @@ static int restore_checkpoint(Run *r, const char *name, MnError *e)
     free(st);
     if (rc < 0)
         return -1;
-    r->stop_best = INFINITY;
-    r->stop_best_step = -1;
-    r->stop_bad = 0;
-    r->stop_reason[0] = 0;
-    for (int i = 0; i < r->history.n && p == PHASE_FINETUNE; i++)
-        if (strcmp(r->history.v[i].phase, "finetune") == 0 && r->history.v[i].has_new)
-            stop_update(r, &r->history.v[i]);
+    if (p == PHASE_FINETUNE)
+        replay_stop_rules(r);
     return 0;
 }
 
@@ -1635,9 +1658,7 @@ static int resume_finetune_state(Run *r, const char *dir, MnError *e)
     model_free(&tmp);
     if (rc < 0 || start_regularizers(r, 0, e) < 0)
         return -1;
-    for (int i = 0; i < r->history.n; i++)
-        if (strcmp(r->history.v[i].phase, "finetune") == 0 && r->history.v[i].has_new)
-            stop_update(r, &r->history.v[i]);
+    replay_stop_rules(r);
     return 0;
 }
 
@@ -1932,7 +1953,7 @@ static void reattach_policy(Run *r)
  * restarts at the same step (a restart starts the policy afresh). */
 static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart, MnError *e)
 {
-    char path[EXP_PATH + 320], differs[256];
+    char path[EXP_PATH + 320];
     Experiment x;
     CkName *cks;
     int n_cks;
@@ -1963,45 +1984,26 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
     list_checkpoints(path, &cks, &n_cks);
     int tried = 0;
     for (int i = 0; i < n_cks; i++) {
-        StFile f;
         RunStateRecord st;
         MnError why;
-        ModelConfig ck_cfg;
-        snprintf(path, sizeof path, "%s/checkpoints/%s", dir, cks[i].name);
-        if (safetensors_read(&f, path, &why) < 0) {
-            logf_(r, "skipping %s", why.msg);
-            continue;
-        }
-        tried = 1;
-        if (checkpoint_read_config(&f, &ck_cfg, NULL, &why) < 0) {
-            safetensors_free(&f);
-            logf_(r, "skipping %s: %s", path, why.msg);
-            continue;
-        }
+        Phase p;
+        char *ck_metrics;
+        rc = load_run_checkpoint(r, cks[i].name, &st, &p, &ck_metrics, &why);
         /* An intact checkpoint of another shape means experiment.cfg was
          * changed: starting over would overwrite the run. */
-        if (shape_differs(&ck_cfg, &r->model.cfg, differs, sizeof differs)) {
-            safetensors_free(&f);
+        if (rc == -2) {
             mn_fail(e, "%s/experiment.cfg no longer matches the run's checkpoints (%s, in %s): "
-                    "restore it, or start a new run with --out", dir, differs, cks[i].name);
+                    "restore it, or start a new run with --out", dir, why.msg, cks[i].name);
             free(cks);
             return -1;
         }
-        Phase p;
-        rc = checkpoint_load(&f, &r->model, &r->opt, &st, &why);
-        if (rc < 0 || phase_parse(st.phase, &p) < 0) {
-            safetensors_free(&f);
-            logf_(r, "skipping %s: %s", path, rc < 0 ? why.msg : "unknown phase");
+        if (rc < 0) {
+            free(ck_metrics);
+            tried = 1;
+            logf_(r, "skipping %s", why.msg);
             continue;
         }
-        char *ck_metrics = NULL;
-        const char *m = safetensors_meta(&f, "mneme.metrics");
-        if (m && !(ck_metrics = strdup(m))) {
-            safetensors_free(&f);
-            free(cks);
-            return mn_fail(e, "out of memory");
-        }
-        safetensors_free(&f);
+        snprintf(path, sizeof path, "%s/checkpoints/%s", dir, cks[i].name);
         r->phase = p;
         if (enter_phase(r, e) < 0) {
             free(ck_metrics);
