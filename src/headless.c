@@ -1,14 +1,17 @@
 #include "headless.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "blas_core.h"
 #include "branch.h"
 #include "replay.h"
 #include "run.h"
+#include "serve.h"
 #include "trainer.h"
 
 typedef struct {
@@ -98,7 +101,8 @@ static void announce(Printer *p)
     print_log(p, core);
 }
 
-static void catch_signals(void)
+/* In the background a hang-up is none of the run's business. */
+static void catch_signals(int detached)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -106,16 +110,62 @@ static void catch_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    if (detached)
+        sa.sa_handler = SIG_IGN;
+    sigaction(SIGHUP, &sa, NULL);
 }
 
-static int any_running(const Snapshot *s)
+/* Whether the process has more to do: a branch runs, or waits for a
+ * client (detached: every pause; else a pause a client asked for). */
+static int any_going(const Snapshot *s, int detached)
 {
-    for (int i = 0; i < s->n_branches; i++)
-        if (s->branches[i].state == TS_RUNNING)
+    for (int i = 0; i < s->n_branches; i++) {
+        const SnapBranch *b = &s->branches[i];
+        if (b->state == TS_RUNNING ||
+            (b->state == TS_PAUSED && (detached || b->hand_paused)))
             return 1;
+    }
     return 0;
+}
+
+/* Why the run's clients are let go, from the last snapshot. */
+static void farewell(const Snapshot *s, int signal, char *out, size_t n)
+{
+    const SnapBranch *m = s->n_branches > 0 ? &s->branches[0] : NULL;
+    if (signal)
+        snprintf(out, n, "the trainer was stopped by signal %d (checkpointed)", signal);
+    else if (!m)
+        snprintf(out, n, "the trainer ended");
+    else if (m->state == TS_STOPPED)
+        snprintf(out, n, "the run was stopped at %s step %ld (checkpointed)", m->phase, m->step);
+    else if (m->state == TS_ERROR)
+        snprintf(out, n, "the run failed: %.300s", m->message);
+    else if (m->state == TS_FINISHED)
+        snprintf(out, n, "the run finished at step %ld", m->step);
+    else
+        snprintf(out, n, "the run is %s at %s step %ld: %.300s", trainer_state_name(m->state),
+                 m->phase, m->step, m->message);
+}
+
+/* Once the run listens, a background trainer's parent is told, and its
+ * output goes to the run's trainer.log. */
+static void tell_ready(int fd, const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/trainer.log", dir);
+    int log = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    fflush(stdout);
+    fflush(stderr);
+    if (log >= 0) {
+        dup2(log, STDOUT_FILENO);
+        dup2(log, STDERR_FILENO);
+        close(log);
+    }
+    if (write(fd, "ok\n", 3) < 0) {
+        /* the parent is gone: the run goes on */
+    }
+    close(fd);
 }
 
 /* The headless frontend of the trainer: prints as the trainer thread
@@ -123,7 +173,7 @@ static int any_running(const Snapshot *s)
  * running any more (finished, failed, paused) or a signal asks. Headless,
  * a pause ends the process: the trainer has checkpointed, and --resume
  * loads the (fixed) policy file afresh. */
-static int drive(Trainer *t, const char *dir, long stop_after)
+static int drive(Trainer *t, Serve *sv, const char *dir, long stop_after, int detached)
 {
     Snapshot s;
     Command c;
@@ -147,15 +197,23 @@ static int drive(Trainer *t, const char *dir, long stop_after)
         trainer_snapshot(t, &s);
         /* the first snapshot may come before the thread has published */
         started |= s.n_branches > 0;
-        if (started && !any_running(&s))
+        if (started && !any_going(&s, detached))
             break;
     }
+    char why[SNAP_LINE];
+    /* the branches' states as they end, for the farewell */
+    trainer_snapshot(t, &s);
+    farewell(&s, (int)stop_signal, why, sizeof why);
+    serve_stop(sv, why);
     int status = trainer_stop(t);
     const SnapBranch *m = &s.branches[0];
     if (stop_signal) {
         fprintf(stderr, "mneme: stopped by signal %d at %s step %ld; "
                 "continue with: mneme run --resume %s\n", (int)stop_signal, m->phase, m->step, dir);
         status = 1;
+    } else if (m->state == TS_STOPPED) {
+        fprintf(stderr, "mneme: stopped by a client at %s step %ld; "
+                "continue with: mneme run --resume %s\n", m->phase, m->step, dir);
     } else if (m->state == TS_ERROR) {
         fprintf(stderr, "mneme: %s\n", m->message);
         status = 1;
@@ -180,7 +238,9 @@ static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
                           .quiet_commands = 1 };
     MnError e;
     announce(&p);
-    catch_signals();
+    catch_signals(o->detached);
+    /* in the background the branches come back as they ended */
+    to.restore_states = o->detached;
     Trainer *t = trainer_open(x, dir, NULL, &to, &e);
     if (!t) {
         /* Nothing has trained yet: what failed is the input (data files, a
@@ -188,7 +248,19 @@ static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
         fprintf(stderr, "mneme: %s\n", e.msg);
         return 2;
     }
-    return drive(t, dir, o->stop_after);
+    Serve *sv = serve_start(t, dir, &e);
+    if (!sv) {
+        if (o->detached) {
+            fprintf(stderr, "mneme: %s: a run in the background could not be reached\n", e.msg);
+            trainer_stop(t);
+            return 1;
+        }
+        fprintf(stderr, "mneme: warning: no control socket (mneme attach and ctl cannot reach "
+                "this run): %s\n", e.msg);
+    }
+    if (o->ready_fd > 0)
+        tell_ready(o->ready_fd, dir);
+    return drive(t, sv, dir, o->stop_after, o->detached);
 }
 
 int headless_run(const Experiment *x, const char *out_dir, const HeadlessOptions *o)

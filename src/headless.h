@@ -9,6 +9,12 @@ typedef struct {
     int quiet;                 /* no evaluation lines */
     long stop_after;           /* > 0: checkpoint and stop after this many
                                 * steps in this process (scripted pauses) */
+    int detached;              /* in the background (mneme run --detach): a
+                                * pause waits for a client to resume, a hang
+                                * up is ignored */
+    int ready_fd;              /* > 0: told "ok" once the run listens on its
+                                * socket; then stdout and stderr go to the
+                                * run's trainer.log */
 } HeadlessOptions;
 
 /* Returns the process exit status: 0 finished or stopped as asked, 1 the

@@ -1,19 +1,24 @@
 /* mneme: command line and dispatch to the subcommands. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bench.h"
 #include "compare.h"
 #include "blas_core.h"
 #include "config.h"
+#include "ctl.h"
+#include "detach.h"
 #include "headless.h"
 #include "paths.h"
 #include "export.h"
 #include "predict.h"
+#include "remote.h"
 #include "runs.h"
 #include "tokenize_cmd.h"
 #include "ui/ui.h"
@@ -26,6 +31,11 @@ static const char usage_text[] =
     "       mneme run --headless EXPERIMENT.cfg [--out DIR] [--set KEY=VALUE]...\n"
     "                 [--quiet] [--stop-after STEPS]\n"
     "       mneme run --resume RUN_DIR [--headless] [--quiet] [--stop-after STEPS]\n"
+    "       mneme run --detach EXPERIMENT.cfg [--out DIR] [--set KEY=VALUE]...\n"
+    "       mneme run --detach --resume RUN_DIR\n"
+    "       mneme attach [RUN_DIR] [--read-only] [--theme NAME]\n"
+    "       mneme ctl RUN_DIR status|pause|resume|set KEY VALUE|freeze PARTS|unfreeze PARTS|\n"
+    "                 checkpoint [NAME]|fork NAME [@STEP] [KEY=VALUE]...|reload|stop|...\n"
     "       mneme predict CHECKPOINT|MODEL_DIR --task NAME [--ids | --pair]\n"
     "       mneme export RUN_DIR|CHECKPOINT --to DIR [--task new|original] [--merge]\n"
     "       mneme tokenize MODEL_DIR [--pair] [--max-len N]\n"
@@ -53,6 +63,8 @@ typedef struct {
     const char *sets[MAX_SETS];
     int n_sets;
     int headless;
+    int detach;
+    int ready_fd;              /* internal: a background run's parent */
     int quiet;
     long steps;
     long stop_after;
@@ -68,6 +80,12 @@ static int parse_run_args(int argc, char **argv, RunArgs *a)
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(s, "--headless") == 0)
             a->headless = 1;
+        else if (strcmp(s, "--detach") == 0)
+            a->detach = 1;
+        else if (strcmp(s, "--ready-fd") == 0 && val) {
+            a->ready_fd = atoi(val);
+            i++;
+        }
         else if (strcmp(s, "--quiet") == 0)
             a->quiet = 1;
         else if (strcmp(s, "--out") == 0 || strcmp(s, "--resume") == 0 ||
@@ -141,11 +159,20 @@ static int cmd_run(int argc, char **argv)
     int rc = parse_run_args(argc, argv, &a);
     if (rc)
         return rc;
+    memset(&ho, 0, sizeof ho);
     ho.quiet = a.quiet;
     ho.stop_after = a.stop_after;
+    ho.ready_fd = a.ready_fd;
+    ho.detached = a.ready_fd > 0;
+    if (a.detach && a.theme)
+        return usage_error("--theme is for the workbench; give it to mneme attach%s", "");
     if (a.resume) {
         if (a.experiment || a.n_sets)
             return usage_error("--resume takes a run folder only%s", "");
+        if (a.detach) {
+            char *args[] = { "--resume", (char *)a.resume };
+            return detach_run(2, args, a.resume);
+        }
         return headless_resume(a.resume, &ho);
     }
     if ((rc = load_experiment(&a, &x)))
@@ -154,6 +181,28 @@ static int cmd_run(int argc, char **argv)
         snprintf(out, sizeof out, "%s", a.out);
     else
         default_out_dir(&x, out, sizeof out);
+    if (a.detach) {
+        /* the experiment as given, with the folder fixed here so that it
+         * can be told before the run starts */
+        char **args = malloc(((size_t)argc + 4) * sizeof *args);
+        int n = 0;
+        if (!args)
+            return usage_error("out of memory%s", "");
+        for (int i = 0; i < argc; i++) {
+            if (!strcmp(argv[i], "--detach") || !strcmp(argv[i], "--headless"))
+                continue;
+            if (!strcmp(argv[i], "--out")) {
+                i++;
+                continue;
+            }
+            args[n++] = argv[i];
+        }
+        args[n++] = "--out";
+        args[n++] = out;
+        rc = detach_run(n, args, out);
+        free(args);
+        return rc;
+    }
     if (a.headless)
         return headless_run(&x, out, &ho);
     return ui_main(&x, out, a.theme);
@@ -165,7 +214,7 @@ static int cmd_fork(int argc, char **argv)
     const char *run_dir = NULL, *name = NULL, *sets[MAX_SETS];
     int n_sets = 0, create_only = 0;
     long at = -1;
-    HeadlessOptions ho = { 0, 0 };
+    HeadlessOptions ho = { 0 };
     for (int i = 0; i < argc; i++) {
         const char *s = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(s, "--create-only"))
@@ -207,7 +256,7 @@ static int cmd_replay(int argc, char **argv)
 {
     const char *run_dir = NULL, *branch = NULL, *out = NULL;
     char src[EXP_PATH], dir[EXP_PATH + 64];
-    HeadlessOptions ho = { 0, 0 };
+    HeadlessOptions ho = { 0 };
     for (int i = 0; i < argc; i++) {
         const char *s = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(s, "--quiet"))
@@ -277,6 +326,85 @@ static int cmd_default(int argc, char **argv)
     return rc;
 }
 
+/* The live runs under runs/, the most recently started first. */
+static int live_runs(char names[][512], int max)
+{
+    DIR *d = opendir("runs");
+    time_t when[64];
+    int n = 0;
+    for (struct dirent *de; d && (de = readdir(d)) && n < max && n < 64;) {
+        char dir[512], lock[600];
+        struct stat st;
+        if (de->d_name[0] == '.' || snprintf(dir, sizeof dir, "runs/%s", de->d_name) >= (int)sizeof dir)
+            continue;
+        snprintf(lock, sizeof lock, "%s/lock", dir);
+        if (!remote_live(dir) || stat(lock, &st) < 0)
+            continue;
+        int at = n++;
+        while (at > 0 && when[at - 1] < st.st_mtime) {
+            when[at] = when[at - 1];
+            memcpy(names[at], names[at - 1], 512);
+            at--;
+        }
+        when[at] = st.st_mtime;
+        memcpy(names[at], dir, 512);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* mneme attach [RUN_DIR] [--read-only] [--theme NAME] */
+static int cmd_attach(int argc, char **argv)
+{
+    const char *dir = NULL, *theme = NULL;
+    int read_only = 0;
+    static char live[16][512];
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--read-only"))
+            read_only = 1;
+        else if (!strcmp(argv[i], "--theme")) {
+            if (i + 1 == argc)
+                return usage_error("%s needs a value", argv[i]);
+            theme = argv[++i];
+        } else if (argv[i][0] == '-')
+            return usage_error("unknown option %s", argv[i]);
+        else if (!dir)
+            dir = argv[i];
+        else
+            return usage_error("unexpected argument %s", argv[i]);
+    }
+    if (!dir) {
+        int n = live_runs(live, 16);
+        if (n == 0) {
+            fprintf(stderr, "mneme attach: no live run under runs/ (mneme runs lists them all; "
+                    "start one with mneme run --detach EXPERIMENT.cfg)\n");
+            return 3;
+        }
+        if (n > 1 && !isatty(STDIN_FILENO)) {
+            fprintf(stderr, "mneme attach: %d live runs; name one:\n", n);
+            for (int i = 0; i < n; i++)
+                fprintf(stderr, "  mneme attach %s\n", live[i]);
+            return 2;
+        }
+        int pick = 0;
+        if (n > 1) {
+            char line[32];
+            for (int i = 0; i < n; i++)
+                fprintf(stderr, "%2d  %s\n", i + 1, live[i]);
+            fprintf(stderr, "attach to which? [1] ");
+            if (fgets(line, sizeof line, stdin) && line[0] != '\n')
+                pick = atoi(line) - 1;
+            if (pick < 0 || pick >= n) {
+                fprintf(stderr, "mneme attach: no run %s", line);
+                return 2;
+            }
+        }
+        dir = live[pick];
+    }
+    return ui_attach(dir, theme, read_only);
+}
+
 static int cmd_bench(int argc, char **argv)
 {
     RunArgs a;
@@ -315,6 +443,7 @@ int main(int argc, char **argv)
         { "run", cmd_run }, { "predict", predict_main }, { "bench", cmd_bench },
         { "runs", runs_main }, { "fork", cmd_fork }, { "replay", cmd_replay },
         { "compare", compare_main }, { "export", export_main }, { "tokenize", tokenize_main },
+        { "attach", cmd_attach }, { "ctl", ctl_main },
     };
     for (size_t i = 0; argc > 1 && i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)

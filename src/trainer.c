@@ -26,6 +26,7 @@ typedef struct {
     int paused, finished, failed;
     int clean;                 /* nothing changed since its last checkpoint */
     int stopped;               /* paused by stop_after */
+    int hand_paused;           /* paused by a command */
     long steps_here;           /* run_step calls in this process */
     char message[1100];
     char parent[64];
@@ -55,6 +56,11 @@ struct Trainer {
     TrainerOptions opt;
     int n_br, followed, turn, quit;
     int lost;                  /* a checkpoint at quit failed */
+    /* the command being applied, whose lines make its reply */
+    const Command *applying;
+    SnapReply reply;
+    SnapReply replies[SNAP_REPLIES];   /* made, not yet published */
+    int n_replies;
     /* set by trainer_stop on the frontend's thread: a policy call in
      * progress (its watchdog reads this) ends at once */
     atomic_int stopping;
@@ -111,6 +117,14 @@ static void stamp(char *out, size_t n, const char *line)
  * thread (trainer_log). */
 static void post_log(Trainer *t, const char *line)
 {
+    if (t->applying && t->applying->id) {
+        /* "[branch] error: …" or "error: …" */
+        const char *body = line[0] == '[' && strstr(line, "] ") ? strstr(line, "] ") + 2 : line;
+        size_t used = strlen(t->reply.text);
+        if (!strncmp(body, "error:", 6))
+            t->reply.ok = 0;
+        snprintf(t->reply.text + used, sizeof t->reply.text - used, "%s%s", used ? "; " : "", line);
+    }
     if (t->n_pending == SNAP_LOG) {
         memmove(t->pending[0], t->pending[1], sizeof t->pending[0] * (SNAP_LOG - 1));
         t->n_pending--;
@@ -331,6 +345,9 @@ static void publish_now(Trainer *t, const char *message, int wait)
     for (int i = 0; i < t->n_pending; i++)
         snapshot_log(s, t->pending[i]);
     t->n_pending = 0;
+    for (int i = 0; i < t->n_replies; i++)
+        s->replies[s->n_replies++ % SNAP_REPLIES] = t->replies[i];
+    t->n_replies = 0;
     snprintf(s->experiment, sizeof s->experiment, "%s", r->x.name);
     snprintf(s->phase, sizeof s->phase, "%s", phase_name(r->phase));
     snprintf(s->branch, sizeof s->branch, "%s", r->branch);
@@ -379,6 +396,7 @@ static void publish_now(Trainer *t, const char *message, int wait)
         sb->error_pause = b->paused && (b->run.pause_is_error || b->run.checkpoint_due ||
                                          b->run.diverged_at >= 0);
         sb->stopped = b->stopped;
+        sb->hand_paused = b->paused && b->hand_paused;
         sb->has_policy = b->run.policy != NULL;
         copy_history(&sb->hist, &sb->n_hist, &sb->cap_hist, &b->run.history);
     }
@@ -393,14 +411,16 @@ static void publish(Trainer *t, const char *message)
 
 /* Records a command of the followed branch in its events.jsonl (best
  * effort: a failed write is logged). */
-static void record(Branch *b, const char *command, json_t *extra)
+static void record(Branch *b, const Command *c, const char *command, json_t *extra)
 {
     MnError e;
-    if (b->t->opt.quiet_commands) {
+    const char *source = c && c->source[0] ? c->source : "ui";
+    /* a client's commands are recorded whatever the frontend */
+    if (b->t->opt.quiet_commands && !(c && c->source[0])) {
         json_decref(extra);
         return;
     }
-    if (b->run.events.f && run_record(&b->run, "ui", command, extra, &e) < 0)
+    if (b->run.events.f && run_record(&b->run, source, command, extra, &e) < 0)
         branch_logf(b, "warning: events.jsonl: %s", e.msg);
     else if (!b->run.events.f)
         json_decref(extra);
@@ -439,22 +459,23 @@ static void hand_change(Branch *b, const Command *c)
     MnError e;
     char msg[256];
     int rc = -1;
+    const char *source = c->source[0] ? c->source : "ui";
     switch (c->kind) {
     case CMD_SET_LR:
-        rc = run_set_lr(r, c->value, "ui", msg, sizeof msg, &e);
+        rc = run_set_lr(r, c->value, source, msg, sizeof msg, &e);
         break;
     case CMD_SET_EWC:
-        rc = run_set_ewc(r, c->value, "ui", msg, sizeof msg, &e);
+        rc = run_set_ewc(r, c->value, source, msg, sizeof msg, &e);
         break;
     case CMD_FREEZE:
     case CMD_UNFREEZE:
-        rc = run_set_frozen(r, c->arg, c->kind == CMD_FREEZE, "ui", msg, sizeof msg, &e);
+        rc = run_set_frozen(r, c->arg, c->kind == CMD_FREEZE, source, msg, sizeof msg, &e);
         break;
     case CMD_SET_POLICY:
-        rc = run_set_policy_param(r, c->arg, c->text, "ui", msg, sizeof msg, &e);
+        rc = run_set_policy_param(r, c->arg, c->text, source, msg, sizeof msg, &e);
         break;
     case CMD_ATTACH_POLICY:
-        rc = run_attach_policy(r, c->text, "ui", msg, sizeof msg, &e);
+        rc = run_attach_policy(r, c->text, source, msg, sizeof msg, &e);
         if (rc == 0)
             policy_set_stop_flag(r->policy, &b->t->stopping);
         break;
@@ -531,14 +552,14 @@ static void list_checkpoints_of(Branch *b)
 
 /* An evaluation off the schedule: logged, not added to the history (the
  * metrics stay those of the experiment's own evaluations). */
-static void evaluate_now(Branch *b)
+static void evaluate_now(Branch *b, const Command *c)
 {
     Run *r = &b->run;
     if (r->phase == PHASE_DONE || b->failed) {
         branch_log(b, "evaluate: the run has ended");
         return;
     }
-    record(b, "evaluate", NULL);
+    record(b, c, "evaluate", NULL);
     TaskScore o = run_evaluate(r, TASK_ORIGINAL, 0);
     if (r->phase == PHASE_FINETUNE) {
         TaskScore n = run_evaluate(r, TASK_NEW, 0);
@@ -565,10 +586,10 @@ static void fork_branch(Trainer *t, Branch *parent, const Command *c)
     if (rc == 0) {
         h = hooks_for(b);
         if (c->value < 0)
-            rc = run_fork(&parent->run, c->arg, sets, n, "ui", &h, &b->run, dir, sizeof dir, &e);
+            rc = run_fork(&parent->run, c->arg, sets, n, c->source[0] ? c->source : "ui", &h, &b->run, dir, sizeof dir, &e);
         else if ((rc = branch_find_checkpoint(parent->run.dir, (long)c->value, ck, sizeof ck,
                                               &step, &e)) == 0)
-            rc = branch_create(parent->run.dir, ck, c->arg, sets, n, "ui", &h, &b->run, dir,
+            rc = branch_create(parent->run.dir, ck, c->arg, sets, n, c->source[0] ? c->source : "ui", &h, &b->run, dir,
                                sizeof dir, &e);
     }
     if (rc < 0) {
@@ -583,7 +604,7 @@ static void fork_branch(Trainer *t, Branch *parent, const Command *c)
     json_t *ov = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(ov, json_string(sets[i]));
-    record(parent, "fork", json_pack("{s:s, s:I, s:o}", "branch", c->arg, "at", (json_int_t)step,
+    record(parent, c, "fork", json_pack("{s:s, s:I, s:o}", "branch", c->arg, "at", (json_int_t)step,
                                      "overrides", ov));
     adopt(t, b, parent->run.branch, step, 0);
     branch_logf(parent, "forked %s at step %ld into %s (Tab follows it)", c->arg, step, dir);
@@ -683,7 +704,7 @@ static void drop_branch(Trainer *t, const Command *c)
             parked[0] = 0;
     } else
         parked[0] = 0;
-    record(t->br[0], "drop", json_pack("{s:s}", "branch", name));
+    record(t->br[0], c, "drop", json_pack("{s:s}", "branch", name));
     if (parked[0])
         branch_logf(t->br[0], "dropped %s; its folder is now %s", name, parked);
     else
@@ -704,12 +725,24 @@ static void apply_commands(Trainer *t)
     pthread_mutex_unlock(&t->lock);
     for (int i = 0; i < n; i++) {
         Branch *b = t->br[t->followed];
+        memset(&t->reply, 0, sizeof t->reply);
+        t->reply.id = q[i].id;
+        t->reply.ok = 1;
+        t->applying = &q[i];
         switch (q[i].kind) {
         case CMD_PAUSE:
-            if (b->finished || b->failed)
+            if (b->finished || b->failed) {
+                branch_log(b, b->finished ? "pause: the run has finished"
+                                          : "error: pause: the run has failed");
                 break;
+            }
+            if ((q[i].value > 0 && b->paused) || (q[i].value < 0 && !b->paused)) {
+                branch_log(b, b->paused ? "already paused" : "already running");
+                break;
+            }
             b->paused = !b->paused;
-            record(b, b->paused ? "pause" : "resume", NULL);
+            b->hand_paused = b->paused;
+            record(b, &q[i], b->paused ? "pause" : "resume", NULL);
             branch_log(b, b->paused ? "paused" : "resumed");
             /* a pause may be the end of the session: nothing is lost */
             if (b->paused)
@@ -719,7 +752,7 @@ static void apply_commands(Trainer *t)
             if (b->finished || b->failed)
                 branch_log(b, "checkpoint: the run has ended");
             else {
-                record(b, "checkpoint", q[i].arg[0] ? json_pack("{s:s}", "name", q[i].arg) : NULL);
+                record(b, &q[i], "checkpoint", q[i].arg[0] ? json_pack("{s:s}", "name", q[i].arg) : NULL);
                 checkpoint_now(b, "checkpoint", q[i].arg);
             }
             break;
@@ -727,7 +760,7 @@ static void apply_commands(Trainer *t)
             if (!b->run.policy)
                 branch_log(b, "reload: this run has no policy");
             else {
-                record(b, "reload", NULL);
+                record(b, &q[i], "reload", NULL);
                 b->clean = 0;
                 /* the run says "policy NAME reloaded" itself */
                 if (run_policy_reload(&b->run, &e) == 0) {
@@ -747,7 +780,7 @@ static void apply_commands(Trainer *t)
             b->clean = 0;
             break;
         case CMD_EVALUATE:
-            evaluate_now(b);
+            evaluate_now(b, &q[i]);
             break;
         case CMD_LIST_CHECKPOINTS:
             list_checkpoints_of(b);
@@ -768,7 +801,7 @@ static void apply_commands(Trainer *t)
                 if (!c->finished && !c->failed) {
                     /* one written at a pause, with nothing changed since,
                      * already holds everything */
-                    record(c, "quit", json_pack("{s:b}", "checkpoint", !c->clean));
+                    record(c, &q[i], "quit", json_pack("{s:b}", "checkpoint", !c->clean));
                     if (!c->clean && checkpoint_now(c, "quit", NULL) < 0)
                         t->lost = 1;
                 }
@@ -776,7 +809,18 @@ static void apply_commands(Trainer *t)
             t->quit = 1;
             break;
         }
+        t->applying = NULL;
+        if (q[i].id) {
+            /* dropped, oldest first, when nobody publishes for a while */
+            if (t->n_replies == SNAP_REPLIES) {
+                memmove(&t->replies[0], &t->replies[1], sizeof t->replies[0] * (SNAP_REPLIES - 1));
+                t->n_replies--;
+            }
+            t->replies[t->n_replies++] = t->reply;
+        }
     }
+    if (n > 0)
+        publish(t, NULL);
 }
 
 /* One step of branch b and what follows from its outcome. */
@@ -1064,7 +1108,9 @@ int trainer_snapshot(Trainer *t, Snapshot *out)
 
 int trainer_stop(Trainer *t)
 {
-    Command q = { CMD_QUIT, 0, "", "" };
+    Command q;
+    memset(&q, 0, sizeof q);
+    q.kind = CMD_QUIT;
     int failed = 0;
     atomic_store(&t->stopping, 1);
     trainer_post(t, &q);

@@ -20,7 +20,7 @@ typedef enum {
 const char *trainer_state_name(TrainerState s);
 
 typedef enum {
-    CMD_PAUSE,                 /* toggles pause/resume */
+    CMD_PAUSE,                 /* value 0 toggles, > 0 pauses, < 0 resumes */
     CMD_CHECKPOINT,            /* arg: a sanitised name, or "" for step-N */
     CMD_RELOAD,                /* the policy file */
     CMD_SET_LR,                /* finetune.lr = value from this step */
@@ -42,6 +42,9 @@ typedef enum {
 
 typedef struct {
     CommandKind kind;
+    unsigned long id;          /* > 0: its outcome is kept in the snapshot's
+                                * replies (a client waits for it) */
+    char source[16];           /* who asked, for events.jsonl: "" is "ui" */
     double value;
     char arg[128];             /* CMD_FREEZE, CMD_UNFREEZE: a part list;
                                 * CMD_CHECKPOINT: a name; CMD_SET_POLICY:
@@ -63,6 +66,14 @@ typedef struct {
 } SnapGroup;
 
 #define SNAP_BRANCHES 8
+#define SNAP_REPLIES 32
+
+/* What became of a command posted with an id: the lines it logged. */
+typedef struct {
+    unsigned long id;
+    int ok;                    /* none of its lines was an error */
+    char text[SNAP_LINE];
+} SnapReply;
 
 /* One branch of the family, for the branch list and the compare view. */
 typedef struct {
@@ -76,6 +87,7 @@ typedef struct {
     char message[1100];        /* why it paused or failed */
     int error_pause;           /* paused by a policy error, a failed checkpoint or divergence */
     int stopped;               /* paused by TrainerOptions.stop_after */
+    int hand_paused;           /* paused by a command (space, ctl pause) */
     int has_policy;
     EvalRecord *hist;          /* owned by the snapshot; only grows */
     int n_hist, cap_hist;
@@ -106,6 +118,10 @@ typedef struct {
     unsigned long generation;  /* bumped when hist starts over (Tab) */
     int n_branches;
     SnapBranch branches[SNAP_BRANCHES];
+
+    unsigned long n_replies;   /* replies ever made; the last SNAP_REPLIES
+                                * kept, reply i at replies[i % SNAP_REPLIES] */
+    SnapReply replies[SNAP_REPLIES];
 
     unsigned long n_logged;    /* lines ever logged (anchors scrolling) */
     int n_log;                 /* lines kept, oldest first */

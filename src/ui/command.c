@@ -25,6 +25,7 @@ const CommandInfo command_table[] = {
     { "follow", "NAME", "follow and steer another branch (Tab: the next)" },
     { "drop", "NAME", "stop a branch and set its folder aside (branches/.dropped/)" },
     { "compare", "", "toggle the view of every branch's curves and figures" },
+    { "detach", "", "leave the run training in the background (mneme attach comes back)" },
     { "quit", "", "checkpoint and quit" },
 };
 const int command_count = (int)(sizeof command_table / sizeof command_table[0]);
@@ -33,7 +34,7 @@ const int command_count = (int)(sizeof command_table / sizeof command_table[0]);
 static const char *const completions[] = {
     "set finetune.lr ", "set ewc.lambda ", "set policy.", "freeze ", "unfreeze all", "checkpoint", "eval",
     "pause", "reload", "policy ", "checkpoints", "loss",
-    "theme default", "theme light", "theme mono", "quit",
+    "theme default", "theme light", "theme mono", "quit", "detach",
     "fork ", "follow ", "drop ", "compare",
 };
 
@@ -285,6 +286,8 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
         out->kind = UC_VIEW;
     else if (strcmp(name, "compare") == 0)
         out->kind = UC_COMPARE;
+    else if (strcmp(name, "detach") == 0)
+        out->kind = UC_DETACH;
     else
         out->cmd.kind = strcmp(name, "checkpoint") == 0 ? CMD_CHECKPOINT
                         : strcmp(name, "checkpoints") == 0 ? CMD_LIST_CHECKPOINTS

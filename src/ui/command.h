@@ -11,7 +11,8 @@ typedef enum {
     UC_TRAINER,                /* post cmd to the trainer */
     UC_THEME,                  /* switch to theme arg */
     UC_VIEW,                   /* toggle loss/accuracy */
-    UC_COMPARE                 /* toggle the compare view */
+    UC_COMPARE,                /* toggle the compare view */
+    UC_DETACH                  /* leave the run training in the background */
 } UiCommandKind;
 
 typedef struct {

@@ -15,9 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "detach.h"
 #include "trainer.h"
 #include "ui/canvas.h"
 #include "ui/command.h"
+#include "ui/link.h"
 #include "ui/screen.h"
 #include "ui/theme.h"
 
@@ -28,7 +30,8 @@
 #define HISTORY 16
 
 static volatile sig_atomic_t stop_signal;
-static const char quit_question[] = "quit? checkpoint and quit: y / n";
+static const char quit_question[] = "quit? checkpoint and quit: y / n, d: leave it training";
+static const char leave_question[] = "stop the run? y: checkpoint and stop it, d: leave it training, n: no";
 /* For the atexit handler, which takes no argument: the terminal must be
  * given back on every way out, exit() from anywhere included. */
 static int curses_on;
@@ -166,6 +169,8 @@ typedef struct {
     size_t cursor;             /* in text */
 } Prompt;
 
+static void post(Link *l, const Command *c, Prompt *p);
+
 static void say(Prompt *p, const char *msg)
 {
     snprintf(p->status, sizeof p->status, "%.*s", (int)sizeof p->status - 1, msg);
@@ -184,7 +189,7 @@ static void remember(Prompt *p)
 }
 
 /* Runs a parsed command; returns 1 when it asks to quit. */
-static int run_command(Trainer *t, const UiCommand *uc, Theme *theme, int *colour, int *repaint,
+static int run_command(Link *l, const UiCommand *uc, Theme *theme, int *colour, int *repaint,
                        ScreenOptions *opt, Prompt *p)
 {
     MnError e;
@@ -210,17 +215,19 @@ static int run_command(Trainer *t, const UiCommand *uc, Theme *theme, int *colou
         snprintf(msg, sizeof msg, "theme %s", theme->name);
         say(p, msg);
         return 0;
+    case UC_DETACH:
+        return 2;
     case UC_TRAINER:
         if (uc->cmd.kind == CMD_QUIT)
             return 1;
-        trainer_post(t, &uc->cmd);
+        post(l, &uc->cmd, p);
         return 0;
     }
     return 0;
 }
 
 /* A key while the `:` line is open; returns 1 when a command asks to quit. */
-static int prompt_key(Prompt *p, int ch, Trainer *t, Theme *theme, int *colour, int *repaint,
+static int prompt_key(Prompt *p, int ch, Link *l, Theme *theme, int *colour, int *repaint,
                       ScreenOptions *opt, const Snapshot *snap)
 {
     size_t len = strlen(p->text);
@@ -235,7 +242,7 @@ static int prompt_key(Prompt *p, int ch, Trainer *t, Theme *theme, int *colour, 
             say(p, err);
             return 0;
         }
-        return run_command(t, &uc, theme, colour, repaint, opt, p);
+        return run_command(l, &uc, theme, colour, repaint, opt, p);
     }
     (void)len;
     if (ch == 27) {
@@ -290,67 +297,63 @@ static const char *theme_choice(const Experiment *x)
     return getenv("NO_COLOR") && *getenv("NO_COLOR") ? "mono" : "default";
 }
 
-int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
-{
-    Prompt prompt;
-    Theme theme;
-    MnError e;
-    Trainer *t;
-    Experiment resumed;
-    Snapshot snap;
-    Canvas canvas = { 0 }, shown = { 0 };
-    ScreenOptions opt = { .view = VIEW_ACCURACY };
+/* How a session of the workbench ended. */
+typedef enum {
+    END_QUIT,                  /* q y: checkpoint and stop the run */
+    END_DETACH,                /* d: leave it training */
+    END_HANGUP,                /* the terminal went away */
+    END_SIGNAL,                /* SIGINT, SIGTERM */
+    END_GONE,                  /* the run ended under the workbench */
+    END_FAILED                 /* the workbench itself could not go on */
+} Ending;
+
+/* The curses side of a session: the screen and what was drawn on it. */
+typedef struct {
     SCREEN *scr;
+    Canvas canvas, shown;
+    ScreenOptions opt;
+    Theme *theme;
+    int colour, repaint;
+    Snapshot snap;
+} Session;
+
+static void post(Link *l, const Command *c, Prompt *p)
+{
+    char err[512];
+    if (link_post(l, c, err, sizeof err) < 0)
+        say(p, err);
+}
+
+static int all_stopped(const Snapshot *s)
+{
+    for (int i = 0; i < s->n_branches; i++)
+        if (s->branches[i].state != TS_STOPPED)
+            return 0;
+    return s->n_branches > 0;
+}
+
+static void catch_signals(int hangup_too)
+{
     struct sigaction sa;
-    int colour, status = 0, utf8, dirty = 1, asking = 0, hangup = 0;
-    int repaint = 1;           /* the next blit copies every cell */
-    unsigned long logged = 0;  /* snap.n_logged when last seen */
-    char error[SNAP_LINE] = "";  /* the last error logged, until a key dismisses it */
-    double last_draw = 0;
-
-    if (!usable_terminal())
-        return 2;
-    /* LC_CTYPE only: libconfig parses floats under LC_NUMERIC. */
-    setlocale(LC_CTYPE, "");
-    utf8 = locale_is_utf8();
-    /* A bad theme is refused before anything is created or resumed. */
-    if (!theme_name && x)
-        theme_name = theme_choice(x);
-    if (theme_name && theme_load(&theme, theme_name, &e) < 0) {
-        fprintf(stderr, "mneme: theme: %s\n", e.msg);
-        return 2;
-    }
-
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    (void)hangup_too;
+}
 
-    if (!(t = x ? trainer_start(x, out_dir, &e) : trainer_resume(out_dir, &resumed, &e))) {
-        fprintf(stderr, "mneme: %s\n", e.msg);
-        return 2;
-    }
-    if (!theme_name) {
-        /* resumed: the run's experiment names it (checked when it was
-         * read; the file may have gone since) */
-        theme_name = theme_choice(&resumed);
-        if (theme_load(&theme, theme_name, &e) < 0) {
-            char line[sizeof e.msg + 64];
-            snprintf(line, sizeof line, "warning: theme: %s; using the default", e.msg);
-            trainer_log(t, line);
-            theme_default(&theme);
-        }
-    }
-    memset(&snap, 0, sizeof snap);
-    memset(&prompt, 0, sizeof prompt);
-
-    if (!(scr = newterm(NULL, stdout, stdin))) {
-        fprintf(stderr, "mneme: cannot use TERM=%s; use mneme run --headless\n",
-                getenv("TERM"));
-        trainer_stop(t);
-        return 2;
+/* Curses on; 0, or -1 (said on stderr) when the terminal cannot. */
+static int session_open(Session *w, Theme *theme, Link *l)
+{
+    memset(w, 0, sizeof *w);
+    w->opt.view = VIEW_ACCURACY;
+    w->theme = theme;
+    w->repaint = 1;
+    if (!(w->scr = newterm(NULL, stdout, stdin))) {
+        fprintf(stderr, "mneme: cannot use TERM=%s; use mneme run --headless\n", getenv("TERM"));
+        return -1;
     }
     curses_on = 1;
     atexit(restore_terminal);
@@ -361,135 +364,190 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
     curs_set(0);
     set_escdelay(25);
     wtimeout(stdscr, KEY_WAIT_MS);
-    colour = setup_colours(&theme);
-    if (theme.warning[0]) {
-        char line[sizeof theme.name + sizeof theme.warning + 64];
-        snprintf(line, sizeof line, "warning: theme %s: unknown keys ignored: %s",
-                 theme.name, theme.warning);
-        trainer_log(t, line);
+    w->colour = setup_colours(theme);
+    if (theme->warning[0]) {
+        char line[sizeof theme->name + sizeof theme->warning + 64];
+        snprintf(line, sizeof line, "warning: theme %s: unknown keys ignored: %s", theme->name,
+                 theme->warning);
+        link_log(l, &w->snap, line);
     }
+    return 0;
+}
 
+/* A last footer while the run checkpoints, then the terminal back. */
+static void session_close(Session *w, const char *status)
+{
+    if (w->canvas.cells && status) {
+        w->opt.status = status;
+        w->opt.prompt = NULL;
+        screen_draw(&w->canvas, &w->snap, &w->opt);
+        blit(&w->canvas, &w->shown, w->theme, w->colour, w->repaint);
+    }
+    restore_terminal();
+    if (w->scr)
+        delscreen(w->scr);
+    canvas_free(&w->canvas);
+    canvas_free(&w->shown);
+}
+
+/* Keys and drawing until the session ends; the screen stays on. */
+static Ending session_run(Session *w, Link *l)
+{
+    Prompt prompt;
+    Theme *theme = w->theme;
+    int dirty = 1, asking = 0, gone = 0;
+    unsigned long logged = 0;  /* snap.n_logged when last seen */
+    char error[SNAP_LINE] = "";  /* the last error logged, until a key dismisses it */
+    char gone_why[SNAP_LINE] = "", gone_line[SNAP_LINE + 16];
+    double last_draw = 0;
+    Ending end = END_QUIT;
+    int utf8 = locale_is_utf8();
+    memset(&prompt, 0, sizeof prompt);
+    if (l->read_only)
+        say(&prompt, "read-only: this workbench watches; d or q leaves");
     for (;;) {
         errno = 0;
         int ch = getch();
         int err = errno;
         Command cmd;
         memset(&cmd, 0, sizeof cmd);
-        if (stop_signal)
+        if (stop_signal) {
+            end = END_SIGNAL;
             break;
+        }
         if (ch != ERR && ch != KEY_RESIZE && error[0]) {
             error[0] = 0;
             dirty = 1;
         }
         if (ch == ERR && terminal_gone(err)) {
             /* as SIGHUP: checkpoint, restore, exit */
-            hangup = 1;
+            end = END_HANGUP;
             break;
         }
+        if (gone && ch != ERR && ch != KEY_RESIZE && ch != KEY_MOUSE) {
+            /* the run has ended: any of the leaving keys leaves */
+            if (ch == 'q' || ch == 'Q' || ch == 'd' || ch == 27) {
+                end = END_GONE;
+                break;
+            }
+        }
         if (asking && ch != ERR && ch != KEY_RESIZE) {
-            /* quit? y quits, anything else cancels */
+            /* y stops the run, d leaves it training, anything else cancels */
             asking = 0;
             dirty = 1;
-            if (ch == 'y' || ch == 'Y')
+            if (ch == 'y' || ch == 'Y' || (l->r && (ch == 's' || ch == 'S'))) {
+                end = END_QUIT;
                 break;
+            }
+            if (ch == 'd' || ch == 'D') {
+                end = END_DETACH;
+                break;
+            }
             say(&prompt, "quit cancelled");
             ch = ERR;
         }
-        if (opt.help && ch != ERR && ch != KEY_RESIZE) {
+        if (w->opt.help && ch != ERR && ch != KEY_RESIZE) {
             /* the help page is modal: it scrolls and closes, and nothing
              * reaches the run underneath */
             int max = screen_help_scroll_max(COLS, LINES);
             if (ch == '?' || ch == 27 || ch == 'q' || ch == 'Q' || ch == '\n' || ch == '\r')
-                opt.help = 0;
+                w->opt.help = 0;
             else if (ch == KEY_DOWN || ch == 'j')
-                opt.help_scroll++;
+                w->opt.help_scroll++;
             else if (ch == KEY_UP || ch == 'k')
-                opt.help_scroll--;
+                w->opt.help_scroll--;
             else if (ch == KEY_NPAGE || ch == ' ')
-                opt.help_scroll += LINES > 6 ? LINES - 6 : 1;
+                w->opt.help_scroll += LINES > 6 ? LINES - 6 : 1;
             else if (ch == KEY_PPAGE)
-                opt.help_scroll -= LINES > 6 ? LINES - 6 : 1;
+                w->opt.help_scroll -= LINES > 6 ? LINES - 6 : 1;
             else if (ch == KEY_HOME)
-                opt.help_scroll = 0;
+                w->opt.help_scroll = 0;
             else if (ch == KEY_END)
-                opt.help_scroll = max;
-            if (opt.help_scroll > max)
-                opt.help_scroll = max;
-            if (opt.help_scroll < 0)
-                opt.help_scroll = 0;
+                w->opt.help_scroll = max;
+            if (w->opt.help_scroll > max)
+                w->opt.help_scroll = max;
+            if (w->opt.help_scroll < 0)
+                w->opt.help_scroll = 0;
             dirty = 1;
             ch = ERR;
         }
-        if (opt.log_page && !opt.help && !prompt.active && ch != ERR && ch != KEY_RESIZE) {
+        if (w->opt.log_page && !w->opt.help && !prompt.active && ch != ERR && ch != KEY_RESIZE) {
             /* the log page is modal too: its own keys only, so reading
              * never pauses or quits the run underneath */
             int rows = LINES - 4 > 1 ? LINES - 4 : 1;
-            int n = screen_log_page_lines(&snap, opt.log_page_errors);
+            int n = screen_log_page_lines(&w->snap, w->opt.log_page_errors);
             if (ch == 'L' || ch == 27 || ch == 'q' || ch == 'Q')
-                opt.log_page = 0;
+                w->opt.log_page = 0;
             else if (ch == 'e' || ch == 'E') {
-                opt.log_page_errors = !opt.log_page_errors;
-                opt.log_page_scroll = 0;
+                w->opt.log_page_errors = !w->opt.log_page_errors;
+                w->opt.log_page_scroll = 0;
             } else if (ch == KEY_UP || ch == 'k')
-                opt.log_page_scroll++;
+                w->opt.log_page_scroll++;
             else if (ch == KEY_DOWN || ch == 'j')
-                opt.log_page_scroll--;
+                w->opt.log_page_scroll--;
             else if (ch == KEY_PPAGE)
-                opt.log_page_scroll += rows;
+                w->opt.log_page_scroll += rows;
             else if (ch == KEY_NPAGE || ch == ' ')
-                opt.log_page_scroll -= rows;
+                w->opt.log_page_scroll -= rows;
             else if (ch == KEY_HOME)
-                opt.log_page_scroll = n;
+                w->opt.log_page_scroll = n;
             else if (ch == KEY_END)
-                opt.log_page_scroll = 0;
+                w->opt.log_page_scroll = 0;
             else if (ch == KEY_RIGHT || ch == 'l')
-                opt.log_page_x += 8;
+                w->opt.log_page_x += 8;
             else if (ch == KEY_LEFT || ch == 'h')
-                opt.log_page_x = opt.log_page_x > 8 ? opt.log_page_x - 8 : 0;
-            if (opt.log_page_scroll > n - rows)
-                opt.log_page_scroll = n - rows;
-            if (opt.log_page_scroll < 0)
-                opt.log_page_scroll = 0;
-            if (opt.log_page_x > SNAP_LINE)
-                opt.log_page_x = SNAP_LINE;
+                w->opt.log_page_x = w->opt.log_page_x > 8 ? w->opt.log_page_x - 8 : 0;
+            if (w->opt.log_page_scroll > n - rows)
+                w->opt.log_page_scroll = n - rows;
+            if (w->opt.log_page_scroll < 0)
+                w->opt.log_page_scroll = 0;
+            if (w->opt.log_page_x > SNAP_LINE)
+                w->opt.log_page_x = SNAP_LINE;
             dirty = 1;
             ch = ERR;
         }
         if (prompt.active && ch != ERR && ch != KEY_RESIZE) {
-            if (prompt_key(&prompt, ch, t, &theme, &colour, &repaint, &opt, &snap))
+            int asked = prompt_key(&prompt, ch, l, theme, &w->colour, &w->repaint, &w->opt, &w->snap);
+            if (asked == 1) {
+                end = END_QUIT;
                 break;
+            }
+            if (asked == 2) {
+                end = END_DETACH;
+                break;
+            }
             dirty = 1;
             ch = ERR;
         }
         switch (ch) {
         case ' ':
             cmd.kind = CMD_PAUSE;
-            trainer_post(t, &cmd);
+            post(l, &cmd, &prompt);
             break;
         case 'c':
             cmd.kind = CMD_CHECKPOINT;
-            trainer_post(t, &cmd);
+            post(l, &cmd, &prompt);
             break;
         case 'r':
             cmd.kind = CMD_RELOAD;
-            trainer_post(t, &cmd);
+            post(l, &cmd, &prompt);
             break;
         case 'e':
             cmd.kind = CMD_EVALUATE;
-            trainer_post(t, &cmd);
+            post(l, &cmd, &prompt);
             break;
         case 'l':
-            opt.view = opt.view == VIEW_LOSS ? VIEW_ACCURACY : VIEW_LOSS;
+            w->opt.view = w->opt.view == VIEW_LOSS ? VIEW_ACCURACY : VIEW_LOSS;
             dirty = 1;
             break;
         case 'v':
-            opt.view = opt.view == VIEW_COMPARE ? VIEW_ACCURACY : VIEW_COMPARE;
+            w->opt.view = w->opt.view == VIEW_COMPARE ? VIEW_ACCURACY : VIEW_COMPARE;
             dirty = 1;
             break;
         case '\t':
             cmd.kind = CMD_FOLLOW;
             cmd.value = -1;
-            trainer_post(t, &cmd);
+            post(l, &cmd, &prompt);
             break;
         case 'f':
             /* the name and overrides are typed on the command line */
@@ -502,32 +560,32 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
         case '+':
         case '=':
             /* zoom in on the latest steps; - out, 0 the whole phase */
-            opt.zoom = opt.zoom > 0 ? opt.zoom / 2 : snap.total_steps / 2;
-            if (opt.zoom < 20)
-                opt.zoom = 20;
+            w->opt.zoom = w->opt.zoom > 0 ? w->opt.zoom / 2 : w->snap.total_steps / 2;
+            if (w->opt.zoom < 20)
+                w->opt.zoom = 20;
             dirty = 1;
             break;
         case '-':
-            opt.zoom = opt.zoom > 0 && opt.zoom * 2 < snap.total_steps ? opt.zoom * 2 : 0;
+            w->opt.zoom = w->opt.zoom > 0 && w->opt.zoom * 2 < w->snap.total_steps ? w->opt.zoom * 2 : 0;
             dirty = 1;
             break;
         case '0':
-            opt.zoom = 0;
+            w->opt.zoom = 0;
             dirty = 1;
             break;
         case 'L':
-            opt.log_page = 1;
-            opt.log_page_scroll = opt.log_page_x = 0;
+            w->opt.log_page = 1;
+            w->opt.log_page_scroll = w->opt.log_page_x = 0;
             dirty = 1;
             break;
         case '?':
-            opt.help = 1;
-            opt.help_scroll = 0;
+            w->opt.help = 1;
+            w->opt.help_scroll = 0;
             dirty = 1;
             break;
         case 27:
-            if (opt.help) {
-                opt.help = 0;
+            if (w->opt.help) {
+                w->opt.help = 0;
                 dirty = 1;
             }
             break;
@@ -540,15 +598,15 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             break;
         case KEY_PPAGE:
         case KEY_NPAGE: {
-            int rows = screen_log_rows(COLS, LINES, snap.n_groups);
+            int rows = screen_log_rows(COLS, LINES, w->snap.n_groups);
             int page = rows > 1 ? rows - 1 : 1;
-            opt.log_scroll += ch == KEY_PPAGE ? page : -page;
-            opt.log_scroll = screen_log_clamp(opt.log_scroll, snap.n_log, rows);
+            w->opt.log_scroll += ch == KEY_PPAGE ? page : -page;
+            w->opt.log_scroll = screen_log_clamp(w->opt.log_scroll, w->snap.n_log, rows);
             dirty = 1;
             break;
         }
         case KEY_END:
-            opt.log_scroll = 0;
+            w->opt.log_scroll = 0;
             dirty = 1;
             break;
         case 'q':
@@ -556,36 +614,50 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             asking = 1;
             dirty = 1;
             break;
+        case 'd':
+            end = END_DETACH;
+            break;
         case KEY_RESIZE:
             /* curses's idea of the screen is stale after a resize:
-             * repaint everything */
+             * w->repaint everything */
             clearok(curscr, TRUE);
-            repaint = 1;
+            w->repaint = 1;
             dirty = 1;
             break;
         default:
             break;
         }
-        if (trainer_snapshot(t, &snap)) {
+        if (end == END_DETACH)
+            break;
+        int got = gone ? 0 : link_snapshot(l, &w->snap);
+        if (got < 0 || (!gone && !l->r && all_stopped(&w->snap))) {
+            /* the run ended under us (finished elsewhere, stopped by a
+             * client): w->shown, with why, until a key leaves */
+            gone = 1;
+            snprintf(gone_why, sizeof gone_why, "%s", l->r ? remote_why(l->r) :
+                     "the run was stopped by a client (mneme ctl or attach)");
+            dirty = 1;
+        }
+        if (got > 0) {
             /* scrolled back: keep the same lines in view as new ones come */
-            if (opt.log_scroll > 0 && snap.n_logged > logged)
-                opt.log_scroll = screen_log_clamp(
-                    opt.log_scroll + (int)(snap.n_logged - logged), snap.n_log,
-                    screen_log_rows(COLS, LINES, snap.n_groups));
+            if (w->opt.log_scroll > 0 && w->snap.n_logged > logged)
+                w->opt.log_scroll = screen_log_clamp(
+                    w->opt.log_scroll + (int)(w->snap.n_logged - logged), w->snap.n_log,
+                    screen_log_rows(COLS, LINES, w->snap.n_groups));
             /* an error among the new lines stays in the footer: the log
              * scrolls it away in seconds */
-            unsigned long fresh = snap.n_logged - logged;
-            for (int i = fresh < (unsigned long)snap.n_log ? snap.n_log - (int)fresh : 0;
-                 i < snap.n_log; i++)
-                if (strstr(snap.log[i], "error"))
-                    snprintf(error, sizeof error, "%s", snap.log[i] + (strlen(snap.log[i]) > 9 ? 9 : 0));
-            logged = snap.n_logged;
+            unsigned long fresh = w->snap.n_logged - logged;
+            for (int i = fresh < (unsigned long)w->snap.n_log ? w->snap.n_log - (int)fresh : 0;
+                 i < w->snap.n_log; i++)
+                if (strstr(w->snap.log[i], "error"))
+                    snprintf(error, sizeof error, "%s", w->snap.log[i] + (strlen(w->snap.log[i]) > 9 ? 9 : 0));
+            logged = w->snap.n_logged;
             dirty |= 2;        /* new data: at the slower rate */
         }
-        if (canvas.w != COLS || canvas.h != LINES) {
-            canvas_free(&canvas);
-            if (canvas_init(&canvas, COLS, LINES, utf8) < 0) {
-                status = 1;
+        if (w->canvas.w != COLS || w->canvas.h != LINES) {
+            canvas_free(&w->canvas);
+            if (canvas_init(&w->canvas, COLS, LINES, utf8) < 0) {
+                end = END_FAILED;
                 break;
             }
             dirty = 1;
@@ -597,19 +669,23 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
         }
         if (((dirty & 1) && now - last_draw >= FRAME_S) ||
             ((dirty & 2) && now - last_draw >= DATA_FRAME_S)) {
-            opt.prompt = prompt.active ? prompt.text : NULL;
+            w->opt.prompt = prompt.active ? prompt.text : NULL;
             /* a pause nobody asked for (divergence, a policy error, a
              * failed checkpoint) keeps its reason in the footer */
-            const SnapBranch *fb = snap.n_branches > 0 ? &snap.branches[snap.followed] : NULL;
+            const SnapBranch *fb = w->snap.n_branches > 0 ? &w->snap.branches[w->snap.followed] : NULL;
             const char *why = fb && fb->state == TS_PAUSED && fb->error_pause && fb->message[0] ?
                               fb->message : NULL;
             if (fb && fb->state == TS_FINISHED)
                 why = "finished: here for review; :fork NAME @STEP goes on from a checkpoint";
-            opt.status = asking ? quit_question : prompt.status[0] ? prompt.status :
-                         error[0] ? error : why;
-            screen_draw(&canvas, &snap, &opt);
-            blit(&canvas, &shown, &theme, colour, repaint);
-            repaint = 0;
+            if (gone) {
+                snprintf(gone_line, sizeof gone_line, "%s; q leaves", gone_why);
+                why = gone_line;
+            }
+            w->opt.status = asking ? (l->r ? leave_question : quit_question) :
+                         prompt.status[0] ? prompt.status : error[0] ? error : why;
+            screen_draw(&w->canvas, &w->snap, &w->opt);
+            blit(&w->canvas, &w->shown, theme, w->colour, w->repaint);
+            w->repaint = 0;
             if (prompt.active) {
                 move(LINES - 1, 1 + (int)prompt.cursor);
                 curs_set(1);
@@ -620,35 +696,188 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
             dirty = 0;
         }
     }
+    return end;
+}
 
+/* A bad theme is refused before anything is created or resumed. */
+static int pick_theme(Theme *theme, const char *name, const Experiment *x)
+{
+    MnError e;
+    if (!name && x)
+        name = theme_choice(x);
+    if (name && theme_load(theme, name, &e) < 0) {
+        fprintf(stderr, "mneme: theme: %s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* The theme of a run that named none on the command line: its
+ * experiment's (checked when it was read; the file may have gone since). */
+static void theme_of_run(Theme *theme, const Experiment *x, char *warning, size_t n)
+{
+    MnError e;
+    if (!x || theme_load(theme, theme_choice(x), &e) < 0) {
+        if (x)
+            snprintf(warning, n, "warning: theme: %s; using the default", e.msg);
+        theme_default(theme);
+    }
+}
+
+/* The run goes on in a process of its own: what this one trained is in
+ * the checkpoint just written, and the background one resumes from it. */
+static int hand_over(const char *dir)
+{
+    char *args[] = { "--resume", (char *)dir };
+    return detach_run(2, args, dir);
+}
+
+int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
+{
+    Theme theme;
+    MnError e;
+    Experiment resumed;
+    Session w;
+    Link l;
+    int status = 0;
+
+    if (!usable_terminal())
+        return 2;
+    /* LC_CTYPE only: libconfig parses floats under LC_NUMERIC. */
+    setlocale(LC_CTYPE, "");
+    if (pick_theme(&theme, theme_name, x) < 0)
+        return 2;
+    catch_signals(1);
+    memset(&l, 0, sizeof l);
+    if (!(l.t = x ? trainer_start(x, out_dir, &e) : trainer_resume(out_dir, &resumed, &e))) {
+        fprintf(stderr, "mneme: %s\n", e.msg);
+        return 2;
+    }
+    /* other terminals may attach to this run too */
+    if (!(l.serve = serve_start(l.t, out_dir, &e))) {
+        char line[sizeof e.msg + 80];
+        snprintf(line, sizeof line, "warning: no control socket (mneme attach cannot reach this run): %s", e.msg);
+        trainer_log(l.t, line);
+    }
+    char warning[sizeof e.msg + 64] = "";
+    if (!theme_name && !x)
+        theme_of_run(&theme, &resumed, warning, sizeof warning);
+    if (session_open(&w, &theme, &l) < 0) {
+        serve_stop(l.serve, "the workbench could not start");
+        trainer_stop(l.t);
+        return 2;
+    }
+    if (warning[0])
+        link_log(&l, &w.snap, warning);
+    Ending end = session_run(&w, &l);
+    const int away = end == END_DETACH || end == END_HANGUP;
+    serve_stop(l.serve, away ? "the run moves to a background process; attach again in a moment"
+                             : end == END_GONE ? "the run was stopped"
+                                               : "the workbench stopped the run (checkpointed)");
     /* Say what is happening while the trainer finishes its step and
      * writes the checkpoint. */
-    if (canvas.cells) {
-        opt.status = "checkpointing and quitting...";
-        screen_draw(&canvas, &snap, &opt);
-        blit(&canvas, &shown, &theme, colour, repaint);
+    if (w.canvas.cells) {
+        w.opt.status = away ? "checkpointing; the run goes on in the background..."
+                            : "checkpointing and quitting...";
+        screen_draw(&w.canvas, &w.snap, &w.opt);
+        blit(&w.canvas, &w.shown, &theme, w.colour, w.repaint);
     }
-    if (trainer_stop(t))
+    if (trainer_stop(l.t))
         status = 1;
-    restore_terminal();
-    delscreen(scr);
-    canvas_free(&canvas);
-    canvas_free(&shown);
-    snapshot_free(&snap);
-    if (hangup) {
+    if (end == END_FAILED)
+        status = 1;
+    session_close(&w, NULL);
+    /* the run's own step, whichever branch was followed at the end */
+    const SnapBranch *m = w.snap.n_branches > 0 ? &w.snap.branches[0] : NULL;
+    const int finished = m && m->state == TS_FINISHED;
+    if (away && !finished && status == 0) {
+        if (end == END_HANGUP)
+            fprintf(stderr, "mneme: the terminal went away; the run goes on in the background\n");
+        status = hand_over(out_dir);
+    } else if (end == END_HANGUP) {
         fprintf(stderr, "mneme: the terminal went away; checkpointed; continue with: "
                 "mneme --resume %s (headless: mneme run --resume %s)\n", out_dir, out_dir);
-        return 1;
-    }
-    if (stop_signal) {
+        status = 1;
+    } else if (end == END_SIGNAL) {
         fprintf(stderr, "mneme: stopped by signal %d; continue with: mneme --resume %s "
                 "(headless: mneme run --resume %s)\n", (int)stop_signal, out_dir, out_dir);
-        return 1;
-    }
-    /* the run's own step, whichever branch was followed at the end */
-    const SnapBranch *m = snap.n_branches > 0 ? &snap.branches[0] : NULL;
-    if (status == 0 && m && m->state != TS_FINISHED)
+        status = 1;
+    } else if (end == END_GONE) {
+        fprintf(stderr, "mneme: the run was stopped by a client; continue with: mneme --resume %s\n",
+                out_dir);
+    } else if (status == 0 && m && !finished)
         fprintf(stderr, "mneme: quit at %s step %ld; continue in the workbench with: mneme --resume %s "
                 "(headless: mneme run --resume %s)\n", m->phase, m->step, out_dir, out_dir);
+    snapshot_free(&w.snap);
+    return status;
+}
+
+int ui_attach(const char *run_dir, const char *theme_name, int read_only)
+{
+    Theme theme;
+    MnError e;
+    Experiment x;
+    Session w;
+    Link l;
+    char path[4200];
+    if (!usable_terminal())
+        return 2;
+    setlocale(LC_CTYPE, "");
+    if (pick_theme(&theme, theme_name, NULL) < 0)
+        return 2;
+    memset(&l, 0, sizeof l);
+    l.read_only = read_only;
+    if (!(l.r = remote_open(run_dir, "workbench", read_only, 10.0, &e))) {
+        fprintf(stderr, "mneme attach: %s\n", e.msg);
+        return 3;
+    }
+    catch_signals(1);
+    char warning[sizeof e.msg + 64] = "";
+    snprintf(path, sizeof path, "%s/experiment.cfg", run_dir);
+    if (!theme_name)
+        theme_of_run(&theme, experiment_load(&x, path, NULL, 0, &e) == 0 ? &x : NULL, warning,
+                     sizeof warning);
+    if (session_open(&w, &theme, &l) < 0) {
+        remote_close(l.r);
+        return 2;
+    }
+    if (warning[0])
+        link_log(&l, &w.snap, warning);
+    Ending end = session_run(&w, &l);
+    int status = 0;
+    if (end == END_QUIT) {
+        /* the run checkpoints and stops; its bye says when */
+        Command q;
+        char err[512];
+        memset(&q, 0, sizeof q);
+        q.kind = CMD_QUIT;
+        if (link_post(&l, &q, err, sizeof err) < 0) {
+            session_close(&w, NULL);
+            fprintf(stderr, "mneme attach: %s\n", err);
+            remote_close(l.r);
+            snapshot_free(&w.snap);
+            return 1;
+        }
+        w.opt.status = "stopping the run: checkpointing...";
+        screen_draw(&w.canvas, &w.snap, &w.opt);
+        blit(&w.canvas, &w.shown, &theme, w.colour, w.repaint);
+        for (int i = 0; i < 600 && remote_poll(l.r, &w.snap) >= 0; i++) {
+            struct pollfd p = { remote_fd(l.r), POLLIN, 0 };
+            poll(&p, 1, 100);
+        }
+    }
+    session_close(&w, NULL);
+    const char *why = remote_why(l.r);
+    if (end == END_QUIT)
+        fprintf(stderr, "mneme attach: %s\n", why[0] ? why : "the run was asked to stop");
+    else if (end == END_GONE)
+        fprintf(stderr, "mneme attach: %s\n", why);
+    else if (end == END_FAILED)
+        status = 1;
+    else
+        fprintf(stderr, "mneme attach: left %s training%s; attach again with: mneme attach %s\n",
+                run_dir, end == END_HANGUP ? " (the terminal went away)" : "", run_dir);
+    remote_close(l.r);
+    snapshot_free(&w.snap);
     return status;
 }

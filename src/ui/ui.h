@@ -14,4 +14,9 @@
  * input. */
 int ui_main(const Experiment *x, const char *dir, const char *theme);
 
+/* The workbench on the live run in dir, over its control socket: d or q
+ * leave it training (q asks: y stops it). read_only: watch only. Returns
+ * 0, 1 when the workbench failed, 2 no usable terminal, 3 the run is not
+ * live (said on stderr, with how to resume it). */
+int ui_attach(const char *dir, const char *theme, int read_only);
 #endif
