@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "compare.h"
+#include "remote.h"
 
 typedef struct {
     char name[256];
@@ -31,6 +32,35 @@ static void print_row(const char *label, const BranchRow *r)
         snprintf(cx, sizeof cx, "%ld", r->crossover);
     printf("%-32s %-11s %8.3f %10.3f %10.3f %10.3f %9s\n", label, r->status, r->new_acc,
            r->orig_base, r->orig_final, r->forgetting, cx);
+}
+
+static const char *text_at(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "?";
+}
+
+/* A live run's trainer, asked: its pid, where it is, who watches. */
+static void print_live(const char *dir)
+{
+    MnError e;
+    if (!remote_live(dir))
+        return;
+    Remote *r = remote_open(dir, "ctl", 1, 1.0, &e);
+    json_t *st = r ? remote_status(r, 1.0, &e) : NULL;
+    if (st) {
+        int clients = (int)json_integer_value(json_object_get(st, "clients"));
+        printf("  live: pid %lld, %s %s at %s step %lld/%lld, %d attached (mneme attach %s)\n",
+               (long long)json_integer_value(json_object_get(st, "pid")),
+               text_at(st, "branch"),
+               text_at(st, "state"),
+               text_at(st, "phase"),
+               (long long)json_integer_value(json_object_get(st, "step")),
+               (long long)json_integer_value(json_object_get(st, "total_steps")), clients, dir);
+    } else
+        printf("  live: pid %ld, not answering: %s\n", remote_live(dir), e.msg);
+    json_decref(st);
+    remote_close(r);
 }
 
 int runs_main(int argc, char **argv)
@@ -74,7 +104,10 @@ int runs_main(int argc, char **argv)
     printf("%-32s %-11s %8s %10s %10s %10s %9s\n", "run", "status", "new acc", "orig base",
            "orig final", "forgetting", "crossover");
     for (int i = 0; i < n; i++) {
+        char path[4400];
         print_row(runs[i].name, &runs[i].rows[0]);
+        snprintf(path, sizeof path, "%s/%s", dir, runs[i].name);
+        print_live(path);
         for (int k = 1; k < runs[i].n; k++) {
             char label[64];
             snprintf(label, sizeof label, "  + %.24s @%ld", runs[i].rows[k].name, runs[i].rows[k].fork_step);

@@ -162,7 +162,8 @@ static json_t *status_json(const Serve *s)
     json_t *br = json_array();
     int clients = 0;
     for (int i = 0; i < SERVE_MAX_CLIENTS; i++)
-        clients += s->c[i].fd >= 0 && s->c[i].hello && !s->c[i].closing;
+        clients += s->c[i].fd >= 0 && s->c[i].hello && !s->c[i].closing &&
+                   !strcmp(s->c[i].role, "workbench");
     for (int i = 0; i < p->n_branches; i++) {
         const SnapBranch *b = &p->branches[i];
         json_array_append_new(br, json_pack("{s:s, s:s, s:s, s:I, s:I}", "name", b->name, "state",

@@ -20,7 +20,9 @@ void frame_reader_free(FrameReader *r)
 
 int frame_reader_feed(FrameReader *r, const void *data, size_t n, MnError *e)
 {
-    if (n > r->max + 4 - r->len && r->len + n > r->max + 4)
+    if (n == 0)
+        return 0;
+    if (n > r->max + 4 || r->len > r->max + 4 - n)
         return mn_fail(e, "more than a frame of %zu bytes arrived at once", r->max);
     if (r->len + n > r->cap) {
         size_t cap = r->cap ? r->cap : 4096;

@@ -820,16 +820,19 @@ int ui_attach(const char *run_dir, const char *theme_name, int read_only)
     Session w;
     Link l;
     char path[4200];
-    if (!usable_terminal())
-        return 2;
     setlocale(LC_CTYPE, "");
     if (pick_theme(&theme, theme_name, NULL) < 0)
         return 2;
     memset(&l, 0, sizeof l);
     l.read_only = read_only;
+    /* whether the run is live says more than whether this is a terminal */
     if (!(l.r = remote_open(run_dir, "workbench", read_only, 10.0, &e))) {
         fprintf(stderr, "mneme attach: %s\n", e.msg);
         return 3;
+    }
+    if (!usable_terminal()) {
+        remote_close(l.r);
+        return 2;
     }
     catch_signals(1);
     char warning[sizeof e.msg + 64] = "";
