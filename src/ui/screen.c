@@ -745,6 +745,9 @@ static const struct {
     { "L", "the log as a page: every line whole, scrolls both ways, e shows errors only" },
     { "+ - 0", "zoom the plot in on the latest steps, out, back to the whole phase" },
     { "q", "checkpoint and quit (asks: y / n)" },
+    { "mouse", "where the terminal reports it: a click on a branch follows it; on a layer, "
+               "types :freeze or :unfreeze of it (Enter applies, Esc cancels); the wheel "
+               "scrolls the log and these pages; shift-drag still selects text" },
 };
 
 /* One row of the help page: a key or a command's usage (titled), then
