@@ -257,6 +257,14 @@ Remote *remote_open(const char *run_dir, const char *role, int read_only, double
     }
     if (send_msg(r, json_pack("{s:s, s:i, s:s, s:b}", "t", "hello", "v", WIRE_VERSION, "role", role,
                               "read_only", read_only), e) < 0) {
+        /* a refusal comes before the hello is read: it says why */
+        char buf[4096];
+        json_t *m = NULL;
+        ssize_t k = recv(r->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (k > 0 && frame_reader_feed(&r->in, buf, (size_t)k, e) == 0 &&
+            frame_reader_next(&r->in, &m, e) == 1 && json_string_value(json_object_get(m, "text")))
+            mn_fail(e, "%s", json_string_value(json_object_get(m, "text")));
+        json_decref(m);
         remote_close(r);
         return NULL;
     }

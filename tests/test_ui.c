@@ -933,6 +933,315 @@ static void test_branches(void)
     snapshot_free(&s);
 }
 
+/* ---- the mouse: screen_hit against what screen_draw drew ---- */
+
+/* The model's parts: the embeddings frozen, n blocks at rates of their
+ * own from frozen_below on (so a small panel joins them into ranges),
+ * the pooler and the new head training. */
+static void mouse_layers(Snapshot *s, int n_blocks, int frozen_below)
+{
+    int n = 0;
+    snprintf(s->groups[n].name, sizeof s->groups[n].name, "embeddings");
+    s->groups[n++].trainable = 0;
+    for (int l = 0; l < n_blocks; l++, n++) {
+        snprintf(s->groups[n].name, sizeof s->groups[n].name, "layer.%d", l);
+        s->groups[n].trainable = l >= frozen_below;
+        s->groups[n].lr = l >= frozen_below ? 2e-5 * pow(0.9, n_blocks - 1 - l) : 0;
+        s->groups[n].drift = -1;
+    }
+    snprintf(s->groups[n].name, sizeof s->groups[n].name, "pooler");
+    s->groups[n].trainable = 1, s->groups[n].lr = 2e-5, s->groups[n++].drift = -1;
+    snprintf(s->groups[n].name, sizeof s->groups[n].name, "classifier.new");
+    s->groups[n].trainable = 1, s->groups[n].lr = 2e-5, s->groups[n++].drift = -1;
+    s->groups[0].drift = -1;
+    s->n_groups = n;
+}
+
+static void mouse_branches(Snapshot *s, int n)
+{
+    static const char *names[] = { "main", "lower", "more-ewc", "gentle" };
+    s->n_branches = n;
+    s->followed = 0;
+    for (int b = 0; b < n; b++) {
+        SnapBranch *sb = &s->branches[b];
+        memset(sb, 0, sizeof *sb);
+        snprintf(sb->name, sizeof sb->name, "%s", names[b]);
+        snprintf(sb->parent, sizeof sb->parent, "%s", b ? "main" : "");
+        sb->fork_step = b ? 40 : -1;
+        sb->state = TS_RUNNING;
+        snprintf(sb->phase, sizeof sb->phase, "finetune");
+        sb->step = 120;
+        sb->total_steps = 400;
+    }
+}
+
+/* The text of the box around cell (x, y) on its row: from the border on
+ * its left to the one on its right, anything not ASCII as a blank. */
+static void segment_at(const Canvas *c, int x, int y, char *out, size_t n)
+{
+    int a = x, b = x, k = 0;
+    while (a > 0 && c->cells[y * c->w + a - 1].ch != 0x2502)
+        a--;
+    while (b < c->w - 1 && c->cells[y * c->w + b + 1].ch != 0x2502)
+        b++;
+    for (int i = a; i <= b && k + 1 < (int)n; i++) {
+        uint32_t ch = c->cells[y * c->w + i].ch;
+        out[k++] = ch < 0x80 ? (char)ch : ' ';
+    }
+    out[k] = 0;
+}
+
+/* The first word of text that is one of the branches' names, or -1. */
+static int first_branch_named(const Snapshot *s, const char *text)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", text);
+    for (char *save = NULL, *w = strtok_r(buf, " *", &save); w; w = strtok_r(NULL, " *", &save))
+        for (int i = 0; i < s->n_branches; i++)
+            if (strcmp(w, s->branches[i].name) == 0)
+                return i;
+    return -1;
+}
+
+/* What the per-layer panel calls groups first..last, worked out here on
+ * its own: the group's name, or a range of blocks. */
+static void layer_row_name(const Snapshot *s, ScreenHit h, char *out, size_t n)
+{
+    int a, b;
+    const char *first = s->groups[h.index].name;
+    if (h.index == h.last) {
+        snprintf(out, n, "%s", first);
+        return;
+    }
+    sscanf(s->groups[h.last].name, "layer.%d", &b);
+    if (strcmp(first, "embeddings") == 0)
+        snprintf(out, n, b ? "emb+layer.0-%d" : "emb+layer.%d", b);
+    else if (sscanf(first, "layer.%d", &a) == 1 && a != b)
+        snprintf(out, n, "layer.%d-%d", a, b);
+    else
+        snprintf(out, n, "layer.%d", b);
+}
+
+typedef struct {
+    int branch_cells, layer_cells, log_cells, page_cells;
+    int wrong;                 /* cells whose hit names another thing than drawn */
+    int layer_rows, branch_rows;  /* rows with a hit of that kind */
+    char first_wrong[160];
+} HitCensus;
+
+/* Hits every cell of a w×h screen and checks each against the drawing. */
+static HitCensus hit_census(const Snapshot *s, const ScreenOptions *o, int w, int h)
+{
+    HitCensus k;
+    Canvas c;
+    char seg[512], want[64];
+    memset(&k, 0, sizeof k);
+    canvas_init(&c, w, h, 1);
+    screen_draw(&c, s, o);
+    for (int y = 0; y < h; y++) {
+        int row_layer = 0, row_branch = 0;
+        for (int x = 0; x < w; x++) {
+            ScreenHit hit = screen_hit(w, h, s, o, x, y);
+            int bad = 0;
+            if (hit.kind == HIT_BRANCH) {
+                k.branch_cells++;
+                row_branch = 1;
+                segment_at(&c, x, y, seg, sizeof seg);
+                bad = first_branch_named(s, seg) != hit.index;
+            } else if (hit.kind == HIT_LAYER) {
+                k.layer_cells++;
+                row_layer = 1;
+                segment_at(&c, x, y, seg, sizeof seg);
+                layer_row_name(s, hit, want, sizeof want);
+                char drawn[64] = "";
+                sscanf(seg, "%63s", drawn);
+                bad = strcmp(drawn, want) != 0;
+            } else if (hit.kind == HIT_LOG) {
+                k.log_cells++;
+            } else if (hit.kind == HIT_PAGE) {
+                k.page_cells++;
+            }
+            if (bad && !k.wrong++)
+                snprintf(k.first_wrong, sizeof k.first_wrong, "(%d,%d) hit %d:%d, drawn '%.100s'",
+                         x, y, hit.kind, hit.index, seg);
+        }
+        k.layer_rows += row_layer;
+        k.branch_rows += row_branch;
+    }
+    canvas_free(&c);
+    return k;
+}
+
+/* Rows of the per-layer panel as drawn: between its borders, not the
+ * "... N more" row. */
+static int drawn_layer_rows(const Snapshot *s, const ScreenOptions *o, int w, int h)
+{
+    Canvas c;
+    char row[2048];
+    int n = 0;
+    canvas_init(&c, w, h, 1);
+    screen_draw(&c, s, o);
+    int top = canvas_has(&c, "┌ learning rate per layer");
+    for (int y = top; top && y < h; y++) {
+        canvas_row(&c, y, row, sizeof row);
+        if (strncmp(row, "└", 3) == 0 || strncmp(row, "┌", 3) == 0 || strncmp(row, "├", 3) == 0)
+            break;
+        n += !strstr(row, "... ");
+    }
+    canvas_free(&c);
+    return n;
+}
+
+/* Rows drawn for a branch, wherever: each says its state, and only they
+ * say "running" below the header. */
+static int drawn_branch_rows(const Snapshot *s, const ScreenOptions *o, int w, int h)
+{
+    Canvas c;
+    char row[2048];
+    int n = 0;
+    canvas_init(&c, w, h, 1);
+    screen_draw(&c, s, o);
+    for (int y = 1; y < h; y++) {
+        canvas_row(&c, y, row, sizeof row);
+        n += strstr(row, " running") != NULL;
+    }
+    canvas_free(&c);
+    return n;
+}
+
+static void test_mouse_hits(void)
+{
+    static const int sizes[][2] = { { 80, 24 }, { 120, 40 } };
+    static const int blocks[] = { 2, 12, 24 };
+    for (size_t si = 0; si < 2; si++)
+        for (size_t bi = 0; bi < 3; bi++)
+            for (int nb = 0; nb <= 3; nb += 3) {
+                int w = sizes[si][0], h = sizes[si][1];
+                Snapshot s;
+                ScreenOptions o = { .view = VIEW_ACCURACY };
+                fake_snapshot(&s);
+                mouse_layers(&s, blocks[bi], blocks[bi] / 2);
+                mouse_branches(&s, nb);
+                HitCensus k = hit_census(&s, &o, w, h);
+                int rows = drawn_layer_rows(&s, &o, w, h);
+                ok(k.wrong == 0 && k.layer_rows == rows && rows >= 2 && k.log_cells > 0 &&
+                   k.page_cells == 0,
+                   "%dx%d, %d layers, %d branches: every layer row drawn is hit (%d of %d), and "
+                   "names the groups hit%s%s", w, h, blocks[bi], nb, k.layer_rows, rows,
+                   k.wrong ? ": " : "", k.first_wrong);
+                int listed = drawn_branch_rows(&s, &o, w, h);
+                ok(nb ? k.branch_rows == listed && listed >= 1 && k.wrong == 0 : k.branch_cells == 0,
+                   "%dx%d, %d layers: %s (%d of %d rows)", w, h, blocks[bi],
+                   nb ? "each branch row the list draws is hit as that branch" :
+                        "no branch hits without branches", k.branch_rows, listed);
+                snapshot_free(&s);
+            }
+}
+
+static void test_mouse_modes(void)
+{
+    Snapshot s;
+    ScreenOptions o = { .view = VIEW_COMPARE };
+    Canvas c;
+    fake_snapshot(&s);
+    mouse_layers(&s, 12, 6);
+    mouse_branches(&s, 3);
+    /* comparing at 80x24: no per-layer panel; the table's rows are
+     * branches too (the list's and the table's: two rows each) */
+    HitCensus k = hit_census(&s, &o, 80, 24);
+    int drawn = drawn_branch_rows(&s, &o, 80, 24);
+    ok(k.layer_cells == 0 && k.branch_rows == drawn && drawn >= 4 && k.wrong == 0,
+       "80x24 compare view: no layer hits; the list's and the table's rows hit their branch "
+       "(%d of %d rows)%s", k.branch_rows, drawn, k.first_wrong);
+    k = hit_census(&s, &o, 120, 40);
+    drawn = drawn_branch_rows(&s, &o, 120, 40);
+    ok(k.branch_rows == drawn && drawn == 6 && k.wrong == 0,
+       "120x40 compare view: the list's and the table's rows (%d of %d)%s", k.branch_rows, drawn,
+       k.first_wrong);
+
+    /* a page over the run: nothing beneath it is hit */
+    o.view = VIEW_ACCURACY;
+    o.help = 1;
+    k = hit_census(&s, &o, 80, 24);
+    ok(k.page_cells == 80 * 22 && k.branch_cells + k.layer_cells + k.log_cells == 0,
+       "the help page covers the run: only page hits (%d cells)", k.page_cells);
+    o.help = 0;
+    o.log_page = 1;
+    k = hit_census(&s, &o, 120, 40);
+    ok(k.page_cells == 120 * 38 && k.branch_cells + k.layer_cells + k.log_cells == 0,
+       "the log page too (%d cells)", k.page_cells);
+    o.log_page = 0;
+
+    /* the log: its text is a log hit; header, footer, outside: nothing */
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    int log_y = canvas_has(&c, "eval finetune step 100") - 1;
+    ok(log_y > 0 && screen_hit(80, 24, &s, &o, 10, log_y).kind == HIT_LOG,
+       "the log's text is a log hit (row %d)", log_y);
+    ok(screen_hit(80, 24, &s, &o, 5, 0).kind == HIT_NONE &&
+       screen_hit(80, 24, &s, &o, 5, 23).kind == HIT_NONE &&
+       screen_hit(80, 24, &s, &o, 80, 5).kind == HIT_NONE &&
+       screen_hit(80, 24, &s, &o, -1, 5).kind == HIT_NONE,
+       "the header, the footer and cells off the screen hit nothing");
+    ok(screen_hit(40, 10, &s, &o, 5, 5).kind == HIT_NONE, "a screen too small hits nothing");
+    canvas_free(&c);
+    snapshot_free(&s);
+}
+
+/* A click on a layer offers the command that changes what its row shows,
+ * in words freeze reads. */
+static void test_mouse_layer_command(void)
+{
+    Snapshot s;
+    UiCommand uc;
+    char line[128], why[128], err[256];
+    fake_snapshot(&s);
+    ScreenHit h = { HIT_LAYER, 1, 1 };
+    ok(screen_layer_command(&s, h, line, sizeof line, why, sizeof why) == 0 &&
+       strcmp(line, "freeze layer.0") == 0, "a training block: %s", line);
+    h.index = h.last = 0;
+    ok(screen_layer_command(&s, h, line, sizeof line, why, sizeof why) == 0 &&
+       strcmp(line, "unfreeze embeddings") == 0 && command_parse(line, &uc, err, sizeof err) == 0 &&
+       uc.cmd.kind == CMD_UNFREEZE && strcmp(uc.cmd.arg, "embeddings") == 0,
+       "the frozen embeddings: %s, which the command line takes", line);
+    h.index = h.last = 2;
+    ok(screen_layer_command(&s, h, line, sizeof line, why, sizeof why) < 0 &&
+       strstr(why, "classifier.new"), "the head: nothing to offer (%s)", why);
+    h.kind = HIT_LOG;
+    ok(screen_layer_command(&s, h, line, sizeof line, why, sizeof why) < 0, "not a layer: refused");
+
+    /* a row of joined blocks, and the embeddings joined to them */
+    mouse_layers(&s, 24, 20);
+    h = (ScreenHit){ HIT_LAYER, 1, 20 };
+    ok(screen_layer_command(&s, h, line, sizeof line, why, sizeof why) == 0 &&
+       strcmp(line, "unfreeze layer.0-19") == 0 && command_parse(line, &uc, err, sizeof err) == 0,
+       "a frozen range: %s", line);
+    h = (ScreenHit){ HIT_LAYER, 0, 20 };
+    ok(screen_layer_command(&s, h, line, sizeof line, why, sizeof why) == 0 &&
+       strcmp(line, "unfreeze embeddings layer.0-19") == 0 &&
+       command_parse(line, &uc, err, sizeof err) == 0 && uc.cmd.kind == CMD_UNFREEZE,
+       "emb+layer.0-19: %s", line);
+    h = (ScreenHit){ HIT_LAYER, 20, 24 };
+    ok(screen_layer_command(&s, h, line, sizeof line, why, sizeof why) == 0 &&
+       strcmp(line, "freeze layer.19-23") == 0, "a range partly training: %s", line);
+    h = (ScreenHit){ HIT_LAYER, 25, 25 };
+    ok(screen_layer_command(&s, h, line, sizeof line, why, sizeof why) == 0 &&
+       strcmp(line, "freeze pooler") == 0, "the pooler: %s", line);
+
+    /* what a click on a drawn row offers names that row */
+    Canvas c;
+    ScreenOptions o = { .view = VIEW_ACCURACY };
+    canvas_init(&c, 80, 24, 1);
+    screen_draw(&c, &s, &o);
+    int y = canvas_has(&c, "layer.0-19") - 1;
+    h = screen_hit(80, 24, &s, &o, 4, y);
+    ok(y > 0 && h.kind == HIT_LAYER &&
+       screen_layer_command(&s, h, line, sizeof line, why, sizeof why) == 0 &&
+       strstr(line, "layer.0-19") != NULL, "a click on the drawn layer.0-19 row offers: %s", line);
+    canvas_free(&c);
+    snapshot_free(&s);
+}
+
 int main(void)
 {
     test_commands();
@@ -948,5 +1257,8 @@ int main(void)
     test_colour_reduction();
     test_themes();
     test_log_scroll();
+    test_mouse_hits();
+    test_mouse_modes();
+    test_mouse_layer_command();
     return tap_done();
 }

@@ -53,10 +53,30 @@ static const char *state_word(TrainerState s)
     return trainer_state_name(s);
 }
 
+/* Branches the list in r has rows for: the drawing and the mouse agree. */
+static int list_rows(Rect r, const Snapshot *s)
+{
+    return s->n_branches < r.h - 2 ? s->n_branches : r.h - 2;
+}
+
+/* The branch whose row of a box or table holds (x, y): rows start at
+ * first_y, inside columns x0 to x1 (excluded), n rows. */
+static int row_at(int x, int y, int x0, int x1, int first_y, int n)
+{
+    if (x < x0 || x >= x1 || y < first_y || y >= first_y + n)
+        return -1;
+    return y - first_y;
+}
+
+int branch_list_at(Rect r, const Snapshot *s, int x, int y)
+{
+    return row_at(x, y, r.x + 1, r.x + r.w - 1, r.y + 1, list_rows(r, s));
+}
+
 void branch_list_draw(Canvas *c, Rect r, const Snapshot *s)
 {
     canvas_box(c, r, "branches (Tab: follow the next, v: compare)", EL_BORDER);
-    for (int i = 0; i < s->n_branches && i < r.h - 2; i++) {
+    for (int i = 0; i < list_rows(r, s); i++) {
         const SnapBranch *b = &s->branches[i];
         BranchFigures f;
         char line[256], from[80] = "";
@@ -85,6 +105,12 @@ void branch_list_draw(Canvas *c, Rect r, const Snapshot *s)
     }
 }
 
+/* Branches the compare table in r has rows for, below its heading. */
+static int table_rows(Rect r, const Snapshot *s)
+{
+    return s->n_branches < r.h - 1 ? s->n_branches : r.h - 1;
+}
+
 static void draw_table(Canvas *c, Rect r, const Snapshot *s, int best)
 {
     char line[256];
@@ -98,7 +124,7 @@ static void draw_table(Canvas *c, Rect r, const Snapshot *s, int best)
                  "forked from", "state", "new acc", "orig acc", "forgetting", "crossover",
                  "combined");
     canvas_text(c, r.x, r.y, r.w, line, EL_TITLE);
-    for (int i = 0; i < s->n_branches && 1 + i < r.h; i++) {
+    for (int i = 0; i < table_rows(r, s); i++) {
         const SnapBranch *b = &s->branches[i];
         BranchFigures f;
         char from[80] = "-", cx[24] = "-";
@@ -126,16 +152,40 @@ static void draw_table(Canvas *c, Rect r, const Snapshot *s, int best)
                     "  * best trade-off: lowest new loss + weight x original loss", EL_AXIS);
 }
 
+#define COMPARE_LABEL_W 5
+
+/* The compare view's plot area in r (h below 3: no room for one) and its
+ * table: the plot above, the table below, or the table alone. */
+static Rect compare_plot_rect(Rect r, const Snapshot *s)
+{
+    int table_h = s->n_branches + 2;
+    return (Rect){ r.x + 1 + COMPARE_LABEL_W, r.y + 1, r.w - 2 - COMPARE_LABEL_W,
+                   r.h - 3 - table_h };
+}
+
+static Rect compare_table_rect(Rect r, const Snapshot *s)
+{
+    Rect p = compare_plot_rect(r, s);
+    if (p.h < 3)
+        return (Rect){ r.x + 1, r.y + 1, r.w - 2, r.h - 2 };
+    return (Rect){ r.x + 1, p.y + p.h + 1, r.w - 2, s->n_branches + 2 };
+}
+
+int compare_branch_at(Rect r, const Snapshot *s, int x, int y)
+{
+    Rect t = compare_table_rect(r, s);
+    return row_at(x, y, t.x, t.x + t.w, t.y + 1, table_rows(t, s));
+}
+
 void compare_draw(Canvas *c, Rect r, const Snapshot *s)
 {
-    const int label_w = 5;
+    const int label_w = COMPARE_LABEL_W;
     int best = branch_best(s);
     canvas_box(c, r, "compare branches: new task solid, original dotted (v: back)", EL_BORDER);
-    int table_h = s->n_branches + 2;
-    int px = r.x + 1 + label_w, py = r.y + 1;
-    int pw = r.w - 2 - label_w, ph = r.h - 3 - table_h;
+    Rect plot = compare_plot_rect(r, s);
+    int px = plot.x, py = plot.y, pw = plot.w, ph = plot.h;
     if (ph < 3) {
-        draw_table(c, (Rect){ r.x + 1, r.y + 1, r.w - 2, r.h - 2 }, s, best);
+        draw_table(c, compare_table_rect(r, s), s, best);
         return;
     }
     long total = 1;
@@ -215,5 +265,5 @@ void compare_draw(Canvas *c, Rect r, const Snapshot *s)
         label_col[n_labels++] = col;
         canvas_text(c, col, row, w, label, branch_element(i));
     }
-    draw_table(c, (Rect){ r.x + 1, py + ph + 1, r.w - 2, table_h }, s, best);
+    draw_table(c, compare_table_rect(r, s), s, best);
 }

@@ -26,5 +26,9 @@ Element branch_element(int i);
 
 void branch_list_draw(Canvas *c, Rect r, const Snapshot *s);
 void compare_draw(Canvas *c, Rect r, const Snapshot *s);
+/* The branch whose row the list drawn in r, or the compare view drawn in
+ * r, shows at (x, y); -1 for any other cell. */
+int branch_list_at(Rect r, const Snapshot *s, int x, int y);
+int compare_branch_at(Rect r, const Snapshot *s, int x, int y);
 
 #endif

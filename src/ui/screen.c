@@ -425,14 +425,24 @@ static void row_name(const Snapshot *s, const LayerRow *row, char *out, size_t n
 /* Each row: name, a bar of its rate against the highest, the rate, and
  * (when there is room and it is known) its drift since the base. A range
  * of blocks shows its highest rate and drift. */
+/* The rows of the per-layer panel r: plan gets all *n_rows of them;
+ * returns how many are drawn, the rest summed up on a last "... N more"
+ * row. The drawing and the mouse both ask here. */
+static int layer_rows(const Snapshot *s, Rect r, LayerRow *plan, int *n_rows)
+{
+    int rows = r.h - 2;
+    *n_rows = plan_rows(s, plan, rows > 0 ? rows : 1);
+    return *n_rows <= rows ? *n_rows : rows - 1;
+}
+
 static void draw_layers(Canvas *c, Rect r, const Snapshot *s)
 {
     canvas_box(c, r, "learning rate per layer", EL_BORDER);
-    int rows = r.h - 2, name_w = 8, num_w = 9, drift_w = 0;
+    int name_w = 8, num_w = 9, drift_w = 0;
     int known = 0;
     double max = 0;
     LayerRow plan[SNAP_GROUPS];
-    int n_rows = plan_rows(s, plan, rows > 0 ? rows : 1);
+    int n_rows, shown = layer_rows(s, r, plan, &n_rows);
     for (int i = 0; i < n_rows; i++) {
         char name[64];
         row_name(s, &plan[i], name, sizeof name);
@@ -456,7 +466,6 @@ static void draw_layers(Canvas *c, Rect r, const Snapshot *s)
     int drift_x = r.x + 2 + name_w + 1 + bar_w + 1 + num_w + 1;
     if (drift_w)
         canvas_text(c, drift_x, r.y, -1, " drift ", EL_TITLE);
-    int shown = n_rows <= rows ? n_rows : rows - 1;
     for (int i = 0; i < shown; i++) {
         const LayerRow *row = &plan[i];
         int y = r.y + 1 + i, x = r.x + 2, trainable = 0;
@@ -736,6 +745,9 @@ static const struct {
     { "L", "the log as a page: every line whole, scrolls both ways, e shows errors only" },
     { "+ - 0", "zoom the plot in on the latest steps, out, back to the whole phase" },
     { "q", "checkpoint and quit (asks: y / n)" },
+    { "mouse", "where the terminal reports it: a click on a branch follows it; on a layer, "
+               "types :freeze or :unfreeze of it (Enter applies, Esc cancels); the wheel "
+               "scrolls the log and these pages; shift-drag still selects text" },
 };
 
 /* One row of the help page: a key or a command's usage (titled), then
@@ -884,9 +896,127 @@ static Rect branch_room(Layout *l, int n_branches)
     return br;
 }
 
+/* Where everything goes for a snapshot and the options: the layout, and
+ * what the branches, the compare view and a page take from it. One place,
+ * so that what is drawn and what a click hits never disagree. */
+typedef struct {
+    Layout l;
+    Rect branches;             /* the branch list; w 0: none */
+    Rect compare;              /* the compare view; w 0: not comparing */
+    int layers;                /* whether the per-layer panel is drawn */
+    Rect page;                 /* the help or log page; w 0: none open */
+} Panels;
+
+static Panels panels_for(int w, int h, const Snapshot *s, const ScreenOptions *o)
+{
+    Panels p;
+    memset(&p, 0, sizeof p);
+    p.l = layout_for(w, h, s->n_groups);
+    if (p.l.too_small)
+        return p;
+    p.branches = branch_room(&p.l, s->n_branches);
+    p.layers = 1;
+    if (o->view == VIEW_COMPARE) {
+        /* comparing, the per-layer panel below gives its rows to the
+         * curves and the table: at 80x24 they would not fit otherwise */
+        p.compare = p.l.plot;
+        if (p.l.layers.x == p.l.plot.x && p.l.layers.w == p.l.plot.w &&
+            p.l.layers.y == p.l.plot.y + p.l.plot.h) {
+            p.compare.h += p.l.layers.h;
+            p.layers = 0;
+        }
+    }
+    if (o->help || o->log_page)
+        p.page = (Rect){ 0, 1, w, h - 2 };
+    return p;
+}
+
+static int inside(Rect r, int x, int y)
+{
+    return x >= r.x && x < r.x + r.w && y >= r.y && y < r.y + r.h;
+}
+
+/* The row of the per-layer panel r at (x, y), or a miss. */
+static ScreenHit layer_hit(const Snapshot *s, Rect r, int x, int y)
+{
+    ScreenHit hit = { HIT_NONE, -1, -1 };
+    LayerRow plan[SNAP_GROUPS];
+    int n_rows, shown = layer_rows(s, r, plan, &n_rows), i = y - r.y - 1;
+    if (x <= r.x || x >= r.x + r.w - 1 || i < 0 || i >= shown)
+        return hit;
+    return (ScreenHit){ HIT_LAYER, plan[i].first, plan[i].last };
+}
+
+ScreenHit screen_hit(int w, int h, const Snapshot *s, const ScreenOptions *o, int x, int y)
+{
+    ScreenHit none = { HIT_NONE, -1, -1 };
+    Panels p = panels_for(w, h, s, o);
+    int i;
+    if (p.l.too_small || x < 0 || y < 0 || x >= w || y >= h)
+        return none;
+    if (p.page.w > 0 && inside(p.page, x, y))
+        return (ScreenHit){ HIT_PAGE, -1, -1 };
+    if (p.branches.w > 0 && (i = branch_list_at(p.branches, s, x, y)) >= 0)
+        return (ScreenHit){ HIT_BRANCH, i, i };
+    if (p.compare.w > 0 && (i = compare_branch_at(p.compare, s, x, y)) >= 0)
+        return (ScreenHit){ HIT_BRANCH, i, i };
+    if (p.layers && inside(p.l.layers, x, y))
+        return layer_hit(s, p.l.layers, x, y);
+    if (inside(p.l.log, x, y))
+        return (ScreenHit){ HIT_LOG, -1, -1 };
+    return none;
+}
+
+/* The part list freeze takes for groups first..last, as the row names
+ * them; -1 for groups it has no name for (a head, adapters, prompts). */
+static int row_parts(const Snapshot *s, const LayerRow *row, char *out, size_t n)
+{
+    const char *first = s->groups[row->first].name, *suffix = "";
+    int b = block_of(s->groups[row->last].name, &suffix);
+    if (row->first == row->last &&
+        (strcmp(first, "embeddings") == 0 || strcmp(first, "pooler") == 0)) {
+        snprintf(out, n, "%s", first);
+        return 0;
+    }
+    if (b < 0 || suffix[0])
+        return -1;
+    int emb = strcmp(first, "embeddings") == 0;
+    int a = emb ? 0 : block_of(first, &suffix);
+    if (a == b)
+        snprintf(out, n, "%slayer.%d", emb ? "embeddings " : "", b);
+    else
+        snprintf(out, n, "%slayer.%d-%d", emb ? "embeddings " : "", a, b);
+    return 0;
+}
+
+int screen_layer_command(const Snapshot *s, ScreenHit hit, char *line, size_t n, char *why,
+                         size_t why_n)
+{
+    char parts[96], name[64];
+    LayerRow row = { hit.index, hit.last };
+    if (hit.kind != HIT_LAYER || hit.index < 0 || hit.last < hit.index ||
+        hit.last >= s->n_groups) {
+        snprintf(why, why_n, "not a row of the per-layer panel");
+        return -1;
+    }
+    row_name(s, &row, name, sizeof name);
+    if (row_parts(s, &row, parts, sizeof parts) < 0) {
+        snprintf(why, why_n, "%s: freeze takes embeddings, layer.N or pooler", name);
+        return -1;
+    }
+    /* a row is drawn frozen when none of its groups trains: offer what
+     * would change what the row shows */
+    int trainable = 0;
+    for (int g = row.first; g <= row.last; g++)
+        trainable |= s->groups[g].trainable;
+    snprintf(line, n, "%s %s", trainable ? "freeze" : "unfreeze", parts);
+    return 0;
+}
+
 void screen_draw(Canvas *c, const Snapshot *s, const ScreenOptions *o)
 {
-    Layout l = layout_for(c->w, c->h, s->n_groups);
+    Panels p = panels_for(c->w, c->h, s, o);
+    Layout l = p.l;
     canvas_clear(c);
     if (l.too_small) {
         char msg[96];
@@ -896,35 +1026,21 @@ void screen_draw(Canvas *c, const Snapshot *s, const ScreenOptions *o)
         canvas_text(c, x > 0 ? x : 0, c->h / 2, c->w, msg, EL_WARN);
         return;
     }
-    Rect br = branch_room(&l, s->n_branches);
-    if (br.w > 0)
-        branch_list_draw(c, br, s);
+    if (p.branches.w > 0)
+        branch_list_draw(c, p.branches, s);
     draw_header(c, l.header, s);
-    if (o->view == VIEW_COMPARE) {
-        /* comparing, the per-layer panel below gives its rows to the
-         * curves and the table: at 80x24 they would not fit otherwise */
-        Rect cmp = l.plot;
-        int below = l.layers.x == l.plot.x && l.layers.w == l.plot.w &&
-                    l.layers.y == l.plot.y + l.plot.h;
-        if (below)
-            cmp.h += l.layers.h;
-        compare_draw(c, cmp, s);
-        if (!below)
-            draw_layers(c, l.layers, s);
-    } else {
+    if (p.compare.w > 0)
+        compare_draw(c, p.compare, s);
+    else
         draw_plot(c, l.plot, s, o);
+    if (p.layers)
         draw_layers(c, l.layers, s);
-    }
     if (l.loss.w > 0)
         draw_loss(c, l.loss, s);
     draw_log(c, l.log, s, o->log_scroll);
     draw_footer(c, l.footer, s, o);
-    if (o->log_page) {
-        Rect area = { 0, 1, c->w, c->h - 2 };
-        draw_log_page(c, area, s, o);
-    }
-    if (o->help) {
-        Rect area = { 0, 1, c->w, c->h - 2 };
-        draw_help(c, area, o->help_scroll);
-    }
+    if (o->log_page)
+        draw_log_page(c, p.page, s, o);
+    if (o->help)
+        draw_help(c, p.page, o->help_scroll);
 }

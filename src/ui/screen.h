@@ -3,6 +3,8 @@
 #ifndef MNEME_UI_SCREEN_H
 #define MNEME_UI_SCREEN_H
 
+#include <stddef.h>
+
 #include "trainer.h"
 #include "ui/canvas.h"
 
@@ -54,5 +56,32 @@ int screen_log_clamp(int scroll, int n_log, int rows);
 
 /* Draws everything (or "terminal too small") into c, sized to the screen. */
 void screen_draw(Canvas *c, const Snapshot *s, const ScreenOptions *o);
+
+/* What a mouse event at a cell lands on. */
+typedef enum {
+    HIT_NONE,                  /* nothing a click acts on */
+    HIT_BRANCH,                /* a branch's row: the list or the compare table */
+    HIT_LAYER,                 /* a row of the per-layer panel */
+    HIT_LOG,                   /* the log panel */
+    HIT_PAGE                   /* the help or log page, over the run */
+} HitKind;
+
+typedef struct {
+    HitKind kind;
+    int index;                 /* HIT_BRANCH: in s->branches; HIT_LAYER: the
+                                * row's first group in s->groups */
+    int last;                  /* HIT_LAYER: the row's last group */
+} ScreenHit;
+
+/* What screen_draw puts at cell (x, y) of a w×h screen, from the same
+ * layout it draws with. */
+ScreenHit screen_hit(int w, int h, const Snapshot *s, const ScreenOptions *o, int x, int y);
+
+/* The command line a click on layer row hit offers: "freeze PARTS", or
+ * "unfreeze PARTS" when the row shows frozen, PARTS as freeze reads them.
+ * Returns 0, or -1 with why (a head or an adapter: freeze has no name for
+ * it). */
+int screen_layer_command(const Snapshot *s, ScreenHit hit, char *line, size_t n, char *why,
+                         size_t why_n);
 
 #endif

@@ -28,6 +28,7 @@
 #define KEY_WAIT_MS 50         /* keys are answered within this */
 #define STATUS_S 5.0           /* how long a message stays in the footer */
 #define HISTORY 16
+#define WHEEL_LINES 3          /* log or page lines a wheel notch scrolls */
 
 static volatile sig_atomic_t stop_signal;
 static const char quit_question[] = "quit? checkpoint and quit: y / n, d: leave it training";
@@ -186,6 +187,113 @@ static void remember(Prompt *p)
         p->n_history--;
     }
     snprintf(p->history[p->n_history++], sizeof p->history[0], "%s", p->text);
+}
+
+/* Opens the `:` line with text typed in, the cursor at its end. */
+static void open_prompt(Prompt *p, const char *text)
+{
+    p->active = 1;
+    snprintf(p->text, sizeof p->text, "%s", text);
+    p->cursor = strlen(p->text);
+    p->browse = p->n_history;
+}
+
+/* ---- the mouse ---- */
+
+/* What the workbench does with a mouse event: a button-1 press, or a
+ * wheel notch. Everything else (releases, other buttons) is dropped. */
+typedef enum { MOUSE_NONE, MOUSE_CLICK, MOUSE_WHEEL_UP, MOUSE_WHEEL_DOWN } MouseAction;
+
+/* Clicks and the wheel where the terminal reports them (xterm's SGR
+ * mode and the like); elsewhere, or with MNEME_MOUSE=0, the keys alone,
+ * exactly as without: no mouse is no error. */
+static void setup_mouse(void)
+{
+    const char *env = getenv("MNEME_MOUSE");
+    if (env && strcmp(env, "0") == 0)
+        return;
+    mmask_t want = BUTTON1_PRESSED | BUTTON1_CLICKED | BUTTON4_PRESSED | BUTTON5_PRESSED;
+    if (mousemask(want, NULL) == 0)
+        return;
+    if (!has_mouse()) {
+        mousemask(0, NULL);
+        return;
+    }
+    /* no waiting to tell a click from a double click: act on the press */
+    mouseinterval(0);
+}
+
+/* The event behind a KEY_MOUSE, and where it happened. */
+static MouseAction read_mouse(int *x, int *y)
+{
+    MEVENT ev;
+    if (getmouse(&ev) != OK)
+        return MOUSE_NONE;
+    *x = ev.x;
+    *y = ev.y;
+    if (ev.bstate & (BUTTON1_PRESSED | BUTTON1_CLICKED))
+        return MOUSE_CLICK;
+    if (ev.bstate & BUTTON4_PRESSED)
+        return MOUSE_WHEEL_UP;
+    if (ev.bstate & BUTTON5_PRESSED)
+        return MOUSE_WHEEL_DOWN;
+    return MOUSE_NONE;
+}
+
+/* Lines a wheel notch moves back (up) or forward (down); 0 for a click. */
+static int wheel_back(MouseAction m)
+{
+    return m == MOUSE_WHEEL_UP ? WHEEL_LINES : m == MOUSE_WHEEL_DOWN ? -WHEEL_LINES : 0;
+}
+
+/* Moves the log panel by lines back (negative: forward), within it. */
+static void scroll_log(ScreenOptions *opt, const Snapshot *snap, int back)
+{
+    int rows = screen_log_rows(COLS, LINES, snap->n_groups);
+    opt->log_scroll = screen_log_clamp(opt->log_scroll + back, snap->n_log, rows);
+}
+
+/* Follows branch i by its name, the same command as `:follow NAME`. */
+static void follow_branch(Link *l, const Snapshot *snap, int i, Prompt *p)
+{
+    char line[128], err[256];
+    UiCommand uc;
+    if (i < 0 || i >= snap->n_branches)
+        return;
+    snprintf(line, sizeof line, "follow %.64s", snap->branches[i].name);
+    if (command_parse(line, &uc, err, sizeof err) < 0) {
+        say(p, err);
+        return;
+    }
+    post(l, &uc.cmd, p);
+}
+
+/* A click on a layer never changes training itself: it types the freeze
+ * or unfreeze on the command line, for Enter to apply or Esc to drop. */
+static void offer_layer_command(Prompt *p, const Snapshot *snap, ScreenHit hit)
+{
+    char line[128], why[128];
+    if (screen_layer_command(snap, hit, line, sizeof line, why, sizeof why) < 0) {
+        say(p, why);
+        return;
+    }
+    open_prompt(p, line);
+}
+
+/* A mouse event on the run's screen (no page or question open). */
+static void mouse_on_run(Link *l, const Snapshot *snap, ScreenOptions *opt, Prompt *p,
+                         MouseAction m, int x, int y)
+{
+    ScreenHit hit = screen_hit(COLS, LINES, snap, opt, x, y);
+    if (m != MOUSE_CLICK) {
+        if (hit.kind == HIT_LOG)
+            scroll_log(opt, snap, wheel_back(m));
+        return;
+    }
+    if (hit.kind == HIT_BRANCH)
+        follow_branch(l, snap, hit.index, p);
+    else if (hit.kind == HIT_LAYER)
+        offer_layer_command(p, snap, hit);
 }
 
 /* Runs a parsed command; returns 1 when it asks to quit. */
@@ -364,6 +472,7 @@ static int session_open(Session *w, Theme *theme, Link *l)
     curs_set(0);
     set_escdelay(25);
     wtimeout(stdscr, KEY_WAIT_MS);
+    setup_mouse();
     w->colour = setup_colours(theme);
     if (theme->warning[0]) {
         char line[sizeof theme->name + sizeof theme->warning + 64];
@@ -402,6 +511,7 @@ static Ending session_run(Session *w, Link *l)
     double last_draw = 0;
     Ending end = END_QUIT;
     int utf8 = locale_is_utf8();
+    int mouse_x = 0, mouse_y = 0;
     memset(&prompt, 0, sizeof prompt);
     if (l->read_only)
         say(&prompt, "read-only: this workbench watches; d or q leaves");
@@ -410,11 +520,16 @@ static Ending session_run(Session *w, Link *l)
         int ch = getch();
         int err = errno;
         Command cmd;
+        MouseAction mouse = MOUSE_NONE;
         memset(&cmd, 0, sizeof cmd);
         if (stop_signal) {
             end = END_SIGNAL;
             break;
         }
+        /* a mouse event the workbench does not act on is no key at all:
+         * it dismisses nothing and cancels nothing */
+        if (ch == KEY_MOUSE && (mouse = read_mouse(&mouse_x, &mouse_y)) == MOUSE_NONE)
+            ch = ERR;
         if (ch != ERR && ch != KEY_RESIZE && error[0]) {
             error[0] = 0;
             dirty = 1;
@@ -464,6 +579,8 @@ static Ending session_run(Session *w, Link *l)
                 w->opt.help_scroll = 0;
             else if (ch == KEY_END)
                 w->opt.help_scroll = max;
+            else if (ch == KEY_MOUSE)
+                w->opt.help_scroll -= wheel_back(mouse);
             if (w->opt.help_scroll > max)
                 w->opt.help_scroll = max;
             if (w->opt.help_scroll < 0)
@@ -497,12 +614,22 @@ static Ending session_run(Session *w, Link *l)
                 w->opt.log_page_x += 8;
             else if (ch == KEY_LEFT || ch == 'h')
                 w->opt.log_page_x = w->opt.log_page_x > 8 ? w->opt.log_page_x - 8 : 0;
+            else if (ch == KEY_MOUSE)
+                w->opt.log_page_scroll += wheel_back(mouse);
             if (w->opt.log_page_scroll > n - rows)
                 w->opt.log_page_scroll = n - rows;
             if (w->opt.log_page_scroll < 0)
                 w->opt.log_page_scroll = 0;
             if (w->opt.log_page_x > SNAP_LINE)
                 w->opt.log_page_x = SNAP_LINE;
+            dirty = 1;
+            ch = ERR;
+        }
+        if (prompt.active && ch == KEY_MOUSE) {
+            /* while a command is typed the wheel still reads the log; a
+             * click would lose what is typed, so it does nothing */
+            if (mouse != MOUSE_CLICK)
+                mouse_on_run(l, &w->snap, &w->opt, &prompt, mouse, mouse_x, mouse_y);
             dirty = 1;
             ch = ERR;
         }
@@ -551,10 +678,7 @@ static Ending session_run(Session *w, Link *l)
             break;
         case 'f':
             /* the name and overrides are typed on the command line */
-            prompt.active = 1;
-            snprintf(prompt.text, sizeof prompt.text, "fork ");
-            prompt.cursor = strlen(prompt.text);
-            prompt.browse = prompt.n_history;
+            open_prompt(&prompt, "fork ");
             dirty = 1;
             break;
         case '+':
@@ -590,21 +714,21 @@ static Ending session_run(Session *w, Link *l)
             }
             break;
         case ':':
-            prompt.active = 1;
-            prompt.text[0] = 0;
-            prompt.cursor = 0;
-            prompt.browse = prompt.n_history;
+            open_prompt(&prompt, "");
             dirty = 1;
             break;
         case KEY_PPAGE:
         case KEY_NPAGE: {
             int rows = screen_log_rows(COLS, LINES, w->snap.n_groups);
             int page = rows > 1 ? rows - 1 : 1;
-            w->opt.log_scroll += ch == KEY_PPAGE ? page : -page;
-            w->opt.log_scroll = screen_log_clamp(w->opt.log_scroll, w->snap.n_log, rows);
+            scroll_log(&w->opt, &w->snap, ch == KEY_PPAGE ? page : -page);
             dirty = 1;
             break;
         }
+        case KEY_MOUSE:
+            mouse_on_run(l, &w->snap, &w->opt, &prompt, mouse, mouse_x, mouse_y);
+            dirty = 1;
+            break;
         case KEY_END:
             w->opt.log_scroll = 0;
             dirty = 1;
