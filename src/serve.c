@@ -16,7 +16,7 @@
 
 #include "wire.h"
 
-#define SNAP_EVERY_S 0.1       /* clients see new data ~10 times a second */
+#define SNAP_EVERY_S 0.2       /* clients see new data ~5 times a second */
 /* Replies, errors and the like queue behind a frame a client has not
  * taken; past this it is not reading at all and is let go. */
 #define OUT_MAX (WIRE_MAX_FRAME + (1u << 20))

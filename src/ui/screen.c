@@ -744,7 +744,8 @@ static const struct {
     { "PgUp/PgDn", "scroll the log (End: follow it again)" },
     { "L", "the log as a page: every line whole, scrolls both ways, e shows errors only" },
     { "+ - 0", "zoom the plot in on the latest steps, out, back to the whole phase" },
-    { "q", "checkpoint and quit (asks: y / n)" },
+    { "d", "detach: leave the run training in the background (mneme attach comes back)" },
+    { "q", "checkpoint and quit (asks: y / n; d leaves it training)" },
     { "mouse", "where the terminal reports it: a click on a branch follows it; on a layer, "
                "types :freeze or :unfreeze of it (Enter applies, Esc cancels); the wheel "
                "scrolls the log and these pages; shift-drag still selects text" },
