@@ -276,8 +276,51 @@ ok $(grep -q "live: pid $pid4, main running at finetune step [0-9]*/57000, 0 att
    "mneme runs marks the live run: $(grep live: "$TMP/runs" | cut -c1-90)"
 ok $(grep -A1 "^short" "$TMP/runs" | grep -q "finished" && ! grep -A1 "^short" "$TMP/runs" | grep -q "live:"; echo $?) \
    "and the one that ended as ended"
+# attach without a folder: the live run under runs/
+mkdir -p "$TMP/w/runs"
+ln -s "$R" "$TMP/w/runs/live"
+ln -s "$R2" "$TMP/w/runs/ended"
+cat >"$TMP/attach3.sh" <<SH
+cd "$TMP/w" && "$MNEME" attach
+echo "attach-exit=\$?"
+exec sleep 600
+SH
+ui_session 100 30 "$TMP/attach3.sh"
+until_true 20 clients_are "$R" 1
+ok $? "attach with no folder finds the one live run under runs/"
+T send-keys -t ui d
+wait_for 10 "attach-exit=0"
+ok $? "and d leaves it"
 "$MNEME" ctl "$R" stop >/dev/null 2>&1
 until_true 30 dead "$pid4"
+(cd "$TMP/w" && "$MNEME" attach </dev/null >/dev/null 2>"$TMP/err")
+ok $([ $? = 3 ] && grep -q "no live run under runs/" "$TMP/err"; echo $?) \
+   "and with none live says so: $(cat "$TMP/err" | cut -c1-80)"
+
+# the workbench that started a run hands it over on d
+cat >"$TMP/ui.sh" <<SH
+"$MNEME" "$CFG" --set finetune.epochs=3000 --out "$TMP/inproc"
+echo "mneme-exit=\$?"
+exec sleep 600
+SH
+ui_session 100 30 "$TMP/ui.sh"
+wait_for 30 "running"
+T send-keys -t ui d
+wait_for 30 "mneme-exit=0"
+rc=$?
+ok $(grep -q "training in the background" "$TMP/pane"; echo $?) \
+   "d in the workbench that started the run: it goes on in the background"
+show_pane_if $rc
+pid5=$(st "$TMP/inproc" .pid)
+echo "$pid5" >"$TMP/inproc.pid"
+at=$(st "$TMP/inproc" .step)
+until_true 20 step_past "$TMP/inproc" "$at"
+ok $? "a background process trains it on (pid $pid5, past step $at)"
+q=$(jq -rs 'map(select(.command=="quit"))[0].step' "$TMP/inproc/events.jsonl")
+from=$(jq -rs 'map(select(.command=="restart"))[0].checkpoint' "$TMP/inproc/events.jsonl")
+ok $(case $from in step-$q.safetensors|base-step-$q.safetensors) echo 0;; *) echo 1;; esac) "resumed from the checkpoint written as it left ($from, quit at $q)"
+"$MNEME" ctl "$TMP/inproc" stop >/dev/null 2>&1
+until_true 30 dead "$pid5"
 
 # ---- only the owner ----
 nobody=$(id -u nobody 2>/dev/null)
