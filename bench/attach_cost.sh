@@ -26,24 +26,9 @@ T new-session -d -s hold "exec sleep 3600"
 "$mneme" run --headless "$cfg" --out "$out/base" --quiet "$@" --set finetune.epochs=1 >/dev/null
 base="$out/base/checkpoints/base.safetensors"
 
-until_ok() {
-    end=$(( $(date +%s) + $1 )); shift
-    until "$@"; do
-        [ "$(date +%s)" -lt "$end" ] || { echo "attach_cost: timed out: $*" >&2; exit 1; }
-        sleep 0.2
-    done
-}
-finished() {
-    [ -f "$1/summary.json" ] || return 1
-    while IFS= read -r line; do
-        case $line in *'"status": "finished"'*) return 0 ;; esac
-    done <"$1/summary.json"
-    return 1
-}
+. "$here/cost_lib.sh"
 # the trainer has let go of the folder (its socket removed at the end)
 ended() { finished "$1" && [ ! -e "$1/control.sock" ]; }
-rate() { jq -r '.final.step / .timing.train_s' "$1/summary.json"; }
-wall() { jq -rs 'map(select(.phase=="finetune")) | .[-1] | .step / .elapsed_s' "$1/metrics.jsonl"; }
 
 run() {
     dir=$1 n=$2; shift 2
@@ -70,16 +55,6 @@ for rep in $(seq 1 "$reps"); do
         run "$c" "$clients" "$@"
         run "$a" 0 "$@"
     fi
-    printf 'rep %d: steps/s in steps %.3f alone, %.3f with %d clients (%+.2f%%); wall %.3f vs %.3f (%+.2f%%)\n' \
-        "$rep" "$(rate "$a")" "$(rate "$c")" "$clients" \
-        "$(echo "$(rate "$c") $(rate "$a")" | awk '{ print ($1 / $2 - 1) * 100 }')" \
-        "$(wall "$a")" "$(wall "$c")" \
-        "$(echo "$(wall "$c") $(wall "$a")" | awk '{ print ($1 / $2 - 1) * 100 }')"
-    echo "$(rate "$a") $(rate "$c") $(wall "$a") $(wall "$c")" >>"$out/all"
+    pair "$rep" "$a" "$c" "alone" "with $clients clients"
 done
-awk -v k="$clients" '{ a += $1; c += $2; aw += $3; cw += $4; n++ }
-     END { printf "mean of %d: steps/s %.3f alone, %.3f with %d clients (%+.2f%%); wall %.3f vs %.3f (%+.2f%%)\n",
-                  n, a / n, c / n, k, (c / a - 1) * 100, aw / n, cw / n, (cw / aw - 1) * 100 }' "$out/all"
-awk '{ print ($2 / $1 - 1) * 100 }' "$out/all" | sort -g |
-    awk '{ v[n++] = $1 } END { printf "median of %d per-rep differences: %+.2f%%\n", n,
-                               n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2 }'
+summary "alone" "with $clients clients"

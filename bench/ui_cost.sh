@@ -29,28 +29,8 @@ T new-session -d -s hold "exec sleep 3600"
 "$mneme" run --headless "$cfg" --out "$out/base" --quiet "$@" --set finetune.epochs=1 >/dev/null
 base="$out/base/checkpoints/base.safetensors"
 
-# until SECONDS COMMAND...: polls COMMAND until it succeeds or time runs out
-until_ok() {
-    end=$(( $(date +%s) + $1 )); shift
-    until "$@"; do
-        [ "$(date +%s)" -lt "$end" ] || { echo "ui_cost: timed out: $*" >&2; exit 1; }
-        sleep 0.2
-    done
-}
-# Both sides wait for the run the same way, with shell builtins only: a
-# jq started five times a second on one side only cost that side a few
-# per cent of its steps (training takes both cores, and its two workers
-# wait for each other, so whatever takes a core slows both).
-finished() {
-    [ -f "$1/summary.json" ] || return 1
-    while IFS= read -r line; do
-        case $line in *'"status": "finished"'*) return 0 ;; esac
-    done <"$1/summary.json"
-    return 1
-}
+. "$here/cost_lib.sh"
 shows() { T capture-pane -p -t ui | grep -qF -- "$1"; }
-rate() { jq -r '.final.step / .timing.train_s' "$1/summary.json"; }
-wall() { jq -rs 'map(select(.phase=="finetune")) | .[-1] | .step / .elapsed_s' "$1/metrics.jsonl"; }
 
 headless() {
     dir=$1; shift
@@ -85,18 +65,6 @@ for rep in $(seq 1 "$reps"); do
         workbench "$u" "$@"
         headless "$h" "$@"
     fi
-    printf 'rep %d: steps/s in steps %.3f headless, %.3f with the UI (%+.2f%%); wall %.3f vs %.3f (%+.2f%%)\n' \
-        "$rep" "$(rate "$h")" "$(rate "$u")" \
-        "$(echo "$(rate "$u") $(rate "$h")" | awk '{ print ($1 / $2 - 1) * 100 }')" \
-        "$(wall "$h")" "$(wall "$u")" \
-        "$(echo "$(wall "$u") $(wall "$h")" | awk '{ print ($1 / $2 - 1) * 100 }')"
-    echo "$(rate "$h") $(rate "$u") $(wall "$h") $(wall "$u")" >>"$out/all"
+    pair "$rep" "$h" "$u" "headless" "with the UI"
 done
-awk '{ h += $1; u += $2; hw += $3; uw += $4; n++ }
-     END { printf "mean of %d: steps/s %.3f headless, %.3f with the UI (%+.2f%%); wall %.3f vs %.3f (%+.2f%%)\n",
-                  n, h / n, u / n, (u / h - 1) * 100, hw / n, uw / n, (uw / hw - 1) * 100 }' "$out/all"
-# The median of the per-rep differences resists a rep that another
-# process on the machine slowed down.
-awk '{ print ($2 / $1 - 1) * 100 }' "$out/all" | sort -g |
-    awk '{ v[n++] = $1 } END { printf "median of %d per-rep differences: %+.2f%%\n", n,
-                               n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2 }'
+summary "headless" "with the UI"
