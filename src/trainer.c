@@ -556,7 +556,7 @@ static void evaluate_now(Branch *b, const Command *c)
 {
     Run *r = &b->run;
     if (r->phase == PHASE_DONE || b->failed) {
-        branch_log(b, "evaluate: the run has ended");
+        branch_log(b, "error: evaluate: the run has ended");
         return;
     }
     record(b, c, "evaluate", NULL);
@@ -732,7 +732,7 @@ static void apply_commands(Trainer *t)
         switch (q[i].kind) {
         case CMD_PAUSE:
             if (b->finished || b->failed) {
-                branch_log(b, b->finished ? "pause: the run has finished"
+                branch_log(b, b->finished ? "error: pause: the run has finished"
                                           : "error: pause: the run has failed");
                 break;
             }
@@ -750,7 +750,7 @@ static void apply_commands(Trainer *t)
             break;
         case CMD_CHECKPOINT:
             if (b->finished || b->failed)
-                branch_log(b, "checkpoint: the run has ended");
+                branch_log(b, "error: checkpoint: the run has ended");
             else {
                 record(b, &q[i], "checkpoint", q[i].arg[0] ? json_pack("{s:s}", "name", q[i].arg) : NULL);
                 checkpoint_now(b, "checkpoint", q[i].arg);
@@ -758,7 +758,7 @@ static void apply_commands(Trainer *t)
             break;
         case CMD_RELOAD:
             if (!b->run.policy)
-                branch_log(b, "reload: this run has no policy");
+                branch_log(b, "error: reload: this run has no policy");
             else {
                 record(b, &q[i], "reload", NULL);
                 b->clean = 0;

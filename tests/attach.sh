@@ -77,6 +77,16 @@ ok $([ $? = 2 ] && grep -q "changes what a workbench shows" "$TMP/err"; echo $?)
 ok $([ $? = 0 ] && jq -e '.ok' "$TMP/reply" >/dev/null; echo $?) "ctl freeze layer.0: applied"
 ok $(jq -se 'map(select(.source=="ctl")) | map(.command) == ["pause","set","freeze"]' "$R/events.jsonl" >/dev/null; echo $?) \
    "events.jsonl records each applied command with source ctl, the refused one not"
+"$MNEME" ctl "$R" checkpoint before-lr >"$TMP/reply" 2>&1
+ok $([ $? = 0 ] && ls "$R"/checkpoints/tag-before-lr-step-*.safetensors >/dev/null 2>&1; echo $?) \
+   "ctl checkpoint before-lr writes tag-before-lr-step-N"
+"$MNEME" ctl "$R" fork lower @0 finetune.lr=1e-5 >"$TMP/reply" 2>&1
+ok $([ $? = 0 ] && [ -f "$R/branches/lower/branch.json" ] && jq -e '.reply|test("forked lower at step 0")' "$TMP/reply" >/dev/null; echo $?) \
+   "ctl fork lower @0 finetune.lr=1e-5 makes the branch"
+"$MNEME" ctl "$R" drop lower >/dev/null 2>&1
+ok $([ ! -d "$R/branches/lower" ]; echo $?) "ctl drop lower sets it aside"
+"$MNEME" ctl "$R" reload >/dev/null 2>"$TMP/err"
+ok $([ $? = 1 ] && grep -q "this run has no policy" "$TMP/err"; echo $?) "ctl reload without a policy: refused"
 "$MNEME" ctl "$TMP/nowhere" status >/dev/null 2>"$TMP/err"
 ok $([ $? = 3 ]; echo $?) "ctl on a folder that is no run: exit 3 ($(cat "$TMP/err"))"
 
@@ -91,8 +101,8 @@ wait_for 20 "paused"
 rc=$?
 ok $rc "attach shows the paused run"
 show_pane_if $rc
-wait_for 10 "set finetune.lr 2e-05 (was"
-ok $? "with the log from before it attached (the ctl's set)"
+wait_for 10 "dropped lower; its folder is now"
+ok $? "with the log from before it attached (the ctl's drop)"
 ok $(grep -q "step $paused_at/" "$TMP/pane"; echo $?) "at the step it paused ($paused_at)"
 dots=$(sed -n '3,20p' "$TMP/pane" | grep -o -P '[\x{2801}-\x{28FF}]' | wc -l)
 ok $(grep -q "accuracy" "$TMP/pane" && [ "$dots" -gt 3 ]; echo $?) \
@@ -147,6 +157,9 @@ import json, os, random, socket, struct, sys
 path = sys.argv[1]
 rng = random.Random(7)
 hello = json.dumps({"t": "hello", "v": 1, "role": "workbench", "read_only": False}).encode()
+# mutated commands go through a read-only hello: one that happens to be
+# valid is refused, so none may change the run
+watch = json.dumps({"t": "hello", "v": 1, "role": "workbench", "read_only": True}).encode()
 cmd = json.dumps({"t": "cmd", "id": 1, "kind": "freeze", "value": 0, "arg": "layer.0", "text": ""}).encode()
 def frame(b):
     return struct.pack(">I", len(b)) + b
@@ -161,9 +174,9 @@ def mutate(b):
         else: b += b[:rng.randint(0, 10)]
     return bytes(b)
 sent = 0
-for conn in range(60):
+for conn in range(240):
     s = socket.socket(socket.AF_UNIX)
-    s.settimeout(2)
+    s.settimeout(0.2)
     s.connect(path)
     kind = conn % 6
     try:
@@ -172,7 +185,7 @@ for conn in range(60):
         elif kind == 1:   # a huge length
             s.sendall(struct.pack(">I", 0xFFFFFFFF) + b"{}")
         elif kind == 2:   # mutated frames after a good hello
-            s.sendall(frame(hello))
+            s.sendall(frame(watch))
             for _ in range(5):
                 s.sendall(frame(mutate(cmd)))
         elif kind == 3:   # a command before any hello
@@ -204,8 +217,8 @@ mkfifo "$TMP/hold"
 python3 "$TMP/fuzz.py" "$R/control.sock" >"$TMP/fuzz.out" 2>"$TMP/fuzz.err" <"$TMP/hold" &
 fpid=$!
 exec 7>"$TMP/hold"
-until_true 60 test -s "$TMP/fuzz.out"
-ok $([ "$(cat "$TMP/fuzz.out")" = 60 ]; echo $?) "60 connections of random, oversized, truncated and mutated frames ($(cat "$TMP/fuzz.err" | tail -1))"
+until_true 180 test -s "$TMP/fuzz.out"
+ok $([ "$(cat "$TMP/fuzz.out")" = 240 ]; echo $?) "240 connections of random, oversized, truncated and mutated frames ($(cat "$TMP/fuzz.err" | tail -1))"
 until_true 30 step_past "$R" "$((before + 200))"
 ok $(alive "$pid" && state_is "$R" running; echo $?) \
    "the trainer lives, answers and trains on, a client that never reads still connected ($before -> $(st "$R" .step))"
