@@ -17,6 +17,7 @@
 #include "headless.h"
 #include "paths.h"
 #include "export.h"
+#include "plot.h"
 #include "predict.h"
 #include "remote.h"
 #include "runs.h"
@@ -36,6 +37,8 @@ static const char usage_text[] =
     "       mneme attach [RUN_DIR] [--read-only] [--theme NAME]\n"
     "       mneme ctl RUN_DIR status|pause|resume|set KEY VALUE|freeze PARTS|unfreeze PARTS|\n"
     "                 checkpoint [NAME]|fork NAME [@STEP] [KEY=VALUE]...|reload|stop|...\n"
+    "       mneme plot RUN_DIR [-o FILE.png|svg|pdf] [--branch NAME]... [--all] [--metric acc|loss]\n"
+    "                 [--size WxH] [--panels train,drift] [--theme NAME]\n"
     "       mneme predict CHECKPOINT|MODEL_DIR --task NAME [--ids | --pair]\n"
     "       mneme export RUN_DIR|CHECKPOINT --to DIR [--task new|original] [--merge]\n"
     "       mneme tokenize MODEL_DIR [--pair] [--max-len N]\n"
@@ -443,7 +446,7 @@ int main(int argc, char **argv)
         { "run", cmd_run }, { "predict", predict_main }, { "bench", cmd_bench },
         { "runs", runs_main }, { "fork", cmd_fork }, { "replay", cmd_replay },
         { "compare", compare_main }, { "export", export_main }, { "tokenize", tokenize_main },
-        { "attach", cmd_attach }, { "ctl", ctl_main },
+        { "attach", cmd_attach }, { "ctl", ctl_main }, { "plot", plot_main },
     };
     for (size_t i = 0; argc > 1 && i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)

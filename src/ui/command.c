@@ -26,6 +26,7 @@ const CommandInfo command_table[] = {
     { "drop", "NAME", "stop a branch and set its folder aside (branches/.dropped/)" },
     { "compare", "", "toggle the view of every branch's curves and figures" },
     { "detach", "", "leave the run training in the background (mneme attach comes back)" },
+    { "plot", "[FILE]", "write what is on screen as a figure (.png, .svg or .pdf; RUN/plot-step-N.png)" },
     { "quit", "", "checkpoint and quit" },
 };
 const int command_count = (int)(sizeof command_table / sizeof command_table[0]);
@@ -34,7 +35,7 @@ const int command_count = (int)(sizeof command_table / sizeof command_table[0]);
 static const char *const completions[] = {
     "set finetune.lr ", "set ewc.lambda ", "set policy.", "freeze ", "unfreeze all", "checkpoint", "eval",
     "pause", "reload", "policy ", "checkpoints", "loss",
-    "theme default", "theme light", "theme mono", "quit", "detach",
+    "theme default", "theme light", "theme mono", "quit", "detach", "plot ",
     "fork ", "follow ", "drop ", "compare",
 };
 
@@ -266,6 +267,15 @@ int command_parse(const char *line, UiCommand *out, char *err, size_t n)
             return -1;
         }
         out->kind = UC_THEME;
+        snprintf(out->arg, sizeof out->arg, "%s", a1);
+        return 0;
+    }
+    if (strcmp(name, "plot") == 0) {
+        if (a2[0]) {
+            snprintf(err, n, "usage: plot [FILE.png|svg|pdf]");
+            return -1;
+        }
+        out->kind = UC_PLOT;
         snprintf(out->arg, sizeof out->arg, "%s", a1);
         return 0;
     }

@@ -12,7 +12,8 @@ typedef enum {
     UC_THEME,                  /* switch to theme arg */
     UC_VIEW,                   /* toggle loss/accuracy */
     UC_COMPARE,                /* toggle the compare view */
-    UC_DETACH                  /* leave the run training in the background */
+    UC_DETACH,                 /* leave the run training in the background */
+    UC_PLOT                    /* write the figure on screen to arg ("": the run's folder) */
 } UiCommandKind;
 
 typedef struct {

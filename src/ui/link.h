@@ -13,6 +13,7 @@ typedef struct {
     Serve *serve;              /*   with its socket for other clients */
     Remote *r;                 /* attached */
     int read_only;
+    const char *dir;           /* the run's folder */
 } Link;
 
 /* Posts c; -1 with why in err when it cannot be (read-only, gone). The

@@ -2,6 +2,7 @@
 
 #include <libconfig.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -32,6 +33,12 @@ void theme_default(Theme *t)
     memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "default");
     t->colour = 1;
+    /* Okabe and Ito's colour-blind-safe palette, on white */
+    t->fig = (FigureColours){
+        .background = 0xffffff, .text = 0x222222, .grid = 0xe6e6e6, .axis = 0x555555,
+        .new_task = 0x0072b2, .original = 0xd55e00, .baseline = 0x777777, .crossover = 0x000000,
+        .series = { 0x0072b2, 0x009e73, 0xcc79a7, 0xe69f00, 0x56b4e9, 0xd55e00, 0xf0e442, 0x000000 },
+    };
     for (int i = 0; i < EL_COUNT; i++)
         t->el[i] = (Style){ -1, -1, 0 };
     t->el[EL_HEADER] = (Style){ 7, 4, THEME_BOLD };
@@ -142,6 +149,51 @@ static int read_style(Theme *t, config_setting_t *g, const char *path, MnError *
     return 0;
 }
 
+/* One "#rrggbb" of the figure group into *out. */
+static int read_figure_colour(config_setting_t *m, unsigned *out)
+{
+    const char *v = config_setting_get_string(m);
+    char *end;
+    if (!v || v[0] != '#' || strlen(v) != 7)
+        return -1;
+    unsigned long c = strtoul(v + 1, &end, 16);
+    if (*end)
+        return -1;
+    *out = (unsigned)c;
+    return 0;
+}
+
+static int read_figure(Theme *t, config_setting_t *g, const char *path, MnError *e)
+{
+    FigureColours *f = &t->fig;
+    static const char *const series[FIGURE_SERIES] = {
+        "branch1", "branch2", "branch3", "branch4", "branch5", "branch6", "branch7", "branch8",
+    };
+    if (!config_setting_is_group(g))
+        return mn_fail(e, "%s:%d: figure: expected a group { new = \"#0072b2\"; … }", path,
+                       config_setting_source_line(g));
+    for (int i = 0; i < config_setting_length(g); i++) {
+        config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
+        const char *key = config_setting_name(m);
+        unsigned *to = !strcmp(key, "background") ? &f->background : !strcmp(key, "text") ? &f->text :
+                       !strcmp(key, "grid") ? &f->grid : !strcmp(key, "axis") ? &f->axis :
+                       !strcmp(key, "new") ? &f->new_task : !strcmp(key, "original") ? &f->original :
+                       !strcmp(key, "baseline") ? &f->baseline :
+                       !strcmp(key, "crossover") ? &f->crossover : NULL;
+        for (int k = 0; k < FIGURE_SERIES && !to; k++)
+            if (!strcmp(key, series[k]))
+                to = &f->series[k];
+        if (!to) {
+            char what[128];
+            snprintf(what, sizeof what, "figure.%s", key);
+            note(t, what);
+        } else if (read_figure_colour(m, to) < 0)
+            return mn_fail(e, "%s:%d: figure.%s: expected a colour \"#rrggbb\"", path,
+                           config_setting_source_line(m), key);
+    }
+    return 0;
+}
+
 int theme_load(Theme *t, const char *name_or_path, MnError *e)
 {
     char path[1024], rel[256];
@@ -170,6 +222,8 @@ int theme_load(Theme *t, const char *name_or_path, MnError *e)
             snprintf(t->name, sizeof t->name, "%s", config_setting_get_string(s));
         else if (strcmp(key, "colour") == 0 && config_setting_type(s) == CONFIG_TYPE_BOOL)
             t->colour = config_setting_get_bool(s);
+        else if (strcmp(key, "figure") == 0)
+            rc = read_figure(t, s, path, e);
         else
             rc = read_style(t, s, path, e);
     }

@@ -15,9 +15,21 @@ typedef struct {
     int attrs;                 /* THEME_* */
 } Style;
 
+#define FIGURE_SERIES 8
+
+/* Colours of a figure (mneme plot), as 0xRRGGBB: a `figure` group of
+ * "#rrggbb" strings in the theme file; the default is colour-blind safe
+ * (Okabe and Ito's palette) on white. */
+typedef struct {
+    unsigned background, text, grid, axis;
+    unsigned new_task, original, baseline, crossover;
+    unsigned series[FIGURE_SERIES]; /* branch i's curves (main is 0) */
+} FigureColours;
+
 typedef struct {
     char name[64];
     int colour;                /* 0: mono, attributes only */
+    FigureColours fig;
     Style el[EL_COUNT];
     char warning[256];         /* unknown keys, ignored; "" if none */
 } Theme;

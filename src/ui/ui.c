@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "detach.h"
+#include "plot.h"
 #include "trainer.h"
 #include "ui/canvas.h"
 #include "ui/command.h"
@@ -297,8 +298,36 @@ static void mouse_on_run(Link *l, const Snapshot *snap, ScreenOptions *opt, Prom
 }
 
 /* Runs a parsed command; returns 1 when it asks to quit. */
+/* :plot: the figure of what is on screen (the loss view's losses, the
+ * compare view's branches, the branch followed), said in the footer. */
+static void plot_screen(const Link *l, const char *file, const ScreenOptions *opt,
+                        const Snapshot *snap, Prompt *p)
+{
+    PlotOptions po;
+    MnError e;
+    char out[4400], msg[4600];
+    memset(&po, 0, sizeof po);
+    po.run_dir = l->dir;
+    po.loss = opt->view == VIEW_LOSS;
+    po.all = opt->view == VIEW_COMPARE;
+    if (!po.all && snap->followed > 0 && snap->followed < snap->n_branches)
+        po.branches[po.n_branches++] = snap->branches[snap->followed].name;
+    po.width = 1200;
+    po.height = 700;
+    if (file[0])
+        snprintf(out, sizeof out, "%s", file);
+    else
+        snprintf(out, sizeof out, "%s/plot-step-%ld.png", l->dir, snap->step);
+    po.out = out;
+    if (plot_run(&po, &e) < 0)
+        snprintf(msg, sizeof msg, "error: plot: %s", e.msg);
+    else
+        snprintf(msg, sizeof msg, "plot: wrote %s", out);
+    say(p, msg);
+}
+
 static int run_command(Link *l, const UiCommand *uc, Theme *theme, int *colour, int *repaint,
-                       ScreenOptions *opt, Prompt *p)
+                       ScreenOptions *opt, Prompt *p, const Snapshot *snap)
 {
     MnError e;
     Theme next;
@@ -325,6 +354,9 @@ static int run_command(Link *l, const UiCommand *uc, Theme *theme, int *colour, 
         return 0;
     case UC_DETACH:
         return 2;
+    case UC_PLOT:
+        plot_screen(l, uc->arg, opt, snap, p);
+        return 0;
     case UC_TRAINER:
         if (uc->cmd.kind == CMD_QUIT)
             return 1;
@@ -350,7 +382,7 @@ static int prompt_key(Prompt *p, int ch, Link *l, Theme *theme, int *colour, int
             say(p, err);
             return 0;
         }
-        return run_command(l, &uc, theme, colour, repaint, opt, p);
+        return run_command(l, &uc, theme, colour, repaint, opt, p, snap);
     }
     (void)len;
     if (ch == 27) {
@@ -873,6 +905,7 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
         return 2;
     catch_signals(1);
     memset(&l, 0, sizeof l);
+    l.dir = out_dir;
     if (!(l.t = x ? trainer_start(x, out_dir, &e) : trainer_resume(out_dir, &resumed, &e))) {
         fprintf(stderr, "mneme: %s\n", e.msg);
         return 2;
@@ -949,6 +982,7 @@ int ui_attach(const char *run_dir, const char *theme_name, int read_only)
         return 2;
     memset(&l, 0, sizeof l);
     l.read_only = read_only;
+    l.dir = run_dir;
     /* whether the run is live says more than whether this is a terminal */
     if (!(l.r = remote_open(run_dir, "workbench", read_only, 10.0, &e))) {
         fprintf(stderr, "mneme attach: %s\n", e.msg);
