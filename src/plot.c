@@ -587,7 +587,7 @@ int plot_run(const PlotOptions *o, MnError *e)
     title(cr, o, c, font, w);
     /* the tasks get the most room; each extra panel a share below */
     double top = 14 + font * 5, bottom = h - font * 4, left = font * 6, right = w - font * 2;
-    double gap = font * 4, main_h = (bottom - top) * (panels ? 0.6 : 1.0);
+    double gap = font * 5.5, main_h = (bottom - top) * (panels ? 0.6 : 1.0);
     double extra_h = panels ? ((bottom - top) - main_h - gap * panels) / panels : 0;
     Panel p = { cr, c, left, top, right, top + main_h, 0, 1, 0, 1, font };
     tasks_panel(&p, s, 1 + nb, o->loss, c);
