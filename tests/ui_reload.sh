@@ -131,7 +131,7 @@ sleep 0.5
 T send-keys -t ui End
 wait_for 10 "help (more above)"
 rc=$?
-ok $([ $rc = 0 ] && grep -q ':quit' "$TMP/pane" && grep -q ':fork NAME \[@STEP\] \[KEY=VALUE\]\.\.\.' "$TMP/pane"; echo $?) \
+ok $([ $rc = 0 ] && grep -q ':quit' "$TMP/pane" && grep -q ':plot \[FILE\]' "$TMP/pane" && grep -q ':detach' "$TMP/pane"; echo $?) \
    "End scrolls to the last commands, whole"
 show_pane_if $rc
 ok $(head -1 "$TMP/pane" | grep -q "running"; echo $?) "space inside the help did not pause the run"
