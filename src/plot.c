@@ -5,6 +5,7 @@
 #include <cairo.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fontconfig/fontconfig.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -617,6 +618,10 @@ int plot_run(const PlotOptions *o, MnError *e)
 done:
     for (int i = 0; i <= nb; i++)
         series_free(&s[i]);
+    /* cairo's and fontconfig's caches live for the process: a figure now
+     * and then does not need them kept, and a leak checker sees none */
+    cairo_debug_reset_static_data();
+    FcFini();
     return rc;
 }
 
