@@ -289,6 +289,9 @@ ok $(grep -q "live: pid $pid4, main running at finetune step [0-9]*/57000, 0 att
    "mneme runs marks the live run: $(grep live: "$TMP/runs" | cut -c1-90)"
 ok $(grep -A1 "^short" "$TMP/runs" | grep -q "finished" && ! grep -A1 "^short" "$TMP/runs" | grep -q "live:"; echo $?) \
    "and the one that ended as ended"
+"$MNEME" attach "$R" </dev/null >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && grep -q "not a terminal: the workbench needs one; use mneme ctl $R status" "$TMP/err"; echo $?) \
+   "attach without a terminal says how to steer the run instead ($(cut -c1-60 "$TMP/err"))"
 # attach without a folder: the live run under runs/
 mkdir -p "$TMP/w/runs"
 ln -s "$R" "$TMP/w/runs/live"

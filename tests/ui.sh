@@ -277,13 +277,16 @@ PY
     rc=$(python3 "$TMP/drop.py" "$MNEME" "$CFG" "$TMP/run3" "$TMP/stderr3")
     ok $([ "$rc" = 0 ] && grep -q "terminal went away; the run goes on in the background" "$TMP/stderr3"; echo $?) \
        "a dropped terminal (EIO): the workbench says the run goes on ($rc: $(tail -1 "$TMP/stderr3"))"
-    q=$(jq -rs 'map(select(.command=="quit"))[0].step' "$TMP/run3/events.jsonl" 2>/dev/null)
-    ok $([ -f "$TMP/run3/checkpoints/step-$q.safetensors" ]; echo $?) \
-       "a dropped terminal: a checkpoint at the step it left ($q)"
     # the run trains on in a process of its own, which ctl reaches
     st=$("$MNEME" ctl "$TMP/run3" status 2>/dev/null | jq -r '"\(.state) \(.pid)"')
     ok $([ "${st%% *}" = running ] || [ "${st%% *}" = finished ]; echo $?) \
        "and a background process trains it on ($st)"
+    # from the checkpoint written as the terminal went (the background
+    # run may since have rotated the file itself away)
+    q=$(jq -rs 'map(select(.command=="quit"))[0].step' "$TMP/run3/events.jsonl" 2>/dev/null)
+    from=$(jq -rs 'map(select(.command=="restart"))[0].checkpoint' "$TMP/run3/events.jsonl" 2>/dev/null)
+    ok $(case $from in step-$q.safetensors|base-step-$q.safetensors) echo 0;; *) echo 1;; esac) \
+       "a dropped terminal: a checkpoint at the step it left, which the background run resumed from ($from, quit at $q)"
     "$MNEME" ctl "$TMP/run3" stop >/dev/null 2>&1
     pid=${st##* }
     end=$(( $(date +%s) + 30 ))

@@ -64,17 +64,17 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int usable_terminal(void)
+/* instead: what to run where the workbench cannot be shown */
+static int usable_terminal(const char *instead)
 {
     const char *term = getenv("TERM");
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
-        fprintf(stderr, "mneme: not a terminal: the workbench needs one; "
-                "use mneme run --headless EXPERIMENT.cfg\n");
+        fprintf(stderr, "mneme: not a terminal: the workbench needs one; use %s\n", instead);
         return 0;
     }
     if (!term || !*term || strcmp(term, "dumb") == 0) {
-        fprintf(stderr, "mneme: TERM=%s cannot show the workbench; "
-                "use mneme run --headless EXPERIMENT.cfg\n", term ? term : "");
+        fprintf(stderr, "mneme: TERM=%s cannot show the workbench; use %s\n", term ? term : "",
+                instead);
         return 0;
     }
     return 1;
@@ -897,7 +897,7 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
     Link l;
     int status = 0;
 
-    if (!usable_terminal())
+    if (!usable_terminal("mneme run --headless EXPERIMENT.cfg"))
         return 2;
     /* LC_CTYPE only: libconfig parses floats under LC_NUMERIC. */
     setlocale(LC_CTYPE, "");
@@ -988,7 +988,9 @@ int ui_attach(const char *run_dir, const char *theme_name, int read_only)
         fprintf(stderr, "mneme attach: %s\n", e.msg);
         return 3;
     }
-    if (!usable_terminal()) {
+    char instead[4200];
+    snprintf(instead, sizeof instead, "mneme ctl %s status (or pause, set, stop, ...)", run_dir);
+    if (!usable_terminal(instead)) {
         remote_close(l.r);
         return 2;
     }
