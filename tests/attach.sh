@@ -7,7 +7,10 @@
 CFG="$MNEME_SRCDIR/tests/data/tiny.cfg"
 need_tmux
 # trainers left behind by a failing test are stopped
+# (and clients: under the sanitizers one whose terminal was killed can
+# hang in the leak checker's exit, holding a core)
 trap 'for p in $(cat "$TMP"/*.pid 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+      pkill -9 -f -- "attach.*$TMP" 2>/dev/null
       T kill-server >/dev/null 2>&1; rm -rf "$TMP"' EXIT INT TERM
 
 # cap SESSION: its screen into $TMP/SESSION.pane
