@@ -19,6 +19,7 @@
 #include "export.h"
 #include "plot.h"
 #include "predict.h"
+#include "report.h"
 #include "remote.h"
 #include "runs.h"
 #include "tokenize_cmd.h"
@@ -39,6 +40,7 @@ static const char usage_text[] =
     "                 checkpoint [NAME]|fork NAME [@STEP] [KEY=VALUE]...|reload|stop|...\n"
     "       mneme plot RUN_DIR [-o FILE.png|svg|pdf] [--branch NAME]... [--all] [--metric acc|loss]\n"
     "                 [--size WxH] [--panels train,drift] [--theme NAME]\n"
+    "       mneme report RUN_DIR [-o FILE.html]\n"
     "       mneme predict CHECKPOINT|MODEL_DIR --task NAME [--ids | --pair]\n"
     "       mneme export RUN_DIR|CHECKPOINT --to DIR [--task new|original] [--merge]\n"
     "       mneme tokenize MODEL_DIR [--pair] [--max-len N]\n"
@@ -447,6 +449,7 @@ int main(int argc, char **argv)
         { "runs", runs_main }, { "fork", cmd_fork }, { "replay", cmd_replay },
         { "compare", compare_main }, { "export", export_main }, { "tokenize", tokenize_main },
         { "attach", cmd_attach }, { "ctl", ctl_main }, { "plot", plot_main },
+        { "report", report_main },
     };
     for (size_t i = 0; argc > 1 && i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)

@@ -547,40 +547,45 @@ static void title(cairo_t *cr, const PlotOptions *o, const FigureColours *c, dou
     json_decref(s);
 }
 
-int plot_run(const PlotOptions *o, MnError *e)
-{
+/* The run's curves and the theme's colours, loaded once per figure. */
+typedef struct {
     Series s[1 + PLOT_MAX_BRANCHES];
-    int nb = 0, rc = 0;
+    int nb;
     Theme theme;
-    const char *ext = extension(o->out);
-    if (strcmp(ext, "png") && strcmp(ext, "svg") && strcmp(ext, "pdf"))
-        return mn_fail(e, "%s: unknown kind of figure '.%s' (png, svg or pdf)", o->out, ext);
-    theme_default(&theme);
-    if (o->theme && theme_load(&theme, o->theme, e) < 0)
+} Figure;
+
+static void figure_free(Figure *f)
+{
+    for (int i = 0; i <= f->nb; i++)
+        series_free(&f->s[i]);
+    /* cairo's and fontconfig's caches live for the process: a figure now
+     * and then does not need them kept, and a leak checker sees none */
+    cairo_debug_reset_static_data();
+    FcFini();
+}
+
+static int figure_load(const PlotOptions *o, Figure *f, MnError *e)
+{
+    memset(f, 0, sizeof *f);
+    theme_default(&f->theme);
+    if (o->theme && theme_load(&f->theme, o->theme, e) < 0)
         return mn_wrap(e, "theme");
-    if (load_series(o->run_dir, "main", -1, &s[0], e) < 0)
+    if (load_series(o->run_dir, "main", -1, &f->s[0], e) < 0)
         return -1;
-    if (load_branches(o, s + 1, &nb, e) < 0) {
-        for (int i = 0; i <= nb; i++)
-            series_free(&s[i]);
+    if (load_branches(o, f->s + 1, &f->nb, e) < 0) {
+        figure_free(f);
         return -1;
     }
-    /* written whole or not at all */
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%s", o->out, (long)getpid(), ext);
-    FILE *probe = fopen(tmp, "w");
-    if (!probe) {
-        rc = mn_fail(e, "cannot write %s: %s", o->out, strerror(errno));
-        goto done;
-    }
-    fclose(probe);
+    return 0;
+}
+
+/* Paints the whole figure on sf, o->width by o->height. */
+static void figure_draw(cairo_surface_t *sf, const PlotOptions *o, const Figure *f)
+{
     const int panels = !!(o->panels & PANEL_TRAIN) + !!(o->panels & PANEL_DRIFT);
     const double w = o->width, h = o->height;
-    cairo_surface_t *sf = !strcmp(ext, "png") ? cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)w, (int)h)
-                          : !strcmp(ext, "svg") ? cairo_svg_surface_create(tmp, w, h)
-                                                : cairo_pdf_surface_create(tmp, w, h);
     cairo_t *cr = cairo_create(sf);
-    const FigureColours *c = &theme.fig;
+    const FigureColours *c = &f->theme.fig;
     const double font = w < 700 ? 10 : w < 1600 ? 12 : 12 * w / 1600;
     colour(cr, c->background);
     cairo_paint(cr);
@@ -591,11 +596,11 @@ int plot_run(const PlotOptions *o, MnError *e)
     double gap = font * 5.5, main_h = (bottom - top) * (panels ? 0.6 : 1.0);
     double extra_h = panels ? ((bottom - top) - main_h - gap * panels) / panels : 0;
     Panel p = { cr, c, left, top, right, top + main_h, 0, 1, 0, 1, font };
-    tasks_panel(&p, s, 1 + nb, o->loss, c);
+    tasks_panel(&p, f->s, 1 + f->nb, o->loss, c);
     double y = top + main_h + gap;
     if (o->panels & PANEL_TRAIN) {
         Panel q = { cr, c, left, y, right, y + extra_h, 0, 1, 0, 1, font };
-        train_panel(&q, s, 1 + nb, c);
+        train_panel(&q, f->s, 1 + f->nb, c);
         y += extra_h + gap;
     }
     if (o->panels & PANEL_DRIFT) {
@@ -603,6 +608,32 @@ int plot_run(const PlotOptions *o, MnError *e)
         drift_panel(&q, o->run_dir, c);
     }
     cairo_destroy(cr);
+}
+
+int plot_run(const PlotOptions *o, MnError *e)
+{
+    Figure f;
+    int rc = 0;
+    const char *ext = extension(o->out);
+    if (strcmp(ext, "png") && strcmp(ext, "svg") && strcmp(ext, "pdf"))
+        return mn_fail(e, "%s: unknown kind of figure '.%s' (png, svg or pdf)", o->out, ext);
+    if (figure_load(o, &f, e) < 0)
+        return -1;
+    /* written whole or not at all */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%s", o->out, (long)getpid(), ext);
+    FILE *probe = fopen(tmp, "w");
+    if (!probe) {
+        rc = mn_fail(e, "cannot write %s: %s", o->out, strerror(errno));
+        figure_free(&f);
+        return rc;
+    }
+    fclose(probe);
+    const double w = o->width, h = o->height;
+    cairo_surface_t *sf = !strcmp(ext, "png") ? cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)w, (int)h)
+                          : !strcmp(ext, "svg") ? cairo_svg_surface_create(tmp, w, h)
+                                                : cairo_pdf_surface_create(tmp, w, h);
+    figure_draw(sf, o, &f);
     cairo_status_t st = !strcmp(ext, "png") ? cairo_surface_write_to_png(sf, tmp) : CAIRO_STATUS_SUCCESS;
     cairo_surface_finish(sf);
     if (st == CAIRO_STATUS_SUCCESS)
@@ -615,14 +646,56 @@ int plot_run(const PlotOptions *o, MnError *e)
         rc = mn_fail(e, "cannot write %s: %s", o->out, strerror(errno));
         unlink(tmp);
     }
-done:
-    for (int i = 0; i <= nb; i++)
-        series_free(&s[i]);
-    /* cairo's and fontconfig's caches live for the process: a figure now
-     * and then does not need them kept, and a leak checker sees none */
-    cairo_debug_reset_static_data();
-    FcFini();
+    figure_free(&f);
     return rc;
+}
+
+typedef struct {
+    char *buf;
+    size_t n, cap;
+    int failed;
+} Buffer;
+
+static cairo_status_t to_buffer(void *closure, const unsigned char *data, unsigned int n)
+{
+    Buffer *b = closure;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *v = realloc(b->buf, cap);
+        if (!v) {
+            b->failed = 1;
+            return CAIRO_STATUS_NO_MEMORY;
+        }
+        b->buf = v;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->n, data, n);
+    b->n += n;
+    b->buf[b->n] = 0;
+    return CAIRO_STATUS_SUCCESS;
+}
+
+int plot_svg(const PlotOptions *o, char **svg, MnError *e)
+{
+    Figure f;
+    Buffer b = { 0 };
+    *svg = NULL;
+    if (figure_load(o, &f, e) < 0)
+        return -1;
+    cairo_surface_t *sf = cairo_svg_surface_create_for_stream(to_buffer, &b, o->width, o->height);
+    figure_draw(sf, o, &f);
+    cairo_surface_finish(sf);
+    cairo_status_t st = cairo_surface_status(sf);
+    cairo_surface_destroy(sf);
+    figure_free(&f);
+    if (st != CAIRO_STATUS_SUCCESS || b.failed || !b.buf) {
+        free(b.buf);
+        return mn_fail(e, "the figure could not be drawn: %s", cairo_status_to_string(st));
+    }
+    *svg = b.buf;
+    return 0;
 }
 
 static int usage(const char *why, const char *arg)

@@ -29,6 +29,9 @@ typedef struct {
  * whole). Bad input (no metrics, an unknown branch or extension, a path
  * that cannot be written) is an error naming it. */
 int plot_run(const PlotOptions *o, MnError *e);
+/* The same figure as SVG text (NUL-terminated, the caller's), o->out
+ * unused: for a page that carries it inline. */
+int plot_svg(const PlotOptions *o, char **svg, MnError *e);
 
 /* mneme plot RUN_DIR [-o FILE] [--branch NAME]... [--all] [--metric acc|loss]
  * [--size WxH] [--panels train,drift] [--theme NAME]: 0, or 2 with the
