@@ -112,23 +112,8 @@ fi
 
 # PNG: the size asked, and a picture (many colours), not a blank page
 "$MNEME" plot "$R" -o "$TMP/fig.png" --size 640x480 >/dev/null 2>&1
-cat >"$TMP/png.py" <<'PY'
-import struct, sys, zlib
-b = open(sys.argv[1], "rb").read()
-assert b[:8] == b"\x89PNG\r\n\x1a\n"
-w, h = struct.unpack(">II", b[16:24])
-at, data = 8, b""
-while at < len(b):
-    n, kind = struct.unpack(">I4s", b[at:at + 8])
-    if kind == b"IDAT":
-        data += b[at + 8:at + 8 + n]
-    at += 12 + n
-raw = zlib.decompress(data)
-stride = len(raw) // h
-# pixels of the unfiltered rows that differ from the first pixel (white)
-print(w, h, len(set(raw[1 + stride * (h // 2):stride * (h // 2 + 1)])))
-PY
-set -- $($PY "$TMP/png.py" "$TMP/fig.png")
+set -- $($PY "$MNEME_SRCDIR/tests/png.py" "$TMP/fig.png" size) \
+    $($PY "$MNEME_SRCDIR/tests/png.py" "$TMP/fig.png" distinct-middle)
 ok $([ "$1" = 640 ] && [ "$2" = 480 ] && [ "$3" -gt 3 ]; echo $?) "the PNG is 640x480 and not blank ($3 byte values in a middle row)"
 "$MNEME" plot "$R" >/dev/null 2>&1
 ok $([ -f "$R/plot.png" ]; echo $?) "without -o the figure goes to RUN/plot.png"
