@@ -341,6 +341,23 @@ ok $(case $from in step-$q.safetensors|base-step-$q.safetensors) echo 0;; *) ech
 "$MNEME" ctl "$TMP/inproc" stop >/dev/null 2>&1
 until_true 30 dead "$pid5"
 
+# SIGHUP to the workbench that started a run (its SSH session dropped)
+cat >"$TMP/ui2.sh" <<SH
+sh -c 'echo \$\$ >"$TMP/ui2.pid"; exec "$MNEME" "$CFG" --set finetune.epochs=3000 --out "$TMP/hup" 2>"$TMP/hup.err"'
+echo "mneme-exit=\$?"
+exec sleep 600
+SH
+ui_session 100 30 "$TMP/ui2.sh"
+wait_for 30 "running"
+kill -HUP "$(cat "$TMP/ui2.pid")"
+wait_for 30 "mneme-exit="
+pid6=$(st "$TMP/hup" .pid)
+echo "$pid6" >"$TMP/hup.pid"
+ok $(grep -q "mneme-exit=0" "$TMP/pane" && grep -q "terminal went away; the run goes on in the background" "$TMP/hup.err" && [ -n "$pid6" ] && [ "$pid6" != "$(cat "$TMP/ui2.pid")" ]; echo $?) \
+   "SIGHUP to the workbench: the run goes on in a background process (pid $pid6)"
+"$MNEME" ctl "$TMP/hup" stop >/dev/null 2>&1
+until_true 30 dead "$pid6"
+
 # ---- only the owner ----
 nobody=$(id -u nobody 2>/dev/null)
 if [ "$(id -u)" = 0 ] && [ -n "$nobody" ] && command -v setpriv >/dev/null 2>&1; then

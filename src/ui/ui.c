@@ -555,7 +555,9 @@ static Ending session_run(Session *w, Link *l)
         MouseAction mouse = MOUSE_NONE;
         memset(&cmd, 0, sizeof cmd);
         if (stop_signal) {
-            end = END_SIGNAL;
+            /* a hang-up is a terminal gone (a dropped SSH session), not a
+             * wish to stop: the run goes on */
+            end = stop_signal == SIGHUP ? END_HANGUP : END_SIGNAL;
             break;
         }
         /* a mouse event the workbench does not act on is no key at all:
