@@ -84,11 +84,11 @@ static int load_branches(const PlotOptions *o, Series *out, int *n, MnError *e)
 {
     char dir[4400], path[4600];
     const char *names[PLOT_MAX_BRANCHES];
+    char found[PLOT_MAX_BRANCHES][256];
     int k = 0;
     if (o->all) {
         snprintf(dir, sizeof dir, "%s/branches", o->run_dir);
         DIR *d = opendir(dir);
-        static char found[PLOT_MAX_BRANCHES][256];
         for (struct dirent *de; d && (de = readdir(d)) && k < PLOT_MAX_BRANCHES;)
             if (de->d_name[0] != '.') {
                 snprintf(found[k], sizeof found[k], "%s", de->d_name);

@@ -409,12 +409,19 @@ static void publish(Trainer *t, const char *message)
     publish_now(t, message, 1);
 }
 
+/* Who asked for c, as events.jsonl names it: a client's source, or the
+ * frontend of this process ("ui"). */
+static const char *source_of(const Command *c)
+{
+    return c && c->source[0] ? c->source : "ui";
+}
+
 /* Records a command of the followed branch in its events.jsonl (best
  * effort: a failed write is logged). */
 static void record(Branch *b, const Command *c, const char *command, json_t *extra)
 {
     MnError e;
-    const char *source = c && c->source[0] ? c->source : "ui";
+    const char *source = source_of(c);
     /* a client's commands are recorded whatever the frontend */
     if (b->t->opt.quiet_commands && !(c && c->source[0])) {
         json_decref(extra);
@@ -459,7 +466,7 @@ static void hand_change(Branch *b, const Command *c)
     MnError e;
     char msg[256];
     int rc = -1;
-    const char *source = c->source[0] ? c->source : "ui";
+    const char *source = source_of(c);
     switch (c->kind) {
     case CMD_SET_LR:
         rc = run_set_lr(r, c->value, source, msg, sizeof msg, &e);
@@ -586,10 +593,10 @@ static void fork_branch(Trainer *t, Branch *parent, const Command *c)
     if (rc == 0) {
         h = hooks_for(b);
         if (c->value < 0)
-            rc = run_fork(&parent->run, c->arg, sets, n, c->source[0] ? c->source : "ui", &h, &b->run, dir, sizeof dir, &e);
+            rc = run_fork(&parent->run, c->arg, sets, n, source_of(c), &h, &b->run, dir, sizeof dir, &e);
         else if ((rc = branch_find_checkpoint(parent->run.dir, (long)c->value, ck, sizeof ck,
                                               &step, &e)) == 0)
-            rc = branch_create(parent->run.dir, ck, c->arg, sets, n, c->source[0] ? c->source : "ui", &h, &b->run, dir,
+            rc = branch_create(parent->run.dir, ck, c->arg, sets, n, source_of(c), &h, &b->run, dir,
                                sizeof dir, &e);
     }
     if (rc < 0) {

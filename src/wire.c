@@ -92,19 +92,12 @@ int frame_encode(const json_t *msg, char **out, size_t *n, MnError *e)
 
 /* ---- snapshots ---- */
 
-static const char *const state_names[] = { "running", "paused", "finished", "error", "stopped" };
-
 int wire_state_of(const char *name)
 {
-    for (int i = 0; name && i < (int)(sizeof state_names / sizeof state_names[0]); i++)
-        if (!strcmp(name, state_names[i]))
+    for (int i = TS_RUNNING; name && i <= TS_STOPPED; i++)
+        if (!strcmp(name, trainer_state_name((TrainerState)i)))
             return i;
     return -1;
-}
-
-static const char *state_name(TrainerState s)
-{
-    return (unsigned)s < sizeof state_names / sizeof state_names[0] ? state_names[s] : "running";
 }
 
 /* JSON has no NaN or infinity: a diverged loss travels as null. */
@@ -234,7 +227,7 @@ json_t *wire_snapshot(const Snapshot *s, WireSent *sent)
         const SnapBranch *b = &s->branches[i];
         json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:o, s:s, s:b, s:b, s:b, s:b}",
                               "name", b->name, "parent", b->parent, "fork_step",
-                              (json_int_t)b->fork_step, "state", state_name(b->state), "phase",
+                              (json_int_t)b->fork_step, "state", trainer_state_name(b->state), "phase",
                               b->phase, "step", (json_int_t)b->step, "total_steps",
                               (json_int_t)b->total_steps, "original_weight",
                               num(b->original_weight), "message", b->message, "error_pause",
@@ -256,7 +249,7 @@ json_t *wire_snapshot(const Snapshot *s, WireSent *sent)
         s->phase, "step", (json_int_t)s->step, "total_steps", (json_int_t)s->total_steps,
         "steps_per_epoch", s->steps_per_epoch, "lr", num(s->lr), "has_ewc", s->has_ewc,
         "ewc_lambda", num(s->ewc_lambda), "policy", s->policy, "steps_per_s", num(s->steps_per_s),
-        "state", state_name(s->state), "message", s->message, "branch", s->branch, "followed",
+        "state", trainer_state_name(s->state), "message", s->message, "branch", s->branch, "followed",
         s->followed, "groups", groups, "branches", branches, "log_from", (json_int_t)from, "log",
         log);
     json_object_set_new(m, "hist", hist_json(s->hist, s->n_hist, sent->n_hist));

@@ -472,7 +472,7 @@ static int all_stopped(const Snapshot *s)
     return s->n_branches > 0;
 }
 
-static void catch_signals(int hangup_too)
+static void catch_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -481,7 +481,6 @@ static void catch_signals(int hangup_too)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
-    (void)hangup_too;
 }
 
 /* Curses on; 0, or -1 (said on stderr) when the terminal cannot. */
@@ -515,15 +514,20 @@ static int session_open(Session *w, Theme *theme, Link *l)
     return 0;
 }
 
-/* A last footer while the run checkpoints, then the terminal back. */
-static void session_close(Session *w, const char *status)
+/* A last footer, for what happens while the run checkpoints. */
+static void session_say(Session *w, const char *status)
 {
-    if (w->canvas.cells && status) {
-        w->opt.status = status;
-        w->opt.prompt = NULL;
-        screen_draw(&w->canvas, &w->snap, &w->opt);
-        blit(&w->canvas, &w->shown, w->theme, w->colour, w->repaint);
-    }
+    if (!w->canvas.cells)
+        return;
+    w->opt.status = status;
+    w->opt.prompt = NULL;
+    screen_draw(&w->canvas, &w->snap, &w->opt);
+    blit(&w->canvas, &w->shown, w->theme, w->colour, w->repaint);
+}
+
+/* The terminal back as it was. */
+static void session_close(Session *w)
+{
     restore_terminal();
     if (w->scr)
         delscreen(w->scr);
@@ -905,7 +909,7 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
     setlocale(LC_CTYPE, "");
     if (pick_theme(&theme, theme_name, x) < 0)
         return 2;
-    catch_signals(1);
+    catch_signals();
     memset(&l, 0, sizeof l);
     l.dir = out_dir;
     if (!(l.t = x ? trainer_start(x, out_dir, &e) : trainer_resume(out_dir, &resumed, &e))) {
@@ -935,17 +939,13 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
                                                : "the workbench stopped the run (checkpointed)");
     /* Say what is happening while the trainer finishes its step and
      * writes the checkpoint. */
-    if (w.canvas.cells) {
-        w.opt.status = away ? "checkpointing; the run goes on in the background..."
-                            : "checkpointing and quitting...";
-        screen_draw(&w.canvas, &w.snap, &w.opt);
-        blit(&w.canvas, &w.shown, &theme, w.colour, w.repaint);
-    }
+    session_say(&w, away ? "checkpointing; the run goes on in the background..."
+                         : "checkpointing and quitting...");
     if (trainer_stop(l.t))
         status = 1;
     if (end == END_FAILED)
         status = 1;
-    session_close(&w, NULL);
+    session_close(&w);
     /* the run's own step, whichever branch was followed at the end */
     const SnapBranch *m = w.snap.n_branches > 0 ? &w.snap.branches[0] : NULL;
     const int finished = m && m->state == TS_FINISHED;
@@ -996,7 +996,7 @@ int ui_attach(const char *run_dir, const char *theme_name, int read_only)
         remote_close(l.r);
         return 2;
     }
-    catch_signals(1);
+    catch_signals();
     char warning[sizeof e.msg + 64] = "";
     snprintf(path, sizeof path, "%s/experiment.cfg", run_dir);
     if (!theme_name)
@@ -1017,21 +1017,19 @@ int ui_attach(const char *run_dir, const char *theme_name, int read_only)
         memset(&q, 0, sizeof q);
         q.kind = CMD_QUIT;
         if (link_post(&l, &q, err, sizeof err) < 0) {
-            session_close(&w, NULL);
+            session_close(&w);
             fprintf(stderr, "mneme attach: %s\n", err);
             remote_close(l.r);
             snapshot_free(&w.snap);
             return 1;
         }
-        w.opt.status = "stopping the run: checkpointing...";
-        screen_draw(&w.canvas, &w.snap, &w.opt);
-        blit(&w.canvas, &w.shown, &theme, w.colour, w.repaint);
+        session_say(&w, "stopping the run: checkpointing...");
         for (int i = 0; i < 600 && remote_poll(l.r, &w.snap) >= 0; i++) {
             struct pollfd p = { remote_fd(l.r), POLLIN, 0 };
             poll(&p, 1, 100);
         }
     }
-    session_close(&w, NULL);
+    session_close(&w);
     const char *why = remote_why(l.r);
     if (end == END_QUIT)
         fprintf(stderr, "mneme attach: %s\n", why[0] ? why : "the run was asked to stop");
