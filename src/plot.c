@@ -1,23 +1,16 @@
 #include "plot.h"
 
-#include <cairo-pdf.h>
-#include <cairo-svg.h>
-#include <cairo.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fontconfig/fontconfig.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "figure.h"
 #include "lines.h"
 #include "metrics.h"
-#include "ui/theme.h"
-
-#define FONT "DejaVu Sans"
 
 /* One branch's fine-tuning evaluations. */
 typedef struct {
@@ -119,107 +112,6 @@ static int load_branches(const PlotOptions *o, Series *out, int *n, MnError *e)
 
 /* ---- drawing ---- */
 
-typedef struct {
-    cairo_t *cr;
-    const FigureColours *c;
-    double x0, y0, x1, y1;     /* the plot area on the page */
-    double lo_x, hi_x, lo_y, hi_y;  /* the data it shows */
-    double font;
-} Panel;
-
-static void colour(cairo_t *cr, unsigned rgb)
-{
-    cairo_set_source_rgb(cr, ((rgb >> 16) & 255) / 255.0, ((rgb >> 8) & 255) / 255.0,
-                         (rgb & 255) / 255.0);
-}
-
-static double px(const Panel *p, double x)
-{
-    return p->x0 + (x - p->lo_x) / (p->hi_x - p->lo_x) * (p->x1 - p->x0);
-}
-
-static double py(const Panel *p, double y)
-{
-    return p->y1 - (y - p->lo_y) / (p->hi_y - p->lo_y) * (p->y1 - p->y0);
-}
-
-/* A tick spacing of 1, 2 or 5 times a power of ten, about n to the range. */
-static double nice_step(double range, int n)
-{
-    double raw = range / n, p = pow(10, floor(log10(raw)));
-    double m = raw / p;
-    return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
-}
-
-/* Text with its anchor: ax, ay in 0..1 of its extent (0.5, 0.5: centred). */
-static void text_at(cairo_t *cr, double x, double y, double ax, double ay, const char *s)
-{
-    cairo_text_extents_t t;
-    cairo_text_extents(cr, s, &t);
-    cairo_move_to(cr, x - t.x_bearing - ax * t.width, y - t.y_bearing - ay * t.height);
-    cairo_show_text(cr, s);
-}
-
-static void tick_label(char *out, size_t n, double v, double step)
-{
-    if (step >= 1 && fabs(v) < 1e15)
-        snprintf(out, n, "%.0f", v);
-    else
-        snprintf(out, n, "%.*f", step >= 0.1 ? 1 : step >= 0.01 ? 2 : 3, v);
-}
-
-/* Frame, grid, ticks and labels of p; the epoch on top when per_epoch. */
-static void axes(const Panel *p, const char *xlabel, const char *ylabel, double per_epoch)
-{
-    cairo_t *cr = p->cr;
-    char label[64];
-    cairo_set_font_size(cr, p->font);
-    cairo_set_line_width(cr, 1);
-    double ys = nice_step(p->hi_y - p->lo_y, 5), xs = nice_step(p->hi_x - p->lo_x, 8);
-    for (double y = ceil(p->lo_y / ys) * ys; y <= p->hi_y + ys * 1e-9; y += ys) {
-        colour(cr, p->c->grid);
-        cairo_move_to(cr, p->x0, py(p, y));
-        cairo_line_to(cr, p->x1, py(p, y));
-        cairo_stroke(cr);
-        colour(cr, p->c->text);
-        tick_label(label, sizeof label, y, ys);
-        text_at(cr, p->x0 - 6, py(p, y), 1, 0.5, label);
-    }
-    for (double x = ceil(p->lo_x / xs) * xs; x <= p->hi_x + xs * 1e-9; x += xs) {
-        colour(cr, p->c->axis);
-        cairo_move_to(cr, px(p, x), p->y1);
-        cairo_line_to(cr, px(p, x), p->y1 + 4);
-        cairo_stroke(cr);
-        colour(cr, p->c->text);
-        tick_label(label, sizeof label, x, xs);
-        text_at(cr, px(p, x), p->y1 + 7, 0.5, 0, label);
-    }
-    if (per_epoch > 0) {
-        double lo = p->lo_x / per_epoch, hi = p->hi_x / per_epoch, es = nice_step(hi - lo, 8);
-        for (double ep = ceil(lo / es) * es; ep <= hi + es * 1e-9; ep += es) {
-            colour(cr, p->c->axis);
-            cairo_move_to(cr, px(p, ep * per_epoch), p->y0);
-            cairo_line_to(cr, px(p, ep * per_epoch), p->y0 - 4);
-            cairo_stroke(cr);
-            colour(cr, p->c->text);
-            tick_label(label, sizeof label, ep, es);
-            text_at(cr, px(p, ep * per_epoch), p->y0 - 7, 0.5, 1, label);
-        }
-        text_at(cr, p->x1, p->y0 - 7 - 1.6 * p->font, 1, 1, "epoch");
-    }
-    colour(cr, p->c->axis);
-    cairo_rectangle(cr, p->x0, p->y0, p->x1 - p->x0, p->y1 - p->y0);
-    cairo_stroke(cr);
-    colour(cr, p->c->text);
-    if (xlabel)
-        text_at(cr, (p->x0 + p->x1) / 2, p->y1 + 9 + 1.5 * p->font, 0.5, 0, xlabel);
-    cairo_save(cr);
-    cairo_translate(cr, p->x0 - 8 - 3.2 * p->font, (p->y0 + p->y1) / 2);
-    cairo_rotate(cr, -M_PI / 2);
-    text_at(cr, 0, 0, 0.5, 0.5, ylabel);
-    cairo_restore(cr);
-}
-
 /* A task's value in a record: accuracy, or loss. */
 static int value_of(const EvalRecord *r, int original, int loss, double *v)
 {
@@ -245,7 +137,7 @@ static void curve(const Panel *p, const Series *s, int original, int loss, unsig
             continue;
         if (v > p->hi_y)
             v = p->hi_y;   /* a diverged loss stays on the page */
-        double x = px(p, (double)s->v[i].step), y = py(p, v);
+        double x = panel_x(p, (double)s->v[i].step), y = panel_y(p, v);
         /* a straight segment as a curve: cairo merges collinear line
          * segments, and each evaluation should stay a vertex of its own
          * (in an SVG, one per evaluation) */
@@ -260,7 +152,7 @@ static void curve(const Panel *p, const Series *s, int original, int loss, unsig
     if (!started)
         return;
     static const double dash[] = { 6, 3 };
-    colour(cr, rgb);
+    figure_colour(cr, rgb);
     cairo_set_line_width(cr, width);
     cairo_set_dash(cr, dash, dashed ? 2 : 0, 0);
     cairo_stroke(cr);
@@ -274,53 +166,6 @@ static double baseline_of(const Series *s, int loss)
         if (s->v[i].step == 0 && value_of(&s->v[i], 1, loss, &v))
             return v;
     return NAN;
-}
-
-/* The legend, top right inside p: (colour, dash, label) rows. */
-typedef struct {
-    unsigned rgb;
-    int dashed, marker;
-    char label[96];
-} LegendRow;
-
-static void legend(const Panel *p, const LegendRow *rows, int n)
-{
-    cairo_t *cr = p->cr;
-    double w = 0, lh = p->font * 1.5;
-    for (int i = 0; i < n; i++) {
-        cairo_text_extents_t t;
-        cairo_text_extents(cr, rows[i].label, &t);
-        if (t.x_advance > w)
-            w = t.x_advance;
-    }
-    double bx = p->x1 - w - 56, by = p->y0 + 8;
-    colour(cr, p->c->background);
-    cairo_new_path(cr);
-    cairo_rectangle(cr, bx, by, w + 48, lh * n + 8);
-    cairo_fill_preserve(cr);
-    colour(cr, p->c->grid);
-    cairo_set_line_width(cr, 1);
-    cairo_stroke(cr);
-    static const double dash[] = { 6, 3 };
-    for (int i = 0; i < n; i++) {
-        double y = by + 4 + lh * (i + 0.5);
-        colour(cr, rows[i].rgb);
-        if (rows[i].marker) {
-            cairo_new_path(cr);
-            cairo_arc(cr, bx + 16, y, 4, 0, 2 * M_PI);
-            cairo_set_line_width(cr, 2);
-            cairo_stroke(cr);
-        } else {
-            cairo_set_dash(cr, dash, rows[i].dashed ? 2 : 0, 0);
-            cairo_set_line_width(cr, 2);
-            cairo_move_to(cr, bx + 6, y);
-            cairo_line_to(cr, bx + 28, y);
-            cairo_stroke(cr);
-            cairo_set_dash(cr, NULL, 0, 0);
-        }
-        colour(cr, p->c->text);
-        text_at(cr, bx + 34, y, 0, 0.5, rows[i].label);
-    }
 }
 
 /* The main panel: both tasks, baseline, crossover, start and forks. */
@@ -347,7 +192,7 @@ static void tasks_panel(Panel *p, const Series *s, int n, int loss, const Figure
         }
     if (loss)
         p->hi_y = p->hi_y > 0 ? p->hi_y * 1.08 : 1;
-    axes(p, "fine-tuning step", loss ? "loss" : "accuracy", per_epoch);
+    panel_axes(p, "fine-tuning step", loss ? "loss" : "accuracy", per_epoch);
     cairo_save(cr);
     cairo_rectangle(cr, p->x0, p->y0, p->x1 - p->x0, p->y1 - p->y0);
     cairo_clip(cr);
@@ -355,25 +200,25 @@ static void tasks_panel(Panel *p, const Series *s, int n, int loss, const Figure
     static const double dots[] = { 2, 3 };
     cairo_set_dash(cr, dots, 2, 0);
     cairo_set_line_width(cr, 1);
-    colour(cr, c->axis);
-    cairo_move_to(cr, px(p, 0) + 0.5, p->y0);
-    cairo_line_to(cr, px(p, 0) + 0.5, p->y1);
+    figure_colour(cr, c->axis);
+    cairo_move_to(cr, panel_x(p, 0) + 0.5, p->y0);
+    cairo_line_to(cr, panel_x(p, 0) + 0.5, p->y1);
     cairo_stroke(cr);
     for (int k = 1; k < n; k++) {
-        colour(cr, c->series[k % FIGURE_SERIES]);
-        cairo_move_to(cr, px(p, (double)s[k].fork_step), p->y0);
-        cairo_line_to(cr, px(p, (double)s[k].fork_step), p->y1);
+        figure_colour(cr, c->series[k % FIGURE_SERIES]);
+        cairo_move_to(cr, panel_x(p, (double)s[k].fork_step), p->y0);
+        cairo_line_to(cr, panel_x(p, (double)s[k].fork_step), p->y1);
         cairo_stroke(cr);
     }
     cairo_set_dash(cr, NULL, 0, 0);
     double base = baseline_of(m, loss);
     if (isfinite(base)) {
         static const double dash[] = { 8, 4 };
-        colour(cr, c->baseline);
+        figure_colour(cr, c->baseline);
         cairo_set_dash(cr, dash, 2, 0);
         cairo_set_line_width(cr, 1.5);
-        cairo_move_to(cr, p->x0, py(p, base));
-        cairo_line_to(cr, p->x1, py(p, base));
+        cairo_move_to(cr, p->x0, panel_y(p, base));
+        cairo_line_to(cr, p->x1, panel_y(p, base));
         cairo_stroke(cr);
         cairo_set_dash(cr, NULL, 0, 0);
     }
@@ -385,13 +230,13 @@ static void tasks_panel(Panel *p, const Series *s, int n, int loss, const Figure
     }
     cairo_restore(cr);
     cairo_set_font_size(cr, p->font);
-    colour(cr, c->text);
-    text_at(cr, px(p, 0) + 4, p->y1 - 4, 0, 1, "fine-tuning starts");
+    figure_colour(cr, c->text);
+    figure_text(cr, panel_x(p, 0) + 4, p->y1 - 4, 0, 1, "fine-tuning starts");
     for (int k = 1; k < n; k++) {
         char label[96];
-        colour(cr, c->series[k % FIGURE_SERIES]);
+        figure_colour(cr, c->series[k % FIGURE_SERIES]);
         snprintf(label, sizeof label, "%s @%ld", s[k].name, s[k].fork_step);
-        text_at(cr, px(p, (double)s[k].fork_step) + 4, p->y0 + 4 + (k - 1) * 1.4 * p->font, 0, 0, label);
+        figure_text(cr, panel_x(p, (double)s[k].fork_step) + 4, p->y0 + 4 + (k - 1) * 1.4 * p->font, 0, 0, label);
     }
     /* the crossover, on the original task's curve */
     char cross[128] = "";
@@ -400,14 +245,14 @@ static void tasks_panel(Panel *p, const Series *s, int n, int loss, const Figure
         if (m->v[i].step != m->crossover || !value_of(&m->v[i], 1, loss, &v))
             continue;
         value_of(&m->v[i], 0, loss, &nv);
-        colour(cr, c->crossover);
+        figure_colour(cr, c->crossover);
         cairo_set_line_width(cr, 2);
         cairo_new_path(cr);
-        cairo_arc(cr, px(p, (double)m->crossover), py(p, v), 6, 0, 2 * M_PI);
+        cairo_arc(cr, panel_x(p, (double)m->crossover), panel_y(p, v), 6, 0, 2 * M_PI);
         cairo_stroke(cr);
         snprintf(cross, sizeof cross, "crossover @%ld (new %.2f, original %.2f)", m->crossover, nv, v);
-        colour(cr, c->text);
-        text_at(cr, px(p, (double)m->crossover) + 9, py(p, v) + 9, 0, 0, cross);
+        figure_colour(cr, c->text);
+        figure_text(cr, panel_x(p, (double)m->crossover) + 9, panel_y(p, v) + 9, 0, 0, cross);
         break;
     }
     LegendRow rows[4 + PLOT_MAX_BRANCHES];
@@ -426,7 +271,7 @@ static void tasks_panel(Panel *p, const Series *s, int n, int loss, const Figure
         snprintf(rows[0].label, sizeof rows[0].label, "main: new task");
     if (n > 1)
         snprintf(rows[1].label, sizeof rows[1].label, "main: original task");
-    legend(p, rows, k);
+    panel_legend(p, rows, k, LEGEND_TOP_RIGHT);
 }
 
 static void train_panel(Panel *p, const Series *s, int n, const FigureColours *c)
@@ -444,7 +289,7 @@ static void train_panel(Panel *p, const Series *s, int n, const FigureColours *c
                 p->hi_y = s[k].v[i].train_loss;
         }
     p->hi_y = p->hi_y > 0 ? p->hi_y * 1.08 : 1;
-    axes(p, NULL, "training loss", 0);
+    panel_axes(p, NULL, "training loss", 0);
     cairo_save(cr);
     cairo_rectangle(cr, p->x0, p->y0, p->x1 - p->x0, p->y1 - p->y0);
     cairo_clip(cr);
@@ -455,11 +300,11 @@ static void train_panel(Panel *p, const Series *s, int n, const FigureColours *c
             if (!r->has_train_loss || !isfinite(r->train_loss) || (s[k].fork_step >= 0 && r->step < s[k].fork_step))
                 continue;
             if (started++)
-                cairo_line_to(cr, px(p, (double)r->step), py(p, r->train_loss));
+                cairo_line_to(cr, panel_x(p, (double)r->step), panel_y(p, r->train_loss));
             else
-                cairo_move_to(cr, px(p, (double)r->step), py(p, r->train_loss));
+                cairo_move_to(cr, panel_x(p, (double)r->step), panel_y(p, r->train_loss));
         }
-        colour(cr, k ? c->series[k % FIGURE_SERIES] : c->axis);
+        figure_colour(cr, k ? c->series[k % FIGURE_SERIES] : c->axis);
         cairo_set_line_width(cr, 1.5);
         cairo_stroke(cr);
     }
@@ -485,10 +330,10 @@ static void drift_panel(Panel *p, const char *run_dir, const FigureColours *c)
             hi = json_number_value(v);
     }
     cairo_set_font_size(cr, p->font);
-    colour(cr, c->text);
-    text_at(cr, p->x0, p->y0 - 6, 0, 1, "drift from the base, ||θ − θ_base|| / ||θ_base||, at the end");
+    figure_colour(cr, c->text);
+    figure_text(cr, p->x0, p->y0 - 6, 0, 1, "drift from the base, ||θ − θ_base|| / ||θ_base||, at the end");
     if (n == 0) {
-        text_at(cr, p->x0, (p->y0 + p->y1) / 2, 0, 0.5, "(no drift in summary.json: the run has not finished)");
+        figure_text(cr, p->x0, (p->y0 + p->y1) / 2, 0, 0.5, "(no drift in summary.json: the run has not finished)");
         json_decref(sum);
         return;
     }
@@ -498,22 +343,16 @@ static void drift_panel(Panel *p, const char *run_dir, const FigureColours *c)
         char val[32];
         double y = p->y0 + row * i++;
         double w = hi > 0 ? json_number_value(v) / hi * (p->x1 - x - 8 * p->font) : 0;
-        colour(cr, c->text);
-        text_at(cr, x - 6, y + row / 2, 1, 0.5, key);
-        colour(cr, c->new_task);
+        figure_colour(cr, c->text);
+        figure_text(cr, x - 6, y + row / 2, 1, 0.5, key);
+        figure_colour(cr, c->new_task);
         cairo_rectangle(cr, x, y + row * 0.15, w, row * 0.7);
         cairo_fill(cr);
-        colour(cr, c->text);
+        figure_colour(cr, c->text);
         snprintf(val, sizeof val, "%.4f", json_number_value(v));
-        text_at(cr, x + w + 6, y + row / 2, 0, 0.5, val);
+        figure_text(cr, x + w + 6, y + row / 2, 0, 0.5, val);
     }
     json_decref(sum);
-}
-
-static const char *extension(const char *path)
-{
-    const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
-    return dot && (!slash || dot > slash) ? dot + 1 : "";
 }
 
 /* The title: the experiment, the folder, and the summary's figures. */
@@ -528,11 +367,11 @@ static void title(cairo_t *cr, const PlotOptions *o, const FigureColours *c, dou
         snprintf(name, sizeof name, "%s", nm);
     const char *slash = strrchr(o->run_dir, '/');
     snprintf(line, sizeof line, "%s · %s", name, slash && slash[1] ? slash + 1 : o->run_dir);
-    colour(cr, c->text);
-    cairo_select_font_face(cr, FONT, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
+    figure_colour(cr, c->text);
+    cairo_select_font_face(cr, FIGURE_FONT, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
     cairo_set_font_size(cr, font * 1.3);
-    text_at(cr, w / 2, 10, 0.5, 0, line);
-    cairo_select_font_face(cr, FONT, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    figure_text(cr, w / 2, 10, 0.5, 0, line);
+    cairo_select_font_face(cr, FIGURE_FONT, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
     json_t *fg = json_object_get(s, "forgetting");
     json_t *fin = json_object_get(s, "final");
     if (json_is_number(fg) && json_is_object(fin)) {
@@ -542,54 +381,55 @@ static void title(cairo_t *cr, const PlotOptions *o, const FigureColours *c, dou
                  json_number_value(fg),
                  json_string_value(json_object_get(s, "status")) ? json_string_value(json_object_get(s, "status")) : "?");
         cairo_set_font_size(cr, font);
-        text_at(cr, w / 2, 14 + font * 1.6, 0.5, 0, line);
+        figure_text(cr, w / 2, 14 + font * 1.6, 0.5, 0, line);
     }
     json_decref(s);
 }
 
 /* The run's curves and the theme's colours, loaded once per figure. */
 typedef struct {
+    const PlotOptions *o;
     Series s[1 + PLOT_MAX_BRANCHES];
     int nb;
     Theme theme;
-} Figure;
+} RunFigure;
 
-static void figure_free(Figure *f)
+static void run_figure_free(RunFigure *f)
 {
     for (int i = 0; i <= f->nb; i++)
         series_free(&f->s[i]);
-    /* cairo's and fontconfig's caches live for the process: a figure now
-     * and then does not need them kept, and a leak checker sees none */
-    cairo_debug_reset_static_data();
-    FcFini();
+    figure_release_caches();
 }
 
-static int figure_load(const PlotOptions *o, Figure *f, MnError *e)
+static int run_figure_load(const PlotOptions *o, RunFigure *f, MnError *e)
 {
     memset(f, 0, sizeof *f);
+    f->o = o;
     theme_default(&f->theme);
     if (o->theme && theme_load(&f->theme, o->theme, e) < 0)
         return mn_wrap(e, "theme");
     if (load_series(o->run_dir, "main", -1, &f->s[0], e) < 0)
         return -1;
     if (load_branches(o, f->s + 1, &f->nb, e) < 0) {
-        figure_free(f);
+        run_figure_free(f);
         return -1;
     }
     return 0;
 }
 
-/* Paints the whole figure on sf, o->width by o->height. */
-static void figure_draw(cairo_surface_t *sf, const PlotOptions *o, const Figure *f)
+/* Paints the whole figure (a RunFigure) on sf, width by height. */
+static void run_figure_paint(cairo_surface_t *sf, int width, int height, const void *what)
 {
+    const RunFigure *f = what;
+    const PlotOptions *o = f->o;
     const int panels = !!(o->panels & PANEL_TRAIN) + !!(o->panels & PANEL_DRIFT);
-    const double w = o->width, h = o->height;
+    const double w = width, h = height;
     cairo_t *cr = cairo_create(sf);
     const FigureColours *c = &f->theme.fig;
-    const double font = w < 700 ? 10 : w < 1600 ? 12 : 12 * w / 1600;
-    colour(cr, c->background);
+    const double font = figure_font_size(w);
+    figure_colour(cr, c->background);
     cairo_paint(cr);
-    cairo_select_font_face(cr, FONT, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_select_font_face(cr, FIGURE_FONT, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
     title(cr, o, c, font, w);
     /* the tasks get the most room; each extra panel a share below */
     double top = 14 + font * 5, bottom = h - font * 4, left = font * 6, right = w - font * 2;
@@ -612,90 +452,23 @@ static void figure_draw(cairo_surface_t *sf, const PlotOptions *o, const Figure 
 
 int plot_run(const PlotOptions *o, MnError *e)
 {
-    Figure f;
-    int rc = 0;
-    const char *ext = extension(o->out);
-    if (strcmp(ext, "png") && strcmp(ext, "svg") && strcmp(ext, "pdf"))
-        return mn_fail(e, "%s: unknown kind of figure '.%s' (png, svg or pdf)", o->out, ext);
-    if (figure_load(o, &f, e) < 0)
+    RunFigure f;
+    if (figure_check_extension(o->out, e) < 0 || run_figure_load(o, &f, e) < 0)
         return -1;
-    /* written whole or not at all */
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%s", o->out, (long)getpid(), ext);
-    FILE *probe = fopen(tmp, "w");
-    if (!probe) {
-        rc = mn_fail(e, "cannot write %s: %s", o->out, strerror(errno));
-        figure_free(&f);
-        return rc;
-    }
-    fclose(probe);
-    const double w = o->width, h = o->height;
-    cairo_surface_t *sf = !strcmp(ext, "png") ? cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)w, (int)h)
-                          : !strcmp(ext, "svg") ? cairo_svg_surface_create(tmp, w, h)
-                                                : cairo_pdf_surface_create(tmp, w, h);
-    figure_draw(sf, o, &f);
-    cairo_status_t st = !strcmp(ext, "png") ? cairo_surface_write_to_png(sf, tmp) : CAIRO_STATUS_SUCCESS;
-    cairo_surface_finish(sf);
-    if (st == CAIRO_STATUS_SUCCESS)
-        st = cairo_surface_status(sf);
-    cairo_surface_destroy(sf);
-    if (st != CAIRO_STATUS_SUCCESS) {
-        rc = mn_fail(e, "cannot write %s: %s", o->out, cairo_status_to_string(st));
-        unlink(tmp);
-    } else if (rename(tmp, o->out) < 0) {
-        rc = mn_fail(e, "cannot write %s: %s", o->out, strerror(errno));
-        unlink(tmp);
-    }
-    figure_free(&f);
+    int rc = figure_write(o->out, o->width, o->height, run_figure_paint, &f, e);
+    run_figure_free(&f);
     return rc;
-}
-
-typedef struct {
-    char *buf;
-    size_t n, cap;
-    int failed;
-} Buffer;
-
-static cairo_status_t to_buffer(void *closure, const unsigned char *data, unsigned int n)
-{
-    Buffer *b = closure;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 65536;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *v = realloc(b->buf, cap);
-        if (!v) {
-            b->failed = 1;
-            return CAIRO_STATUS_NO_MEMORY;
-        }
-        b->buf = v;
-        b->cap = cap;
-    }
-    memcpy(b->buf + b->n, data, n);
-    b->n += n;
-    b->buf[b->n] = 0;
-    return CAIRO_STATUS_SUCCESS;
 }
 
 int plot_svg(const PlotOptions *o, char **svg, MnError *e)
 {
-    Figure f;
-    Buffer b = { 0 };
+    RunFigure f;
     *svg = NULL;
-    if (figure_load(o, &f, e) < 0)
+    if (run_figure_load(o, &f, e) < 0)
         return -1;
-    cairo_surface_t *sf = cairo_svg_surface_create_for_stream(to_buffer, &b, o->width, o->height);
-    figure_draw(sf, o, &f);
-    cairo_surface_finish(sf);
-    cairo_status_t st = cairo_surface_status(sf);
-    cairo_surface_destroy(sf);
-    figure_free(&f);
-    if (st != CAIRO_STATUS_SUCCESS || b.failed || !b.buf) {
-        free(b.buf);
-        return mn_fail(e, "the figure could not be drawn: %s", cairo_status_to_string(st));
-    }
-    *svg = b.buf;
-    return 0;
+    int rc = figure_write_svg(o->width, o->height, run_figure_paint, &f, svg, e);
+    run_figure_free(&f);
+    return rc;
 }
 
 static int usage(const char *why, const char *arg)
