@@ -37,6 +37,7 @@ void theme_default(Theme *t)
     t->fig = (FigureColours){
         .background = 0xffffff, .text = 0x222222, .grid = 0xe6e6e6, .axis = 0x555555,
         .new_task = 0x0072b2, .original = 0xd55e00, .baseline = 0x777777, .crossover = 0x000000,
+        .accent = 0x009e73,
         .series = { 0x0072b2, 0x009e73, 0xcc79a7, 0xe69f00, 0x56b4e9, 0xd55e00, 0xf0e442, 0x000000 },
     };
     for (int i = 0; i < EL_COUNT; i++)
@@ -179,7 +180,8 @@ static int read_figure(Theme *t, config_setting_t *g, const char *path, MnError 
                        !strcmp(key, "grid") ? &f->grid : !strcmp(key, "axis") ? &f->axis :
                        !strcmp(key, "new") ? &f->new_task : !strcmp(key, "original") ? &f->original :
                        !strcmp(key, "baseline") ? &f->baseline :
-                       !strcmp(key, "crossover") ? &f->crossover : NULL;
+                       !strcmp(key, "crossover") ? &f->crossover :
+                       !strcmp(key, "accent") ? &f->accent : NULL;
         for (int k = 0; k < FIGURE_SERIES && !to; k++)
             if (!strcmp(key, series[k]))
                 to = &f->series[k];

@@ -23,6 +23,7 @@ typedef struct {
 typedef struct {
     unsigned background, text, grid, axis;
     unsigned new_task, original, baseline, crossover;
+    unsigned accent;           /* what a figure marks out: a study's Pareto front */
     unsigned series[FIGURE_SERIES]; /* branch i's curves (main is 0) */
 } FigureColours;
 
