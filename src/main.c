@@ -40,6 +40,7 @@ static const char usage_text[] =
     "                 checkpoint [NAME]|fork NAME [@STEP] [KEY=VALUE]...|reload|stop|...\n"
     "       mneme plot RUN_DIR [-o FILE.png|svg|pdf] [--branch NAME]... [--all] [--metric acc|loss]\n"
     "                 [--size WxH] [--panels train,drift] [--theme NAME]\n"
+    "       mneme plot STUDY_DIR [-o FILE.png|svg|pdf] [--size WxH] [--theme NAME]\n"
     "       mneme report RUN_DIR [-o FILE.html]\n"
     "       mneme predict CHECKPOINT|MODEL_DIR --task NAME [--ids | --pair]\n"
     "       mneme export RUN_DIR|CHECKPOINT --to DIR [--task new|original] [--merge]\n"

@@ -7,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "figure.h"
 #include "lines.h"
 #include "metrics.h"
+#include "tradeoff.h"
 
 /* One branch's fine-tuning evaluations. */
 typedef struct {
@@ -476,8 +478,50 @@ static int usage(const char *why, const char *arg)
     fprintf(stderr, "mneme plot: ");
     fprintf(stderr, why, arg);
     fprintf(stderr, "\nusage: mneme plot RUN_DIR [-o FILE.png|svg|pdf] [--branch NAME]... [--all]\n"
-                    "                  [--metric acc|loss] [--size WxH] [--panels train,drift] [--theme NAME]\n");
+                    "                  [--metric acc|loss] [--size WxH] [--panels train,drift] [--theme NAME]\n"
+                    "       mneme plot STUDY_DIR [-o FILE.png|svg|pdf] [--size WxH] [--theme NAME]\n");
     return 2;
+}
+
+/* A folder with a study.json and no metrics.jsonl is a study (mneme
+ * study's), whose figure is the trade-off of its remedies. */
+static int is_study(const char *dir)
+{
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/study.json", dir);
+    if (lstat(path, &st) < 0)
+        return 0;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    return lstat(path, &st) < 0;
+}
+
+/* The study's trade-off figure; run_only: an option that only a run's
+ * figure takes, given (NULL: none); sized: --size given. */
+static int plot_study(PlotOptions *o, const char *run_only, int sized)
+{
+    char study[4200], out[4200], why[4400];
+    MnError e;
+    if (run_only) {
+        snprintf(why, sizeof why, "%s is a study (study.json): %s is for a run's figure, not a study's trade-off",
+                 o->run_dir, run_only);
+        return usage("%s", why);
+    }
+    if (!sized) {
+        o->width = 1000;
+        o->height = 750;
+    }
+    snprintf(study, sizeof study, "%s/study.json", o->run_dir);
+    if (!o->out) {
+        snprintf(out, sizeof out, "%s/tradeoff.png", o->run_dir);
+        o->out = out;
+    }
+    if (tradeoff_plot(study, o->out, o->width, o->height, o->theme, &e) < 0) {
+        fprintf(stderr, "mneme plot: %s\n", e.msg);
+        return 2;
+    }
+    printf("%s\n", o->out);
+    return 0;
 }
 
 int plot_main(int argc, char **argv)
@@ -485,11 +529,16 @@ int plot_main(int argc, char **argv)
     PlotOptions o;
     MnError e;
     char out[4200];
+    const char *run_only = NULL;   /* an option a study's figure does not take */
+    int sized = 0;
     memset(&o, 0, sizeof o);
     o.width = 1200;
     o.height = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!run_only && (!strcmp(a, "--all") || !strcmp(a, "--branch") || !strcmp(a, "--metric") ||
+                          !strcmp(a, "--panels")))
+            run_only = a;
         if (!strcmp(a, "--all"))
             o.all = 1;
         else if (!strcmp(a, "-o") || !strcmp(a, "--branch") || !strcmp(a, "--metric") ||
@@ -516,6 +565,7 @@ int plot_main(int argc, char **argv)
                     return usage("--size is WIDTHxHEIGHT within 200x150..10000x10000, not '%s'", v);
                 o.width = (int)wd;
                 o.height = (int)ht;
+                sized = 1;
             } else {
                 char list[128];
                 snprintf(list, sizeof list, "%s", v);
@@ -536,6 +586,8 @@ int plot_main(int argc, char **argv)
     }
     if (!o.run_dir)
         return usage("which run?%s", "");
+    if (is_study(o.run_dir))
+        return plot_study(&o, run_only, sized);
     if (o.all && o.n_branches)
         return usage("--all or --branch, not both%s", "");
     if (!o.height)
