@@ -248,8 +248,12 @@ int branch_create(const char *run_dir, const char *checkpoint, const char *name,
     memset(r, 0, sizeof *r);
     if (branch_name_check(name, e) < 0)
         return -1;
+    long step = checkpoint_step(checkpoint);
+    if (step < 0)
+        return mn_fail(e, "%s: not a readable fine-tuning checkpoint", checkpoint);
     for (int i = 0; i < n_sets; i++)
-        if (run_fork_override(sets[i], key, sizeof key, value, sizeof value, &is_param, e) < 0 ||
+        if (run_fork_override(sets[i], step == 0, key, sizeof key, value, sizeof value,
+                              &is_param, e) < 0 ||
             check_policy_override(key, source, e) < 0)
             return -1;
     /* The overrides are checked against the experiment before anything is
@@ -261,7 +265,7 @@ int branch_create(const char *run_dir, const char *checkpoint, const char *name,
     int rc = experiment_load(x, cfg, NULL, 0, e);
     for (int i = 0; i < n_sets && rc == 0; i++) {
         char assign[700];
-        run_fork_override(sets[i], key, sizeof key, value, sizeof value, &is_param, e);
+        run_fork_override(sets[i], step == 0, key, sizeof key, value, sizeof value, &is_param, e);
         snprintf(assign, sizeof assign, "%s=%s", key, value);
         if (!is_param)
             rc = experiment_set(x, assign, e);
@@ -269,9 +273,6 @@ int branch_create(const char *run_dir, const char *checkpoint, const char *name,
     free(x);
     if (rc < 0)
         return -1;
-    long step = checkpoint_step(checkpoint);
-    if (step < 0)
-        return mn_fail(e, "%s: not a readable fine-tuning checkpoint", checkpoint);
 
     json_t *pb = branch_info(run_dir);
     const char *pn = json_string_value(json_object_get(pb, "name"));
@@ -286,7 +287,8 @@ int branch_create(const char *run_dir, const char *checkpoint, const char *name,
         return -1;
     if (copy_family_files(run_dir, checkpoint, step, dir, e) < 0 ||
         write_branch_json(dir, name, parent_name, run_dir, checkpoint, step, sets, n_sets, e) < 0 ||
-        run_continue_as_branch(r, dir, cfg, name, parent_name, sets, n_sets, source, hooks, e) < 0) {
+        run_continue_as_branch(r, dir, cfg, name, parent_name, sets, n_sets, step == 0, source,
+                               hooks, e) < 0) {
         run_free(r);
         remove_tree(dir);
         return -1;

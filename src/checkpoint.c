@@ -495,3 +495,13 @@ int checkpoint_load(const StFile *f, Model *m, AdamW *opt, RunStateRecord *st, M
     }
     return st ? load_run_state(f, m, st, e) : 0;
 }
+
+int checkpoint_read_progress(const StFile *f, long *events_lines, double *elapsed_s, MnError *e)
+{
+    *events_lines = 0;
+    *elapsed_s = 0.0;
+    if (meta_long(f, "mneme.events_lines", 0, MAX_STEP, 1, events_lines, e) < 0 ||
+        meta_double(f, "mneme.elapsed_s", 0.0, 1e12, 0, elapsed_s, e) < 0)
+        return -1;
+    return 0;
+}

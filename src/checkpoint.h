@@ -71,4 +71,9 @@ int checkpoint_read_config(const StFile *f, ModelConfig *cfg,
 int checkpoint_load(const StFile *f, Model *m, AdamW *opt, RunStateRecord *st,
                     MnError *e);
 
+/* How far the run that wrote f had got: the lines of events.jsonl it
+ * held and the seconds spent, without loading the model (a fork that
+ * starts fine-tuning afresh builds another one). */
+int checkpoint_read_progress(const StFile *f, long *events_lines, double *elapsed_s, MnError *e);
+
 #endif

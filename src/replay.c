@@ -132,6 +132,7 @@ typedef struct {
 static int round_trip(Replay *p, Run *r, json_t *ev, MnError *e)
 {
     char cfg[4200];
+    const int at_start = r->phase == PHASE_FINETUNE && r->step == 0;
     if (run_save_state(r, e) < 0)
         return -1;
     run_free(r);
@@ -146,7 +147,7 @@ static int round_trip(Replay *p, Run *r, json_t *ev, MnError *e)
         sets[i] = json_string_value(json_array_get(ov, i));
     snprintf(cfg, sizeof cfg, "%s/experiment.cfg", p->out);
     int rc = run_continue_as_branch(r, p->out, cfg, str_of(ev, "branch"), str_of(ev, "parent"),
-                                    sets, (int)n, str_of(ev, "source"), p->hooks, e);
+                                    sets, (int)n, at_start, str_of(ev, "source"), p->hooks, e);
     free(sets);
     return rc;
 }

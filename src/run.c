@@ -2116,13 +2116,31 @@ int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e)
 
 /* ---- branches ----------------------------------------------------------- */
 
+/* What the base was made with: no fork changes it. */
 static const char *const fork_refused[] = {
-    "seed", "model.", "original.", "new.", "base.", "finetune.method", "finetune.lora.",
-    "finetune.virtual_tokens", "finetune.ewc.fisher", NULL
+    "seed", "model.", "original.", "new.", "base.", NULL
+};
+/* What the checkpoint was trained with: a fork at the start of
+ * fine-tuning may change it, and then begins fine-tuning afresh. */
+static const char *const fork_restarts[] = {
+    "finetune.method", "finetune.lora.", "finetune.virtual_tokens", "finetune.ewc.fisher", NULL
 };
 
-int run_fork_override(const char *set, char *key, size_t nk, char *value, size_t nv,
-                      int *is_param, MnError *e)
+static int has_prefix_in(const char *key, const char *const *list)
+{
+    for (int i = 0; list[i]; i++)
+        if (strncmp(key, list[i], strlen(list[i])) == 0)
+            return 1;
+    return 0;
+}
+
+int run_override_restarts(const char *key)
+{
+    return has_prefix_in(key, fork_restarts);
+}
+
+int run_fork_override(const char *set, int at_start, char *key, size_t nk, char *value,
+                      size_t nv, int *is_param, MnError *e)
 {
     const char *eq = strchr(set, '=');
     if (!eq || eq == set)
@@ -2152,19 +2170,119 @@ int run_fork_override(const char *set, char *key, size_t nk, char *value, size_t
     }
     if (!found)
         return mn_fail(e, "%s: no such key (see mneme.cfg(5); policy.NAME sets a policy parameter)", raw);
-    for (int i = 0; fork_refused[i]; i++)
-        if (strncmp(raw, fork_refused[i], strlen(fork_refused[i])) == 0)
-            return mn_fail(e, "%s cannot change in a fork: the checkpoint was trained with it", raw);
+    if (has_prefix_in(raw, fork_refused))
+        return mn_fail(e, "%s cannot change in a fork: the base was made with it", raw);
+    if (!at_start && has_prefix_in(raw, fork_restarts))
+        return mn_fail(e, "%s cannot change in a fork after fine-tuning began: the checkpoint "
+                       "was trained with it (fork at step 0 to start afresh with it)", raw);
     snprintf(key, nk, "%s", raw);
     return 0;
 }
 
+/* The metrics lines before fine-tuning began: text cut where the first
+ * finetune evaluation starts. */
+static void cut_before_finetune(char *text)
+{
+    for (char *c = text; c && *c;) {
+        char *nl = strchr(c, '\n');
+        size_t n = nl ? (size_t)(nl - c) : strlen(c);
+        char *one = strndup(c, n);
+        EvalRecord rec;
+        MnError why;
+        int finetune = one && eval_record_parse(one, &rec, &why) == 0 &&
+                       strcmp(rec.phase, "base") != 0;
+        free(one);
+        if (finetune) {
+            *c = 0;
+            return;
+        }
+        c += nl ? n + 1 : n;
+    }
+}
+
+/* A fork at the start of fine-tuning that changes what is trained (the
+ * method, the adapters, the Fisher) cannot resume the checkpoint, which
+ * holds another model: fine-tuning begins afresh from its base weights
+ * under the branch's experiment, as a run of that experiment from the
+ * same base would, keeping the history and events before it. */
+static int restart_finetune(Run *r, const char *dir, const RunHooks *hooks, MnError *e)
+{
+    char path[EXP_PATH + 320], differs[256];
+    Experiment *x = malloc(sizeof *x);
+    CkName *cks = NULL;
+    int n_cks = 0;
+    memset(r, 0, sizeof *r);
+    if (!x)
+        return mn_fail(e, "out of memory");
+    snprintf(path, sizeof path, "%s/experiment.cfg", dir);
+    int rc = experiment_load(x, path, NULL, 0, e);
+    int fd = rc < 0 ? -1 : run_lock_take(dir, e);
+    if (fd < 0) {
+        free(x);
+        return -1;
+    }
+    rc = setup(r, x, dir, hooks, e);
+    free(x);
+    r->lock_fd = fd;
+    r->has_lock = 1;
+    if (rc < 0)
+        return -1;
+    read_branch_name(r);
+    remove_stale_temporaries(dir);
+    snprintf(path, sizeof path, "%s/checkpoints", dir);
+    list_checkpoints(path, &cks, &n_cks);
+    if (n_cks == 0 || cks[0].phase != PHASE_FINETUNE || cks[0].step != 0) {
+        free(cks);
+        return mn_fail(e, "%s: fine-tuning starts afresh only from its first checkpoint (step 0)",
+                       dir);
+    }
+    snprintf(path, sizeof path, "%s/checkpoints/%s", dir, cks[0].name);
+    free(cks);
+    StFile f;
+    ModelConfig cfg;
+    long events_lines = 0;
+    double elapsed = 0.0;
+    char *lines = NULL;
+    if (safetensors_read(&f, path, e) < 0)
+        return -1;
+    rc = checkpoint_read_config(&f, &cfg, NULL, e);
+    /* the adapters are what changes; the base must be the same */
+    cfg.lora_r = r->model.cfg.lora_r;
+    cfg.prompt_tokens = r->model.cfg.prompt_tokens;
+    cfg.prefix_tokens = r->model.cfg.prefix_tokens;
+    if (rc == 0 && shape_differs(&cfg, &r->model.cfg, differs, sizeof differs))
+        rc = mn_fail(e, "%s", differs);
+    if (rc == 0)
+        rc = checkpoint_load(&f, &r->model, NULL, NULL, e);
+    if (rc == 0)
+        rc = checkpoint_read_progress(&f, &events_lines, &elapsed, e);
+    const char *m = rc == 0 ? safetensors_meta(&f, "mneme.metrics") : NULL;
+    if (rc == 0 && !(lines = strdup(m ? m : "")))
+        rc = mn_fail(e, "out of memory");
+    safetensors_free(&f);
+    if (rc < 0) {
+        free(lines);
+        return mn_wrap(e, "%s", path);
+    }
+    cut_before_finetune(lines);
+    rc = rewind_metrics(r, PHASE_BASE, 0, lines, e);
+    free(lines);
+    if (rc < 0 || open_metrics(r, "a", e) < 0 || events_open(&r->events, dir, events_lines, e) < 0)
+        return -1;
+    r->elapsed_before = elapsed;
+    /* the parent's Fisher belongs to another model; this one is made anew */
+    fisher_path(r, path, sizeof path);
+    unlink(path);
+    logf_(r, "fine-tuning begins afresh from the base weights");
+    return begin_finetune(r, e);
+}
+
 int run_continue_as_branch(Run *r, const char *dir, const char *base_cfg, const char *branch,
                            const char *parent, const char *const *sets, int n_sets,
-                           const char *source, const RunHooks *hooks, MnError *e)
+                           int at_start, const char *source, const RunHooks *hooks, MnError *e)
 {
     char path[EXP_PATH + 64], key[128], value[512], msg[256];
-    int is_param, lr = 0, ewc = 0, groups = 0, policy = 0;
+    int is_param, lr = 0, ewc = 0, groups = 0, policy = 0, fresh = 0;
     Experiment *x = malloc(sizeof *x);
     json_t *list = json_array();
     memset(r, 0, sizeof *r);
@@ -2176,9 +2294,11 @@ int run_continue_as_branch(Run *r, const char *dir, const char *base_cfg, const 
     int rc = experiment_load(x, base_cfg, NULL, 0, e);
     for (int i = 0; i < n_sets && rc == 0; i++) {
         char assign[700];
-        rc = run_fork_override(sets[i], key, sizeof key, value, sizeof value, &is_param, e);
+        rc = run_fork_override(sets[i], at_start, key, sizeof key, value, sizeof value,
+                               &is_param, e);
         if (rc < 0)
             break;
+        fresh |= !is_param && run_override_restarts(key);
         snprintf(assign, sizeof assign, "%s=%s", key, value);
         json_array_append_new(list, json_string(assign));
         if (is_param) {
@@ -2204,7 +2324,7 @@ int run_continue_as_branch(Run *r, const char *dir, const char *base_cfg, const 
             json_decref(b);
         }
     }
-    if (rc < 0 || resume_at(r, dir, hooks, 0, e) < 0) {
+    if (rc < 0 || (fresh ? restart_finetune(r, dir, hooks, e) : resume_at(r, dir, hooks, 0, e)) < 0) {
         json_decref(list);
         return -1;
     }
@@ -2214,7 +2334,10 @@ int run_continue_as_branch(Run *r, const char *dir, const char *base_cfg, const 
     }
     snprintf(r->branch, sizeof r->branch, "%s", branch);
     /* The checkpoint's state stands over the experiment file; what the
-     * fork changes must replace it. */
+     * fork changes must replace it (a fresh start took it all from the
+     * experiment, its policy's setup included). */
+    if (fresh)
+        lr = ewc = groups = policy = 0;
     if (lr) {
         r->sched.peak = (float)r->x.finetune.recipe.lr;
         if (r->lr_override)
@@ -2227,7 +2350,8 @@ int run_continue_as_branch(Run *r, const char *dir, const char *base_cfg, const 
     rc = run_record(r, source, "branch", json_pack("{s:s, s:s, s:o}", "branch", branch,
                                                    "parent", parent, "overrides", list), e);
     for (int i = 0; i < n_sets && rc == 0; i++) {
-        rc = run_fork_override(sets[i], key, sizeof key, value, sizeof value, &is_param, e);
+        rc = run_fork_override(sets[i], at_start, key, sizeof key, value, sizeof value,
+                               &is_param, e);
         if (rc == 0 && is_param)
             rc = run_set_policy_param(r, key + 7, value, source, msg, sizeof msg, e);
     }

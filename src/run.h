@@ -197,18 +197,27 @@ int run_record(Run *r, const char *source, const char *command, json_t *extra, M
  * copied there): writes its experiment.cfg as base_cfg with sets[]
  * applied, resumes it, applies what the checkpoint's state would
  * otherwise override (finetune.lr, ewc.lambda, freezing, the policy),
- * records the "branch" event and saves that state at the same step. Used
- * by a fork and by its replay, so both take exactly the same path. */
+ * records the "branch" event and saves that state at the same step.
+ * at_start: the checkpoint is of fine-tuning step 0, where an override
+ * that changes what is trained (run_override_restarts) begins fine-tuning
+ * afresh from the base weights instead. Used by a fork and by its replay,
+ * so both take exactly the same path. */
 int run_continue_as_branch(Run *r, const char *dir, const char *base_cfg, const char *branch,
                            const char *parent, const char *const *sets, int n_sets,
-                           const char *source, const RunHooks *hooks, MnError *e);
+                           int at_start, const char *source, const RunHooks *hooks, MnError *e);
 
 /* One fork override KEY=VALUE: the key as the experiment names it (the
  * short names :set uses, such as ewc.lambda, are accepted), or
- * policy.NAME for a policy parameter (*is_param). Keys that fix what the
- * checkpoint was trained with (model, data, seed, method) are refused. */
-int run_fork_override(const char *set, char *key, size_t nk, char *value, size_t nv,
-                      int *is_param, MnError *e);
+ * policy.NAME for a policy parameter (*is_param). Keys that fix the base
+ * (seed, model, data) are refused; so are those that fix what the
+ * checkpoint was trained with (method, adapters, the Fisher's kind)
+ * unless the fork is at the start of fine-tuning (at_start: step 0). */
+int run_fork_override(const char *set, int at_start, char *key, size_t nk, char *value,
+                      size_t nv, int *is_param, MnError *e);
+/* Whether a fork that changes key begins fine-tuning afresh from the base
+ * weights (the method, the adapters, the Fisher's kind) rather than
+ * continuing its checkpoint. */
+int run_override_restarts(const char *key);
 
 /* Keeps the step checkpoint at path (one of r's) from checkpoint.keep's
  * rotation, as checkpoints/<kind>-step-N: where the user paused or forked
