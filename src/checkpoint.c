@@ -84,7 +84,7 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
     StTensorOut *t = calloc((size_t)m->n_tensors * per, sizeof *t);
     char (*names)[PARAM_NAME_MAX + 32] = calloc((size_t)m->n_tensors * per, sizeof *names);
     char *mjson = model_json(m, labels);
-    char step[32], epoch[32], cursor[32], rng[32], lsum[64], lcount[32], elapsed[64];
+    char step[32], epoch[32], cursor[32], rng[32], lsum[64], lcount[32], elapsed[64], ft_s[64];
     char repoch[32], rcursor[32], evlines[32], lambda[64], lr_over[64], peak[64];
     char groups[CHECKPOINT_MAX_GROUPS * 40] = "";
     char *group_t = NULL;
@@ -129,6 +129,7 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
     fmt_hex(lsum, sizeof lsum, st->loss_sum);
     snprintf(lcount, sizeof lcount, "%ld", st->loss_count);
     fmt_hex(elapsed, sizeof elapsed, st->elapsed_s);
+    fmt_hex(ft_s, sizeof ft_s, st->finetune_s);
     if (opt) {
         size_t cap = (size_t)opt->n_groups * 24 + 1, len = 0;
         group_t = malloc(cap);
@@ -159,6 +160,7 @@ int checkpoint_save(const char *path, const Model *m, const AdamW *opt,
         { "mneme.loss_sum", lsum },
         { "mneme.loss_count", lcount },
         { "mneme.elapsed_s", elapsed },
+        { "mneme.finetune_s", ft_s },
         { "mneme.adam_group_steps", group_t ? group_t : "" },
         { "mneme.policy_params", st->policy_params },
         { "mneme.metrics", st->metrics ? st->metrics : "" },
@@ -426,6 +428,7 @@ static int load_run_state(const StFile *f, const Model *m, RunStateRecord *st, M
         meta_long(f, "mneme.loss_count", 0, MAX_STEP, 0, &st->loss_count, e) < 0 ||
         meta_double(f, "mneme.loss_sum", -1e300, 1e300, 0, &st->loss_sum, e) < 0 ||
         meta_double(f, "mneme.elapsed_s", 0.0, 1e12, 0, &st->elapsed_s, e) < 0 ||
+        meta_double(f, "mneme.finetune_s", 0.0, 1e12, 1, &st->finetune_s, e) < 0 ||
         meta_long(f, "mneme.events_lines", 0, MAX_STEP, 1, &st->events_lines, e) < 0 ||
         meta_double(f, "mneme.ewc_lambda", 0.0, 1e12, 1, &st->ewc_lambda, e) < 0 ||
         meta_double(f, "mneme.lr_peak", 0.0, 10.0, 1, &st->lr_peak, e) < 0)

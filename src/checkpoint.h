@@ -41,6 +41,7 @@ typedef struct {
     double loss_sum;           /* training loss since the last evaluation */
     long loss_count;
     double elapsed_s;
+    double finetune_s;         /* in fine-tuning's optimizer steps */
     char policy_params[8192];  /* policy_params_text: set by hand */
     int n_recent;              /* the latest training losses, oldest first */
     float recent[CHECKPOINT_RECENT_LOSSES];

@@ -800,6 +800,9 @@ static int write_summary(Run *r, const char *path, const char *status, MnError *
                               "total_params", (json_int_t)total,
                               "trainable_fraction", (double)trainable / (double)total);
     json_object_set_new(extra, "drift", drift_json(r));
+    /* what an accuracy's noise depends on */
+    json_object_set_new(extra, "eval_examples", json_pack("{s:i, s:i}",
+                        "original", r->eval[TASK_ORIGINAL].n, "new", r->eval[TASK_NEW].n));
     const EvalRecord *off = NULL;
     for (int i = 0; i < r->history.n; i++)
         if (r->history.v[i].has_adapter_off)
@@ -808,8 +811,8 @@ static int write_summary(Run *r, const char *path, const char *status, MnError *
                         json_pack("{s:I, s:{s:f, s:f}}", "step", (json_int_t)off->step, "original",
                                   "loss", off->original_adapter_off.loss, "acc",
                                   off->original_adapter_off.acc) : json_null());
-    json_object_set_new(extra, "timing", json_pack("{s:f, s:f, s:f}", "train_s", r->step_seconds,
-                        "policy_s", r->policy_seconds, "policy_share",
+    json_object_set_new(extra, "timing", json_pack("{s:f, s:f, s:f, s:f}", "train_s", r->step_seconds,
+                        "finetune_s", r->finetune_seconds, "policy_s", r->policy_seconds, "policy_share",
                         r->step_seconds > 0 ? r->policy_seconds / r->step_seconds : 0.0));
     json_object_set_new(extra, "stop_reason", r->stop_reason[0] ? json_string(r->stop_reason) : json_null());
     json_t *best = json_null();
@@ -970,6 +973,7 @@ static int save_checkpoint(Run *r, const char *name, MnError *e)
     st.loss_sum = r->loss_sum;
     st.loss_count = r->loss_count;
     st.elapsed_s = run_elapsed(r);
+    st.finetune_s = r->finetune_seconds;
     st.events_lines = r->events.lines;
     st.ewc_lambda = r->ewc_lambda;
     st.lr_override = r->lr_override;
@@ -1165,6 +1169,7 @@ static int begin_finetune(Run *r, MnError *e)
     r->n_recent = 0;
     r->loss_sum = 0.0;
     r->loss_count = 0;
+    r->finetune_seconds = 0.0;
     adamw_reset(&r->opt);
     memcpy(r->anchor, r->model.params, r->model.n_params * sizeof(float));
     r->lr_override = 0;
@@ -1237,6 +1242,7 @@ static void apply_state(Run *r, Phase p, const RunStateRecord *st)
         r->sched.peak = (float)st->lr_peak;
     r->loss_sum = st->loss_sum;
     r->loss_count = st->loss_count;
+    r->finetune_seconds = p == PHASE_BASE ? 0.0 : st->finetune_s;
     r->n_recent = st->n_recent;
     memcpy(r->recent, st->recent, (size_t)st->n_recent * sizeof r->recent[0]);
     if (p == PHASE_FINETUNE)
@@ -1507,7 +1513,10 @@ int run_step(Run *r, MnError *e)
     grad_clip(&r->model, r->clip_norm);
     r->last_lr = r->lr_override ? (float)r->lr_value : schedule_lr(&r->sched, r->step);
     adamw_step(&r->opt, &r->model, r->last_lr);
-    r->step_seconds += now_seconds() - t0;
+    const double dt = now_seconds() - t0;
+    r->step_seconds += dt;
+    if (r->phase == PHASE_FINETUNE)
+        r->finetune_seconds += dt;
     r->step++;
     r->last_train_loss = loss;
     r->loss_sum += loss;

@@ -120,6 +120,8 @@ struct Run {
     char last_checkpoint[EXP_PATH + 320];  /* the path last written */
     EventLog events;
     double step_seconds;       /* in optimizer steps, this process */
+    double finetune_seconds;   /* in fine-tuning's optimizer steps, every
+                                * process (kept in checkpoints) */
     double policy_seconds;     /* in policy hooks and applying them */
 
     History history;
