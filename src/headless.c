@@ -173,7 +173,7 @@ static void tell_ready(int fd, const char *dir)
  * running any more (finished, failed, paused) or a signal asks. Headless,
  * a pause ends the process: the trainer has checkpointed, and --resume
  * loads the (fixed) policy file afresh. */
-static int drive(Trainer *t, Serve *sv, const char *dir, long stop_after, int detached)
+static int drive(Trainer *t, Serve *sv, const char *again, long stop_after, int detached)
 {
     Snapshot s;
     Command c;
@@ -209,20 +209,20 @@ static int drive(Trainer *t, Serve *sv, const char *dir, long stop_after, int de
     const SnapBranch *m = &s.branches[0];
     if (stop_signal) {
         fprintf(stderr, "mneme: stopped by signal %d at %s step %ld; "
-                "continue with: mneme run --resume %s\n", (int)stop_signal, m->phase, m->step, dir);
+                "continue with: %s\n", (int)stop_signal, m->phase, m->step, again);
         status = 1;
     } else if (m->state == TS_STOPPED) {
         fprintf(stderr, "mneme: stopped by a client at %s step %ld; "
-                "continue with: mneme run --resume %s\n", m->phase, m->step, dir);
+                "continue with: %s\n", m->phase, m->step, again);
     } else if (m->state == TS_ERROR) {
         fprintf(stderr, "mneme: %s\n", m->message);
         status = 1;
     } else if (m->state == TS_PAUSED && m->stopped) {
         fprintf(stderr, "mneme: stopped after %ld steps at %s step %ld; "
-                "continue with: mneme run --resume %s\n", stop_after, m->phase, m->step, dir);
+                "continue with: %s\n", stop_after, m->phase, m->step, again);
     } else if (m->state == TS_PAUSED) {
         fprintf(stderr, "mneme: paused at %s step %ld: %s\n"
-                "mneme: continue with: mneme run --resume %s\n", m->phase, m->step, m->message, dir);
+                "mneme: continue with: %s\n", m->phase, m->step, m->message, again);
         if (m->error_pause)
             status = 1;
     }
@@ -240,7 +240,9 @@ static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
     announce(&p);
     catch_signals(o->detached);
     /* in the background the branches come back as they ended */
-    to.restore_states = o->detached;
+    to.restore_states = o->detached || o->restore_family;
+    to.forks = o->forks;
+    to.n_forks = o->n_forks;
     Trainer *t = trainer_open(x, dir, NULL, &to, &e);
     if (!t) {
         /* Nothing has trained yet: what failed is the input (data files, a
@@ -260,7 +262,10 @@ static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
     }
     if (o->ready_fd > 0)
         tell_ready(o->ready_fd, dir);
-    return drive(t, sv, dir, o->stop_after, o->detached);
+    char again[4300];
+    snprintf(again, sizeof again, "%s%s", o->resume_with ? o->resume_with : "mneme run --resume ",
+             o->resume_with ? "" : dir);
+    return drive(t, sv, again, o->stop_after, o->detached);
 }
 
 int headless_run(const Experiment *x, const char *out_dir, const HeadlessOptions *o)

@@ -4,6 +4,7 @@
 #define MNEME_HEADLESS_H
 
 #include "config.h"
+#include "trainer.h"
 
 typedef struct {
     int quiet;                 /* no evaluation lines */
@@ -15,6 +16,12 @@ typedef struct {
     int ready_fd;              /* > 0: told "ok" once the run listens on its
                                 * socket; then stdout and stderr go to the
                                 * run's trainer.log */
+    const TrainerFork *forks;  /* a study's remedies (mneme study) */
+    int n_forks;
+    int restore_family;        /* a resume continues every branch as it
+                                * ended, not main alone */
+    const char *resume_with;   /* the command that continues the run after
+                                * a stop; NULL: mneme run --resume DIR */
 } HeadlessOptions;
 
 /* Returns the process exit status: 0 finished or stopped as asked, 1 the

@@ -211,7 +211,7 @@ static int cmd_run(int argc, char **argv)
     }
     if (a.headless)
         return headless_run(&x, out, &ho);
-    return ui_main(&x, out, a.theme);
+    return ui_main(&x, out, a.theme, NULL);
 }
 
 /* mneme fork RUN_DIR --name NAME [--at STEP] [--set K=V]... [--create-only] */
@@ -308,7 +308,7 @@ static int cmd_default(int argc, char **argv)
         if (a.resume && !a.headless) {
             if (a.experiment || a.n_sets || a.out)
                 return usage_error("--resume takes a run folder only%s", "");
-            return ui_main(NULL, a.resume, a.theme);
+            return ui_main(NULL, a.resume, a.theme, NULL);
         }
         if (a.experiment || a.resume)
             return cmd_run(argc, argv);

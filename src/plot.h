@@ -9,7 +9,7 @@
 
 #include "error.h"
 
-#define PLOT_MAX_BRANCHES 16
+#define PLOT_MAX_BRANCHES 24
 
 enum { PANEL_TRAIN = 1, PANEL_DRIFT = 2 };
 

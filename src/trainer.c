@@ -55,6 +55,7 @@ struct Trainer {
     int n_pending;
     TrainerOptions opt;
     int n_br, followed, turn, quit;
+    int study_forked;          /* opt.forks made (or found) */
     int lost;                  /* a checkpoint at quit failed */
     /* the command being applied, whose lines make its reply */
     const Command *applying;
@@ -577,16 +578,13 @@ static void evaluate_now(Branch *b, const Command *c)
                     phase_name(r->phase), r->step, o.acc, o.loss);
 }
 
-/* :fork NAME [@STEP] KEY=VALUE…: the new branch runs at once, beside its
- * parent; the UI goes on following the parent. */
-static void fork_branch(Trainer *t, Branch *parent, const Command *c)
+/* Forks c->arg from parent at step c->value (< 0: now) with sets[]: the
+ * new branch runs at once, beside its parent. */
+static void fork_with(Trainer *t, Branch *parent, const Command *c, const char *const *sets, int n)
 {
     MnError e;
-    char text[sizeof c->text], dir[4400], ck[4400];
-    const char *sets[64];
+    char dir[4400], ck[4400];
     long step = parent->run.step;
-    snprintf(text, sizeof text, "%s", c->text);
-    int n = branch_split_overrides(text, sets, 64);
     Branch *b = branch_new(t, &e);
     RunHooks h;
     int rc = b ? 0 : -1;
@@ -615,6 +613,45 @@ static void fork_branch(Trainer *t, Branch *parent, const Command *c)
                                      "overrides", ov));
     adopt(t, b, parent->run.branch, step, 0);
     branch_logf(parent, "forked %s at step %ld into %s (Tab follows it)", c->arg, step, dir);
+}
+
+/* :fork NAME [@STEP] KEY=VALUE…; the UI goes on following the parent. */
+static void fork_branch(Trainer *t, Branch *parent, const Command *c)
+{
+    char text[sizeof c->text];
+    const char *sets[64];
+    snprintf(text, sizeof text, "%s", c->text);
+    int n = branch_split_overrides(text, sets, 64);
+    fork_with(t, parent, c, sets, n);
+}
+
+/* A study's remedies: forked from main's fine-tuning start, before main
+ * takes its first step there, so that all of them begin from one base
+ * and train side by side. A resumed study makes only what it lacks. */
+static void fork_study(Trainer *t)
+{
+    Branch *m = t->br[0];
+    if (m->run.phase == PHASE_BASE)
+        return;
+    t->study_forked = 1;
+    if (m->run.phase != PHASE_FINETUNE)
+        return;
+    for (int i = 0; i < t->opt.n_forks; i++) {
+        const TrainerFork *f = &t->opt.forks[i];
+        int have = 0;
+        for (int k = 0; k < t->n_br; k++)
+            have |= strcmp(t->br[k]->run.branch, f->name) == 0;
+        if (have)
+            continue;
+        Command c;
+        memset(&c, 0, sizeof c);
+        c.kind = CMD_FORK;
+        c.value = 0;
+        snprintf(c.source, sizeof c.source, "study");
+        snprintf(c.arg, sizeof c.arg, "%s", f->name);
+        fork_with(t, m, &c, f->sets, f->n_sets);
+    }
+    publish(t, NULL);
 }
 
 /* A policy's run:fork made a branch folder: it runs beside its parent. */
@@ -873,6 +910,8 @@ static void *trainer_main(void *arg)
         apply_commands(t);
         if (t->quit)
             break;
+        if (t->opt.n_forks > 0 && !t->study_forked)
+            fork_study(t);
         /* Live branches take a step each in turn; paused ones cost nothing. */
         int pick = -1;
         for (int k = 0; k < t->n_br && pick < 0; k++) {

@@ -65,7 +65,8 @@ typedef struct {
                                 * evaluation; negative when unknown */
 } SnapGroup;
 
-#define SNAP_BRANCHES 8
+/* main and its branches: room for a study of every remedy mneme has */
+#define SNAP_BRANCHES 24
 #define SNAP_REPLIES 32
 
 /* What became of a command posted with an id: the lines it logged. */
@@ -134,6 +135,13 @@ void snapshot_log(Snapshot *s, const char *line);
 
 typedef struct Trainer Trainer;
 
+/* A branch a study forks from main at the start of fine-tuning. */
+typedef struct {
+    const char *name;
+    const char *const *sets;   /* KEY=VALUE overrides (run_fork_override) */
+    int n_sets;
+} TrainerFork;
+
 /* For a frontend that prints as the run goes (headless): called on the
  * trainer thread with each evaluation and each line the run logs, branch
  * being the run's branch name and n_branches the family's size then. */
@@ -148,6 +156,11 @@ typedef struct {
     int restore_states;        /* a resumed family comes back as it ended:
                                 * each branch running or paused (the
                                 * workbench); else main runs, branches wait */
+    /* A study: once main is fine-tuning, each of these that the family
+     * lacks is forked from its step 0 (once per process; the caller keeps
+     * them alive until trainer_stop). */
+    const TrainerFork *forks;
+    int n_forks;
 } TrainerOptions;
 
 /* trainer_start or (x NULL) trainer_resume, with options (NULL: none). */

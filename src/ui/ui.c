@@ -894,7 +894,8 @@ static int hand_over(const char *dir)
     return detach_run(2, args, dir);
 }
 
-int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
+int ui_main(const Experiment *x, const char *out_dir, const char *theme_name,
+            const TrainerOptions *study)
 {
     Theme theme;
     MnError e;
@@ -912,7 +913,12 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
     catch_signals();
     memset(&l, 0, sizeof l);
     l.dir = out_dir;
-    if (!(l.t = x ? trainer_start(x, out_dir, &e) : trainer_resume(out_dir, &resumed, &e))) {
+    TrainerOptions to = { .restore_states = 1 };
+    if (study) {
+        to.forks = study->forks;
+        to.n_forks = study->n_forks;
+    }
+    if (!(l.t = trainer_open(x, out_dir, x ? NULL : &resumed, x && !study ? NULL : &to, &e))) {
         fprintf(stderr, "mneme: %s\n", e.msg);
         return 2;
     }
@@ -932,6 +938,8 @@ int ui_main(const Experiment *x, const char *out_dir, const char *theme_name)
     }
     if (warning[0])
         link_log(&l, &w.snap, warning);
+    if (study && study->n_forks > 0)
+        w.opt.view = VIEW_COMPARE;
     Ending end = session_run(&w, &l);
     const int away = end == END_DETACH || end == END_HANGUP;
     serve_stop(l.serve, away ? "the run moves to a background process; attach again in a moment"
