@@ -20,6 +20,7 @@
 #include "plot.h"
 #include "predict.h"
 #include "report.h"
+#include "study.h"
 #include "remote.h"
 #include "runs.h"
 #include "tokenize_cmd.h"
@@ -42,6 +43,9 @@ static const char usage_text[] =
     "                 [--size WxH] [--panels train,drift] [--theme NAME]\n"
     "       mneme plot STUDY_DIR [-o FILE.png|svg|pdf] [--size WxH] [--theme NAME]\n"
     "       mneme report RUN_DIR [-o FILE.html]\n"
+    "       mneme study EXPERIMENT.cfg [--remedies FILE] [--only A,B,...] [--set KEY=VALUE]...\n"
+    "                 [--seeds N] [--out DIR] [--headless] [--quiet] [--theme NAME]\n"
+    "       mneme study --resume DIR [--headless] [--quiet] [--theme NAME]\n"
     "       mneme predict CHECKPOINT|MODEL_DIR --task NAME [--ids | --pair]\n"
     "       mneme export RUN_DIR|CHECKPOINT --to DIR [--task new|original] [--merge]\n"
     "       mneme tokenize MODEL_DIR [--pair] [--max-len N]\n"
@@ -450,7 +454,7 @@ int main(int argc, char **argv)
         { "runs", runs_main }, { "fork", cmd_fork }, { "replay", cmd_replay },
         { "compare", compare_main }, { "export", export_main }, { "tokenize", tokenize_main },
         { "attach", cmd_attach }, { "ctl", ctl_main }, { "plot", plot_main },
-        { "report", report_main },
+        { "report", report_main }, { "study", study_main },
     };
     for (size_t i = 0; argc > 1 && i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)

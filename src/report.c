@@ -12,6 +12,8 @@
 #include "compare.h"
 #include "lines.h"
 #include "plot.h"
+#include "study.h"
+#include "tradeoff.h"
 
 /* Text made safe for HTML. */
 static void esc(FILE *f, const char *s)
@@ -94,6 +96,7 @@ static void summary_table(FILE *f, const json_t *s)
     row(f, "trainable parameters", num_at(s, "trainable_params", NULL, NULL), "%.0f");
     row(f, "trainable fraction", num_at(s, "trainable_fraction", NULL, NULL), "%.4f");
     row(f, "time in optimizer steps (s)", num_at(s, "timing", "train_s", NULL), "%.1f");
+    row(f, "time in fine-tuning's steps (s)", num_at(s, "timing", "finetune_s", NULL), "%.1f");
     fputs("</table>\n", f);
 }
 
@@ -215,59 +218,146 @@ static const char style[] =
     "'DejaVu Sans Mono',monospace;font-size:.9em}pre{background:#f6f6f6;padding:1em;overflow-x:auto}"
     ".note{color:#777}figure{margin:0}figure svg{max-width:100%;height:auto}";
 
-int report_write(const char *run_dir, const char *out, MnError *e)
+/* A run's sections: its figure (every branch), summary, branches,
+ * events, experiment and policy sources. */
+static int run_sections(FILE *f, const char *run_dir, MnError *e)
 {
-    char path[4200], tmp[4300], *svg = NULL;
+    char path[4200], *svg = NULL;
     json_error_t je;
     PlotOptions po;
-    snprintf(path, sizeof path, "%s/summary.json", run_dir);
-    json_t *s = json_load_file(path, 0, &je);
     memset(&po, 0, sizeof po);
     po.run_dir = run_dir;
     po.all = 1;
     po.width = 1200;
     po.height = 960;
     po.panels = PANEL_DRIFT;
-    if (plot_svg(&po, &svg, e) < 0) {
-        json_decref(s);
+    if (plot_svg(&po, &svg, e) < 0)
         return -1;
-    }
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        free(svg);
-        json_decref(s);
-        return mn_fail(e, "cannot write %s: %s", out, strerror(errno));
-    }
-    const char *name = json_string_value(json_object_get(s, "name"));
-    const char *slash = strrchr(run_dir, '/');
-    fputs("<!DOCTYPE html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n<title>mneme: ", f);
-    esc(f, name ? name : "run");
-    fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n<h1>", style);
-    esc(f, name ? name : "run");
-    fputs(" · ", f);
-    esc(f, slash && slash[1] ? slash + 1 : run_dir);
-    fputs("</h1>\n<p class=note>", f);
-    esc(f, run_dir);
-    fputs("</p>\n<figure id=figure>\n", f);
+    fputs("<figure id=figure>\n", f);
     /* cairo's SVG as it is, less its XML declaration, which HTML does not take */
     const char *body = strstr(svg, "<svg");
     fputs(body ? body : "", f);
     fputs("</figure>\n", f);
+    free(svg);
+    snprintf(path, sizeof path, "%s/summary.json", run_dir);
+    json_t *s = json_load_file(path, 0, &je);
     if (s)
         summary_table(f, s);
     else
         fputs("<h2>Summary</h2>\n<p class=note>No summary.json yet: the run has not written one.</p>\n", f);
+    json_decref(s);
     branches_table(f, run_dir);
     int rc = events_table(f, run_dir, e);
     fputs("<h2>The experiment as run</h2>\n", f);
     snprintf(path, sizeof path, "%s/experiment.cfg", run_dir);
     pre_file(f, path);
     policy_sources(f, run_dir);
+    return rc;
+}
+
+/* A study's table and trade-off figure; *first gets its first seed's run
+ * folder, whose sections follow. */
+static int study_section(FILE *f, const char *dir, char *first, size_t n, MnError *e)
+{
+    char path[4200], *svg = NULL;
+    StudyRow *v;
+    StudyInfo info;
+    int rows;
+    json_error_t je;
+    snprintf(path, sizeof path, "%s/study.json", dir);
+    json_t *o = json_load_file(path, 0, &je);
+    json_t *seed = json_array_get(json_object_get(o, "seeds"), 0);
+    snprintf(first, n, "%s/seed-%lld", dir, (long long)json_integer_value(seed));
+    const char *status = json_string_value(json_object_get(o, "status"));
+    const int done = status && !strcmp(status, "finished"), has_seed = json_is_integer(seed);
+    json_decref(o);
+    if (!has_seed)
+        return mn_fail(e, "%s: not a study (no seeds)", path);
+    if (!done) {
+        /* a study under way: its runs so far */
+        fputs("<h2>The study</h2>\n<p class=note>The study has not finished: its table and "
+              "trade-off figure come when every remedy has. Below, the first seed's run as it "
+              "stands.</p>\n", f);
+        return 0;
+    }
+    if (study_rows(dir, &v, &rows, &info, e) < 0)
+        return -1;
+    if (tradeoff_svg(path, 1000, 680, NULL, &svg, e) < 0) {
+        free(v);
+        return -1;
+    }
+    fputs("<h2>The study</h2>\n<figure id=tradeoff>\n", f);
+    const char *body = strstr(svg, "<svg");
+    fputs(body ? body : "", f);
+    fputs("</figure>\n<table class=grid id=study>\n<tr><th>remedy</th><th>new acc</th>"
+          "<th>original final</th><th>original min</th><th>forgetting</th><th>trainable</th>"
+          "<th>time s</th><th>notes</th><th>overrides</th></tr>\n", f);
+    for (int i = 0; i < rows; i++) {
+        fputs("<tr><td>", f);
+        esc(f, v[i].name);
+        fputs("</td><td>", f);
+        esc(f, v[i].new_acc);
+        fprintf(f, "</td><td>%.3f</td><td>%.3f</td><td>", v[i].orig_acc, v[i].orig_min);
+        esc(f, v[i].forgetting);
+        fprintf(f, "</td><td>%.1f%%</td><td>%.1f</td><td>", 100 * v[i].trainable, v[i].time_s);
+        esc(f, v[i].notes);
+        fputs("</td><td><code>", f);
+        esc(f, v[i].sets);
+        fputs("</code></td></tr>\n", f);
+    }
+    fputs("</table>\n<p class=note>", f);
+    esc(f, info.noise);
+    fprintf(f, ": a difference without * is noise. Baseline original accuracy %.3f. The Pareto "
+            "front (no remedy forgets less and learns the new task better): ", info.baseline);
+    esc(f, info.front);
+    fputs(".</p>\n<h2>", f);
+    esc(f, info.n_seeds > 1 ? "The first seed's run and its branches" : "The run and its branches");
+    fputs("</h2>\n", f);
+    free(svg);
+    free(v);
+    return 0;
+}
+
+int report_write(const char *run_dir, const char *out, MnError *e)
+{
+    char path[4200], tmp[4300], first[4300] = "";
+    json_error_t je;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    const int is_run = access(path, F_OK) == 0;
+    snprintf(path, sizeof path, "%s/study.json", run_dir);
+    const int is_study = !is_run && access(path, F_OK) == 0;
+    json_t *s = json_load_file(path, 0, &je);
+    const char *name = json_string_value(json_object_get(s, is_study ? "experiment" : "name"));
+    if (!is_study) {
+        json_decref(s);
+        snprintf(path, sizeof path, "%s/summary.json", run_dir);
+        s = json_load_file(path, 0, &je);
+        name = json_string_value(json_object_get(s, "name"));
+    }
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        json_decref(s);
+        return mn_fail(e, "cannot write %s: %s", out, strerror(errno));
+    }
+    const char *slash = strrchr(run_dir, '/');
+    fputs("<!DOCTYPE html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n<title>mneme: ", f);
+    esc(f, is_study ? "study of " : "");
+    esc(f, name ? name : "run");
+    fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n<h1>", style);
+    esc(f, is_study ? "study of " : "");
+    esc(f, name ? name : "run");
+    fputs(" · ", f);
+    esc(f, slash && slash[1] ? slash + 1 : run_dir);
+    fputs("</h1>\n<p class=note>", f);
+    esc(f, run_dir);
+    fputs("</p>\n", f);
+    json_decref(s);
+    int rc = is_study ? study_section(f, run_dir, first, sizeof first, e) : 0;
+    if (rc == 0)
+        rc = run_sections(f, is_study ? first : run_dir, e);
     fprintf(f, "<p class=note>Made by mneme %s: mneme report %s</p>\n</body>\n</html>\n", PACKAGE_VERSION,
             run_dir);
-    free(svg);
-    json_decref(s);
     if (fclose(f) != 0 && rc == 0)
         rc = mn_fail(e, "cannot write %s: %s", out, strerror(errno));
     if (rc == 0 && rename(tmp, out) < 0)
