@@ -634,8 +634,6 @@ static void fork_study(Trainer *t)
     if (m->run.phase == PHASE_BASE)
         return;
     t->study_forked = 1;
-    if (m->run.phase != PHASE_FINETUNE)
-        return;
     for (int i = 0; i < t->opt.n_forks; i++) {
         const TrainerFork *f = &t->opt.forks[i];
         int have = 0;
@@ -905,6 +903,10 @@ static void step_branch(Trainer *t, Branch *b)
 static void *trainer_main(void *arg)
 {
     Trainer *t = arg;
+    /* before the first snapshot: a frontend must not see a finished main
+     * alone and end before the study's branches exist */
+    if (t->opt.n_forks > 0)
+        fork_study(t);
     publish(t, NULL);
     while (!t->quit) {
         apply_commands(t);

@@ -181,6 +181,13 @@ ok $([ "$(json "$S3/study.json" .status)" = finished ] &&
      [ "$(jq -c "$strip_time" "$S3/study.json")" = "$(jq -c "$strip_time" "$TMP/whole/study.json")" ]; echo $?) \
    "and its study.json equals that of the study run in one go"
 
+# a remedy whose branch is gone is made again, from the same base
+jq -c '.remedies[] | select(.name == "freeze") | del(.time_s, .runs[].time_s)' "$S3/study.json" >"$TMP/freeze.before"
+rm -rf "$S3/seed-7/branches/freeze"
+"$MNEME" study --resume "$S3" --headless --quiet >/dev/null 2>&1
+ok $([ $? = 0 ] && [ "$(jq -c '.remedies[] | select(.name == "freeze") | del(.time_s, .runs[].time_s)' "$S3/study.json")" = \
+     "$(cat "$TMP/freeze.before")" ]; echo $?) "--resume makes a remedy whose branch is gone again, to the same numbers"
+
 # bad input: each a clear error, exit 2, nothing trained
 bad() {   # bad DESCRIPTION EXPECTED-TEXT ARGS...
     local desc=$1 want=$2; shift 2
