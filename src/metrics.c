@@ -237,8 +237,14 @@ int summary_write(const char *path, const History *h, const char *name,
     json_object_set_new(o, "crossover", cx >= 0 ? record_scores(&h->v[cx]) : json_null());
     if (extra)
         json_object_update(o, extra);
-    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    int rc = json_write_atomic(path, o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6), e);
     json_decref(o);
+    return rc;
+}
+
+int json_write_atomic(const char *path, const json_t *o, size_t flags, MnError *e)
+{
+    char *s = json_dumps(o, JSON_INDENT(2) | flags);
     if (!s)
         return mn_fail(e, "%s: out of memory", path);
     size_t len = strlen(s);

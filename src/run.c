@@ -1958,6 +1958,26 @@ static void reattach_policy(Run *r)
         policy_free(old);
 }
 
+/* A run folder taken to continue in: its lock, the run of x set up, its
+ * branch name, and what a crash left half-written cleared away. */
+static int open_run_folder(Run *r, const Experiment *x, const char *dir, const RunHooks *hooks,
+                           MnError *e)
+{
+    int fd = run_lock_take(dir, e);
+    if (fd < 0) {
+        memset(r, 0, sizeof *r);
+        return -1;
+    }
+    int rc = setup(r, x, dir, hooks, e);
+    r->lock_fd = fd;
+    r->has_lock = 1;
+    if (rc < 0)
+        return -1;
+    read_branch_name(r);
+    remove_stale_temporaries(dir);
+    return 0;
+}
+
 /* restart: record the continuation in events.jsonl, so that a replay
  * restarts at the same step (a restart starts the policy afresh). */
 static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart, MnError *e)
@@ -1975,18 +1995,9 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
         memset(r, 0, sizeof *r);
         return -1;
     }
-    int fd = run_lock_take(dir, e);
-    if (fd < 0) {
-        memset(r, 0, sizeof *r);
+    int rc;
+    if (open_run_folder(r, &x, dir, hooks, e) < 0)
         return -1;
-    }
-    int rc = setup(r, &x, dir, hooks, e);
-    r->lock_fd = fd;
-    r->has_lock = 1;
-    if (rc < 0)
-        return -1;
-    read_branch_name(r);
-    remove_stale_temporaries(dir);
     snprintf(path, sizeof path, "%s/checkpoints", dir);
     if (make_dirs(path, e) < 0)
         return -1;
@@ -2224,20 +2235,10 @@ static int restart_finetune(Run *r, const char *dir, const RunHooks *hooks, MnEr
     if (!x)
         return mn_fail(e, "out of memory");
     snprintf(path, sizeof path, "%s/experiment.cfg", dir);
-    int rc = experiment_load(x, path, NULL, 0, e);
-    int fd = rc < 0 ? -1 : run_lock_take(dir, e);
-    if (fd < 0) {
-        free(x);
-        return -1;
-    }
-    rc = setup(r, x, dir, hooks, e);
+    int rc = experiment_load(x, path, NULL, 0, e) < 0 ? -1 : open_run_folder(r, x, dir, hooks, e);
     free(x);
-    r->lock_fd = fd;
-    r->has_lock = 1;
     if (rc < 0)
         return -1;
-    read_branch_name(r);
-    remove_stale_temporaries(dir);
     snprintf(path, sizeof path, "%s/checkpoints", dir);
     list_checkpoints(path, &cks, &n_cks);
     if (n_cks == 0 || cks[0].phase != PHASE_FINETUNE || cks[0].step != 0) {

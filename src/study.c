@@ -240,24 +240,6 @@ static json_t *remedy_json(const Remedy *m)
                      "set", sets);
 }
 
-static int write_json(const char *path, json_t *o, MnError *e)
-{
-    char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
-    if (!text)
-        return mn_fail(e, "%s: out of memory", path);
-    size_t n = strlen(text);
-    char *with_nl = realloc(text, n + 2);
-    if (!with_nl) {
-        free(text);
-        return mn_fail(e, "%s: out of memory", path);
-    }
-    with_nl[n] = '\n';
-    with_nl[n + 1] = 0;
-    int rc = write_file_atomic(path, with_nl, n + 1, e);
-    free(with_nl);
-    return rc;
-}
-
 static int plan_write(const Plan *p, MnError *e)
 {
     char path[EXP_PATH + 32];
@@ -270,7 +252,7 @@ static int plan_write(const Plan *p, MnError *e)
                           "experiment", p->name, "remedies_file", p->rem.file, "seeds", seeds,
                           "plan", rem);
     snprintf(path, sizeof path, "%s/study.json", p->dir);
-    int rc = write_json(path, o, e);
+    int rc = o ? json_write_atomic(path, o, 0, e) : mn_fail(e, "%s: out of memory", path);
     json_decref(o);
     return rc;
 }
@@ -650,7 +632,7 @@ int study_collect(const char *dir, MnError *e)
                               "plan", plan, "remedies", rows);
         rows = NULL;
         snprintf(path, sizeof path, "%s/study.json", dir);
-        rc = write_json(path, o, e);
+        rc = json_write_atomic(path, o, 0, e);
         json_decref(o);
     }
     json_decref(rows);
