@@ -243,6 +243,7 @@ static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
     to.restore_states = o->detached || o->restore_family;
     to.forks = o->forks;
     to.n_forks = o->n_forks;
+    to.one_at_a_time = o->one_at_a_time;
     Trainer *t = trainer_open(x, dir, NULL, &to, &e);
     if (!t) {
         /* Nothing has trained yet: what failed is the input (data files, a

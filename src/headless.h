@@ -18,6 +18,7 @@ typedef struct {
                                 * run's trainer.log */
     const TrainerFork *forks;  /* a study's remedies (mneme study) */
     int n_forks;
+    int one_at_a_time;         /* the branches run one after another */
     int restore_family;        /* a resume continues every branch as it
                                 * ended, not main alone */
     const char *resume_with;   /* the command that continues the run after

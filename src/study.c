@@ -379,6 +379,9 @@ static int run_seed(const Plan *p, int s, const TrainerFork *forks, const StudyR
         ho.forks = forks;
         ho.n_forks = p->rem.n;
         ho.restore_family = 1;
+        /* headless nobody watches them side by side: one after another,
+         * each has the caches to itself */
+        ho.one_at_a_time = 1;
         snprintf(again, sizeof again, "mneme study --resume %s", p->dir);
         ho.resume_with = again;
         if (p->n_seeds > 1)

@@ -917,7 +917,7 @@ static void *trainer_main(void *arg)
         /* Live branches take a step each in turn; paused ones cost nothing. */
         int pick = -1;
         for (int k = 0; k < t->n_br && pick < 0; k++) {
-            int i = (t->turn + k) % t->n_br;
+            int i = t->opt.one_at_a_time ? k : (t->turn + k) % t->n_br;
             if (live(t->br[i]))
                 pick = i;
         }

@@ -161,6 +161,9 @@ typedef struct {
      * them alive until trainer_stop). */
     const TrainerFork *forks;
     int n_forks;
+    int one_at_a_time;         /* a live branch runs to its end before the
+                                * next (in family order) takes a step: each
+                                * keeps the caches to itself (headless) */
 } TrainerOptions;
 
 /* trainer_start or (x NULL) trainer_resume, with options (NULL: none). */
