@@ -145,13 +145,17 @@ void panel_legend(const Panel *p, const LegendRow *rows, int n, int corner)
         figure_colour(cr, rows[i].rgb);
         cairo_set_line_width(cr, 2);
         /* markers outlined, so they are not taken for the data's (filled) */
-        if (rows[i].marker == LEGEND_CIRCLE) {
+        if (rows[i].marker == LEGEND_CIRCLE || rows[i].marker == LEGEND_DOT) {
             cairo_new_path(cr);
             cairo_arc(cr, bx + 16, y, 4, 0, 2 * M_PI);
+            /* a dot is filled and outlined: one path, a legend's, not a marker */
+            if (rows[i].marker == LEGEND_DOT)
+                cairo_fill_preserve(cr);
             cairo_stroke(cr);
         } else if (rows[i].marker == LEGEND_SQUARE) {
             cairo_new_path(cr);
             cairo_rectangle(cr, bx + 12, y - 4, 8, 8);
+            cairo_fill_preserve(cr);
             cairo_stroke(cr);
         } else {
             cairo_set_dash(cr, dash, rows[i].dashed ? 2 : 0, 0);

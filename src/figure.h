@@ -35,7 +35,8 @@ double figure_font_size(double width);
  * second axis above when per_epoch (steps an epoch) is above 0. */
 void panel_axes(const Panel *p, const char *xlabel, const char *ylabel, double per_epoch);
 
-enum { LEGEND_LINE, LEGEND_CIRCLE, LEGEND_SQUARE };
+/* a line, an open circle, filled dot and square (as a trade-off's markers) */
+enum { LEGEND_LINE, LEGEND_CIRCLE, LEGEND_SQUARE, LEGEND_DOT };
 enum { LEGEND_TOP_RIGHT, LEGEND_BOTTOM_RIGHT, LEGEND_BOTTOM_LEFT, LEGEND_TOP_LEFT };
 
 /* A legend row: a line (dashed or not) or an outlined marker, and a label. */

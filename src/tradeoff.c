@@ -384,12 +384,16 @@ static void pareto_front(const Panel *p, const Study *s)
     cairo_stroke(cr);
 }
 
-/* A filled marker a remedy: a circle, the experiment as given a square. */
+/* A filled marker a remedy: a circle, the experiment as given a square,
+ * drawn last so that a remedy at the same place does not hide it. */
 static void markers(const Panel *p, const Study *s, double size, Box *box)
 {
     cairo_t *cr = p->cr;
-    for (int i = 0; i < s->n; i++) {
+    for (int k = 0; k < 2 * s->n; k++) {
+        const int i = k % s->n;
         const Remedy *r = &s->r[i];
+        if ((k < s->n) == r->main)
+            continue;
         double x = panel_x(p, r->forgetting.mean), y = panel_y(p, r->new_acc.mean);
         figure_colour(cr, remedy_colour(p->c, r));
         cairo_new_path(cr);
@@ -400,6 +404,12 @@ static void markers(const Panel *p, const Study *s, double size, Box *box)
         cairo_fill(cr);
         box[i] = (Box){ x - size, y - size, x + size, y + size };
     }
+}
+
+static int at_same_place(const Remedy *a, const Remedy *b)
+{
+    return fabs(a->forgetting.mean - b->forgetting.mean) < 1e-9 &&
+           fabs(a->new_acc.mean - b->new_acc.mean) < 1e-9;
 }
 
 /* Each remedy's name next to its marker: the first of a few spots around
@@ -421,8 +431,23 @@ static void labels(const Panel *p, const Study *s, double size, const Box *avoid
     for (int i = 0; i < s->n; i++) {
         const Remedy *r = &s->r[i];
         double x = panel_x(p, r->forgetting.mean), y = panel_y(p, r->new_acc.mean);
+        /* remedies that land on one place share one label, "a = b" */
+        char name[1024];
+        int first = 1;
+        for (int j = 0; j < i && first; j++)
+            first = !at_same_place(r, &s->r[j]);
+        if (!first) {
+            label[i] = (Box){ x, y, x, y };
+            continue;
+        }
+        snprintf(name, sizeof name, "%s", r->name);
+        for (int j = i + 1; j < s->n; j++)
+            if (at_same_place(r, &s->r[j]) && strlen(name) + strlen(s->r[j].name) + 4 < sizeof name) {
+                strcat(name, " = ");
+                strcat(name, s->r[j].name);
+            }
         cairo_text_extents_t t;
-        cairo_text_extents(cr, r->name, &t);
+        cairo_text_extents(cr, name, &t);
         double best = INFINITY;
         int pick = 0;
         for (int k = 0; k < n_spots && best > 0; k++) {
@@ -443,7 +468,7 @@ static void labels(const Panel *p, const Study *s, double size, const Box *avoid
         }
         figure_colour(cr, p->c->text);
         figure_text(cr, x + spots[pick][0] * gap, y + spots[pick][1] * gap, spots[pick][2],
-                    spots[pick][3], r->name);
+                    spots[pick][3], name);
     }
 }
 
@@ -460,9 +485,9 @@ static void legend(const Panel *p, const Study *s, const Box *taken, int n_taken
         plain |= !s->r[i].main && !s->r[i].pareto;
     }
     if (plain)
-        rows[n++] = (LegendRow){ c->new_task, 0, LEGEND_CIRCLE, "remedy" };
+        rows[n++] = (LegendRow){ c->new_task, 0, LEGEND_DOT, "remedy" };
     if (front)
-        rows[n++] = (LegendRow){ c->accent, 0, front > 1 ? LEGEND_LINE : LEGEND_CIRCLE,
+        rows[n++] = (LegendRow){ c->accent, 0, front > 1 ? LEGEND_LINE : LEGEND_DOT,
                                  "Pareto front (none better on both)" };
     if (main)
         rows[n++] = (LegendRow){ c->original, 0, LEGEND_SQUARE, "main: the experiment as given" };
