@@ -216,7 +216,8 @@ static const char style[] =
     "table{border-collapse:collapse}td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #eee;"
     "vertical-align:top}table.summary th{font-weight:normal;color:#555}code,pre{font-family:"
     "'DejaVu Sans Mono',monospace;font-size:.9em}pre{background:#f6f6f6;padding:1em;overflow-x:auto}"
-    ".note{color:#777}figure{margin:0}figure svg{max-width:100%;height:auto}";
+    ".note{color:#777}figure{margin:0}figure svg{max-width:100%;height:auto}"
+    "#study td,#study th{white-space:nowrap}#study td:nth-last-child(-n+2){white-space:normal}";
 
 /* A run's sections: its figure (every branch), summary, branches,
  * events, experiment and policy sources. */

@@ -135,6 +135,19 @@ PY
 res=$(python3 "$TMP/page.py" "$TMP/study.html" "$S/study.json" 2>&1)
 ok $([ "$res" = ok ]; echo $?) "the page holds the study's table (its figures) and the trade-off figure, then the run's ($res)"
 
+BROWSER=$(command -v chromium || command -v chromium-browser || true)
+if [ -n "$BROWSER" ]; then
+    timeout 120 "$BROWSER" --headless --no-sandbox --disable-gpu --hide-scrollbars \
+        --user-data-dir="$TMP/chromium" --window-size=1280,1000 \
+        --screenshot="$TMP/shot.png" "file://$TMP/study.html" >/dev/null 2>&1
+    set -- $(python3 "$MNEME_SRCDIR/tests/png.py" "$TMP/shot.png" size 2>/dev/null) \
+        $(python3 "$MNEME_SRCDIR/tests/png.py" "$TMP/shot.png" near 0072b2 009e73 d55e00 2>/dev/null)
+    ok $([ "${3:-0}" -gt 50 ] && [ "${4:-0}" -gt 50 ] && [ "${5:-0}" -gt 20 ]; echo $?) \
+       "Chromium shows the trade-off figure at the top of the page: ${3:-?} pixels of the remedies' blue, ${4:-?} of the front's green, ${5:-?} of main's vermillion (${1:-?}x${2:-?})"
+else
+    ok 0 "# SKIP Chromium is not installed (apt-get install chromium)"
+fi
+
 # seeds: one family per seed; means, spreads and paired tests from the runs
 S2=$TMP/seeds
 "$MNEME" study "$CFG" --remedies "$REM" --only gentle,freeze --seeds 3 --out "$S2" --headless --quiet \
