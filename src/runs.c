@@ -1,6 +1,7 @@
 #include "runs.h"
 
 #include <dirent.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,36 @@ typedef struct {
     char name[256];
     BranchRow *rows;           /* the run, then its branches */
     int n;
+    int study;                 /* a study's folder (mneme study), no run */
 } RunFamily;
+
+/* A study's folder holds study.json and its runs, not a run of its own. */
+static int is_study(const char *dir)
+{
+    char path[4500];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    if (stat(path, &st) == 0)
+        return 0;
+    snprintf(path, sizeof path, "%s/study.json", dir);
+    return stat(path, &st) == 0;
+}
+
+/* One line for a study: how many remedies and seeds, and where it stands. */
+static void print_study(const char *name, const char *dir)
+{
+    char path[4500];
+    json_error_t je;
+    snprintf(path, sizeof path, "%s/study.json", dir);
+    json_t *o = json_load_file(path, 0, &je);
+    size_t remedies = json_array_size(json_object_get(o, "plan"));
+    size_t seeds = json_array_size(json_object_get(o, "seeds"));
+    const char *status = json_string_value(json_object_get(o, "status"));
+    printf("%-32s %-11s %zu remed%s x %zu seed%s: mneme %s %s\n", name, "study", remedies,
+           remedies == 1 ? "y" : "ies", seeds, seeds == 1 ? "" : "s",
+           status && !strcmp(status, "finished") ? "report" : "study --resume", dir);
+    json_decref(o);
+}
 
 static int by_name(const void *a, const void *b)
 {
@@ -96,7 +126,10 @@ int runs_main(int argc, char **argv)
         RunFamily *f = &runs[n];
         snprintf(f->name, sizeof f->name, "%s", de->d_name);
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (branch_rows(path, &f->rows, &f->n) == 0)
+        f->study = is_study(path);
+        f->rows = NULL;
+        f->n = 0;
+        if (f->study || branch_rows(path, &f->rows, &f->n) == 0)
             n++;
     }
     closedir(d);
@@ -105,8 +138,12 @@ int runs_main(int argc, char **argv)
            "orig final", "forgetting", "crossover");
     for (int i = 0; i < n; i++) {
         char path[4400];
-        print_row(runs[i].name, &runs[i].rows[0]);
         snprintf(path, sizeof path, "%s/%s", dir, runs[i].name);
+        if (runs[i].study) {
+            print_study(runs[i].name, path);
+            continue;
+        }
+        print_row(runs[i].name, &runs[i].rows[0]);
         print_live(path);
         for (int k = 1; k < runs[i].n; k++) {
             char label[64];

@@ -148,6 +148,10 @@ else
     ok 0 "# SKIP Chromium is not installed (apt-get install chromium)"
 fi
 
+"$MNEME" runs "$TMP" >"$TMP/runs" 2>&1
+grep -q "^study  *study  *3 remedies x 1 seed: mneme report $TMP/study" "$TMP/runs"
+ok $? "mneme runs lists a study folder as a study, with what to do with it"
+
 # seeds: one family per seed; means, spreads and paired tests from the runs
 S2=$TMP/seeds
 "$MNEME" study "$CFG" --remedies "$REM" --only gentle,freeze --seeds 3 --out "$S2" --headless --quiet \
