@@ -205,6 +205,48 @@ rm -rf "$S3/seed-7/branches/freeze"
 ok $([ $? = 0 ] && [ "$(jq -c '.remedies[] | select(.name == "freeze") | del(.time_s, .runs[].time_s)' "$S3/study.json")" = \
      "$(cat "$TMP/freeze.before")" ]; echo $?) "--resume makes a remedy whose branch is gone again, to the same numbers"
 
+# an imported base: a Hugging Face folder's own head is the original task
+if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+    HFM="/usr/bin/python3 $MNEME_SRCDIR/tests/hf_model.py"
+    mkdir -p "$TMP/hf"
+    /usr/bin/python3 - "$TMP/hf" <<'PY'
+import random, sys
+d = sys.argv[1]
+words = "the a movie film was is great awful good bad plot not very and but it fun story end".split()
+rng = random.Random(5)
+def text():
+    return " ".join(rng.choice(words) for _ in range(rng.randint(3, 9)))
+with open(f"{d}/orig.eval.tsv", "w") as f:
+    for i in range(40):
+        f.write(f"{text()}\tclass{rng.randint(0, 1)}\n")
+for name, n in (("new.train.tsv", 96), ("new.eval.tsv", 40)):
+    with open(f"{d}/{name}", "w") as f:
+        for i in range(n):
+            t = text()
+            f.write(f"{t}\t{'yes' if 'great' in t.split() else 'no'}\n")
+PY
+    $HFM make "$TMP/hf/bert" --seed 11 --labels 2 --hidden 16 --positions 40 >/dev/null
+    cat >"$TMP/hf/exp.cfg" <<'EOF'
+name = "hf";
+seed = 3;
+threads = 1;
+base = { from = "bert"; };
+original = { eval = "orig.eval.tsv"; };
+new = { train = "new.train.tsv"; eval = "new.eval.tsv"; };
+finetune = { epochs = 2; lr = 1e-3; batch = 16; };
+eval = { every = 4; };
+EOF
+    "$MNEME" study "$TMP/hf/exp.cfg" --remedies "$REM" --only lora,freeze --out "$TMP/hfstudy" --headless \
+        --quiet >"$TMP/hf.out" 2>&1
+    ok $([ $? = 0 ] && [ "$(json "$TMP/hfstudy/study.json" '[.remedies[].name] | join(",")')" = hf,lora,freeze ] &&
+         [ "$(json "$TMP/hfstudy/study.json" '.remedies[] | select(.name == "lora") | .trainable_fraction < 0.5')" = true ] &&
+         [ "$(json "$TMP/hfstudy/study.json" '.remedies[] | select(.name == "lora") | .adapter_off_original.mean')" = \
+           "$(json "$TMP/hfstudy/seed-3/summary.json" .baseline.original.acc)" ]; echo $?) \
+       "a study of an imported BERT: LoRA (its adapters only, the imported head intact with them off) and freezing ($(tail -n 1 "$TMP/hf.out"))"
+else
+    ok 0 "# SKIP python3-numpy is not installed: no Hugging Face folder to study"
+fi
+
 # bad input: each a clear error, exit 2, nothing trained
 bad() {   # bad DESCRIPTION EXPECTED-TEXT ARGS...
     local desc=$1 want=$2; shift 2
