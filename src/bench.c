@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "blas_core.h"
+#include "dist.h"
 #include "model.h"
 #include "optim.h"
 #include "run.h"
@@ -169,7 +170,7 @@ static void train_step(Model *m, AdamW *opt, const Batch *b)
     adamw_step(opt, m, 1e-4f);
 }
 
-int bench_run(const Experiment *x, long steps, int full_last_block)
+int bench_run(const Experiment *x, long steps, int full_last_block, Dist *dist)
 {
     ModelConfig c;
     Model m;
@@ -216,6 +217,8 @@ int bench_run(const Experiment *x, long steps, int full_last_block)
      * prompt or prefix change what a step costs. */
     strategy_apply(&m, x);
     m.full_last_block = full_last_block;
+    m.dist = dist;
+    const int ranks = dist ? dist->size : 1;
 
     /* Steps and reference passes alternate in blocks, so that a change in
      * the machine's load (other processes, frequency) hits both sides of
@@ -238,6 +241,10 @@ int bench_run(const Experiment *x, long steps, int full_last_block)
         gemm_ref_pass(&ref);
         if (model_threads(&m) > 1)
             blas_set_threads(1);
+    }
+    if (dist) {
+        dist->reduce_s = 0.0;
+        dist->reduces = 0;
     }
     struct mallinfo2 before = mallinfo2(), after;
     for (long done = 0; done < steps;) {
@@ -280,9 +287,14 @@ int bench_run(const Experiment *x, long steps, int full_last_block)
     json_object_set_new(o, "heap_bytes_delta",
                         json_integer((json_int_t)after.uordblks - (json_int_t)before.uordblks));
     json_object_set_new(o, "core_note", json_string(core));
+    json_object_set_new(o, "ranks", json_integer(ranks));
+    /* rank 0's own time in the gradients' sum (the blocks of reference
+     * passes between steps are not in it) */
+    json_object_set_new(o, "reduce_ms_per_step", json_real(dist && ranks > 1 ?
+                        dist->reduce_s * 1e3 / (double)steps : 0.0));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(5));
     json_decref(o);
-    if (s)
+    if (s && (!dist || dist->rank == 0))
         puts(s);
     free(s);
 out:

@@ -8,6 +8,9 @@
 /* Prints one JSON object; returns the exit status. steps 0 = default;
  * full_last_block runs the last block over every row, as a plain BERT
  * does, instead of at [CLS] only (for comparing the two). */
-int bench_run(const Experiment *x, long steps, int full_last_block);
+struct Dist;
+/* dist: under mpirun the ranks each step is split over (rank 0 prints),
+ * else NULL. */
+int bench_run(const Experiment *x, long steps, int full_last_block, struct Dist *dist);
 
 #endif

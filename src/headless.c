@@ -9,6 +9,7 @@
 
 #include "blas_core.h"
 #include "branch.h"
+#include "dist.h"
 #include "replay.h"
 #include "run.h"
 #include "serve.h"
@@ -173,7 +174,8 @@ static void tell_ready(int fd, const char *dir)
  * running any more (finished, failed, paused) or a signal asks. Headless,
  * a pause ends the process: the trainer has checkpointed, and --resume
  * loads the (fixed) policy file afresh. */
-static int drive(Trainer *t, Serve *sv, const char *again, long stop_after, int detached)
+static int drive(Trainer *t, Serve *sv, const char *again, long stop_after, int detached,
+                 int silent)
 {
     Snapshot s;
     Command c;
@@ -207,7 +209,9 @@ static int drive(Trainer *t, Serve *sv, const char *again, long stop_after, int 
     serve_stop(sv, why);
     int status = trainer_stop(t);
     const SnapBranch *m = &s.branches[0];
-    if (stop_signal) {
+    if (silent && m->state != TS_ERROR) {
+        /* rank 0 says it all */
+    } else if (stop_signal) {
         fprintf(stderr, "mneme: stopped by signal %d at %s step %ld; "
                 "continue with: %s\n", (int)stop_signal, m->phase, m->step, again);
         status = 1;
@@ -237,13 +241,25 @@ static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
     TrainerOptions to = { .on_eval = on_eval, .on_log = on_log, .ctx = &p, .stop_after = o->stop_after,
                           .quiet_commands = 1 };
     MnError e;
+    const int ranks = o->dist ? o->dist->size : 1;
     announce(&p);
-    catch_signals(o->detached);
+    if (ranks > 1) {
+        char line[200];
+        snprintf(line, sizeof line, "data-parallel over %d ranks of %d thread%s each: this is rank "
+                 "0, which writes the run folder (mneme attach and ctl cannot reach it yet)",
+                 ranks, x ? x->threads : 1, x && x->threads == 1 ? "" : "s");
+        print_log(&p, line);
+    }
+    /* Across ranks a signal ends the job (mpirun passes it to every rank):
+     * one rank stopping at its own step would leave the others waiting. */
+    if (ranks == 1)
+        catch_signals(o->detached);
     /* in the background the branches come back as they ended */
     to.restore_states = o->detached || o->restore_family;
     to.forks = o->forks;
     to.n_forks = o->n_forks;
     to.one_at_a_time = o->one_at_a_time;
+    to.dist = o->dist;
     Trainer *t = trainer_open(x, dir, NULL, &to, &e);
     if (!t) {
         /* Nothing has trained yet: what failed is the input (data files, a
@@ -251,8 +267,9 @@ static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
         fprintf(stderr, "mneme: %s\n", e.msg);
         return 2;
     }
-    Serve *sv = serve_start(t, dir, &e);
-    if (!sv) {
+    /* a command applied on rank 0 alone would set the ranks apart */
+    Serve *sv = ranks > 1 ? NULL : serve_start(t, dir, &e);
+    if (!sv && ranks == 1) {
         if (o->detached) {
             fprintf(stderr, "mneme: %s: a run in the background could not be reached\n", e.msg);
             trainer_stop(t);
@@ -266,7 +283,7 @@ static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
     char again[4300];
     snprintf(again, sizeof again, "%s%s", o->resume_with ? o->resume_with : "mneme run --resume ",
              o->resume_with ? "" : dir);
-    return drive(t, sv, again, o->stop_after, o->detached);
+    return drive(t, sv, again, o->stop_after, o->detached, o->silent);
 }
 
 int headless_run(const Experiment *x, const char *out_dir, const HeadlessOptions *o)
@@ -286,7 +303,7 @@ int headless_fork(const char *run_dir, long at, const char *name, const char *co
     char ck[4400], dir[4400];
     long step;
     Printer p = { o->quiet, o->stop_after };
-    RunHooks hooks = { print_eval, print_log, print_branch, &p, 0, NULL, 0 };
+    RunHooks hooks = { print_eval, print_log, print_branch, &p, 0, NULL, 0, NULL };
     if (branch_find_checkpoint(run_dir, at, ck, sizeof ck, &step, &e) < 0 ||
         branch_create(run_dir, ck, name, sets, n_sets, "cli", &hooks, NULL, dir, sizeof dir, &e) < 0) {
         fprintf(stderr, "mneme fork: %s\n", e.msg);
@@ -302,7 +319,7 @@ int headless_replay(const char *src, const char *out_dir, const HeadlessOptions 
     MnError e;
     ReplayResult res;
     Printer p = { o->quiet, o->stop_after };
-    RunHooks hooks = { print_eval, print_log, print_branch, &p, 0, NULL, 0 };
+    RunHooks hooks = { print_eval, print_log, print_branch, &p, 0, NULL, 0, NULL };
     announce(&p);
     if (replay_run(src, out_dir, &hooks, &res, &e) < 0) {
         fprintf(stderr, "mneme replay: %s\n", e.msg);

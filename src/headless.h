@@ -19,6 +19,9 @@ typedef struct {
     const TrainerFork *forks;  /* a study's remedies (mneme study) */
     int n_forks;
     int one_at_a_time;         /* the branches run one after another */
+    struct Dist *dist;         /* under mpirun: the ranks (dist.h), else NULL */
+    int silent;                /* a rank besides 0: nothing said on stderr
+                                * either, unless it fails */
     int restore_family;        /* a resume continues every branch as it
                                 * ended, not main alone */
     const char *resume_with;   /* the command that continues the run after

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "detach.h"
+#include "dist.h"
 #include "headless.h"
 #include "paths.h"
 #include "export.h"
@@ -27,6 +28,9 @@
 #include "ui/ui.h"
 
 #define MAX_SETS 256
+
+/* The ranks of a data-parallel run (mpirun), set once by main(). */
+static Dist *the_dist;
 
 static const char usage_text[] =
     "usage: mneme [EXPERIMENT.cfg] [--out DIR] [--set KEY=VALUE]... [--theme NAME]\n"
@@ -160,6 +164,8 @@ static void default_out_dir(const Experiment *x, char *out, size_t n)
     snprintf(out, n, "runs/%s-%s", x->name, stamp);
 }
 
+static int run_ranks(const RunArgs *a);
+
 static int cmd_run(int argc, char **argv)
 {
     RunArgs a;
@@ -169,6 +175,8 @@ static int cmd_run(int argc, char **argv)
     int rc = parse_run_args(argc, argv, &a);
     if (rc)
         return rc;
+    if (the_dist->size > 1)
+        return run_ranks(&a);
     memset(&ho, 0, sizeof ho);
     ho.quiet = a.quiet;
     ho.stop_after = a.stop_after;
@@ -216,6 +224,43 @@ static int cmd_run(int argc, char **argv)
     if (a.headless)
         return headless_run(&x, out, &ho);
     return ui_main(&x, out, a.theme, NULL);
+}
+
+/* Under mpirun: every rank trains its share; rank 0 owns the run folder
+ * and prints, the others keep their files in a scratch folder of their
+ * own, removed at the end. */
+static int run_ranks(const RunArgs *a)
+{
+    Experiment x;
+    HeadlessOptions ho;
+    char out[EXP_PATH];
+    int rc;
+    const Dist *d = the_dist;
+    if (!a->headless || a->detach || a->resume || a->stop_after) {
+        if (d->rank == 0)
+            fprintf(stderr, "mneme: under mpirun, `mneme run --headless EXPERIMENT.cfg` trains "
+                    "data-parallel (the workbench, --detach, --resume and --stop-after do not "
+                    "run across ranks yet)\n");
+        return 2;
+    }
+    if ((rc = load_experiment(a, &x)))
+        return rc;
+    memset(&ho, 0, sizeof ho);
+    ho.dist = the_dist;
+    ho.quiet = a->quiet || d->rank > 0;
+    ho.silent = d->rank > 0;
+    if (d->rank > 0) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(out, sizeof out, "%s/mneme-rank%d-%ld", tmp && *tmp ? tmp : "/tmp", d->rank,
+                 (long)getpid());
+    } else if (a->out)
+        snprintf(out, sizeof out, "%s", a->out);
+    else
+        default_out_dir(&x, out, sizeof out);
+    rc = headless_run(&x, out, &ho);
+    if (d->rank > 0)
+        remove_tree(out);
+    return rc;
 }
 
 /* mneme fork RUN_DIR --name NAME [--at STEP] [--set K=V]... [--create-only] */
@@ -432,20 +477,11 @@ static int cmd_bench(int argc, char **argv)
         return rc;
     if ((rc = load_experiment(&a, &x)))
         return rc;
-    return bench_run(&x, a.steps, full_last_block);
+    return bench_run(&x, a.steps, full_last_block, the_dist);
 }
 
-int main(int argc, char **argv)
+static int main_command(int argc, char **argv)
 {
-    blas_core_fix(argv);
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        fputs(usage_text, stdout);
-        return 0;
-    }
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        printf("mneme %s\n", PACKAGE_VERSION);
-        return 0;
-    }
     static const struct {
         const char *name;
         int (*main)(int argc, char **argv);
@@ -456,8 +492,41 @@ int main(int argc, char **argv)
         { "attach", cmd_attach }, { "ctl", ctl_main }, { "plot", plot_main },
         { "report", report_main }, { "study", study_main },
     };
+    if (the_dist->size > 1 && (argc < 2 || (strcmp(argv[1], "run") != 0 &&
+                                            strcmp(argv[1], "bench") != 0))) {
+        if (the_dist->rank == 0)
+            fprintf(stderr, "mneme: under mpirun, only `mneme run --headless EXPERIMENT.cfg` "
+                    "trains data-parallel (and mneme bench measures it)\n");
+        return 2;
+    }
     for (size_t i = 0; argc > 1 && i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].main(argc - 2, argv + 2);
     return cmd_default(argc - 1, argv + 1);
+}
+
+int main(int argc, char **argv)
+{
+    blas_core_fix(argv);
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("mneme %s%s\n", PACKAGE_VERSION, dist_available() ? " (data-parallel over MPI)" : "");
+        return 0;
+    }
+    Dist dist;
+    MnError e;
+    if (dist_init(&dist, &argc, &argv, &e) < 0) {
+        fprintf(stderr, "mneme: %s\n", e.msg);
+        return 2;
+    }
+    the_dist = &dist;
+    int rc = main_command(argc, argv);
+    /* a rank that fails alone must not leave the others waiting on it */
+    if (rc != 0 && dist.size > 1)
+        dist_abort(&dist, rc);
+    dist_finish(&dist);
+    return rc;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "blas_core.h"
+#include "dist.h"
 #include "layers.h"
 #include "sysmem.h"
 #include "workers.h"
@@ -1205,7 +1206,9 @@ blocks:
 typedef struct {
     Model *m;
     const Batch *b;
-    int n;                     /* workers with rows (<= B) */
+    int n;                     /* workers with rows here (<= B) */
+    int parts, first;          /* the batch's row parts over every rank's
+                                * workers; this process's first */
     float inv_count;
     int lowest;
     int encode_only;           /* the encoder's output for every row, no heads */
@@ -1214,12 +1217,15 @@ typedef struct {
     int counted[MODEL_MAX_THREADS];
 } StepJob;
 
-/* Worker i of n owns rows [B i / n, B (i + 1) / n): contiguous, fixed for a
- * given B and n. */
+/* Part p of P owns rows [B p / P, B (p + 1) / P): contiguous, fixed for a
+ * given B and P. Worker i of this process has part first + i; one process
+ * of n workers is P = n, and ranks of n workers each split a batch as one
+ * process of their n times as many would. */
 static int rows_of(const StepJob *j, int i, int *r1)
 {
-    *r1 = (int)((long)j->b->B * (i + 1) / j->n);
-    return (int)((long)j->b->B * i / j->n);
+    long p = j->first + i;
+    *r1 = (int)((long)j->b->B * (p + 1) / j->parts);
+    return (int)((long)j->b->B * p / j->parts);
 }
 
 static void forward_job(void *arg, int i, int nw)
@@ -1300,16 +1306,46 @@ static void reduce_job(void *arg, int i, int nw)
 static void job_init(StepJob *j, Model *m, const Batch *b)
 {
     int n = workers_count(m->pool);
+    const int ranks = m->dist ? m->dist->size : 1, rank = m->dist ? m->dist->rank : 0;
     memset(j, 0, sizeof *j);
     j->m = m;
     j->b = b;
-    j->n = n < b->B ? n : b->B > 0 ? b->B : 1;
+    j->parts = n * ranks < b->B ? n * ranks : b->B > 0 ? b->B : 1;
+    j->first = rank * n;
+    j->n = j->parts - j->first < 0 ? 0 : j->parts - j->first < n ? j->parts - j->first : n;
     /* Workers calling a multithreaded OpenBLAS at once would queue on its
      * one thread pool; a later blas_set_threads (headless sets it after
      * loading a run) must not undo model_set_threads. A read of one int
      * when it is still 1. */
     if (n > 1 && blas_get_threads() != 1)
         blas_set_threads(1);
+}
+
+/* Across ranks: each one's loss and count summed, and its rows of the
+ * predictions given to all, so that what reads them (an evaluation's
+ * accuracy) sees the whole batch. A failure ends the job: a rank alone
+ * cannot go on. */
+static void combine_forward(Model *m, const StepJob *j, double *loss, int *counted)
+{
+    Dist *d = m->dist;
+    MnError e;
+    double v[2] = { *loss, (double)*counted };
+    int *row0 = malloc(sizeof *row0 * (size_t)(d->size + 1));
+    const int n = workers_count(m->pool);
+    int rc = row0 ? dist_sum_doubles(d, v, 2, &e) : mn_fail(&e, "out of memory");
+    for (int r = 0; rc == 0 && r <= d->size; r++) {
+        long p = (long)r * n < j->parts ? (long)r * n : j->parts;
+        row0[r] = (int)((long)j->b->B * p / j->parts);
+    }
+    if (rc == 0)
+        rc = dist_gather_rows(d, m->act.probs, m->act.max_labels, row0, &e);
+    free(row0);
+    if (rc < 0) {
+        fprintf(stderr, "mneme: rank %d: %s\n", d->rank, e.msg);
+        dist_abort(d, 1);
+    }
+    *loss = v[0];
+    *counted = (int)v[1];
 }
 
 float model_forward(Model *m, const Batch *b)
@@ -1326,6 +1362,8 @@ float model_forward(Model *m, const Batch *b)
         loss += j.loss[i];
         counted += j.counted[i];
     }
+    if (m->dist && m->dist->size > 1)
+        combine_forward(m, &j, &loss, &counted);
     return counted ? (float)(loss / counted) : 0.0f;
 }
 
@@ -1359,6 +1397,26 @@ void model_backward_encoded(Model *m, const Batch *b, const float *d_out)
 void model_backward_scaled(Model *m, const Batch *b, float scale)
 {
     backward_from(m, b, scale, NULL);
+}
+
+/* The trainable groups' gradients summed over the ranks, runs of
+ * adjacent trainable groups in one call; frozen ones are not sent. */
+static void sum_over_ranks(Model *m)
+{
+    MnError e;
+    for (int g = 0; g < m->n_groups;) {
+        if (!m->groups[g].trainable) {
+            g++;
+            continue;
+        }
+        size_t start = m->groups[g].offset, end = start + m->groups[g].numel;
+        for (g++; g < m->n_groups && m->groups[g].trainable && m->groups[g].offset == end; g++)
+            end += m->groups[g].numel;
+        if (dist_sum_floats(m->dist, m->grads + start, end - start, &e) < 0) {
+            fprintf(stderr, "mneme: rank %d: %s\n", m->dist->rank, e.msg);
+            dist_abort(m->dist, 1);
+        }
+    }
 }
 
 static void backward_from(Model *m, const Batch *b, float scale, const float *d_out)
@@ -1399,6 +1457,8 @@ static void backward_from(Model *m, const Batch *b, float scale, const float *d_
     workers_run(m->pool, backward_job, &j);
     if (j.n > 1)
         workers_run(m->pool, reduce_job, &j);
+    if (m->dist && m->dist->size > 1)
+        sum_over_ranks(m);
 }
 
 int model_set_threads(Model *m, int n, MnError *e)

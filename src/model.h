@@ -193,6 +193,10 @@ typedef struct {
     /* model_set_threads: NULL and NULL for one worker */
     struct Workers *pool;
     float **worker_grads;      /* workers 1.. : own gradient buffers */
+    /* NULL, or the ranks every batch is split over (dist.h): this process
+     * computes its share of the rows, and the losses, predictions and
+     * gradients of the whole batch are combined */
+    struct Dist *dist;
 } Model;
 
 /* Builds the tensor table and allocates parameters, gradients and

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "branch.h"
+#include "dist.h"
 #include "checkpoint.h"
 #include "ewc.h"
 #include "hf.h"
@@ -187,6 +188,7 @@ static int setup(Run *r, const Experiment *x, const char *dir,
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     snprintf(r->branch, sizeof r->branch, "main");
     r->diverged_at = -1;
+    r->ranks_agree = -1;
     clock_gettime(CLOCK_MONOTONIC, &r->started);
     tokenizer_bytes(&r->tok);
     HfModel hf;
@@ -213,6 +215,13 @@ static int setup(Run *r, const Experiment *x, const char *dir,
             r->labels[TASK_ORIGINAL] = hf.labels;
             r->fixed_labels[TASK_ORIGINAL] = 1;
         }
+    }
+    /* masked-language modelling reads the encoder's output of every row,
+     * which a rank computes for its share only */
+    if (r->hooks.dist && r->hooks.dist->size > 1 && r->original_mlm) {
+        hf_close(&hf);
+        return mn_fail(e, "original.mlm does not run data-parallel yet: run it in one process "
+                       "(threads = N)");
     }
     int rc = 0;
     for (int k = 0; k < N_TASKS && rc == 0; k++)
@@ -246,6 +255,7 @@ static int setup(Run *r, const Experiment *x, const char *dir,
         hf_close(&hf);
         return -1;
     }
+    r->model.dist = r->hooks.dist;
     AdamConfig ac = { 0.9f, 0.999f, 1e-8f, 0.0f };
     if (adamw_create(&r->opt, &r->model, ac, e) < 0 ||
         batch_alloc(&r->batch, train_cap, mc.max_len, e) < 0 ||
@@ -814,6 +824,11 @@ static int write_summary(Run *r, const char *path, const char *status, MnError *
     json_object_set_new(extra, "timing", json_pack("{s:f, s:f, s:f, s:f}", "train_s", r->step_seconds,
                         "finetune_s", r->finetune_seconds, "policy_s", r->policy_seconds, "policy_share",
                         r->step_seconds > 0 ? r->policy_seconds / r->step_seconds : 0.0));
+    const Dist *d = r->hooks.dist;
+    if (d && d->size > 1)
+        json_object_set_new(extra, "ranks", json_pack("{s:i, s:o, s:f, s:I}", "count", d->size,
+                            "agree", r->ranks_agree < 0 ? json_null() : json_boolean(r->ranks_agree),
+                            "reduce_s", d->reduce_s, "reduces", (json_int_t)d->reduces));
     json_object_set_new(extra, "stop_reason", r->stop_reason[0] ? json_string(r->stop_reason) : json_null());
     json_t *best = json_null();
     for (int i = 0; i < r->history.n && r->stop_best_step >= 0; i++) {
@@ -1193,6 +1208,18 @@ static int begin_finetune(Run *r, MnError *e)
 static int finish(Run *r, MnError *e)
 {
     char path[EXP_PATH + 32];
+    /* every rank ends here at the same step: the one place to compare
+     * their weights, which must be identical */
+    Dist *d = r->hooks.dist;
+    if (d && d->size > 1) {
+        int same;
+        if (dist_agree(d, r->model.params, r->model.n_params, &same, e) < 0)
+            return -1;
+        r->ranks_agree = same;
+        if (!same)
+            logf_(r, "warning: the %d ranks ended with different weights: a fault of the "
+                  "reductions, please report it", d->size);
+    }
     r->phase = PHASE_DONE;
     int rc = checkpoint_or_pause(r, "final", e);
     if (rc) {

@@ -52,6 +52,8 @@ typedef struct {
     int making;                /* branches being made, not yet open, that
                                 * hold their places (a branch's setup may
                                 * fork while it is made) */
+    struct Dist *dist;         /* the ranks the run's batches are split
+                                * over (dist.h); NULL: this process alone */
 } RunHooks;
 
 struct Run {
@@ -122,6 +124,8 @@ struct Run {
     double step_seconds;       /* in optimizer steps, this process */
     double finetune_seconds;   /* in fine-tuning's optimizer steps, every
                                 * process (kept in checkpoints) */
+    int ranks_agree;           /* across ranks: 1 when every rank ended with
+                                * the same weights, 0 not, -1 not known */
     double policy_seconds;     /* in policy hooks and applying them */
 
     History history;

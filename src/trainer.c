@@ -228,6 +228,7 @@ static RunHooks hooks_for(Branch *b)
     h.ctx = b;
     h.max_branches = SNAP_BRANCHES;
     h.open_branches = hook_open_branches;
+    h.dist = b->t->opt.dist;
     return h;
 }
 

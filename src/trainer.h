@@ -161,6 +161,7 @@ typedef struct {
      * them alive until trainer_stop). */
     const TrainerFork *forks;
     int n_forks;
+    struct Dist *dist;         /* the ranks each run is split over, or NULL */
     int one_at_a_time;         /* a live branch runs to its end before the
                                 * next (in family order) takes a step: each
                                 * keeps the caches to itself (headless) */

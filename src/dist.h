@@ -1,0 +1,45 @@
+/* Data parallelism across processes: under mpirun (or srun) every rank
+ * holds the whole model and computes its share of each batch's rows; the
+ * gradients, losses and predictions are combined here, in an order fixed
+ * for a given number of ranks, so that a run gives the same numbers every
+ * time. Without MPI (./configure --with-mpi) there is one rank and every
+ * call is the identity. */
+#ifndef MNEME_DIST_H
+#define MNEME_DIST_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+typedef struct Dist {
+    int rank, size;            /* this process, of size (1: alone) */
+    int active;                /* MPI was started here (dist_finish ends it) */
+    double reduce_s;           /* seconds spent combining gradients */
+    long reduces;
+} Dist;
+
+/* Starts MPI when the program runs under an MPI launcher (and the build
+ * has it); else rank 0 of 1. */
+int dist_init(Dist *d, int *argc, char ***argv, MnError *e);
+void dist_finish(Dist *d);
+/* Ends every rank at once after an error on this one (MPI's abort). */
+void dist_abort(const Dist *d, int status);
+
+/* Whether this build can run data-parallel (configure --with-mpi). */
+int dist_available(void);
+
+/* buf = the sum over ranks of buf, element by element, in the same order
+ * on every rank and every run (a ring: each share summed starting from
+ * the rank after its owner). */
+int dist_sum_floats(Dist *d, float *buf, size_t n, MnError *e);
+/* The same for a few doubles, summed in rank order. */
+int dist_sum_doubles(const Dist *d, double *v, int n, MnError *e);
+/* An array of rows of `width` floats of which rank r computed rows
+ * [row0[r], row0[r + 1]), gathered so that every rank has them all. */
+int dist_gather_rows(const Dist *d, float *buf, int width, const int *row0, MnError *e);
+/* rank 0's n bytes at buf, to every rank. */
+int dist_broadcast(const Dist *d, void *buf, size_t n, MnError *e);
+/* Whether every rank holds the same n floats (a checksum compared). */
+int dist_agree(const Dist *d, const float *buf, size_t n, int *same, MnError *e);
+
+#endif

@@ -1,0 +1,144 @@
+#!/bin/sh
+# Data-parallel training under mpirun: 2 ranks of 1 thread split every
+# batch as one process of 2 threads does, so the run is bit-identical to
+# it; 3 ranks match 3 threads to float summation order; runs repeat
+# exactly; a policy's freeze takes effect on every rank at its step and
+# the ranks end with identical weights; rank 0 alone writes the run
+# folder; what does not run across ranks yet is refused. Skips unless
+# mneme was built with --with-mpi and mpirun is installed.
+. "$MNEME_SRCDIR/tests/lib.sh"
+CFG="$MNEME_SRCDIR/tests/data/tiny.cfg"
+case "$("$MNEME" --version)" in
+*MPI*) ;;
+*) echo "1..0 # SKIP mneme was built without --with-mpi"; exit 0 ;;
+esac
+command -v mpirun >/dev/null 2>&1 || { echo "1..0 # SKIP mpirun is not installed (apt-get install openmpi-bin)"; exit 0; }
+command -v jq >/dev/null 2>&1 || { echo "1..0 # SKIP jq is not installed"; exit 0; }
+# one machine: more ranks than cores is fine, as root too (CI), and no
+# shared-memory single copy (a container may forbid it)
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+ROOT=
+[ "$(id -u)" = 0 ] && ROOT=--allow-run-as-root
+mpi() {   # mpi N ARGS...: mneme on N ranks
+    local n=$1; shift
+    TMPDIR="$TMP/scratch" timeout 300 mpirun $ROOT -np "$n" "$MNEME" "$@"
+}
+mkdir -p "$TMP/scratch"
+SETS="--set finetune.epochs=3 --set base.pretrain.epochs=2"
+strip() { jq -c 'del(.elapsed_s)' "$1"; }
+
+mpi 2 run --headless "$CFG" $SETS --set threads=1 --out "$TMP/r2" >"$TMP/out2" 2>"$TMP/err2"
+st=$?
+ok $st "a run on 2 ranks of 1 thread finishes"
+[ $st = 0 ] || sed 's/^/#   /' "$TMP/err2" | head -20
+"$MNEME" run --headless "$CFG" $SETS --set threads=2 --out "$TMP/t2" --quiet >/dev/null 2>&1
+ok $([ -s "$TMP/r2/metrics.jsonl" ] && [ "$(strip "$TMP/r2/metrics.jsonl")" = "$(strip "$TMP/t2/metrics.jsonl")" ]; echo $?) \
+   "its evaluations are bit-identical to one process of 2 threads ($(wc -l <"$TMP/r2/metrics.jsonl") evaluations)"
+ok $([ "$(json "$TMP/r2/summary.json" .ranks.count)" = 2 ] && [ "$(json "$TMP/r2/summary.json" .ranks.agree)" = true ]; echo $?) \
+   "summary.json: 2 ranks, whose weights agree at the end"
+ok $([ "$(ls "$TMP/scratch" | wc -l)" = 0 ] && [ "$(grep -c '' "$TMP/out2")" -gt 3 ] &&
+     [ "$(grep -c 'finetune step' "$TMP/out2")" = "$(jq -s 'map(select(.phase == "finetune")) | length' "$TMP/r2/metrics.jsonl")" ]; echo $?) \
+   "rank 0 alone prints, once, and writes the run folder; the other rank leaves nothing behind"
+grep -q "data-parallel over 2 ranks of 1 thread each" "$TMP/out2"
+ok $? "the run says it is data-parallel"
+
+mpi 2 run --headless "$CFG" $SETS --set threads=1 --out "$TMP/r2b" --quiet >/dev/null 2>&1
+ok $([ "$(strip "$TMP/r2/metrics.jsonl")" = "$(strip "$TMP/r2b/metrics.jsonl")" ]; echo $?) \
+   "the same run on 2 ranks again: identical"
+
+# 3 ranks: the sums go in another order than 3 threads' own; the curves
+# agree to float summation order
+mpi 3 run --headless "$CFG" $SETS --set threads=1 --out "$TMP/r3" --quiet >/dev/null 2>&1
+ok $? "a run on 3 ranks finishes"
+"$MNEME" run --headless "$CFG" $SETS --set threads=3 --out "$TMP/t3" --quiet >/dev/null 2>&1
+diff=$(python3 - "$TMP/r3/metrics.jsonl" "$TMP/t3/metrics.jsonl" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+if len(a) != len(b) or not a:
+    print("lengths %d %d" % (len(a), len(b)))
+else:
+    d = 0.0
+    for x, y in zip(a, b):
+        for k in ("new", "original"):
+            if k in x and x[k] is not None:
+                d = max(d, abs(x[k]["loss"] - y[k]["loss"]))
+        if x.get("train_loss") is not None:
+            d = max(d, abs(x["train_loss"] - y["train_loss"]))
+    print("%.3g" % d)
+PY
+)
+ok $(awk -v d="$diff" 'BEGIN { exit !(d ~ /^[0-9.e-]+$/ && d + 0 < 1e-3) }'; echo $?) \
+   "3 ranks against 3 threads: every loss within 1e-3 (largest difference $diff)"
+
+# a policy's freeze: on every rank at the same step
+cat >"$TMP/freeze.lua" <<'LUA'
+local P = { name = "freeze-mid" }
+function P.on_eval(run, m)
+  if run.step == 40 then
+    run:layer("embeddings").frozen = true
+    run:layer("layer.0").frozen = true
+  end
+end
+return P
+LUA
+mpi 2 run --headless "$CFG" $SETS --set threads=1 --set finetune.policy="$TMP/freeze.lua" \
+    --set checkpoint.every=40 --set checkpoint.keep=10 --out "$TMP/pf" --quiet >/dev/null 2>&1
+ok $? "a run on 2 ranks whose policy freezes the lower layers at step 40 finishes"
+"$MNEME" run --headless "$CFG" $SETS --set threads=2 --set finetune.policy="$TMP/freeze.lua" \
+    --set checkpoint.every=40 --set checkpoint.keep=10 --out "$TMP/pf1" --quiet >/dev/null 2>&1
+ok $([ "$(strip "$TMP/pf/metrics.jsonl")" = "$(strip "$TMP/pf1/metrics.jsonl")" ] &&
+     [ "$(json "$TMP/pf/summary.json" .ranks.agree)" = true ]; echo $?) \
+   "the freeze takes effect at the same step on both ranks: evaluations as one process's, weights identical across ranks"
+if command -v python3 >/dev/null 2>&1; then
+    same=$(python3 - "$TMP/pf/checkpoints/step-40.safetensors" "$TMP/pf/checkpoints/final.safetensors" <<'PY'
+import json, struct, sys
+def tensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        head = json.loads(f.read(n))
+        data = f.read()
+    return {k: data[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in head.items() if k != "__metadata__"}
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+frozen = [k for k in a if k.startswith("bert.encoder.layer.0.") or k.startswith("bert.embeddings.")]
+moved = [k for k in a if k.startswith("bert.pooler.") and a[k] != b[k]]
+print("ok" if frozen and all(a[k] == b[k] for k in frozen) and moved else "frozen %d, unchanged %d, pooler moved %d" % (len(frozen), sum(a[k] == b[k] for k in frozen), len(moved)))
+PY
+)
+    ok $([ "$same" = ok ]; echo $?) "the frozen layers are bit-identical from step 40 to the end, while the pooler moved ($same)"
+else
+    ok 0 "# SKIP python3 is not installed"
+fi
+
+# a rank that dies takes the job down; the run folder keeps its last
+# complete checkpoint, from which one process continues
+TMPDIR="$TMP/scratch" timeout 300 mpirun $ROOT -np 2 "$MNEME" run --headless "$CFG" $SETS \
+    --set finetune.epochs=400 --set threads=1 --set checkpoint.every=40 --out "$TMP/kill" --quiet \
+    >/dev/null 2>"$TMP/kill.err" &
+job=$!
+for i in $(seq 1 300); do
+    [ -f "$TMP/kill/checkpoints/step-80.safetensors" ] && break
+    sleep 0.1
+done
+victim=
+for p in $(pgrep -f "run --headless $CFG"); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
+done
+[ -n "$victim" ] && kill -9 "$victim"
+wait $job
+st=$?
+ok $([ -n "$victim" ] && [ $st != 0 ] && ! pgrep -f "run --headless $CFG" >/dev/null; echo $?) \
+   "killing rank 1 ends the whole job (exit $st), no rank left behind"
+"$MNEME" run --resume "$TMP/kill" --quiet --stop-after 5 >/dev/null 2>"$TMP/resume.err"
+ok $([ $? = 0 ] && grep -q '"command":"restart"' "$TMP/kill/events.jsonl"; echo $?) \
+   "one process continues the run from its last complete checkpoint ($(head -c 200 "$TMP/resume.err"))"
+
+# what does not run across ranks yet: refused, on every rank, exit 2
+mpi 2 run "$CFG" --out "$TMP/ui" >/dev/null 2>"$TMP/err"
+ok $([ $? != 0 ] && grep -q "the workbench, --detach, --resume and --stop-after do not run across ranks yet" "$TMP/err" &&
+     [ ! -e "$TMP/ui" ]; echo $?) "the workbench under mpirun is refused with a reason"
+mpi 2 plot "$TMP/r2" >/dev/null 2>"$TMP/err"
+ok $([ $? != 0 ] && grep -q "only .mneme run --headless EXPERIMENT.cfg. trains data-parallel" "$TMP/err"; echo $?) \
+   "so is any other command"
+
+done_testing
