@@ -10,26 +10,7 @@
 need_hf_model
 
 # Texts of the model's vocabulary words; the new task: is "great" in it?
-"$PY" - "$TMP" <<'EOF'
-import random, sys
-d = sys.argv[1]
-words = ("the a movie film was is great awful good bad plot acting not very "
-         "and but it i liked hated boring fun story end").split()
-rng = random.Random(5)
-def text():
-    return " ".join(rng.choice(words) for _ in range(rng.randint(3, 9)))
-with open(f"{d}/orig.eval.tsv", "w") as f:
-    for i in range(60):
-        f.write(f"{text()}\tclass{rng.randint(0, 1)}\n")
-for name, n in (("new.train.tsv", 160), ("new.eval.tsv", 60)):
-    with open(f"{d}/{name}", "w") as f:
-        for i in range(n):
-            t = text()
-            f.write(f"{t}\t{'yes' if 'great' in t.split() else 'no'}\n")
-with open(f"{d}/general.txt", "w") as f:
-    for i in range(50):
-        f.write(text().capitalize() + ".\n")
-EOF
+hf_texts "$TMP"
 $HFM make "$TMP/bert" --seed 11 --labels 2 --hidden 16 --positions 40
 $HFM make "$TMP/distil" --seed 12 --labels 2 --arch distilbert --hidden 16 --positions 40
 $HFM make "$TMP/bert_mlm" --seed 13 --labels 0 --mlm 1 --hidden 16 --positions 40

@@ -53,6 +53,33 @@ need_hf_model() {
     HFM="$PY $MNEME_SRCDIR/tests/hf_model.py"
 }
 
+# hf_texts DIR: texts of the small models' vocabulary words in DIR:
+# orig.eval.tsv (two classes at random), new.train.tsv and new.eval.tsv
+# (is "great" in it?), general.txt (sentences for masked-language
+# modelling); after need_hf_model
+hf_texts() {
+    "$PY" - "$1" <<'EOF'
+import random, sys
+d = sys.argv[1]
+words = ("the a movie film was is great awful good bad plot acting not very "
+         "and but it i liked hated boring fun story end").split()
+rng = random.Random(5)
+def text():
+    return " ".join(rng.choice(words) for _ in range(rng.randint(3, 9)))
+with open(f"{d}/orig.eval.tsv", "w") as f:
+    for i in range(60):
+        f.write(f"{text()}\tclass{rng.randint(0, 1)}\n")
+for name, n in (("new.train.tsv", 160), ("new.eval.tsv", 60)):
+    with open(f"{d}/{name}", "w") as f:
+        for i in range(n):
+            t = text()
+            f.write(f"{t}\t{'yes' if 'great' in t.split() else 'no'}\n")
+with open(f"{d}/general.txt", "w") as f:
+    for i in range(50):
+        f.write(text().capitalize() + ".\n")
+EOF
+}
+
 # need_tmux: the real-terminal tests skip (with a reason) without tmux,
 # else get its helpers (tests/tmux.sh)
 need_tmux() {

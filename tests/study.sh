@@ -208,23 +208,9 @@ ok $([ $? = 0 ] && [ "$(jq -c '.remedies[] | select(.name == "freeze") | del(.ti
 # an imported base: a Hugging Face folder's own head is the original task
 if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
     HFM="/usr/bin/python3 $MNEME_SRCDIR/tests/hf_model.py"
+    PY=/usr/bin/python3
     mkdir -p "$TMP/hf"
-    /usr/bin/python3 - "$TMP/hf" <<'PY'
-import random, sys
-d = sys.argv[1]
-words = "the a movie film was is great awful good bad plot not very and but it fun story end".split()
-rng = random.Random(5)
-def text():
-    return " ".join(rng.choice(words) for _ in range(rng.randint(3, 9)))
-with open(f"{d}/orig.eval.tsv", "w") as f:
-    for i in range(40):
-        f.write(f"{text()}\tclass{rng.randint(0, 1)}\n")
-for name, n in (("new.train.tsv", 96), ("new.eval.tsv", 40)):
-    with open(f"{d}/{name}", "w") as f:
-        for i in range(n):
-            t = text()
-            f.write(f"{t}\t{'yes' if 'great' in t.split() else 'no'}\n")
-PY
+    hf_texts "$TMP/hf"
     $HFM make "$TMP/hf/bert" --seed 11 --labels 2 --hidden 16 --positions 40 >/dev/null
     cat >"$TMP/hf/exp.cfg" <<'EOF'
 name = "hf";
