@@ -620,16 +620,61 @@ static int call_policy(Run *r, const char *hook, const char *arg, int quiet, MnE
     return rc;
 }
 
+/* What a policy call decided: rank 0 calls the policy, the other ranks
+ * take this from it, so that a time limit or anything else one process
+ * alone would see cannot set the ranks apart. */
+typedef struct {
+    int failed;
+    char why[sizeof ((MnError *)0)->msg];
+    PolicyView view;
+    int n_acts;
+    PolicyAction acts[POLICY_MAX_ACTIONS];
+} PolicyOutcome;
+
+/* Rank 0's outcome of the call just made (or failed), to every rank. */
+static int share_policy_outcome(Run *r, int *failed, MnError *why, PolicyAction *acts,
+                                int *n_acts, MnError *e)
+{
+    Dist *d = r->hooks.dist;
+    PolicyOutcome *o = calloc(1, sizeof *o);
+    if (!o)
+        return mn_fail(e, "out of memory");
+    if (d->rank == 0) {
+        o->failed = *failed;
+        snprintf(o->why, sizeof o->why, "%s", *failed ? why->msg : "");
+        o->view = r->view;
+        o->n_acts = *n_acts;
+        memcpy(o->acts, acts, sizeof *acts * (size_t)*n_acts);
+    }
+    int rc = dist_broadcast(d, o, sizeof *o, e);
+    if (rc == 0 && d->rank > 0) {
+        *failed = o->failed;
+        snprintf(why->msg, sizeof why->msg, "%s", o->why);
+        r->view = o->view;
+        *n_acts = o->n_acts < 0 ? 0 : o->n_acts > POLICY_MAX_ACTIONS ? POLICY_MAX_ACTIONS : o->n_acts;
+        memcpy(acts, o->acts, sizeof *acts * (size_t)*n_acts);
+    }
+    free(o);
+    return rc;
+}
+
 static int call_policy_timed(Run *r, const char *hook, const char *arg, int quiet, MnError *e)
 {
     PolicyView before;
     PolicyAction acts[POLICY_MAX_ACTIONS];
     PolicyChange changes[POLICY_MAX_LAYERS * 2 + 2];
     MnError why;
-    int n_acts = 0;
+    int n_acts = 0, failed = 0;
+    const Dist *d = r->hooks.dist;
+    const int shared = d && d->size > 1;
     fill_view(r, strcmp(hook, "on_eval") == 0 || strcmp(hook, "setup") == 0);
     before = r->view;
-    if (policy_call(r->policy, hook, &r->view, arg, acts, POLICY_MAX_ACTIONS, &n_acts, &why) < 0) {
+    if (!shared || d->rank == 0)
+        failed = policy_call(r->policy, hook, &r->view, arg, acts, POLICY_MAX_ACTIONS, &n_acts,
+                             &why) < 0;
+    if (shared && share_policy_outcome(r, &failed, &why, acts, &n_acts, e) < 0)
+        return -1;
+    if (failed) {
         snprintf(r->pause_reason, sizeof r->pause_reason, "%s", why.msg);
         r->pause_is_error = 1;
         logf_(r, "policy error, pausing: %s", why.msg);

@@ -2,9 +2,11 @@
 # Data-parallel training under mpirun: 2 ranks of 1 thread split every
 # batch as one process of 2 threads does, so the run is bit-identical to
 # it; 3 ranks match 3 threads to float summation order; runs repeat
-# exactly; a policy's freeze takes effect on every rank at its step and
-# the ranks end with identical weights; rank 0 alone writes the run
-# folder; what does not run across ranks yet is refused. Skips unless
+# exactly; rank 0's policy decides for every rank, and a freeze takes
+# effect on all at its step, the ranks ending with identical weights;
+# rank 0 alone writes the run folder; a rank that dies ends the job and
+# one process continues from its checkpoint; what does not run across
+# ranks yet is refused. Skips unless
 # mneme was built with --with-mpi and mpirun is installed.
 . "$MNEME_SRCDIR/tests/lib.sh"
 CFG="$MNEME_SRCDIR/tests/data/tiny.cfg"
@@ -109,6 +111,18 @@ PY
 else
     ok 0 "# SKIP python3 is not installed"
 fi
+
+# rank 0 alone runs the policy and the others take its decisions: here
+# rank 1 is even given a policy that does nothing (mpirun's MPMD form)
+printf 'local P = { name = "idle" }\nfunction P.on_eval(run, m) end\nreturn P\n' >"$TMP/idle.lua"
+TMPDIR="$TMP/scratch" timeout 300 mpirun $ROOT \
+    -np 1 "$MNEME" run --headless "$CFG" $SETS --set threads=1 --set finetune.policy="$TMP/freeze.lua" \
+    --set checkpoint.every=40 --set checkpoint.keep=10 --out "$TMP/p0" --quiet : \
+    -np 1 "$MNEME" run --headless "$CFG" $SETS --set threads=1 --set finetune.policy="$TMP/idle.lua" \
+    --set checkpoint.every=40 --set checkpoint.keep=10 --out "$TMP/p0" --quiet >/dev/null 2>&1
+ok $([ $? = 0 ] && [ "$(strip "$TMP/p0/metrics.jsonl")" = "$(strip "$TMP/pf1/metrics.jsonl")" ] &&
+     [ "$(json "$TMP/p0/summary.json" .ranks.agree)" = true ]; echo $?) \
+   "rank 0's policy decides for every rank: rank 1, given one that does nothing, freezes with it at step 40"
 
 # a rank that dies takes the job down; the run folder keeps its last
 # complete checkpoint, from which one process continues
