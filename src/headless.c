@@ -246,7 +246,7 @@ static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
     if (ranks > 1) {
         char line[200];
         snprintf(line, sizeof line, "data-parallel over %d ranks of %d thread%s each: this is rank "
-                 "0, which writes the run folder (mneme attach and ctl cannot reach it yet)",
+                 "0, which writes the run folder and serves mneme attach and ctl",
                  ranks, x ? x->threads : 1, x && x->threads == 1 ? "" : "s");
         print_log(&p, line);
     }
@@ -267,9 +267,9 @@ static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
         fprintf(stderr, "mneme: %s\n", e.msg);
         return 2;
     }
-    /* a command applied on rank 0 alone would set the ranks apart */
-    Serve *sv = ranks > 1 ? NULL : serve_start(t, dir, &e);
-    if (!sv && ranks == 1) {
+    /* across ranks, rank 0 serves: the trainer hands its commands on */
+    Serve *sv = o->silent ? NULL : serve_start(t, dir, &e);
+    if (!sv && !o->silent) {
         if (o->detached) {
             fprintf(stderr, "mneme: %s: a run in the background could not be reached\n", e.msg);
             trainer_stop(t);

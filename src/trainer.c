@@ -12,6 +12,7 @@
 
 #include "blas_core.h"
 #include "branch.h"
+#include "dist.h"
 #include "paths.h"
 #include "run.h"
 
@@ -756,6 +757,25 @@ static void drop_branch(Trainer *t, const Command *c)
 
 /* Applies the queued commands to the followed branch. Trainer thread;
  * takes the lock only to empty the queue. */
+/* Across ranks: rank 0's commands (its clients', its frontend's) replace
+ * every other rank's, so that all apply the same ones before the same
+ * step; the others' own (a quit at their end) wait for rank 0's. A failed
+ * broadcast ends the job. */
+static void share_commands(Trainer *t, Command *q, int *n)
+{
+    Dist *d = t->opt.dist;
+    MnError e;
+    int count = d->rank == 0 ? *n : 0;
+    int rc = dist_broadcast(d, &count, sizeof count, &e);
+    if (rc == 0 && count > 0 && count <= QUEUE_MAX)
+        rc = dist_broadcast(d, q, sizeof *q * (size_t)count, &e);
+    if (rc < 0 || count < 0 || count > QUEUE_MAX) {
+        fprintf(stderr, "mneme: rank %d: the commands could not be shared: %s\n", d->rank, e.msg);
+        dist_abort(d, 1);
+    }
+    *n = count;
+}
+
 static void apply_commands(Trainer *t)
 {
     Command q[QUEUE_MAX];
@@ -766,6 +786,8 @@ static void apply_commands(Trainer *t)
     memcpy(q, t->queue, sizeof q[0] * (size_t)n);
     t->n_queue = 0;
     pthread_mutex_unlock(&t->lock);
+    if (t->opt.dist && t->opt.dist->size > 1)
+        share_commands(t, q, &n);
     for (int i = 0; i < n; i++) {
         Branch *b = t->br[t->followed];
         memset(&t->reply, 0, sizeof t->reply);
@@ -924,6 +946,9 @@ static void *trainer_main(void *arg)
         }
         if (pick < 0) {
             publish(t, NULL);
+            /* the other ranks wait in the next exchange, for rank 0's */
+            if (t->opt.dist && t->opt.dist->rank > 0)
+                continue;
             pthread_mutex_lock(&t->lock);
             while (t->n_queue == 0)
                 pthread_cond_wait(&t->wake, &t->lock);

@@ -4,7 +4,8 @@
 # it; 3 ranks match 3 threads to float summation order; runs repeat
 # exactly; rank 0's policy decides for every rank, and a freeze takes
 # effect on all at its step, the ranks ending with identical weights;
-# rank 0 alone writes the run folder; a rank that dies ends the job and
+# rank 0 alone writes the run folder and serves mneme ctl, whose commands
+# apply on every rank; a rank that dies ends the job and
 # one process continues from its checkpoint; what does not run across
 # ranks yet is refused. Skips unless
 # mneme was built with --with-mpi and mpirun is installed.
@@ -123,6 +124,23 @@ TMPDIR="$TMP/scratch" timeout 300 mpirun $ROOT \
 ok $([ $? = 0 ] && [ "$(strip "$TMP/p0/metrics.jsonl")" = "$(strip "$TMP/pf1/metrics.jsonl")" ] &&
      [ "$(json "$TMP/p0/summary.json" .ranks.agree)" = true ]; echo $?) \
    "rank 0's policy decides for every rank: rank 1, given one that does nothing, freezes with it at step 40"
+
+# rank 0 serves mneme ctl (and attach); its commands reach every rank
+TMPDIR="$TMP/scratch" timeout 300 mpirun $ROOT -np 2 "$MNEME" run --headless "$CFG" $SETS \
+    --set finetune.epochs=150 --set threads=1 --out "$TMP/ctl" --quiet >/dev/null 2>"$TMP/ctl.err" &
+job=$!
+for i in $(seq 1 300); do
+    "$MNEME" ctl "$TMP/ctl" status >"$TMP/status" 2>/dev/null && grep -q '"phase":"finetune"' "$TMP/status" && break
+    sleep 0.1
+done
+"$MNEME" ctl "$TMP/ctl" set finetune.lr 1e-4 >"$TMP/set" 2>&1
+"$MNEME" ctl "$TMP/ctl" freeze embeddings >>"$TMP/set" 2>&1
+wait $job
+ok $([ $? = 0 ] && grep -q '"ok":true,"command":"set finetune.lr 1e-4"' "$TMP/set" &&
+     grep -q '"source":"ctl","command":"set","set":"finetune.lr"' "$TMP/ctl/events.jsonl" &&
+     grep -q '"source":"ctl","command":"freeze"' "$TMP/ctl/events.jsonl" &&
+     [ "$(json "$TMP/ctl/summary.json" .ranks.agree)" = true ]; echo $?) \
+   "mneme ctl reaches a run on 2 ranks: a rate and a freeze set mid-run apply on both (their weights agree at the end)"
 
 # a rank that dies takes the job down; the run folder keeps its last
 # complete checkpoint, from which one process continues
