@@ -245,9 +245,8 @@ static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
     announce(&p);
     if (ranks > 1) {
         char line[200];
-        snprintf(line, sizeof line, "data-parallel over %d ranks of %d thread%s each: this is rank "
-                 "0, which writes the run folder and serves mneme attach and ctl",
-                 ranks, x ? x->threads : 1, x && x->threads == 1 ? "" : "s");
+        snprintf(line, sizeof line, "data-parallel over %d ranks: this is rank 0, which writes "
+                 "the run folder and serves mneme attach and ctl", ranks);
         print_log(&p, line);
     }
     /* Across ranks a signal ends the job (mpirun passes it to every rank):

@@ -236,14 +236,16 @@ static int run_ranks(const RunArgs *a)
     char out[EXP_PATH];
     int rc;
     const Dist *d = the_dist;
-    if (!a->headless || a->detach || a->resume || a->stop_after) {
+    if (!a->headless || a->detach || a->stop_after) {
         if (d->rank == 0)
-            fprintf(stderr, "mneme: under mpirun, `mneme run --headless EXPERIMENT.cfg` trains "
-                    "data-parallel (the workbench, --detach, --resume and --stop-after do not "
-                    "run across ranks yet)\n");
+            fprintf(stderr, "mneme: under mpirun, `mneme run --headless EXPERIMENT.cfg` (or "
+                    "--resume RUN_DIR) trains data-parallel (the workbench, --detach and "
+                    "--stop-after do not run across ranks yet)\n");
         return 2;
     }
-    if ((rc = load_experiment(a, &x)))
+    if (a->resume && (a->experiment || a->n_sets))
+        return usage_error("--resume takes a run folder only%s", "");
+    if (!a->resume && (rc = load_experiment(a, &x)))
         return rc;
     memset(&ho, 0, sizeof ho);
     ho.dist = the_dist;
@@ -253,11 +255,28 @@ static int run_ranks(const RunArgs *a)
         const char *tmp = getenv("TMPDIR");
         snprintf(out, sizeof out, "%s/mneme-rank%d-%ld", tmp && *tmp ? tmp : "/tmp", d->rank,
                  (long)getpid());
-    } else if (a->out)
+    } else if (a->resume)
+        snprintf(out, sizeof out, "%s", a->resume);
+    else if (a->out)
         snprintf(out, sizeof out, "%s", a->out);
     else
         default_out_dir(&x, out, sizeof out);
-    rc = headless_run(&x, out, &ho);
+    if (a->resume) {
+        /* every rank continues the state rank 0's folder holds: the others
+         * copy it before rank 0 touches it (a shared file system) */
+        MnError e;
+        double failed = d->rank > 0 && copy_run_folder(a->resume, out, &e) < 0;
+        if (failed)
+            fprintf(stderr, "mneme: rank %d: %s\n", d->rank, e.msg);
+        if (dist_sum_doubles(the_dist, &failed, 1, &e) < 0 || failed > 0) {
+            if (d->rank > 0)
+                remove_tree(out);
+            return 2;
+        }
+        ho.resume_with = NULL;
+        rc = headless_resume(out, &ho);
+    } else
+        rc = headless_run(&x, out, &ho);
     if (d->rank > 0)
         remove_tree(out);
     return rc;

@@ -104,6 +104,38 @@ int link_or_copy(const char *src, const char *dst, MnError *e)
     return copy_file(src, dst, e);
 }
 
+static int has_suffix(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+int copy_run_folder(const char *src, const char *dst, MnError *e)
+{
+    DIR *d = opendir(src);
+    if (!d)
+        return mn_fail(e, "%s: %s", src, strerror(errno));
+    int rc = make_dirs(dst, e);
+    for (struct dirent *de; rc == 0 && (de = readdir(d));) {
+        char a[4096], b[4096];
+        struct stat st;
+        /* its lock is the run's own; replays and reports are not its state */
+        if (de->d_name[0] == '.' || !strcmp(de->d_name, "lock") || !strcmp(de->d_name, "replays"))
+            continue;
+        snprintf(a, sizeof a, "%s/%s", src, de->d_name);
+        snprintf(b, sizeof b, "%s/%s", dst, de->d_name);
+        if (lstat(a, &st) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode))
+            rc = copy_run_folder(a, b, e);
+        else if (S_ISREG(st.st_mode))
+            rc = has_suffix(a, ".safetensors") && !strstr(a, ".tmp.") ? link_or_copy(a, b, e)
+                                                                    : copy_file(a, b, e);
+    }
+    closedir(d);
+    return rc;
+}
+
 void remove_tree(const char *path)
 {
     DIR *d = opendir(path);

@@ -25,6 +25,12 @@ int copy_file(const char *src, const char *dst, MnError *e);
  * copy. */
 int link_or_copy(const char *src, const char *dst, MnError *e);
 
+/* A copy of the run folder src at dst (created), for another process to
+ * continue the same run in: every file copied, its checkpoints (only ever
+ * replaced, never written in place) linked where the file system allows;
+ * not its lock, its socket or its replays. */
+int copy_run_folder(const char *src, const char *dst, MnError *e);
+
 /* rm -r, for a folder this program made and must undo; best effort. */
 void remove_tree(const char *path);
 
