@@ -135,12 +135,17 @@ for i in $(seq 1 300); do
 done
 "$MNEME" ctl "$TMP/ctl" set finetune.lr 1e-4 >"$TMP/set" 2>&1
 "$MNEME" ctl "$TMP/ctl" freeze embeddings >>"$TMP/set" 2>&1
+"$MNEME" ctl "$TMP/ctl" fork lower finetune.lr=3e-5 >>"$TMP/set" 2>&1
 wait $job
 ok $([ $? = 0 ] && grep -q '"ok":true,"command":"set finetune.lr 1e-4"' "$TMP/set" &&
      grep -q '"source":"ctl","command":"set","set":"finetune.lr"' "$TMP/ctl/events.jsonl" &&
      grep -q '"source":"ctl","command":"freeze"' "$TMP/ctl/events.jsonl" &&
      [ "$(json "$TMP/ctl/summary.json" .ranks.agree)" = true ]; echo $?) \
    "mneme ctl reaches a run on 2 ranks: a rate and a freeze set mid-run apply on both (their weights agree at the end)"
+ok $([ "$(json "$TMP/ctl/branches/lower/summary.json" .status)" = finished ] &&
+     [ "$(json "$TMP/ctl/branches/lower/summary.json" .ranks.agree)" = true ] &&
+     grep -q '"command":"fork","branch":"lower"' "$TMP/ctl/events.jsonl"; echo $?) \
+   "a fork by ctl runs on both ranks beside its parent, to the end, the ranks agreeing"
 
 # a rank that die# a rank that dies takes the job down; the run folder keeps its last
 # complete checkpoint, from which the ranks (or one process) continue
