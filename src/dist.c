@@ -75,6 +75,12 @@ int dist_broadcast(const Dist *d, void *buf, size_t n, MnError *e)
     return 0;
 }
 
+int dist_broadcast_waiting(const Dist *d, void *buf, size_t n, MnError *e)
+{
+    (void)d, (void)buf, (void)n, (void)e;
+    return 0;
+}
+
 int dist_agree(const Dist *d, const float *buf, size_t n, int *same, MnError *e)
 {
     (void)d, (void)e;
@@ -249,6 +255,28 @@ int dist_broadcast(const Dist *d, void *buf, size_t n, MnError *e)
         done += (size_t)c;
     }
     return 0;
+}
+
+int dist_broadcast_waiting(const Dist *d, void *buf, size_t n, MnError *e)
+{
+    if (d->size < 2)
+        return 0;
+    if (n > ((size_t)1 << 30))
+        return dist_broadcast(d, buf, n, e);
+    MPI_Request req;
+    int rc = MPI_Ibcast(buf, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
+    /* MPI's own wait spins a core; a run paused for hours must not */
+    double t0 = now_s();
+    for (int done = 0; rc == MPI_SUCCESS;) {
+        rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (done)
+            break;
+        if (now_s() - t0 > 0.002) {
+            struct timespec nap = { 0, 1000000L };
+            nanosleep(&nap, NULL);
+        }
+    }
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(e, "broadcast", rc);
 }
 
 int dist_agree(const Dist *d, const float *buf, size_t n, int *same, MnError *e)

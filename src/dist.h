@@ -39,6 +39,9 @@ int dist_sum_doubles(const Dist *d, double *v, int n, MnError *e);
 int dist_gather_rows(const Dist *d, float *buf, int width, const int *row0, MnError *e);
 /* rank 0's n bytes at buf, to every rank. */
 int dist_broadcast(const Dist *d, void *buf, size_t n, MnError *e);
+/* The same, for a wait that may be long (a paused run's ranks waiting on
+ * rank 0's next command): it naps between polls instead of spinning. */
+int dist_broadcast_waiting(const Dist *d, void *buf, size_t n, MnError *e);
 /* Whether every rank holds the same n floats (a checksum compared). */
 int dist_agree(const Dist *d, const float *buf, size_t n, int *same, MnError *e);
 

@@ -766,7 +766,7 @@ static void share_commands(Trainer *t, Command *q, int *n)
     Dist *d = t->opt.dist;
     MnError e;
     int count = d->rank == 0 ? *n : 0;
-    int rc = dist_broadcast(d, &count, sizeof count, &e);
+    int rc = dist_broadcast_waiting(d, &count, sizeof count, &e);
     if (rc == 0 && count > 0 && count <= QUEUE_MAX)
         rc = dist_broadcast(d, q, sizeof *q * (size_t)count, &e);
     if (rc < 0 || count < 0 || count > QUEUE_MAX) {
