@@ -157,15 +157,23 @@ for i in $(seq 1 300); do
     [ -f "$TMP/kill/checkpoints/step-80.safetensors" ] && break
     sleep 0.1
 done
-victim=
+victim= ranks=
 for p in $(pgrep -f "run --headless $CFG"); do
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
+    env=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null)
+    echo "$env" | grep -q "^OMPI_COMM_WORLD_RANK=" && ranks="$ranks $p"
+    echo "$env" | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
 done
 [ -n "$victim" ] && kill -9 "$victim"
 wait $job
 st=$?
-ok $([ -n "$victim" ] && [ $st != 0 ] && ! pgrep -f "run --headless $CFG" >/dev/null; echo $?) \
-   "killing rank 1 ends the whole job (exit $st), no rank left behind"
+for i in $(seq 1 50); do   # the ranks' exit may take a moment after mpirun's
+    left=
+    for p in $ranks; do grep -qs '^State:.*[RSD]' "/proc/$p/status" && left="$left $p"; done
+    [ -z "$left" ] && break
+    sleep 0.1
+done
+ok $([ -n "$victim" ] && [ $st != 0 ] && [ -z "$left" ]; echo $?) \
+   "killing rank 1 ends the whole job (exit $st), no rank left behind ($left)"
 cp -r "$TMP/kill" "$TMP/kill1"
 mpi 2 run --headless --resume "$TMP/kill" --quiet >/dev/null 2>"$TMP/resume.err"
 st=$?
