@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "dist.h"
 #include "layers.h"
 #include "lines.h"
 #include "rng.h"
@@ -257,8 +258,10 @@ int mlm_score(Model *m, const MlmHead *h, const Dataset *d, int limit, Batch *sc
         batch_fill(scratch, d, idx, B, 0);
         model_encode(m, scratch);
         int T = scratch->T + (m->virtual_on ? m->cfg.prompt_tokens : 0);
-        int np = T - scratch->T, k = 0;
-        for (int r = 0; r < B; r++)
+        int np = T - scratch->T, k = 0, r0, r1;
+        /* across ranks each scores the masked tokens of its own rows */
+        model_local_rows(m, B, &r0, &r1);
+        for (int r = r0; r < r1; r++)
             for (int t = 0; t < scratch->T; t++) {
                 int lab = scratch->mlm[(size_t)r * scratch->T + t];
                 if (lab < 0)
@@ -274,6 +277,16 @@ int mlm_score(Model *m, const MlmHead *h, const Dataset *d, int limit, Batch *sc
             correct += j.correct[w];
         }
         tokens += k;
+    }
+    if (m->dist && m->dist->size > 1) {
+        double v[3] = { loss, (double)correct, (double)tokens };
+        if (dist_sum_doubles(m->dist, v, 3, e) < 0) {
+            free(idx), free(rows), free(label), free(ws);
+            return -1;
+        }
+        loss = v[0];
+        correct = (long)v[1];
+        tokens = (long)v[2];
     }
     if (tokens) {
         s->loss = loss / (double)tokens;
@@ -325,7 +338,7 @@ int mlm_train_step(Model *m, const MlmHead *h, const Batch *b, float scale, doub
     }
     /* each row's loss is the mean over its masked tokens; the step's, the
      * mean over rows, times scale */
-    int k = 0, n_rows = 0;
+    int k = 0, n_rows = 0, r0, r1;
     for (int r = 0; r < b->B; r++) {
         int first = k;
         for (int t = 0; t < b->T; t++) {
@@ -341,6 +354,19 @@ int mlm_train_step(Model *m, const MlmHead *h, const Batch *b, float scale, doub
     }
     for (int i = 0; i < k; i++)
         w[i] *= scale / (float)n_rows;
+    /* across ranks each takes the masked tokens of its own rows (the
+     * weights above are the whole batch's); the gradients are summed by
+     * the backward pass, the loss here */
+    model_local_rows(m, b->B, &r0, &r1);
+    int from = 0, to = 0;
+    while (from < k && rows[from] / T < r0)
+        from++;
+    for (to = from; to < k && rows[to] / T < r1; to++)
+        ;
+    memmove(rows, rows + from, sizeof *rows * (size_t)(to - from));
+    memmove(label, label + from, sizeof *label * (size_t)(to - from));
+    memmove(w, w + from, sizeof *w * (size_t)(to - from));
+    k = to - from;
     model_encode(m, b);
     const float *enc = model_encoded(m);
     float *x = ws, *pre = x + MLM_CHUNK * C, *deriv = pre + MLM_CHUNK * C;
@@ -350,6 +376,18 @@ int mlm_train_step(Model *m, const MlmHead *h, const Batch *b, float scale, doub
     const float *word = m->params + m->off.word, *dec = h->tied ? word : h->decoder;
     float *dword = h->tied && m->groups[0].trainable ? m->grads + m->off.word : NULL;
     double total = 0.0;
+    /* Across ranks the backward pass sums the whole gradient buffer, which
+     * may already hold this step's summed gradients (replay rows): this
+     * pass's own go into a clean buffer, and those are added back after. */
+    float *held = NULL;
+    if (m->dist && m->dist->size > 1) {
+        if (!(held = malloc(m->n_params * sizeof *held))) {
+            free(rows), free(label), free(w), free(d_out), free(ws);
+            return mn_fail(e, "out of memory for an MLM step");
+        }
+        memcpy(held, m->grads, m->n_params * sizeof *held);
+        memset(m->grads, 0, m->n_params * sizeof *m->grads);
+    }
     for (int c0 = 0; c0 < k; c0 += MLM_CHUNK) {
         int c = k - c0 < MLM_CHUNK ? k - c0 : MLM_CHUNK;
         for (int r = 0; r < c; r++)
@@ -395,6 +433,17 @@ int mlm_train_step(Model *m, const MlmHead *h, const Batch *b, float scale, doub
                         1.0f, d_out + (size_t)rows[c0 + r] * C, 1);
     }
     model_backward_encoded(m, b, d_out);
+    int rc = 0;
+    if (held) {
+        for (size_t i = 0; i < m->n_params; i++)
+            m->grads[i] += held[i];
+        free(held);
+        rc = dist_sum_doubles(m->dist, &total, 1, e);
+    }
+    if (rc < 0) {
+        free(rows), free(label), free(w), free(d_out), free(ws);
+        return -1;
+    }
     *loss = total;
     free(rows), free(label), free(w), free(d_out), free(ws);
     return 0;

@@ -1499,6 +1499,17 @@ int model_set_threads(Model *m, int n, MnError *e)
     return 0;
 }
 
+void model_local_rows(const Model *m, int B, int *r0, int *r1)
+{
+    Batch b;
+    StepJob j;
+    memset(&b, 0, sizeof b);
+    b.B = B;
+    job_init(&j, (Model *)m, &b);
+    *r0 = (int)((long)B * (j.first < j.parts ? j.first : j.parts) / j.parts);
+    *r1 = (int)((long)B * (j.first + j.n < j.parts ? j.first + j.n : j.parts) / j.parts);
+}
+
 int model_threads(const Model *m)
 {
     return workers_count(m->pool);

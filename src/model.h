@@ -274,6 +274,9 @@ void model_zero_grads(Model *m);
  * rows than workers uses one worker per row. */
 int model_set_threads(Model *m, int n, MnError *e);
 int model_threads(const Model *m);
+/* The rows [*r0, *r1) of a batch of B rows that this process computes
+ * (all of them alone; its share across ranks). */
+void model_local_rows(const Model *m, int B, int *r0, int *r1);
 /* Runs fn(arg, i, n) for every i in [0, n), n = model_threads(m), on the
  * model's workers (i = 0 on the caller), and returns when all are done:
  * for elementwise work over the parameters (the optimizer). */

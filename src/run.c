@@ -216,13 +216,6 @@ static int setup(Run *r, const Experiment *x, const char *dir,
             r->fixed_labels[TASK_ORIGINAL] = 1;
         }
     }
-    /* masked-language modelling reads the encoder's output of every row,
-     * which a rank computes for its share only */
-    if (r->hooks.dist && r->hooks.dist->size > 1 && r->original_mlm) {
-        hf_close(&hf);
-        return mn_fail(e, "original.mlm does not run data-parallel yet: run it in one process "
-                       "(threads = N)");
-    }
     int rc = 0;
     for (int k = 0; k < N_TASKS && rc == 0; k++)
         rc = load_task(r, k, e);

@@ -125,6 +125,50 @@ ok $([ $? = 0 ] && [ "$(strip "$TMP/p0/metrics.jsonl")" = "$(strip "$TMP/pf1/met
      [ "$(json "$TMP/p0/summary.json" .ranks.agree)" = true ]; echo $?) \
    "rank 0's policy decides for every rank: rank 1, given one that does nothing, freezes with it at step 40"
 
+# masked-language modelling as the original task, its masked text replayed:
+# each rank scores and trains the masked tokens of its own rows
+if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+    PY=/usr/bin/python3
+    mkdir -p "$TMP/mlm"
+    hf_texts "$TMP/mlm"
+    $PY "$MNEME_SRCDIR/tests/hf_model.py" make "$TMP/mlm/bert_mlm" --seed 13 --labels 0 --mlm 1 \
+        --hidden 16 --positions 40 >/dev/null
+    cat >"$TMP/mlm/mlm.cfg" <<'EOF'
+name = "mlm";
+seed = 3;
+base = { from = "bert_mlm"; };
+original = { mlm = "general.txt"; };
+new = { train = "new.train.tsv"; eval = "new.eval.tsv"; };
+finetune = { epochs = 3; lr = 1e-3; batch = 16; replay = { ratio = 0.25; }; };
+eval = { every = 5; };
+EOF
+    mpi 2 run --headless "$TMP/mlm/mlm.cfg" --set threads=1 --out "$TMP/mlm2" --quiet >/dev/null 2>"$TMP/mlm.err"
+    st=$?
+    "$MNEME" run --headless "$TMP/mlm/mlm.cfg" --set threads=2 --out "$TMP/mlm1" --quiet >/dev/null 2>&1
+    diff=$(python3 - "$TMP/mlm2/metrics.jsonl" "$TMP/mlm1/metrics.jsonl" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+if len(a) != len(b) or not a:
+    print("lengths %d %d" % (len(a), len(b)))
+else:
+    d = 0.0
+    for x, y in zip(a, b):
+        for k in ("new", "original"):
+            if x.get(k) is not None:
+                d = max(d, abs(x[k]["loss"] - y[k]["loss"]), abs(x[k]["acc"] - y[k]["acc"]))
+        if x.get("train_loss") is not None:
+            d = max(d, abs(x["train_loss"] - y["train_loss"]))
+    print("%.3g" % d)
+PY
+)
+    ok $([ $st = 0 ] && awk -v d="$diff" 'BEGIN { exit !(d ~ /^[0-9.e-]+$/ && d + 0 < 1e-3) }' &&
+         [ "$(json "$TMP/mlm2/summary.json" .ranks.agree)" = true ]; echo $?) \
+       "masked-language modelling with replay on 2 ranks: within 1e-3 of 2 threads (largest difference $diff), the ranks agreeing ($(head -c 200 "$TMP/mlm.err"))"
+else
+    ok 0 "# SKIP python3-numpy is not installed: no MLM model"
+fi
+
 # rank 0 serves mneme ctl (and attach); its commands reach every rank
 TMPDIR="$TMP/scratch" timeout 300 mpirun $ROOT -np 2 "$MNEME" run --headless "$CFG" $SETS \
     --set finetune.epochs=150 --set threads=1 --out "$TMP/ctl" --quiet >/dev/null 2>"$TMP/ctl.err" &
