@@ -49,6 +49,13 @@ mpi 2 run --headless "$CFG" $SETS --set threads=1 --out "$TMP/r2b" --quiet >/dev
 ok $([ "$(strip "$TMP/r2/metrics.jsonl")" = "$(strip "$TMP/r2b/metrics.jsonl")" ]; echo $?) \
    "the same run on 2 ranks again: identical"
 
+# EWC (its Fisher computed over the ranks) with a frozen block: as 2 threads
+E="--set finetune.ewc.lambda=1e4 --set finetune.freeze.keep_last=1"
+mpi 2 run --headless "$CFG" $SETS $E --set threads=1 --out "$TMP/ewc2" --quiet >/dev/null 2>&1
+"$MNEME" run --headless "$CFG" $SETS $E --set threads=2 --out "$TMP/ewc1" --quiet >/dev/null 2>&1
+ok $([ -s "$TMP/ewc2/metrics.jsonl" ] && [ "$(strip "$TMP/ewc2/metrics.jsonl")" = "$(strip "$TMP/ewc1/metrics.jsonl")" ]; echo $?) \
+   "EWC with the lower block frozen on 2 ranks: bit-identical to 2 threads"
+
 # 3 ranks: the sums go in another order than 3 threads' own; the curves
 # agree to float summation order
 mpi 3 run --headless "$CFG" $SETS --set threads=1 --out "$TMP/r3" --quiet >/dev/null 2>&1
