@@ -29,6 +29,26 @@ mpi() {   # mpi N ARGS...: mneme on N ranks
 mkdir -p "$TMP/scratch"
 SETS="--set finetune.epochs=3 --set base.pretrain.epochs=2"
 strip() { jq -c 'del(.elapsed_s)' "$1"; }
+# max_difference A B: the largest difference between two metrics.jsonl's
+# losses and accuracies, evaluation by evaluation (or why there is none)
+max_difference() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+if len(a) != len(b) or not a:
+    print("lengths %d %d" % (len(a), len(b)))
+else:
+    d = 0.0
+    for x, y in zip(a, b):
+        for k in ("new", "original"):
+            if x.get(k) is not None:
+                d = max(d, abs(x[k]["loss"] - y[k]["loss"]), abs(x[k]["acc"] - y[k]["acc"]))
+        if x.get("train_loss") is not None:
+            d = max(d, abs(x["train_loss"] - y["train_loss"]))
+    print("%.3g" % d)
+PY
+}
 
 mpi 2 run --headless "$CFG" $SETS --set threads=1 --out "$TMP/r2" >"$TMP/out2" 2>"$TMP/err2"
 st=$?
@@ -61,23 +81,7 @@ ok $([ -s "$TMP/ewc2/metrics.jsonl" ] && [ "$(strip "$TMP/ewc2/metrics.jsonl")" 
 mpi 3 run --headless "$CFG" $SETS --set threads=1 --out "$TMP/r3" --quiet >/dev/null 2>&1
 ok $? "a run on 3 ranks finishes"
 "$MNEME" run --headless "$CFG" $SETS --set threads=3 --out "$TMP/t3" --quiet >/dev/null 2>&1
-diff=$(python3 - "$TMP/r3/metrics.jsonl" "$TMP/t3/metrics.jsonl" <<'PY'
-import json, sys
-a = [json.loads(l) for l in open(sys.argv[1])]
-b = [json.loads(l) for l in open(sys.argv[2])]
-if len(a) != len(b) or not a:
-    print("lengths %d %d" % (len(a), len(b)))
-else:
-    d = 0.0
-    for x, y in zip(a, b):
-        for k in ("new", "original"):
-            if k in x and x[k] is not None:
-                d = max(d, abs(x[k]["loss"] - y[k]["loss"]))
-        if x.get("train_loss") is not None:
-            d = max(d, abs(x["train_loss"] - y["train_loss"]))
-    print("%.3g" % d)
-PY
-)
+diff=$(max_difference "$TMP/r3/metrics.jsonl" "$TMP/t3/metrics.jsonl")
 ok $(awk -v d="$diff" 'BEGIN { exit !(d ~ /^[0-9.e-]+$/ && d + 0 < 1e-3) }'; echo $?) \
    "3 ranks against 3 threads: every loss within 1e-3 (largest difference $diff)"
 
@@ -152,23 +156,7 @@ EOF
     mpi 2 run --headless "$TMP/mlm/mlm.cfg" --set threads=1 --out "$TMP/mlm2" --quiet >/dev/null 2>"$TMP/mlm.err"
     st=$?
     "$MNEME" run --headless "$TMP/mlm/mlm.cfg" --set threads=2 --out "$TMP/mlm1" --quiet >/dev/null 2>&1
-    diff=$(python3 - "$TMP/mlm2/metrics.jsonl" "$TMP/mlm1/metrics.jsonl" <<'PY'
-import json, sys
-a = [json.loads(l) for l in open(sys.argv[1])]
-b = [json.loads(l) for l in open(sys.argv[2])]
-if len(a) != len(b) or not a:
-    print("lengths %d %d" % (len(a), len(b)))
-else:
-    d = 0.0
-    for x, y in zip(a, b):
-        for k in ("new", "original"):
-            if x.get(k) is not None:
-                d = max(d, abs(x[k]["loss"] - y[k]["loss"]), abs(x[k]["acc"] - y[k]["acc"]))
-        if x.get("train_loss") is not None:
-            d = max(d, abs(x["train_loss"] - y["train_loss"]))
-    print("%.3g" % d)
-PY
-)
+    diff=$(max_difference "$TMP/mlm2/metrics.jsonl" "$TMP/mlm1/metrics.jsonl")
     ok $([ $st = 0 ] && awk -v d="$diff" 'BEGIN { exit !(d ~ /^[0-9.e-]+$/ && d + 0 < 1e-3) }' &&
          [ "$(json "$TMP/mlm2/summary.json" .ranks.agree)" = true ]; echo $?) \
        "masked-language modelling with replay on 2 ranks: within 1e-3 of 2 threads (largest difference $diff), the ranks agreeing ($(head -c 200 "$TMP/mlm.err"))"
