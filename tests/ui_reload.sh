@@ -82,7 +82,9 @@ rc=$?
 at=$(jq -rs 'map(select(.command == "policy"))[0].step' "$TMP/att/events.jsonl")
 ok $([ $rc = 0 ] && [ -f "$TMP/att/policy/$at.lua" ] && grep -q "policy slow runs from step $at" "$TMP/att/log.txt"; echo $?) \
    ":policy FILE attaches it at step $at: recorded, its source saved, logged"
-ok $(head -1 "$TMP/pane" | grep -q "policy slow"; echo $?) "the header names it"
+# the pane was read before the event was found: the header may come a moment later
+wait_until 10 sh -c "head -1 '$TMP/pane' | grep -q 'policy slow'"
+ok $? "the header names it"
 quit_ui "mneme-exit="
 "$MNEME" run --resume "$TMP/att" --quiet >/dev/null 2>&1
 ok $([ $? = 0 ] && [ "$(jq -s "map(select(.phase == \"finetune\" and .step > $at + 1)) | .[0].lr" "$TMP/att/metrics.jsonl")" = 0.0002 ]; echo $?) \
