@@ -8,17 +8,8 @@
 
 #include "branch.h"
 #include "config.h"
+#include "metrics.h"
 #include "runlock.h"
-
-static double number_at(json_t *o, const char *a, const char *b, const char *c)
-{
-    json_t *x = json_object_get(o, a);
-    if (b)
-        x = json_object_get(x, b);
-    if (c)
-        x = json_object_get(x, c);
-    return json_is_number(x) ? json_number_value(x) : -1.0;
-}
 
 static void read_row(const char *dir, double weight, BranchRow *row)
 {
@@ -53,12 +44,13 @@ static void read_row(const char *dir, double weight, BranchRow *row)
         return;
     /* a run that ended before fine-tuning has a status, no figures */
     row->has_summary = json_is_object(json_object_get(o, "final"));
-    row->final_step = (long)number_at(o, "final", "step", NULL);
-    row->new_acc = number_at(o, "final", "new", "acc");
-    row->orig_base = number_at(o, "baseline", "original", "acc");
-    row->orig_final = number_at(o, "final", "original", "acc");
-    row->forgetting = number_at(o, "forgetting", NULL, NULL);
-    row->combined = number_at(o, "final", "new", "loss") + weight * number_at(o, "final", "original", "loss");
+    row->final_step = (long)json_number_at(o, "final", "step", NULL, -1.0);
+    row->new_acc = json_number_at(o, "final", "new", "acc", -1.0);
+    row->orig_base = json_number_at(o, "baseline", "original", "acc", -1.0);
+    row->orig_final = json_number_at(o, "final", "original", "acc", -1.0);
+    row->forgetting = json_number_at(o, "forgetting", NULL, NULL, -1.0);
+    row->combined = json_number_at(o, "final", "new", "loss", -1.0) +
+                    weight * json_number_at(o, "final", "original", "loss", -1.0);
     json_t *cx = json_object_get(o, "crossover_step");
     row->crossover = json_is_integer(cx) ? (long)json_integer_value(cx) : -1;
     json_decref(o);

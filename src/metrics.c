@@ -242,6 +242,17 @@ int summary_write(const char *path, const History *h, const char *name,
     return rc;
 }
 
+double json_number_at(const json_t *o, const char *a, const char *b, const char *c,
+                      double missing)
+{
+    const json_t *v = json_object_get(o, a);
+    if (b)
+        v = json_object_get(v, b);
+    if (c)
+        v = json_object_get(v, c);
+    return json_is_number(v) ? json_number_value(v) : missing;
+}
+
 int json_write_atomic(const char *path, const json_t *o, size_t flags, MnError *e)
 {
     char *s = json_dumps(o, JSON_INDENT(2) | flags);

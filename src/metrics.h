@@ -61,6 +61,11 @@ int summary_write(const char *path, const History *h, const char *name,
 
 /* Writes data to path through a temporary file, fsync and rename. */
 int write_file_atomic(const char *path, const char *data, size_t len, MnError *e);
+/* The number at o.a (.b (.c)) (b, c NULL: a shallower path), or missing
+ * when there is none there. */
+double json_number_at(const json_t *o, const char *a, const char *b, const char *c,
+                      double missing);
+
 /* Writes o as indented JSON (json_dumps flags besides), a newline after
  * it, as write_file_atomic does. */
 int json_write_atomic(const char *path, const json_t *o, size_t flags, MnError *e);

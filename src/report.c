@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "compare.h"
+#include "metrics.h"
 #include "lines.h"
 #include "plot.h"
 #include "study.h"
@@ -49,16 +50,6 @@ static void pre_file(FILE *f, const char *path)
     fclose(in);
 }
 
-static double num_at(const json_t *o, const char *a, const char *b, const char *c)
-{
-    const json_t *v = json_object_get(o, a);
-    if (b)
-        v = json_object_get(v, b);
-    if (c)
-        v = json_object_get(v, c);
-    return json_is_number(v) ? json_number_value(v) : NAN;
-}
-
 static void row(FILE *f, const char *what, double v, const char *fmt)
 {
     char text[64];
@@ -83,20 +74,26 @@ static void summary_table(FILE *f, const json_t *s)
         fputs(")", f);
     }
     fputs("</td></tr>\n", f);
-    row(f, "original task at the start (baseline)", num_at(s, "baseline", "original", "acc"), "%.3f");
-    row(f, "new task at the start", num_at(s, "baseline", "new", "acc"), "%.3f");
-    row(f, "final step", num_at(s, "final", "step", NULL), "%.0f");
-    row(f, "new task, final", num_at(s, "final", "new", "acc"), "%.3f");
-    row(f, "original task, final", num_at(s, "final", "original", "acc"), "%.3f");
-    row(f, "forgetting (baseline − final original)", num_at(s, "forgetting", NULL, NULL), "%.3f");
-    row(f, "largest drop of the original task", num_at(s, "max_original_drop", NULL, NULL), "%.3f");
-    row(f, "crossover step", num_at(s, "crossover_step", NULL, NULL), "%.0f");
-    row(f, "best new task", num_at(s, "best", "new", "acc"), "%.3f");
-    row(f, "area under the original task's curve", num_at(s, "original_acc_area", NULL, NULL), "%.4f");
-    row(f, "trainable parameters", num_at(s, "trainable_params", NULL, NULL), "%.0f");
-    row(f, "trainable fraction", num_at(s, "trainable_fraction", NULL, NULL), "%.4f");
-    row(f, "time in optimizer steps (s)", num_at(s, "timing", "train_s", NULL), "%.1f");
-    row(f, "time in fine-tuning's steps (s)", num_at(s, "timing", "finetune_s", NULL), "%.1f");
+    row(f, "original task at the start (baseline)",
+        json_number_at(s, "baseline", "original", "acc", NAN), "%.3f");
+    row(f, "new task at the start", json_number_at(s, "baseline", "new", "acc", NAN), "%.3f");
+    row(f, "final step", json_number_at(s, "final", "step", NULL, NAN), "%.0f");
+    row(f, "new task, final", json_number_at(s, "final", "new", "acc", NAN), "%.3f");
+    row(f, "original task, final", json_number_at(s, "final", "original", "acc", NAN), "%.3f");
+    row(f, "forgetting (baseline − final original)",
+        json_number_at(s, "forgetting", NULL, NULL, NAN), "%.3f");
+    row(f, "largest drop of the original task",
+        json_number_at(s, "max_original_drop", NULL, NULL, NAN), "%.3f");
+    row(f, "crossover step", json_number_at(s, "crossover_step", NULL, NULL, NAN), "%.0f");
+    row(f, "best new task", json_number_at(s, "best", "new", "acc", NAN), "%.3f");
+    row(f, "area under the original task's curve",
+        json_number_at(s, "original_acc_area", NULL, NULL, NAN), "%.4f");
+    row(f, "trainable parameters", json_number_at(s, "trainable_params", NULL, NULL, NAN), "%.0f");
+    row(f, "trainable fraction", json_number_at(s, "trainable_fraction", NULL, NULL, NAN), "%.4f");
+    row(f, "time in optimizer steps (s)",
+        json_number_at(s, "timing", "train_s", NULL, NAN), "%.1f");
+    row(f, "time in fine-tuning's steps (s)",
+        json_number_at(s, "timing", "finetune_s", NULL, NAN), "%.1f");
     fputs("</table>\n", f);
 }
 

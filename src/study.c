@@ -403,16 +403,6 @@ typedef struct {
     int n_orig, n_new;         /* evaluation examples */
 } Figures;
 
-static double num_at(json_t *o, const char *a, const char *b, const char *c, double def)
-{
-    json_t *v = json_object_get(o, a);
-    if (b)
-        v = json_object_get(v, b);
-    if (c)
-        v = json_object_get(v, c);
-    return json_is_number(v) ? json_number_value(v) : def;
-}
-
 static int read_figures(const char *dir, Figures *f, MnError *e)
 {
     char path[EXP_PATH + 200];
@@ -426,17 +416,17 @@ static int read_figures(const char *dir, Figures *f, MnError *e)
         json_decref(o);
         return mn_fail(e, "%s: the run has not finished (status %s)", dir, st ? st : "unknown");
     }
-    f->new_acc = num_at(o, "final", "new", "acc", NAN);
-    f->orig_acc = num_at(o, "final", "original", "acc", NAN);
-    f->baseline = num_at(o, "baseline", "original", "acc", NAN);
-    f->forgetting = num_at(o, "forgetting", NULL, NULL, NAN);
-    f->orig_min = f->baseline - num_at(o, "max_original_drop", NULL, NULL, NAN);
-    f->trainable = num_at(o, "trainable_fraction", NULL, NULL, NAN);
-    f->time_s = num_at(o, "timing", "finetune_s", NULL, num_at(o, "timing", "train_s", NULL, 0.0));
-    f->adapter_off = num_at(o, "final_adapter_off", "original", "acc", -1.0);
+    f->new_acc = json_number_at(o, "final", "new", "acc", NAN);
+    f->orig_acc = json_number_at(o, "final", "original", "acc", NAN);
+    f->baseline = json_number_at(o, "baseline", "original", "acc", NAN);
+    f->forgetting = json_number_at(o, "forgetting", NULL, NULL, NAN);
+    f->orig_min = f->baseline - json_number_at(o, "max_original_drop", NULL, NULL, NAN);
+    f->trainable = json_number_at(o, "trainable_fraction", NULL, NULL, NAN);
+    f->time_s = json_number_at(o, "timing", "finetune_s", NULL, json_number_at(o, "timing", "train_s", NULL, 0.0));
+    f->adapter_off = json_number_at(o, "final_adapter_off", "original", "acc", -1.0);
     f->stopped = json_is_string(json_object_get(o, "stop_reason"));
-    f->n_orig = (int)num_at(o, "eval_examples", "original", NULL, 0);
-    f->n_new = (int)num_at(o, "eval_examples", "new", NULL, 0);
+    f->n_orig = (int)json_number_at(o, "eval_examples", "original", NULL, 0);
+    f->n_new = (int)json_number_at(o, "eval_examples", "new", NULL, 0);
     json_decref(o);
     if (isnan(f->new_acc) || isnan(f->orig_acc) || isnan(f->baseline) || isnan(f->forgetting))
         return mn_fail(e, "%s: no final or baseline evaluation", path);
@@ -649,7 +639,7 @@ int study_collect(const char *dir, MnError *e)
 
 static double stat_get(json_t *row, const char *k, const char *w)
 {
-    return num_at(row, k, w, NULL, NAN);
+    return json_number_at(row, k, w, NULL, NAN);
 }
 
 static void row_of(json_t *r, int first, int ns, StudyRow *out)
@@ -671,7 +661,7 @@ static void row_of(json_t *r, int first, int ns, StudyRow *out)
              stat_get(r, "forgetting", "ci95"), json_is_true(json_object_get(d, "forgetting")) ? " *" : "");
     out->orig_acc = stat_get(r, "original_acc", "mean");
     out->orig_min = stat_get(r, "original_min", "mean");
-    out->trainable = num_at(r, "trainable_fraction", NULL, NULL, NAN);
+    out->trainable = json_number_at(r, "trainable_fraction", NULL, NULL, NAN);
     out->time_s = stat_get(r, "time_s", "mean");
     size_t nn = 0;
     char *notes = out->notes;
@@ -714,7 +704,7 @@ int study_rows(const char *dir, StudyRow **rows_out, int *n_out, StudyInfo *info
         return mn_fail(e, "out of memory");
     }
     info->n_seeds = ns;
-    info->baseline = num_at(o, "baseline_original_acc", "mean", NULL, NAN);
+    info->baseline = json_number_at(o, "baseline_original_acc", "mean", NULL, NAN);
     size_t used = 0;
     for (int i = 0; i < n; i++) {
         row_of(json_array_get(rows, (size_t)i), i == 0, ns, &v[i]);
@@ -730,8 +720,8 @@ int study_rows(const char *dir, StudyRow **rows_out, int *n_out, StudyInfo *info
     else
         snprintf(info->noise, sizeof info->noise, "one seed: ± is the 95%% interval of the "
                  "evaluation's sampling noise on %d original-task and %d new-task examples; * "
-                 "differs from %s beyond it", (int)num_at(o, "eval_examples", "original", NULL, 0),
-                 (int)num_at(o, "eval_examples", "new", NULL, 0), info->main);
+                 "differs from %s beyond it", (int)json_number_at(o, "eval_examples", "original", NULL, 0),
+                 (int)json_number_at(o, "eval_examples", "new", NULL, 0), info->main);
     json_decref(o);
     *rows_out = v;
     *n_out = n;
