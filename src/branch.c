@@ -74,12 +74,6 @@ static int by_value(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int has_suffix(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
 int branch_find_checkpoint(const char *run_dir, long step, char *path, size_t n,
                            long *found, MnError *e)
 {
@@ -216,22 +210,12 @@ static int write_branch_json(const char *dir, const char *name, const char *pare
     return rc;
 }
 
-/* A key whose value names a file or folder (finetune.policy, policy.path),
- * in the experiment's table of keys. */
-static int is_path_key(const char *key)
-{
-    for (const ExperimentKeyInfo *k = experiment_keys(); k->key; k++)
-        if (strcmp(k->key, key) == 0)
-            return strcmp(k->type, "path") == 0;
-    return 0;
-}
-
 /* A policy may steer its branches but not choose what files they read:
  * a file it named as the branch's policy would be compiled, and the
  * compiler's error would quote that file into the log. */
 static int check_policy_override(const char *key, const char *source, MnError *e)
 {
-    if (strcmp(source, "policy") == 0 && is_path_key(key))
+    if (strcmp(source, "policy") == 0 && experiment_key_is_path(key))
         return mn_fail(e, "%s names a file: a policy's fork may not set it (the branch keeps "
                        "this policy; fork with policy.NAME parameters instead)", key);
     return 0;

@@ -207,6 +207,14 @@ const ExperimentKeyInfo *experiment_keys(void)
     return key_info;
 }
 
+int experiment_key_is_path(const char *key)
+{
+    for (const ExperimentKeyInfo *k = key_info; k->key; k++)
+        if (strcmp(k->key, key) == 0)
+            return strcmp(k->type, "path") == 0;
+    return 0;
+}
+
 static long key_index(const char *name)
 {
     for (size_t i = 0; i < N_KEYS; i++)

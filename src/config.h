@@ -155,6 +155,9 @@ typedef struct {
     const char *help;
 } ExperimentKeyInfo;
 const ExperimentKeyInfo *experiment_keys(void);
+/* Whether the key (its full dotted name) names a file or folder
+ * (finetune.policy, policy.path). */
+int experiment_key_is_path(const char *key);
 
 /* Optimal string alignment distance, for "did you mean": typos are mostly
  * one edit or one swapped pair of letters. INT_MAX for words of 64 or more. */

@@ -104,7 +104,7 @@ int link_or_copy(const char *src, const char *dst, MnError *e)
     return copy_file(src, dst, e);
 }
 
-static int has_suffix(const char *s, const char *suffix)
+int has_suffix(const char *s, const char *suffix)
 {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
@@ -119,7 +119,7 @@ int copy_run_folder(const char *src, const char *dst, MnError *e)
     for (struct dirent *de; rc == 0 && (de = readdir(d));) {
         char a[4096], b[4096];
         struct stat st;
-        /* its lock is the run's own; replays and reports are not its state */
+        /* its lock is the run's own; its replays are not its state */
         if (de->d_name[0] == '.' || !strcmp(de->d_name, "lock") || !strcmp(de->d_name, "replays"))
             continue;
         snprintf(a, sizeof a, "%s/%s", src, de->d_name);

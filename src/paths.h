@@ -25,6 +25,9 @@ int copy_file(const char *src, const char *dst, MnError *e);
  * copy. */
 int link_or_copy(const char *src, const char *dst, MnError *e);
 
+/* Whether the name s ends in suffix (".safetensors"). */
+int has_suffix(const char *s, const char *suffix);
+
 /* A copy of the run folder src at dst (created), for another process to
  * continue the same run in: every file copied, its checkpoints (only ever
  * replaced, never written in place) linked where the file system allows;

@@ -21,28 +21,15 @@
 
 /* ---- the study file ------------------------------------------------------ */
 
-/* A key's type in the experiment's table, under its own name or the short
- * one :set takes (ewc.lambda for finetune.ewc.lambda). */
-static const char *key_type(const char *key)
-{
-    char longer[220];
-    snprintf(longer, sizeof longer, "finetune.%s", key);
-    for (const ExperimentKeyInfo *k = experiment_keys(); k->key; k++)
-        if (!strcmp(k->key, key) || !strcmp(k->key, longer))
-            return k->type;
-    return "";
-}
-
-/* KEY=VALUE as given, with a relative path made relative to dir. */
+/* KEY=VALUE as given, with a relative path made relative to dir (a key
+ * the fork refuses is left as it is, for remedies_check to name). */
 static char *resolve_set(const char *set, const char *dir)
 {
-    const char *eq = strchr(set, '=');
-    char key[200], *out;
-    if (!eq || eq == set || eq - set >= (long)sizeof key)
-        return strdup(set);
-    snprintf(key, sizeof key, "%.*s", (int)(eq - set), set);
-    const char *v = eq + 1;
-    if (strcmp(key_type(key), "path") != 0 || !v[0] || v[0] == '/')
+    char key[128], v[EXP_PATH], *out;
+    int is_param;
+    MnError why;
+    if (run_fork_override(set, 1, key, sizeof key, v, sizeof v, &is_param, &why) < 0 || is_param ||
+        !experiment_key_is_path(key) || !v[0] || v[0] == '/')
         return strdup(set);
     size_t n = strlen(key) + strlen(dir) + strlen(v) + 3;
     if ((out = malloc(n)))
