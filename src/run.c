@@ -1359,6 +1359,8 @@ static int list_checkpoints(const char *dir, CkName **out, int *n_out);
 static int open_metrics(Run *r, const char *mode, MnError *e);
 static int rewind_metrics(Run *r, Phase phase, long step, const char *ck_lines, MnError *e);
 static int shape_differs(const ModelConfig *ck, const ModelConfig *m, char *out, size_t n);
+static int open_run_folder(Run *r, const Experiment *x, const char *dir, const RunHooks *hooks,
+                           MnError *e);
 
 /* Loads checkpoints/<name> into the model and optimizer, its run state
  * into *st and its phase into *p, with a copy of the metrics lines it
@@ -1651,16 +1653,14 @@ int run_create(Run *r, const Experiment *x, const char *dir,
     /* refused input must not leave a folder behind that it made */
     const int made = stat(dir, &st) != 0;
     snprintf(path, sizeof path, "%s/checkpoints", dir);
-    int fd = make_dirs(path, e) < 0 ? -1 : run_lock_take(dir, e);
-    if (fd < 0) {
+    if (make_dirs(path, e) < 0) {
         memset(r, 0, sizeof *r);
         return -1;
     }
-    int rc = setup(r, x, dir, hooks, e);
-    r->lock_fd = fd;
-    r->has_lock = 1;
+    int rc = open_run_folder(r, x, dir, hooks, e);
     if (rc < 0) {
-        if (made)
+        /* not when another process holds the folder (no lock taken) */
+        if (made && r->has_lock)
             remove_tree(dir);
         return -1;
     }
