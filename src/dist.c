@@ -18,16 +18,6 @@ int dist_available(void)
 #endif
 }
 
-/* 64-bit FNV-1a of n bytes: a checksum, not a defence. */
-static uint64_t fnv(const void *p, size_t n)
-{
-    const unsigned char *c = p;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ c[i]) * 1099511628211ULL;
-    return h;
-}
-
 #ifndef HAVE_MPI
 
 int dist_init(Dist *d, int *argc, char ***argv, MnError *e)
@@ -83,13 +73,22 @@ int dist_broadcast_waiting(const Dist *d, void *buf, size_t n, MnError *e)
 
 int dist_agree(const Dist *d, const float *buf, size_t n, int *same, MnError *e)
 {
-    (void)d, (void)e;
-    (void)fnv(buf, n * sizeof *buf);
+    (void)d, (void)buf, (void)n, (void)e;
     *same = 1;
     return 0;
 }
 
 #else
+
+/* 64-bit FNV-1a of n bytes: a checksum, not a defence. */
+static uint64_t fnv(const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 1099511628211ULL;
+    return h;
+}
 
 /* A launcher's environment: Open MPI's, or PMI/PMIx (Slurm's srun). */
 static int launched(void)
@@ -133,6 +132,9 @@ void dist_finish(Dist *d)
     if (d->active)
         MPI_Finalize();
     d->active = 0;
+    free(d->scratch);
+    d->scratch = NULL;
+    d->scratch_n = 0;
 }
 
 void dist_abort(const Dist *d, int status)
@@ -176,9 +178,14 @@ int dist_sum_floats(Dist *d, float *buf, size_t n, MnError *e)
         return 0;
     double t0 = now_s();
     size_t most = n / (size_t)p + 1;
-    float *in = malloc(most * sizeof *in);
-    if (!in)
-        return mn_fail(e, "out of memory for the gradients' sum");
+    if (most > d->scratch_n) {
+        float *grown = realloc(d->scratch, most * sizeof *grown);
+        if (!grown)
+            return mn_fail(e, "out of memory for the gradients' sum");
+        d->scratch = grown;
+        d->scratch_n = most;
+    }
+    float *in = d->scratch;
 #define LO(k) (n * (size_t)(k) / (size_t)p)
 #define HI(k) (n * (size_t)((k) + 1) / (size_t)p)
     int rc = 0;
@@ -198,7 +205,6 @@ int dist_sum_floats(Dist *d, float *buf, size_t n, MnError *e)
     }
 #undef LO
 #undef HI
-    free(in);
     d->reduce_s += now_s() - t0;
     d->reduces++;
     return rc;

@@ -16,6 +16,9 @@ typedef struct Dist {
     int active;                /* MPI was started here (dist_finish ends it) */
     double reduce_s;           /* seconds spent combining gradients */
     long reduces;
+    float *scratch;            /* the ring's receive buffer, kept from one
+                                * step to the next */
+    size_t scratch_n;
 } Dist;
 
 /* Starts MPI when the program runs under an MPI launcher (and the build

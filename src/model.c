@@ -1221,11 +1221,15 @@ typedef struct {
  * given B and P. Worker i of this process has part first + i; one process
  * of n workers is P = n, and ranks of n workers each split a batch as one
  * process of their n times as many would. */
+static int part_start(const StepJob *j, long p)
+{
+    return (int)((long)j->b->B * (p < j->parts ? p : j->parts) / j->parts);
+}
+
 static int rows_of(const StepJob *j, int i, int *r1)
 {
-    long p = j->first + i;
-    *r1 = (int)((long)j->b->B * (p + 1) / j->parts);
-    return (int)((long)j->b->B * p / j->parts);
+    *r1 = part_start(j, j->first + i + 1);
+    return part_start(j, j->first + i);
 }
 
 static void forward_job(void *arg, int i, int nw)
@@ -1333,10 +1337,8 @@ static void combine_forward(Model *m, const StepJob *j, double *loss, int *count
     int *row0 = malloc(sizeof *row0 * (size_t)(d->size + 1));
     const int n = workers_count(m->pool);
     int rc = row0 ? dist_sum_doubles(d, v, 2, &e) : mn_fail(&e, "out of memory");
-    for (int r = 0; rc == 0 && r <= d->size; r++) {
-        long p = (long)r * n < j->parts ? (long)r * n : j->parts;
-        row0[r] = (int)((long)j->b->B * p / j->parts);
-    }
+    for (int r = 0; rc == 0 && r <= d->size; r++)
+        row0[r] = part_start(j, (long)r * n);
     if (rc == 0)
         rc = dist_gather_rows(d, m->act.probs, m->act.max_labels, row0, &e);
     free(row0);
@@ -1506,8 +1508,8 @@ void model_local_rows(const Model *m, int B, int *r0, int *r1)
     memset(&b, 0, sizeof b);
     b.B = B;
     job_init(&j, (Model *)m, &b);
-    *r0 = (int)((long)B * (j.first < j.parts ? j.first : j.parts) / j.parts);
-    *r1 = (int)((long)B * (j.first + j.n < j.parts ? j.first + j.n : j.parts) / j.parts);
+    *r0 = part_start(&j, j.first);
+    *r1 = part_start(&j, j.first + j.n);
 }
 
 int model_threads(const Model *m)
