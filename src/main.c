@@ -273,7 +273,6 @@ static int run_ranks(const RunArgs *a)
                 remove_tree(out);
             return 2;
         }
-        ho.resume_with = NULL;
         rc = headless_resume(out, &ho);
     } else
         rc = headless_run(&x, out, &ho);
