@@ -227,17 +227,23 @@ static json_t *remedy_json(const Remedy *m)
                      "set", sets);
 }
 
-static int plan_write(const Plan *p, MnError *e)
+/* study.json's plan: what a resume needs, the results added when done. */
+static json_t *plan_json(const Plan *p, const char *status)
 {
-    char path[EXP_PATH + 32];
     json_t *seeds = json_array(), *rem = json_array();
     for (int s = 0; s < p->n_seeds; s++)
         json_array_append_new(seeds, json_integer(p->seeds[s]));
     for (int i = 0; i < p->rem.n; i++)
         json_array_append_new(rem, remedy_json(&p->rem.v[i]));
-    json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:o, s:o}", "version", 1, "status", "running",
-                          "experiment", p->name, "remedies_file", p->rem.file, "seeds", seeds,
-                          "plan", rem);
+    return json_pack("{s:i, s:s, s:s, s:s, s:o, s:o}", "version", 1, "status", status,
+                     "experiment", p->name, "remedies_file", p->rem.file, "seeds", seeds,
+                     "plan", rem);
+}
+
+static int plan_write(const Plan *p, MnError *e)
+{
+    char path[EXP_PATH + 32];
+    json_t *o = plan_json(p, "running");
     snprintf(path, sizeof path, "%s/study.json", p->dir);
     int rc = o ? json_write_atomic(path, o, 0, e) : mn_fail(e, "%s: out of memory", path);
     json_decref(o);
@@ -598,21 +604,16 @@ int study_collect(const char *dir, MnError *e)
         double base[STUDY_MAX_SEEDS];
         for (int s = 0; s < ns; s++)
             base[s] = f[s].baseline;
-        json_t *seeds = json_array(), *plan = json_array();
-        for (int s = 0; s < ns; s++)
-            json_array_append_new(seeds, json_integer(p->seeds[s]));
-        for (int i = 0; i < p->rem.n; i++)
-            json_array_append_new(plan, remedy_json(&p->rem.v[i]));
-        json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:o, s:s, s:o, s:{s:i, s:i}, s:o, s:o}",
-                              "version", 1, "status", "finished", "experiment", p->name,
-                              "remedies_file", p->rem.file, "seeds", seeds,
-                              "noise", ns > 1 ? "seeds" : "evaluation",
-                              "baseline_original_acc", stat_json(stat_of(base, ns, base[0], f[0].n_orig)),
-                              "eval_examples", "original", f[0].n_orig, "new", f[0].n_new,
-                              "plan", plan, "remedies", rows);
+        json_t *o = plan_json(p, "finished");
+        json_object_set_new(o, "noise", json_string(ns > 1 ? "seeds" : "evaluation"));
+        json_object_set_new(o, "baseline_original_acc",
+                            stat_json(stat_of(base, ns, base[0], f[0].n_orig)));
+        json_object_set_new(o, "eval_examples", json_pack("{s:i, s:i}", "original", f[0].n_orig,
+                                                          "new", f[0].n_new));
+        json_object_set_new(o, "remedies", rows);
         rows = NULL;
         snprintf(path, sizeof path, "%s/study.json", dir);
-        rc = json_write_atomic(path, o, 0, e);
+        rc = o ? json_write_atomic(path, o, 0, e) : mn_fail(e, "%s: out of memory", path);
         json_decref(o);
     }
     json_decref(rows);
