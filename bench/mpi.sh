@@ -5,19 +5,30 @@
 # shapes (BENCHMARKS.md) and MiniLM-L6-H384 (bench/pretrained.cfg).
 #
 #   bench/mpi.sh [-r REPS] [-c "tiny small mini minilm"]
+#   bench/mpi.sh -o [-r REPS] [-c minilm] [-l "0 10 1"]
 #
 # Needs a build with --with-mpi (MNEME, default ./mneme) and mpirun. Prints
 # medians over the repetitions: steps/s of each, their ratio (the median of
 # the per-repetition ratios) and rank 0's milliseconds a step in the
 # gradients' sum. Raw JSON lines go to mpi-YYYYmmdd-HHMMSS.jsonl here.
+#
+# With -o, 2 ranks of 1 thread with the gradients summed behind the
+# backward pass (the default) against after it (MNEME_OVERLAP=0), back to
+# back, on each emulated link of -l (Gbit/s, 0: the machine's own shared
+# memory; mneme bench --link): steps/s of each, their ratio, and the
+# milliseconds a step spent in the sum and waited for it.
 set -eu
 reps=3
 configs="tiny small mini minilm"
-while getopts r:c: opt; do
+overlap=0
+links="0 10 1"
+while getopts r:c:ol: opt; do
     case $opt in
     r) reps=$OPTARG ;;
     c) configs=$OPTARG ;;
-    *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+    o) overlap=1 ;;
+    l) links=$OPTARG ;;
+    *) sed -n '2,19p' "$0" >&2; exit 2 ;;
     esac
 done
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,6 +50,35 @@ shape() {
     *) echo "unknown config $1" >&2; exit 2 ;;
     esac
 }
+
+if [ $overlap = 1 ]; then
+    out=overlap-$(date +%Y%m%d-%H%M%S).jsonl
+    for rep in $(seq 1 "$reps"); do
+        for c in $configs; do
+            for g in $links; do
+                link=
+                [ "$g" = 0 ] || link="--link $g"
+                for ov in 1 0; do
+                    # shellcheck disable=SC2046,SC2086
+                    MNEME_OVERLAP=$ov mpirun $root -np 2 -x MNEME_OVERLAP "$MNEME" bench $(shape "$c") \
+                        --set threads=1 $link |
+                        jq -c --arg c "$c" --argjson r "$rep" --argjson g "$g" \
+                            '. + {cfg: $c, rep: $r, gbit: $g}' >>"$out"
+                done
+                echo "rep $rep $c link $g done" >&2
+            done
+        done
+    done
+    jq -s -r '
+      def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+      def r(k): . * k | round / k;
+      group_by([.cfg, .gbit])[] | . as $g |
+      ($g | map(select(.overlap))) as $a | ($g | map(select(.overlap | not))) as $b |
+      [ ($a | map(.rep))[] as $r | (($a | map(select(.rep == $r)))[0].steps_per_s / ($b | map(select(.rep == $r)))[0].steps_per_s) ] as $ratios |
+      "\($g[0].cfg)\tlink \(if $g[0].gbit == 0 then "shared memory" else "\($g[0].gbit) Gbit/s" end)\toverlapped \($a | map(.steps_per_s) | median | r(1000)) steps/s (sum \($a | map(.reduce_ms_per_step) | median | r(10)) ms, waited \($a | map(.reduce_wait_ms_per_step) | median | r(10)) ms)\tafter \($b | map(.steps_per_s) | median | r(1000)) steps/s (sum \($b | map(.reduce_ms_per_step) | median | r(10)) ms)\tratio \($ratios | median | r(100)) (\($ratios | map(r(100)) | join(" ")))"' "$out"
+    echo "(raw: $out)"
+    exit 0
+fi
 
 for rep in $(seq 1 "$reps"); do
     for c in $configs; do

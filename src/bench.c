@@ -243,7 +243,7 @@ int bench_run(const Experiment *x, long steps, int full_last_block, Dist *dist)
             blas_set_threads(1);
     }
     if (dist) {
-        dist->reduce_s = 0.0;
+        dist->reduce_s = dist->wait_s = 0.0;
         dist->reduces = 0;
     }
     struct mallinfo2 before = mallinfo2(), after;
@@ -292,6 +292,14 @@ int bench_run(const Experiment *x, long steps, int full_last_block, Dist *dist)
      * passes between steps are not in it) */
     json_object_set_new(o, "reduce_ms_per_step", json_real(dist && ranks > 1 ?
                         dist->reduce_s * 1e3 / (double)steps : 0.0));
+    /* of that, what the step waited for: all of it without overlap */
+    json_object_set_new(o, "reduce_wait_ms_per_step", json_real(dist && ranks > 1 ?
+                        dist->wait_s * 1e3 / (double)steps : 0.0));
+    json_object_set_new(o, "overlap", json_boolean(dist && ranks > 1 && dist->overlap));
+    if (dist && dist->link_bits_per_s > 0.0)
+        json_object_set_new(o, "link", json_pack("{s:f, s:f}", "gbit_per_s",
+                                                 dist->link_bits_per_s * 1e-9, "latency_us",
+                                                 dist->link_latency_s * 1e6));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(5));
     json_decref(o);
     if (s && (!dist || dist->rank == 0))

@@ -18,6 +18,14 @@ int dist_available(void)
 #endif
 }
 
+static void dist_defaults(Dist *d)
+{
+    const char *overlap = getenv("MNEME_OVERLAP");
+    memset(d, 0, sizeof *d);
+    d->size = 1;
+    d->overlap = !(overlap && strcmp(overlap, "0") == 0);
+}
+
 #ifndef HAVE_MPI
 
 int dist_init(Dist *d, int *argc, char ***argv, MnError *e)
@@ -25,8 +33,7 @@ int dist_init(Dist *d, int *argc, char ***argv, MnError *e)
     (void)argc;
     (void)argv;
     (void)e;
-    memset(d, 0, sizeof *d);
-    d->size = 1;
+    dist_defaults(d);
     return 0;
 }
 
@@ -39,6 +46,11 @@ void dist_abort(const Dist *d, int status)
 {
     (void)d;
     exit(status);
+}
+
+int dist_sum_floats_beside(Dist *d, float *buf, size_t n, MnError *e)
+{
+    return dist_sum_floats(d, buf, n, e);
 }
 
 int dist_sum_floats(Dist *d, float *buf, size_t n, MnError *e)
@@ -107,11 +119,11 @@ static int mpi_fail(MnError *e, const char *what, int rc)
 int dist_init(Dist *d, int *argc, char ***argv, MnError *e)
 {
     int provided = 0, rc;
-    memset(d, 0, sizeof *d);
-    d->size = 1;
+    dist_defaults(d);
     if (!launched())
         return 0;
-    /* the trainer thread makes the calls, one thread at a time */
+    /* the trainer thread makes the calls, and the gradients' sum thread
+     * while a backward pass runs (gradsync.h): one thread at a time */
     if ((rc = MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided)) != MPI_SUCCESS)
         return mpi_fail(e, "init", rc);
     d->active = 1;
@@ -151,63 +163,160 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+static void sleep_s(double s)
+{
+    struct timespec t = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+    while (nanosleep(&t, &t) != 0)
+        ;
+}
+
+/* Both halves of a ring message: MPI's wait, or, with nap, polls with
+ * short sleeps between them (MPI's wait spins a core, which a thread
+ * beside the backward pass's workers would take from them). */
+static int exchange(const float *send, int cs, int right, float *recv, int cr, int left, int nap)
+{
+    if (!nap)
+        return MPI_Sendrecv(send, cs, MPI_FLOAT, right, 7, recv, cr, MPI_FLOAT, left, 7,
+                            MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    MPI_Request rq[2];
+    int rc = MPI_Irecv(recv, cr, MPI_FLOAT, left, 7, MPI_COMM_WORLD, &rq[0]);
+    if (rc != MPI_SUCCESS)
+        return rc;
+    if ((rc = MPI_Isend(send, cs, MPI_FLOAT, right, 7, MPI_COMM_WORLD, &rq[1])) != MPI_SUCCESS) {
+        MPI_Cancel(&rq[0]);
+        MPI_Request_free(&rq[0]);
+        return rc;
+    }
+    for (int done = 0;;) {
+        if ((rc = MPI_Testall(2, rq, &done, MPI_STATUSES_IGNORE)) != MPI_SUCCESS || done)
+            return rc;
+        sleep_s(50e-6);
+    }
+}
+
 /* One message of a ring step: n floats to the right, n' from the left,
  * in pieces that an int counts. */
 static int ring_step(const Dist *d, const float *send, size_t ns, float *recv, size_t nr,
-                     MnError *e)
+                     int nap, MnError *e)
 {
     const int right = (d->rank + 1) % d->size, left = (d->rank + d->size - 1) % d->size;
     const size_t piece = (size_t)1 << 28;
     for (size_t done_s = 0, done_r = 0; done_s < ns || done_r < nr;) {
         int cs = (int)(ns - done_s < piece ? ns - done_s : piece);
         int cr = (int)(nr - done_r < piece ? nr - done_r : piece);
-        int rc = MPI_Sendrecv(send + done_s, cs, MPI_FLOAT, right, 7, recv + done_r, cr, MPI_FLOAT,
-                              left, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        int rc = exchange(send + done_s, cs, right, recv + done_r, cr, left, nap);
         if (rc != MPI_SUCCESS)
             return mpi_fail(e, "sendrecv", rc);
+        if (d->link_bits_per_s > 0.0)
+            sleep_s(d->link_latency_s + 32.0 * (double)(cs > cr ? cs : cr) / d->link_bits_per_s);
         done_s += (size_t)cs;
         done_r += (size_t)cr;
     }
     return 0;
 }
 
-int dist_sum_floats(Dist *d, float *buf, size_t n, MnError *e)
+/* Waits for n requests: MPI's wait, or, with nap, polls with short
+ * sleeps between them. */
+static int wait_all(int n, MPI_Request *rq, int nap)
 {
-    const int p = d->size;
+    if (!nap)
+        return MPI_Waitall(n, rq, MPI_STATUSES_IGNORE);
+    for (int done = 0, rc;;) {
+        if ((rc = MPI_Testall(n, rq, &done, MPI_STATUSES_IGNORE)) != MPI_SUCCESS || done)
+            return rc;
+        sleep_s(50e-6);
+    }
+}
+
+/* Floats of each rank's share that one round of the reduce-scatter moves:
+ * the receive buffer is (ranks - 1) of these. */
+#define ROUND_FLOATS ((size_t)1 << 20)
+
+static int sum_floats(Dist *d, float *buf, size_t n, int nap, MnError *e)
+{
+    const int p = d->size, me = d->rank;
     if (p < 2 || n == 0)
         return 0;
     double t0 = now_s();
-    size_t most = n / (size_t)p + 1;
-    if (most > d->scratch_n) {
-        float *grown = realloc(d->scratch, most * sizeof *grown);
+    size_t most = n / (size_t)p + 1, slot = most < ROUND_FLOATS ? most : ROUND_FLOATS;
+    size_t want = (size_t)(p - 1) * slot;
+    if (want > d->scratch_n) {
+        float *grown = realloc(d->scratch, want * sizeof *grown);
         if (!grown)
             return mn_fail(e, "out of memory for the gradients' sum");
         d->scratch = grown;
-        d->scratch_n = most;
+        d->scratch_n = want;
     }
-    float *in = d->scratch;
+    MPI_Request *rq = malloc(2 * (size_t)p * sizeof *rq);
+    if (!rq)
+        return mn_fail(e, "out of memory for the gradients' sum");
 #define LO(k) (n * (size_t)(k) / (size_t)p)
 #define HI(k) (n * (size_t)((k) + 1) / (size_t)p)
-    int rc = 0;
-    /* Reduce-scatter: at step s this rank sends share (rank - s) and adds
-     * its own to the partial sum of share (rank - s - 1) that arrives, so
-     * share k is summed from rank k round to rank k - 1, always so. */
-    for (int s = 0; s < p - 1 && rc == 0; s++) {
-        int ks = ((d->rank - s) % p + p) % p, kr = ((d->rank - s - 1) % p + p) % p;
-        rc = ring_step(d, buf + LO(ks), HI(ks) - LO(ks), in, HI(kr) - LO(kr), e);
-        for (size_t i = 0; rc == 0 && i < HI(kr) - LO(kr); i++)
-            buf[LO(kr) + i] = in[i] + buf[LO(kr) + i];
+    int rc = MPI_SUCCESS;
+    /* Reduce-scatter: share k is rank k's to sum, and every rank sends it
+     * its part; rank k adds them in rank order (rank 0's + rank 1's + …),
+     * the order in which one process adds its workers' buffers, so that
+     * ranks of one thread give the numbers of one process of as many
+     * threads. In rounds of ROUND_FLOATS, which bound the buffer. */
+    for (size_t off = 0; off < most; off += slot) {   /* as many rounds on every rank */
+        int nr = 0;
+        size_t sent = 0, got = 0;
+        for (int q = 0; q < p && rc == MPI_SUCCESS; q++) {
+            size_t len_q = HI(q) - LO(q), len_me = HI(me) - LO(me);
+            if (q == me)
+                continue;
+            float *into = d->scratch + (size_t)(q < me ? q : q - 1) * slot;
+            if (off < len_me) {
+                int c = (int)(len_me - off < slot ? len_me - off : slot);
+                rc = MPI_Irecv(into, c, MPI_FLOAT, q, 8, MPI_COMM_WORLD, &rq[nr++]);
+                got += (size_t)c;
+            }
+            if (rc == MPI_SUCCESS && off < len_q) {
+                int c = (int)(len_q - off < slot ? len_q - off : slot);
+                rc = MPI_Isend(buf + LO(q) + off, c, MPI_FLOAT, q, 8, MPI_COMM_WORLD, &rq[nr++]);
+                sent += (size_t)c;
+            }
+        }
+        if (rc == MPI_SUCCESS)
+            rc = wait_all(nr, rq, nap);
+        if (rc != MPI_SUCCESS)
+            break;
+        if (d->link_bits_per_s > 0.0)
+            sleep_s(d->link_latency_s + 32.0 * (double)(sent > got ? sent : got) / d->link_bits_per_s);
+        size_t len_me = HI(me) - LO(me), m = off < len_me ? len_me - off : 0;
+        if (m > slot)
+            m = slot;
+        float *restrict own = buf + LO(me) + off;
+        for (size_t i = 0; i < m; i++) {
+            float acc = me == 0 ? own[i] : d->scratch[i];
+            for (int q = 1; q < p; q++)
+                acc += q == me ? own[i] : d->scratch[(size_t)(q < me ? q : q - 1) * slot + i];
+            own[i] = acc;
+        }
     }
-    /* Allgather: the finished shares go round once. */
+    free(rq);
+    if (rc != MPI_SUCCESS)
+        return mpi_fail(e, "sum", rc);
+    /* Allgather: the finished shares go round the ring once. */
     for (int s = 0; s < p - 1 && rc == 0; s++) {
-        int ks = ((d->rank + 1 - s) % p + p) % p, kr = ((d->rank - s) % p + p) % p;
-        rc = ring_step(d, buf + LO(ks), HI(ks) - LO(ks), buf + LO(kr), HI(kr) - LO(kr), e);
+        int ks = ((me - s) % p + p) % p, kr = ((me - s - 1) % p + p) % p;
+        rc = ring_step(d, buf + LO(ks), HI(ks) - LO(ks), buf + LO(kr), HI(kr) - LO(kr), nap, e);
     }
 #undef LO
 #undef HI
     d->reduce_s += now_s() - t0;
     d->reduces++;
     return rc;
+}
+
+int dist_sum_floats(Dist *d, float *buf, size_t n, MnError *e)
+{
+    return sum_floats(d, buf, n, 0, e);
+}
+
+int dist_sum_floats_beside(Dist *d, float *buf, size_t n, MnError *e)
+{
+    return sum_floats(d, buf, n, 1, e);
 }
 
 int dist_sum_doubles(const Dist *d, double *v, int n, MnError *e)

@@ -16,7 +16,18 @@ typedef struct Dist {
     int active;                /* MPI was started here (dist_finish ends it) */
     double reduce_s;           /* seconds spent combining gradients */
     long reduces;
-    float *scratch;            /* the ring's receive buffer, kept from one
+    double wait_s;             /* of those, the seconds a step waited for them
+                                * (all of them without overlap) */
+    /* 1: gradients are summed behind the backward pass (gradsync.h), as
+     * they become final; 0: after it. MNEME_OVERLAP=0 in the environment
+     * turns it off. */
+    int overlap;
+    /* > 0: every message of the sum also takes as long as it would on a link of
+     * this many bits a second with link_latency_s a message (mneme bench
+     * --link: what overlap hides on a cluster's network, measured on one
+     * machine); the wait sleeps and takes no core */
+    double link_bits_per_s, link_latency_s;
+    float *scratch;            /* the sum's receive buffer, kept from one
                                 * step to the next */
     size_t scratch_n;
 } Dist;
@@ -31,10 +42,14 @@ void dist_abort(const Dist *d, int status);
 /* Whether this build can run data-parallel (configure --with-mpi). */
 int dist_available(void);
 
-/* buf = the sum over ranks of buf, element by element, in the same order
- * on every rank and every run (a ring: each share summed starting from
- * the rank after its owner). */
+/* buf = the sum over ranks of buf, element by element: rank 0's + rank
+ * 1's + …, in that order on every rank and every run, the order in which
+ * one process adds its workers' gradients (each rank sums one share of
+ * the buffer, which then goes round a ring to all). */
 int dist_sum_floats(Dist *d, float *buf, size_t n, MnError *e);
+/* The same from a thread beside busy workers (gradsync.h): it waits for
+ * the other ranks with short sleeps instead of spinning a core. */
+int dist_sum_floats_beside(Dist *d, float *buf, size_t n, MnError *e);
 /* The same for a few doubles, summed in rank order. */
 int dist_sum_doubles(const Dist *d, double *v, int n, MnError *e);
 /* An array of rows of `width` floats of which rank r computed rows

@@ -259,6 +259,7 @@ static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
     to.n_forks = o->n_forks;
     to.one_at_a_time = o->one_at_a_time;
     to.dist = o->dist;
+    to.threads = o->threads;
     Trainer *t = trainer_open(x, dir, NULL, &to, &e);
     if (!t) {
         /* Nothing has trained yet: what failed is the input (data files, a
@@ -302,7 +303,7 @@ int headless_fork(const char *run_dir, long at, const char *name, const char *co
     char ck[4400], dir[4400];
     long step;
     Printer p = { o->quiet, o->stop_after };
-    RunHooks hooks = { print_eval, print_log, print_branch, &p, 0, NULL, 0, NULL };
+    RunHooks hooks = { print_eval, print_log, print_branch, &p, 0, NULL, 0, NULL, 0 };
     if (branch_find_checkpoint(run_dir, at, ck, sizeof ck, &step, &e) < 0 ||
         branch_create(run_dir, ck, name, sets, n_sets, "cli", &hooks, NULL, dir, sizeof dir, &e) < 0) {
         fprintf(stderr, "mneme fork: %s\n", e.msg);
@@ -318,7 +319,7 @@ int headless_replay(const char *src, const char *out_dir, const HeadlessOptions 
     MnError e;
     ReplayResult res;
     Printer p = { o->quiet, o->stop_after };
-    RunHooks hooks = { print_eval, print_log, print_branch, &p, 0, NULL, 0, NULL };
+    RunHooks hooks = { print_eval, print_log, print_branch, &p, 0, NULL, 0, NULL, 0 };
     announce(&p);
     if (replay_run(src, out_dir, &hooks, &res, &e) < 0) {
         fprintf(stderr, "mneme replay: %s\n", e.msg);

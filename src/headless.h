@@ -24,6 +24,8 @@ typedef struct {
                                 * either, unless it fails */
     int restore_family;        /* a resume continues every branch as it
                                 * ended, not main alone */
+    int threads;               /* > 0: a resume's threads in place of the
+                                * run's own (--set threads=N) */
     const char *resume_with;   /* the command that continues the run after
                                 * a stop; NULL: mneme run --resume DIR */
 } HeadlessOptions;

@@ -37,9 +37,9 @@ static const char usage_text[] =
     "       mneme --resume RUN_DIR [--theme NAME]\n"
     "       mneme run --headless EXPERIMENT.cfg [--out DIR] [--set KEY=VALUE]...\n"
     "                 [--quiet] [--stop-after STEPS]\n"
-    "       mneme run --resume RUN_DIR [--headless] [--quiet] [--stop-after STEPS]\n"
+    "       mneme run --resume RUN_DIR [--set threads=N] [--headless] [--quiet] [--stop-after STEPS]\n"
     "       mneme run --detach EXPERIMENT.cfg [--out DIR] [--set KEY=VALUE]...\n"
-    "       mneme run --detach --resume RUN_DIR\n"
+    "       mneme run --detach --resume RUN_DIR [--set threads=N]\n"
     "       mneme attach [RUN_DIR] [--read-only] [--theme NAME]\n"
     "       mneme ctl RUN_DIR status|pause|resume|set KEY VALUE|freeze PARTS|unfreeze PARTS|\n"
     "                 checkpoint [NAME]|fork NAME [@STEP] [KEY=VALUE]...|reload|stop|...\n"
@@ -54,6 +54,7 @@ static const char usage_text[] =
     "       mneme export RUN_DIR|CHECKPOINT --to DIR [--task new|original] [--merge]\n"
     "       mneme tokenize MODEL_DIR [--pair] [--max-len N]\n"
     "       mneme bench EXPERIMENT.cfg [--set KEY=VALUE]... [--steps N] [--full-last-block]\n"
+    "                 [--link GBIT_PER_S[,LATENCY_US]]\n"
     "       mneme runs [DIR]\n"
     "       mneme fork RUN_DIR --name NAME [--at STEP] [--set KEY=VALUE]... [--create-only]\n"
     "                 [--quiet] [--stop-after STEPS]\n"
@@ -166,6 +167,24 @@ static void default_out_dir(const Experiment *x, char *out, size_t n)
 
 static int run_ranks(const RunArgs *a);
 
+/* A resume takes the run folder alone, and the threads of the machine it
+ * continues on (--set threads=N): *threads is that N, or 0. */
+static int resume_threads(const RunArgs *a, int *threads)
+{
+    *threads = 0;
+    if (a->experiment)
+        return usage_error("--resume takes a run folder only%s", "");
+    for (int i = 0; i < a->n_sets; i++) {
+        char *end = NULL;
+        long n = strncmp(a->sets[i], "threads=", 8) == 0 ? strtol(a->sets[i] + 8, &end, 10) : -1;
+        if (!end || end == a->sets[i] + 8 || *end || n < 1 || n > 256)
+            return usage_error("--resume takes a run folder and at most --set threads=N (1 to 256, "
+                               "the machine it continues on), not --set %s", a->sets[i]);
+        *threads = (int)n;
+    }
+    return 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     RunArgs a;
@@ -185,11 +204,13 @@ static int cmd_run(int argc, char **argv)
     if (a.detach && a.theme)
         return usage_error("--theme is for the workbench; give it to mneme attach%s", "");
     if (a.resume) {
-        if (a.experiment || a.n_sets)
-            return usage_error("--resume takes a run folder only%s", "");
+        if ((rc = resume_threads(&a, &ho.threads)))
+            return rc;
         if (a.detach) {
-            char *args[] = { "--resume", (char *)a.resume };
-            return detach_run(2, args, a.resume);
+            char set[32];
+            snprintf(set, sizeof set, "threads=%d", ho.threads);
+            char *args[] = { "--resume", (char *)a.resume, "--set", set };
+            return detach_run(ho.threads ? 4 : 2, args, a.resume);
         }
         return headless_resume(a.resume, &ho);
     }
@@ -243,11 +264,13 @@ static int run_ranks(const RunArgs *a)
                     "--stop-after do not run across ranks yet)\n");
         return 2;
     }
-    if (a->resume && (a->experiment || a->n_sets))
-        return usage_error("--resume takes a run folder only%s", "");
+    int threads = 0;
+    if (a->resume && (rc = resume_threads(a, &threads)))
+        return rc;
     if (!a->resume && (rc = load_experiment(a, &x)))
         return rc;
     memset(&ho, 0, sizeof ho);
+    ho.threads = threads;
     ho.dist = the_dist;
     ho.quiet = a->quiet || d->rank > 0;
     ho.silent = d->rank > 0;
@@ -483,13 +506,30 @@ static int cmd_bench(int argc, char **argv)
     RunArgs a;
     Experiment x;
     int full_last_block = 0, n = 0;
-    /* bench's own switch; the rest are run's options */
+    double gbps = 0.0, latency_us = 50.0;
+    /* bench's own switches; the rest are run's options */
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--full-last-block") == 0)
             full_last_block = 1;
-        else
+        else if (strcmp(argv[i], "--link") == 0) {
+            char *end = NULL;
+            if (i + 1 < argc)
+                gbps = strtod(argv[i + 1], &end);
+            if (end && *end == ',')
+                latency_us = strtod(end + 1, &end);
+            if (i + 1 >= argc || !end || *end || !(gbps > 0.0 && gbps <= 1e4) ||
+                !(latency_us >= 0.0 && latency_us <= 1e6))
+                return usage_error("--link takes GBIT_PER_S[,LATENCY_US], for example 10 or "
+                                   "10,50%s", "");
+            i++;
+        } else
             argv[n++] = argv[i];
     }
+    if (gbps > 0.0 && the_dist->size < 2)
+        return usage_error("--link emulates the network between ranks: run mneme bench under "
+                           "mpirun with 2 ranks or more%s", "");
+    the_dist->link_bits_per_s = gbps * 1e9;
+    the_dist->link_latency_s = latency_us * 1e-6;
     int rc = parse_run_args(n, argv, &a);
     if (rc)
         return rc;

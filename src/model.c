@@ -10,6 +10,7 @@
 
 #include "blas_core.h"
 #include "dist.h"
+#include "gradsync.h"
 #include "layers.h"
 #include "sysmem.h"
 #include "workers.h"
@@ -484,6 +485,8 @@ static void free_pool(Model *m)
 void model_free(Model *m)
 {
     free_pool(m);
+    gradsync_free(m->sync);
+    free(m->buckets);
     if (m->act.cap_B)
         free_activations(&m->act, m->cfg.layers);
     free(m->tensors);
@@ -1100,8 +1103,17 @@ static void lora_bwd(const Model *m, Activations *a, const BlockActs *k,
  * view), accumulating weight gradients into G. inv_count is 1 / the
  * labelled rows of the WHOLE batch (the loss is the batch mean); lowest is
  * the lowest trainable group (see model_backward). */
+/* Worker w is past `stage` of the backward pass (gradsync.h): 0 the
+ * heads, L - l block l, L + 1 everything. */
+static void reached(GradSync *sync, int w, int stage)
+{
+    if (sync)
+        gradsync_reached(sync, w, stage);
+}
+
 static void backward_rows(const Model *m, Activations *a, const Batch *b, float *G,
-                          float inv_count, int lowest, const float *d_out)
+                          float inv_count, int lowest, const float *d_out, GradSync *sync,
+                          int worker)
 {
     const ModelConfig *c = &m->cfg;
     const float *P = m->params;
@@ -1143,6 +1155,7 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
 
     int need_cls = lowest < pooler_group;
     pool_backward(m, a, b, G, need_cls);
+    reached(sync, worker, 0);
     if (!need_cls)
         return;
 
@@ -1163,6 +1176,7 @@ blocks:
 
         if (cls && l == L - 1) {
             cls_block_backward(m, a, G, x_in, len, npre, need_din, B, T);
+            reached(sync, worker, L - l);
             if (!need_din)
                 return;
             continue;
@@ -1184,6 +1198,7 @@ blocks:
         linear_backward(need_din ? dx : NULL, grad_or_null(m, G, g, bo->qkv_w),
                         grad_or_null(m, G, g, bo->qkv_b), a->d_qkv, x_in,
                         P + bo->qkv_w, BT, C, 3 * C);
+        reached(sync, worker, L - l);
         if (!need_din)
             return;
     }
@@ -1213,6 +1228,7 @@ typedef struct {
     int lowest;
     int encode_only;           /* the encoder's output for every row, no heads */
     const float *d_out;        /* backward from d(encoder output) [BT, C] */
+    GradSync *sync;            /* NULL, or the sum over ranks behind the pass */
     double loss[MODEL_MAX_THREADS];
     int counted[MODEL_MAX_THREADS];
 } StepJob;
@@ -1281,7 +1297,9 @@ static void backward_job(void *arg, int i, int nw)
     batch_view(&bv, j->b, r0, r1);
     backward_rows(m, &v, &bv, G, j->inv_count, j->lowest,
                   j->d_out ? j->d_out + (size_t)r0 * (size_t)(j->b->T + prompt_now(m)) * c->hidden
-                           : NULL);
+                           : NULL,
+                  j->sync, i);
+    reached(j->sync, i, c->layers + 1);
 }
 
 /* m->grads += worker 1's + worker 2's + ..., in that order for every
@@ -1421,6 +1439,67 @@ static void sum_over_ranks(Model *m)
     }
 }
 
+/* The stage of the backward pass after which group g's gradient is final
+ * (see reached). */
+static int group_stage(const Model *m, int g)
+{
+    const int L = m->cfg.layers;
+    if (g >= 1 && g <= L)
+        return L - (g - 1);
+    if (m->groups[g].lora_layer >= 0)
+        return L - m->groups[g].lora_layer;
+    if (g == 1 + L || (g > 1 + L && g <= 1 + L + m->cfg.n_tasks))
+        return 0;
+    return L + 1;
+}
+
+/* A bucket smaller than this is sent with the next stage's when the two
+ * are adjacent: each sum costs 2 (ranks - 1) messages' latency. */
+#define BUCKET_MIN_FLOATS ((size_t)1 << 18)
+
+/* The trainable groups as buckets in stage order, adjacent ones of a
+ * stage merged (and small ones with the next stage's). */
+static int make_buckets(const Model *m, GradBucket *out)
+{
+    int n = 0;
+    for (int stage = 0; stage <= m->cfg.layers + 1; stage++)
+        for (int g = 0; g < m->n_groups; g++) {
+            const ParamGroup *pg = &m->groups[g];
+            if (!pg->trainable || !pg->numel || group_stage(m, g) != stage)
+                continue;
+            GradBucket *last = n ? &out[n - 1] : NULL;
+            int mergeable = last && (last->stage == stage || last->numel < BUCKET_MIN_FLOATS);
+            if (mergeable && last->offset + last->numel == pg->offset) {
+                last->numel += pg->numel;
+                last->stage = stage;
+            } else if (mergeable && pg->offset + pg->numel == last->offset) {
+                last->offset = pg->offset;
+                last->numel += pg->numel;
+                last->stage = stage;
+            } else
+                out[n++] = (GradBucket){ pg->offset, pg->numel, stage };
+        }
+    return n;
+}
+
+/* The pass with its sum over ranks behind it: the sum thread and the
+ * buckets are made at the first pass. */
+static int overlap_begin(Model *m, StepJob *j, int *n_buckets, MnError *e)
+{
+    if (!m->sync) {
+        if (!(m->buckets = calloc((size_t)m->n_groups, sizeof *m->buckets)))
+            return mn_fail(e, "out of memory for the gradients' buckets");
+        if (!(m->sync = gradsync_create(m->dist, e)))
+            return -1;
+    }
+    *n_buckets = make_buckets(m, m->buckets);
+    if (gradsync_begin(m->sync, m->grads, m->worker_grads, j->n, m->buckets, *n_buckets,
+                       m->cfg.layers + 2, e) < 0)
+        return -1;
+    j->sync = m->sync;
+    return 0;
+}
+
 static void backward_from(Model *m, const Batch *b, float scale, const float *d_out)
 {
     StepJob j;
@@ -1456,11 +1535,26 @@ static void backward_from(Model *m, const Batch *b, float scale, const float *d_
         return;
     j.inv_count = counted ? scale / (float)counted : 0.0f;
     j.d_out = d_out;
+    Dist *d = m->dist;
+    if (d && d->size > 1 && d->overlap) {
+        MnError e;
+        int n_buckets;
+        if (overlap_begin(m, &j, &n_buckets, &e) < 0) {
+            fprintf(stderr, "mneme: rank %d: %s\n", d->rank, e.msg);
+            dist_abort(d, 1);
+        }
+        workers_run(m->pool, backward_job, &j);
+        d->wait_s += gradsync_end(m->sync);
+        return;
+    }
     workers_run(m->pool, backward_job, &j);
     if (j.n > 1)
         workers_run(m->pool, reduce_job, &j);
-    if (m->dist && m->dist->size > 1)
+    if (d && d->size > 1) {
+        double before = d->reduce_s;
         sum_over_ranks(m);
+        d->wait_s += d->reduce_s - before;
+    }
 }
 
 int model_set_threads(Model *m, int n, MnError *e)

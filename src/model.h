@@ -197,6 +197,10 @@ typedef struct {
      * computes its share of the rows, and the losses, predictions and
      * gradients of the whole batch are combined */
     struct Dist *dist;
+    /* with dist->overlap: the sum over ranks behind the backward pass, and
+     * its buckets (one a trainable group at most), made at the first pass */
+    struct GradSync *sync;
+    struct GradBucket *buckets;
 } Model;
 
 /* Builds the tensor table and allocates parameters, gradients and

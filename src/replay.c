@@ -136,8 +136,17 @@ static int round_trip(Replay *p, Run *r, json_t *ev, MnError *e)
     if (run_save_state(r, e) < 0)
         return -1;
     run_free(r);
-    if (!strcmp(str_of(ev, "command"), "restart"))
-        return run_resume(r, p->out, p->hooks, e);
+    if (!strcmp(str_of(ev, "command"), "restart")) {
+        /* on the parts it continued with (a resume may set the threads,
+         * and the ranks may have changed): ranks of one thread each as
+         * one process of as many threads */
+        RunHooks h = *p->hooks;
+        json_int_t threads = json_integer_value(json_object_get(ev, "threads"));
+        json_int_t ranks = json_integer_value(json_object_get(ev, "ranks"));
+        if (threads > 0 || ranks > 1)
+            h.threads = (int)((threads > 0 ? threads : 1) * (ranks > 1 ? ranks : 1));
+        return run_resume(r, p->out, &h, e);
+    }
     json_t *ov = json_object_get(ev, "overrides");
     size_t n = json_array_size(ov);
     const char **sets = calloc(n + 1, sizeof *sets);
@@ -307,6 +316,15 @@ int replay_run(const char *src, const char *out_dir, const RunHooks *hooks,
         free(x);
         return -1;
     }
+    /* A run across ranks is replayed in one process with as many parts:
+     * for ranks of one thread, the same sums (dist.h). */
+    for (int i = 0; i < evs.n; i++)
+        if (!strcmp(str_of(evs.v[i], "command"), "start")) {
+            json_int_t ranks = json_integer_value(json_object_get(evs.v[i], "ranks"));
+            if (ranks > 1)
+                x->threads = (int)ranks * (x->threads > 0 ? x->threads : 1);
+            break;
+        }
     /* as the trainer does: OpenBLAS's own thread count changes the sums */
     blas_set_threads(x->threads);
     int rc = run_create(&r, x, out_dir, hooks, e);

@@ -864,9 +864,10 @@ static int write_summary(Run *r, const char *path, const char *status, MnError *
                         r->step_seconds > 0 ? r->policy_seconds / r->step_seconds : 0.0));
     const Dist *d = r->hooks.dist;
     if (d && d->size > 1)
-        json_object_set_new(extra, "ranks", json_pack("{s:i, s:o, s:f, s:I}", "count", d->size,
-                            "agree", r->ranks_agree < 0 ? json_null() : json_boolean(r->ranks_agree),
-                            "reduce_s", d->reduce_s, "reduces", (json_int_t)d->reduces));
+        json_object_set_new(extra, "ranks", json_pack("{s:i, s:o, s:f, s:f, s:I, s:b}", "count",
+                            d->size, "agree", r->ranks_agree < 0 ? json_null() :
+                            json_boolean(r->ranks_agree), "reduce_s", d->reduce_s, "wait_s",
+                            d->wait_s, "reduces", (json_int_t)d->reduces, "overlap", d->overlap));
     json_object_set_new(extra, "stop_reason", r->stop_reason[0] ? json_string(r->stop_reason) : json_null());
     json_t *best = json_null();
     for (int i = 0; i < r->history.n && r->stop_best_step >= 0; i++) {
@@ -1673,6 +1674,11 @@ int run_create(Run *r, const Experiment *x, const char *dir,
     if (experiment_write(x, path, e) < 0 || open_metrics(r, "w", e) < 0 ||
         events_open(&r->events, dir, -1, e) < 0)
         return -1;
+    /* what the numbers depend on besides experiment.cfg (a replay uses it) */
+    if (hooks && hooks->dist && hooks->dist->size > 1 &&
+        run_record(r, "run", "start", json_pack("{s:i, s:i}", "ranks", hooks->dist->size,
+                                                "threads", x->threads), e) < 0)
+        return -1;
     if (x->base.checkpoint[0]) {
         StFile f;
         if (safetensors_read(&f, x->base.checkpoint, e) < 0)
@@ -2060,6 +2066,10 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
         memset(r, 0, sizeof *r);
         return -1;
     }
+    /* the machine it continues on: threads split a batch as ranks do, so
+     * the numbers follow the parts, ranks × threads (dist.h) */
+    if (hooks && hooks->threads > 0)
+        x.threads = hooks->threads;
     int rc;
     if (open_run_folder(r, &x, dir, hooks, e) < 0)
         return -1;
@@ -2111,8 +2121,10 @@ static int resume_at(Run *r, const char *dir, const RunHooks *hooks, int restart
             if (r->policy)
                 policy_params_restore(r->policy, st.policy_params);
         }
-        int bad = restart && p != PHASE_DONE && run_record(r, "run", "restart",
-                                        json_pack("{s:s}", "checkpoint", cks[i].name), e) < 0;
+        const int ranks = hooks && hooks->dist ? hooks->dist->size : 1;
+        int bad = restart && p != PHASE_DONE &&
+                  run_record(r, "run", "restart", json_pack("{s:s, s:i, s:i}", "checkpoint",
+                             cks[i].name, "threads", x.threads, "ranks", ranks), e) < 0;
         free(cks);
         if (bad)
             return -1;

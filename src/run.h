@@ -54,6 +54,10 @@ typedef struct {
                                 * fork while it is made) */
     struct Dist *dist;         /* the ranks the run's batches are split
                                 * over (dist.h); NULL: this process alone */
+    int threads;               /* > 0: a resume's threads in place of
+                                * experiment.cfg's (mneme run --resume DIR
+                                * --set threads=N), recorded with the
+                                * restart */
 } RunHooks;
 
 struct Run {

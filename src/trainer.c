@@ -230,6 +230,7 @@ static RunHooks hooks_for(Branch *b)
     h.max_branches = SNAP_BRANCHES;
     h.open_branches = hook_open_branches;
     h.dist = b->t->opt.dist;
+    h.threads = b->t->opt.threads;
     return h;
 }
 

@@ -162,6 +162,7 @@ typedef struct {
     const TrainerFork *forks;
     int n_forks;
     struct Dist *dist;         /* the ranks each run is split over, or NULL */
+    int threads;               /* > 0: a resume's threads (RunHooks) */
     int one_at_a_time;         /* a live branch runs to its end before the
                                 * next (in family order) takes a step: each
                                 * keeps the caches to itself (headless) */

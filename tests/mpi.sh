@@ -1,14 +1,16 @@
 #!/bin/sh
-# Data-parallel training under mpirun: 2 ranks of 1 thread split every
-# batch as one process of 2 threads does, so the run is bit-identical to
-# it; 3 ranks match 3 threads to float summation order; runs repeat
-# exactly; rank 0's policy decides for every rank, and a freeze takes
-# effect on all at its step, the ranks ending with identical weights;
-# rank 0 alone writes the run folder and serves mneme ctl, whose commands
-# apply on every rank; a rank that dies ends the job, and mpirun --resume
-# continues it to the numbers of an uninterrupted run (one process can
-# too); what does not run across ranks yet is refused. Skips unless mneme
-# was built with --with-mpi and mpirun is installed.
+# Data-parallel training under mpirun: ranks of 1 thread split every
+# batch as one process of as many threads does, and the gradients are
+# summed in rank order, the order of that process's workers, so 2 and 3
+# ranks are bit-identical to 2 and 3 threads, behind the backward pass or
+# after it alike; runs repeat exactly; rank 0's policy decides for every
+# rank, and a freeze takes effect on all at its step, the ranks ending
+# with identical weights; rank 0 alone writes the run folder and serves
+# mneme ctl, whose commands apply on every rank; a rank that dies ends the
+# job, and mpirun --resume continues it to the numbers of an uninterrupted
+# run, as does one process of as many threads, whose replay is exact too;
+# what does not run across ranks yet is refused. Skips unless mneme was
+# built with --with-mpi and mpirun is installed.
 . "$MNEME_SRCDIR/tests/lib.sh"
 CFG="$MNEME_SRCDIR/tests/data/tiny.cfg"
 case "$("$MNEME" --version)" in
@@ -76,14 +78,35 @@ mpi 2 run --headless "$CFG" $SETS $E --set threads=1 --out "$TMP/ewc2" --quiet >
 ok $([ -s "$TMP/ewc2/metrics.jsonl" ] && [ "$(strip "$TMP/ewc2/metrics.jsonl")" = "$(strip "$TMP/ewc1/metrics.jsonl")" ]; echo $?) \
    "EWC with the lower block frozen on 2 ranks: bit-identical to 2 threads"
 
-# 3 ranks: the sums go in another order than 3 threads' own; the curves
-# agree to float summation order
+# 3 ranks: each share of the gradients is summed in rank order, the order
+# in which one process adds its 3 workers' buffers
 mpi 3 run --headless "$CFG" $SETS --set threads=1 --out "$TMP/r3" --quiet >/dev/null 2>&1
 ok $? "a run on 3 ranks finishes"
 "$MNEME" run --headless "$CFG" $SETS --set threads=3 --out "$TMP/t3" --quiet >/dev/null 2>&1
-diff=$(max_difference "$TMP/r3/metrics.jsonl" "$TMP/t3/metrics.jsonl")
+ok $([ -s "$TMP/r3/metrics.jsonl" ] && [ "$(strip "$TMP/r3/metrics.jsonl")" = "$(strip "$TMP/t3/metrics.jsonl")" ]; echo $?) \
+   "3 ranks against 3 threads: bit-identical evaluations"
+# ranks of several threads: each rank adds its workers' buffers first, so
+# 2 x 2 is not 1 x 4 to the bit; to float summation order it is
+mpi 2 run --headless "$CFG" $SETS --set threads=2 --out "$TMP/r22" --quiet >/dev/null 2>&1
+"$MNEME" run --headless "$CFG" $SETS --set threads=4 --out "$TMP/t4" --quiet >/dev/null 2>&1
+diff=$(max_difference "$TMP/r22/metrics.jsonl" "$TMP/t4/metrics.jsonl")
 ok $(awk -v d="$diff" 'BEGIN { exit !(d ~ /^[0-9.e-]+$/ && d + 0 < 1e-3) }'; echo $?) \
-   "3 ranks against 3 threads: every loss within 1e-3 (largest difference $diff)"
+   "2 ranks of 2 threads against 4 threads: every loss within 1e-3 (largest difference $diff)"
+
+# the sum behind the backward pass, bucket by bucket, against the sum after
+# it in one piece: the same numbers (the workers' and the ranks' orders are
+# the same), with LoRA's adapters too, whose small buckets are merged
+MNEME_OVERLAP=0 mpi 2 run --headless "$CFG" $SETS --set threads=2 --out "$TMP/r22n" --quiet >/dev/null 2>&1
+ok $([ "$(strip "$TMP/r22/metrics.jsonl")" = "$(strip "$TMP/r22n/metrics.jsonl")" ] &&
+     [ "$(json "$TMP/r22/summary.json" .ranks.overlap)" = true ] &&
+     [ "$(json "$TMP/r22n/summary.json" .ranks.overlap)" = false ]; echo $?) \
+   "the gradients summed behind the backward pass: the evaluations of the sum after it, bit for bit"
+L="--set finetune.method=lora --set finetune.lora.r=4"
+mpi 3 run --headless "$CFG" $SETS $L --set threads=1 --out "$TMP/lora3" --quiet >/dev/null 2>&1
+"$MNEME" run --headless "$CFG" $SETS $L --set threads=3 --out "$TMP/lora1" --quiet >/dev/null 2>&1
+ok $([ -s "$TMP/lora3/metrics.jsonl" ] && [ "$(strip "$TMP/lora3/metrics.jsonl")" = "$(strip "$TMP/lora1/metrics.jsonl")" ] &&
+     [ "$(json "$TMP/lora3/summary.json" .ranks.agree)" = true ]; echo $?) \
+   "LoRA on 3 ranks: bit-identical to 3 threads, the ranks agreeing"
 
 # a policy's freeze: on every rank at the same step
 cat >"$TMP/freeze.lua" <<'LUA'
@@ -222,9 +245,17 @@ ok $([ $st = 0 ] && grep -q '"command":"restart"' "$TMP/kill/events.jsonl" &&
      [ "$(strip "$TMP/kill/metrics.jsonl")" = "$(strip "$TMP/whole/metrics.jsonl")" ] &&
      [ "$(json "$TMP/kill/summary.json" .ranks.agree)" = true ]; echo $?) \
    "mpirun ... --resume continues it on 2 ranks to the evaluations of an uninterrupted run ($(head -c 200 "$TMP/resume.err"))"
-"$MNEME" run --resume "$TMP/kill1" --quiet --stop-after 5 >/dev/null 2>"$TMP/resume.err"
-ok $([ $? = 0 ] && grep -q '"command":"restart"' "$TMP/kill1/events.jsonl"; echo $?) \
-   "or one process continues it ($(head -c 200 "$TMP/resume.err"))"
+# one process of 2 threads splits a batch as 2 ranks of 1 thread did: the
+# run continues to the same numbers, and its replay is exact
+"$MNEME" run --resume "$TMP/kill1" --set threads=2 --quiet >/dev/null 2>"$TMP/resume.err"
+ok $([ $? = 0 ] && grep -q '"command":"restart".*"threads":2,"ranks":1' "$TMP/kill1/events.jsonl" &&
+     [ "$(strip "$TMP/kill1/metrics.jsonl")" = "$(strip "$TMP/whole/metrics.jsonl")" ]; echo $?) \
+   "or one process of 2 threads continues it, to the same evaluations ($(head -c 200 "$TMP/resume.err"))"
+"$MNEME" replay "$TMP/kill1" --out "$TMP/kill1-replay" >"$TMP/replay.out" 2>&1
+ok $? "and a replay in one process gives the run's numbers: $(tail -1 "$TMP/replay.out")"
+"$MNEME" run --resume "$TMP/kill1" --set finetune.lr=1 >/dev/null 2>"$TMP/err"
+ok $([ $? = 2 ] && grep -q "at most --set threads=N" "$TMP/err"; echo $?) \
+   "a resume changes the threads only: $(head -1 "$TMP/err")"
 
 # what does not run across ranks yet: refused, on every rank, exit 2
 mpi 2 run "$CFG" --out "$TMP/ui" >/dev/null 2>"$TMP/err"
