@@ -48,8 +48,9 @@ void dist_abort(const Dist *d, int status)
     exit(status);
 }
 
-int dist_sum_floats_beside(Dist *d, float *buf, size_t n, MnError *e)
+int dist_sum_floats_beside(Dist *d, float *buf, size_t n, const atomic_int *busy, MnError *e)
 {
+    (void)busy;
     return dist_sum_floats(d, buf, n, e);
 }
 
@@ -170,10 +171,18 @@ static void sleep_s(double s)
         ;
 }
 
-/* Both halves of a ring message: MPI's wait, or, with nap, polls with
- * short sleeps between them (MPI's wait spins a core, which a thread
- * beside the backward pass's workers would take from them). */
-static int exchange(const float *send, int cs, int right, float *recv, int cr, int left, int nap)
+/* While *busy: polls with short sleeps between them, for MPI's wait
+ * spins a core, which a thread beside the backward pass's workers would
+ * take from them. */
+static void poll_nap(const atomic_int *busy)
+{
+    if (busy && atomic_load_explicit(busy, memory_order_relaxed))
+        sleep_s(50e-6);
+}
+
+/* Both halves of a ring message: MPI's wait, or polls (nap). */
+static int exchange(const float *send, int cs, int right, float *recv, int cr, int left,
+                    const atomic_int *nap)
 {
     if (!nap)
         return MPI_Sendrecv(send, cs, MPI_FLOAT, right, 7, recv, cr, MPI_FLOAT, left, 7,
@@ -190,14 +199,14 @@ static int exchange(const float *send, int cs, int right, float *recv, int cr, i
     for (int done = 0;;) {
         if ((rc = MPI_Testall(2, rq, &done, MPI_STATUSES_IGNORE)) != MPI_SUCCESS || done)
             return rc;
-        sleep_s(50e-6);
+        poll_nap(nap);
     }
 }
 
 /* One message of a ring step: n floats to the right, n' from the left,
  * in pieces that an int counts. */
 static int ring_step(const Dist *d, const float *send, size_t ns, float *recv, size_t nr,
-                     int nap, MnError *e)
+                     const atomic_int *nap, MnError *e)
 {
     const int right = (d->rank + 1) % d->size, left = (d->rank + d->size - 1) % d->size;
     const size_t piece = (size_t)1 << 28;
@@ -215,16 +224,15 @@ static int ring_step(const Dist *d, const float *send, size_t ns, float *recv, s
     return 0;
 }
 
-/* Waits for n requests: MPI's wait, or, with nap, polls with short
- * sleeps between them. */
-static int wait_all(int n, MPI_Request *rq, int nap)
+/* Waits for n requests: MPI's wait, or polls (nap). */
+static int wait_all(int n, MPI_Request *rq, const atomic_int *nap)
 {
     if (!nap)
         return MPI_Waitall(n, rq, MPI_STATUSES_IGNORE);
     for (int done = 0, rc;;) {
         if ((rc = MPI_Testall(n, rq, &done, MPI_STATUSES_IGNORE)) != MPI_SUCCESS || done)
             return rc;
-        sleep_s(50e-6);
+        poll_nap(nap);
     }
 }
 
@@ -232,7 +240,7 @@ static int wait_all(int n, MPI_Request *rq, int nap)
  * the receive buffer is (ranks - 1) of these. */
 #define ROUND_FLOATS ((size_t)1 << 20)
 
-static int sum_floats(Dist *d, float *buf, size_t n, int nap, MnError *e)
+static int sum_floats(Dist *d, float *buf, size_t n, const atomic_int *nap, MnError *e)
 {
     const int p = d->size, me = d->rank;
     if (p < 2 || n == 0)
@@ -311,12 +319,12 @@ static int sum_floats(Dist *d, float *buf, size_t n, int nap, MnError *e)
 
 int dist_sum_floats(Dist *d, float *buf, size_t n, MnError *e)
 {
-    return sum_floats(d, buf, n, 0, e);
+    return sum_floats(d, buf, n, NULL, e);
 }
 
-int dist_sum_floats_beside(Dist *d, float *buf, size_t n, MnError *e)
+int dist_sum_floats_beside(Dist *d, float *buf, size_t n, const atomic_int *busy, MnError *e)
 {
-    return sum_floats(d, buf, n, 1, e);
+    return sum_floats(d, buf, n, busy, e);
 }
 
 int dist_sum_doubles(const Dist *d, double *v, int n, MnError *e)

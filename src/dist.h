@@ -7,6 +7,7 @@
 #ifndef MNEME_DIST_H
 #define MNEME_DIST_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "error.h"
@@ -47,9 +48,10 @@ int dist_available(void);
  * one process adds its workers' gradients (each rank sums one share of
  * the buffer, which then goes round a ring to all). */
 int dist_sum_floats(Dist *d, float *buf, size_t n, MnError *e);
-/* The same from a thread beside busy workers (gradsync.h): it waits for
- * the other ranks with short sleeps instead of spinning a core. */
-int dist_sum_floats_beside(Dist *d, float *buf, size_t n, MnError *e);
+/* The same from a thread beside workers (gradsync.h): while *busy, it
+ * waits for the other ranks with short sleeps instead of spinning a core
+ * that the workers need; once they are done, as MPI's own wait does. */
+int dist_sum_floats_beside(Dist *d, float *buf, size_t n, const atomic_int *busy, MnError *e);
 /* The same for a few doubles, summed in rank order. */
 int dist_sum_doubles(const Dist *d, double *v, int n, MnError *e);
 /* An array of rows of `width` floats of which rank r computed rows

@@ -1,6 +1,7 @@
 #include "gradsync.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@ struct GradSync {
     int stop;
     unsigned long pass, seen;  /* bumped by gradsync_begin; the thread's last */
     int finished;              /* the thread summed the pass's last bucket */
+    atomic_int busy;           /* the workers still compute: the sum naps */
 
     float *grads;
     float *const *others;
@@ -53,7 +55,7 @@ static void *sum_main(void *p)
                 pthread_cond_wait(&s->cv, &s->mu);
             pthread_mutex_unlock(&s->mu);
             /* A rank alone cannot go on: the job ends (MPI's abort). */
-            if (dist_sum_floats_beside(s->dist, s->grads + b->offset, b->numel, &e) < 0) {
+            if (dist_sum_floats_beside(s->dist, s->grads + b->offset, b->numel, &s->busy, &e) < 0) {
                 fprintf(stderr, "mneme: rank %d: %s\n", s->dist->rank, e.msg);
                 dist_abort(s->dist, 1);
             }
@@ -151,6 +153,7 @@ int gradsync_begin(GradSync *s, float *grads, float *const *others, int n_worker
     for (int w = 0; w < n_workers; w++)
         s->next_stage[w] = 0;
     s->finished = 0;
+    atomic_store(&s->busy, 1);
     s->pass++;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -206,6 +209,8 @@ void gradsync_reached(GradSync *s, int worker, int stage)
 double gradsync_end(GradSync *s)
 {
     double t0 = now_s();
+    /* the workers are done: what is left of the sum may take a core */
+    atomic_store(&s->busy, 0);
     pthread_mutex_lock(&s->mu);
     /* a worker with no rows never reaches a stage: nothing of it to wait on */
     while (!s->finished)
