@@ -5,7 +5,7 @@
 # shapes (BENCHMARKS.md) and MiniLM-L6-H384 (bench/pretrained.cfg).
 #
 #   bench/mpi.sh [-r REPS] [-c "tiny small mini minilm"]
-#   bench/mpi.sh -o [-r REPS] [-c minilm] [-l "0 10 1"]
+#   bench/mpi.sh -o [-r REPS] [-c minilm] [-l "0 10 1"] [-x "--set finetune.batch=4"]
 #
 # Needs a build with --with-mpi (MNEME, default ./mneme) and mpirun. Prints
 # medians over the repetitions: steps/s of each, their ratio (the median of
@@ -16,19 +16,23 @@
 # backward pass (the default) against after it (MNEME_OVERLAP=0), back to
 # back, on each emulated link of -l (Gbit/s, 0: the machine's own shared
 # memory; mneme bench --link): steps/s of each, their ratio, and the
-# milliseconds a step spent in the sum and waited for it.
+# milliseconds a step spent in the sum and waited for it. -x adds
+# options to every mneme bench (a smaller batch: less compute to hide the
+# sum behind).
 set -eu
 reps=3
 configs="tiny small mini minilm"
 overlap=0
 links="0 10 1"
-while getopts r:c:ol: opt; do
+extra=
+while getopts r:c:ol:x: opt; do
     case $opt in
     r) reps=$OPTARG ;;
     c) configs=$OPTARG ;;
     o) overlap=1 ;;
     l) links=$OPTARG ;;
-    *) sed -n '2,19p' "$0" >&2; exit 2 ;;
+    x) extra=$OPTARG ;;
+    *) sed -n '2,21p' "$0" >&2; exit 2 ;;
     esac
 done
 here=$(cd "$(dirname "$0")" && pwd)
@@ -61,9 +65,9 @@ if [ $overlap = 1 ]; then
                 for ov in 1 0; do
                     # shellcheck disable=SC2046,SC2086
                     MNEME_OVERLAP=$ov mpirun $root -np 2 -x MNEME_OVERLAP "$MNEME" bench $(shape "$c") \
-                        --set threads=1 $link |
+                        --set threads=1 $link $extra |
                         jq -c --arg c "$c" --argjson r "$rep" --argjson g "$g" \
-                            '. + {cfg: $c, rep: $r, gbit: $g}' >>"$out"
+                            '. + {cfg: $c, rep: $r, gbit: $g, extra: "'"$extra"'"}' >>"$out"
                 done
                 echo "rep $rep $c link $g done" >&2
             done
