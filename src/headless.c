@@ -254,7 +254,8 @@ static int start(const Experiment *x, const char *dir, const HeadlessOptions *o)
     if (ranks == 1)
         catch_signals(o->detached);
     /* in the background the branches come back as they ended */
-    to.restore_states = o->detached || o->restore_family;
+    to.restore_states = o->detached;
+    to.run_family = o->restore_family;
     to.forks = o->forks;
     to.n_forks = o->n_forks;
     to.one_at_a_time = o->one_at_a_time;

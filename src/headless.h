@@ -22,8 +22,8 @@ typedef struct {
     struct Dist *dist;         /* under mpirun: the ranks (dist.h), else NULL */
     int silent;                /* a rank besides 0: nothing said on stderr
                                 * either, unless it fails */
-    int restore_family;        /* a resume continues every branch as it
-                                * ended, not main alone */
+    int restore_family;        /* a resume runs every unfinished branch on,
+                                * not main alone */
     int threads;               /* > 0: a resume's threads in place of the
                                 * run's own (--set threads=N) */
     const char *resume_with;   /* the command that continues the run after

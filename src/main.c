@@ -538,6 +538,11 @@ static int cmd_bench(int argc, char **argv)
     return bench_run(&x, a.steps, full_last_block, the_dist);
 }
 
+static int cmd_study(int argc, char **argv)
+{
+    return study_main(argc, argv, the_dist);
+}
+
 static int main_command(int argc, char **argv)
 {
     static const struct {
@@ -548,13 +553,15 @@ static int main_command(int argc, char **argv)
         { "runs", runs_main }, { "fork", cmd_fork }, { "replay", cmd_replay },
         { "compare", compare_main }, { "export", export_main }, { "tokenize", tokenize_main },
         { "attach", cmd_attach }, { "ctl", ctl_main }, { "plot", plot_main },
-        { "report", report_main }, { "study", study_main },
+        { "report", report_main }, { "study", cmd_study },
     };
     if (the_dist->size > 1 && (argc < 2 || (strcmp(argv[1], "run") != 0 &&
-                                            strcmp(argv[1], "bench") != 0))) {
+                                            strcmp(argv[1], "bench") != 0 &&
+                                            strcmp(argv[1], "study") != 0))) {
         if (the_dist->rank == 0)
             fprintf(stderr, "mneme: under mpirun, only `mneme run --headless EXPERIMENT.cfg` "
-                    "trains data-parallel (and mneme bench measures it)\n");
+                    "and `mneme study --headless` train data-parallel (and mneme bench "
+                    "measures it)\n");
         return 2;
     }
     for (size_t i = 0; argc > 1 && i < sizeof commands / sizeof commands[0]; i++)

@@ -311,7 +311,33 @@ static int plan_read(const char *dir, Plan *p, MnError *e)
 typedef struct {
     int headless, quiet;
     const char *theme;
+    Dist *dist;                /* the ranks (dist.h); size 1: this process */
 } StudyRunOptions;
+
+/* Rank 0's status, to every rank: what it alone can see (its folder's
+ * files) decides for all. */
+static int rank0_says(Dist *d, int rc)
+{
+    MnError e;
+    if (d->size > 1 && dist_broadcast(d, &rc, sizeof rc, &e) < 0) {
+        fprintf(stderr, "mneme study: rank %d: %s\n", d->rank, e.msg);
+        dist_abort(d, 1);
+    }
+    return rc;
+}
+
+/* Whether any rank failed (each says whether it did); the ranks wait for
+ * one another here. */
+static int any_rank_failed(Dist *d, int failed)
+{
+    MnError e;
+    double v = failed;
+    if (d->size > 1 && dist_sum_doubles(d, &v, 1, &e) < 0) {
+        fprintf(stderr, "mneme study: rank %d: %s\n", d->rank, e.msg);
+        dist_abort(d, 1);
+    }
+    return v > 0;
+}
 
 /* Whether dir's summary says its run finished. */
 static int finished(const char *dir)
@@ -342,14 +368,37 @@ static int family_finished(const Plan *p, const char *dir)
 /* Trains (or continues) seed s's family: main and every remedy. */
 static int run_seed(const Plan *p, int s, const TrainerFork *forks, const StudyRunOptions *o)
 {
-    char dir[EXP_PATH + 40], path[EXP_PATH + 80], again[EXP_PATH + 40], seed[48];
+    char dir[EXP_PATH + 80], path[EXP_PATH + 120], again[EXP_PATH + 40], seed[48];
+    char own[EXP_PATH + 80];
     const char *sets[] = { seed };
     MnError e;
+    Dist *d = o->dist;
     seed_dir(p, s, dir, sizeof dir);
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    /* every rank reads rank 0's folder before rank 0 writes to it */
     const int started = access(path, F_OK) == 0;
-    if (started && family_finished(p, dir))
+    if (started && family_finished(p, dir)) {
+        any_rank_failed(d, 0);
         return 0;
+    }
+    int failed = 0;
+    if (d->rank > 0) {
+        /* the other ranks train in folders of their own, from a copy of
+         * what rank 0's holds (a shared file system) */
+        const char *tmp = getenv("TMPDIR");
+        snprintf(own, sizeof own, "%s/mneme-rank%d-%ld-seed-%ld", tmp && *tmp ? tmp : "/tmp",
+                 d->rank, (long)getpid(), p->seeds[s]);
+        if (started && copy_run_folder(dir, own, &e) < 0) {
+            fprintf(stderr, "mneme study: rank %d: %s\n", d->rank, e.msg);
+            failed = 1;
+        }
+        snprintf(dir, sizeof dir, "%s", own);
+    }
+    if (any_rank_failed(d, failed)) {
+        if (d->rank > 0)
+            remove_tree(dir);
+        return 2;
+    }
     Experiment *x = NULL;
     if (!started) {
         /* the experiment as studied, under this seed */
@@ -368,7 +417,9 @@ static int run_seed(const Plan *p, int s, const TrainerFork *forks, const StudyR
     } else {
         HeadlessOptions ho;
         memset(&ho, 0, sizeof ho);
-        ho.quiet = o->quiet;
+        ho.dist = d->size > 1 ? d : NULL;
+        ho.quiet = o->quiet || d->rank > 0;
+        ho.silent = d->rank > 0;
         ho.forks = forks;
         ho.n_forks = p->rem.n;
         ho.restore_family = 1;
@@ -377,10 +428,12 @@ static int run_seed(const Plan *p, int s, const TrainerFork *forks, const StudyR
         ho.one_at_a_time = 1;
         snprintf(again, sizeof again, "mneme study --resume %s", p->dir);
         ho.resume_with = again;
-        if (p->n_seeds > 1)
+        if (p->n_seeds > 1 && d->rank == 0)
             printf("# seed %ld (%d of %d): %s\n", p->seeds[s], s + 1, p->n_seeds, dir);
         fflush(stdout);
         rc = x ? headless_run(x, dir, &ho) : headless_resume(dir, &ho);
+        if (d->rank > 0)
+            remove_tree(dir);
     }
     free(x);
     return rc;
@@ -872,7 +925,31 @@ static int plan_new(const StudyArgs *a, Plan *p)
     return rc;
 }
 
-int study_main(int argc, char **argv)
+/* Under mpirun the other ranks read the plan rank 0 made or found: rank
+ * 0's folder, on a file system every rank sees. */
+static int plan_from_rank0(Dist *d, int rc, Plan *p)
+{
+    MnError e;
+    if (any_rank_failed(d, rc != 0))
+        return rc ? rc : 2;
+    if (dist_broadcast(d, p->dir, sizeof p->dir, &e) < 0) {
+        fprintf(stderr, "mneme study: rank %d: %s\n", d->rank, e.msg);
+        dist_abort(d, 1);
+    }
+    char dir[sizeof p->dir];
+    snprintf(dir, sizeof dir, "%s", p->dir);
+    int failed = d->rank > 0 && plan_read(dir, p, &e) < 0;
+    if (failed)
+        fprintf(stderr, "mneme study: rank %d: %s\n", d->rank, e.msg);
+    if (any_rank_failed(d, failed)) {
+        if (d->rank == 0 || !failed)
+            remedies_free(&p->rem);
+        return 2;
+    }
+    return 0;
+}
+
+int study_main(int argc, char **argv, Dist *dist)
 {
     StudyArgs a;
     MnError e;
@@ -882,21 +959,30 @@ int study_main(int argc, char **argv)
     if (!a.headless && a.seeds > 1)
         return study_usage("--seeds: several seeds train one after another%s: add --headless",
                            " (the workbench shows one family at a time)");
-    Plan *p = malloc(sizeof *p);
+    if (dist->size > 1 && !a.headless) {
+        if (dist->rank == 0)
+            fprintf(stderr, "mneme study: under mpirun a study runs headless (add --headless; "
+                    "mneme attach watches it)\n");
+        return 2;
+    }
+    Plan *p = calloc(1, sizeof *p);
     if (!p)
         return study_usage("out of memory%s", "");
-    if (a.resume) {
+    if (dist->rank > 0)
+        rc = 0;   /* rank 0 makes the plan, or reads it */
+    else if (a.resume) {
         if (plan_read(a.resume, p, &e) < 0) {
             fprintf(stderr, "mneme study: %s\n", e.msg);
-            free(p);
-            return 2;
-        }
-        if (!a.headless && p->n_seeds > 1) {
+            rc = 2;
+        } else if (!a.headless && p->n_seeds > 1) {
             remedies_free(&p->rem);
-            free(p);
-            return study_usage("this study has several seeds: continue it with --headless%s", "");
+            rc = study_usage("this study has several seeds: continue it with --headless%s", "");
         }
-    } else if ((rc = plan_new(&a, p))) {
+    } else
+        rc = plan_new(&a, p);
+    if (dist->size > 1)
+        rc = plan_from_rank0(dist, rc, p);
+    if (rc) {
         free(p);
         return rc;
     }
@@ -904,26 +990,28 @@ int study_main(int argc, char **argv)
     for (int i = 0; i < p->rem.n; i++)
         forks[i] = (TrainerFork){ p->rem.v[i].name, (const char *const *)p->rem.v[i].sets,
                                   p->rem.v[i].n_sets };
-    StudyRunOptions o = { a.headless, a.quiet, a.theme };
-    if (a.headless)
+    StudyRunOptions o = { a.headless, a.quiet, a.theme, dist };
+    if (a.headless && dist->rank == 0)
         printf("# study of %s: %d remed%s over %d seed%s in %s\n", p->name, p->rem.n,
                p->rem.n == 1 ? "y" : "ies", p->n_seeds, p->n_seeds == 1 ? "" : "s", p->dir);
     for (int s = 0; s < p->n_seeds && rc == 0; s++) {
         char dir[EXP_PATH + 40];
         rc = run_seed(p, s, forks, &o);
         seed_dir(p, s, dir, sizeof dir);
-        if (rc == 0 && !family_finished(p, dir)) {
+        if (rc == 0 && dist->rank == 0 && !family_finished(p, dir)) {
             /* the workbench was left before every remedy finished */
             fprintf(stderr, "mneme study: not finished; continue with: mneme study --resume %s\n",
                     p->dir);
             rc = -1;
         }
+        /* rank 0's folder holds the family: it says how it ended */
+        rc = rank0_says(dist, rc);
     }
     remedies_free(&p->rem);
     char dir[EXP_PATH], png[EXP_PATH + 32], json[EXP_PATH + 32];
     snprintf(dir, sizeof dir, "%s", p->dir);
     free(p);
-    if (rc)
+    if (rc || dist->rank > 0)
         return rc < 0 ? 0 : rc;
     snprintf(png, sizeof png, "%s/tradeoff.png", dir);
     snprintf(json, sizeof json, "%s/study.json", dir);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "dist.h"
 #include "error.h"
 #include "trainer.h"
 
@@ -79,7 +80,10 @@ int study_print_table(const char *dir, FILE *out, MnError *e);
 
 /* mneme study EXP.cfg [--remedies FILE] [--only A,B] [--set KEY=VALUE]...
  * [--seeds N] [--out DIR] [--headless] [--quiet] [--theme NAME], or
- * mneme study --resume DIR [--headless] [--quiet] [--theme NAME]. */
-int study_main(int argc, char **argv);
+ * mneme study --resume DIR [--headless] [--quiet] [--theme NAME].
+ * Under mpirun (dist's size > 1; headless only) every rank trains each
+ * family data-parallel, as mneme run does: rank 0 owns the study folder,
+ * the others work in folders of their own under TMPDIR. */
+int study_main(int argc, char **argv, struct Dist *dist);
 
 #endif

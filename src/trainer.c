@@ -996,7 +996,7 @@ static void open_branches(Trainer *t)
         if (!b)
             break;
         RunHooks h = hooks_for(b);
-        const int was_paused = t->opt.restore_states ? ended_paused(dir) != 0 : 1;
+        const int was_paused = t->opt.run_family ? 0 : t->opt.restore_states ? ended_paused(dir) != 0 : 1;
         if (run_resume(&b->run, dir, &h, &e) < 0) {
             post_logf(t, "branch %s not opened: %s", de->d_name, e.msg);
             run_free(&b->run);

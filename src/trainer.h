@@ -156,6 +156,9 @@ typedef struct {
     int restore_states;        /* a resumed family comes back as it ended:
                                 * each branch running or paused (the
                                 * workbench); else main runs, branches wait */
+    int run_family;            /* a resumed family's every unfinished branch
+                                * runs on (a headless study: how each ended
+                                * is not known after a signal across ranks) */
     /* A study: once main is fine-tuning, each of these that the family
      * lacks is forked from its step 0 (once per process; the caller keeps
      * them alive until trainer_stop). */

@@ -9,7 +9,8 @@
 # mneme ctl, whose commands apply on every rank; a rank that dies ends the
 # job, and mpirun --resume continues it to the numbers of an uninterrupted
 # run, as does one process of as many threads, whose replay is exact too;
-# what does not run across ranks yet is refused. Skips unless mneme was
+# a study trains on the ranks to one process's numbers, and resumes; what
+# does not run across ranks yet is refused. Skips unless mneme was
 # built with --with-mpi and mpirun is installed.
 . "$MNEME_SRCDIR/tests/lib.sh"
 CFG="$MNEME_SRCDIR/tests/data/tiny.cfg"
@@ -66,6 +67,13 @@ ok $([ "$(ls "$TMP/scratch" | wc -l)" = 0 ] && [ "$(grep -c '' "$TMP/out2")" -gt
    "rank 0 alone prints, once, and writes the run folder; the other rank leaves nothing behind"
 grep -q "data-parallel over 2 ranks" "$TMP/out2"
 ok $? "the run says it is data-parallel"
+
+# against one process of one thread, which sums every row's gradient in
+# one buffer: the same to float summation order
+"$MNEME" run --headless "$CFG" $SETS --set threads=1 --out "$TMP/t1" --quiet >/dev/null 2>&1
+diff=$(max_difference "$TMP/r2/metrics.jsonl" "$TMP/t1/metrics.jsonl")
+ok $(awk -v d="$diff" 'BEGIN { exit !(d ~ /^[0-9.e-]+$/ && d + 0 < 1e-3) }'; echo $?) \
+   "2 ranks against 1 process of 1 thread: every loss and accuracy within 1e-3 (largest difference $diff)"
 
 mpi 2 run --headless "$CFG" $SETS --set threads=1 --out "$TMP/r2b" --quiet >/dev/null 2>&1
 ok $([ "$(strip "$TMP/r2/metrics.jsonl")" = "$(strip "$TMP/r2b/metrics.jsonl")" ]; echo $?) \
@@ -257,12 +265,51 @@ ok $? "and a replay in one process gives the run's numbers: $(tail -1 "$TMP/repl
 ok $([ $? = 2 ] && grep -q "at most --set threads=N" "$TMP/err"; echo $?) \
    "a resume changes the threads only: $(head -1 "$TMP/err")"
 
+# a study: every family trained on the ranks, rank 0 writing the study
+# folder; the same numbers as one process of 2 threads, and an
+# interrupted one resumes under mpirun to them
+cat >"$TMP/rem.cfg" <<'EOF'
+gentle = { about = "a lower rate"; set = [ "finetune.lr=3e-4" ]; };
+lora = { set = [ "finetune.method=lora", "finetune.lora.r=4", "finetune.lora.targets=query value" ]; };
+EOF
+SS="--remedies $TMP/rem.cfg --set finetune.epochs=150 --set base.pretrain.epochs=2 --set checkpoint.every=40"
+same_family() {   # same_family A B: each run of the two studies' seed 7, evaluation by evaluation
+    for r in "" /branches/gentle /branches/lora; do
+        [ -s "$1/seed-7$r/metrics.jsonl" ] &&
+            [ "$(strip "$1/seed-7$r/metrics.jsonl")" = "$(strip "$2/seed-7$r/metrics.jsonl")" ] || return 1
+    done
+}
+"$MNEME" study "$CFG" $SS --set threads=2 --out "$TMP/study1" --headless --quiet >/dev/null 2>&1
+TMPDIR="$TMP/scratch" timeout 300 mpirun $ROOT -np 2 "$MNEME" study "$CFG" $SS --set threads=1 \
+    --out "$TMP/study2" --headless --quiet >"$TMP/study.out" 2>"$TMP/study.err"
+ok $([ $? = 0 ] && same_family "$TMP/study2" "$TMP/study1" && [ "$(grep -c "^study: " "$TMP/study.out")" = 1 ] &&
+     [ "$(json "$TMP/study2/seed-7/branches/lora/summary.json" .ranks.count)" = 2 ] &&
+     [ -z "$(ls "$TMP/scratch" | grep -- -seed-)" ]; echo $?) \
+   "mneme study on 2 ranks: every run bit-identical to one process of 2 threads, one table printed, rank 1 leaving nothing behind ($(head -c 200 "$TMP/study.err"))"
+TMPDIR="$TMP/scratch" timeout 300 mpirun $ROOT -np 2 "$MNEME" study "$CFG" $SS --set threads=1 \
+    --out "$TMP/study3" --headless --quiet >/dev/null 2>&1 &
+job=$!
+for i in $(seq 1 300); do
+    [ -f "$TMP/study3/seed-7/branches/gentle/checkpoints/step-80.safetensors" ] && break
+    sleep 0.05
+done
+kill -TERM $job
+wait $job
+TMPDIR="$TMP/scratch" timeout 300 mpirun $ROOT -np 2 "$MNEME" study --resume "$TMP/study3" --headless --quiet \
+    >/dev/null 2>"$TMP/study.err"
+ok $([ $? = 0 ] && same_family "$TMP/study3" "$TMP/study1" && [ -s "$TMP/study3/tradeoff.png" ]; echo $?) \
+   "an interrupted study resumes under mpirun to the same numbers ($(head -c 200 "$TMP/study.err"))"
+rm -rf "${TMP:?}/scratch"/*   # what the signal left of rank 1's folders
+
 # what does not run across ranks yet: refused, on every rank, exit 2
 mpi 2 run "$CFG" --out "$TMP/ui" >/dev/null 2>"$TMP/err"
 ok $([ $? != 0 ] && grep -q "the workbench, --detach and --stop-after do not run across ranks yet" "$TMP/err" &&
      [ ! -e "$TMP/ui" ]; echo $?) "the workbench under mpirun is refused with a reason"
 mpi 2 plot "$TMP/r2" >/dev/null 2>"$TMP/err"
-ok $([ $? != 0 ] && grep -q "only .mneme run --headless EXPERIMENT.cfg. trains data-parallel" "$TMP/err"; echo $?) \
+ok $([ $? != 0 ] && grep -q "only .mneme run --headless EXPERIMENT.cfg. and .mneme study --headless. train data-parallel" "$TMP/err"; echo $?) \
    "so is any other command"
+mpi 2 study "$CFG" --out "$TMP/sui" >/dev/null 2>"$TMP/err"
+ok $([ $? != 0 ] && grep -q "under mpirun a study runs headless" "$TMP/err" && [ ! -e "$TMP/sui" ]; echo $?) \
+   "and a study in the workbench"
 
 done_testing
