@@ -203,15 +203,47 @@ int bench_run(const Experiment *x, long steps, int full_last_block, Dist *dist)
     }
     rng_seed(&rng, x->seed);
     model_init_weights(&m, &rng, 0.02f);
-    /* Full-length rows: the benchmark measures the shapes it reports. */
+    /* Full-length rows: the benchmark measures the shapes it reports. A
+     * WordPiece vocabulary's tokens are drawn as text uses them (Zipf's
+     * law: the k-th most frequent about 1/k as often), for what the
+     * rows a batch touches cost (the word embeddings' sum over ranks). */
+    double *zipf = c.vocab > TOK_BYTE0 + 256 ? malloc((size_t)c.vocab * sizeof *zipf) : NULL;
+    const int first = TOK_BYTE0;
+    for (int k = first, n = 0; zipf && k < c.vocab; k++, n++)
+        zipf[k] = (k > first ? zipf[k - 1] : 0.0) + 1.0 / (double)(n + 1);
     b.B = B;
     b.T = T;
     for (int r = 0; r < B; r++) {
         b.len[r] = T;
         b.task[r] = 1;
         b.label[r] = (int)rng_below(&rng, 4);
-        for (int t = 0; t < T; t++)
-            b.ids[r * T + t] = t == 0 ? TOK_CLS : TOK_BYTE0 + (int)rng_below(&rng, 256);
+        for (int t = 0; t < T; t++) {
+            int id = TOK_BYTE0 + (int)rng_below(&rng, 256);
+            if (zipf) {
+                double u = rng_uniform(&rng) * zipf[c.vocab - 1];
+                int lo = first, hi = c.vocab - 1;
+                while (lo < hi) {
+                    int mid = lo + (hi - lo) / 2;
+                    if (zipf[mid] < u)
+                        lo = mid + 1;
+                    else
+                        hi = mid;
+                }
+                id = lo;
+            }
+            b.ids[r * T + t] = t == 0 ? TOK_CLS : id;
+        }
+    }
+    free(zipf);
+    int distinct = 0;
+    {
+        unsigned char *seen = calloc((size_t)c.vocab, 1);
+        for (int i = 0; seen && i < B * T; i++)
+            if (!seen[b.ids[i]]) {
+                seen[b.ids[i]] = 1;
+                distinct++;
+            }
+        free(seen);
     }
     /* The fine-tuning step as the experiment sets it up: freezing, LoRA,
      * prompt or prefix change what a step costs. */
@@ -288,6 +320,8 @@ int bench_run(const Experiment *x, long steps, int full_last_block, Dist *dist)
                         json_integer((json_int_t)after.uordblks - (json_int_t)before.uordblks));
     json_object_set_new(o, "core_note", json_string(core));
     json_object_set_new(o, "ranks", json_integer(ranks));
+    json_object_set_new(o, "batch_words", json_pack("{s:i, s:i}", "distinct", distinct, "vocab",
+                                                    c.vocab));
     /* rank 0's own time in the gradients' sum (the blocks of reference
      * passes between steps are not in it) */
     json_object_set_new(o, "reduce_ms_per_step", json_real(dist && ranks > 1 ?

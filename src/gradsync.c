@@ -29,6 +29,8 @@ struct GradSync {
     unsigned char *has_bucket;
     int *next_stage;           /* per worker: the first stage not reached */
     int cap_stages, cap_workers;
+    float *pack;               /* a sparse table's rows, packed to be sent */
+    size_t cap_pack;
 };
 
 static double now_s(void)
@@ -36,6 +38,35 @@ static double now_s(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The bucket summed over the ranks; a sparse table's rows packed first
+ * and put back after. */
+static int sum_bucket(GradSync *s, const GradBucket *b, MnError *e)
+{
+    float *g = s->grads + b->offset;
+    if (!b->rows)
+        return dist_sum_floats_beside(s->dist, g, b->numel, &s->busy, e);
+    const size_t table = (size_t)b->table_rows * b->row_len, rest = b->numel - table;
+    const size_t n = (size_t)b->n_rows * b->row_len + rest;
+    if (n > s->cap_pack) {
+        float *grown = realloc(s->pack, n * sizeof *grown);
+        if (!grown)
+            return mn_fail(e, "out of memory for the gradients' sum");
+        s->pack = grown;
+        s->cap_pack = n;
+    }
+    for (int i = 0; i < b->n_rows; i++)
+        memcpy(s->pack + (size_t)i * b->row_len, g + (size_t)b->rows[i] * b->row_len,
+               b->row_len * sizeof *g);
+    memcpy(s->pack + (size_t)b->n_rows * b->row_len, g + table, rest * sizeof *g);
+    if (dist_sum_floats_beside(s->dist, s->pack, n, &s->busy, e) < 0)
+        return -1;
+    for (int i = 0; i < b->n_rows; i++)
+        memcpy(g + (size_t)b->rows[i] * b->row_len, s->pack + (size_t)i * b->row_len,
+               b->row_len * sizeof *g);
+    memcpy(g + table, s->pack + (size_t)b->n_rows * b->row_len, rest * sizeof *g);
+    return 0;
 }
 
 static void *sum_main(void *p)
@@ -55,7 +86,7 @@ static void *sum_main(void *p)
                 pthread_cond_wait(&s->cv, &s->mu);
             pthread_mutex_unlock(&s->mu);
             /* A rank alone cannot go on: the job ends (MPI's abort). */
-            if (dist_sum_floats_beside(s->dist, s->grads + b->offset, b->numel, &s->busy, &e) < 0) {
+            if (sum_bucket(s, b, &e) < 0) {
                 fprintf(stderr, "mneme: rank %d: %s\n", s->dist->rank, e.msg);
                 dist_abort(s->dist, 1);
             }
@@ -104,6 +135,7 @@ void gradsync_free(GradSync *s)
     free(s->combined);
     free(s->has_bucket);
     free(s->next_stage);
+    free(s->pack);
     free(s);
 }
 

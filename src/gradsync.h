@@ -28,6 +28,15 @@ typedef struct GradSync GradSync;
 typedef struct GradBucket {
     size_t offset, numel;      /* floats of the gradient buffer */
     int stage;                 /* final once every worker reached it */
+    /* NULL, or a table whose rows are zero on every rank but these (the
+     * word embeddings: only the batch's tokens have a gradient): the
+     * bucket begins with table_rows rows of row_len floats, of which only
+     * rows[0 .. n_rows) (increasing) are sent; the rest whole. The sums
+     * are those of the whole bucket: each element is summed in rank order
+     * however the buffer is cut. */
+    const int *rows;
+    int n_rows, table_rows;
+    size_t row_len;
 } GradBucket;
 
 /* Starts the sum thread. NULL on failure. */

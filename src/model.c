@@ -487,6 +487,8 @@ void model_free(Model *m)
     free_pool(m);
     gradsync_free(m->sync);
     free(m->buckets);
+    free(m->word_seen);
+    free(m->word_rows);
     if (m->act.cap_B)
         free_activations(&m->act, m->cfg.layers);
     free(m->tensors);
@@ -1457,9 +1459,32 @@ static int group_stage(const Model *m, int g)
  * are adjacent: each sum costs 2 (ranks - 1) messages' latency. */
 #define BUCKET_MIN_FLOATS ((size_t)1 << 18)
 
+/* The word embeddings' rows that can have a gradient in a pass over b:
+ * its tokens, every rank's rows (each rank holds the whole batch), in
+ * increasing order. */
+static int batch_words(Model *m, const Batch *b)
+{
+    const int V = m->cfg.vocab;
+    int n = 0;
+    for (long i = 0; i < (long)b->B * b->T; i++) {
+        int id = b->ids[i];
+        if (id >= 0 && id < V && !m->word_seen[id]) {
+            m->word_seen[id] = 1;
+            n++;
+        }
+    }
+    for (int id = 0, k = 0; id < V && k < n; id++)
+        if (m->word_seen[id]) {
+            m->word_seen[id] = 0;
+            m->word_rows[k++] = id;
+        }
+    return n;
+}
+
 /* The trainable groups as buckets in stage order, adjacent ones of a
- * stage merged (and small ones with the next stage's). */
-static int make_buckets(const Model *m, GradBucket *out)
+ * stage merged (and small ones with the next stage's); the embeddings
+ * alone, with the word rows that can be nonzero when words (n_words >= 0). */
+static int make_buckets(const Model *m, GradBucket *out, int n_words)
 {
     int n = 0;
     for (int stage = 0; stage <= m->cfg.layers + 1; stage++)
@@ -1467,8 +1492,14 @@ static int make_buckets(const Model *m, GradBucket *out)
             const ParamGroup *pg = &m->groups[g];
             if (!pg->trainable || !pg->numel || group_stage(m, g) != stage)
                 continue;
+            if (g == 0 && n_words >= 0 && pg->offset == m->off.word) {
+                out[n++] = (GradBucket){ pg->offset, pg->numel, stage, m->word_rows, n_words,
+                                         m->cfg.vocab, (size_t)m->cfg.hidden };
+                continue;
+            }
             GradBucket *last = n ? &out[n - 1] : NULL;
-            int mergeable = last && (last->stage == stage || last->numel < BUCKET_MIN_FLOATS);
+            int mergeable = last && !last->rows &&
+                            (last->stage == stage || last->numel < BUCKET_MIN_FLOATS);
             if (mergeable && last->offset + last->numel == pg->offset) {
                 last->numel += pg->numel;
                 last->stage = stage;
@@ -1477,7 +1508,7 @@ static int make_buckets(const Model *m, GradBucket *out)
                 last->numel += pg->numel;
                 last->stage = stage;
             } else
-                out[n++] = (GradBucket){ pg->offset, pg->numel, stage };
+                out[n++] = (GradBucket){ pg->offset, pg->numel, stage, NULL, 0, 0, 0 };
         }
     return n;
 }
@@ -1487,12 +1518,17 @@ static int make_buckets(const Model *m, GradBucket *out)
 static int overlap_begin(Model *m, StepJob *j, int *n_buckets, MnError *e)
 {
     if (!m->sync) {
-        if (!(m->buckets = calloc((size_t)m->n_groups, sizeof *m->buckets)))
+        if (!(m->buckets = calloc((size_t)m->n_groups, sizeof *m->buckets)) ||
+            !(m->word_seen = calloc((size_t)m->cfg.vocab, 1)) ||
+            !(m->word_rows = calloc((size_t)m->cfg.vocab, sizeof *m->word_rows)))
             return mn_fail(e, "out of memory for the gradients' buckets");
         if (!(m->sync = gradsync_create(m->dist, e)))
             return -1;
     }
-    *n_buckets = make_buckets(m, m->buckets);
+    /* only the batch's words have a gradient, unless a tied decoder's
+     * comes with the encoder's (mlm.c: a pass from d_out) */
+    const int sparse = m->groups[0].trainable && !j->d_out;
+    *n_buckets = make_buckets(m, m->buckets, sparse ? batch_words(m, j->b) : -1);
     if (gradsync_begin(m->sync, m->grads, m->worker_grads, j->n, m->buckets, *n_buckets,
                        m->cfg.layers + 2, e) < 0)
         return -1;

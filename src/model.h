@@ -201,6 +201,8 @@ typedef struct {
      * its buckets (one a trainable group at most), made at the first pass */
     struct GradSync *sync;
     struct GradBucket *buckets;
+    unsigned char *word_seen;  /* [vocab]: the batch's tokens, a pass's */
+    int *word_rows;            /* [vocab]: the same, listed in order */
 } Model;
 
 /* Builds the tensor table and allocates parameters, gradients and

@@ -105,9 +105,14 @@ int main(void)
     dist_init(&d, NULL, NULL, &e);
     /* buckets in stage order, as make_buckets gives them: a gap left out
      * (a frozen group), one bucket below another's offset (a lower layer
-     * after a higher one) and a stage with two */
+     * after a higher one), a stage with two, and a table of 60 rows of 10
+     * of which 4 are sent (packed and put back: alone, the sum leaves
+     * every row as combined) */
+    static const int rows[] = { 0, 5, 6, 59 };
     const GradBucket bk[] = {
-        { 3600, 400, 0 }, { 2400, 1000, 1 }, { 1500, 900, 2 }, { 0, 700, 2 }, { 900, 300, 4 },
+        { 3600, 400, 0, NULL, 0, 0, 0 }, { 2400, 1000, 1, NULL, 0, 0, 0 },
+        { 1500, 900, 2, NULL, 0, 0, 0 },  { 0, 700, 2, rows, 4, 60, 10 },
+        { 900, 300, 4, NULL, 0, 0, 0 },
     };
     const int nb = (int)(sizeof bk / sizeof bk[0]);
     GradSync *s = gradsync_create(&d, &e);
