@@ -295,6 +295,10 @@ for i in $(seq 1 300); do
 done
 kill -TERM $job
 wait $job
+for i in $(seq 1 100); do   # the ranks' exit may take a moment after mpirun's
+    pgrep -f "out $TMP/study3" >/dev/null || break
+    sleep 0.1
+done
 TMPDIR="$TMP/scratch" timeout 300 mpirun $ROOT -np 2 "$MNEME" study --resume "$TMP/study3" --headless --quiet \
     >/dev/null 2>"$TMP/study.err"
 ok $([ $? = 0 ] && same_family "$TMP/study3" "$TMP/study1" && [ -s "$TMP/study3/tradeoff.png" ]; echo $?) \
