@@ -1,9 +1,11 @@
 #include "dist.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef HAVE_MPI
 #include <mpi.h>
@@ -24,6 +26,24 @@ static void dist_defaults(Dist *d)
     memset(d, 0, sizeof *d);
     d->size = 1;
     d->overlap = !(overlap && strcmp(overlap, "0") == 0);
+}
+
+void dist_rank_folder(const Dist *d, const char *tag, char *out, size_t n)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(out, n, "%s/mneme-rank%d-%ld%s%s", tmp && *tmp ? tmp : "/tmp", d->rank,
+             (long)getpid(), tag ? "-" : "", tag ? tag : "");
+}
+
+int dist_any_failed(const Dist *d, int failed)
+{
+    MnError e;
+    double v = failed;
+    if (d->size > 1 && dist_sum_doubles(d, &v, 1, &e) < 0) {
+        fprintf(stderr, "mneme: rank %d: %s\n", d->rank, e.msg);
+        dist_abort(d, 1);
+    }
+    return v > 0;
 }
 
 #ifndef HAVE_MPI
@@ -180,6 +200,18 @@ static void poll_nap(const atomic_int *busy)
         sleep_s(50e-6);
 }
 
+/* Waits for n requests: MPI's wait, or polls (nap). */
+static int wait_all(int n, MPI_Request *rq, const atomic_int *nap)
+{
+    if (!nap)
+        return MPI_Waitall(n, rq, MPI_STATUSES_IGNORE);
+    for (int done = 0, rc;;) {
+        if ((rc = MPI_Testall(n, rq, &done, MPI_STATUSES_IGNORE)) != MPI_SUCCESS || done)
+            return rc;
+        poll_nap(nap);
+    }
+}
+
 /* Both halves of a ring message: MPI's wait, or polls (nap). */
 static int exchange(const float *send, int cs, int right, float *recv, int cr, int left,
                     const atomic_int *nap)
@@ -196,11 +228,7 @@ static int exchange(const float *send, int cs, int right, float *recv, int cr, i
         MPI_Request_free(&rq[0]);
         return rc;
     }
-    for (int done = 0;;) {
-        if ((rc = MPI_Testall(2, rq, &done, MPI_STATUSES_IGNORE)) != MPI_SUCCESS || done)
-            return rc;
-        poll_nap(nap);
-    }
+    return wait_all(2, rq, nap);
 }
 
 /* One message of a ring step: n floats to the right, n' from the left,
@@ -222,18 +250,6 @@ static int ring_step(const Dist *d, const float *send, size_t ns, float *recv, s
         done_r += (size_t)cr;
     }
     return 0;
-}
-
-/* Waits for n requests: MPI's wait, or polls (nap). */
-static int wait_all(int n, MPI_Request *rq, const atomic_int *nap)
-{
-    if (!nap)
-        return MPI_Waitall(n, rq, MPI_STATUSES_IGNORE);
-    for (int done = 0, rc;;) {
-        if ((rc = MPI_Testall(n, rq, &done, MPI_STATUSES_IGNORE)) != MPI_SUCCESS || done)
-            return rc;
-        poll_nap(nap);
-    }
 }
 
 /* Floats of each rank's share that one round of the reduce-scatter moves:

@@ -62,6 +62,12 @@ int dist_broadcast(const Dist *d, void *buf, size_t n, MnError *e);
 /* The same, for a wait that may be long (a paused run's ranks waiting on
  * rank 0's next command): it naps between polls instead of spinning. */
 int dist_broadcast_waiting(const Dist *d, void *buf, size_t n, MnError *e);
+/* Whether any rank says it failed (each says whether it did); the ranks
+ * wait for one another here. A failure of MPI itself ends the job. */
+int dist_any_failed(const Dist *d, int failed);
+/* A folder of this rank's own, for the copy of what rank 0's holds:
+ * $TMPDIR/mneme-rankR-PID, then tag when not NULL. */
+void dist_rank_folder(const Dist *d, const char *tag, char *out, size_t n);
 /* Whether every rank holds the same n floats (a checksum compared). */
 int dist_agree(const Dist *d, const float *buf, size_t n, int *same, MnError *e);
 

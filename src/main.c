@@ -274,11 +274,9 @@ static int run_ranks(const RunArgs *a)
     ho.dist = the_dist;
     ho.quiet = a->quiet || d->rank > 0;
     ho.silent = d->rank > 0;
-    if (d->rank > 0) {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(out, sizeof out, "%s/mneme-rank%d-%ld", tmp && *tmp ? tmp : "/tmp", d->rank,
-                 (long)getpid());
-    } else if (a->resume)
+    if (d->rank > 0)
+        dist_rank_folder(d, NULL, out, sizeof out);
+    else if (a->resume)
         snprintf(out, sizeof out, "%s", a->resume);
     else if (a->out)
         snprintf(out, sizeof out, "%s", a->out);
@@ -288,10 +286,10 @@ static int run_ranks(const RunArgs *a)
         /* every rank continues the state rank 0's folder holds: the others
          * copy it before rank 0 touches it (a shared file system) */
         MnError e;
-        double failed = d->rank > 0 && copy_run_folder(a->resume, out, &e) < 0;
+        int failed = d->rank > 0 && copy_run_folder(a->resume, out, &e) < 0;
         if (failed)
             fprintf(stderr, "mneme: rank %d: %s\n", d->rank, e.msg);
-        if (dist_sum_doubles(the_dist, &failed, 1, &e) < 0 || failed > 0) {
+        if (dist_any_failed(d, failed)) {
             if (d->rank > 0)
                 remove_tree(out);
             return 2;

@@ -1101,10 +1101,6 @@ static void lora_bwd(const Model *m, Activations *a, const BlockActs *k,
     }
 }
 
-/* Backward over the rows of b (a view, after forward_rows on the same
- * view), accumulating weight gradients into G. inv_count is 1 / the
- * labelled rows of the WHOLE batch (the loss is the batch mean); lowest is
- * the lowest trainable group (see model_backward). */
 /* Worker w is past `stage` of the backward pass (gradsync.h): 0 the
  * heads, L - l block l, L + 1 everything. */
 static void reached(GradSync *sync, int w, int stage)
@@ -1113,6 +1109,10 @@ static void reached(GradSync *sync, int w, int stage)
         gradsync_reached(sync, w, stage);
 }
 
+/* Backward over the rows of b (a view, after forward_rows on the same
+ * view), accumulating weight gradients into G. inv_count is 1 / the
+ * labelled rows of the WHOLE batch (the loss is the batch mean); lowest is
+ * the lowest trainable group (see model_backward). */
 static void backward_rows(const Model *m, Activations *a, const Batch *b, float *G,
                           float inv_count, int lowest, const float *d_out, GradSync *sync,
                           int worker)

@@ -127,6 +127,18 @@ typedef struct {
     char policy_live[6000];    /* the file the replay's policy is loaded from */
 } Replay;
 
+/* The threads one process splits a batch with as the ranks × threads an
+ * event (start, restart) records did: ranks of one thread each as one
+ * process of as many threads (dist.h). 0 when it records neither. */
+static int parts_of(const json_t *ev)
+{
+    json_int_t threads = json_integer_value(json_object_get(ev, "threads"));
+    json_int_t ranks = json_integer_value(json_object_get(ev, "ranks"));
+    if (threads <= 0 && ranks <= 1)
+        return 0;
+    return (int)((threads > 0 ? threads : 1) * (ranks > 1 ? ranks : 1));
+}
+
 /* A restart or a fork: the state goes to a checkpoint and comes back, as
  * it did in the recorded run. */
 static int round_trip(Replay *p, Run *r, json_t *ev, MnError *e)
@@ -138,13 +150,9 @@ static int round_trip(Replay *p, Run *r, json_t *ev, MnError *e)
     run_free(r);
     if (!strcmp(str_of(ev, "command"), "restart")) {
         /* on the parts it continued with (a resume may set the threads,
-         * and the ranks may have changed): ranks of one thread each as
-         * one process of as many threads */
+         * and the ranks may have changed) */
         RunHooks h = *p->hooks;
-        json_int_t threads = json_integer_value(json_object_get(ev, "threads"));
-        json_int_t ranks = json_integer_value(json_object_get(ev, "ranks"));
-        if (threads > 0 || ranks > 1)
-            h.threads = (int)((threads > 0 ? threads : 1) * (ranks > 1 ? ranks : 1));
+        h.threads = parts_of(ev);
         return run_resume(r, p->out, &h, e);
     }
     json_t *ov = json_object_get(ev, "overrides");
@@ -316,13 +324,11 @@ int replay_run(const char *src, const char *out_dir, const RunHooks *hooks,
         free(x);
         return -1;
     }
-    /* A run across ranks is replayed in one process with as many parts:
-     * for ranks of one thread, the same sums (dist.h). */
+    /* A run across ranks is replayed in one process with as many parts */
     for (int i = 0; i < evs.n; i++)
         if (!strcmp(str_of(evs.v[i], "command"), "start")) {
-            json_int_t ranks = json_integer_value(json_object_get(evs.v[i], "ranks"));
-            if (ranks > 1)
-                x->threads = (int)ranks * (x->threads > 0 ? x->threads : 1);
+            if (parts_of(evs.v[i]) > 0)
+                x->threads = parts_of(evs.v[i]);
             break;
         }
     /* as the trainer does: OpenBLAS's own thread count changes the sums */

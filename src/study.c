@@ -326,19 +326,6 @@ static int rank0_says(Dist *d, int rc)
     return rc;
 }
 
-/* Whether any rank failed (each says whether it did); the ranks wait for
- * one another here. */
-static int any_rank_failed(Dist *d, int failed)
-{
-    MnError e;
-    double v = failed;
-    if (d->size > 1 && dist_sum_doubles(d, &v, 1, &e) < 0) {
-        fprintf(stderr, "mneme study: rank %d: %s\n", d->rank, e.msg);
-        dist_abort(d, 1);
-    }
-    return v > 0;
-}
-
 /* Whether dir's summary says its run finished. */
 static int finished(const char *dir)
 {
@@ -378,23 +365,23 @@ static int run_seed(const Plan *p, int s, const TrainerFork *forks, const StudyR
     /* every rank reads rank 0's folder before rank 0 writes to it */
     const int started = access(path, F_OK) == 0;
     if (started && family_finished(p, dir)) {
-        any_rank_failed(d, 0);
+        dist_any_failed(d, 0);
         return 0;
     }
     int failed = 0;
     if (d->rank > 0) {
         /* the other ranks train in folders of their own, from a copy of
          * what rank 0's holds (a shared file system) */
-        const char *tmp = getenv("TMPDIR");
-        snprintf(own, sizeof own, "%s/mneme-rank%d-%ld-seed-%ld", tmp && *tmp ? tmp : "/tmp",
-                 d->rank, (long)getpid(), p->seeds[s]);
+        char tag[32];
+        snprintf(tag, sizeof tag, "seed-%ld", p->seeds[s]);
+        dist_rank_folder(d, tag, own, sizeof own);
         if (started && copy_run_folder(dir, own, &e) < 0) {
             fprintf(stderr, "mneme study: rank %d: %s\n", d->rank, e.msg);
             failed = 1;
         }
         snprintf(dir, sizeof dir, "%s", own);
     }
-    if (any_rank_failed(d, failed)) {
+    if (dist_any_failed(d, failed)) {
         if (d->rank > 0)
             remove_tree(dir);
         return 2;
@@ -930,7 +917,7 @@ static int plan_new(const StudyArgs *a, Plan *p)
 static int plan_from_rank0(Dist *d, int rc, Plan *p)
 {
     MnError e;
-    if (any_rank_failed(d, rc != 0))
+    if (dist_any_failed(d, rc != 0))
         return rc ? rc : 2;
     if (dist_broadcast(d, p->dir, sizeof p->dir, &e) < 0) {
         fprintf(stderr, "mneme study: rank %d: %s\n", d->rank, e.msg);
@@ -941,7 +928,7 @@ static int plan_from_rank0(Dist *d, int rc, Plan *p)
     int failed = d->rank > 0 && plan_read(dir, p, &e) < 0;
     if (failed)
         fprintf(stderr, "mneme study: rank %d: %s\n", d->rank, e.msg);
-    if (any_rank_failed(d, failed)) {
+    if (dist_any_failed(d, failed)) {
         if (d->rank == 0 || !failed)
             remedies_free(&p->rem);
         return 2;
