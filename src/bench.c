@@ -1,4 +1,5 @@
 #include "bench.h"
+#include "bf16.h"
 
 #include <cblas.h>
 #include <jansson.h>
@@ -189,7 +190,8 @@ int bench_run(const Experiment *x, long steps, int full_last_block, Dist *dist)
         fprintf(stderr, "mneme bench: %s\n", e.msg);
         return 1;
     }
-    if (model_set_threads(&m, x->threads, &e) < 0) {
+    if (model_set_threads(&m, x->threads, &e) < 0 ||
+        model_set_precision(&m, precision_parse(x->model.precision), &e) < 0) {
         fprintf(stderr, "mneme bench: %s\n", e.msg);
         model_free(&m);
         return 1;
@@ -310,6 +312,9 @@ int bench_run(const Experiment *x, long steps, int full_last_block, Dist *dist)
                           "intermediate", c.intermediate, "seq", T,
                           "batch", B, "steps", (json_int_t)steps);
     json_object_set_new(o, "last_block", json_string(cls_last ? "cls" : "full"));
+    char precision[48];
+    bf16_describe(m.bf16, precision, sizeof precision);
+    json_object_set_new(o, "precision", json_string(precision));
     json_object_set_new(o, "step_ms_median", json_real(step_s * 1e3));
     json_object_set_new(o, "steps_per_s", json_real(1.0 / step_s));
     json_object_set_new(o, "tokens_per_s", json_real((double)B * T / step_s));

@@ -66,6 +66,9 @@ static int check_theme(const char *v, char *why, size_t n);
     ENUM("model.tokenizer", model.tokenizer, "bytes", "bytes|wordpiece",                                   \
          "bytes = one token per byte; wordpiece = base.from's vocab.txt (set by base.from)")              \
     FLT("model.init_std", model.init_std, 0, 1, 0.02, "standard deviation of the initial weights")        \
+    ENUM("model.precision", model.precision, "fp32", "fp32|bf16",                                         \
+         "inputs of the matrix products: bf16 = bfloat16 through oneDNN, accumulated in fp32 "             \
+         "(weights, gradients and optimizer stay fp32)")                                                  \
     STR("original.builtin", original.builtin, "", check_builtin, "built-in original task")                \
     PATH("original.mlm", original.mlm, "plain text, one example a line: the original task is "            \
          "masked-language modelling with base.from's MLM head (every fifth line held out)")               \

@@ -55,6 +55,7 @@ typedef struct {
         int hidden, layers, heads, intermediate, max_len;
         char tokenizer[EXP_STR];     /* "bytes", or "wordpiece" (base.from's vocab.txt) */
         double init_std;             /* 0.02 as BERT */
+        char precision[EXP_STR];     /* "fp32" or "bf16" (bf16.h): the products' inputs */
     } model;
 
     TaskSource original;

@@ -1,4 +1,5 @@
 #include "layers.h"
+#include "bf16.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -173,7 +174,7 @@ static inline float sum_sq_dev_f(const float *restrict x, float m, int n)
 
 /* ---- linear ------------------------------------------------------------ */
 
-void linear_forward_ld(float *out, int ldo, const float *in, int ldi, const float *W,
+void linear_forward_ld(struct Bf16Worker *bw, float *out, int ldo, const float *in, int ldi, const float *W,
                        const float *b, int N, int IC, int OC)
 {
     if (N <= 0 || OC <= 0)
@@ -186,14 +187,13 @@ void linear_forward_ld(float *out, int ldo, const float *in, int ldi, const floa
             memcpy(out + (long)i * ldo, b, (size_t)OC * sizeof *out);
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f,
-                in, ldi, W, IC, beta, out, ldo);
+    bf16_gemm(bw, 0, 1, N, OC, IC, in, ldi, W, IC, beta, out, ldo);
 }
 
-void linear_forward(float *out, const float *in, const float *W,
+void linear_forward(struct Bf16Worker *bw, float *out, const float *in, const float *W,
                     const float *b, int N, int IC, int OC)
 {
-    linear_forward_ld(out, OC, in, IC, W, b, N, IC, OC);
+    linear_forward_ld(bw, out, OC, in, IC, W, b, N, IC, OC);
 }
 
 VEC_CLONES
@@ -208,7 +208,7 @@ static void bias_grad(float *restrict db, const float *restrict dout, int N,
     }
 }
 
-void linear_backward_ld(float *din, int ldd, float *dW, float *db, const float *dout,
+void linear_backward_ld(struct Bf16Worker *bw, float *din, int ldd, float *dW, float *db, const float *dout,
                         int ldo, const float *in, int ldi, const float *W, int N, int IC,
                         int OC, float din_beta)
 {
@@ -221,25 +221,23 @@ void linear_backward_ld(float *din, int ldd, float *dW, float *db, const float *
         return;
     }
     if (din)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC,
-                    1.0f, dout, ldo, W, IC, din_beta, din, ldd);
+        bf16_gemm(bw, 0, 0, N, IC, OC, dout, ldo, W, IC, din_beta, din, ldd);
     if (dW)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N,
-                    1.0f, dout, ldo, in, ldi, 1.0f, dW, IC);
+        bf16_gemm(bw, 1, 0, OC, IC, N, dout, ldo, in, ldi, 1.0f, dW, IC);
     if (db)
         bias_grad(db, dout, N, OC, ldo);
 }
 
-void linear_backward(float *din, float *dW, float *db, const float *dout,
+void linear_backward(struct Bf16Worker *bw, float *din, float *dW, float *db, const float *dout,
                      const float *in, const float *W, int N, int IC, int OC)
 {
-    linear_backward_ld(din, IC, dW, db, dout, OC, in, IC, W, N, IC, OC, 1.0f);
+    linear_backward_ld(bw, din, IC, dW, db, dout, OC, in, IC, W, N, IC, OC, 1.0f);
 }
 
-void linear_backward_set(float *din, float *dW, float *db, const float *dout,
+void linear_backward_set(struct Bf16Worker *bw, float *din, float *dW, float *db, const float *dout,
                          const float *in, const float *W, int N, int IC, int OC)
 {
-    linear_backward_ld(din, IC, dW, db, dout, OC, in, IC, W, N, IC, OC, 0.0f);
+    linear_backward_ld(bw, din, IC, dW, db, dout, OC, in, IC, W, N, IC, OC, 0.0f);
 }
 
 /* ---- LoRA adapter on a linear ------------------------------------------- */

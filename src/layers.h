@@ -11,28 +11,32 @@
  *    a caller with a fresh buffer need not zero it first (one pass less
  *    over activations that do not fit in cache); their weight gradients
  *    still accumulate.
- *  - nothing here allocates; scratch space is passed in. */
+ *  - nothing here allocates; scratch space is passed in.
+ *  - the linears' bw is a worker's bf16 context (bf16.h): their matrix
+ *    products then take bf16 inputs; NULL computes them in fp32. */
 #ifndef MNEME_LAYERS_H
 #define MNEME_LAYERS_H
 
+struct Bf16Worker;
+
 /* out[N, OC] = in[N, IC] @ W[OC, IC]^T + b[OC]  (b may be NULL) */
-void linear_forward(float *out, const float *in, const float *W,
+void linear_forward(struct Bf16Worker *bw, float *out, const float *in, const float *W,
                     const float *b, int N, int IC, int OC);
 /* din[N, IC] += dout @ W;  dW[OC, IC] += dout^T @ in;  db[OC] += sum_rows dout */
-void linear_backward(float *din, float *dW, float *db, const float *dout,
+void linear_backward(struct Bf16Worker *bw, float *din, float *dW, float *db, const float *dout,
                      const float *in, const float *W, int N, int IC, int OC);
 
 /* The same with row strides (ldo, ldi, ldd: elements between rows of
  * out, in, din), for products over a subset of rows or columns, and
  * din = din_beta * din + dout @ W. */
-void linear_forward_ld(float *out, int ldo, const float *in, int ldi, const float *W,
+void linear_forward_ld(struct Bf16Worker *bw, float *out, int ldo, const float *in, int ldi, const float *W,
                        const float *b, int N, int IC, int OC);
-void linear_backward_ld(float *din, int ldd, float *dW, float *db, const float *dout,
+void linear_backward_ld(struct Bf16Worker *bw, float *din, int ldd, float *dW, float *db, const float *dout,
                         int ldo, const float *in, int ldi, const float *W, int N, int IC,
                         int OC, float din_beta);
 
 /* din[N, IC] = dout @ W; dW, db as linear_backward */
-void linear_backward_set(float *din, float *dW, float *db, const float *dout,
+void linear_backward_set(struct Bf16Worker *bw, float *din, float *dW, float *db, const float *dout,
                          const float *in, const float *W, int N, int IC, int OC);
 
 /* LoRA on a linear (Hu et al.; as Hugging Face PEFT without dropout):

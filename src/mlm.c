@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "bf16.h"
 #include "dist.h"
 #include "layers.h"
 #include "lines.h"
@@ -168,11 +169,11 @@ int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char 
 
 /* Rows of hidden states x [n, C] → logits [n, V] through the head; x
  * is scratch once read. */
-static void head_forward(const MlmHead *h, const float *word, float *x, int n, float *pre,
-                         float *act, float *mean, float *rstd, float *logits)
+static void head_forward(struct Bf16Worker *bw, const MlmHead *h, const float *word, float *x,
+                         int n, float *pre, float *act, float *mean, float *rstd, float *logits)
 {
     const int C = h->hidden, V = h->vocab;
-    linear_forward(pre, x, h->dense_w, h->dense_b, n, C, C);
+    linear_forward(bw, pre, x, h->dense_w, h->dense_b, n, C, C);
     if (h->act == ACT_GELU_TANH)
         gelu_tanh_forward_grad(act, x, pre, n * C);
     else
@@ -181,8 +182,7 @@ static void head_forward(const MlmHead *h, const float *word, float *x, int n, f
     const float *dec = h->tied ? word : h->decoder;
     for (int r = 0; r < n; r++)
         memcpy(logits + (size_t)r * V, h->bias, (size_t)V * sizeof *logits);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, pre, C, dec, C, 1.0f,
-                logits, V);
+    bf16_gemm(bw, 0, 1, n, V, C, pre, C, dec, C, 1.0f, logits, V);
 }
 
 typedef struct {
@@ -213,7 +213,7 @@ static void score_job(void *arg, int w, int nw)
         int c = hi - c0 < MLM_CHUNK ? hi - c0 : MLM_CHUNK;
         for (int r = 0; r < c; r++)
             memcpy(x + (size_t)r * C, j->enc + (size_t)j->rows[c0 + r] * C, (size_t)C * sizeof *x);
-        head_forward(j->h, word, x, c, pre, act, mean, rstd, logits);
+        head_forward(bf16_worker(j->m->bf16, w), j->h, word, x, c, pre, act, mean, rstd, logits);
         for (int r = 0; r < c; r++) {
             const float *l = logits + (size_t)r * V;
             int best = 0;
@@ -312,7 +312,7 @@ int mlm_logits(Model *m, const MlmHead *h, const Batch *b, const int *pos, int n
     for (int i = 0; i < n; i++) {
         int row = pos[i] == 0 ? 0 : pos[i] + np;
         memcpy(x, enc + (size_t)row * C, (size_t)C * sizeof *x);
-        head_forward(h, m->params + m->off.word, x, 1, x + C, x + 2 * C, mean, mean + 1,
+        head_forward(bf16_worker(m->bf16, 0), h, m->params + m->off.word, x, 1, x + C, x + 2 * C, mean, mean + 1,
                      logits + (size_t)i * h->vocab);
     }
     free(x), free(mean);
@@ -375,6 +375,8 @@ int mlm_train_step(Model *m, const MlmHead *h, const Batch *b, float scale, doub
     float *mean = dlog + (size_t)MLM_CHUNK * V, *rstd = mean + MLM_CHUNK;
     const float *word = m->params + m->off.word, *dec = h->tied ? word : h->decoder;
     float *dword = h->tied && m->groups[0].trainable ? m->grads + m->off.word : NULL;
+    /* the encoder's workers are done: this thread is worker 0's */
+    struct Bf16Worker *bw = bf16_worker(m->bf16, 0);
     double total = 0.0;
     /* Across ranks the backward pass sums the whole gradient buffer, which
      * may already hold this step's summed gradients (replay rows): this
@@ -392,7 +394,7 @@ int mlm_train_step(Model *m, const MlmHead *h, const Batch *b, float scale, doub
         int c = k - c0 < MLM_CHUNK ? k - c0 : MLM_CHUNK;
         for (int r = 0; r < c; r++)
             memcpy(x + (size_t)r * C, enc + (size_t)rows[c0 + r] * C, (size_t)C * sizeof *x);
-        linear_forward(pre, x, h->dense_w, h->dense_b, c, C, C);
+        linear_forward(bw, pre, x, h->dense_w, h->dense_b, c, C, C);
         if (h->act == ACT_GELU_TANH)
             gelu_tanh_forward_grad(act, deriv, pre, c * C);
         else
@@ -400,8 +402,7 @@ int mlm_train_step(Model *m, const MlmHead *h, const Batch *b, float scale, doub
         layernorm_forward_eps(hn, mean, rstd, act, h->ln_g, h->ln_b, c, C, h->eps);
         for (int r = 0; r < c; r++)
             memcpy(logits + (size_t)r * V, h->bias, (size_t)V * sizeof *logits);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, V, C, 1.0f, hn, C, dec, C, 1.0f,
-                    logits, V);
+        bf16_gemm(bw, 0, 1, c, V, C, hn, C, dec, C, 1.0f, logits, V);
         /* d(loss)/d(logits) = w (softmax - onehot) */
         for (int r = 0; r < c; r++) {
             const float *l = logits + (size_t)r * V;
@@ -419,11 +420,9 @@ int mlm_train_step(Model *m, const MlmHead *h, const Batch *b, float scale, doub
             total += (double)wr / scale * (log(sum) + mx - l[label[c0 + r]]);
         }
         /* the decoder is frozen, or is the word embeddings (tied) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c, C, V, 1.0f, dlog, V, dec, C,
-                    0.0f, dh, C);
+        bf16_gemm(bw, 0, 0, c, C, V, dlog, V, dec, C, 0.0f, dh, C);
         if (dword)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, c, 1.0f, dlog, V, hn, C,
-                        1.0f, dword, C);
+            bf16_gemm(bw, 1, 0, V, C, c, dlog, V, hn, C, 1.0f, dword, C);
         layernorm_backward_set(x, NULL, NULL, dh, act, h->ln_g, mean, rstd, c, C);
         for (long i = 0; i < (long)c * C; i++)
             x[i] *= deriv[i];

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "blas_core.h"
 #include "dist.h"
 #include "gradsync.h"
@@ -484,6 +485,7 @@ static void free_pool(Model *m)
 
 void model_free(Model *m)
 {
+    model_set_precision(m, PRECISION_FP32, NULL);
     free_pool(m);
     gradsync_free(m->sync);
     free(m->buckets);
@@ -523,6 +525,7 @@ void model_init_weights(Model *m, Rng *rng, float std)
             for (size_t j = 0; j < m->groups[g].numel; j++)
                 m->params[m->groups[g].offset + j] = std * rng_normal(rng);
     m->virtual_on = 0;
+    model_params_changed(m, -1);
 }
 
 void model_init_lora(Model *m, Rng *rng)
@@ -542,6 +545,7 @@ void model_init_lora(Model *m, Rng *rng)
                 p[j] = bound * (2.0f * rng_uniform(rng) - 1.0f);
         }
     }
+    model_params_changed(m, -1);
 }
 
 int model_find_tensor(const Model *m, const char *name)
@@ -565,7 +569,7 @@ int model_find_group(const Model *m, const char *name)
  * product in the pass it makes over out anyway; the separate bias copy and
  * residual add would be two more passes over activations that no longer
  * fit in cache. */
-static void residual_linear_forward(float *restrict out, const float *restrict in,
+static void residual_linear_forward(struct Bf16Worker *bw, float *restrict out, const float *restrict in,
                                     const float *restrict W, const float *restrict b,
                                     const float *restrict resid, long ldr, int N, int IC,
                                     int OC)
@@ -576,8 +580,7 @@ static void residual_linear_forward(float *restrict out, const float *restrict i
         for (int o = 0; o < OC; o++)
             y[o] = r[o] + b[o];
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, in, IC, W, IC,
-                1.0f, out, OC);
+    bf16_gemm(bw, 0, 1, N, OC, IC, in, IC, W, IC, 1.0f, out, OC);
 }
 
 /* ---- rows of a batch ----------------------------------------------------
@@ -761,19 +764,19 @@ static void block_tail_forward(const Model *m, Activations *a, int l, const floa
     const int C = m->cfg.hidden, I = m->cfg.intermediate;
     const BlockOffsets *bo = &m->off.block[l];
     BlockActs *k = &a->block[l];
-    residual_linear_forward(k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b,
+    residual_linear_forward(a->bw, k->res1, k->ctx, P + bo->attn_out_w, P + bo->attn_out_b,
                             x, ldx, N, C, C);
     lora_fwd(m, a, k, bo, l, LORA_ATTN_OUT, k->res1, C, k->ctx, N, T, rstep);
     layernorm_forward_eps(k->ln1, k->ln1_mean, k->ln1_rstd, k->res1,
                       P + bo->ln1_g, P + bo->ln1_b, N, C, m->cfg.ln_eps);
-    linear_forward(k->inter, k->ln1, P + bo->inter_w, P + bo->inter_b, N, C, I);
+    linear_forward(a->bw, k->inter, k->ln1, P + bo->inter_w, P + bo->inter_b, N, C, I);
     lora_fwd(m, a, k, bo, l, LORA_INTER, k->inter, I, k->ln1, N, T, rstep);
     /* inter is not needed again: it becomes gelu'(inter) */
     if (m->cfg.act == ACT_GELU_TANH)
         gelu_tanh_forward_grad(k->gelu, k->inter, k->inter, N * I);
     else
         gelu_forward_grad(k->gelu, k->inter, k->inter, N * I);
-    residual_linear_forward(k->res2, k->gelu, P + bo->out_w, P + bo->out_b,
+    residual_linear_forward(a->bw, k->res2, k->gelu, P + bo->out_w, P + bo->out_b,
                             k->ln1, C, N, I, C);
     lora_fwd(m, a, k, bo, l, LORA_OUTPUT, k->res2, C, k->gelu, N, T, rstep);
     layernorm_forward_eps(k->ln2, k->ln2_mean, k->ln2_rstd, k->res2,
@@ -803,11 +806,11 @@ static void block_tail_backward(const Model *m, Activations *a, float *G, int l,
                                grad_or_null(m, G, g, bo->ln2_b),
                                grad_or_null(m, G, g, bo->out_b),
                                dy, k->res2, P + bo->ln2_g, k->ln2_mean, k->ln2_rstd, N, C);
-    linear_backward_set(a->d_gelu, grad_or_null(m, G, g, bo->out_w), NULL,
+    linear_backward_set(a->bw, a->d_gelu, grad_or_null(m, G, g, bo->out_w), NULL,
                         d_res, k->gelu, P + bo->out_w, N, I, C);
     lora_bwd(m, a, k, bo, G, l, LORA_OUTPUT, a->d_gelu, d_res, C, k->gelu, N, T, rstep);
     gelu_backward_cached_bias(a->d_gelu, grad_or_null(m, G, g, bo->inter_b), k->inter, N, I);
-    linear_backward(d_res, grad_or_null(m, G, g, bo->inter_w), NULL,
+    linear_backward(a->bw, d_res, grad_or_null(m, G, g, bo->inter_w), NULL,
                     a->d_gelu, k->ln1, P + bo->inter_w, N, C, I);
     lora_bwd(m, a, k, bo, G, l, LORA_INTER, d_res, a->d_gelu, I, k->ln1, N, T, rstep);
 
@@ -816,7 +819,7 @@ static void block_tail_backward(const Model *m, Activations *a, float *G, int l,
                                grad_or_null(m, G, g, bo->ln1_b),
                                grad_or_null(m, G, g, bo->attn_out_b),
                                d_res, k->res1, P + bo->ln1_g, k->ln1_mean, k->ln1_rstd, N, C);
-    linear_backward_set(d_ctx, grad_or_null(m, G, g, bo->attn_out_w), NULL, dr1, k->ctx,
+    linear_backward_set(a->bw, d_ctx, grad_or_null(m, G, g, bo->attn_out_w), NULL, dr1, k->ctx,
                         P + bo->attn_out_w, N, C, C);
     lora_bwd(m, a, k, bo, G, l, LORA_ATTN_OUT, d_ctx, dr1, C, k->ctx, N, T, rstep);
 }
@@ -851,9 +854,9 @@ static void cls_block_forward(const Model *m, Activations *a, const float *x, co
     BlockActs *k = &a->block[l];
     const size_t CC = (size_t)C * C;
 
-    linear_forward_ld(k->qkv + C, 3 * C, x, C, P + bo->qkv_w + CC, P + bo->qkv_b + C,
+    linear_forward_ld(a->bw, k->qkv + C, 3 * C, x, C, P + bo->qkv_w + CC, P + bo->qkv_b + C,
                       B * T, C, 2 * C);
-    linear_forward_ld(k->qkv, T * 3 * C, x, T * C, P + bo->qkv_w, P + bo->qkv_b, B, C, C);
+    linear_forward_ld(a->bw, k->qkv, T * 3 * C, x, T * C, P + bo->qkv_w, P + bo->qkv_b, B, C, C);
     for (int t = LORA_KEY; t <= LORA_VALUE; t++)
         lora_fwd(m, a, k, bo, l, t, k->qkv + t * C, 3 * C, x, B * T, T, 1);
     if (lora_on(m, k, LORA_QUERY)) {
@@ -895,7 +898,7 @@ static void cls_block_backward(const Model *m, Activations *a, float *G, const f
                                  npre ? P + bo->prefix_k : NULL, npre ? P + bo->prefix_v : NULL,
                                  npre, a->d_att, B, T, 1, C, c->heads);
     /* keys and values: every row; this writes all of dx */
-    linear_backward_ld(dx, C, offset_or_null(dqkv_w, CC), offset_or_null(dqkv_b, (size_t)C),
+    linear_backward_ld(a->bw, dx, C, offset_or_null(dqkv_w, CC), offset_or_null(dqkv_b, (size_t)C),
                        a->d_qkv + C, 3 * C, x_in, C, P + bo->qkv_w + CC, B * T, C, 2 * C, 0.0f);
     for (int t = LORA_KEY; t <= LORA_VALUE; t++)
         lora_bwd(m, a, k, bo, G, l, t, dx, a->d_qkv + t * C, 3 * C, x_in, B * T, T, 1);
@@ -910,7 +913,7 @@ static void cls_block_backward(const Model *m, Activations *a, float *G, const f
             for (int j = 0; j < C; j++)
                 d[j] += s[j];
         }
-    linear_backward_ld(dx, T * C, dqkv_w, dqkv_b, a->d_qkv, T * 3 * C, x_in, T * C,
+    linear_backward_ld(a->bw, dx, T * C, dqkv_w, dqkv_b, a->d_qkv, T * 3 * C, x_in, T * C,
                        P + bo->qkv_w, B, C, C, 1.0f);
 }
 
@@ -931,14 +934,14 @@ static void pool_forward(const Model *m, Activations *a, const Batch *b)
     const ModelOffsets *o = &m->off;
     const int C = m->cfg.hidden, B = b->B;
     if (!m->cfg.head_pre) {
-        linear_forward(a->pool_pre, a->cls, P + o->pool_w, P + o->pool_b, B, C, C);
+        linear_forward(a->bw, a->pool_pre, a->cls, P + o->pool_w, P + o->pool_b, B, C, C);
         tanh_forward(a->pooled, a->pool_pre, B * C);
         return;
     }
     for (int r0 = 0, r1; r0 < B; r0 = r1) {
         int task = b->task[r0];
         r1 = task_run_end(b, r0);
-        linear_forward(a->pool_pre + (size_t)r0 * C, a->cls + (size_t)r0 * C, P + o->pre_w[task],
+        linear_forward(a->bw, a->pool_pre + (size_t)r0 * C, a->cls + (size_t)r0 * C, P + o->pre_w[task],
                        P + o->pre_b[task], r1 - r0, C, C);
     }
     relu_forward(a->pooled, a->pool_pre, B * C);
@@ -964,7 +967,7 @@ static void pool_backward(const Model *m, Activations *a, const Batch *b, float 
         tanh_backward(d_pool_pre, a->d_pool, a->pooled, B * C);
     zero(a->d_pool, (size_t)B * C);
     if (!m->cfg.head_pre) {
-        linear_backward(need_cls ? a->d_pool : NULL, grad_or_null(m, G, pooler_group, o->pool_w),
+        linear_backward(a->bw, need_cls ? a->d_pool : NULL, grad_or_null(m, G, pooler_group, o->pool_w),
                         grad_or_null(m, G, pooler_group, o->pool_b), d_pool_pre, a->cls,
                         P + o->pool_w, B, C, C);
         return;
@@ -972,7 +975,7 @@ static void pool_backward(const Model *m, Activations *a, const Batch *b, float 
     for (int r0 = 0, r1; r0 < B; r0 = r1) {
         int task = b->task[r0], hg = pooler_group + 1 + task;
         r1 = task_run_end(b, r0);
-        linear_backward(need_cls ? a->d_pool + (size_t)r0 * C : NULL,
+        linear_backward(a->bw, need_cls ? a->d_pool + (size_t)r0 * C : NULL,
                         grad_or_null(m, G, hg, o->pre_w[task]), grad_or_null(m, G, hg, o->pre_b[task]),
                         d_pool_pre + (size_t)r0 * C, a->cls + (size_t)r0 * C, P + o->pre_w[task],
                         r1 - r0, C, C);
@@ -1017,7 +1020,7 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
             x = k->ln2;
             break;
         }
-        linear_forward(k->qkv, x, P + bo->qkv_w, P + bo->qkv_b, BT, C, 3 * C);
+        linear_forward(a->bw, k->qkv, x, P + bo->qkv_w, P + bo->qkv_b, BT, C, 3 * C);
         for (int t = LORA_QUERY; t <= LORA_VALUE; t++)
             lora_fwd(m, a, k, bo, l, t, k->qkv + t * C, 3 * C, x, BT, T, 1);
         if (npre)
@@ -1039,7 +1042,7 @@ static void forward_rows(const Model *m, Activations *a, const Batch *b,
     for (int r0 = 0, r1; r0 < B; r0 = r1) {
         int task = b->task[r0], K = c->n_labels[task];
         r1 = task_run_end(b, r0);
-        linear_forward_ld(a->logits + (size_t)r0 * ML, ML, a->pooled + (size_t)r0 * C, C,
+        linear_forward_ld(a->bw, a->logits + (size_t)r0 * ML, ML, a->pooled + (size_t)r0 * C, C,
                           P + o->head_w[task], P + o->head_b[task], r1 - r0, C, K);
     }
     for (int r = 0; r < B; r++) {
@@ -1146,7 +1149,7 @@ static void backward_rows(const Model *m, Activations *a, const Batch *b, float 
         int task = b->task[r0], K = c->n_labels[task];
         int hg = pooler_group + 1 + task;
         r1 = task_run_end(b, r0);
-        linear_backward_ld(need_pooled ? a->d_pool + (size_t)r0 * C : NULL, C,
+        linear_backward_ld(a->bw, need_pooled ? a->d_pool + (size_t)r0 * C : NULL, C,
                            grad_or_null(m, G, hg, o->head_w[task]),
                            grad_or_null(m, G, hg, o->head_b[task]),
                            a->d_logits + (size_t)r0 * ML, ML, a->pooled + (size_t)r0 * C, C,
@@ -1197,7 +1200,7 @@ blocks:
         for (int t = LORA_QUERY; t <= LORA_VALUE; t++)
             lora_bwd(m, a, k, bo, G, l, t, need_din ? dx : NULL, a->d_qkv + t * C, 3 * C,
                      x_in, BT, T, 1);
-        linear_backward(need_din ? dx : NULL, grad_or_null(m, G, g, bo->qkv_w),
+        linear_backward(a->bw, need_din ? dx : NULL, grad_or_null(m, G, g, bo->qkv_w),
                         grad_or_null(m, G, g, bo->qkv_b), a->d_qkv, x_in,
                         P + bo->qkv_w, BT, C, 3 * C);
         reached(sync, worker, L - l);
@@ -1265,6 +1268,7 @@ static void forward_job(void *arg, int i, int nw)
     const ModelConfig *c = &j->m->cfg;
     act_view(&v, &j->m->act, c->layers, r0, j->b->T + prompt_now(j->m), c->hidden,
              c->intermediate, c->heads, c->lora_r, prefix_now(j->m), i, att_scratch(c));
+    v.bw = bf16_worker(j->m->bf16, i);
     batch_view(&bv, j->b, r0, r1);
     forward_rows(j->m, &v, &bv, &j->loss[i], &j->counted[i], j->encode_only);
 }
@@ -1296,6 +1300,7 @@ static void backward_job(void *arg, int i, int nw)
     const ModelConfig *c = &m->cfg;
     act_view(&v, &m->act, c->layers, r0, j->b->T + prompt_now(m), c->hidden, c->intermediate,
              c->heads, c->lora_r, prefix_now(m), i, att_scratch(c));
+    v.bw = bf16_worker(m->bf16, i);
     batch_view(&bv, j->b, r0, r1);
     backward_rows(m, &v, &bv, G, j->inv_count, j->lowest,
                   j->d_out ? j->d_out + (size_t)r0 * (size_t)(j->b->T + prompt_now(m)) * c->hidden
@@ -1370,6 +1375,78 @@ static void combine_forward(Model *m, const StepJob *j, double *loss, int *count
     *counted = (int)v[1];
 }
 
+/* Each worker refreshes a share of every matrix of the stale groups. */
+static void bf16_sync_job(void *arg, int i, int n)
+{
+    Model *m = arg;
+    for (int g = 0; g < m->n_groups; g++) {
+        if (!m->bf16_stale[g])
+            continue;
+        const ParamGroup *pg = &m->groups[g];
+        for (int t = pg->first; t < pg->first + pg->count; t++) {
+            const ParamTensor *pt = &m->tensors[t];
+            if (pt->ndim != 2)
+                continue;
+            size_t lo = pt->numel * (size_t)i / (size_t)n, hi = pt->numel * (size_t)(i + 1) / (size_t)n;
+            bf16_refresh(m->bf16, pt->offset + lo, hi - lo);
+        }
+    }
+}
+
+static void bf16_sync(Model *m)
+{
+    if (!m->bf16)
+        return;
+    int any = 0;
+    for (int g = 0; g < m->n_groups && !any; g++)
+        any = m->bf16_stale[g];
+    if (!any)
+        return;
+    workers_run(m->pool, bf16_sync_job, m);
+    memset(m->bf16_stale, 0, (size_t)m->n_groups);
+}
+
+void model_params_changed(Model *m, int group)
+{
+    if (!m->bf16)
+        return;
+    if (group < 0)
+        memset(m->bf16_stale, 1, (size_t)m->n_groups);
+    else if (group < m->n_groups)
+        m->bf16_stale[group] = 1;
+}
+
+int model_set_precision(Model *m, int precision, MnError *e)
+{
+    if (precision == PRECISION_FP32) {
+        bf16_free(m->bf16);
+        free(m->bf16_stale);
+        m->bf16 = NULL;
+        m->bf16_stale = NULL;
+        m->precision = PRECISION_FP32;
+        return 0;
+    }
+    if (m->bf16)
+        return 0;
+    Bf16Path path;
+    if (bf16_path_from_env(&path, e) < 0)
+        return -1;
+    unsigned char *stale = malloc(m->n_groups > 0 ? (size_t)m->n_groups : 1);
+    if (!stale)
+        return mn_fail(e, "out of memory");
+    Bf16 *b = bf16_create(path, m->params, m->n_params, e);
+    if (!b) {
+        free(stale);
+        return -1;
+    }
+    memset(stale, 1, m->n_groups > 0 ? (size_t)m->n_groups : 1);
+    m->bf16 = b;
+    m->bf16_stale = stale;
+    m->precision = PRECISION_BF16;
+    bf16_set_primitive_threads(b, workers_count(m->pool) > 1 ? 1 : 0);
+    return 0;
+}
+
 float model_forward(Model *m, const Batch *b)
 {
     StepJob j;
@@ -1378,6 +1455,7 @@ float model_forward(Model *m, const Batch *b)
 
     m->act.B = b->B;
     m->act.T = b->T;
+    bf16_sync(m);
     job_init(&j, m, b);
     workers_run(m->pool, forward_job, &j);
     for (int i = 0; i < j.n; i++) {
@@ -1396,6 +1474,7 @@ void model_encode(Model *m, const Batch *b)
     StepJob j;
     m->act.B = b->B;
     m->act.T = b->T;
+    bf16_sync(m);
     job_init(&j, m, b);
     j.encode_only = 1;
     workers_run(m->pool, forward_job, &j);
@@ -1599,6 +1678,8 @@ int model_set_threads(Model *m, int n, MnError *e)
         n = 1;
     if (n > MODEL_MAX_THREADS)
         n = MODEL_MAX_THREADS;
+    if (m->bf16)
+        bf16_set_primitive_threads(m->bf16, n > 1 ? 1 : 0);
     if (n == workers_count(m->pool))
         return 0;
     free_pool(m);
@@ -1626,7 +1707,8 @@ int model_set_threads(Model *m, int n, MnError *e)
         return failed ? mn_fail(e, "out of memory for %d workers' gradients", n) : -1;
     }
     /* Each worker's products run on its own thread: OpenBLAS's threads
-     * would only compete with the workers for the same cores. */
+     * would only compete with the workers for the same cores, and so
+     * would oneDNN's. */
     blas_set_threads(1);
     return 0;
 }

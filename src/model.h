@@ -159,6 +159,7 @@ typedef struct {
     float *cls_in;             /* [B, C] the last block's input at [CLS], for
                                 * its query adapter (LoRA models only) */
     int row0;                  /* first batch row of this view */
+    struct Bf16Worker *bw;     /* the view's worker's bf16 products, or NULL */
 } Activations;
 
 typedef struct {
@@ -201,6 +202,11 @@ typedef struct {
      * its buckets (one a trainable group at most), made at the first pass */
     struct GradSync *sync;
     struct GradBucket *buckets;
+    /* model.precision = "bf16" (model_set_precision): the products' bf16
+     * copy of the weights, and which groups' copy is out of date */
+    int precision;
+    struct Bf16 *bf16;
+    unsigned char *bf16_stale; /* [n_groups] */
     unsigned char *word_seen;  /* [vocab]: the batch's tokens, a pass's */
     int *word_rows;            /* [vocab]: the same, listed in order */
 } Model;
@@ -266,6 +272,16 @@ void model_backward_scaled(Model *m, const Batch *b, float scale);
  * the model (the MLM head). */
 void model_backward_encoded(Model *m, const Batch *b, const float *d_out);
 void model_zero_grads(Model *m);
+
+/* PRECISION_FP32 or PRECISION_BF16 (bf16.h) for every later forward and
+ * backward, evaluation included. bf16 is refused, with the reason, where
+ * the build or the CPU cannot do it; the model is then unchanged. */
+int model_set_precision(Model *m, int precision, MnError *e);
+/* Says that parameters of group g (every group: -1) were written by
+ * something other than the optimizer step, which refreshes the bf16 copy
+ * of what it updates itself: the copy follows before the next forward.
+ * Nothing to do in fp32. */
+void model_params_changed(Model *m, int group);
 
 /* Splits every forward and backward over n workers (the calling thread and
  * n - 1 threads started here, which sleep between steps), each taking a

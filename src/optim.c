@@ -1,4 +1,5 @@
 #include "optim.h"
+#include "bf16.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -180,6 +181,10 @@ static void adamw_job(void *arg, int i, int n)
             adamw_update(model->params + off, model->grads + off, j->o->m + off,
                          j->o->v + off, hi - lo, glr, c->beta1, c->beta2,
                          c->eps, c1, c2, pt->decay ? c->weight_decay : 0.0f);
+            /* the bf16 copy of what was just updated, while it is in cache;
+             * frozen groups keep theirs */
+            if (model->bf16 && pt->ndim == 2)
+                bf16_refresh(model->bf16, off, hi - lo);
         }
     }
 }

@@ -18,6 +18,7 @@
 #include "lines.h"
 #include "mlm.h"
 #include "model.h"
+#include "bf16.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
@@ -26,14 +27,22 @@ typedef struct {
     const char *task;
     int ids;
     int pair;                  /* text_a<TAB>text_b lines */
+    int precision;             /* PRECISION_*, or -1: the run's */
 } PredictArgs;
 
 static int parse_args(int argc, char **argv, PredictArgs *a)
 {
     memset(a, 0, sizeof *a);
+    a->precision = -1;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--task") == 0 && i + 1 < argc)
             a->task = argv[++i];
+        else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc) {
+            if ((a->precision = precision_parse(argv[++i])) < 0) {
+                fprintf(stderr, "mneme predict: --precision %s: expected fp32 or bf16\n", argv[i]);
+                return 2;
+            }
+        }
         else if (strcmp(argv[i], "--ids") == 0)
             a->ids = 1;
         else if (strcmp(argv[i], "--pair") == 0)
@@ -49,7 +58,8 @@ static int parse_args(int argc, char **argv, PredictArgs *a)
         }
     }
     if (!a->checkpoint || !a->task) {
-        fprintf(stderr, "usage: mneme predict CHECKPOINT|MODEL_DIR --task NAME|mlm [--ids | --pair]\n");
+        fprintf(stderr, "usage: mneme predict CHECKPOINT|MODEL_DIR --task NAME|mlm [--ids | --pair] "
+                "[--precision fp32|bf16]\n");
         return 2;
     }
     return 0;
@@ -412,12 +422,10 @@ static int require_tensors(const StFile *f, const Model *m, int task, const char
     return 0;
 }
 
-/* The attention heads shape no tensor, so a metadata that says otherwise
- * would load and predict differently without a word: a checkpoint in a
- * run's checkpoints/ folder must agree with that run's experiment.cfg. */
-static int heads_match_run(const char *path, const ModelConfig *cfg, MnError *e)
+/* The experiment.cfg of the run whose checkpoints/ folder holds path:
+ * 1 with its path in exp, 0 when path is not in a run's checkpoints/. */
+static int run_experiment_of(const char *path, char *exp, size_t n)
 {
-    char exp[PATH_MAX + 32];
     char *dir = realpath(path, NULL);
     char *slash = dir ? strrchr(dir, '/') : NULL;
     if (slash)
@@ -428,8 +436,19 @@ static int heads_match_run(const char *path, const ModelConfig *cfg, MnError *e)
         return 0;
     }
     *base = 0;
-    snprintf(exp, sizeof exp, "%s/experiment.cfg", dir);
+    snprintf(exp, n, "%s/experiment.cfg", dir);
     free(dir);
+    return 1;
+}
+
+/* The attention heads shape no tensor, so a metadata that says otherwise
+ * would load and predict differently without a word: a checkpoint in a
+ * run's checkpoints/ folder must agree with that run's experiment.cfg. */
+static int heads_match_run(const char *path, const ModelConfig *cfg, MnError *e)
+{
+    char exp[PATH_MAX + 32];
+    if (!run_experiment_of(path, exp, sizeof exp))
+        return 0;
     config_t c;
     int heads = 0, rc = 0;
     config_init(&c);
@@ -440,6 +459,24 @@ static int heads_match_run(const char *path, const ModelConfig *cfg, MnError *e)
                      "another run", path, cfg->heads, exp, heads);
     config_destroy(&c);
     return rc;
+}
+
+/* A run's checkpoint predicts as the run evaluated: in its
+ * model.precision. Anything else, fp32 unless --precision says. */
+static int run_precision(const char *path)
+{
+    char exp[PATH_MAX + 32];
+    const char *v = NULL;
+    int p = PRECISION_FP32;
+    if (!run_experiment_of(path, exp, sizeof exp))
+        return p;
+    config_t c;
+    config_init(&c);
+    if (config_read_file(&c, exp) && config_lookup_string(&c, "model.precision", &v) &&
+        precision_parse(v) >= 0)
+        p = precision_parse(v);
+    config_destroy(&c);
+    return p;
 }
 
 /* A run's checkpoint: the model, and the task's index in it. */
@@ -546,6 +583,11 @@ int predict_main(int argc, char **argv)
             rc = mn_fail(&e, "the MLM head of the run's base.from (hidden %d, vocabulary %d) "
                          "does not fit %s (hidden %d, vocabulary %d): has that folder changed?",
                          head.hidden, head.vocab, a.checkpoint, cfg.hidden, cfg.vocab);
+    }
+    if (rc == 0) {
+        int p = a.precision >= 0 ? a.precision
+                                 : is_dir(a.checkpoint) ? PRECISION_FP32 : run_precision(a.checkpoint);
+        rc = model_set_precision(&m, p, &e);
     }
     if (rc == 0 && a.pair && cfg.type_vocab == 1)
         rc = mn_fail(&e, "%s has one token type (type_vocab_size 1): it takes no sentence pairs",

@@ -1,4 +1,5 @@
 #include "run.h"
+#include "bf16.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -244,7 +245,8 @@ static int setup(Run *r, const Experiment *x, const char *dir,
     int copies = 3 + (x->finetune.ewc.lambda > 0 || x->finetune.policy[0]);
     if (model_check_memory(&mc, max3(train_cap, x->eval.batch, 1), x->threads, copies, e) < 0 ||
         model_create(&r->model, &mc, max3(train_cap, x->eval.batch, 1), e) < 0 ||
-        model_set_threads(&r->model, x->threads, e) < 0) {
+        model_set_threads(&r->model, x->threads, e) < 0 ||
+        model_set_precision(&r->model, precision_parse(x->model.precision), e) < 0) {
         hf_close(&hf);
         return -1;
     }
@@ -848,6 +850,9 @@ static int write_summary(Run *r, const char *path, const char *status, MnError *
                               "total_params", (json_int_t)total,
                               "trainable_fraction", (double)trainable / (double)total);
     json_object_set_new(extra, "drift", drift_json(r));
+    char precision[48];
+    bf16_describe(r->model.bf16, precision, sizeof precision);
+    json_object_set_new(extra, "precision", json_string(precision));
     /* what an accuracy's noise depends on */
     json_object_set_new(extra, "eval_examples", json_pack("{s:i, s:i}",
                         "original", r->eval[TASK_ORIGINAL].n, "new", r->eval[TASK_NEW].n));
@@ -1188,6 +1193,7 @@ static int ensure_fisher(Run *r, int fresh, MnError *e)
             return mn_fail(e, "out of memory for the Fisher");
         memcpy(now, r->model.params, r->model.n_params * sizeof(float));
         memcpy(r->model.params, r->anchor, r->model.n_params * sizeof(float));
+        model_params_changed(&r->model, -1);
     }
     FisherMode mode = strcmp(x->finetune.ewc.fisher, "batch") == 0 ? FISHER_BATCH : FISHER_EMPIRICAL;
     /* masked-language modelling: the Fisher of the MLM loss */
@@ -1196,6 +1202,7 @@ static int ensure_fisher(Run *r, int fresh, MnError *e)
                              r->original_mlm ? mlm_fisher_grad : NULL, r, e);
     if (now) {
         memcpy(r->model.params, now, r->model.n_params * sizeof(float));
+        model_params_changed(&r->model, -1);
         free(now);
     }
     if (rc < 0)

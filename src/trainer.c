@@ -1,4 +1,5 @@
 #include "trainer.h"
+#include "bf16.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -372,6 +373,7 @@ static void publish_now(Trainer *t, const char *message, int wait)
     s->has_ewc = r->fisher != NULL;
     s->ewc_lambda = r->ewc_lambda;
     snprintf(s->policy, sizeof s->policy, "%s", r->policy ? policy_name(r->policy) : "");
+    bf16_describe(r->model.bf16, s->precision, sizeof s->precision);
     s->state = state_of(t, f);
     if (message)
         snprintf(s->message, sizeof s->message, "%s", message);

@@ -104,6 +104,7 @@ typedef struct {
     int has_ewc;               /* the run has a Fisher: ewc_lambda applies */
     double ewc_lambda;
     char policy[64];           /* the policy's name, "" when none */
+    char precision[48];        /* "fp32", or bf16 and what runs it (bf16_describe) */
     double steps_per_s;
     TrainerState state;
     char message[SNAP_LINE];   /* why paused / what failed */

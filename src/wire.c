@@ -253,6 +253,7 @@ json_t *wire_snapshot(const Snapshot *s, WireSent *sent)
         s->followed, "groups", groups, "branches", branches, "log_from", (json_int_t)from, "log",
         log);
     json_object_set_new(m, "hist", hist_json(s->hist, s->n_hist, sent->n_hist));
+    json_object_set_new(m, "precision", json_string(s->precision));
     sent->n_hist = s->n_hist;
     sent->n_logged = s->n_logged;
     sent->version = s->version;
@@ -349,6 +350,10 @@ int wire_apply_snapshot(Snapshot *s, const json_t *m, unsigned long *server_logg
         real_of(m, "steps_per_s", &s->steps_per_s, e) < 0 ||
         bool_of(m, "has_ewc", &s->has_ewc, e) < 0 || state_into(m, &s->state, e) < 0)
         return mn_wrap(e, "snapshot");
+    /* a server from before precision was sent runs fp32 */
+    const json_t *prec = json_object_get(m, "precision");
+    snprintf(s->precision, sizeof s->precision, "%s",
+             json_is_string(prec) ? json_string_value(prec) : "fp32");
     if (!json_is_array(groups) || json_array_size(groups) > SNAP_GROUPS ||
         !json_is_array(branches) || json_array_size(branches) > SNAP_BRANCHES ||
         !json_is_array(log) || json_array_size(log) > SNAP_LOG)

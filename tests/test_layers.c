@@ -134,7 +134,7 @@ typedef struct {
 static double lin_loss(void *p)
 {
     LinCtx *c = p;
-    linear_forward(c->out, c->x, c->W, c->b, c->N, c->IC, c->OC);
+    linear_forward(NULL, c->out, c->x, c->W, c->b, c->N, c->IC, c->OC);
     return dot(c->out, c->R, (long)c->N * c->OC);
 }
 
@@ -167,7 +167,7 @@ static void test_linear_forward(Rng *r)
     fill_normal(r, W, (long)OC * IC, 0.0f, 0.2f);
     fill_normal(r, b, OC, 0.5f, 1.0f);
 
-    linear_forward(y, x, W, b, N, IC, OC);
+    linear_forward(NULL, y, x, W, b, N, IC, OC);
     double e = lin_ref_err(y, x, W, b, N, IC, OC);
     ok(e < 1e-5, "linear forward with bias matches naive product");
     diag("linear forward %dx%d->%d: max rel %.2e", N, IC, OC, e);
@@ -176,7 +176,7 @@ static void test_linear_forward(Rng *r)
      * contents (even NaN) must not leak into the result. */
     for (long i = 0; i < (long)N * OC; i++)
         y[i] = NAN;
-    linear_forward(y, x, W, NULL, N, IC, OC);
+    linear_forward(NULL, y, x, W, NULL, N, IC, OC);
     e = lin_ref_err(y, x, W, NULL, N, IC, OC);
     ok(e < 1e-5, "linear forward without bias overwrites out");
     diag("linear forward no bias: max rel %.2e", e);
@@ -194,14 +194,14 @@ static void test_linear_backward(Rng *r)
     fill_normal(r, c.R, ny, 0.0f, 1.0f);
 
     float *din = vec(nx), *dW = vec(nw), *db = vec(OC);
-    linear_backward(din, dW, db, c.R, c.x, c.W, N, IC, OC);
+    linear_backward(NULL, din, dW, db, c.R, c.x, c.W, N, IC, OC);
     check_grad("linear din", lin_loss, &c, c.x, din, nx);
     check_grad("linear dW", lin_loss, &c, c.W, dW, nw);
     check_grad("linear db", lin_loss, &c, c.b, db, OC);
 
     float *din2 = vec(nx), *dW2 = vec(nw), *db2 = vec(OC);
-    linear_backward(din2, dW2, db2, c.R, c.x, c.W, N, IC, OC);
-    linear_backward(din2, dW2, db2, c.R, c.x, c.W, N, IC, OC);
+    linear_backward(NULL, din2, dW2, db2, c.R, c.x, c.W, N, IC, OC);
+    linear_backward(NULL, din2, dW2, db2, c.R, c.x, c.W, N, IC, OC);
     check_accum("linear din", din, din2, nx);
     check_accum("linear dW", dW, dW2, nw);
     check_accum("linear db", db, db2, OC);
@@ -210,23 +210,23 @@ static void test_linear_backward(Rng *r)
      * have been computed, with in NULL the weight gradient cannot. */
     memset(dW2, 0, nw * sizeof *dW2);
     memset(db2, 0, OC * sizeof *db2);
-    linear_backward(NULL, dW2, db2, c.R, c.x, NULL, N, IC, OC);
+    linear_backward(NULL, NULL, dW2, db2, c.R, c.x, NULL, N, IC, OC);
     check_same("linear din NULL: dW, db still right", dW2, dW, nw);
     check_same("linear din NULL: db right", db2, db, OC);
     memset(din2, 0, nx * sizeof *din2);
-    linear_backward(din2, NULL, NULL, c.R, NULL, c.W, N, IC, OC);
+    linear_backward(NULL, din2, NULL, NULL, c.R, NULL, c.W, N, IC, OC);
     check_same("linear dW, db NULL: din still right", din2, din, nx);
     memset(db2, 0, OC * sizeof *db2);
-    linear_backward(NULL, NULL, db2, c.R, NULL, NULL, N, IC, OC);
+    linear_backward(NULL, NULL, NULL, db2, c.R, NULL, NULL, N, IC, OC);
     check_same("linear bias-only backward", db2, db, OC);
-    linear_backward(NULL, NULL, NULL, c.R, NULL, NULL, N, IC, OC);
+    linear_backward(NULL, NULL, NULL, NULL, c.R, NULL, NULL, N, IC, OC);
     ok(1, "linear backward with every output NULL does nothing");
 
     /* The overwrite variant: din written over NaN, dW and db still add. */
     float *din3 = nan_vec(nx);
     memcpy(dW2, dW, nw * sizeof *dW2);
     memcpy(db2, db, OC * sizeof *db2);
-    linear_backward_set(din3, dW2, db2, c.R, c.x, c.W, N, IC, OC);
+    linear_backward_set(NULL, din3, dW2, db2, c.R, c.x, c.W, N, IC, OC);
     check_grad("linear_backward_set din", lin_loss, &c, c.x, din3, nx);
     check_same("linear_backward_set din = linear_backward din", din3, din, nx);
     check_accum("linear_backward_set dW", dW, dW2, nw);

@@ -73,13 +73,15 @@ static void draw_header(Canvas *c, Rect r, const Snapshot *s)
     }
     /* the knobs a practitioner watches: the base rate, EWC's lambda, the
      * policy */
-    char knobs[160];
+    char knobs[224];
     int k = snprintf(knobs, sizeof knobs, "%slr %.1e", sep, s->lr);
     if (s->has_ewc && k < (int)sizeof knobs)
         k += snprintf(knobs + k, sizeof knobs - (size_t)k, "%s%s %g", sep,
                       c->utf8 ? "\xce\xbb" : "lambda", s->ewc_lambda);
     if (s->policy[0] && k < (int)sizeof knobs)
-        snprintf(knobs + k, sizeof knobs - (size_t)k, "%spolicy %.40s", sep, s->policy);
+        k += snprintf(knobs + k, sizeof knobs - (size_t)k, "%spolicy %.40s", sep, s->policy);
+    if (s->precision[0] && k < (int)sizeof knobs)
+        snprintf(knobs + k, sizeof knobs - (size_t)k, "%s%.40s", sep, s->precision);
     /* the less important parts go first when the line does not fit: the
      * ETA, the knobs, the program's name, the epoch */
     for (int drop = 0; drop < 5; drop++) {
