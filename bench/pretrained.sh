@@ -4,8 +4,14 @@
 # and bert-base-uncased (seq 128, batch 16), vocabulary 30522, 512 positions.
 #
 #   bench/pretrained.sh [-r REPS] [-s STEPS] [-c "minilm bertbase"] [-t "2 1"] [-p]
+#                       [-P "fp32 bf16"] [-O]
 #   bench/pretrained.sh -S FILE.jsonl...   (only print the table of earlier runs)
 #
+# -P: the precisions. bf16 runs mneme with model.precision = "bf16"
+# (impl mneme-bf16: the batch split over `threads` workers, each calling
+# single-threaded oneDNN primitives) and torch under torch.autocast("cpu",
+# bfloat16) (impl torch-bf16). -O adds mneme-bf16-omp: one worker whose
+# oneDNN primitives take `threads` OpenMP threads instead.
 # mneme reads the shape from bench/models/*/config.json through
 # bench/pretrained.cfg (base.from; no weights, no data needed). Each
 # repetition runs each (shape, threads) pair as mneme, then torch (then, with
@@ -22,14 +28,18 @@ steps=
 configs="minilm bertbase"
 threads="2"
 passive=0
+precisions="fp32"
+omp=0
 summary_only=
-while getopts r:s:c:t:pS opt; do
+while getopts r:s:c:t:pP:OS opt; do
     case $opt in
     r) reps=$OPTARG ;;
     s) steps=$OPTARG ;;
     c) configs=$OPTARG ;;
     t) threads=$OPTARG ;;
     p) passive=1 ;;
+    P) precisions=$OPTARG ;;
+    O) omp=1 ;;
     S) summary_only=1 ;;
     *) sed -n '2,20p' "$0" >&2; exit 2 ;;
     esac
@@ -99,32 +109,39 @@ def field(c, t, impl, f):
     return {r: d[f] for r, d in by.get((c, t, impl), {}).items()}
 
 
-print("%-8s %3s %-13s %9s %9s %7s %s" % ("config", "thr", "torch", "mneme/s", "torch/s",
-                                         "ratio", "per-repetition ratios"))
+print("%-8s %3s %-15s %-13s %9s %9s %7s %s" % ("config", "thr", "mneme", "against", "mneme/s",
+                                              "other/s", "ratio", "per-repetition ratios"))
+pairs = [("mneme", "torch"), ("mneme", "torch-passive"), ("mneme-bf16", "mneme"),
+         ("mneme-bf16", "torch-bf16"), ("mneme-bf16", "torch"), ("mneme-bf16-omp", "mneme"),
+         ("mneme-bf16-omp", "mneme-bf16")]
 for c, t in keys:
-    m = field(c, t, "mneme", "steps_per_s")
-    for impl in ("torch", "torch-passive"):
-        p = field(c, t, impl, "steps_per_s")
+    for mine, other in pairs:
+        m = field(c, t, mine, "steps_per_s")
+        p = field(c, t, other, "steps_per_s")
         reps = sorted(set(m) & set(p))
         if not reps:
             continue
         rs = [m[r] / p[r] for r in reps]
-        print("%-8s %3d %-13s %9.4f %9.4f %6.2fx %s" % (
-            c, t, impl, med(m.values()), med(p.values()), med(rs),
+        print("%-8s %3d %-15s %-13s %9.4f %9.4f %6.2fx %s" % (
+            c, t, mine, other, med(m.values()), med(p.values()), med(rs),
             " ".join("%.2f" % x for x in rs)))
 print()
 print("peak RSS, MiB (median over runs; min-max):")
 for c, t in keys:
-    for impl in ("mneme", "torch", "torch-passive"):
+    for impl in ("mneme", "mneme-bf16", "mneme-bf16-omp", "torch", "torch-bf16", "torch-passive"):
         v = list(field(c, t, impl, "peak_rss_kib").values())
         if v:
             print("  %-8s %d thr %-13s %7.0f  (%.0f-%.0f, %d runs)" % (
                 c, t, impl, med(v) / 1024, min(v) / 1024, max(v) / 1024, len(v)))
 print()
-print("mneme gemm_fraction (median):", ", ".join(
-    "%s/%d %.2f" % (c, t, med(field(c, t, "mneme", "gemm_fraction").values()))
-    for c, t in keys if field(c, t, "mneme", "gemm_fraction")))
-heap = {d["heap_bytes_delta"] for d in runs if d["impl"] == "mneme"}
+for impl in ("mneme", "mneme-bf16", "mneme-bf16-omp"):
+    print("%s gemm_fraction (median):" % impl, ", ".join(
+        "%s/%d %.2f" % (c, t, med(field(c, t, impl, "gemm_fraction").values()))
+        for c, t in keys if field(c, t, impl, "gemm_fraction")))
+    print("%s GFLOP/s (median):" % impl, ", ".join(
+        "%s/%d %.1f" % (c, t, med(field(c, t, impl, "gflops").values()))
+        for c, t in keys if field(c, t, impl, "gflops")))
+heap = {d["heap_bytes_delta"] for d in runs if d["impl"].startswith("mneme")}
 print("heap_bytes_delta over all mneme runs:", sorted(heap))
 EOF2
 }
@@ -144,16 +161,27 @@ while [ "$r" -le "$reps" ]; do
         for th in $threads; do
             echo "rep $r: $c, $th thread(s), $(date +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg)" >&2
             core=
-            if run mneme "$MNEME" bench "$here/pretrained.cfg" --set base.from="$here/models/$dir" \
-                --set model.max_len="$t" --set finetune.batch="$b" --set threads="$th" \
-                --steps "$s"; then
-                tag "$c" mneme "$th" "$r"
-                core=$("$py" -c 'import json, sys; print(json.load(sys.stdin)["openblas_core"])' <"$tmp")
-            fi
+            margs="--set base.from=$here/models/$dir --set model.max_len=$t --set finetune.batch=$b
+                   --steps $s"
             targs="--hidden $h --layers $l --heads $nh --intermediate $i --seq $t --batch $b
                    --vocab 30522 --positions 512 --threads $th --steps $s"
-            run torch env OPENBLAS_CORETYPE="${core:-${OPENBLAS_CORETYPE:-}}" "$py" \
-                "$here/torch_bert.py" $targs && tag "$c" torch "$th" "$r"
+            for prec in $precisions; do
+                if [ "$prec" = fp32 ]; then mi=mneme ti=torch; else mi=mneme-$prec ti=torch-$prec; fi
+                if run "$mi" "$MNEME" bench "$here/pretrained.cfg" $margs --set threads="$th" \
+                    --set model.precision="$prec"; then
+                    tag "$c" "$mi" "$th" "$r"
+                    core=$("$py" -c 'import json, sys; print(json.load(sys.stdin)["openblas_core"])' <"$tmp")
+                fi
+                if [ "$prec" != fp32 ] && [ "$omp" = 1 ]; then
+                    run "$mi-omp" env OMP_NUM_THREADS="$th" "$MNEME" bench "$here/pretrained.cfg" \
+                        $margs --set threads=1 --set model.precision="$prec" &&
+                        tag "$c" "$mi-omp" "$th" "$r"
+                fi
+                autocast=none
+                [ "$prec" = fp32 ] || autocast=$prec
+                run "$ti" env OPENBLAS_CORETYPE="${core:-${OPENBLAS_CORETYPE:-}}" "$py" \
+                    "$here/torch_bert.py" $targs --autocast "$autocast" && tag "$c" "$ti" "$th" "$r"
+            done
             if [ "$passive" = 1 ]; then
                 run torch-passive env OMP_WAIT_POLICY=PASSIVE \
                     OPENBLAS_CORETYPE="${core:-${OPENBLAS_CORETYPE:-}}" "$py" \

@@ -10,7 +10,9 @@ token) -> classifier head. LayerNorm eps 1e-12, no dropout, 4 labels;
 vocabulary 261 (mneme's byte tokenizer) and `seq` positions unless --vocab
 and --positions say otherwise (a Hugging Face shape: 30522 and 512).
 
-Step: zero grads, forward, cross-entropy, backward, clip_grad_norm_(1.0),
+Step: zero grads, forward, cross-entropy (under torch.autocast("cpu",
+bfloat16) with --autocast bf16, mixed precision as mneme's
+model.precision = "bf16"), backward, clip_grad_norm_(1.0),
 AdamW (betas 0.9/0.999, eps 1e-8, weight decay 0.01). Full-length random
 batches of `batch` rows x `seq` tokens. After warm-up steps, each step is
 timed on its own and the median is reported, as mneme bench does.
@@ -125,6 +127,8 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                    help="bf16: forward and loss under torch.autocast('cpu', bfloat16)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -145,7 +149,11 @@ def main():
     for s in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=False)
-        loss = F.cross_entropy(model(ids), labels)
+        if a.autocast == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = F.cross_entropy(model(ids), labels)
+        else:
+            loss = F.cross_entropy(model(ids), labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -160,6 +168,7 @@ def main():
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS", ""),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+        "autocast": a.autocast,
         "model": {"hidden": a.hidden, "layers": a.layers, "heads": a.heads,
                   "intermediate": a.intermediate, "seq": a.seq,
                   "vocab": a.vocab, "positions": a.positions or a.seq},

@@ -27,6 +27,7 @@ typedef struct {
     int M, N, K;
     CBLAS_TRANSPOSE ta, tb;
     long count;
+    int linear;                /* a linear layer's (bf16 in a bf16 step), not attention's */
 } GemmShape;
 
 static double now_s(void)
@@ -51,7 +52,14 @@ static double median(double *v, int n)
 static void add_shape(GemmShape *s, int *n, int M, int N, int K, CBLAS_TRANSPOSE ta,
                       CBLAS_TRANSPOSE tb, long count)
 {
-    s[*n] = (GemmShape){ M, N, K, ta, tb, count };
+    s[*n] = (GemmShape){ M, N, K, ta, tb, count, 0 };
+    (*n)++;
+}
+
+static void add_linear(GemmShape *s, int *n, int M, int N, int K, CBLAS_TRANSPOSE ta,
+                       CBLAS_TRANSPOSE tb, long count)
+{
+    s[*n] = (GemmShape){ M, N, K, ta, tb, count, 1 };
     (*n)++;
 }
 
@@ -74,9 +82,9 @@ static void block_shapes(GemmShape *s, int *n, const ModelConfig *c, int B, int 
         int N = lin[i][0], IC = lin[i][1], OC = lin[i][2];
         if (N == 0)
             continue;
-        add_shape(s, n, N, OC, IC, CblasNoTrans, CblasTrans, count);
-        add_shape(s, n, N, IC, OC, CblasNoTrans, CblasNoTrans, count);
-        add_shape(s, n, OC, IC, N, CblasTrans, CblasNoTrans, count);
+        add_linear(s, n, N, OC, IC, CblasNoTrans, CblasTrans, count);
+        add_linear(s, n, N, IC, OC, CblasNoTrans, CblasNoTrans, count);
+        add_linear(s, n, OC, IC, N, CblasTrans, CblasNoTrans, count);
     }
     add_shape(s, n, nq, T, D, CblasNoTrans, CblasTrans, BH);     /* Q K^T */
     add_shape(s, n, nq, D, T, CblasNoTrans, CblasNoTrans, BH);   /* P V */
@@ -97,23 +105,28 @@ static int step_shapes(const ModelConfig *c, int B, int T, int cls_last, GemmSha
         block_shapes(s, &n, c, B, T, 1, 1);
     } else
         block_shapes(s, &n, c, B, T, T, c->layers);
-    add_shape(s, &n, B, C, C, CblasNoTrans, CblasTrans, 1);      /* pooler */
-    add_shape(s, &n, B, C, C, CblasNoTrans, CblasNoTrans, 1);
-    add_shape(s, &n, C, C, B, CblasTrans, CblasNoTrans, 1);
+    add_linear(s, &n, B, C, C, CblasNoTrans, CblasTrans, 1);     /* pooler */
+    add_linear(s, &n, B, C, C, CblasNoTrans, CblasNoTrans, 1);
+    add_linear(s, &n, C, C, B, CblasTrans, CblasNoTrans, 1);
     return n;
 }
 
 /* Plain cblas_sgemm over the step's shapes, dense operands: the ceiling
- * the training step is measured against. Buffers are allocated once, before
- * the timed loop (which must not allocate). */
+ * the training step is measured against. In a bf16 step the linear
+ * layers' shapes go through bf16_gemm as the step's do (B as weights with
+ * a bf16 copy, A converted at each call), on every core the step has.
+ * Buffers are allocated once, before the timed loop (which must not
+ * allocate). */
 typedef struct {
     const GemmShape *s;
     int n;
     double flops;              /* of one pass over every shape */
     float *A, *B, *C;
+    Bf16 *bf;                  /* bf16 steps only */
+    Bf16Worker *w;
 } GemmRef;
 
-static int gemm_ref_init(GemmRef *g, const GemmShape *s, int n)
+static int gemm_ref_init(GemmRef *g, const GemmShape *s, int n, const Model *m)
 {
     size_t maxa = 0, maxb = 0, maxc = 0;
     memset(g, 0, sizeof *g);
@@ -135,6 +148,15 @@ static int gemm_ref_init(GemmRef *g, const GemmShape *s, int n)
         g->A[i] = (float)(i % 7) * 0.01f;
     for (size_t i = 0; i < maxb; i++)
         g->B[i] = (float)(i % 5) * 0.01f;
+    if (m->bf16) {
+        MnError e;
+        if (!(g->bf = bf16_create(bf16_path(m->bf16), g->B, maxb, &e)))
+            return -1;
+        bf16_refresh(g->bf, 0, maxb);
+        bf16_set_primitive_threads(g->bf, model_threads(m));
+        if (!(g->w = bf16_worker(g->bf, 0)))
+            return -1;
+    }
     return 0;
 }
 
@@ -143,6 +165,7 @@ static void gemm_ref_free(GemmRef *g)
     free(g->A);
     free(g->B);
     free(g->C);
+    bf16_free(g->bf);
     memset(g, 0, sizeof *g);
 }
 
@@ -155,8 +178,12 @@ static double gemm_ref_pass(const GemmRef *g)
         int lda = s->ta == CblasNoTrans ? s->K : s->M;
         int ldb = s->tb == CblasNoTrans ? s->N : s->K;
         for (long k = 0; k < s->count; k++)
-            cblas_sgemm(CblasRowMajor, s->ta, s->tb, s->M, s->N, s->K, 1.0f, g->A, lda,
-                        g->B, ldb, 1.0f, g->C, s->N);
+            if (g->w && s->linear)
+                bf16_gemm(g->w, s->ta != CblasNoTrans, s->tb != CblasNoTrans, s->M, s->N, s->K,
+                          g->A, lda, g->B, ldb, 1.0f, g->C, s->N);
+            else
+                cblas_sgemm(CblasRowMajor, s->ta, s->tb, s->M, s->N, s->K, 1.0f, g->A, lda,
+                            g->B, ldb, 1.0f, g->C, s->N);
     }
     return now_s() - t0;
 }
@@ -263,7 +290,7 @@ int bench_run(const Experiment *x, long steps, int full_last_block, Dist *dist)
     int n_shapes = step_shapes(&c, B, T, cls_last, shapes);
     double *times = calloc((size_t)steps, sizeof *times);
     double *ref_times = calloc((size_t)steps, sizeof *ref_times);
-    if (!times || !ref_times || gemm_ref_init(&ref, shapes, n_shapes) < 0) {
+    if (!times || !ref_times || gemm_ref_init(&ref, shapes, n_shapes, &m) < 0) {
         fprintf(stderr, "mneme bench: out of memory\n");
         status = 1;
         goto out;
@@ -320,6 +347,9 @@ int bench_run(const Experiment *x, long steps, int full_last_block, Dist *dist)
     json_object_set_new(o, "tokens_per_s", json_real((double)B * T / step_s));
     json_object_set_new(o, "gflops", json_real(step_flops / step_s * 1e-9));
     json_object_set_new(o, "sgemm_gflops", json_real(gemm_flops / gemm_s * 1e-9));
+    json_object_set_new(o, "gemm_reference",
+                        json_string(m.bf16 ? "linear layers' shapes by bf16_gemm, attention's by "
+                                             "cblas_sgemm" : "cblas_sgemm"));
     json_object_set_new(o, "gemm_fraction", json_real((step_flops / step_s) / (gemm_flops / gemm_s)));
     json_object_set_new(o, "heap_bytes_delta",
                         json_integer((json_int_t)after.uordblks - (json_int_t)before.uordblks));
