@@ -2274,7 +2274,9 @@ int run_fork_override(const char *set, int at_start, char *key, size_t nk, char 
     }
     if (!found)
         return mn_fail(e, "%s: no such key (see mneme.cfg(5); policy.NAME sets a policy parameter)", raw);
-    if (has_prefix_in(raw, fork_refused))
+    /* how the products compute, not what the base is: a branch may take
+     * bf16 where its parent ran fp32, and back */
+    if (has_prefix_in(raw, fork_refused) && strcmp(raw, "model.precision") != 0)
         return mn_fail(e, "%s cannot change in a fork: the base was made with it", raw);
     if (!at_start && has_prefix_in(raw, fork_restarts))
         return mn_fail(e, "%s cannot change in a fork after fine-tuning began: the checkpoint "

@@ -70,6 +70,10 @@ for p in $paths; do
     [ -n "$fs" ] && [ "$(json "$fs" .precision)" = "$prec" ]
     ok $? "$p: the branch runs in the run's precision (${fs:+$(json "$fs" .precision)})"
 
+    "$MNEME" replay "$d/a" --out "$d/replay" --quiet >/dev/null 2>&1 &&
+    strip "$d/replay" >"$d/replay.m" && cmp -s "$d/a.m" "$d/replay.m"
+    ok $? "$p: mneme replay of a bf16 run gives its metrics"
+
     echo "the soup was LOVELY" >"$TMP/text"
     ck=$d/a/checkpoints/final.safetensors
     "$MNEME" predict "$ck" --task original <"$TMP/text" >"$d/p.run" 2>/dev/null &&
@@ -82,6 +86,19 @@ for p in $paths; do
         '[$a[0].logits, $b[0].logits] | transpose | map(.[0] - .[1] | fabs) | max < 0.1' >/dev/null
     ok $? "$p: and its logits are within bf16's reach of fp32's"
 done
+
+# precision is how a run computes, not what its base is: a fork may change it
+export MNEME_BF16=${p:-emulate}
+"$MNEME" run --headless "$CFG" $SETS --out "$TMP/f32" --quiet >/dev/null 2>&1 &&
+"$MNEME" fork "$TMP/f32" --name in-bf16 --at 15 --set model.precision=bf16 --quiet >/dev/null 2>&1
+ok $? "an fp32 run forks into bf16"
+[ "$(json "$TMP/f32/branches/in-bf16/summary.json" .precision)" != fp32 ] &&
+    [ "$(json "$TMP/f32/summary.json" .precision)" = fp32 ]
+ok $? "the branch computes in bf16, its parent in fp32"
+"$MNEME" replay "$TMP/f32" --branch in-bf16 --out "$TMP/f32r" --quiet >/dev/null 2>&1 &&
+    strip "$TMP/f32/branches/in-bf16" >"$TMP/fb.m" && strip "$TMP/f32r" >"$TMP/fr.m" &&
+    cmp -s "$TMP/fb.m" "$TMP/fr.m"
+ok $? "and mneme replay reproduces it, the change of precision included"
 unset MNEME_BF16
 
 "$MNEME" run --headless "$CFG" --set model.precision=fp16 --out "$TMP/bad" --quiet >/dev/null 2>"$TMP/bad.err"
