@@ -112,4 +112,22 @@ MNEME_BF16=fast "$MNEME" run --headless "$CFG" --set model.precision=bf16 --out 
     >/dev/null 2>"$TMP/bad3.err"
 [ $? != 0 ] && grep -q 'MNEME_BF16=fast' "$TMP/bad3.err"
 ok $? "an unknown MNEME_BF16 is refused: $(head -1 "$TMP/bad3.err")"
+
+# the workbench's header says what computes the products
+if command -v tmux >/dev/null 2>&1; then
+    . "$MNEME_SRCDIR/tests/tmux.sh"
+    cat >"$TMP/pane.sh" <<SH
+MNEME_BF16=emulate "$MNEME" "$CFG" --set model.precision=bf16 --set finetune.epochs=3000 --out "$TMP/ui"
+echo "mneme-exit=\$?"
+exec sleep 600
+SH
+    ui_session 200 30 "$TMP/pane.sh"
+    wait_until 30 sh -c "head -1 '$TMP/pane' | grep -q 'finetune.*bf16 emulated'"
+    st=$?; ok $st "the workbench's header shows the precision: $(head -1 "$TMP/pane")"; show_pane_if $st
+    quit_ui "mneme-exit="
+    grep -q "mneme-exit=0" "$TMP/pane"
+    ok $? "and quits cleanly"
+else
+    diag "tmux not installed: the header check is skipped"
+fi
 done_testing
