@@ -20,7 +20,7 @@ int omp_get_max_threads(void);
 /* Shapes a worker meets: each linear of a block forward, its two
  * backward products, heads, the MLM decoder, for a few row counts (a
  * full batch, the last one, evaluation's). Past that the oldest goes. */
-#define PRIM_CACHE 96
+#define PRIM_CACHE 256
 
 #ifdef HAVE_ONEDNN
 typedef struct {

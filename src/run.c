@@ -243,6 +243,8 @@ static int setup(Run *r, const Experiment *x, const char *dir,
     /* refused before allocating: AdamW's moments, the anchor, and the
      * Fisher when EWC (or a policy that may turn it on) needs one */
     int copies = 3 + (x->finetune.ewc.lambda > 0 || x->finetune.policy[0]);
+    /* bf16's copy of the weights: half a buffer (a whole one emulated) */
+    copies += precision_parse(x->model.precision) == PRECISION_BF16;
     if (model_check_memory(&mc, max3(train_cap, x->eval.batch, 1), x->threads, copies, e) < 0 ||
         model_create(&r->model, &mc, max3(train_cap, x->eval.batch, 1), e) < 0 ||
         model_set_threads(&r->model, x->threads, e) < 0 ||

@@ -213,6 +213,20 @@ ok $? "mneme replay reproduces the MLM-replay run from its folder ($(tail -n 1 "
 "$MNEME" run --headless "$TMP/mlm.cfg" --out "$TMP/run_ewc" --quiet --set finetune.ewc.lambda=1e4 \
     > "$TMP/out" 2>&1
 ok $? "EWC with the MLM Fisher ($(tail -n 1 "$TMP/out"))"
+# The MLM original task in bf16 (emulated: the same numbers on any CPU):
+# the pretrained model's masked-token loss as fp32 scores it, within bf16's
+# reach, and MLM replay through the bf16 decoder (tied to the embeddings).
+MNEME_BF16=emulate "$MNEME" run --headless "$TMP/mlm.cfg" --out "$TMP/run_mlm16" --quiet \
+    --set model.precision=bf16 --set finetune.replay.ratio=0.25 > "$TMP/out" 2>&1
+ok $? "MLM original task and replay in bf16 ($(tail -n 1 "$TMP/out"))"
+b32=$(jq -r .baseline.original.loss "$TMP/run_replay/summary.json")
+b16=$(jq -r .baseline.original.loss "$TMP/run_mlm16/summary.json")
+awk -v a="$b32" -v b="$b16" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 0.02 * a && a != b) }'
+ok $? "bf16 scores the pretrained model's masked tokens as fp32 does within 2% ($b16 vs $b32)"
+echo "the movie was [MASK] ." | MNEME_BF16=emulate "$MNEME" predict \
+    "$TMP/run_mlm16/checkpoints/final.safetensors" --task mlm > "$TMP/out" 2>&1
+jq -e '.masks[0].position == 4 and (.masks[0].top | length) == 5' "$TMP/out" > /dev/null
+ok $? "predict --task mlm on the bf16 run's checkpoint, in bf16"
 ewc=$(moved "$TMP/run_ewc/metrics.jsonl")
 jq -e -s 'map(select(.phase == "finetune")) | all(.ewc_lambda == 10000)' "$TMP/run_ewc/metrics.jsonl" > /dev/null &&
     lt "$ewc" "$plain"
