@@ -5,7 +5,8 @@
  * output), the weights stored as mneme stores them ([out, in]). One JSON
  * line per shape; a product oneDNN cannot create here says why.
  *
- *   cc -O2 bench/bf16_probe.c -o bf16_probe -ldnnl -lopenblas
+ *   cc -O2 -DHAVE_ONEDNN -Isrc bench/bf16_probe.c src/bf16.c src/error.c -o bf16_probe \
+ *       -ldnnl -lopenblas
  *   OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 ./bf16_probe
  *
  * It always exits 0: CI runs it to report the machine, not to judge it. */
@@ -16,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "bf16.h"
 
 #define REPS 7
 
@@ -36,21 +39,6 @@ static double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, by_value);
     return v[n / 2];
-}
-
-static const char *isa_name(dnnl_cpu_isa_t isa)
-{
-    switch (isa) {
-    case dnnl_cpu_isa_sse41: return "sse41";
-    case dnnl_cpu_isa_avx: return "avx";
-    case dnnl_cpu_isa_avx2: return "avx2";
-    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
-    case dnnl_cpu_isa_avx512_core: return "avx512_core";
-    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
-    default: return "other";
-    }
 }
 
 /* The flags of /proc/cpuinfo's first processor that bf16 depends on. */
@@ -191,6 +179,9 @@ int main(void)
     dnnl_engine_t eng = NULL;
     dnnl_stream_t st = NULL;
     const dnnl_version_t *v = dnnl_version();
+    char isa[32];
+    MnError e;
+    bf16_check(BF16_ONEDNN, isa, sizeof isa, &e);
     if (dnnl_engine_create(&eng, dnnl_cpu, 0) || dnnl_stream_create(&st, eng, dnnl_stream_default_flags)) {
         printf("{\"cpu\": \"%s\", \"flags\": \"%s\", \"onednn\": \"cannot create a CPU engine\"}\n",
                model, flags);
@@ -198,7 +189,7 @@ int main(void)
     }
     printf("{\"cpu\": \"%s\", \"flags\": \"%s\", \"onednn\": \"%d.%d.%d\", \"isa\": \"%s\", "
            "\"omp_threads\": \"%s\", \"openblas_threads\": \"%s\"}\n", model, flags, v->major,
-           v->minor, v->patch, isa_name(dnnl_get_effective_cpu_isa()),
+           v->minor, v->patch, isa,
            getenv("OMP_NUM_THREADS") ? getenv("OMP_NUM_THREADS") : "default",
            getenv("OPENBLAS_NUM_THREADS") ? getenv("OPENBLAS_NUM_THREADS") : "default");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
