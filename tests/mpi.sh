@@ -93,6 +93,17 @@ ok $? "a run on 3 ranks finishes"
 "$MNEME" run --headless "$CFG" $SETS --set threads=3 --out "$TMP/t3" --quiet >/dev/null 2>&1
 ok $([ -s "$TMP/r3/metrics.jsonl" ] && [ "$(strip "$TMP/r3/metrics.jsonl")" = "$(strip "$TMP/t3/metrics.jsonl")" ]; echo $?) \
    "3 ranks against 3 threads: bit-identical evaluations"
+# bf16 (emulated: the same numbers on any CPU): each rank's products are
+# those of a worker of one process, so 2 ranks are still 2 threads
+export MNEME_BF16=emulate
+mpi 2 run --headless "$CFG" $SETS --set threads=1 --set model.precision=bf16 \
+    --out "$TMP/b2" --quiet >/dev/null 2>&1
+"$MNEME" run --headless "$CFG" $SETS --set threads=2 --set model.precision=bf16 --out "$TMP/bt2" \
+    --quiet >/dev/null 2>&1
+unset MNEME_BF16
+ok $([ -s "$TMP/b2/metrics.jsonl" ] && [ "$(strip "$TMP/b2/metrics.jsonl")" = "$(strip "$TMP/bt2/metrics.jsonl")" ] &&
+     [ "$(json "$TMP/b2/summary.json" .precision)" = "bf16 emulated" ]; echo $?) \
+   "bf16 on 2 ranks: bit-identical to 2 threads"
 # ranks of several threads: each rank adds its workers' buffers first, so
 # 2 x 2 is not 1 x 4 to the bit; to float summation order it is
 mpi 2 run --headless "$CFG" $SETS --set threads=2 --out "$TMP/r22" --quiet >/dev/null 2>&1
