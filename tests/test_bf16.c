@@ -281,7 +281,12 @@ static void test_model(Bf16Path p, int threads)
     double l16 = model_forward(&m16, &b);
     model_backward(&m16, &b);
     memcpy(g16, m16.grads, m16.n_params * sizeof *g16);
+    long made = bf16_primitives_made(bf16_worker(m16.bf16, 0));
     test_backward_into(&m16, &b, again);
+    if (p != BF16_EMULATE)
+        ok(made > 0 && bf16_primitives_made(bf16_worker(m16.bf16, 0)) == made,
+           "%s, %d threads: the second step makes no primitive (the first made %ld)", pn, threads,
+           made);
     double dot = 0, n32 = norm(g32, m32.n_params), n16 = norm(g16, m32.n_params);
     for (size_t i = 0; i < m32.n_params; i++)
         dot += (double)g32[i] * g16[i];
