@@ -342,6 +342,12 @@ int bench_run(const Experiment *x, long steps, int full_last_block, Dist *dist)
     char precision[48];
     bf16_describe(m.bf16, precision, sizeof precision);
     json_object_set_new(o, "precision", json_string(precision));
+    /* what bf16 would run on here, whichever precision this was */
+    char isa[32];
+    MnError why;
+    json_object_set_new(o, "bf16_available", json_boolean(bf16_check(BF16_ONEDNN, isa, sizeof isa,
+                                                                      &why) == 0));
+    json_object_set_new(o, "onednn_isa", json_string(isa));
     json_object_set_new(o, "step_ms_median", json_real(step_s * 1e3));
     json_object_set_new(o, "steps_per_s", json_real(1.0 / step_s));
     json_object_set_new(o, "tokens_per_s", json_real((double)B * T / step_s));
