@@ -512,8 +512,9 @@ static void test_sandbox(void)
         /* C functions the count hook cannot reach: refused sizes, or the
          * wall-clock limit at the next instruction */
         { "move_big", "table.move: range too large" },
-        { "move_loop", "instruction budget exceeded" },
-        { "sort_loop", "instruction budget exceeded" },
+        /* a loaded machine may reach the wall-clock limit first */
+        { "move_loop", "exceeded" },
+        { "sort_loop", "exceeded" },
         { "sort_big", "table.sort: at most" },
         { "concat_index", "exceeded" },
         { "concat_big", "table.concat: range too large" },
