@@ -472,6 +472,51 @@ static void sgemm(int tA, int tB, int M, int N, int K, const float *A, int lda, 
                 M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
 
+/* An operand as a product reads it: the fp32 original, and its form for
+ * the path (the mirror's, or converted into a worker's scratch). */
+typedef struct {
+    const float *x;
+    int ld;
+    const void *low;           /* NULL: could not be converted (out of memory) */
+    int low_ld;
+} Operand;
+
+/* The stored rows x cols of o->x in the path's form: from the mirror when
+ * it lies in the parameters, else converted into *buf. */
+static void prepare(Bf16Worker *w, Operand *o, void **buf, size_t *cap, int rows, int cols)
+{
+    o->low = mirrored(w->owner, o->x);
+    o->low_ld = o->ld;
+    if (!o->low) {
+        o->low = convert(w->owner->path, buf, cap, o->x, rows, cols, o->ld);
+        o->low_ld = cols;
+    }
+}
+
+static void product(Bf16Worker *w, int tA, int tB, int M, int N, int K, const Operand *a,
+                    const Operand *b, float beta, float *C, int ldc)
+{
+    int done = 0;
+    if (a->low && b->low && w->owner->path == BF16_EMULATE) {
+        sgemm(tA, tB, M, N, K, a->low, a->low_ld, b->low, b->low_ld, beta, C, ldc);
+        done = 1;
+    }
+#ifdef HAVE_ONEDNN
+    if (a->low && b->low && !done)
+        done = onednn_gemm(w, tA, tB, M, N, K, a->low, a->low_ld, b->low, b->low_ld,
+                           beta != 0.0f, C, ldc) == 0;
+#endif
+    if (!done) {
+        /* Out of memory or a primitive oneDNN would not make: the product
+         * still comes out, in fp32, and the run says so once. */
+        if (!w->failed_once)
+            fprintf(stderr, "mneme: a bf16 product of %dx%dx%d could not be made; "
+                            "computing it in fp32\n", M, N, K);
+        w->failed_once = 1;
+        sgemm(tA, tB, M, N, K, a->x, a->ld, b->x, b->ld, beta, C, ldc);
+    }
+}
+
 void bf16_gemm(Bf16Worker *w, int tA, int tB, int M, int N, int K, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc)
 {
@@ -481,36 +526,29 @@ void bf16_gemm(Bf16Worker *w, int tA, int tB, int M, int N, int K, const float *
         sgemm(tA, tB, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    Bf16 *b = w->owner;
     /* op(A) is stored M x K (K x M when transposed), op(B) K x N (N x K) */
-    const int arows = tA ? K : M, acols = tA ? M : K;
-    const int brows = tB ? N : K, bcols = tB ? K : N;
-    const void *a = mirrored(b, A), *bb = mirrored(b, B);
-    int la = lda, lb = ldb;
-    if (!a) {
-        a = convert(b->path, &w->abuf, &w->acap, A, arows, acols, lda);
-        la = acols;
+    Operand a = { A, lda, NULL, 0 }, b = { B, ldb, NULL, 0 };
+    prepare(w, &a, &w->abuf, &w->acap, tA ? K : M, tA ? M : K);
+    prepare(w, &b, &w->bbuf, &w->bcap, tB ? N : K, tB ? K : N);
+    product(w, tA, tB, M, N, K, &a, &b, beta, C, ldc);
+}
+
+void bf16_linear_backward(Bf16Worker *w, float *din, int ldd, float din_beta, float *dW,
+                          const float *dout, int ldo, const float *in, int ldi, const float *W,
+                          int N, int IC, int OC)
+{
+    if (!w || !din || !dW || N <= 0 || IC <= 0 || OC <= 0 ||
+        (din_beta != 0.0f && din_beta != 1.0f)) {
+        if (din)
+            bf16_gemm(w, 0, 0, N, IC, OC, dout, ldo, W, IC, din_beta, din, ldd);
+        if (dW)
+            bf16_gemm(w, 1, 0, OC, IC, N, dout, ldo, in, ldi, 1.0f, dW, IC);
+        return;
     }
-    if (!bb) {
-        bb = convert(b->path, &w->bbuf, &w->bcap, B, brows, bcols, ldb);
-        lb = bcols;
-    }
-    int done = 0;
-    if (a && bb && b->path == BF16_EMULATE) {
-        sgemm(tA, tB, M, N, K, a, la, bb, lb, beta, C, ldc);
-        done = 1;
-    }
-#ifdef HAVE_ONEDNN
-    if (a && bb && !done)
-        done = onednn_gemm(w, tA, tB, M, N, K, a, la, bb, lb, beta != 0.0f, C, ldc) == 0;
-#endif
-    if (!done) {
-        /* Out of memory or a primitive oneDNN would not make: the product
-         * still comes out, in fp32, and the run says so once. */
-        if (!w->failed_once)
-            fprintf(stderr, "mneme: a bf16 product of %dx%dx%d could not be made; "
-                            "computing it in fp32\n", M, N, K);
-        w->failed_once = 1;
-        sgemm(tA, tB, M, N, K, A, lda, B, ldb, beta, C, ldc);
-    }
+    Operand d = { dout, ldo, NULL, 0 }, wt = { W, IC, NULL, 0 }, x = { in, ldi, NULL, 0 };
+    prepare(w, &d, &w->abuf, &w->acap, N, OC);
+    prepare(w, &wt, &w->bbuf, &w->bcap, OC, IC);
+    product(w, 0, 0, N, IC, OC, &d, &wt, din_beta, din, ldd);
+    prepare(w, &x, &w->bbuf, &w->bcap, N, IC);
+    product(w, 1, 0, OC, IC, N, &d, &x, 1.0f, dW, IC);
 }

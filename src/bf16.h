@@ -98,6 +98,13 @@ void bf16_set_primitive_threads(Bf16 *b, int n);
 void bf16_gemm(Bf16Worker *w, int tA, int tB, int M, int N, int K, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc);
 
+/* A linear layer's two backward products, din = din_beta din + dout W and
+ * dW += dout^T in (row strides ldd, ldo, ldi; W [OC, IC]), its output
+ * gradient converted once for both: the same numbers as two bf16_gemm. */
+void bf16_linear_backward(Bf16Worker *w, float *din, int ldd, float din_beta, float *dW,
+                          const float *dout, int ldo, const float *in, int ldi, const float *W,
+                          int N, int IC, int OC);
+
 /* Primitives this worker has made (tests: none is made twice). */
 long bf16_primitives_made(const Bf16Worker *w);
 

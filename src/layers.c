@@ -220,10 +220,7 @@ void linear_backward_ld(struct Bf16Worker *bw, float *din, int ldd, float *dW, f
                 memset(din + (long)i * ldd, 0, (size_t)IC * sizeof *din);
         return;
     }
-    if (din)
-        bf16_gemm(bw, 0, 0, N, IC, OC, dout, ldo, W, IC, din_beta, din, ldd);
-    if (dW)
-        bf16_gemm(bw, 1, 0, OC, IC, N, dout, ldo, in, ldi, 1.0f, dW, IC);
+    bf16_linear_backward(bw, din, ldd, din_beta, dW, dout, ldo, in, ldi, W, N, IC, OC);
     if (db)
         bias_grad(db, dout, N, OC, ldo);
 }

@@ -227,6 +227,13 @@ static void test_linear(Bf16Path p)
     ok(wx <= 1.0, "%s: linear input gradient within the bound (%.2f of it)", pn, wx);
     ok(ww <= 1.0, "%s: linear weight gradient within the bound (%.2f of it)", pn, ww);
     ok(memcmp(db1, db2, sizeof db1) == 0, "%s: the bias gradient is a sum in fp32, unchanged", pn);
+    /* its output gradient converted once for both products: as two */
+    float dx3[N * IC], *dW3 = calloc(OC * IC, sizeof(float));
+    bf16_gemm(w, 0, 0, N, IC, OC, dy, OC, P, IC, 0.0f, dx3, IC);
+    bf16_gemm(w, 1, 0, OC, IC, N, dy, OC, x, IC, 1.0f, dW3, IC);
+    ok(memcmp(dx3, dx2, sizeof dx3) == 0 && memcmp(dW3, dW2, OC * IC * sizeof(float)) == 0,
+       "%s: the linear backward's two products are bf16_gemm's, bit for bit", pn);
+    free(dW3);
     bf16_free(b);
     free(P), free(dW1), free(dW2);
 }
