@@ -385,8 +385,8 @@ static int prim_make(Bf16Worker *w, Prim *p, dnnl_data_type_t dt)
              dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success &&
              dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
     ok = ok && dnnl_primitive_desc_create(&pd, &md, attr, b->engine, NULL) == dnnl_success;
-    const dnnl_memory_desc_t *pmd = ok ? dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)
-                                       : NULL;
+    const dnnl_memory_desc_t *pmd =
+        ok ? dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0) : NULL;
     ok = ok && pmd && dnnl_primitive_create(&p->prim, pd) == dnnl_success &&
          dnnl_memory_create(&p->a, &amd, b->engine, DNNL_MEMORY_NONE) == dnnl_success &&
          dnnl_memory_create(&p->b, &bmd, b->engine, DNNL_MEMORY_NONE) == dnnl_success &&

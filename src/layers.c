@@ -174,8 +174,8 @@ static inline float sum_sq_dev_f(const float *restrict x, float m, int n)
 
 /* ---- linear ------------------------------------------------------------ */
 
-void linear_forward_ld(struct Bf16Worker *bw, float *out, int ldo, const float *in, int ldi, const float *W,
-                       const float *b, int N, int IC, int OC)
+void linear_forward_ld(struct Bf16Worker *bw, float *out, int ldo, const float *in, int ldi,
+                       const float *W, const float *b, int N, int IC, int OC)
 {
     if (N <= 0 || OC <= 0)
         return;
@@ -208,9 +208,9 @@ static void bias_grad(float *restrict db, const float *restrict dout, int N,
     }
 }
 
-void linear_backward_ld(struct Bf16Worker *bw, float *din, int ldd, float *dW, float *db, const float *dout,
-                        int ldo, const float *in, int ldi, const float *W, int N, int IC,
-                        int OC, float din_beta)
+void linear_backward_ld(struct Bf16Worker *bw, float *din, int ldd, float *dW, float *db,
+                        const float *dout, int ldo, const float *in, int ldi, const float *W,
+                        int N, int IC, int OC, float din_beta)
 {
     if (N <= 0 || IC <= 0)
         return;

@@ -29,11 +29,11 @@ void linear_backward(struct Bf16Worker *bw, float *din, float *dW, float *db, co
 /* The same with row strides (ldo, ldi, ldd: elements between rows of
  * out, in, din), for products over a subset of rows or columns, and
  * din = din_beta * din + dout @ W. */
-void linear_forward_ld(struct Bf16Worker *bw, float *out, int ldo, const float *in, int ldi, const float *W,
-                       const float *b, int N, int IC, int OC);
-void linear_backward_ld(struct Bf16Worker *bw, float *din, int ldd, float *dW, float *db, const float *dout,
-                        int ldo, const float *in, int ldi, const float *W, int N, int IC,
-                        int OC, float din_beta);
+void linear_forward_ld(struct Bf16Worker *bw, float *out, int ldo, const float *in, int ldi,
+                       const float *W, const float *b, int N, int IC, int OC);
+void linear_backward_ld(struct Bf16Worker *bw, float *din, int ldd, float *dW, float *db,
+                        const float *dout, int ldo, const float *in, int ldi, const float *W,
+                        int N, int IC, int OC, float din_beta);
 
 /* din[N, IC] = dout @ W; dW, db as linear_backward */
 void linear_backward_set(struct Bf16Worker *bw, float *din, float *dW, float *db, const float *dout,

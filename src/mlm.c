@@ -312,7 +312,8 @@ int mlm_logits(Model *m, const MlmHead *h, const Batch *b, const int *pos, int n
     for (int i = 0; i < n; i++) {
         int row = pos[i] == 0 ? 0 : pos[i] + np;
         memcpy(x, enc + (size_t)row * C, (size_t)C * sizeof *x);
-        head_forward(bf16_worker(m->bf16, 0), h, m->params + m->off.word, x, 1, x + C, x + 2 * C, mean, mean + 1,
+        head_forward(bf16_worker(m->bf16, 0), h, m->params + m->off.word, x, 1, x + C, x + 2 * C,
+                     mean, mean + 1,
                      logits + (size_t)i * h->vocab);
     }
     free(x), free(mean);

@@ -569,10 +569,10 @@ int model_find_group(const Model *m, const char *name)
  * product in the pass it makes over out anyway; the separate bias copy and
  * residual add would be two more passes over activations that no longer
  * fit in cache. */
-static void residual_linear_forward(struct Bf16Worker *bw, float *restrict out, const float *restrict in,
-                                    const float *restrict W, const float *restrict b,
-                                    const float *restrict resid, long ldr, int N, int IC,
-                                    int OC)
+static void residual_linear_forward(struct Bf16Worker *bw, float *restrict out,
+                                    const float *restrict in, const float *restrict W,
+                                    const float *restrict b, const float *restrict resid,
+                                    long ldr, int N, int IC, int OC)
 {
     for (long i = 0; i < N; i++) {
         const float *restrict r = resid + i * ldr;
@@ -941,8 +941,8 @@ static void pool_forward(const Model *m, Activations *a, const Batch *b)
     for (int r0 = 0, r1; r0 < B; r0 = r1) {
         int task = b->task[r0];
         r1 = task_run_end(b, r0);
-        linear_forward(a->bw, a->pool_pre + (size_t)r0 * C, a->cls + (size_t)r0 * C, P + o->pre_w[task],
-                       P + o->pre_b[task], r1 - r0, C, C);
+        linear_forward(a->bw, a->pool_pre + (size_t)r0 * C, a->cls + (size_t)r0 * C,
+                       P + o->pre_w[task], P + o->pre_b[task], r1 - r0, C, C);
     }
     relu_forward(a->pooled, a->pool_pre, B * C);
 }
@@ -967,7 +967,8 @@ static void pool_backward(const Model *m, Activations *a, const Batch *b, float 
         tanh_backward(d_pool_pre, a->d_pool, a->pooled, B * C);
     zero(a->d_pool, (size_t)B * C);
     if (!m->cfg.head_pre) {
-        linear_backward(a->bw, need_cls ? a->d_pool : NULL, grad_or_null(m, G, pooler_group, o->pool_w),
+        linear_backward(a->bw, need_cls ? a->d_pool : NULL,
+                        grad_or_null(m, G, pooler_group, o->pool_w),
                         grad_or_null(m, G, pooler_group, o->pool_b), d_pool_pre, a->cls,
                         P + o->pool_w, B, C, C);
         return;
@@ -1387,7 +1388,8 @@ static void bf16_sync_job(void *arg, int i, int n)
             const ParamTensor *pt = &m->tensors[t];
             if (pt->ndim != 2)
                 continue;
-            size_t lo = pt->numel * (size_t)i / (size_t)n, hi = pt->numel * (size_t)(i + 1) / (size_t)n;
+            size_t lo = pt->numel * (size_t)i / (size_t)n;
+            size_t hi = pt->numel * (size_t)(i + 1) / (size_t)n;
             bf16_refresh(m->bf16, pt->offset + lo, hi - lo);
         }
     }

@@ -585,8 +585,9 @@ int predict_main(int argc, char **argv)
                          head.hidden, head.vocab, a.checkpoint, cfg.hidden, cfg.vocab);
     }
     if (rc == 0) {
-        int p = a.precision >= 0 ? a.precision
-                                 : is_dir(a.checkpoint) ? PRECISION_FP32 : run_precision(a.checkpoint);
+        int p = a.precision >= 0        ? a.precision
+                : is_dir(a.checkpoint) ? PRECISION_FP32
+                                       : run_precision(a.checkpoint);
         rc = model_set_precision(&m, p, &e);
     }
     if (rc == 0 && a.pair && cfg.type_vocab == 1)
