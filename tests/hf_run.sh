@@ -227,6 +227,15 @@ echo "the movie was [MASK] ." | MNEME_BF16=emulate "$MNEME" predict \
     "$TMP/run_mlm16/checkpoints/final.safetensors" --task mlm > "$TMP/out" 2>&1
 jq -e '.masks[0].position == 4 and (.masks[0].top | length) == 5' "$TMP/out" > /dev/null
 ok $? "predict --task mlm on the bf16 run's checkpoint, in bf16"
+MNEME_BF16=emulate "$MNEME" export "$TMP/run_mlm16" --to "$TMP/exp16" > /dev/null 2>&1
+for prec in fp32 bf16; do
+    MNEME_BF16=emulate "$MNEME" predict "$TMP/run_mlm16/checkpoints/final.safetensors" --task new \
+        --precision $prec < "$TMP/texts" | jq -c .logits > "$TMP/a16"
+    MNEME_BF16=emulate "$MNEME" predict "$TMP/exp16" --task original --precision $prec \
+        < "$TMP/texts" | jq -c .logits > "$TMP/b16"
+    cmp -s "$TMP/a16" "$TMP/b16" && [ -s "$TMP/a16" ]
+    ok $? "a bf16 run exports fp32 weights: the folder's logits are its checkpoint's in $prec, bit for bit"
+done
 ewc=$(moved "$TMP/run_ewc/metrics.jsonl")
 jq -e -s 'map(select(.phase == "finetune")) | all(.ewc_lambda == 10000)' "$TMP/run_ewc/metrics.jsonl" > /dev/null &&
     lt "$ewc" "$plain"
