@@ -134,16 +134,18 @@ int bf16_check(Bf16Path path, char *isa, size_t n, MnError *e)
         return mn_fail(e, "model.precision = \"bf16\": this CPU has no bfloat16 matrix product "
                           "(oneDNN runs %s here; bf16 needs avx512_core_bf16 or "
                           "avx512_core_amx, as on Intel Cooper Lake, Sapphire Rapids or AMD "
-                          "Zen 4 and later). Use fp32, or MNEME_BF16=emulate to see bf16's "
-                          "numbers slowly", isa_name(got));
+                          "Zen 4 and later). Use fp32 (a bf16 run goes on in fp32 as a fork: "
+                          "mneme fork RUN_DIR --name NAME --set model.precision=fp32), or "
+                          "MNEME_BF16=emulate to see bf16's numbers slowly", isa_name(got));
     return 0;
 #else
     snprintf(isa, n, "none");
     if (path == BF16_EMULATE)
         return 0;
     return mn_fail(e, "model.precision = \"bf16\": this mneme was built without oneDNN "
-                      "(apt-get install libdnnl-dev, then ./configure again). Use fp32, or "
-                      "MNEME_BF16=emulate to see bf16's numbers slowly");
+                      "(apt-get install libdnnl-dev, then ./configure again). Use fp32 (a bf16 "
+                      "run goes on in fp32 as a fork: mneme fork RUN_DIR --name NAME --set "
+                      "model.precision=fp32), or MNEME_BF16=emulate to see bf16's numbers slowly");
 #endif
 }
 

@@ -117,7 +117,13 @@ ok $? "the branch computes in bf16, its parent in fp32"
     strip "$TMP/f32/branches/in-bf16" >"$TMP/fb.m" && strip "$TMP/f32r" >"$TMP/fr.m" &&
     cmp -s "$TMP/fb.m" "$TMP/fr.m"
 ok $? "and mneme replay reproduces it, the change of precision included"
+# and back: a bf16 run goes on in fp32 where bf16 is not to be had (as the
+# refusal says), with no MNEME_BF16 at all
+"$MNEME" run --headless "$CFG" $SETS --set model.precision=bf16 --out "$TMP/b16" --quiet >/dev/null 2>&1
 unset MNEME_BF16
+"$MNEME" fork "$TMP/b16" --name in-fp32 --at 15 --set model.precision=fp32 --quiet >/dev/null 2>&1 &&
+    [ "$(json "$TMP/b16/branches/in-fp32/summary.json" .precision)" = fp32 ]
+ok $? "a bf16 run forks into fp32, on any machine"
 
 "$MNEME" run --headless "$CFG" --set model.precision=fp16 --out "$TMP/bad" --quiet >/dev/null 2>"$TMP/bad.err"
 [ $? = 2 ] && grep -q 'model.precision' "$TMP/bad.err" && grep -q 'fp32 or bf16' "$TMP/bad.err"
