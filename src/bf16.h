@@ -39,14 +39,13 @@ int precision_parse(const char *s);
 const char *precision_name(int precision);
 
 /* Round to nearest even, as oneDNN and every bf16 unit do; a NaN stays a
- * (quiet) NaN. */
+ * (quiet) NaN. A select, not a branch, so that loops over it vectorise. */
 static inline uint16_t bf16_from_float(float f)
 {
     union { float f; uint32_t u; } v = { f };
-    if ((v.u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((v.u >> 16) | 0x40u);
-    v.u += 0x7fffu + ((v.u >> 16) & 1u);
-    return (uint16_t)(v.u >> 16);
+    uint32_t rounded = (v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16;
+    uint32_t nan = (v.u >> 16) | 0x40u;
+    return (uint16_t)((v.u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
 }
 
 static inline float bf16_to_float(uint16_t h)
