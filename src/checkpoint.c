@@ -476,7 +476,7 @@ static int load_run_state(const StFile *f, const Model *m, RunStateRecord *st, M
 int checkpoint_load(const StFile *f, Model *m, AdamW *opt, RunStateRecord *st, MnError *e)
 {
     int rc = load_tensor_set(f, m, m->params, "", opt == NULL, e);
-    model_params_changed(m, -1);
+    model_params_changed(m);
     if (rc < 0)
         return -1;
     if (opt && (load_tensor_set(f, m, opt->m, "optimizer.exp_avg.", 0, e) < 0 ||

@@ -469,7 +469,7 @@ static int load_one(const HfModel *h, Model *m, int t, const char *hf_name, int 
 int hf_load(const HfModel *h, Model *m, int head_task, MnError *e)
 {
     char name[256];
-    model_params_changed(m, -1);
+    model_params_changed(m);
     for (int t = 0; t < m->n_tensors; t++) {
         const char *mn = m->tensors[t].name;
         int base = strncmp(mn, "bert.", 5) == 0;

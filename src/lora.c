@@ -102,5 +102,5 @@ void lora_merge(Model *m)
             memset(B, 0, (size_t)out * r * sizeof(float));
         }
     }
-    model_params_changed(m, -1);
+    model_params_changed(m);
 }

@@ -525,7 +525,7 @@ void model_init_weights(Model *m, Rng *rng, float std)
             for (size_t j = 0; j < m->groups[g].numel; j++)
                 m->params[m->groups[g].offset + j] = std * rng_normal(rng);
     m->virtual_on = 0;
-    model_params_changed(m, -1);
+    model_params_changed(m);
 }
 
 void model_init_lora(Model *m, Rng *rng)
@@ -545,7 +545,7 @@ void model_init_lora(Model *m, Rng *rng)
                 p[j] = bound * (2.0f * rng_uniform(rng) - 1.0f);
         }
     }
-    model_params_changed(m, -1);
+    model_params_changed(m);
 }
 
 int model_find_tensor(const Model *m, const char *name)
@@ -1376,76 +1376,57 @@ static void combine_forward(Model *m, const StepJob *j, double *loss, int *count
     *counted = (int)v[1];
 }
 
-/* Each worker refreshes a share of every matrix of the stale groups. */
+/* Each worker refreshes a share of every matrix. */
 static void bf16_sync_job(void *arg, int i, int n)
 {
     Model *m = arg;
-    for (int g = 0; g < m->n_groups; g++) {
-        if (!m->bf16_stale[g])
+    for (int t = 0; t < m->n_tensors; t++) {
+        const ParamTensor *pt = &m->tensors[t];
+        if (pt->ndim != 2)
             continue;
-        const ParamGroup *pg = &m->groups[g];
-        for (int t = pg->first; t < pg->first + pg->count; t++) {
-            const ParamTensor *pt = &m->tensors[t];
-            if (pt->ndim != 2)
-                continue;
-            size_t lo = pt->numel * (size_t)i / (size_t)n;
-            size_t hi = pt->numel * (size_t)(i + 1) / (size_t)n;
-            bf16_refresh(m->bf16, pt->offset + lo, hi - lo);
-        }
+        size_t lo = pt->numel * (size_t)i / (size_t)n;
+        size_t hi = pt->numel * (size_t)(i + 1) / (size_t)n;
+        bf16_refresh(m->bf16, pt->offset + lo, hi - lo);
     }
 }
 
 static void bf16_sync(Model *m)
 {
-    if (!m->bf16)
-        return;
-    int any = 0;
-    for (int g = 0; g < m->n_groups && !any; g++)
-        any = m->bf16_stale[g];
-    if (!any)
+    if (!m->bf16 || !m->bf16_stale)
         return;
     workers_run(m->pool, bf16_sync_job, m);
-    memset(m->bf16_stale, 0, (size_t)m->n_groups);
+    m->bf16_stale = 0;
 }
 
-void model_params_changed(Model *m, int group)
+void model_params_changed(Model *m)
 {
-    if (!m->bf16)
-        return;
-    if (group < 0)
-        memset(m->bf16_stale, 1, (size_t)m->n_groups);
-    else if (group < m->n_groups)
-        m->bf16_stale[group] = 1;
+    m->bf16_stale = m->bf16 != NULL;
+}
+
+/* Several workers already take the cores: each one's products get one
+ * thread; a single worker's get OpenMP's (0). */
+static void bf16_threads(Model *m)
+{
+    if (m->bf16)
+        bf16_set_primitive_threads(m->bf16, workers_count(m->pool) > 1 ? 1 : 0);
 }
 
 int model_set_precision(Model *m, int precision, MnError *e)
 {
     if (precision == PRECISION_FP32) {
         bf16_free(m->bf16);
-        free(m->bf16_stale);
         m->bf16 = NULL;
-        m->bf16_stale = NULL;
-        m->precision = PRECISION_FP32;
+        m->bf16_stale = 0;
         return 0;
     }
     if (m->bf16)
         return 0;
     Bf16Path path;
-    if (bf16_path_from_env(&path, e) < 0)
+    if (bf16_path_from_env(&path, e) < 0 ||
+        !(m->bf16 = bf16_create(path, m->params, m->n_params, e)))
         return -1;
-    unsigned char *stale = malloc(m->n_groups > 0 ? (size_t)m->n_groups : 1);
-    if (!stale)
-        return mn_fail(e, "out of memory");
-    Bf16 *b = bf16_create(path, m->params, m->n_params, e);
-    if (!b) {
-        free(stale);
-        return -1;
-    }
-    memset(stale, 1, m->n_groups > 0 ? (size_t)m->n_groups : 1);
-    m->bf16 = b;
-    m->bf16_stale = stale;
-    m->precision = PRECISION_BF16;
-    bf16_set_primitive_threads(b, workers_count(m->pool) > 1 ? 1 : 0);
+    m->bf16_stale = 1;
+    bf16_threads(m);
     return 0;
 }
 
@@ -1680,11 +1661,10 @@ int model_set_threads(Model *m, int n, MnError *e)
         n = 1;
     if (n > MODEL_MAX_THREADS)
         n = MODEL_MAX_THREADS;
-    if (m->bf16)
-        bf16_set_primitive_threads(m->bf16, n > 1 ? 1 : 0);
     if (n == workers_count(m->pool))
         return 0;
     free_pool(m);
+    bf16_threads(m);
     if (n == 1)
         return 0;
     int failed = 0;
@@ -1712,6 +1692,7 @@ int model_set_threads(Model *m, int n, MnError *e)
      * would only compete with the workers for the same cores, and so
      * would oneDNN's. */
     blas_set_threads(1);
+    bf16_threads(m);
     return 0;
 }
 

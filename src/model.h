@@ -203,10 +203,10 @@ typedef struct {
     struct GradSync *sync;
     struct GradBucket *buckets;
     /* model.precision = "bf16" (model_set_precision): the products' bf16
-     * copy of the weights, and which groups' copy is out of date */
-    int precision;
+     * copy of the weights, and whether something other than the optimizer
+     * step wrote the weights since it was made */
     struct Bf16 *bf16;
-    unsigned char *bf16_stale; /* [n_groups] */
+    int bf16_stale;
     unsigned char *word_seen;  /* [vocab]: the batch's tokens, a pass's */
     int *word_rows;            /* [vocab]: the same, listed in order */
 } Model;
@@ -277,11 +277,10 @@ void model_zero_grads(Model *m);
  * backward, evaluation included. bf16 is refused, with the reason, where
  * the build or the CPU cannot do it; the model is then unchanged. */
 int model_set_precision(Model *m, int precision, MnError *e);
-/* Says that parameters of group g (every group: -1) were written by
- * something other than the optimizer step, which refreshes the bf16 copy
- * of what it updates itself: the copy follows before the next forward.
- * Nothing to do in fp32. */
-void model_params_changed(Model *m, int group);
+/* Says that the parameters were written by something other than the
+ * optimizer step, which refreshes the bf16 copy of what it updates itself:
+ * the whole copy follows before the next forward. Nothing to do in fp32. */
+void model_params_changed(Model *m);
 
 /* Splits every forward and backward over n workers (the calling thread and
  * n - 1 threads started here, which sleep between steps), each taking a

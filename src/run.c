@@ -1195,7 +1195,7 @@ static int ensure_fisher(Run *r, int fresh, MnError *e)
             return mn_fail(e, "out of memory for the Fisher");
         memcpy(now, r->model.params, r->model.n_params * sizeof(float));
         memcpy(r->model.params, r->anchor, r->model.n_params * sizeof(float));
-        model_params_changed(&r->model, -1);
+        model_params_changed(&r->model);
     }
     FisherMode mode = strcmp(x->finetune.ewc.fisher, "batch") == 0 ? FISHER_BATCH : FISHER_EMPIRICAL;
     /* masked-language modelling: the Fisher of the MLM loss */
@@ -1204,7 +1204,7 @@ static int ensure_fisher(Run *r, int fresh, MnError *e)
                              r->original_mlm ? mlm_fisher_grad : NULL, r, e);
     if (now) {
         memcpy(r->model.params, now, r->model.n_params * sizeof(float));
-        model_params_changed(&r->model, -1);
+        model_params_changed(&r->model);
         free(now);
     }
     if (rc < 0)

@@ -334,13 +334,13 @@ static void test_model(Bf16Path p, int threads)
     make(&fresh, threads);
     model_set_precision(&fresh, PRECISION_BF16, &e);
     memcpy(fresh.params, m16.params, m16.n_params * sizeof(float));
-    model_params_changed(&fresh, -1);
+    model_params_changed(&fresh);
     ok(model_forward(&fresh, &b) == after && after != l16,
        "%s: after the step the copy is the new weights' (loss %.6f)", pn, after);
     /* weights written by anything else are copied before the next forward */
     for (size_t i = 0; i < m16.n_params; i++)
         m16.params[i] *= 0.9f;
-    model_params_changed(&m16, -1);
+    model_params_changed(&m16);
     Model fresh2;
     make(&fresh2, threads);
     model_set_precision(&fresh2, PRECISION_BF16, &e);
