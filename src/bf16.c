@@ -192,21 +192,26 @@ Bf16 *bf16_create(Bf16Path path, const float *params, size_t n, MnError *e)
     return b;
 }
 
+#ifdef HAVE_ONEDNN
+static void prim_clear(Prim *p)
+{
+    dnnl_memory_destroy(p->a);
+    dnnl_memory_destroy(p->b);
+    dnnl_memory_destroy(p->c);
+    dnnl_memory_destroy(p->pad);
+    dnnl_primitive_destroy(p->prim);
+    memset(p, 0, sizeof *p);
+}
+#endif
+
 static void worker_free(Bf16Worker *w)
 {
     if (!w)
         return;
 #ifdef HAVE_ONEDNN
-    for (int i = 0; i < PRIM_CACHE; i++) {
-        Prim *p = &w->cache[i];
-        if (!p->used)
-            continue;
-        dnnl_memory_destroy(p->a);
-        dnnl_memory_destroy(p->b);
-        dnnl_memory_destroy(p->c);
-        dnnl_memory_destroy(p->pad);
-        dnnl_primitive_destroy(p->prim);
-    }
+    for (int i = 0; i < PRIM_CACHE; i++)
+        if (w->cache[i].used)
+            prim_clear(&w->cache[i]);
     if (w->stream)
         dnnl_stream_destroy(w->stream);
     free(w->pad);
@@ -359,16 +364,6 @@ static const void *mirrored(const Bf16 *b, const float *X)
 }
 
 #ifdef HAVE_ONEDNN
-static void prim_clear(Prim *p)
-{
-    dnnl_memory_destroy(p->a);
-    dnnl_memory_destroy(p->b);
-    dnnl_memory_destroy(p->c);
-    dnnl_memory_destroy(p->pad);
-    dnnl_primitive_destroy(p->prim);
-    memset(p, 0, sizeof *p);
-}
-
 /* The matmul of one shape: dst[M, N] (+)= src[M, K] wei[K, N] with the
  * operands' strides, a sum post-op for beta 1, and a scratchpad the
  * worker owns (oneDNN's own would be shared between threads). */
