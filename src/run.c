@@ -2226,6 +2226,9 @@ int run_resume(Run *r, const char *dir, const RunHooks *hooks, MnError *e)
 static const char *const fork_refused[] = {
     "seed", "model.", "original.", "new.", "base.", NULL
 };
+/* Keys under those that say how a run computes, not what its base is: a
+ * branch may take bf16 where its parent ran fp32, and back. */
+static const char *const fork_run_settings[] = { "model.precision", NULL };
 /* What the checkpoint was trained with: a fork at the start of
  * fine-tuning may change it, and then begins fine-tuning afresh. */
 static const char *const fork_restarts[] = {
@@ -2276,9 +2279,7 @@ int run_fork_override(const char *set, int at_start, char *key, size_t nk, char 
     }
     if (!found)
         return mn_fail(e, "%s: no such key (see mneme.cfg(5); policy.NAME sets a policy parameter)", raw);
-    /* how the products compute, not what the base is: a branch may take
-     * bf16 where its parent ran fp32, and back */
-    if (has_prefix_in(raw, fork_refused) && strcmp(raw, "model.precision") != 0)
+    if (has_prefix_in(raw, fork_refused) && !has_prefix_in(raw, fork_run_settings))
         return mn_fail(e, "%s cannot change in a fork: the base was made with it", raw);
     if (!at_start && has_prefix_in(raw, fork_restarts))
         return mn_fail(e, "%s cannot change in a fork after fine-tuning began: the checkpoint "
