@@ -50,7 +50,7 @@ static const char usage_text[] =
     "       mneme study EXPERIMENT.cfg [--remedies FILE] [--only A,B,...] [--set KEY=VALUE]...\n"
     "                 [--seeds N] [--out DIR] [--headless] [--quiet] [--theme NAME]\n"
     "       mneme study --resume DIR [--headless] [--quiet] [--theme NAME]\n"
-    "       mneme predict CHECKPOINT|MODEL_DIR --task NAME [--ids | --pair]\n"
+    "       mneme predict CHECKPOINT|MODEL_DIR --task NAME [--ids | --pair] [--precision fp32|bf16]\n"
     "       mneme export RUN_DIR|CHECKPOINT --to DIR [--task new|original] [--merge]\n"
     "       mneme tokenize MODEL_DIR [--pair] [--max-len N]\n"
     "       mneme bench EXPERIMENT.cfg [--set KEY=VALUE]... [--steps N] [--full-last-block]\n"
