@@ -132,6 +132,10 @@ sed 's/^model = { /model = { precision = "half"; /' "$CFG" >"$TMP/bad.cfg"
 "$MNEME" run --headless "$TMP/bad.cfg" --out "$TMP/bad2" --quiet >/dev/null 2>"$TMP/bad2.err"
 [ $? = 2 ] && grep -q 'bad.cfg:[0-9]' "$TMP/bad2.err" && grep -q 'model.precision' "$TMP/bad2.err"
 ok $? "in an experiment file, with its file and line: $(head -1 "$TMP/bad2.err")"
+echo "great soup" | "$MNEME" predict "$TMP/f32/checkpoints/final.safetensors" --task original \
+    --precision fp16 >/dev/null 2>"$TMP/bad4.err"
+[ $? = 2 ] && grep -q -- '--precision fp16: expected fp32 or bf16' "$TMP/bad4.err"
+ok $? "predict --precision with an unknown value is refused: $(head -1 "$TMP/bad4.err")"
 MNEME_BF16=fast "$MNEME" run --headless "$CFG" --set model.precision=bf16 --out "$TMP/bad3" --quiet \
     >/dev/null 2>"$TMP/bad3.err"
 [ $? != 0 ] && grep -q 'MNEME_BF16=fast' "$TMP/bad3.err"
