@@ -62,9 +62,10 @@ static int maskable(const Tokenizer *t, int id)
 }
 
 /* Masks row i of d (already tokenized): the same positions for the same
- * (seed, line) whatever else the file holds. */
-static void mask_row(Dataset *d, int i, const Tokenizer *t, unsigned long long seed, long line,
-                     int train)
+ * (seed, example) whatever else the file holds; example counts non-blank
+ * lines, so blank lines move nothing. Returns how many it masked. */
+static int mask_row(Dataset *d, int i, const Tokenizer *t, unsigned long long seed, long example,
+                    int train)
 {
     int *ids = d->ids + (size_t)i * (size_t)d->max_len;
     int *lab = d->mlm + (size_t)i * (size_t)d->max_len;
@@ -75,12 +76,12 @@ static void mask_row(Dataset *d, int i, const Tokenizer *t, unsigned long long s
         if (maskable(t, ids[p]))
             cand[nc++] = p;
     if (nc == 0)
-        return;
+        return 0;
     int k = (int)floor(MLM_PROB * nc + 0.5);
     if (k < 1)
         k = 1;
     Rng r;
-    rng_seed_stream(&r, seed, MLM_STREAM + (uint64_t)line);
+    rng_seed_stream(&r, seed, MLM_STREAM + (uint64_t)example);
     /* the first k of a partial shuffle */
     for (int j = 0; j < k; j++) {
         int s = j + (int)rng_below(&r, (uint32_t)(nc - j));
@@ -95,6 +96,15 @@ static void mask_row(Dataset *d, int i, const Tokenizer *t, unsigned long long s
         else if (u < 0.9f)
             ids[p] = (int)rng_below(&r, (uint32_t)t->vocab_size);
     }
+    return k;
+}
+
+long mlm_masked(const Dataset *d)
+{
+    long n = 0;
+    for (size_t i = 0; d->mlm && i < (size_t)d->n * (size_t)d->max_len; i++)
+        n += d->mlm[i] >= 0;
+    return n;
 }
 
 int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char *path,
@@ -108,7 +118,7 @@ int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char 
     LineReader lr;
     char *line;
     size_t n;
-    long lineno = 0, examples = 0;
+    long lineno = 0, examples = 0, masked[2] = { 0, 0 };
     int rc = 0;
     TokenSeq seq = { 0 };
     Dataset *ds[2] = { train, eval };
@@ -130,9 +140,9 @@ int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char 
             rc = mn_wrap(e, "%s:%ld", path, lineno);
             break;
         }
-        int held = examples % 5 == 4;
+        long example = examples++;
+        int held = example % 5 == 4;
         Dataset *d = ds[held];
-        examples++;
         if (d->n == cap_rows[held]) {
             int want = cap_rows[held] ? 2 * cap_rows[held] : 256;
             if (dataset_reserve(d, want, e) < 0) {
@@ -150,11 +160,18 @@ int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char 
         }
         d->len[i] = seq.n;
         d->label[i] = 0;
-        mask_row(d, i, t, seed, lineno, !held);
+        masked[held] += mask_row(d, i, t, seed, example, !held);
     }
     if (rc == 0 && eval->n == 0)
         rc = mn_fail(e, "%s: %ld lines of text; every fifth is held out for evaluation, so it "
                      "needs at least 5", path, examples);
+    /* scoring or replaying nothing would read as a perfect, unforgetting model */
+    for (int k = 1; rc == 0 && k >= 0; k--)
+        if (ds[k]->n > 0 && masked[k] == 0)
+            rc = mn_fail(e, "%s: none of the %d %s lines has a piece to mask: every piece is "
+                         "[UNK], [CLS], [SEP], [PAD] or [MASK]%s", path, ds[k]->n,
+                         k ? "held-out" : "training",
+                         max_len < 8 ? ", or model.max_len leaves no room" : "");
     line_reader_free(&lr);
     token_seq_free(&seq);
     fclose(f);

@@ -38,12 +38,16 @@ void mlm_head_free(MlmHead *h);
  * to at most max_len ids. Every fifth example is held out (the 5th, 10th,
  * ...) into eval, the rest go to train (for replay). Of each example's
  * pieces (not [CLS], [SEP], [PAD], [UNK], [MASK]) 15% (at least one) are
- * chosen from (seed, line): single WordPiece pieces, not whole words. In
+ * chosen from (seed, example): single WordPiece pieces, not whole words. In
  * eval every chosen piece becomes [MASK]; in train, as BERT pretraining
  * does, 80% become [MASK], 10% a random token and 10% stay. Dataset.mlm
- * holds the original ids there. Errors name the file and line. */
+ * holds the original ids there. Errors name the file and line; text with
+ * no piece to mask, held out or not, is refused. */
 int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char *path,
                   int max_len, unsigned long long seed, MnError *e);
+
+/* How many pieces of d are masked (Dataset.mlm >= 0). */
+long mlm_masked(const Dataset *d);
 
 typedef struct {
     double loss;               /* mean cross-entropy over masked tokens */

@@ -1712,8 +1712,9 @@ int run_create(Run *r, const Experiment *x, const char *dir,
         }
         if (r->original_mlm) {
             logf_(r, "base: the original task is masked-language modelling on %s (%d held-out "
-                  "texts, %d others)", x->original.mlm, r->eval[TASK_ORIGINAL].n,
-                  r->train[TASK_ORIGINAL].n);
+                  "text%s with %ld masked pieces, %d others)", x->original.mlm,
+                  r->eval[TASK_ORIGINAL].n, r->eval[TASK_ORIGINAL].n == 1 ? "" : "s",
+                  mlm_masked(&r->eval[TASK_ORIGINAL]), r->train[TASK_ORIGINAL].n);
             return begin_finetune(r, e);
         }
     }

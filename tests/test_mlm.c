@@ -256,6 +256,28 @@ static void test_masking(void)
         }
     ok(masked > kept && masked > random && masked + kept + random > 0,
        "training text: mostly [MASK], some kept, some random (%d, %d, %d)", masked, kept, random);
+    dataset_free(&ev2), dataset_free(&tr2);
+    /* the same lines with blank lines between them mask the same pieces */
+    FILE *spaced = fopen(path, "w");
+    for (int i = 0; i < 20; i++)
+        fprintf(spaced, "%s%s line number %d of some text to mask here\n", i % 7 == 3 ? "\n \n" : "",
+                i % 3 ? "a" : "the", i);
+    fclose(spaced);
+    int same = mlm_load_text(&ev2, &tr2, &t, path, 64, 42, &e) == 0 && ev2.n == ev.n &&
+               tr2.n == tr.n &&
+               memcmp(ev.ids, ev2.ids, (size_t)ev.n * 64 * sizeof(int)) == 0 &&
+               memcmp(ev.mlm, ev2.mlm, (size_t)ev.n * 64 * sizeof(int)) == 0 &&
+               memcmp(tr.ids, tr2.ids, (size_t)tr.n * 64 * sizeof(int)) == 0 &&
+               memcmp(tr.mlm, tr2.mlm, (size_t)tr.n * 64 * sizeof(int)) == 0;
+    ok(same, "blank lines between the texts move no mask");
+    ok(mlm_masked(&ev) > ev.n && mlm_masked(&ev) == mlm_masked(&ev2),
+       "mlm_masked counts the held-out masked pieces (%ld)", mlm_masked(&ev));
+    /* with only [CLS] and [SEP] left nothing can be masked: refused, not
+     * scored as a perfect model */
+    rc = mlm_load_text(&ev2, &tr2, &t, path, 2, 42, &e);
+    ok(rc < 0 && strstr(e.msg, "none of the 4 held-out lines has a piece to mask") &&
+           strstr(e.msg, path),
+       "nothing to mask: refused with the file and the reason (%s)", rc < 0 ? e.msg : "accepted");
     dataset_free(&ev), dataset_free(&tr), dataset_free(&ev2), dataset_free(&tr2);
     FILE *g = fopen(path, "w");
     fprintf(g, "one\ntwo\nthree\n");
