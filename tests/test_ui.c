@@ -333,12 +333,53 @@ static void test_deep_model(void)
     ok(last == 23 && covered == rows && !canvas_has(&c, "more"),
        "24 layers at 24 rates in a small panel: %d rows of ranges cover layer.0 to layer.23 in order",
        rows);
+    ok(canvas_has(&c, "\u2264") != 0, "a range of blocks at different rates shows its highest after \u2264");
     canvas_free(&c);
-    canvas_init(&c, 120, 60, 1);
+    canvas_init(&c, 120, 100, 1);
     screen_draw(&c, &s, &o);
-    ok(canvas_has(&c, "layer.23 ") && canvas_has(&c, "layer.0 ") && !canvas_has(&c, "layer.0-"),
+    ok(canvas_has(&c, "layer.23 ") && canvas_has(&c, "layer.0 ") && !canvas_has(&c, "layer.0-") &&
+           !canvas_has(&c, "emb+"),
        "with room, every block has its own row");
     canvas_free(&c);
+
+    /* every other block frozen, the embeddings training: rows that must
+     * join frozen and training blocks say how many are frozen */
+    s.groups[0].trainable = 1, s.groups[0].lr = 2e-5;
+    for (int l = 0; l < 24; l++)
+        s.groups[1 + l].trainable = l % 2 == 0, s.groups[1 + l].lr = 2e-5;
+    int sizes[][2] = { { 100, 30 }, { 80, 24 }, { 60, 16 } };
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        canvas_init(&c, sizes[k][0], sizes[k][1], 1);
+        screen_draw(&c, &s, &o);
+        int good = 1, seen = 0;
+        char bad[160] = "";
+        top = canvas_has(&c, "learning rate per layer");
+        for (int y = top; top && y < c.h; y++) {
+            canvas_row(&c, y, row, sizeof row);
+            char *p = strstr(row, "layer.");
+            int a, b, emb = p && p - row >= 4 && strncmp(p - 4, "emb+", 4) == 0;
+            if (!p || (sscanf(p, "layer.%d-%d", &a, &b) != 2 &&
+                       (sscanf(p, "layer.%d", &a) != 1 || (b = a, 0))))
+                continue;
+            int frozen = 0, all = b - a + 1 + emb;
+            for (int l = a; l <= b; l++)
+                frozen += l % 2 == 1;
+            char want[32];
+            if (frozen == all)
+                snprintf(want, sizeof want, "frozen");
+            else
+                snprintf(want, sizeof want, "%d/%d", frozen, all);
+            int says = frozen ? strstr(row, want) != NULL : strstr(row, "frozen") == NULL;
+            if (!says && good) {
+                good = 0;
+                snprintf(bad, sizeof bad, "%.100s (want %s)", row, frozen ? want : "none frozen");
+            }
+            seen++;
+        }
+        ok(good && seen > 0, "%dx%d, every other block frozen: each of %d rows says how many of its "
+           "groups are frozen %s", sizes[k][0], sizes[k][1], seen, bad);
+        canvas_free(&c);
+    }
     snapshot_free(&s);
 }
 

@@ -362,20 +362,26 @@ static int joinable(const Snapshot *s, const LayerRow *a, const LayerRow *b)
            block_of(s->groups[b->first].name, &suffix) == 0 && suffix[0] == 0;
 }
 
-static int uniform(const Snapshot *s, const LayerRow *a, const LayerRow *b)
+/* How alike the groups of rows a..b must be to share a row: 0 the same
+ * state, 1 all frozen or all training (rates may differ), 2 anything. */
+static int alike(const Snapshot *s, const LayerRow *a, const LayerRow *b, int level)
 {
-    for (int g = a->first; g <= b->last; g++)
-        if (!same_state(&s->groups[a->first], &s->groups[g]))
+    for (int g = a->first; g <= b->last; g++) {
+        const SnapGroup *x = &s->groups[a->first], *y = &s->groups[g];
+        if ((level == 0 && !same_state(x, y)) || (level == 1 && x->trainable != y->trainable))
             return 0;
+    }
     return 1;
 }
 
 /* Rows for the panel: blocks in the same state (frozen, or training at
  * the same rate) share a row; when a deep model (12, 24 layers) still
- * does not fit, the frozen embeddings join the frozen blocks above them,
- * and then neighbouring block rows are joined, smallest pairs first, so
- * every block stays on screen. Returns the row count (it may exceed max
- * when what is left are not blocks). */
+ * does not fit, the embeddings join the blocks above them and neighbouring
+ * rows are joined, smallest pairs first, so every block stays on screen:
+ * rows in the same state first, then rows training at different rates,
+ * and only then frozen with training ones (the row says how many of its
+ * groups are frozen). Returns the row count (it may exceed max when what
+ * is left are not blocks). */
 static int plan_rows(const Snapshot *s, LayerRow *rows, int max)
 {
     int n = 0;
@@ -387,12 +393,12 @@ static int plan_rows(const Snapshot *s, LayerRow *rows, int max)
         }
         rows[n++] = (LayerRow){ g, g };
     }
-    for (int pass = 0; pass < 2; pass++)
+    for (int level = 0; level < 3; level++)
         while (n > max) {
             int best = -1, best_size = 0;
             for (int i = 0; i + 1 < n; i++)
                 if (joinable(s, &rows[i], &rows[i + 1]) &&
-                    (pass || uniform(s, &rows[i], &rows[i + 1]))) {
+                    alike(s, &rows[i], &rows[i + 1], level)) {
                     int size = rows[i + 1].last - rows[i].first;
                     if (best < 0 || size < best_size) {
                         best = i;
@@ -426,7 +432,9 @@ static void row_name(const Snapshot *s, const LayerRow *row, char *out, size_t n
 
 /* Each row: name, a bar of its rate against the highest, the rate, and
  * (when there is room and it is known) its drift since the base. A range
- * of blocks shows its highest rate and drift. */
+ * of blocks shows its highest rate (after "≤" when its rates differ) and
+ * drift, and how many of its groups are frozen when some but not all
+ * are. */
 /* The rows of the per-layer panel r: plan gets all *n_rows of them;
  * returns how many are drawn, the rest summed up on a last "... N more"
  * row. The drawing and the mouse both ask here. */
@@ -470,13 +478,17 @@ static void draw_layers(Canvas *c, Rect r, const Snapshot *s)
         canvas_text(c, drift_x, r.y, -1, " drift ", EL_TITLE);
     for (int i = 0; i < shown; i++) {
         const LayerRow *row = &plan[i];
-        int y = r.y + 1 + i, x = r.x + 2, trainable = 0;
+        int y = r.y + 1 + i, x = r.x + 2, trainable = 0, frozen = 0, mixed_lr = 0;
         double lr = 0, drift = -1;
         for (int g = row->first; g <= row->last; g++) {
             const SnapGroup *sg = &s->groups[g];
-            if (sg->trainable && (!trainable || sg->lr > lr))
-                lr = sg->lr;
-            trainable |= sg->trainable;
+            if (sg->trainable) {
+                mixed_lr |= trainable && sg->lr != lr;
+                if (!trainable || sg->lr > lr)
+                    lr = sg->lr;
+            }
+            trainable += sg->trainable;
+            frozen += !sg->trainable;
             if (sg->drift > drift)
                 drift = sg->drift;
         }
@@ -505,8 +517,18 @@ static void draw_layers(Canvas *c, Rect r, const Snapshot *s)
             len = 1;
         for (int k = 0; k < len; k++)
             canvas_put(c, x + k, y, c->utf8 ? 0x2587 : '#', EL_BAR);
+        if (frozen) {
+            /* over the bar's end, so a partly frozen range never reads as training */
+            char note[32];
+            snprintf(note, sizeof note, " %d/%d frozen", frozen, frozen + trainable);
+            int w = text_width(note);
+            if (w > bar_w)
+                snprintf(note, sizeof note, "%d/%d", frozen, frozen + trainable), w = text_width(note);
+            if (w <= bar_w)
+                canvas_text(c, x + bar_w - w, y, w, note, EL_FROZEN);
+        }
         char num[32];
-        snprintf(num, sizeof num, "%.1e", lr);
+        snprintf(num, sizeof num, "%s%.1e", !mixed_lr ? "" : c->utf8 ? "\u2264" : "<=", lr);
         canvas_text(c, x + bar_w + 1, y, num_w, num, EL_NORMAL);
     }
     if (shown < n_rows) {
