@@ -69,6 +69,14 @@ int checkpoint_read_config(const StFile *f, ModelConfig *cfg,
  * state. Every tensor must exist with the model's shape, except the new
  * task's head: a base checkpoint made for another new task still gives its
  * encoder and original head, and the new head keeps its initialisation. */
+/* Everything a prediction or an export of task reads must be in f, shaped
+ * as its metadata says: checkpoint_load lets a base checkpoint lack the
+ * new head and the adapters (training keeps their initialisation), which
+ * would give the same logits for every line. The other tasks' heads are
+ * not read (task < 0: none is). Errors name path and the tensor. */
+int checkpoint_require(const StFile *f, const Model *m, int task, const char *path,
+                       MnError *e);
+
 int checkpoint_load(const StFile *f, Model *m, AdamW *opt, RunStateRecord *st,
                     MnError *e);
 

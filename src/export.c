@@ -20,9 +20,12 @@
 #include "paths.h"
 #include "safetensors.h"
 
+/* The config.json key that marks a folder as an export of mneme's. */
+#define EXPORT_MARK "mneme_export"
+
 typedef struct {
     const char *src;           /* run folder or checkpoint */
-    const char *to;
+    char *to;
     const char *task;
     int merge;
 } ExportArgs;
@@ -44,7 +47,10 @@ static int parse_args(int argc, char **argv, ExportArgs *a)
         if ((strcmp(argv[i], "--to") == 0 || strcmp(argv[i], "--task") == 0)) {
             if (i + 1 >= argc)
                 return usage("%s needs a value", argv[i]);
-            *(strcmp(argv[i], "--to") == 0 ? &a->to : &a->task) = argv[i + 1];
+            if (strcmp(argv[i], "--to") == 0)
+                a->to = argv[i + 1];
+            else
+                a->task = argv[i + 1];
             i++;
         } else if (strcmp(argv[i], "--merge") == 0)
             a->merge = 1;
@@ -59,6 +65,14 @@ static int parse_args(int argc, char **argv, ExportArgs *a)
         return usage("which run or checkpoint?%s", "");
     if (!a->to)
         return usage("--to DIR is missing%s", "");
+    /* "out/", as a shell completes it, is the folder out */
+    for (size_t n = strlen(a->to); n > 1 && a->to[n - 1] == '/'; n--)
+        a->to[n - 1] = 0;
+    const char *last = strrchr(a->to, '/');
+    last = last ? last + 1 : a->to;
+    if (!strcmp(last, ".") || !strcmp(last, "..") || !strcmp(a->to, "/"))
+        return usage("--to %s: name the folder to write (it is replaced as a whole), not one "
+                     "that holds the working directory", a->to);
     return 0;
 }
 
@@ -150,9 +164,12 @@ static int write_tokenizer(const char *hf_dir, const char *to, MnError *e)
                                 "mask_token", "[MASK]"), e);
 }
 
-/* config.json: the base model's, with the class and the task's labels. */
+/* config.json: the base model's, with the class and the task's labels,
+ * trained as one label per example (softmax), whatever the base said, and
+ * "mneme_export" saying where it came from: replaceable() only replaces
+ * a folder that carries it. */
 static int write_config(const char *hf_dir, const char *to, const Model *m, const LabelSet *ls,
-                        MnError *e)
+                        json_t *provenance, MnError *e)
 {
     char path[2200];
     json_error_t je;
@@ -160,6 +177,7 @@ static int write_config(const char *hf_dir, const char *to, const Model *m, cons
     json_t *o = json_load_file(path, 0, &je);
     if (!json_is_object(o)) {
         json_decref(o);
+        json_decref(provenance);
         return mn_fail(e, "%s: %s", path, je.text);
     }
     json_object_set_new(o, "architectures", json_pack("[s]", hf_class_name(m->cfg.arch)));
@@ -167,7 +185,10 @@ static int write_config(const char *hf_dir, const char *to, const Model *m, cons
     json_object_set_new(o, "label2id", labels_json(ls, 0));
     json_object_del(o, "_num_labels");
     json_object_del(o, "num_labels");
+    json_object_del(o, "finetuning_task");
+    json_object_set_new(o, "problem_type", json_string("single_label_classification"));
     json_object_set_new(o, "torch_dtype", json_string("float32"));
+    json_object_set_new(o, EXPORT_MARK, provenance);
     return write_json(to, "config.json", o, e);
 }
 
@@ -282,14 +303,64 @@ static json_t *adapter_config(const Model *m, const char *base)
                      "modules_to_save", save, "use_rslora", 0, "use_dora", 0);
 }
 
+/* A PEFT adapter is applied to base.from as it is on disk, so every
+ * weight but the adapters and the saved head (the pooler or
+ * pre_classifier, the classifier) must still be base.from's: what a base
+ * phase trained, or blocks a policy or :unfreeze opened, would be lost
+ * without a word. -1 naming what differs, with the way out. */
+static int adapter_base_unchanged(const Model *m, const char *base, MnError *e)
+{
+    static const char hint[] = "export --merge writes the whole model instead";
+    if (!base[0])
+        return mn_fail(e, "the run's base.from is unknown, and a PEFT adapter needs it as it "
+                       "was trained on; %s", hint);
+    HfModel h;
+    Model b;
+    memset(&b, 0, sizeof b);
+    if (hf_open(&h, base, e) < 0)
+        return mn_wrap(e, "a PEFT adapter is applied to its base.from, which can't be read (%s)",
+                       hint);
+    int rc = model_create(&b, &m->cfg, 1, e);
+    if (rc == 0)
+        rc = hf_load(&h, &b, -1, e);
+    hf_close(&h);
+    int differ = 0;
+    char first[256] = "", name[256], saved[256];
+    for (int t = 0; rc == 0 && t < m->n_tensors; t++) {
+        const ParamTensor *pt = &m->tensors[t];
+        if (hf_tensor_name(m, t, m->cfg.arch, -1, name, sizeof name) < 0 ||
+            head_name_peft(m, t, m->cfg.arch, -1, saved, sizeof saved) == 0)
+            continue;
+        if (memcmp(m->params + pt->offset, b.params + pt->offset,
+                   pt->numel * sizeof *m->params) != 0 && differ++ == 0)
+            snprintf(first, sizeof first, "%s", name);
+    }
+    model_free(&b);
+    if (rc < 0)
+        return mn_wrap(e, "%s", base);
+    if (differ)
+        return mn_fail(e, "%s and %d more tensor%s differ from %s, the base the adapter would "
+                       "be applied to: the run trained base weights (a base phase, or blocks "
+                       "a policy or :unfreeze opened), which a LoRA adapter can't carry; %s",
+                       first, differ - 1, differ == 2 ? "" : "s", base, hint);
+    return 0;
+}
+
 /* Whether an existing --to may be replaced: empty, or what an export
- * wrote (never a folder of the user's that holds something else). */
+ * wrote, marked so in its config.json. Never a folder of the user's,
+ * even one holding only the same file names: a model downloaded from the
+ * hub, perhaps the run's own base.from. */
 static int replaceable(const char *to)
 {
+    char cfg[2200];
+    snprintf(cfg, sizeof cfg, "%s/config.json", to);
+    json_t *o = json_load_file(cfg, 0, NULL);
+    int marked = json_is_object(json_object_get(o, EXPORT_MARK));
+    json_decref(o);
     DIR *d = opendir(to);
     if (!d)
         return 0;
-    int others = 0;
+    int others = 0, any = 0;
     for (struct dirent *de; (de = readdir(d));) {
         const char *n = de->d_name;
         if (!strcmp(n, ".") || !strcmp(n, ".."))
@@ -302,9 +373,10 @@ static int replaceable(const char *to)
         for (int i = 0; ours[i]; i++)
             mine |= !strcmp(n, ours[i]);
         others |= !mine;
+        any = 1;
     }
     closedir(d);
-    return !others;
+    return !any || (!others && marked);
 }
 
 /* The export is written into a folder beside --to and renamed into place
@@ -313,7 +385,8 @@ static int replaceable(const char *to)
 static int stage_folder(const char *to, char *stage, size_t n, MnError *e)
 {
     if (access(to, F_OK) == 0 && (!is_dir(to) || !replaceable(to)))
-        return mn_fail(e, "%s exists and holds more than an export: choose another --to", to);
+        return mn_fail(e, "%s exists and is not an earlier export of mneme's (its config.json "
+                       "has no \"" EXPORT_MARK "\"): choose another --to", to);
     if (snprintf(stage, n, "%s.tmp.%ld", to, (long)getpid()) >= (int)n)
         return mn_fail(e, "%s: the path is too long", to);
     remove_tree(stage);
@@ -374,21 +447,25 @@ int export_main(int argc, char **argv)
         fprintf(stderr, "mneme export: %s\n", e.msg);
         return 2;
     }
+    int task = -1;
     rc = checkpoint_read_config(&f, &cfg, labels, &e);
+    for (int k = 0; rc == 0 && k < cfg.n_tasks; k++)
+        if (strcmp(cfg.task_name[k], a.task) == 0)
+            task = k;
     if (rc == 0)
         rc = model_create(&m, &cfg, 1, &e);
     if (rc == 0)
         rc = checkpoint_load(&f, &m, NULL, NULL, &e);
+    /* a head the file lacks would be exported as its initialisation */
+    int named = 0;             /* checkpoint_require's errors name the file */
+    if (rc == 0 && task >= 0)
+        rc = named = checkpoint_require(&f, &m, task, ck, &e);
     safetensors_free(&f);
     if (rc < 0) {
-        fprintf(stderr, "mneme export: %s: %s\n", ck, e.msg);
+        fprintf(stderr, "mneme export: %s%s%s\n", named ? "" : ck, named ? "" : ": ", e.msg);
         model_free(&m);
         return 2;
     }
-    int task = -1;
-    for (int k = 0; k < cfg.n_tasks; k++)
-        if (strcmp(cfg.task_name[k], a.task) == 0)
-            task = k;
     rc = 2;
     if (task < 0)
         fprintf(stderr, "mneme export: --task %s: the model's tasks are original and new\n",
@@ -403,12 +480,18 @@ int export_main(int argc, char **argv)
         fprintf(stderr, "mneme export: %s\n", e.msg);
     else {
         int peft = lora_present(&m) && !a.merge;
+        hf_run_base_from(hf_dir, base, sizeof base);
+        rc = peft && adapter_base_unchanged(&m, base, &e) < 0;
         if (lora_present(&m) && a.merge)
             lora_merge(&m);
-        hf_run_base_from(hf_dir, base, sizeof base);
         /* config.json in both: for an adapter it carries the labels, which
          * the base model is loaded with (AutoConfig.from_pretrained) */
-        rc = write_config(hf_dir, stage, &m, &labels[task], &e) < 0;
+        json_t *provenance = json_pack("{s:s, s:s, s:b}", "checkpoint", ck, "task", a.task,
+                                       "adapter", peft);
+        if (rc == 0)
+            rc = write_config(hf_dir, stage, &m, &labels[task], provenance, &e) < 0;
+        else
+            json_decref(provenance);
         if (peft && rc == 0) {
             snprintf(path, sizeof path, "%s/adapter_model.safetensors", stage);
             rc = write_tensors(path, &m, task, adapter_name, &e) < 0 ||

@@ -143,7 +143,10 @@ int hf_adapter_name(const Model *m, int t, int arch, char *out, size_t n, char *
 int hf_run_files(const char *checkpoint, char *dir, size_t n)
 {
     char p[1024];
-    snprintf(p, sizeof p, "%s", checkpoint);
+    /* absolute, so that "final.safetensors" given from inside checkpoints/ finds ../hf */
+    char *real = realpath(checkpoint, NULL);
+    snprintf(p, sizeof p, "%s", real ? real : checkpoint);
+    free(real);
     for (int up = 0; up < 6; up++) {
         char *slash = strrchr(p, '/');
         if (slash)
@@ -558,7 +561,10 @@ void hf_run_base_from(const char *hf_dir, char *out, size_t n)
     out[0] = 0;
     snprintf(path, sizeof path, "%s/../experiment.cfg", hf_dir);
     config_init(&cf);
-    if (config_read_file(&cf, path) && config_lookup_string(&cf, "base.from", &v) && v)
-        snprintf(out, n, "%s", v);
+    if (config_read_file(&cf, path) && config_lookup_string(&cf, "base.from", &v) && v) {
+        char *real = realpath(v, NULL);
+        snprintf(out, n, "%s", real ? real : v);
+        free(real);
+    }
     config_destroy(&cf);
 }

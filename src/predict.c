@@ -382,46 +382,6 @@ static int load_folder(const char *dir, Model *m, ModelConfig *cfg, LabelSet *la
     return rc;
 }
 
-static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape)
-{
-    if (ndim == 2)
-        snprintf(buf, n, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
-    else
-        snprintf(buf, n, "[%lld]", (long long)shape[0]);
-}
-
-/* Everything the asked output reads must be in the file, shaped as the
- * metadata says: checkpoint_load lets a base checkpoint lack the new head
- * and the adapters (training keeps their initialisation), which for a
- * prediction would be the same logits for every line. The other tasks'
- * heads are not read (task < 0: none is). */
-static int require_tensors(const StFile *f, const Model *m, int task, const char *path,
-                           MnError *e)
-{
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ParamTensor *pt = &m->tensors[i];
-        const char *g = m->groups[pt->group].name;
-        if (strncmp(g, "classifier.", 11) == 0 &&
-            (task < 0 || strcmp(g + 11, m->cfg.task_name[task]) != 0))
-            continue;
-        int64_t want[2] = { pt->shape[0], pt->shape[1] };
-        char ws[48], hs[48];
-        shape_text(ws, sizeof ws, pt->ndim, want);
-        const StTensorInfo *ti = safetensors_find(f, pt->name);
-        if (!ti)
-            return mn_fail(e, "%s: tensor %s is missing (its metadata, mneme.model, needs it "
-                           "as %s)", path, pt->name, ws);
-        if (ti->ndim != pt->ndim || ti->shape[0] != want[0] ||
-            (pt->ndim == 2 && ti->shape[1] != want[1])) {
-            shape_text(hs, sizeof hs, ti->ndim, ti->shape);
-            return mn_fail(e, "%s: tensor %s has shape %s, but its metadata (mneme.model) "
-                           "needs %s", path, pt->name, ti->ndim > 2 ? "of more than 2 "
-                           "dimensions" : hs, ws);
-        }
-    }
-    return 0;
-}
-
 /* The experiment.cfg of the run whose checkpoints/ folder holds path:
  * 1 with its path in exp, 0 when path is not in a run's checkpoints/. */
 static int run_experiment_of(const char *path, char *exp, size_t n)
@@ -505,7 +465,7 @@ static int load_checkpoint(const char *path, const char *task_name, Model *m,
     if (rc == 0)
         rc = model_create(m, cfg, 1, e);
     if (rc == 0)
-        rc = require_tensors(&f, m, *task, path, e);
+        rc = checkpoint_require(&f, m, *task, path, e);
     if (rc == 0)
         rc = checkpoint_load(&f, m, NULL, NULL, e);
     safetensors_free(&f);

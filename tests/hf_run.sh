@@ -136,8 +136,24 @@ ok $? "the adapter folder's config.json carries the labels ($(jq -c .id2label "$
 ok $? "exporting again over an earlier export replaces it"
 mkdir -p "$TMP/mine" && echo keep > "$TMP/mine/notes.txt"
 "$MNEME" export "$TMP/run_lora" --to "$TMP/mine" > /dev/null 2> "$TMP/err"
-ok $([ $? != 0 ] && contains "$TMP/err" "holds more than an export" && [ "$(ls "$TMP/mine")" = notes.txt ]; echo $?) \
+ok $([ $? != 0 ] && contains "$TMP/err" "not an earlier export" && [ "$(ls "$TMP/mine")" = notes.txt ]; echo $?) \
    "a folder of the user's is not overwritten: $(cat "$TMP/err")"
+# A model folder holds the same file names as an export: only a folder
+# whose config.json an export marked is replaced, never the run's base.
+sum_before=$(cat "$TMP/bert/model.safetensors" "$TMP/bert/config.json" | cksum)
+"$MNEME" export "$TMP/run_lora" --to "$TMP/bert" > /dev/null 2> "$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" 'has no "mneme_export"' &&
+     [ "$(cat "$TMP/bert/model.safetensors" "$TMP/bert/config.json" | cksum)" = "$sum_before" ]; echo $?) \
+   "the run's own base.from is not overwritten: $(cat "$TMP/err")"
+jq -e '.mneme_export.adapter == true and .mneme_export.task == "new" and
+       (.mneme_export.checkpoint | endswith("final.safetensors")) and
+       .problem_type == "single_label_classification"' "$TMP/peft/config.json" > /dev/null
+ok $? "an export's config.json says where it came from and that it is single-label ($(jq -c .mneme_export "$TMP/peft/config.json"))"
+"$MNEME" export "$TMP/run" --to "$TMP/slash/" > /dev/null 2>&1 && [ -f "$TMP/slash/model.safetensors" ] &&
+    [ -z "$(ls -d "$TMP"/slash.tmp.* "$TMP"/slash/.tmp* 2>/dev/null)" ]
+ok $? "--to DIR/ with the slash a shell completes writes DIR"
+(cd "$TMP/slash" && "$MNEME" export "$TMP/run" --to . > /dev/null 2> "$TMP/err")
+ok $([ $? = 2 ] && contains "$TMP/err" "name the folder to write"; echo $?) "--to . is refused: $(cat "$TMP/err")"
 MNEME_FAULT_WRITE_AFTER=100 "$MNEME" export "$TMP/run_lora" --to "$TMP/full" > /dev/null 2> "$TMP/err"
 ok $([ $? != 0 ] && [ ! -e "$TMP/full" ] && [ -z "$(ls -d "$TMP"/full.tmp.* 2>/dev/null)" ]; echo $?) \
    "a disk that fills during an export leaves nothing half-written: $(cat "$TMP/err")"
@@ -147,6 +163,29 @@ ok $([ $? != 0 ] && [ ! -e "$TMP/full" ] && [ -z "$(ls -d "$TMP"/full.tmp.* 2>/d
 diff=$(paste -d '\t' "$TMP/a" "$TMP/b" | jq -R -s '[split("\n")[] | select(length > 0) | split("\t")
        | map(fromjson) | transpose[] | (.[0] - .[1]) | fabs] | max')
 ok "$(lt "$diff" 1e-4; echo $?)" "export --merge folds the adapter in: logits as the run's (max diff $diff)"
+
+# A LoRA run whose base phase trained the encoder: an adapter applied to
+# base.from would lose that, so only --merge exports it.
+head -n 24 "$TMP/orig.eval.tsv" > "$TMP/orig.train.tsv"
+cat > "$TMP/bp.cfg" <<'EOF'
+name = "bp";
+seed = 3;
+threads = 1;
+base = { from = "bert_mlm"; pretrain = { epochs = 1; lr = 1e-3; batch = 16; }; };
+original = { train = "orig.train.tsv"; eval = "orig.eval.tsv"; };
+new = { train = "new.train.tsv"; eval = "new.eval.tsv"; };
+finetune = { epochs = 1; lr = 1e-3; batch = 16; method = "lora"; };
+EOF
+"$MNEME" run --headless "$TMP/bp.cfg" --out "$TMP/run_bp" --quiet > /dev/null 2>&1 &&
+    "$MNEME" export "$TMP/run_bp" --to "$TMP/peft_bp" > /dev/null 2> "$TMP/err"
+ok $([ $? = 1 ] && contains "$TMP/err" "differ from $TMP/bert_mlm" && contains "$TMP/err" "export --merge" &&
+     [ ! -e "$TMP/peft_bp" ]; echo $?) "a LoRA run after a base phase: no adapter, which would lose it ($(cat "$TMP/err"))"
+"$MNEME" export "$TMP/run_bp" --to "$TMP/merged_bp" --merge > /dev/null 2>&1
+"$MNEME" predict "$TMP/run_bp/checkpoints/final.safetensors" --task new < "$TMP/texts" | jq -c .logits > "$TMP/a"
+"$MNEME" predict "$TMP/merged_bp" --task original < "$TMP/texts" | jq -c .logits > "$TMP/b"
+diff=$(paste -d '\t' "$TMP/a" "$TMP/b" | jq -R -s '[split("\n")[] | select(length > 0) | split("\t")
+       | map(fromjson) | transpose[] | (.[0] - .[1]) | fabs] | max')
+ok "$(lt "$diff" 1e-4; echo $?)" "it exports with --merge: logits as the run's (max diff $diff)"
 
 # DistilBERT: LoRA targets in its own names, its head in modules_to_save.
 sed 's/from = "bert"/from = "distil"/' "$TMP/exp.cfg" > "$TMP/exp_d.cfg"
