@@ -99,6 +99,14 @@ static int mask_row(Dataset *d, int i, const Tokenizer *t, unsigned long long se
     return k;
 }
 
+int mlm_check_vocab(const Tokenizer *t, const char *dir, MnError *e)
+{
+    if (t->kind == TOKENIZER_WORDPIECE && t->mask == t->unk)
+        return mn_fail(e, "%s/vocab.txt has no [MASK]: masked-language modelling needs it "
+                       "(without it every [UNK] would read as a mask)", dir);
+    return 0;
+}
+
 long mlm_masked(const Dataset *d)
 {
     long n = 0;

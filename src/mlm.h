@@ -46,6 +46,9 @@ void mlm_head_free(MlmHead *h);
 int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char *path,
                   int max_len, unsigned long long seed, MnError *e);
 
+/* -1 when t (read from dir) has no [MASK] of its own. */
+int mlm_check_vocab(const Tokenizer *t, const char *dir, MnError *e);
+
 /* How many pieces of d are masked (Dataset.mlm >= 0). */
 long mlm_masked(const Dataset *d);
 

@@ -240,6 +240,21 @@ static int print_json(json_t *o, long lineno)
     return s ? 0 : -1;
 }
 
+/* NaN or infinity in a model's output (weights that overflowed, or were
+ * stored so) has no JSON number: an error naming the line, never a line
+ * with a number left out. */
+static int finite_out(const float *x, size_t n, long lineno)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) {
+            fprintf(stderr, "mneme predict: stdin:%ld: the model's output is not finite (%g at "
+                    "%zu): its weights hold NaN or infinity, or overflowed\n", lineno,
+                    (double)x[i], i);
+            return -1;
+        }
+    return 0;
+}
+
 static int predict_lines(Model *m, const Tokenizer *tok, const LabelSet *labels, int task,
                          int use_ids, int pair)
 {
@@ -250,6 +265,10 @@ static int predict_lines(Model *m, const Tokenizer *tok, const LabelSet *labels,
     while ((rc = input_next(&in, task)) > 0) {
         model_forward(m, &in.b);
         const float *logits = m->act.logits, *probs = m->act.probs;
+        if (finite_out(logits, (size_t)K, in.lineno) < 0) {
+            input_close(&in);
+            return 1;
+        }
         int best = 0;
         json_t *lg = json_array();
         for (int k = 0; k < K; k++) {
@@ -283,14 +302,19 @@ static int predict_mlm_line(Model *m, const MlmHead *h, const Tokenizer *tok, co
     for (int t = 0; pos && t < n; t++)
         if (b->ids[t] == tok->mask)
             pos[np++] = t;
-    if (pos && !np) {
-        fprintf(stderr, "mneme predict: stdin:%ld: no [MASK] (id %d) to fill\n", lineno, tok->mask);
-        free(pos);
-        return 2;
-    }
-    float *logits = pos ? malloc((size_t)np * (size_t)h->vocab * sizeof *logits) : NULL;
-    if (!logits || mlm_logits(m, h, b, pos, np, logits, &e) < 0) {
+    /* one output line per input line, so a line without a mask answers
+     * with none, and the stream goes on */
+    if (pos && !np)
+        fprintf(stderr, "mneme predict: stdin:%ld: no [MASK] (id %d) in its %d tokens: "
+                "\"masks\": []\n", lineno, tok->mask, n);
+    float *logits = pos ? malloc(((size_t)np * (size_t)h->vocab + 1) * sizeof *logits) : NULL;
+    if (!logits || (np && mlm_logits(m, h, b, pos, np, logits, &e) < 0)) {
         fprintf(stderr, "mneme predict: %s\n", logits ? e.msg : "out of memory");
+        free(logits);
+        free(pos);
+        return 1;
+    }
+    if (finite_out(logits, (size_t)np * (size_t)h->vocab, lineno) < 0) {
         free(logits);
         free(pos);
         return 1;
@@ -458,6 +482,11 @@ static int load_checkpoint(const char *path, const char *task_name, Model *m,
         rc = mn_fail(e, "%s has no task '%s' (it has:%s, and mlm for a run from a Hugging "
                      "Face model)", path, task_name, have);
     }
+    if (rc == 0 && *task >= 0 && labels[*task].n_labels == 1 &&
+        strcmp(labels[*task].names[0], "mlm") == 0)
+        rc = mn_fail(e, "the %s task of %s is masked-language modelling, which has no "
+                     "classification head: --task mlm fills [MASK] with the base model's MLM "
+                     "head", task_name, path);
     if (rc == 0)
         rc = heads_match_run(path, cfg, e);
     if (rc == 0)
@@ -544,6 +573,8 @@ int predict_main(int argc, char **argv)
                          "does not fit %s (hidden %d, vocabulary %d): has that folder changed?",
                          head.hidden, head.vocab, a.checkpoint, cfg.hidden, cfg.vocab);
     }
+    if (rc == 0 && mlm)
+        rc = mlm_check_vocab(&tok, is_dir(a.checkpoint) ? a.checkpoint : tdir, &e);
     if (rc == 0) {
         int p = a.precision >= 0        ? a.precision
                 : is_dir(a.checkpoint) ? PRECISION_FP32

@@ -206,7 +206,8 @@ static int setup(Run *r, const Experiment *x, const char *dir,
         }
         r->original_mlm = x->original.mlm[0] != 0;
         r->own_head = hf.head_labels > 0 && !r->original_mlm;
-        if (r->original_mlm && (hf_load_mlm(&hf, &r->mlm_head, e) < 0 ||
+        if (r->original_mlm && (mlm_check_vocab(&r->tok, x->base.from, e) < 0 ||
+                                hf_load_mlm(&hf, &r->mlm_head, e) < 0 ||
                                 batch_alloc(&r->mlm_batch, x->finetune.recipe.batch,
                                             x->model.max_len, e) < 0)) {
             hf_close(&hf);

@@ -238,6 +238,37 @@ ok $? "the same experiment scores the same masked positions: identical metrics"
 echo "the movie was [MASK] ." | "$MNEME" predict "$TMP/run_mlm/checkpoints/final.safetensors" --task mlm > "$TMP/out" 2>&1
 jq -e '.masks[0].position == 4 and (.masks[0].top | length) == 5' "$TMP/out" > /dev/null
 ok $? "predict --task mlm on the run's checkpoint fills [MASK] at position 4 ($(head -c 120 "$TMP/out"))"
+printf 'the [MASK] was good\nno mask here\na [MASK] film\n' |
+    "$MNEME" predict "$TMP/run_mlm/checkpoints/final.safetensors" --task mlm > "$TMP/out" 2> "$TMP/err"
+ok $([ $? = 0 ] && [ "$(jq -c '.masks | length' "$TMP/out" | tr '\n' ' ')" = "1 0 1 " ] &&
+     contains "$TMP/err" 'stdin:2: no [MASK]'; echo $?) \
+   "a line without [MASK] answers with no masks and the stream goes on ($(cat "$TMP/err"))"
+echo "a film" | "$MNEME" predict "$TMP/run_mlm/checkpoints/final.safetensors" --task original \
+    > "$TMP/out" 2> "$TMP/err"
+ok $([ $? = 2 ] && [ ! -s "$TMP/out" ] && contains "$TMP/err" "masked-language modelling, which has no classification head"; echo $?) \
+   "predict --task original on a run whose original task is MLM is refused: $(cat "$TMP/err")"
+cp -r "$TMP/bert_mlm" "$TMP/bert_nomask"
+sed -i 's/^\[MASK\]$/[MASQUE]/' "$TMP/bert_nomask/vocab.txt"
+echo "a [MASK] film" | "$MNEME" predict "$TMP/bert_nomask" --task mlm > /dev/null 2> "$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "vocab.txt has no [MASK]"; echo $?) \
+   "a vocab.txt without [MASK]: predict --task mlm is refused ($(cat "$TMP/err"))"
+"$MNEME" run --headless "$TMP/mlm.cfg" --out "$TMP/run_nomask" --quiet --set base.from="$TMP/bert_nomask" \
+    > /dev/null 2> "$TMP/err"
+ok $([ $? != 0 ] && contains "$TMP/err" "vocab.txt has no [MASK]"; echo $?) \
+   "and so is original.mlm ($(tail -n 1 "$TMP/err"))"
+# A head whose output overflows: no JSON line with a number left out.
+cp -r "$TMP/bert" "$TMP/bert_inf"
+"$PY" - "$TMP/bert_inf/model.safetensors" <<'EOF'
+import json, struct, sys
+with open(sys.argv[1], "r+b") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    h = json.loads(f.read(n))
+    f.seek(8 + n + h["classifier.bias"]["data_offsets"][0])
+    f.write(struct.pack("<f", float("inf")))
+EOF
+echo "a film" | "$MNEME" predict "$TMP/bert_inf" --task original > "$TMP/out" 2> "$TMP/err"
+ok $([ $? = 1 ] && [ ! -s "$TMP/out" ] && contains "$TMP/err" "stdin:1: the model's output is not finite"; echo $?) \
+   "an infinite logit is an error naming the line, not a shorter logits array: $(cat "$TMP/err")"
 "$MNEME" run --headless "$TMP/mlm.cfg" --out "$TMP/run_replay" --quiet --set finetune.replay.ratio=0.25 \
     > "$TMP/out" 2>&1
 ok $? "MLM replay: a quarter of each batch is masked text through the MLM head ($(tail -n 1 "$TMP/out"))"
