@@ -404,11 +404,24 @@ static int read_weights(HfModel *h, MnError *e)
     else if (!safetensors_find(&h->st, name + strlen(prefix)))
         return mn_fail(e, "%s: no %s (with or without \"%s\"): not a %s model's weights", path,
                        name + strlen(prefix), prefix, archs[h->arch].model_type);
+    /* before anything is sized from config.json: a config that claims a
+     * far larger model than the file holds fails here, not after
+     * allocating for it */
+    const StTensorInfo *we = safetensors_find(&h->st, h->prefixed ? name : name + strlen(prefix));
+    if (we->ndim != 2 || we->shape[0] != h->shape.vocab || we->shape[1] != h->shape.hidden)
+        return mn_fail(e, "%s: %s has shape [%lld%s%lld], but config.json's vocab_size %d and "
+                       "hidden_size %d need [%d, %d]", path, h->prefixed ? name : name + strlen(prefix),
+                       (long long)we->shape[0], we->ndim > 1 ? ", " : "",
+                       we->ndim > 1 ? (long long)we->shape[1] : 0LL, h->shape.vocab,
+                       h->shape.hidden, h->shape.vocab, h->shape.hidden);
     const StTensorInfo *ti = safetensors_find(&h->st, "classifier.weight");
     if (ti) {
         if (ti->ndim != 2 || ti->shape[1] != h->shape.hidden || ti->shape[0] < 1 ||
             ti->shape[0] > MAX_LABELS)
-            return mn_fail(e, "%s: classifier.weight has an unexpected shape", path);
+            return mn_fail(e, "%s: classifier.weight has shape [%lld%s%lld], expected [labels "
+                           "(1 to %d), hidden_size %d]", path, (long long)ti->shape[0],
+                           ti->ndim > 1 ? ", " : "", ti->ndim > 1 ? (long long)ti->shape[1] : 0LL,
+                           MAX_LABELS, h->shape.hidden);
         h->head_labels = (int)ti->shape[0];
         if (h->head_labels != h->labels.n_labels)
             return mn_fail(e, "%s: classifier.weight has %d rows but config.json's id2label "
@@ -417,6 +430,16 @@ static int read_weights(HfModel *h, MnError *e)
     snprintf(name, sizeof name, "%spooler.dense.weight", h->prefixed ? prefix : "");
     h->has_pooler = !archs[h->arch].head_pre && safetensors_find(&h->st, name) != NULL;
     h->has_pre = archs[h->arch].head_pre && safetensors_find(&h->st, "pre_classifier.weight");
+    /* A sequence classifier reads the pooler (pre_classifier): without it
+     * the head was trained on something else (token classification, say),
+     * and an initialised stand-in would give every text the same logits. */
+    if (h->head_labels && !h->has_pooler && !h->has_pre)
+        return mn_fail(e, "%s: classifier.weight is there but %s is not, which a %s sequence "
+                       "classifier reads before it: is this a token-classification or "
+                       "question-answering model? mneme takes a *ForSequenceClassification "
+                       "head, or none", path,
+                       archs[h->arch].head_pre ? "pre_classifier.weight" : name,
+                       archs[h->arch].model_type);
     return 0;
 }
 

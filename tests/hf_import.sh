@@ -116,6 +116,15 @@ refused "predict on a folder without a head" "$TMP/e12" 'has no classification h
 refused "a folder that does not exist" "$TMP/nowhere" 'nowhere: cannot open: No such file or directory'
 $HFM make "$TMP/e13" --drop bert.embeddings.LayerNorm.weight
 refused "a missing LayerNorm" "$TMP/e13" 'tensor bert.embeddings.LayerNorm.weight is missing'
+$HFM make "$TMP/e15" --drop bert.pooler.dense.weight
+refused "a classifier without the pooler it reads" "$TMP/e15" 'classifier.weight is there but bert.pooler.dense.weight is not'
+$HFM make "$TMP/e16" --arch distilbert --drop pre_classifier.weight
+refused "a DistilBERT classifier without pre_classifier" "$TMP/e16" 'classifier.weight is there but pre_classifier.weight is not'
+$HFM make "$TMP/e17" --set 'hidden_size=32' --set 'intermediate_size=64'
+refused "a config.json whose hidden_size the weights disagree with" "$TMP/e17" \
+    "word_embeddings.weight has shape [39, 16], but config.json's vocab_size 39 and hidden_size 32 need [39, 32]"
+$HFM make "$TMP/e18" --reshape classifier.weight=70
+refused "a classifier of too many rows" "$TMP/e18" 'classifier.weight has shape [70, 16], expected [labels (1 to 64), hidden_size 16]'
 mlm_refused() {
     "$MNEME" predict "$2" --task mlm --ids < "$TMP/mids" > /dev/null 2> "$TMP/err"
     st=$?
