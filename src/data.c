@@ -222,10 +222,20 @@ static int label_of_name(Loader *L, const char *name, int *id, MnError *e)
     if (L->mode == LABELS_KNOWN)
         return mn_fail(e, "%s:%ld: label '%s' does not occur in the training file",
                        L->path, L->lineno, name);
-    if (L->mode == LABELS_FIXED)
-        return mn_fail(e, "%s:%ld: label '%s' is not one of the %d labels: %s", L->path,
-                       L->lineno, name, L->ls->n_labels,
-                       label_list(L->ls, list, sizeof list));
+    if (L->mode == LABELS_FIXED) {
+        /* a head's ids written as text, as TSV files (GLUE's) carry them:
+         * "1" is id 1 when no label is named "1" */
+        char *end;
+        long v = strtol(name, &end, 10);
+        if (*end == 0 && name[0] >= '0' && name[0] <= '9' && (name[0] != '0' || !name[1]) &&
+            v < L->ls->n_labels) {
+            *id = (int)v;
+            return 0;
+        }
+        return mn_fail(e, "%s:%ld: label '%s' is not one of the %d labels: %s (or their ids "
+                       "0..%d)", L->path, L->lineno, name, L->ls->n_labels,
+                       label_list(L->ls, list, sizeof list), L->ls->n_labels - 1);
+    }
     if (L->ls->n_labels >= MAX_LABELS)
         return mn_fail(e, "%s:%ld: more than %d distinct labels", L->path, L->lineno,
                        MAX_LABELS);
@@ -245,6 +255,13 @@ static int label_of_int(Loader *L, long long v, int *id, MnError *e)
             return mn_fail(e, "%s:%ld: label %lld is out of range: the labels are 0..%d (%s)",
                            L->path, L->lineno, v, L->ls->n_labels - 1,
                            label_list(L->ls, list, sizeof list));
+        /* labels named by digits other than their ids ("0" for id 1):
+         * an integer could mean either */
+        int named = label_find(L->ls, name);
+        if (named >= 0 && named != v)
+            return mn_fail(e, "%s:%ld: label %lld is ambiguous: id %lld is named '%s', and the "
+                           "label named '%s' is id %d; write the label's name as a string",
+                           L->path, L->lineno, v, v, L->ls->names[v], name, named);
         *id = (int)v;
         return 0;
     }

@@ -484,6 +484,34 @@ static void test_fixed_labels(void)
     if (rc == 0)
         dataset_free(&d);
 
+    /* GLUE's TSV files give the ids as text; "01", "+1" and " 1" are not ids */
+    p = WRITE("fixed-ids.tsv", "x\t2\ny\t0\nz\tneutral\n");
+    rc = dataset_load(&d, &bytes, NULL, p, 16, &ls, LABELS_FIXED, &e);
+    ok(rc == 0 && d.label[0] == 2 && d.label[1] == 0 && d.label[2] == 1,
+       "a TSV file of the head's ids as text: ids (%s)", e.msg);
+    if (rc == 0)
+        dataset_free(&d);
+    load_error("fixed: an id as text out of range", "f4.tsv", "x\t1\ny\t3\n", NULL, LABELS_FIXED,
+               &model, 2, "label '3' is not one of the 3 labels: negative, neutral, positive (or their ids 0..2)");
+    load_error("fixed: a leading zero is no id", "f5.tsv", "x\t01\n", NULL, LABELS_FIXED,
+               &model, 1, "label '01' is not one of the 3 labels");
+    load_error("fixed: a string of an id in JSON", "f6.jsonl", "{\"text\":\"a\",\"label\":\"1\"}\n"
+               "{\"text\":\"a\",\"label\":\"9\"}\n", NULL, LABELS_FIXED, &model, 2,
+               "label '9' is not one of the 3 labels");
+    /* labels named by digits that are not their ids: a name in text, and
+     * an integer that could mean either is refused */
+    LabelSet digits = { 2, { "1", "0" } };
+    ls = digits;
+    p = WRITE("digits.tsv", "x\t1\ny\t0\n");
+    rc = dataset_load(&d, &bytes, NULL, p, 16, &ls, LABELS_FIXED, &e);
+    ok(rc == 0 && d.label[0] == 0 && d.label[1] == 1, "labels named \"1\" and \"0\": text is a name (%s)",
+       e.msg);
+    if (rc == 0)
+        dataset_free(&d);
+    load_error("fixed: an ambiguous integer", "f7.jsonl", "{\"text\":\"a\",\"label\":1}\n", NULL,
+               LABELS_FIXED, &digits, 1,
+               "label 1 is ambiguous: id 1 is named '0', and the label named '1' is id 0");
+    ls = model;
     load_error("fixed: integer out of range", "f1.jsonl",
                "{\"text\":\"a\",\"label\":1}\n{\"text\":\"b\",\"label\":3}\n", NULL, LABELS_FIXED,
                &model, 2, "label 3 is out of range: the labels are 0..2 (negative, neutral, positive)");
