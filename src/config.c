@@ -1134,7 +1134,11 @@ static int apply_base_from(Experiment *x, const Ctx *c, MnError *e)
     HfModel h;
     MnError why;
     if (hf_read_config(&h, x->base.from, &why) < 0)
-        return fail_at(e, c, &o, "base.from", "%s", why.msg);
+        return fail_at(e, c, &o, "base.from", "%s%s", why.msg,
+                       access(x->base.from, F_OK) == 0 ? ""
+                       : " (a run reads its base.from again to resume, fork or replay: if the "
+                         "folder moved, give its new place as base.from in the run's "
+                         "experiment.cfg)");
     const struct {
         const char *key;
         int *value;
