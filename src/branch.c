@@ -51,9 +51,9 @@ void branch_root(const char *run_dir, char *out, size_t n)
     json_decref(b);
 }
 
-/* The fine-tuning step a checkpoint holds, from its metadata; -1 for
- * another phase or an unreadable file. */
-static long checkpoint_step(const char *path)
+/* The step a checkpoint holds, from its metadata, when it is of phase
+ * `phase`; -1 for another phase or an unreadable file. */
+static long checkpoint_step_of(const char *path, const char *phase_wanted)
 {
     StFile f;
     MnError why;
@@ -62,16 +62,29 @@ static long checkpoint_step(const char *path)
         return -1;
     const char *phase = safetensors_meta(&f, "mneme.phase");
     const char *s = safetensors_meta(&f, "mneme.step");
-    if (phase && s && strcmp(phase, "finetune") == 0)
+    if (phase && s && strcmp(phase, phase_wanted) == 0)
         step = strtol(s, NULL, 10);
     safetensors_free(&f);
     return step;
+}
+
+/* The fine-tuning step a checkpoint holds; -1 for another phase. */
+static long checkpoint_step(const char *path)
+{
+    return checkpoint_step_of(path, "finetune");
 }
 
 static int by_value(const void *a, const void *b)
 {
     long x = *(const long *)a, y = *(const long *)b;
     return (x > y) - (x < y);
+}
+
+long branch_final_step(const char *run_dir)
+{
+    char file[4200];
+    snprintf(file, sizeof file, "%s/checkpoints/final.safetensors", run_dir);
+    return checkpoint_step_of(file, "done");
 }
 
 int branch_find_checkpoint(const char *run_dir, long step, char *path, size_t n,
@@ -120,11 +133,17 @@ int branch_find_checkpoint(const char *run_dir, long step, char *path, size_t n,
     qsort(steps, (size_t)n_steps, sizeof *steps, by_value);
     for (int i = 0, used = 0; i < n_steps && used + 24 < (int)sizeof have; i++)
         used += snprintf(have + used, sizeof have - (size_t)used, "%s%ld", i ? ", " : "", steps[i]);
+    /* the final checkpoint ends the run: a branch can't go on from it */
+    char ended[160] = "";
+    long final = branch_final_step(run_dir);
+    if (final >= 0)
+        snprintf(ended, sizeof ended, " (final.safetensors, at step %ld, ends the run and can't "
+                 "be forked; checkpoint.every = N keeps checkpoints to fork from)", final);
     if (best < 0 && step >= 0)
-        return mn_fail(e, "%s has no checkpoint at fine-tuning step %ld; it has: %s", run_dir, step,
-                       *have ? have : "none");
+        return mn_fail(e, "%s has no checkpoint at fine-tuning step %ld; it has: %s%s", run_dir,
+                       step, *have ? have : "none", ended);
     if (best < 0)
-        return mn_fail(e, "%s has no fine-tuning checkpoint yet", run_dir);
+        return mn_fail(e, "%s has no fine-tuning checkpoint yet%s", run_dir, ended);
     *found = best;
     return 0;
 }

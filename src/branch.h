@@ -19,6 +19,10 @@ int branch_name_check(const char *name, MnError *e);
 /* The root run of run_dir's family (run_dir itself when it is no branch). */
 void branch_root(const char *run_dir, char *out, size_t n);
 
+/* The step of run_dir's final checkpoint, which ends the run and so is no
+ * fork point; -1 when it has none. */
+long branch_final_step(const char *run_dir);
+
 /* The checkpoint of run_dir at fine-tuning step `step` (< 0: the newest),
  * as a path; *found gets its step. The error lists the steps there are. */
 int branch_find_checkpoint(const char *run_dir, long step, char *path, size_t n,

@@ -310,6 +310,11 @@ int headless_fork(const char *run_dir, long at, const char *name, const char *co
         fprintf(stderr, "mneme fork: %s\n", e.msg);
         return 2;
     }
+    long final = at < 0 ? branch_final_step(run_dir) : -1;
+    if (final > step)
+        fprintf(stderr, "mneme fork: the newest checkpoint a branch can start from is step %ld; "
+                "final.safetensors, at step %ld, ends the run (checkpoint.every = N keeps "
+                "checkpoints to fork from)\n", step, final);
     printf("branch %s of %s at step %ld: %s\n", name, run_dir, step, dir);
     fflush(stdout);
     return create_only ? 0 : start(NULL, dir, o);

@@ -46,7 +46,7 @@ static const char usage_text[] =
     "       mneme plot RUN_DIR [-o FILE.png|svg|pdf] [--branch NAME]... [--all] [--metric acc|loss]\n"
     "                 [--size WxH] [--panels train,drift] [--theme NAME]\n"
     "       mneme plot STUDY_DIR [-o FILE.png|svg|pdf] [--size WxH] [--theme NAME]\n"
-    "       mneme report RUN_DIR [-o FILE.html]\n"
+    "       mneme report RUN_DIR|STUDY_DIR [-o FILE.html]\n"
     "       mneme study EXPERIMENT.cfg [--remedies FILE] [--only A,B,...] [--set KEY=VALUE]...\n"
     "                 [--seeds N] [--out DIR] [--headless] [--quiet] [--theme NAME]\n"
     "       mneme study --resume DIR [--headless] [--quiet] [--theme NAME]\n"
@@ -62,6 +62,31 @@ static const char usage_text[] =
     "       mneme replay RUN_DIR [--branch NAME] [--out DIR] [--quiet]\n"
     "       mneme --help | --version\n"
     "See mneme(1) and mneme.cfg(5).\n";
+
+/* "mneme NAME --help": the usage lines of NAME (each with the lines that
+ * continue it); 0 when usage_text has none. */
+static int command_usage(const char *name)
+{
+    int shown = 0, in = 0;
+    size_t n = strlen(name);
+    for (const char *line = usage_text; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        const char *p = line + (strncmp(line, "usage:", 6) == 0 ? 6 : 0);
+        p += strspn(p, " ");
+        int starts = strncmp(p, "mneme ", 6) == 0;
+        if (starts)
+            in = strncmp(p + 6, name, n) == 0 && (p[6 + n] == ' ' || p[6 + n] == '\n');
+        if (in && !starts)
+            printf("%.*s\n", (int)len, line);
+        else if (in)
+            printf("%s%.*s\n", shown++ ? "       " : "usage: ", (int)(len - (size_t)(p - line)), p);
+        line += len + (end != NULL);
+    }
+    if (shown)
+        printf("See mneme(1).\n");
+    return shown;
+}
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -563,8 +588,13 @@ static int main_command(int argc, char **argv)
         return 2;
     }
     for (size_t i = 0; argc > 1 && i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            for (int k = 2; k < argc; k++)
+                if ((strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) &&
+                    command_usage(commands[i].name))
+                    return 0;
             return commands[i].main(argc - 2, argv + 2);
+        }
     return cmd_default(argc - 1, argv + 1);
 }
 

@@ -59,8 +59,13 @@ for bad in "model.hidden=64:cannot change in a fork" "seed=3:cannot change in a 
     ok $? "fork --set $1: exit 2, '$2', nothing left behind ($(head -1 "$TMP/err"))"
 done
 "$MNEME" fork "$R" --at 41 --name bad >/dev/null 2>"$TMP/err"
-[ $? = 2 ] && grep -q "no checkpoint at fine-tuning step 41; it has: 0, 20, 40" "$TMP/err"
-ok $? "a step with no checkpoint: the steps there are ($(head -1 "$TMP/err"))"
+[ $? = 2 ] && grep -q "no checkpoint at fine-tuning step 41; it has: 0, 20, 40 (final.safetensors, at step [0-9]*, ends the run and can't be forked" "$TMP/err"
+ok $? "a step with no checkpoint: the steps there are, and why the final one is not ($(head -1 "$TMP/err"))"
+"$MNEME" fork "$R" --name newest --create-only >"$TMP/out" 2>"$TMP/err"
+[ $? = 0 ] && grep -q "at step 40:" "$TMP/out" &&
+    grep -q "the newest checkpoint a branch can start from is step 40; final.safetensors, at step [0-9]*, ends the run" "$TMP/err"
+ok $? "fork without --at starts from the newest fork point and says the final checkpoint is none ($(head -1 "$TMP/err"))"
+rm -rf "$R/branches/newest"
 "$MNEME" fork "$R" --at 40 --name same >/dev/null 2>"$TMP/err"
 [ $? = 2 ] && grep -q "already exists" "$TMP/err"
 ok $? "a name taken: refused"

@@ -8,6 +8,16 @@ D="$MNEME_SRCDIR/tests/data"
 ok $? "--help exits 0"
 contains "$TMP/out" "mneme run --headless"
 ok $? "--help shows the run command"
+# every command's --help: its own usage lines, exit 0, whatever else is given
+for c in run attach ctl plot report study predict export tokenize bench runs fork compare replay; do
+    "$MNEME" $c --help >"$TMP/out" 2>&1
+    st=$?
+    [ $st = 0 ] && head -n 1 "$TMP/out" | grep -q "^usage: mneme $c " && ! grep -v "^See mneme" "$TMP/out" |
+        grep "^ *mneme " | grep -vq "mneme $c "
+    ok $? "mneme $c --help: its usage lines, exit $st ($(head -n 1 "$TMP/out"))"
+done
+"$MNEME" export some/run --to out -h >"$TMP/out" 2>&1 && grep -q "^usage: mneme export RUN_DIR" "$TMP/out" && [ ! -e out ]
+ok $? "-h after other arguments shows the usage and does nothing else"
 
 "$MNEME" run --bogus >/dev/null 2>"$TMP/err"
 ok $([ $? = 2 ] && contains "$TMP/err" "unknown option --bogus"; echo $?) "an unknown option is exit 2 with its name"
