@@ -295,10 +295,14 @@ static json_t *adapter_config(const Model *m, const char *base)
      * get another random one at load, and the logits would differ. */
     json_t *save = m->cfg.head_pre ? json_pack("[s, s]", "pre_classifier", "classifier")
                                    : json_pack("[s, s]", "pooler", "classifier");
+    /* the float's shortest decimal (0.1, not 0.10000000149011612) */
+    char num[32];
+    snprintf(num, sizeof num, "%.7g", (double)m->cfg.lora_dropout);
+    double dropout = strtod(num, NULL);
     return json_pack("{s:s, s:s, s:s, s:b, s:i, s:f, s:f, s:o, s:s, s:b, s:o, s:b, s:b}",
                      "peft_type", "LORA", "task_type", "SEQ_CLS", "base_model_name_or_path",
                      base, "inference_mode", 1, "r", m->cfg.lora_r, "lora_alpha",
-                     (double)m->cfg.lora_alpha, "lora_dropout", (double)m->cfg.lora_dropout,
+                     (double)m->cfg.lora_alpha, "lora_dropout", dropout,
                      "target_modules", targets, "bias", "none", "fan_in_fan_out", 0,
                      "modules_to_save", save, "use_rslora", 0, "use_dora", 0);
 }
