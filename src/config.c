@@ -80,6 +80,8 @@ static int check_theme(const char *v, char *why, size_t n);
         "TSV: 2 = text<TAB>label, 3 = text_a<TAB>text_b<TAB>label (a sentence pair)")                     \
     ENUM("original.format", original.format, "auto", "auto|tsv|jsonl",                                    \
          "file format; auto = jsonl for *.jsonl and *.json files, else tsv")                              \
+    ENUM("original.header", original.header, "auto", "auto|yes|no",                                         \
+         "TSV: yes = line 1 is a header, skipped; auto = refuse a line 1 whose label no other line has")  \
     STR("original.text_field", original.text_field, "text", check_field, "JSONL: the field holding the text") \
     STR("original.text_b_field", original.text_b_field, "", check_field_or_none,                          \
         "JSONL: the field holding a pair's second text; empty = single texts")                            \
@@ -94,6 +96,8 @@ static int check_theme(const char *v, char *why, size_t n);
         "TSV: 2 = text<TAB>label, 3 = text_a<TAB>text_b<TAB>label (a sentence pair)")                     \
     ENUM("new.format", new_task.format, "auto", "auto|tsv|jsonl",                                         \
          "file format; auto = jsonl for *.jsonl and *.json files, else tsv")                              \
+    ENUM("new.header", new_task.header, "auto", "auto|yes|no",                                         \
+         "TSV: yes = line 1 is a header, skipped; auto = refuse a line 1 whose label no other line has")  \
     STR("new.text_field", new_task.text_field, "text", check_field, "JSONL: the field holding the text")  \
     STR("new.text_b_field", new_task.text_b_field, "", check_field_or_none,                               \
         "JSONL: the field holding a pair's second text; empty = single texts")                            \
@@ -974,6 +978,7 @@ void task_source_format(const TaskSource *t, DataFormat *fmt)
     if (data_kind_parse(t->format, &fmt->kind) < 0)
         fmt->kind = DATA_AUTO;     /* validated with the experiment */
     fmt->columns = t->columns;
+    fmt->header = !strcmp(t->header, "yes") ? 1 : !strcmp(t->header, "no") ? -1 : 0;
     fmt->text_field = t->text_field;
     fmt->text_b_field = t->text_b_field;
     fmt->label_field = t->label_field;
@@ -989,7 +994,7 @@ static int check_task_format(const Experiment *x, const Ctx *c, const char *grou
         const char *name;
         int jsonl;             /* 1: JSONL only, 0: TSV only, -1: files only */
     } fmt_keys[] = {
-        { "columns", 0 }, { "format", -1 }, { "text_field", 1 },
+        { "columns", 0 }, { "header", 0 }, { "format", -1 }, { "text_field", 1 },
         { "text_b_field", 1 }, { "label_field", 1 },
     };
     DataFormat fmt;

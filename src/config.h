@@ -23,6 +23,7 @@ typedef struct {
     int eval_size;
     int columns;             /* TSV: 2 = text, label; 3 = text_a, text_b, label */
     char format[EXP_STR];    /* auto | tsv | jsonl */
+    char header[EXP_STR];    /* TSV: auto | yes | no */
     char text_field[EXP_STR];     /* JSONL field names */
     char text_b_field[EXP_STR];   /* "" = single texts */
     char label_field[EXP_STR];

@@ -148,6 +148,8 @@ typedef struct {
     const Tokenizer *t;
     DataKind kind;
     int columns;
+    int header;                /* DataFormat.header */
+    long first_line;           /* of the first example */
     const char *text_field, *text_b_field, *label_field;   /* b: NULL = single */
     LabelSet *ls;              /* the caller's scratch copy */
     LabelMode mode;
@@ -319,6 +321,18 @@ static const char *tsv_shape(int columns)
 }
 
 /* One non-blank TSV line: the texts and the label, or what is wrong. */
+/* A TSV file's first line that fails as an example may be a header
+ * ("sentence<TAB>label", as GLUE's files and to_csv write them). */
+static int header_hint(const Loader *L, long line, MnError *e)
+{
+    if (L->kind == DATA_TSV && L->header == 0 && line == L->first_line) {
+        size_t n = strlen(e->msg);
+        snprintf(e->msg + n, sizeof e->msg - n, " (is line %ld a header? header = \"yes\" "
+                 "skips it)", line);
+    }
+    return -1;
+}
+
 static int parse_tsv(Loader *L, char *line, MnError *e)
 {
     char *field[3];
@@ -344,8 +358,10 @@ static int parse_tsv(Loader *L, char *line, MnError *e)
     if (b && b[0] == '\0')
         return mn_fail(e, "%s:%ld: empty text_b", L->path, L->lineno);
     int label;
+    if (L->d->n == 0)
+        L->first_line = L->lineno;
     if (label_of_name(L, name, &label, e) < 0)
-        return -1;
+        return header_hint(L, L->lineno, e);
     return add_row(L, a, b, label, e);
 }
 
@@ -450,16 +466,36 @@ static int load_lines(Loader *L, FILE *f, MnError *e)
     size_t n;
     int rc;
 
+    int skip = L->kind == DATA_TSV && L->header == 1;
     line_reader_init(&lr, f, L->path);
     while ((rc = line_reader_next(&lr, &line, &n, e)) > 0) {
         L->lineno = lr.lineno;
         if (is_blank(line, L->kind))
             continue;
+        if (skip) {
+            skip = 0;
+            continue;
+        }
         rc = L->kind == DATA_JSONL ? parse_jsonl(L, line, n, e) : parse_tsv(L, line, e);
         if (rc < 0)
             break;
     }
     line_reader_free(&lr);
+    /* a header read as an example is a class of one, silently: refused
+     * when it is the only one (every other label on two lines or more) */
+    if (rc == 0 && L->kind == DATA_TSV && L->header == 0 && L->mode == LABELS_GROW &&
+        L->d->n >= 3) {
+        int count[MAX_LABELS] = { 0 }, single = 0;
+        for (int i = 0; i < L->d->n; i++)
+            count[L->d->label[i]]++;
+        for (int k = 0; k < L->ls->n_labels; k++)
+            single += count[k] == 1;
+        if (count[L->d->label[0]] == 1 && single == 1)
+            rc = mn_fail(e, "%s:%ld: label '%s' is on no other line of the %d: is line %ld a "
+                         "header? header = \"yes\" skips it, header = \"no\" keeps it as an "
+                         "example", L->path, L->first_line, L->ls->names[L->d->label[0]],
+                         L->d->n, L->first_line);
+    }
     if (rc == 0 && L->d->n == 0)
         rc = L->kind == DATA_JSONL
              ? mn_fail(e, "%s: no examples (expected one JSON object a line)", L->path)
@@ -479,7 +515,7 @@ int dataset_load(Dataset *d, const Tokenizer *t, const DataFormat *fmt,
                  const char *path, int max_len, LabelSet *labels,
                  LabelMode mode, MnError *e)
 {
-    static const DataFormat plain = { DATA_AUTO, 2, NULL, NULL, NULL };
+    static const DataFormat plain = { DATA_AUTO, 2, 0, NULL, NULL, NULL };
     if (!fmt)
         fmt = &plain;
     memset(d, 0, sizeof *d);
@@ -498,6 +534,7 @@ int dataset_load(Dataset *d, const Tokenizer *t, const DataFormat *fmt,
     LabelSet scratch = *labels;
     Loader L = {
         .path = path, .t = t, .kind = data_file_kind(fmt, path), .columns = columns,
+        .header = fmt->header,
         .text_field = field_or(fmt->text_field, "text"),
         .text_b_field = field_or(fmt->text_b_field, NULL),
         .label_field = field_or(fmt->label_field, "label"),
@@ -520,7 +557,7 @@ int dataset_load_tsv(Dataset *d, const char *path, int max_len,
                      LabelSet *labels, int grow_labels, MnError *e)
 {
     Tokenizer t;
-    DataFormat fmt = { DATA_TSV, 2, NULL, NULL, NULL };
+    DataFormat fmt = { DATA_TSV, 2, 0, NULL, NULL, NULL };
     tokenizer_bytes(&t);
     return dataset_load(d, &t, &fmt, path, max_len, labels,
                         grow_labels ? LABELS_GROW : LABELS_KNOWN, e);

@@ -47,6 +47,9 @@ typedef struct {
     DataKind kind;            /* AUTO: JSONL for *.jsonl and *.json, else TSV */
     int columns;              /* TSV: 2 = text<TAB>label (0 means 2),
                                * 3 = text_a<TAB>text_b<TAB>label */
+    int header;               /* TSV: 1 line 1 is a header, skipped; -1 it is
+                               * not; 0 auto: a training file's line 1 whose
+                               * label no other line has is refused as one */
     const char *text_field;   /* JSONL: NULL or "" = "text" */
     const char *text_b_field; /* JSONL: the pair's second text; NULL or "" = none */
     const char *label_field;  /* JSONL: NULL or "" = "label" */

@@ -484,6 +484,14 @@ static void test_data_formats(void)
         "original = { builtin = \"sentiment\"; };\n"
         "new = { train = \"p.train.jsonl\"; eval = \"p.eval.jsonl\";\n  columns = 3; };\n",
         "exp.cfg:3:", "new.columns", "only used with TSV files");
+    ERR("a header with JSONL files",
+        "original = { builtin = \"sentiment\"; };\n"
+        "new = { train = \"p.train.jsonl\"; eval = \"p.eval.jsonl\";\n  header = \"yes\"; };\n",
+        "exp.cfg:3:", "new.header", "only used with TSV files");
+    ERR("a header that is neither",
+        "original = { builtin = \"sentiment\"; };\n"
+        "new = { train = \"p.train.tsv\"; eval = \"p.eval.tsv\";\n  header = \"maybe\"; };\n",
+        "exp.cfg:3:", "new.header", "auto, yes or no");
     ERR("a JSON field with TSV files",
         "original = { builtin = \"sentiment\"; };\n"
         "new = { train = \"p.train.tsv\"; eval = \"p.eval.tsv\";\n  label_field = \"y\"; };\n",

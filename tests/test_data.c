@@ -387,7 +387,7 @@ static void test_jsonl(void)
 
     /* format = jsonl for a file of any name; field names configurable;
      * pairs from two fields. */
-    DataFormat nli = { DATA_JSONL, 2, "premise", "hypothesis", "gold" };
+    DataFormat nli = { DATA_JSONL, 2, 0, "premise", "hypothesis", "gold" };
     p = WRITE("nli.txt",
         "{\"premise\":\"a man\",\"hypothesis\":\"a person\",\"gold\":\"entail\",\"idx\":7}\n");
     memset(&ls, 0, sizeof ls);
@@ -412,7 +412,7 @@ static void test_int_labels(void)
         "{\"idx\": 1, \"sentence\": \"contains no wit , only labored gags \", \"label\": 2}\n"
         "{\"idx\": 2, \"sentence\": \"that loves its characters \", \"label\": 1}\n"
         "{\"idx\": 3, \"sentence\": \"remains utterly satisfied \", \"label\": 2}\n");
-    DataFormat sst = { DATA_AUTO, 0, "sentence", "", NULL };
+    DataFormat sst = { DATA_AUTO, 0, 0, "sentence", "", NULL };
     Dataset d;
     LabelSet ls = { 0 };
     MnError e = { "" };
@@ -459,6 +459,63 @@ static void test_int_labels(void)
     load_error("integers extending named labels", "mix3.jsonl",
                "{\"text\":\"a\",\"label\":0}\n", NULL, LABELS_GROW, &named, 1,
                "integer labels cannot extend a label set that already has names");
+}
+
+/* A TSV file's header line (GLUE's "sentence<TAB>label"): skipped with
+ * header = yes, kept with no, and by default refused where it would
+ * silently be an example of a class of its own, with the way out. */
+static void test_header(void)
+{
+    const char *text = "sentence\tlabel\na\tpos\nb\tneg\nc\tpos\nd\tneg\n";
+    const char *p = write_file("head.tsv", text, strlen(text));
+    Dataset d;
+    MnError e = { "" };
+    LabelSet ls = { 0 };
+    DataFormat fmt = { DATA_AUTO, 2, 0, NULL, NULL, NULL };
+    int rc = dataset_load(&d, &bytes, &fmt, p, 16, &ls, LABELS_GROW, &e);
+    ok(rc < 0 && strstr(e.msg, "head.tsv:1: label 'label' is on no other line of the 5: is line 1 "
+                        "a header? header = \"yes\" skips it") && ls.n_labels == 0,
+       "a header line in a training file is refused, labels untouched (%s)", e.msg);
+    if (rc == 0)
+        dataset_free(&d);
+    fmt.header = 1;
+    rc = dataset_load(&d, &bytes, &fmt, p, 16, &ls, LABELS_GROW, &e);
+    ok(rc == 0 && d.n == 4 && ls.n_labels == 2 && !strcmp(ls.names[0], "pos"),
+       "header = yes skips it: 4 examples, labels pos and neg");
+    if (rc == 0)
+        dataset_free(&d);
+    LabelSet kept = { 0 };
+    fmt.header = -1;
+    rc = dataset_load(&d, &bytes, &fmt, p, 16, &kept, LABELS_GROW, &e);
+    ok(rc == 0 && d.n == 5 && kept.n_labels == 3, "header = no keeps it as an example");
+    if (rc == 0)
+        dataset_free(&d);
+    /* an eval file's or a head's unknown label on line 1 says so too */
+    fmt.header = 0;
+    p = write_file("head-eval.tsv", text, strlen(text));
+    rc = dataset_load(&d, &bytes, &fmt, p, 16, &ls, LABELS_KNOWN, &e);
+    ok(rc < 0 && strstr(e.msg, "head-eval.tsv:1: label 'label' does not occur in the training file "
+                        "(is line 1 a header? header = \"yes\" skips it)"),
+       "an eval file's header: the hint (%s)", e.msg);
+    fmt.header = 1;
+    rc = dataset_load(&d, &bytes, &fmt, p, 16, &ls, LABELS_KNOWN, &e);
+    ok(rc == 0 && d.n == 4, "and header = yes reads it");
+    if (rc == 0)
+        dataset_free(&d);
+    /* GLUE's ids as labels under a header */
+    fmt.header = 0;
+    memset(&ls, 0, sizeof ls);
+    p = WRITE("head-int.tsv", "sentence\tlabel\na\t0\nb\t1\nc\t1\nd\t0\n");
+    rc = dataset_load(&d, &bytes, &fmt, p, 16, &ls, LABELS_GROW, &e);
+    ok(rc < 0 && strstr(e.msg, "head-int.tsv:1: label 'label' is on no other line"),
+       "labels 0 and 1 under a header (%s)", e.msg);
+    /* a class of one that is not the only one is not taken for a header */
+    p = WRITE("head-rare.tsv", "a\tx\nb\ty\nc\tz\nd\tz\n");
+    memset(&ls, 0, sizeof ls);
+    rc = dataset_load(&d, &bytes, &fmt, p, 16, &ls, LABELS_GROW, &e);
+    ok(rc == 0 && d.n == 4, "rare classes elsewhere: line 1 is an example (%s)", rc ? e.msg : "");
+    if (rc == 0)
+        dataset_free(&d);
 }
 
 /* A pretrained model's own head fixes the labels (its id2label). */
@@ -539,7 +596,7 @@ static void test_jsonl_errors(void)
                NULL, LABELS_GROW, NULL, 2, "no field \"text\" (the object has: idx, sentence, label)");
     load_error("a missing label field", "ml.jsonl", "{\"text\":\"a\"}\n", NULL, LABELS_GROW,
                NULL, 1, "no field \"label\" (the object has: text)");
-    DataFormat pair = { DATA_AUTO, 0, NULL, "text_b", NULL };
+    DataFormat pair = { DATA_AUTO, 0, 0, NULL, "text_b", NULL };
     load_error("a missing second text", "mb.jsonl",
                "{\"text\":\"a\",\"text_b\":\"b\",\"label\":\"x\"}\n{\"text\":\"a\",\"label\":\"x\"}\n",
                &pair, LABELS_GROW, NULL, 2, "no field \"text_b\"");
@@ -705,6 +762,7 @@ int main(void)
     test_jsonl();
     test_int_labels();
     test_fixed_labels();
+    test_header();
     test_jsonl_errors();
     test_sampler();
     test_batch();

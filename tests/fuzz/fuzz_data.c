@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     int opt = data[0], max_len = data[1];
-    DataFormat fmt = { kinds[opt & 3], opt & 4 ? 3 : 2, NULL, opt & 32 ? "text_b" : NULL, NULL };
+    DataFormat fmt = { kinds[opt & 3], opt & 4 ? 3 : 2, opt & 64 ? 1 : 0, NULL, opt & 32 ? "text_b" : NULL, NULL };
     LabelSet *labels = calloc(1, sizeof *labels);
     if (!labels)
         return 0;
