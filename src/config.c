@@ -823,7 +823,16 @@ static int walk(Experiment *x, Ctx *c, config_setting_t *g, const char *prefix, 
         int is_int = config_setting_type(s) == CONFIG_TYPE_INT ||
                      config_setting_type(s) == CONFIG_TYPE_INT64;
         Value v = value_of(s, is_int ? source_text(c, o.file) : NULL);
-        if (apply_value(x, c, (size_t)ki, &v, &o, c->dir, e) < 0)
+        /* a path is relative to the file that gives it, an @include'd one too */
+        char file[EXP_PATH + 64], *slash = NULL;
+        int included = o.file && c->path && strcmp(o.file, c->path) != 0;
+        if (included) {
+            shown_file(c, o.file, file, sizeof file);
+            slash = strrchr(file, '/');
+            if (slash)
+                *slash = 0;
+        }
+        if (apply_value(x, c, (size_t)ki, &v, &o, slash ? file : c->dir, e) < 0)
             return -1;
     }
     return 0;

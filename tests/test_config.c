@@ -531,6 +531,18 @@ static void test_paths(void)
     ok(rc == -1 && strstr(e.msg, "common.cfg:3: model.heads"),
        "an error in an include names that file and line: %s", e.msg);
 
+    /* an included file in another folder: its paths are relative to it */
+    mkdir(in_dir("sub/shared"), 0755);
+    put("sub/shared/n.tsv", "x\ty\n");
+    put("sub/shared/data.cfg", "new = { train = \"n.tsv\"; eval = \"n.tsv\"; };\n");
+    put("sub/inc.cfg", "original = { builtin = \"sentiment\"; };\n@include \"shared/data.cfg\"\n");
+    e.msg[0] = '\0';
+    rc = experiment_load(&x, in_dir("sub/inc.cfg"), NULL, 0, &e);
+    snprintf(want, sizeof want, "%s/sub/shared/n.tsv", dir);
+    ok(rc == 0 && strcmp(x.new_task.train, want) == 0,
+       "a path in an included file is relative to that file's folder (%s) %s", e.msg,
+       rc == 0 ? x.new_task.train : "");
+
     put("sub/common.cfg", "model = {\n  hidden = 32;\n  heads = 4;\n};\n");
     if (chdir(dir) != 0)
         exit(2);
