@@ -206,10 +206,14 @@ static int read_labels(json_t *o, const char *path, LabelSet *ls, MnError *e)
     json_t *map = json_object_get(o, "id2label");
     memset(ls, 0, sizeof *ls);
     if (!map || json_is_null(map)) {
-        /* transformers' default: two labels */
-        ls->n_labels = 2;
-        snprintf(ls->names[0], LABEL_NAME_MAX, "LABEL_0");
-        snprintf(ls->names[1], LABEL_NAME_MAX, "LABEL_1");
+        /* transformers' default: num_labels of them (2 when not given) */
+        json_t *nl = json_object_get(o, "num_labels");
+        json_int_t k = json_is_integer(nl) ? json_integer_value(nl) : 2;
+        if (nl && !json_is_null(nl) && (!json_is_integer(nl) || k < 1 || k > MAX_LABELS))
+            return mn_fail(e, "%s: num_labels: expected an integer 1..%d", path, MAX_LABELS);
+        ls->n_labels = (int)k;
+        for (int i = 0; i < ls->n_labels; i++)
+            snprintf(ls->names[i], LABEL_NAME_MAX, "LABEL_%d", i);
         return 0;
     }
     if (!json_is_object(map))
@@ -310,12 +314,23 @@ static int read_config(HfModel *h, MnError *e)
         c->ln_eps = (float)json_number_value(eps);
     }
     json_t *pe = json_object_get(o, "position_embedding_type");
-    if (pe && !json_is_null(pe) &&
-        (!json_is_string(pe) || strcmp(json_string_value(pe), "absolute") != 0)) {
+    if (pe && (!json_is_string(pe) || strcmp(json_string_value(pe), "absolute") != 0)) {
+        /* null too: Hugging Face then adds no position embeddings at all */
         mn_fail(e, "%s: position_embedding_type %s is not supported; mneme runs \"absolute\"",
-                path, json_is_string(pe) ? json_string_value(pe) : "(not a string)");
+                path, json_is_string(pe) ? json_string_value(pe)
+                      : json_is_null(pe) ? "null (no position embeddings)" : "(not a string)");
         goto out;
     }
+    static const char *const decoder_keys[] = { "is_decoder", "add_cross_attention" };
+    for (size_t i = 0; i < sizeof decoder_keys / sizeof decoder_keys[0]; i++)
+        if (json_is_true(json_object_get(o, decoder_keys[i]))) {
+            mn_fail(e, "%s: %s true is not supported: mneme runs BERT as an encoder, whose "
+                    "attention sees the whole text", path, decoder_keys[i]);
+            goto out;
+        }
+    json_t *pt = json_object_get(o, "problem_type");
+    h->multi_label = json_is_string(pt) &&
+                     strcmp(json_string_value(pt), "multi_label_classification") == 0;
     json_t *sin = json_object_get(o, "sinusoidal_pos_embds");
     if (json_is_true(sin)) {
         mn_fail(e, "%s: sinusoidal_pos_embds true is not supported (mneme trains position "
@@ -393,6 +408,21 @@ static int read_weights(HfModel *h, MnError *e)
                            "'%s/model.safetensors', metadata={'format': 'pt'})\"; or fetch the "
                            "hub's model.safetensors",
                            h->dir, h->dir, h->dir);
+        snprintf(other, sizeof other, "%s/adapter_config.json", h->dir);
+        if (exists(other))
+            return mn_fail(e, "%s: a PEFT adapter, not a model: it needs its base model "
+                           "(adapter_config.json's base_model_name_or_path); mneme export "
+                           "--merge writes a whole model", h->dir);
+        static const char *const others[] = { "tf_model.h5", "flax_model.msgpack",
+                                              "pytorch_model.bin.index.json" };
+        for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+            snprintf(other, sizeof other, "%s/%s", h->dir, others[i]);
+            if (exists(other))
+                return mn_fail(e, "%s: only %s is there; mneme reads one model.safetensors: "
+                               "save the model with transformers' save_pretrained("
+                               "safe_serialization=True), or fetch the hub's model.safetensors",
+                               h->dir, others[i]);
+        }
         return mn_fail(e, "%s: no model.safetensors", h->dir);
     }
     if (safetensors_read(&h->st, path, e) < 0)
@@ -495,6 +525,10 @@ static int load_one(const HfModel *h, Model *m, int t, const char *hf_name, int 
 int hf_load(const HfModel *h, Model *m, int head_task, MnError *e)
 {
     char name[256];
+    if (head_task >= 0 && h->head_labels && h->multi_label)
+        return mn_fail(e, "%s/config.json: problem_type multi_label_classification: mneme scores "
+                       "a head with softmax, one label an example, which would misread this "
+                       "one's sigmoid outputs", h->dir);
     model_params_changed(m);
     for (int t = 0; t < m->n_tensors; t++) {
         const char *mn = m->tensors[t].name;

@@ -38,6 +38,7 @@ typedef struct {
     int has_pooler;            /* BERT: bert.pooler.dense is stored */
     int has_pre;               /* DistilBERT: pre_classifier is stored */
     int tie_embeddings;        /* tie_word_embeddings (default true) */
+    int multi_label;           /* problem_type multi_label_classification */
 } HfModel;
 
 /* Reads DIR/config.json and DIR/model.safetensors and checks that they

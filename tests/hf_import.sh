@@ -125,6 +125,19 @@ refused "a config.json whose hidden_size the weights disagree with" "$TMP/e17" \
     "word_embeddings.weight has shape [39, 16], but config.json's vocab_size 39 and hidden_size 32 need [39, 32]"
 $HFM make "$TMP/e18" --reshape classifier.weight=70
 refused "a classifier of too many rows" "$TMP/e18" 'classifier.weight has shape [70, 16], expected [labels (1 to 64), hidden_size 16]'
+$HFM make "$TMP/e19" --set 'position_embedding_type=null'
+refused "position_embedding_type null" "$TMP/e19" 'position_embedding_type null (no position embeddings) is not supported'
+$HFM make "$TMP/e20" --set 'is_decoder=true'
+refused "a decoder" "$TMP/e20" 'is_decoder true is not supported'
+$HFM make "$TMP/e21" --set 'problem_type="multi_label_classification"'
+refused "a multi-label head" "$TMP/e21" 'problem_type multi_label_classification'
+$HFM make "$TMP/e22"
+mv "$TMP/e22/model.safetensors" "$TMP/e22/tf_model.h5"
+refused "tf_model.h5 alone" "$TMP/e22" 'only tf_model.h5 is there; mneme reads one model.safetensors'
+$HFM make "$TMP/e23" --labels 3 --set 'id2label=null' --set 'num_labels=3'
+"$MNEME" predict "$TMP/e23" --task original --ids < "$TMP/ids" > "$TMP/out" 2> "$TMP/err"
+ok $([ $? = 0 ] && jq -e '.label | test("^LABEL_[012]$")' "$TMP/out" > /dev/null; echo $?) \
+   "num_labels without id2label: LABEL_0..LABEL_2, as transformers names them ($(head -c 80 "$TMP/out"))"
 mlm_refused() {
     "$MNEME" predict "$2" --task mlm --ids < "$TMP/mids" > /dev/null 2> "$TMP/err"
     st=$?

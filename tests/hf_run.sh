@@ -134,6 +134,9 @@ jq -e '(.id2label | length) == 2 and (.label2id | length) == 2' "$TMP/peft/confi
 ok $? "the adapter folder's config.json carries the labels ($(jq -c .id2label "$TMP/peft/config.json"))"
 "$MNEME" export "$TMP/run_lora" --to "$TMP/peft" > /dev/null 2>&1
 ok $? "exporting again over an earlier export replaces it"
+echo "a film" | "$MNEME" predict "$TMP/peft" --task original > /dev/null 2> "$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "a PEFT adapter, not a model" && contains "$TMP/err" "export --merge"; echo $?) \
+   "an adapter folder where a model is expected says what it is: $(cat "$TMP/err")"
 mkdir -p "$TMP/mine" && echo keep > "$TMP/mine/notes.txt"
 "$MNEME" export "$TMP/run_lora" --to "$TMP/mine" > /dev/null 2> "$TMP/err"
 ok $([ $? != 0 ] && contains "$TMP/err" "not an earlier export" && [ "$(ls "$TMP/mine")" = notes.txt ]; echo $?) \
