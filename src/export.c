@@ -434,6 +434,10 @@ int export_main(int argc, char **argv)
     LabelSet labels[MODEL_MAX_TASKS];
     Model m;
     memset(&m, 0, sizeof m);
+    if (access(a.src, F_OK) < 0) {
+        fprintf(stderr, "mneme export: %s: %s\n", a.src, strerror(errno));
+        return 2;
+    }
     if (is_dir(a.src)) {
         if (run_checkpoint(a.src, ck, sizeof ck, &e) < 0) {
             fprintf(stderr, "mneme export: %s\n", e.msg);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <libconfig.h>
@@ -172,6 +173,9 @@ static int read_json(const char *path, json_t **out, MnError *e)
     json_error_t je;
     *out = json_load_file(path, 0, &je);
     if (!*out) {
+        /* jansson's own text repeats the path */
+        if (je.line < 1 && access(path, R_OK) < 0)
+            return mn_fail(e, "%s: cannot open: %s", path, strerror(errno));
         if (je.line < 1)
             return mn_fail(e, "%s: %s", path, je.text);
         return mn_fail(e, "%s:%d: %s", path, je.line, je.text);

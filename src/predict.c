@@ -376,6 +376,11 @@ static int load_folder(const char *dir, Model *m, ModelConfig *cfg, LabelSet *la
                        Tokenizer *tok, int need_tok, MlmHead *head, MnError *e)
 {
     HfModel h;
+    char ck[1100];
+    snprintf(ck, sizeof ck, "%s/checkpoints", dir);
+    if (is_dir(ck))
+        return mn_fail(e, "%s is a run folder: predict takes one of its checkpoints, such as "
+                       "%s/final.safetensors", dir, ck);
     if (hf_open(&h, dir, e) < 0)
         return -1;
     if (!h.head_labels && !head) {

@@ -134,6 +134,12 @@ jq -e '(.id2label | length) == 2 and (.label2id | length) == 2' "$TMP/peft/confi
 ok $? "the adapter folder's config.json carries the labels ($(jq -c .id2label "$TMP/peft/config.json"))"
 "$MNEME" export "$TMP/run_lora" --to "$TMP/peft" > /dev/null 2>&1
 ok $? "exporting again over an earlier export replaces it"
+echo "a film" | "$MNEME" predict "$TMP/run" --task new > /dev/null 2> "$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "is a run folder: predict takes one of its checkpoints"; echo $?) \
+   "predict on a run folder names a checkpoint to give: $(cat "$TMP/err")"
+"$MNEME" export "$TMP/no-such-run" --to "$TMP/x" > /dev/null 2> "$TMP/err"
+ok $([ $? = 2 ] && contains "$TMP/err" "no-such-run: No such file or directory" && [ ! -e "$TMP/x" ]; echo $?) \
+   "export of a path that does not exist says so: $(cat "$TMP/err")"
 echo "a film" | "$MNEME" predict "$TMP/peft" --task original > /dev/null 2> "$TMP/err"
 ok $([ $? = 2 ] && contains "$TMP/err" "a PEFT adapter, not a model" && contains "$TMP/err" "export --merge"; echo $?) \
    "an adapter folder where a model is expected says what it is: $(cat "$TMP/err")"
