@@ -1181,6 +1181,10 @@ static int apply_base_from(Experiment *x, const Ctx *c, MnError *e)
                        x->model.max_len, h.shape.max_positions, x->base.from);
     if (!ol.seen)
         x->model.max_len = h.shape.max_positions < 128 ? h.shape.max_positions : 128;
+    /* what the file lacks (a new head, an MLM checkpoint's pooler) starts
+     * as Hugging Face would start it, unless the experiment says otherwise */
+    if (!key_origin(c, "model.init_std").seen && h.init_std > 0 && h.init_std <= 1)
+        x->model.init_std = h.init_std;
     Origin ot = key_origin(c, "model.tokenizer");
     if (ot.seen && strcmp(x->model.tokenizer, "wordpiece") != 0)
         return fail_at(e, c, &ot, "model.tokenizer",

@@ -1,6 +1,7 @@
 #include <dirent.h>
 #include <ftw.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -574,6 +575,27 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
+/* base.from's initializer_range starts what the file lacks (a new head),
+ * unless model.init_std is given. */
+static void test_base_init_std(void)
+{
+    Experiment x;
+    mkdir(in_dir("hfm"), 0755);
+    put("hfm/config.json", "{\"model_type\": \"bert\", \"vocab_size\": 40, \"hidden_size\": 16, "
+        "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"intermediate_size\": 32, "
+        "\"max_position_embeddings\": 40, \"type_vocab_size\": 2, \"initializer_range\": 0.05}\n");
+    put("hfm.cfg", "base = { from = \"hfm\"; };\noriginal = { mlm = \"t.txt\"; };\n"
+        "new = { builtin = \"topic\"; };\n");
+    put("t.txt", "a b c\n");
+    e.msg[0] = '\0';
+    int rc = experiment_load(&x, in_dir("hfm.cfg"), NULL, 0, &e);
+    ok(rc == 0 && fabs(x.model.init_std - 0.05) < 1e-12,
+       "base.from's initializer_range 0.05 becomes model.init_std (%s)", e.msg);
+    const char *set[] = { "model.init_std=0.01" };
+    rc = experiment_load(&x, in_dir("hfm.cfg"), set, 1, &e);
+    ok(rc == 0 && fabs(x.model.init_std - 0.01) < 1e-12, "a given model.init_std stays (%s)", e.msg);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/mneme-config-XXXXXX";
@@ -593,6 +615,7 @@ int main(void)
     test_round_trip();
     test_data_formats();
     test_paths();
+    test_base_init_std();
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return tap_done();
 }
