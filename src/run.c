@@ -856,9 +856,13 @@ static int write_summary(Run *r, const char *path, const char *status, MnError *
     char precision[48];
     bf16_describe(r->model.bf16, precision, sizeof precision);
     json_object_set_new(extra, "precision", json_string(precision));
-    /* what an accuracy's noise depends on */
-    json_object_set_new(extra, "eval_examples", json_pack("{s:i, s:i}",
-                        "original", r->eval[TASK_ORIGINAL].n, "new", r->eval[TASK_NEW].n));
+    /* what an accuracy's noise depends on: for MLM the masked pieces it
+     * is the share of, not the lines */
+    json_object_set_new(extra, "eval_examples", json_pack("{s:I, s:i, s:s}",
+                        "original", r->original_mlm ? (json_int_t)mlm_masked(&r->eval[TASK_ORIGINAL])
+                                                    : (json_int_t)r->eval[TASK_ORIGINAL].n,
+                        "new", r->eval[TASK_NEW].n,
+                        "original_unit", r->original_mlm ? "masked pieces" : "examples"));
     const EvalRecord *off = NULL;
     for (int i = 0; i < r->history.n; i++)
         if (r->history.v[i].has_adapter_off)

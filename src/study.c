@@ -745,11 +745,15 @@ int study_rows(const char *dir, StudyRow **rows_out, int *n_out, StudyInfo *info
         snprintf(info->noise, sizeof info->noise, "%d seeds: means; ± is the 95%% interval of the "
                  "mean, Student's t over seeds; * differs from %s beyond it, paired by seed", ns,
                  info->main);
-    else
+    else {
+        json_t *unit = json_object_get(json_object_get(o, "eval_examples"), "original_unit");
         snprintf(info->noise, sizeof info->noise, "one seed: ± is the 95%% interval of the "
-                 "evaluation's sampling noise on %d original-task and %d new-task examples; * "
-                 "differs from %s beyond it", (int)json_number_at(o, "eval_examples", "original", NULL, 0),
+                 "evaluation's sampling noise on %d original-task %s and %d new-task examples; "
+                 "* differs from %s beyond it",
+                 (int)json_number_at(o, "eval_examples", "original", NULL, 0),
+                 json_is_string(unit) ? json_string_value(unit) : "examples",
                  (int)json_number_at(o, "eval_examples", "new", NULL, 0), info->main);
+    }
     json_decref(o);
     *rows_out = v;
     *n_out = n;

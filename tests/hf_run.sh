@@ -231,6 +231,10 @@ eval = { every = 10; };
 EOF
 "$MNEME" run --headless "$TMP/mlm.cfg" --out "$TMP/run_mlm" --quiet > "$TMP/out" 2>&1
 ok $? "a run with MLM as the original task finishes ($(tail -n 1 "$TMP/out"))"
+masked=$(sed -n 's/.*held-out texts* with \([0-9]*\) masked pieces.*/\1/p' "$TMP/run_mlm/log.txt" | head -n 1)
+jq -e --argjson m "${masked:-0}" '.eval_examples.original == $m and $m > 0 and
+       .eval_examples.original_unit == "masked pieces"' "$TMP/run_mlm/summary.json" > /dev/null
+ok $? "the MLM accuracy's sample is its $masked masked pieces, as the log says, not its lines"
 jq -e -s '[.[] | select(.phase == "finetune")] | length > 2 and
           all(.original.acc >= 0 and .original.acc <= 1 and
               ((.original.ppl - (.original.loss | exp)) | fabs) < 1e-4 * .original.ppl)' \
