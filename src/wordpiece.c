@@ -643,8 +643,11 @@ int wordpiece_pieces_until(const WordPiece *wp, const char *text, int type, int 
             continue;
         }
         rc = pieces_of(wp, seg, (size_t)(p - seg), type, s, &w);
+        /* a special token counts, but as in the library only an ordinary
+         * word ends the text early: which side a pair's truncation cuts
+         * depends on it */
         if (!rc)
-            rc = push_id(s, wp->special[k], type) < 0 ? -1 : enough(s, &w);
+            rc = push_id(s, wp->special[k], type) < 0 ? -1 : 0;
         p += n;
         seg = p;
     }

@@ -309,6 +309,10 @@ static void test_pairs(void)
        "8+7 with max_len 4: lengths after the word reaching 4 (4+4), a tie");
     ok(encode_is(&t, "x x x x x x x x x", "abababab", 6, 6, 2, X, X, 3, 31, 3, 0, 0, 0, 0, 1, 1),
        "9+4 with max_len 6: 6 against 4, the first is the longer");
+    /* as the tokenizers library counts: [MASK] counts, but only the word
+     * after it ends the first text early (5 against 4: the first is cut) */
+    ok(encode_is(&t, "a a a [MASK] a", "b b b b", 4, 4, 2, 13, 3, 3, 0, 0, 0, 1),
+       "a literal [MASK] where the count reaches max_len does not end the text early");
     ok(encode_is(&t, "", "", 3, 3, 2, 3, 3, 0, 0, 1), "two empty texts");
     ok(encode_is(&t, "x x", "x x", 3, 3, 2, 3, 3, 0, 0, 1), "max_len 3 leaves only the special tokens");
     TokenSeq s = { 0 };

@@ -94,6 +94,20 @@ function gen(dir) {
   const pairs = []
   for (let i = 0; i < 300; i++) pairs.push(clean(singles[Math.floor(rand() * singles.length)]) +
     '\t' + clean(singles[Math.floor(rand() * singles.length)]))
+  // Literal special tokens where a truncation cuts: they count, but only
+  // an ordinary word ends the tokenizing of a text early.
+  pairs.push('a a a [MASK] a\tb b b b', '[MASK][MASK][MASK][MASK][MASK]\tb b b b',
+    'hello [SEP] [SEP] world\t[MASK] x', 'x[MASK]y [MASK] z\t[CLS][CLS][CLS] a')
+  const specials = ['[MASK]', '[SEP]', '[CLS]', '[UNK]', '[PAD]', 'a', 'hello', ',', 'x']
+  for (let i = 0; i < 60; i++) {
+    const side = () => {
+      let s = ''
+      const k = 1 + Math.floor(rand() * 8)
+      for (let j = 0; j < k; j++) s += (j && rand() < 0.7 ? ' ' : '') + specials[Math.floor(rand() * specials.length)]
+      return s
+    }
+    pairs.push(side() + '\t' + side())
+  }
   fs.writeFileSync(path.join(dir, 'pairs.txt'), pairs.map((s) => s + '\n').join(''))
 }
 
