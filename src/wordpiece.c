@@ -410,6 +410,24 @@ static int space_chinese(const Cps *in, Cps *out)
 
 static int combining_class(int32_t c) { return utf8proc_get_property(c)->combining_class; }
 
+/* Stable sort of marks c[0..n) by combining class (1..254). */
+static int sort_marks(int32_t *c, size_t n)
+{
+    size_t start[256] = { 0 };
+    int32_t *tmp = malloc(n * sizeof *tmp);
+    if (!tmp)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        start[combining_class(c[i]) + 1]++;   /* classes run 1..254 */
+    for (int k = 1; k < 256; k++)
+        start[k] += start[k - 1];
+    for (size_t i = 0; i < n; i++)
+        tmp[start[combining_class(c[i])]++] = c[i];
+    memcpy(c, tmp, n * sizeof *c);
+    free(tmp);
+    return 0;
+}
+
 /* NFD (canonical decomposition, marks in canonical order), then drop the
  * nonspacing marks (Mn). */
 static int strip_accents(const Cps *in, Cps *out)
@@ -426,18 +444,15 @@ static int strip_accents(const Cps *in, Cps *out)
                 return -1;
     }
     /* Canonical ordering: a stable sort of each run of combining marks
-     * (class > 0) by class. Runs are short: insertion sort. */
-    for (size_t i = 1; i < out->n; i++) {
-        int32_t c = out->c[i];
-        int cc = combining_class(c);
-        if (cc == 0)
-            continue;
-        size_t j = i;
-        while (j > 0 && combining_class(out->c[j - 1]) > cc) {
-            out->c[j] = out->c[j - 1];
-            j--;
-        }
-        out->c[j] = c;
+     * (class > 0) by class; by counting, as a crafted text may hold one
+     * run of a million marks. */
+    for (size_t i = 0; i < out->n;) {
+        size_t end = i;
+        while (end < out->n && combining_class(out->c[end]) > 0)
+            end++;
+        if (end - i > 1 && sort_marks(out->c + i, end - i) < 0)
+            return -1;
+        i = end > i ? end : i + 1;
     }
     size_t k = 0;
     for (size_t i = 0; i < out->n; i++)

@@ -228,6 +228,30 @@ static void test_lowercase(void)
     char *n = wordpiece_normalize(t.wp, "Cr\xc3\xa8me \xe4\xb8\xad\x01");
     ok(n && strcmp(n, "creme  \xe4\xb8\xad ") == 0, "normalize: \"Crème 中\\x01\" -> \"creme  中 \"");
     free(n);
+    /* canonical order before the Mn marks go: U+302E (Mc, class 224) after
+     * U+1B44 (Mc, class 9), U+0301 (Mn, 230) dropped; in a run of 6000
+     * marks too (sorted by counting: crafted runs stay linear) */
+    n = wordpiece_normalize(t.wp, "a\xe3\x80\xae\xcc\x81\xe1\xad\x84");
+    ok(n && strcmp(n, "a\xe1\xad\x84\xe3\x80\xae") == 0, "marks in canonical order: a U+1B44 U+302E");
+    free(n);
+    char *run = malloc(1 + 2000 * 8 + 1), *want = malloc(1 + 4000 * 3 + 1);
+    if (run && want) {
+        char *p = run, *q = want;
+        *p++ = 'a', *q++ = 'a';
+        for (int i = 0; i < 2000; i++)
+            memcpy(p, "\xe3\x80\xae\xcc\x81\xe1\xad\x84", 8), p += 8;
+        *p = 0;
+        for (int i = 0; i < 2000; i++)
+            memcpy(q, "\xe1\xad\x84", 3), q += 3;
+        for (int i = 0; i < 2000; i++)
+            memcpy(q, "\xe3\x80\xae", 3), q += 3;
+        *q = 0;
+        n = wordpiece_normalize(t.wp, run);
+        ok(n && strcmp(n, want) == 0, "a run of 6000 marks: each class together, in order");
+        free(n);
+    }
+    free(run);
+    free(want);
     tokenizer_free(&t);
 }
 
