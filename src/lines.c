@@ -74,7 +74,7 @@ int line_reader_next(LineReader *r, char **line, size_t *len, MnError *e)
     }
     if (n > 0 && s[n - 1] == '\n')
         s[--n] = '\0';
-    while (n > 0 && s[n - 1] == '\r')
+    while (!r->keep_cr && n > 0 && s[n - 1] == '\r')
         s[--n] = '\0';
     const char *nul = memchr(s, '\0', n);
     if (nul)

@@ -18,6 +18,7 @@ typedef struct {
     FILE *f;
     const char *path;          /* in messages: "PATH:LINE: ..." */
     long lineno;               /* of the line last returned */
+    int keep_cr;               /* 1: only "\n" ends a line; "\r" stay in it */
     char *buf;
     size_t cap;
 } LineReader;

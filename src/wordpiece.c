@@ -132,28 +132,38 @@ static int read_vocab(WordPiece *wp, const char *path, MnError *e)
     LineReader lr;
     char *line;
     size_t len, room = 0;
-    int rc;
+    int rc = 0;
     line_reader_init(&lr, f, path);
-    while ((rc = line_reader_next(&lr, &line, &len, e)) > 0) {
+    /* Lines as transformers' load_vocab reads them (Python's universal
+     * newlines): "\r", "\r\n" and "\n" each end one, so "a\rb" is two
+     * tokens and "x\r\r\n" is "x" and an empty one. */
+    lr.keep_cr = 1;
+    while (rc == 0 && (rc = line_reader_next(&lr, &line, &len, e)) > 0) {
         rc = 0;
-        if (wp->n == INT32_MAX / 4) {
-            rc = mn_fail(e, "%s:%d: too many tokens", path, wp->n + 1);
-            break;
-        }
-        if ((size_t)wp->n == room) {
-            room = room ? room * 2 : 1024;
-            char **tokens = realloc(wp->tokens, room * sizeof *tokens);
-            if (!tokens) {
+        if (len > 0 && line[len - 1] == '\r')
+            line[--len] = '\0';
+        for (char *tok = line, *cr; rc == 0 && tok; tok = cr ? cr + 1 : NULL) {
+            if ((cr = strchr(tok, '\r')))
+                *cr = '\0';
+            if (wp->n == INT32_MAX / 4) {
+                rc = mn_fail(e, "%s:%d: too many tokens", path, wp->n + 1);
+                break;
+            }
+            if ((size_t)wp->n == room) {
+                room = room ? room * 2 : 1024;
+                char **tokens = realloc(wp->tokens, room * sizeof *tokens);
+                if (!tokens) {
+                    rc = mn_fail(e, "%s: out of memory", path);
+                    break;
+                }
+                wp->tokens = tokens;
+            }
+            if (!(wp->tokens[wp->n] = strdup(tok))) {
                 rc = mn_fail(e, "%s: out of memory", path);
                 break;
             }
-            wp->tokens = tokens;
+            wp->n++;
         }
-        if (!(wp->tokens[wp->n] = strdup(line))) {
-            rc = mn_fail(e, "%s: out of memory", path);
-            break;
-        }
-        wp->n++;
     }
     line_reader_free(&lr);
     fclose(f);

@@ -123,6 +123,14 @@ static void test_vocab(void)
     if (rc == 0)
         tokenizer_free(&c);
 
+    /* as transformers' load_vocab reads lines: a lone CR ends one too, and
+     * CR CR LF is a line and an empty one, which takes an id */
+    rc = tokenizer_load(&c, model_dir("[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\rworld\r\r\nx\n", NULL), &e);
+    ok(rc == 0 && c.vocab_size == 8 && tokenizer_id(&c, "hello") == 4 &&
+           tokenizer_id(&c, "world") == 5 && tokenizer_id(&c, "x") == 7,
+       "CR alone ends a vocab line, CR CR LF adds an empty token: ids as transformers gives them");
+    if (rc == 0)
+        tokenizer_free(&c);
     rc = tokenizer_load(&c, model_dir("[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\nx\nhello\n", NULL), &e);
     ok(rc == 0 && tokenizer_id(&c, "hello") == 6 && c.mask == c.unk,
        "a token on two lines keeps the later id; no [MASK] is allowed");
