@@ -615,7 +615,8 @@ static int check_field(const char *v, char *why, size_t n)
 {
     if (v[0])
         return 0;
-    snprintf(why, n, "expected a JSON field name, not an empty string");
+    snprintf(why, n, "expected a JSON field name, not an empty string (the defaults: "
+             "text_field \"text\", label_field \"label\")");
     return -1;
 }
 
@@ -1027,7 +1028,8 @@ static int check_task_format(const Experiment *x, const Ctx *c, const char *grou
             const char *what = fmt_keys[i].jsonl < 0 ? "train and eval files"
                                : fmt_keys[i].jsonl ? "JSONL files" : "TSV files";
             if (!files)
-                return fail_at(e, c, &o, key, "only used with %s; this task is built-in", what);
+                return fail_at(e, c, &o, key, "only used with %s; this task is %s", what,
+                               t->mlm[0] ? "masked-language modelling on plain text" : "built-in");
             return fail_at(e, c, &o, key, "only used with %s, and this task has none", what);
         }
     }
@@ -1065,7 +1067,11 @@ static int check_task(const Ctx *c, const char *group, const TaskSource *t, int 
         o = key_origin(c, km);
         if (t->builtin[0] || files)
             return fail_at(e, c, &o, km, "give mlm, or builtin, or train and eval, not two of them "
-                           "(with --set, clear the other: %s=\"\")", t->builtin[0] ? kb : kt);
+                           "(with --set, clear the others: %s=\"\"%s%s%s)",
+                           t->builtin[0] ? kb : t->train[0] ? kt : ke,
+                           t->train[0] && t->eval[0] ? " " : "",
+                           t->train[0] && t->eval[0] ? ke : "",
+                           t->train[0] && t->eval[0] ? "=\"\"" : "");
         return check_readable(c, km, t->mlm, e);
     }
     if (t->builtin[0] && files) {

@@ -485,6 +485,10 @@ static void test_data_formats(void)
         "original = { builtin = \"sentiment\"; };\n"
         "new = { train = \"p.train.jsonl\"; eval = \"p.eval.jsonl\";\n  columns = 3; };\n",
         "exp.cfg:3:", "new.columns", "only used with TSV files");
+    ERR("mlm beside train and eval",
+        "new = { builtin = \"topic\"; };\noriginal = {\n  mlm = \"t.txt\"; train = \"a.tsv\"; "
+        "eval = \"b.tsv\";\n};\n", "exp.cfg:3:", "original.mlm",
+        "clear the others: original.train=\"\" original.eval=\"\"");
     ERR("a header with JSONL files",
         "original = { builtin = \"sentiment\"; };\n"
         "new = { train = \"p.train.jsonl\"; eval = \"p.eval.jsonl\";\n  header = \"yes\"; };\n",
