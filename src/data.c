@@ -419,9 +419,20 @@ static int parse_jsonl(Loader *L, const char *line, size_t n, MnError *e)
 {
     json_error_t je;
     json_t *o = json_loadb(line, n, 0, &je);
-    if (!o)
+    if (!o) {
+        /* jansson's words for the cases people meet, in theirs */
+        const char *why = je.text;
+        if (n >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0)
+            why = "a byte order mark starts the line (files joined together?)";
+        else if (memchr(line, '\r', n))
+            why = "a carriage return inside the line: do the file's lines end with CR alone?";
+        else if (strstr(je.text, "end of file expected"))
+            why = "text after the JSON object (one object a line)";
+        else if (strstr(je.text, "JSON_ALLOW_NUL"))
+            why = "\\u0000 (a NUL character) in a string";
         return mn_fail(e, "%s:%ld: malformed JSON at column %d: %s", L->path, L->lineno,
-                       je.column, je.text);
+                       je.column, why);
+    }
     int rc = -1, label;
     const char *a = NULL, *b = NULL;
     if (!json_is_object(o)) {

@@ -587,7 +587,13 @@ static void test_jsonl_errors(void)
                LABELS_GROW, NULL, 2, "malformed JSON at column 20");
     load_error("two objects on a line", "m2.jsonl",
                "{\"text\":\"a\",\"label\":\"x\"} {\"text\":\"b\",\"label\":\"x\"}\n", NULL,
-               LABELS_GROW, NULL, 1, "malformed JSON");
+               LABELS_GROW, NULL, 1, "malformed JSON at column 26: text after the JSON object (one object a line)");
+    load_error("a byte order mark on a later line (files joined)", "bom.jsonl",
+               "{\"text\":\"a\",\"label\":\"x\"}\n\xEF\xBB\xBF{\"text\":\"b\",\"label\":\"x\"}\n", NULL,
+               LABELS_GROW, NULL, 2, "a byte order mark starts the line (files joined together?)");
+    load_error("lines that end with CR alone", "cr.jsonl",
+               "{\"text\":\"a\",\"label\":\"x\"}\r{\"text\":\"b\",\"label\":\"x\"}\r", NULL,
+               LABELS_GROW, NULL, 1, "do the file's lines end with CR alone?");
     load_error("a JSON array file", "arr.json",
                "[{\"text\":\"a\",\"label\":\"x\"}]\n", NULL, LABELS_GROW, NULL, 1,
                "expected a JSON object per line, found an array");
@@ -613,7 +619,10 @@ static void test_jsonl_errors(void)
     load_error("empty string label", "le.jsonl", "{\"text\":\"a\",\"label\":\"\"}\n", NULL,
                LABELS_GROW, NULL, 1, "empty label");
     load_error("a NUL escape", "nul.jsonl", "{\"text\":\"a\\u0000b\",\"label\":\"x\"}\n", NULL,
-               LABELS_GROW, NULL, 1, "malformed JSON");
+               LABELS_GROW, NULL, 1, "malformed JSON at column");
+    load_error("a NUL escape, said in words", "nul2.jsonl",
+               "{\"text\":\"a\\u0000b\",\"label\":\"x\"}\n", NULL, LABELS_GROW, NULL, 1,
+               "\\u0000 (a NUL character) in a string");
     load_error("unseen eval string label", "ue.jsonl", "{\"text\":\"a\",\"label\":\"maybe\"}\n",
                NULL, LABELS_KNOWN, &(LabelSet){ 2, { "pos", "neg" } }, 1,
                "label 'maybe' does not occur in the training file");
