@@ -835,12 +835,18 @@ static int stop_update(Run *r, const EvalRecord *rec)
 
 /* Relative change of each group since fine-tuning began: where the model
  * moved. Zero for a group that never trained. */
+int run_group_shown(const Run *r, int g)
+{
+    return !(r->original_mlm && strcmp(r->model.groups[g].name, "classifier.original") == 0);
+}
+
 static json_t *drift_json(const Run *r)
 {
     const Model *m = &r->model;
     json_t *o = json_object();
     for (int g = 0; g < m->n_groups; g++)
-        json_object_set_new(o, m->groups[g].name, json_real(group_drift(r, g)));
+        if (run_group_shown(r, g))
+            json_object_set_new(o, m->groups[g].name, json_real(group_drift(r, g)));
     return o;
 }
 

@@ -243,6 +243,11 @@ int run_save_state(Run *r, MnError *e);
  * pass over the group's weights. Negative before fine-tuning began. */
 double run_drift(const Run *r, int g);
 
+/* 0 for a group no one reads: the model's own original head when the
+ * original task is masked-language modelling (scored through the base
+ * model's MLM head); it is left out of the panel and the drift. */
+int run_group_shown(const Run *r, int g);
+
 double run_elapsed(const Run *r);
 
 #endif

@@ -378,13 +378,16 @@ static void publish_now(Trainer *t, const char *message, int wait)
     if (message)
         snprintf(s->message, sizeof s->message, "%s", message);
     copy_history(&s->hist, &s->n_hist, &s->cap_hist, &r->history);
-    s->n_groups = n_groups;
-    for (int g = 0; g < s->n_groups; g++) {
+    s->n_groups = 0;
+    for (int g = 0; g < n_groups; g++) {
         const ParamGroup *pg = &r->model.groups[g];
-        snprintf(s->groups[g].name, sizeof s->groups[g].name, "%s", pg->name);
-        s->groups[g].trainable = pg->trainable;
-        s->groups[g].lr = pg->trainable ? rate * pg->lr_scale : 0;
-        s->groups[g].drift = f->drift[g];
+        if (!run_group_shown(r, g))
+            continue;
+        SnapGroup *sg = &s->groups[s->n_groups++];
+        snprintf(sg->name, sizeof sg->name, "%s", pg->name);
+        sg->trainable = pg->trainable;
+        sg->lr = pg->trainable ? rate * pg->lr_scale : 0;
+        sg->drift = f->drift[g];
     }
     s->n_branches = t->n_br;
     for (int i = 0; i < t->n_br; i++) {

@@ -235,6 +235,9 @@ masked=$(sed -n 's/.*held-out texts* with \([0-9]*\) masked pieces.*/\1/p' "$TMP
 jq -e --argjson m "${masked:-0}" '.eval_examples.original == $m and $m > 0 and
        .eval_examples.original_unit == "masked pieces"' "$TMP/run_mlm/summary.json" > /dev/null
 ok $? "the MLM accuracy's sample is its $masked masked pieces, as the log says, not its lines"
+jq -e '(.drift | has("classifier.original") | not) and (.drift | has("classifier.new")) and (.drift | has("layer.0"))' \
+    "$TMP/run_mlm/summary.json" > /dev/null
+ok $? "an MLM run's drift leaves out the original head no one reads ($(jq -c '.drift | keys' "$TMP/run_mlm/summary.json"))"
 jq -e -s '[.[] | select(.phase == "finetune")] | length > 2 and
           all(.original.acc >= 0 and .original.acc <= 1 and
               ((.original.ppl - (.original.loss | exp)) | fabs) < 1e-4 * .original.ppl)' \
