@@ -272,6 +272,7 @@ static void test_masking(void)
     ok(same, "blank lines between the texts move no mask");
     ok(mlm_masked(&ev) > ev.n && mlm_masked(&ev) == mlm_masked(&ev2),
        "mlm_masked counts the held-out masked pieces (%ld)", mlm_masked(&ev));
+    dataset_free(&ev2), dataset_free(&tr2);
     /* with only [CLS] and [SEP] left nothing can be masked: refused, not
      * scored as a perfect model */
     rc = mlm_load_text(&ev2, &tr2, &t, path, 2, 42, &e);
