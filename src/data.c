@@ -208,6 +208,26 @@ static int label_kind(Loader *L, int is_int, MnError *e)
     return 0;
 }
 
+/* "0", "17": an id as text (no sign, no leading zero). */
+static int is_decimal(const char *s)
+{
+    if (s[0] < '0' || s[0] > '9' || (s[0] == '0' && s[1]))
+        return 0;
+    while (*s >= '0' && *s <= '9')
+        s++;
+    return *s == 0;
+}
+
+/* Labels named by digits ("1" to "5" stars): a digit in the text is then
+ * a name, never an id, or the two would mix. */
+static int digit_names(const LabelSet *ls)
+{
+    for (int i = 0; i < ls->n_labels; i++)
+        if (is_decimal(ls->names[i]))
+            return 1;
+    return 0;
+}
+
 static int label_of_name(Loader *L, const char *name, int *id, MnError *e)
 {
     char list[512];
@@ -229,11 +249,14 @@ static int label_of_name(Loader *L, const char *name, int *id, MnError *e)
          * "1" is id 1 when no label is named "1" */
         char *end;
         long v = strtol(name, &end, 10);
-        if (*end == 0 && name[0] >= '0' && name[0] <= '9' && (name[0] != '0' || !name[1]) &&
-            v < L->ls->n_labels) {
+        if (is_decimal(name) && v < L->ls->n_labels && !digit_names(L->ls)) {
             *id = (int)v;
             return 0;
         }
+        if (digit_names(L->ls))
+            return mn_fail(e, "%s:%ld: label '%s' is not one of the %d labels: %s (labels named "
+                           "by digits take no ids written as text)", L->path, L->lineno, name,
+                           L->ls->n_labels, label_list(L->ls, list, sizeof list));
         return mn_fail(e, "%s:%ld: label '%s' is not one of the %d labels: %s (or their ids "
                        "0..%d)", L->path, L->lineno, name, L->ls->n_labels,
                        label_list(L->ls, list, sizeof list), L->ls->n_labels - 1);
@@ -343,23 +366,28 @@ static int parse_tsv(Loader *L, char *line, MnError *e)
         if (nf < 3)
             field[nf] = p;
     }
+    if (L->d->n == 0)
+        L->first_line = L->lineno;
     if (nf != L->columns) {
         if (L->columns == 2 && nf > 2)
-            return mn_fail(e, "%s:%ld: more than one TAB (expected text<TAB>label, %d fields)%s",
-                           L->path, L->lineno, nf,
-                           nf == 3 ? "; sentence pairs need columns = 3" : "");
-        return mn_fail(e, "%s:%ld: expected %s (%d field%s)", L->path, L->lineno,
-                       tsv_shape(L->columns), nf, nf == 1 ? "" : "s");
+            mn_fail(e, "%s:%ld: more than one TAB (expected text<TAB>label, %d fields)%s",
+                    L->path, L->lineno, nf, nf == 3 ? "; sentence pairs need columns = 3" : "");
+        else
+            mn_fail(e, "%s:%ld: expected %s (%d field%s)", L->path, L->lineno,
+                    tsv_shape(L->columns), nf, nf == 1 ? "" : "s");
+        return header_hint(L, L->lineno, e);
     }
     const char *a = field[0], *b = L->columns == 3 ? field[1] : NULL;
     const char *name = field[L->columns - 1];
-    if (a[0] == '\0')
-        return mn_fail(e, "%s:%ld: empty text%s", L->path, L->lineno, b ? "_a" : "");
-    if (b && b[0] == '\0')
-        return mn_fail(e, "%s:%ld: empty text_b", L->path, L->lineno);
+    if (a[0] == '\0') {
+        mn_fail(e, "%s:%ld: empty text%s", L->path, L->lineno, b ? "_a" : "");
+        return header_hint(L, L->lineno, e);
+    }
+    if (b && b[0] == '\0') {
+        mn_fail(e, "%s:%ld: empty text_b", L->path, L->lineno);
+        return header_hint(L, L->lineno, e);
+    }
     int label;
-    if (L->d->n == 0)
-        L->first_line = L->lineno;
     if (label_of_name(L, name, &label, e) < 0)
         return header_hint(L, L->lineno, e);
     return add_row(L, a, b, label, e);
@@ -424,7 +452,7 @@ static int parse_jsonl(Loader *L, const char *line, size_t n, MnError *e)
         const char *why = je.text;
         if (n >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0)
             why = "a byte order mark starts the line (files joined together?)";
-        else if (memchr(line, '\r', n))
+        else if (memchr(line, '\r', n) && strstr(je.text, "end of file expected"))
             why = "a carriage return inside the line: do the file's lines end with CR alone?";
         else if (strstr(je.text, "end of file expected"))
             why = "text after the JSON object (one object a line)";

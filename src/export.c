@@ -113,7 +113,9 @@ static int write_json(const char *dir, const char *name, json_t *o, MnError *e)
 {
     char path[2200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    /* 15 digits: 0.1 and 1e-12 as written, not their doubles' expansions */
+    char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
+                   : NULL;
     json_decref(o);
     if (!text)
         return mn_fail(e, "%s: out of memory", path);
@@ -342,11 +344,14 @@ static int adapter_base_unchanged(const Model *m, const char *base, MnError *e)
     model_free(&b);
     if (rc < 0)
         return mn_wrap(e, "%s", base);
+    char more[48] = "";
+    if (differ > 1)
+        snprintf(more, sizeof more, " and %d more tensor%s", differ - 1, differ == 2 ? "" : "s");
     if (differ)
-        return mn_fail(e, "%s and %d more tensor%s differ from %s, the base the adapter would "
-                       "be applied to: the run trained base weights (a base phase, or blocks "
-                       "a policy or :unfreeze opened), which a LoRA adapter can't carry; %s",
-                       first, differ - 1, differ == 2 ? "" : "s", base, hint);
+        return mn_fail(e, "%s%s differ%s from %s, the base the adapter would be applied to: the "
+                       "run trained base weights (a base phase, or blocks a policy or :unfreeze "
+                       "opened), which a LoRA adapter can't carry; %s",
+                       first, more, differ == 1 ? "s" : "", base, hint);
     return 0;
 }
 
@@ -388,9 +393,12 @@ static int replaceable(const char *to)
  * where a loader would find it. */
 static int stage_folder(const char *to, char *stage, size_t n, MnError *e)
 {
-    if (access(to, F_OK) == 0 && (!is_dir(to) || !replaceable(to)))
+    if (access(to, F_OK) == 0 && !is_dir(to))
+        return mn_fail(e, "%s exists and is not a folder: choose another --to", to);
+    if (access(to, F_OK) == 0 && !replaceable(to))
         return mn_fail(e, "%s exists and is not an earlier export of mneme's (its config.json "
-                       "has no \"" EXPORT_MARK "\"): choose another --to", to);
+                       "has no \"" EXPORT_MARK "\", or it holds files an export does not "
+                       "write): choose another --to", to);
     if (snprintf(stage, n, "%s.tmp.%ld", to, (long)getpid()) >= (int)n)
         return mn_fail(e, "%s: the path is too long", to);
     remove_tree(stage);
@@ -496,6 +504,9 @@ int export_main(int argc, char **argv)
          * the base model is loaded with (AutoConfig.from_pretrained) */
         json_t *provenance = json_pack("{s:s, s:s, s:b}", "checkpoint", ck, "task", a.task,
                                        "adapter", peft);
+        /* a path that is not UTF-8 has no JSON string: the mark without it */
+        if (!provenance)
+            provenance = json_pack("{s:s, s:b}", "task", a.task, "adapter", peft);
         if (rc == 0)
             rc = write_config(hf_dir, stage, &m, &labels[task], provenance, &e) < 0;
         else

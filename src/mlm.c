@@ -168,7 +168,8 @@ int mlm_load_text(Dataset *eval, Dataset *train, const Tokenizer *t, const char 
         }
         d->len[i] = seq.n;
         d->label[i] = 0;
-        masked[held] += mask_row(d, i, t, seed, example, !held);
+        /* from 1: the seeds of a file without blank lines are its line numbers, as before */
+        masked[held] += mask_row(d, i, t, seed, example + 1, !held);
     }
     if (rc == 0 && eval->n == 0)
         rc = mn_fail(e, "%s: %ld lines of text; every fifth is held out for evaluation, so it "

@@ -114,7 +114,8 @@ ok $? "export of a LoRA run ($(cat "$TMP/out"))"
 jq -e --arg base "$TMP/bert" '.peft_type == "LORA" and .task_type == "SEQ_CLS" and .r == 4 and
        .lora_alpha == 8 and .lora_dropout == 0.1 and .target_modules == ["query", "value"] and
        .modules_to_save == ["pooler", "classifier"] and (.base_model_name_or_path | endswith("/bert"))' \
-    "$TMP/peft/adapter_config.json" > /dev/null
+    "$TMP/peft/adapter_config.json" > /dev/null &&
+    grep -q '"lora_dropout": 0.1,' "$TMP/peft/adapter_config.json"
 ok $? "adapter_config.json: LORA, SEQ_CLS, r, alpha, dropout (0.1 as written), targets, modules_to_save, base ($(jq -c '{r, lora_alpha, target_modules, modules_to_save}' "$TMP/peft/adapter_config.json"))"
 "$PY" - "$TMP/peft/adapter_model.safetensors" > "$TMP/keys" <<'EOF'
 import json, struct, sys

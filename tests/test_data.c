@@ -502,6 +502,14 @@ static void test_header(void)
     ok(rc == 0 && d.n == 4, "and header = yes reads it");
     if (rc == 0)
         dataset_free(&d);
+    /* a header of another width: the column error says it may be one */
+    fmt.header = 0;
+    memset(&ls, 0, sizeof ls);
+    p = WRITE("head-idx.tsv", "index\tsentence\tlabel\na\tpos\n");
+    rc = dataset_load(&d, &bytes, &fmt, p, 16, &ls, LABELS_GROW, &e);
+    ok(rc < 0 && strstr(e.msg, "head-idx.tsv:1: more than one TAB") &&
+           strstr(e.msg, "(is line 1 a header? header = \"yes\" skips it)"),
+       "an index column's header: the column error gives the hint (%s)", e.msg);
     /* GLUE's ids as labels under a header */
     fmt.header = 0;
     memset(&ls, 0, sizeof ls);
@@ -565,6 +573,10 @@ static void test_fixed_labels(void)
        e.msg);
     if (rc == 0)
         dataset_free(&d);
+    /* star ratings named "1" and "2": a 0 in the text is no id beside them */
+    load_error("fixed: digit names take no text ids", "f8.tsv", "x\t0\ny\t1\nz\t0\n", NULL,
+               LABELS_FIXED, &(LabelSet){ 2, { "1", "2" } }, 1,
+               "label '0' is not one of the 2 labels: 1, 2 (labels named by digits take no ids written as text)");
     load_error("fixed: an ambiguous integer", "f7.jsonl", "{\"text\":\"a\",\"label\":1}\n", NULL,
                LABELS_FIXED, &digits, 1,
                "label 1 is ambiguous: id 1 is named '0', and the label named '1' is id 0");
