@@ -266,7 +266,7 @@ static int single_is(const Dataset *d, int i, const char *text)
     return zero && row_is(d, i, text);
 }
 
-static const DataFormat tsv3 = { DATA_AUTO, 3, NULL, NULL, NULL };
+static const DataFormat tsv3 = { DATA_AUTO, 3, 0, NULL, NULL, NULL };
 
 static void test_tsv_pairs(void)
 {
