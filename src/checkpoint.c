@@ -511,14 +511,6 @@ int checkpoint_read_progress(const StFile *f, long *events_lines, double *elapse
     return 0;
 }
 
-static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape)
-{
-    if (ndim == 2)
-        snprintf(buf, n, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
-    else
-        snprintf(buf, n, "[%lld]", (long long)shape[0]);
-}
-
 int checkpoint_require(const StFile *f, const Model *m, int task, const char *path,
                        MnError *e)
 {
@@ -530,14 +522,14 @@ int checkpoint_require(const StFile *f, const Model *m, int task, const char *pa
             continue;
         int64_t want[2] = { pt->shape[0], pt->shape[1] };
         char ws[48], hs[48];
-        shape_text(ws, sizeof ws, pt->ndim, want);
+        safetensors_shape_text(ws, sizeof ws, pt->ndim, want);
         const StTensorInfo *ti = safetensors_find(f, pt->name);
         if (!ti)
             return mn_fail(e, "%s: tensor %s is missing (its metadata, mneme.model, needs it "
                            "as %s)", path, pt->name, ws);
         if (ti->ndim != pt->ndim || ti->shape[0] != want[0] ||
             (pt->ndim == 2 && ti->shape[1] != want[1])) {
-            shape_text(hs, sizeof hs, ti->ndim, ti->shape);
+            safetensors_shape_text(hs, sizeof hs, ti->ndim, ti->shape);
             return mn_fail(e, "%s: tensor %s has shape %s, but its metadata (mneme.model) "
                            "needs %s", path, pt->name, ti->ndim > 2 ? "of more than 2 "
                            "dimensions" : hs, ws);

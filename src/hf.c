@@ -166,18 +166,6 @@ int hf_run_files(const char *checkpoint, char *dir, size_t n)
     return 0;
 }
 
-/* "[30522, 768]", "[30522]", "[]" */
-static const char *shape_str(const StTensorInfo *t, char *out, size_t n)
-{
-    size_t used = (size_t)snprintf(out, n, "[");
-    for (int d = 0; d < t->ndim && used < n; d++)
-        used += (size_t)snprintf(out + used, n - used, "%s%lld", d ? ", " : "",
-                                 (long long)t->shape[d]);
-    if (used < n)
-        snprintf(out + used, n - used, "]");
-    return out;
-}
-
 /* ---- config.json ---------------------------------------------------------- */
 
 static int read_json(const char *path, json_t **out, MnError *e)
@@ -453,20 +441,22 @@ static int read_weights(HfModel *h, MnError *e)
     /* before anything is sized from config.json: a config that claims a
      * far larger model than the file holds fails here, not after
      * allocating for it */
-    const StTensorInfo *we = safetensors_find(&h->st, h->prefixed ? name : name + strlen(prefix));
+    const char *wname = h->prefixed ? name : name + strlen(prefix);
+    const StTensorInfo *we = safetensors_find(&h->st, wname);
     char got[64];
     if (we->ndim != 2 || we->shape[0] != h->shape.vocab || we->shape[1] != h->shape.hidden)
         return mn_fail(e, "%s: %s has shape %s, but config.json's vocab_size %d and "
-                       "hidden_size %d need [%d, %d]", path, h->prefixed ? name : name + strlen(prefix),
-                       shape_str(we, got, sizeof got), h->shape.vocab, h->shape.hidden,
-                       h->shape.vocab, h->shape.hidden);
+                       "hidden_size %d need [%d, %d]", path, wname,
+                       safetensors_shape_text(got, sizeof got, we->ndim, we->shape),
+                       h->shape.vocab, h->shape.hidden, h->shape.vocab, h->shape.hidden);
     const StTensorInfo *ti = safetensors_find(&h->st, "classifier.weight");
     if (ti) {
         if (ti->ndim != 2 || ti->shape[1] != h->shape.hidden || ti->shape[0] < 1 ||
             ti->shape[0] > MAX_LABELS)
             return mn_fail(e, "%s: classifier.weight has shape %s, expected [labels (1 to %d), "
-                           "hidden_size %d]", path, shape_str(ti, got, sizeof got), MAX_LABELS,
-                           h->shape.hidden);
+                           "hidden_size %d]", path,
+                           safetensors_shape_text(got, sizeof got, ti->ndim, ti->shape),
+                           MAX_LABELS, h->shape.hidden);
         h->head_labels = (int)ti->shape[0];
         if (h->head_labels != h->labels.n_labels)
             return mn_fail(e, "%s: classifier.weight has %d rows but config.json's id2label "

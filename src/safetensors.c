@@ -56,8 +56,7 @@ static uint64_t get_le64(const unsigned char *p)
 }
 
 /* Formats "[2, 3]" into buf; shapes are short, so truncation is cosmetic. */
-static const char *shape_str(char *buf, size_t cap, int ndim,
-                             const int64_t *shape)
+const char *safetensors_shape_text(char *buf, size_t cap, int ndim, const int64_t *shape)
 {
     size_t len = (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < ndim && len < cap; i++)
@@ -187,7 +186,7 @@ static int check_tensor_out(const char *path, const StTensorOut *t, int i,
         || *count > (uint64_t)LLONG_MAX / 4)
         return mn_fail(e, "%s: tensor \"%s\": shape %s is negative or too "
                        "large", path,
-                       t->name, shape_str(sh, sizeof sh, t->ndim, t->shape));
+                       t->name, safetensors_shape_text(sh, sizeof sh, t->ndim, t->shape));
     if (*count && !t->data)
         return mn_fail(e, "%s: tensor \"%s\" has no data", path, t->name);
     return 0;
@@ -561,11 +560,11 @@ static int parse_tensor(StTensorInfo *ti, const char *name, json_t *v,
         || count > UINT64_MAX / elsize)
         return mn_fail(e, "%s: tensor \"%s\": shape %s is too large (its "
                        "byte size overflows)", path, name,
-                       shape_str(sh, sizeof sh, ti->ndim, ti->shape));
+                       safetensors_shape_text(sh, sizeof sh, ti->ndim, ti->shape));
     if (count * elsize != (uint64_t)(ti->end - ti->begin))
         return mn_fail(e, "%s: tensor \"%s\": shape %s of %s needs %" PRIu64
                        " bytes but data_offsets [%zu, %zu] span %zu", path,
-                       name, shape_str(sh, sizeof sh, ti->ndim, ti->shape),
+                       name, safetensors_shape_text(sh, sizeof sh, ti->ndim, ti->shape),
                        ti->dtype, count * elsize, ti->begin, ti->end,
                        ti->end - ti->begin);
     if (ti->end > data_len)
@@ -871,8 +870,8 @@ int safetensors_get_f32(const StFile *f, const char *name, float *dst,
                        "dimensions)", name, ndim);
     if (!same_shape(ti, ndim, shape))
         return mn_fail(e, "tensor \"%s\" has shape %s, expected %s", name,
-                       shape_str(have, sizeof have, ti->ndim, ti->shape),
-                       shape_str(want, sizeof want, ndim, shape));
+                       safetensors_shape_text(have, sizeof have, ti->ndim, ti->shape),
+                       safetensors_shape_text(want, sizeof want, ndim, shape));
     /* The data section need not be aligned (other tools do not pad), so
      * assemble each float from its little-endian bytes. */
     const unsigned char *p = f->buf + f->data_start + ti->begin;

@@ -65,6 +65,8 @@ const StTensorInfo *safetensors_find(const StFile *f, const char *name);
  * (ndim, shape); an error names the tensor and both shapes. */
 int safetensors_get_f32(const StFile *f, const char *name, float *dst,
                         int ndim, const int64_t *shape, MnError *e);
+/* "[30522, 768]", "[30522]", "[]": a shape in messages; returns buf. */
+const char *safetensors_shape_text(char *buf, size_t cap, int ndim, const int64_t *shape);
 /* Metadata value for key, or NULL. */
 const char *safetensors_meta(const StFile *f, const char *key);
 
