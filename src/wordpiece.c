@@ -420,9 +420,22 @@ static int space_chinese(const Cps *in, Cps *out)
 
 static int combining_class(int32_t c) { return utf8proc_get_property(c)->combining_class; }
 
-/* Stable sort of marks c[0..n) by combining class (1..254). */
+/* Stable sort of marks c[0..n) by combining class (1..254); by counting
+ * past a few, as a crafted text may hold one run of a million marks. */
 static int sort_marks(int32_t *c, size_t n)
 {
+    /* the usual run, two or three marks: in place, no allocation */
+    if (n <= 16) {
+        for (size_t i = 1; i < n; i++) {
+            int32_t x = c[i];
+            int cc = combining_class(x);
+            size_t j = i;
+            for (; j > 0 && combining_class(c[j - 1]) > cc; j--)
+                c[j] = c[j - 1];
+            c[j] = x;
+        }
+        return 0;
+    }
     size_t start[256] = { 0 };
     int32_t *tmp = malloc(n * sizeof *tmp);
     if (!tmp)
@@ -454,8 +467,7 @@ static int strip_accents(const Cps *in, Cps *out)
                 return -1;
     }
     /* Canonical ordering: a stable sort of each run of combining marks
-     * (class > 0) by class; by counting, as a crafted text may hold one
-     * run of a million marks. */
+     * (class > 0) by class. */
     for (size_t i = 0; i < out->n;) {
         size_t end = i;
         while (end < out->n && combining_class(out->c[end]) > 0)
