@@ -51,18 +51,21 @@ void branch_root(const char *run_dir, char *out, size_t n)
     json_decref(b);
 }
 
-/* The step a checkpoint holds, from its metadata, when it is of phase
- * `phase`; -1 for another phase or an unreadable file. */
-static long checkpoint_step_of(const char *path, const char *phase_wanted)
+/* The step a checkpoint holds, from its metadata, for a fine-tuning one
+ * and (*done set) for the final one of a finished run; -1 for another
+ * phase or an unreadable file. One read: each file holds the weights. */
+static long checkpoint_step_done(const char *path, int *done)
 {
     StFile f;
     MnError why;
     long step = -1;
+    *done = 0;
     if (safetensors_read(&f, path, &why) < 0)
         return -1;
     const char *phase = safetensors_meta(&f, "mneme.phase");
     const char *s = safetensors_meta(&f, "mneme.step");
-    if (phase && s && strcmp(phase, phase_wanted) == 0)
+    *done = phase && strcmp(phase, "done") == 0;
+    if (phase && s && (*done || strcmp(phase, "finetune") == 0))
         step = strtol(s, NULL, 10);
     safetensors_free(&f);
     return step;
@@ -71,7 +74,9 @@ static long checkpoint_step_of(const char *path, const char *phase_wanted)
 /* The fine-tuning step a checkpoint holds; -1 for another phase. */
 static long checkpoint_step(const char *path)
 {
-    return checkpoint_step_of(path, "finetune");
+    int done;
+    long step = checkpoint_step_done(path, &done);
+    return done ? -1 : step;
 }
 
 static int by_value(const void *a, const void *b)
@@ -80,20 +85,15 @@ static int by_value(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-long branch_final_step(const char *run_dir)
-{
-    char file[4200];
-    snprintf(file, sizeof file, "%s/checkpoints/final.safetensors", run_dir);
-    return checkpoint_step_of(file, "done");
-}
-
 int branch_find_checkpoint(const char *run_dir, long step, char *path, size_t n,
-                           long *found, MnError *e)
+                           long *found, long *final_step, MnError *e)
 {
     char dir[4200], file[4600], have[512] = "";
     long steps[64];
     int n_steps = 0;
-    long best = -1;
+    long best = -1, final = -1;
+    if (final_step)
+        *final_step = -1;
     snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
     /* The step's own checkpoint, when it is there: one file read, not
      * every checkpoint of the run (each holds the weights and moments). */
@@ -114,8 +114,11 @@ int branch_find_checkpoint(const char *run_dir, long step, char *path, size_t n,
             !strcmp(de->d_name, "fisher.safetensors") || !strcmp(de->d_name, "merged.safetensors"))
             continue;
         snprintf(file, sizeof file, "%s/%s", dir, de->d_name);
-        long s = checkpoint_step(file);
-        if (s < 0)
+        int done;
+        long s = checkpoint_step_done(file, &done);
+        if (done && !strcmp(de->d_name, "final.safetensors"))
+            final = s;
+        if (s < 0 || done)
             continue;
         int seen = 0;
         for (int i = 0; i < n_steps; i++)
@@ -133,9 +136,10 @@ int branch_find_checkpoint(const char *run_dir, long step, char *path, size_t n,
     qsort(steps, (size_t)n_steps, sizeof *steps, by_value);
     for (int i = 0, used = 0; i < n_steps && used + 24 < (int)sizeof have; i++)
         used += snprintf(have + used, sizeof have - (size_t)used, "%s%ld", i ? ", " : "", steps[i]);
+    if (final_step)
+        *final_step = final;
     /* the final checkpoint ends the run: a branch can't go on from it */
     char ended[160] = "";
-    long final = branch_final_step(run_dir);
     if (final >= 0)
         snprintf(ended, sizeof ended, " (final.safetensors, at step %ld, ends the run and can't "
                  "be forked; checkpoint.every = N keeps checkpoints to fork from)", final);

@@ -19,14 +19,13 @@ int branch_name_check(const char *name, MnError *e);
 /* The root run of run_dir's family (run_dir itself when it is no branch). */
 void branch_root(const char *run_dir, char *out, size_t n);
 
-/* The step of run_dir's final checkpoint, which ends the run and so is no
- * fork point; -1 when it has none. */
-long branch_final_step(const char *run_dir);
-
 /* The checkpoint of run_dir at fine-tuning step `step` (< 0: the newest),
- * as a path; *found gets its step. The error lists the steps there are. */
+ * as a path; *found gets its step. *final_step (when not NULL) gets the
+ * step of the final checkpoint, which ends the run and so is no fork
+ * point, when the folder was searched for it (-1 otherwise). The error
+ * lists the steps there are, and why the final one is not among them. */
 int branch_find_checkpoint(const char *run_dir, long step, char *path, size_t n,
-                           long *found, MnError *e);
+                           long *found, long *final_step, MnError *e);
 
 /* Creates branch `name` of the run in run_dir from its checkpoint file
  * `checkpoint`, with the KEY=VALUE overrides sets[] (see

@@ -302,16 +302,15 @@ int headless_fork(const char *run_dir, long at, const char *name, const char *co
 {
     MnError e;
     char ck[4400], dir[4400];
-    long step;
+    long step, final;
     Printer p = { o->quiet, o->stop_after };
     RunHooks hooks = { print_eval, print_log, print_branch, &p, 0, NULL, 0, NULL, 0 };
-    if (branch_find_checkpoint(run_dir, at, ck, sizeof ck, &step, &e) < 0 ||
+    if (branch_find_checkpoint(run_dir, at, ck, sizeof ck, &step, &final, &e) < 0 ||
         branch_create(run_dir, ck, name, sets, n_sets, "cli", &hooks, NULL, dir, sizeof dir, &e) < 0) {
         fprintf(stderr, "mneme fork: %s\n", e.msg);
         return 2;
     }
-    long final = at < 0 ? branch_final_step(run_dir) : -1;
-    if (final > step)
+    if (at < 0 && final > step)
         fprintf(stderr, "mneme fork: the newest checkpoint a branch can start from is step %ld; "
                 "final.safetensors, at step %ld, ends the run (checkpoint.every = N keeps "
                 "checkpoints to fork from)\n", step, final);

@@ -601,7 +601,7 @@ static void fork_with(Trainer *t, Branch *parent, const Command *c, const char *
         if (c->value < 0)
             rc = run_fork(&parent->run, c->arg, sets, n, source_of(c), &h, &b->run, dir, sizeof dir, &e);
         else if ((rc = branch_find_checkpoint(parent->run.dir, (long)c->value, ck, sizeof ck,
-                                              &step, &e)) == 0)
+                                              &step, NULL, &e)) == 0)
             rc = branch_create(parent->run.dir, ck, c->arg, sets, n, source_of(c), &h, &b->run, dir,
                                sizeof dir, &e);
     }
